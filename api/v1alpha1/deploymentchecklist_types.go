@@ -1,0 +1,818 @@
+/*
+Copyright 2026.
+
+Licensed under the Apache License, Version 2.0 (the "License");
+you may not use this file except in compliance with the License.
+You may obtain a copy of the License at
+
+    http://www.apache.org/licenses/LICENSE-2.0
+
+Unless required by applicable law or agreed to in writing, software
+distributed under the License is distributed on an "AS IS" BASIS,
+WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+See the License for the specific language governing permissions and
+limitations under the License.
+*/
+
+package v1alpha1
+
+import (
+	batchv1 "k8s.io/api/batch/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+)
+
+// List bounds. Every list in spec and status is bounded so that a checklist, however
+// long it runs, stays far below etcd's object size limit and CEL rules stay cheap.
+const (
+	MaxMetrics          = 16
+	MaxPhases           = 16
+	MaxChecksPerPhase   = 16
+	MaxRollbackTriggers = 8
+	MaxHeaders          = 8
+	MaxHistory          = 10
+	MaxApprovalRecords  = 32
+	MaxConditions       = 16
+)
+
+// ApprovalAnnotationPrefix starts every sign-off annotation:
+// approve.tminus.dev/<role>: "<approver> for <revision>".
+const ApprovalAnnotationPrefix = "approve.tminus.dev/"
+
+// GateMode says whether tminus holds the target's rollout.
+// +kubebuilder:validation:Enum=Pause;Observe
+type GateMode string
+
+const (
+	// GatePause keeps the target's spec.paused true until T-0, then resumes it.
+	GatePause GateMode = "Pause"
+	// GateObserve never touches the target; tminus only measures and reports.
+	GateObserve GateMode = "Observe"
+)
+
+// NoDataPolicy says how a measurement that returned nothing (an empty vector, NaN or
+// ±Inf) counts.
+// +kubebuilder:validation:Enum=Hold;Pass;Fail
+type NoDataPolicy string
+
+const (
+	// NoDataHold neither passes nor fails: the check waits for data.
+	NoDataHold NoDataPolicy = "Hold"
+	// NoDataPass counts no data as a pass (for example an error rate with no errors).
+	NoDataPass NoDataPolicy = "Pass"
+	// NoDataFail counts no data as a failure.
+	NoDataFail NoDataPolicy = "Fail"
+)
+
+// RollbackAction is what tminus does to the target when a rollback trigger fires or a
+// T-plus phase fails.
+// +kubebuilder:validation:Enum=Undo;None
+type RollbackAction string
+
+const (
+	// RollbackUndo restores the pod template the target ran before T-0, like
+	// `kubectl rollout undo`.
+	RollbackUndo RollbackAction = "Undo"
+	// RollbackNone records what would have happened and touches nothing (a dry run).
+	RollbackNone RollbackAction = "None"
+)
+
+// TargetRef names the workload the checklist holds and rolls back, in the checklist's
+// own namespace.
+type TargetRef struct {
+	// kind of the target. Only Deployment is supported.
+	// +kubebuilder:validation:Enum=Deployment
+	// +kubebuilder:default=Deployment
+	// +optional
+	Kind string `json:"kind,omitempty"`
+
+	// name of the target in the checklist's namespace.
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=253
+	// +kubebuilder:validation:Pattern=`^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$`
+	// +required
+	Name string `json:"name"`
+}
+
+// SecretKeyRef selects one key of a Secret in the checklist's own namespace.
+type SecretKeyRef struct {
+	// name of the Secret.
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=253
+	// +required
+	Name string `json:"name"`
+
+	// key within the Secret's data.
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=253
+	// +kubebuilder:validation:Pattern=`^[-._a-zA-Z0-9]+$`
+	// +required
+	Key string `json:"key"`
+}
+
+// BasicAuth reads HTTP basic auth credentials from Secrets.
+type BasicAuth struct {
+	// username is read from this Secret key.
+	// +required
+	Username SecretKeyRef `json:"username"`
+	// password is read from this Secret key.
+	// +required
+	Password SecretKeyRef `json:"password"`
+}
+
+// HTTPHeader is one header sent with every Prometheus query. Exactly one of value and
+// secretKeyRef is set.
+// +kubebuilder:validation:XValidation:rule="has(self.value) != has(self.secretKeyRef)",message="spec.prometheus.headers[]: set exactly one of value and secretKeyRef"
+type HTTPHeader struct {
+	// name of the header.
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=128
+	// +kubebuilder:validation:Pattern=`^[!#$%&'*+\-.^_|~0-9A-Za-z]+$`
+	// +required
+	Name string `json:"name"`
+	// value of the header, in clear text.
+	// +kubebuilder:validation:MaxLength=1024
+	// +optional
+	Value string `json:"value,omitempty"`
+	// secretKeyRef reads the value from a Secret key, for values that are credentials.
+	// +optional
+	SecretKeyRef *SecretKeyRef `json:"secretKeyRef,omitempty"`
+}
+
+// TLSConfig says how to verify the Prometheus server's certificate.
+type TLSConfig struct {
+	// caSecretRef reads a PEM bundle of CAs to trust, instead of the system roots.
+	// +optional
+	CASecretRef *SecretKeyRef `json:"caSecretRef,omitempty"`
+	// serverName overrides the name checked against the server's certificate.
+	// +kubebuilder:validation:MaxLength=253
+	// +optional
+	ServerName string `json:"serverName,omitempty"`
+	// insecureSkipVerify turns off certificate verification. Never use it in production.
+	// +optional
+	InsecureSkipVerify bool `json:"insecureSkipVerify,omitempty"`
+}
+
+// PrometheusSpec says where and how to query Prometheus.
+// +kubebuilder:validation:XValidation:rule="!(has(self.bearerTokenSecretRef) && has(self.basicAuth))",message="spec.prometheus: set at most one of bearerTokenSecretRef and basicAuth"
+// +kubebuilder:validation:XValidation:rule="!has(self.timeout) || !self.timeout.matches('^([0-9]+([.][0-9]+)?(ns|us|ms|s|m|h))+$') || duration(self.timeout) > duration('0s')",message="spec.prometheus.timeout must be positive"
+type PrometheusSpec struct {
+	// address of the Prometheus HTTP API, e.g. http://prometheus.monitoring.svc:9090.
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=512
+	// +kubebuilder:validation:XValidation:rule="self.matches('^https?://[^/?# ]+(/[^?# ]*)?$')",message="spec.prometheus.address must be an http:// or https:// URL with a host and no query"
+	// +required
+	Address string `json:"address"`
+
+	// bearerTokenSecretRef reads a bearer token sent as "Authorization: Bearer <token>".
+	// +optional
+	BearerTokenSecretRef *SecretKeyRef `json:"bearerTokenSecretRef,omitempty"`
+
+	// basicAuth sends HTTP basic auth credentials.
+	// +optional
+	BasicAuth *BasicAuth `json:"basicAuth,omitempty"`
+
+	// headers are extra HTTP headers sent with every query (e.g. X-Scope-OrgID).
+	// +listType=map
+	// +listMapKey=name
+	// +kubebuilder:validation:MaxItems=8
+	// +optional
+	Headers []HTTPHeader `json:"headers,omitempty"`
+
+	// tls configures verification of the server's certificate for https addresses.
+	// +optional
+	TLS *TLSConfig `json:"tls,omitempty"`
+
+	// timeout bounds each query. It must not exceed spec.interval.
+	// +kubebuilder:validation:Pattern=`^([0-9]+(\.[0-9]+)?(ns|us|ms|s|m|h))+$`
+	// +kubebuilder:validation:MaxLength=32
+	// +kubebuilder:default="10s"
+	// +optional
+	Timeout string `json:"timeout,omitempty"`
+}
+
+// MetricSpec is a named PromQL query that checks and rollback triggers refer to.
+type MetricSpec struct {
+	// name by which checks and triggers refer to this metric.
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=63
+	// +kubebuilder:validation:Pattern=`^[a-z0-9]([-a-z0-9]*[a-z0-9])?$`
+	// +required
+	Name string `json:"name"`
+
+	// query is an instant PromQL query that must return a scalar or a vector of exactly
+	// one sample. It may use the variables {{namespace}}, {{target}}, {{revision}} and
+	// {{checklist}}.
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=4096
+	// +required
+	Query string `json:"query"`
+
+	// onNoData says how an empty result, NaN or ±Inf counts: Hold (default) waits,
+	// Pass passes, Fail fails. A Prometheus error is never "no data".
+	// +kubebuilder:default=Hold
+	// +optional
+	OnNoData NoDataPolicy `json:"onNoData,omitempty"`
+}
+
+// PhaseSpec is one block of the checklist, such as "T-60m" or "T+5m".
+// +kubebuilder:validation:XValidation:rule="!has(self.timeout) || !self.timeout.matches('^([0-9]+([.][0-9]+)?(ns|us|ms|s|m|h))+$') || duration(self.timeout) > duration('0s')",message="spec.phases[].timeout must be positive"
+type PhaseSpec struct {
+	// name of the phase as the checklist reads, e.g. T-60m, T-0 or T+5m.
+	// +kubebuilder:validation:MinLength=2
+	// +kubebuilder:validation:MaxLength=16
+	// +kubebuilder:validation:XValidation:rule="self.matches('^T([+-]?[0-9]+([.][0-9]+)?(ns|us|ms|s|m|h|d)?)+$')",message="spec.phases[].name must read like the checklist's own, e.g. T-60m, T-0 or T+5m"
+	// +required
+	Name string `json:"name"`
+
+	// at is when the phase opens relative to T-0, as a signed Go duration: "-60m" opens
+	// an hour before the deploy, "5m" five minutes after it. Phases at or before "0"
+	// gate the release; phases after it verify the release.
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=32
+	// +kubebuilder:validation:XValidation:rule="self.matches('^[+-]?(0|([0-9]+([.][0-9]+)?(ns|us|ms|s|m|h))+)$')",message="spec.phases[].at must be a signed Go duration such as -60m, 0 or 5m"
+	// +required
+	At string `json:"at"`
+
+	// timeout bounds how long the phase may wait for its checks once it opened. A T-minus
+	// phase without one waits as long as it takes (bounded by spec.window when
+	// spec.deployAt is set); the last T-plus phase defaults to 10m.
+	// +kubebuilder:validation:Pattern=`^([0-9]+(\.[0-9]+)?(ns|us|ms|s|m|h))+$`
+	// +kubebuilder:validation:MaxLength=32
+	// +optional
+	Timeout string `json:"timeout,omitempty"`
+
+	// checks are the lines of this phase. The phase passes when all of them pass at once.
+	// +listType=map
+	// +listMapKey=name
+	// +kubebuilder:validation:MinItems=1
+	// +kubebuilder:validation:MaxItems=16
+	// +required
+	Checks []CheckSpec `json:"checks"`
+}
+
+// CheckSpec is one line of the checklist. Exactly one of metric, approval, job and http
+// is set.
+// +kubebuilder:validation:XValidation:rule="[has(self.metric), has(self.approval), has(self.job), has(self.http)].filter(x, x).size() == 1",message="spec.phases[].checks[]: set exactly one of metric, approval, job and http"
+// +kubebuilder:validation:XValidation:rule="!has(self.metric) || has(self.below) || has(self.above)",message="spec.phases[].checks[]: a metric check needs below and/or above"
+// +kubebuilder:validation:XValidation:rule="has(self.metric) || !(has(self.below) || has(self.above))",message="spec.phases[].checks[]: below and above apply only to a metric check"
+// +kubebuilder:validation:XValidation:rule="!(has(self.below) && has(self.above)) || !self.below.matches('^[-+]?([0-9]+([.][0-9]*)?|[.][0-9]+)([eE][-+]?[0-9]+)?$') || !self.above.matches('^[-+]?([0-9]+([.][0-9]*)?|[.][0-9]+)([eE][-+]?[0-9]+)?$') || double(self.above) < double(self.below)",message="spec.phases[].checks[]: above must be less than below, or no value can pass"
+type CheckSpec struct {
+	// name of the check, a DNS label unique within its phase.
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=63
+	// +kubebuilder:validation:Pattern=`^[a-z0-9]([-a-z0-9]*[a-z0-9])?$`
+	// +required
+	Name string `json:"name"`
+
+	// metric names an entry of spec.metrics; the check passes while its value is below
+	// `below` and above `above`.
+	// +kubebuilder:validation:MaxLength=63
+	// +optional
+	Metric string `json:"metric,omitempty"`
+
+	// below is the exclusive upper bound a metric must stay under, as a decimal string
+	// ("0.01").
+	// +kubebuilder:validation:MaxLength=32
+	// +kubebuilder:validation:XValidation:rule="self.matches('^[-+]?([0-9]+([.][0-9]*)?|[.][0-9]+)([eE][-+]?[0-9]+)?$')",message="spec.phases[].checks[].below must be a decimal number in a string, e.g. \"0.01\""
+	// +optional
+	Below *string `json:"below,omitempty"`
+
+	// above is the exclusive lower bound a metric must stay over, as a decimal string.
+	// +kubebuilder:validation:MaxLength=32
+	// +kubebuilder:validation:XValidation:rule="self.matches('^[-+]?([0-9]+([.][0-9]*)?|[.][0-9]+)([eE][-+]?[0-9]+)?$')",message="spec.phases[].checks[].above must be a decimal number in a string, e.g. \"0.99\""
+	// +optional
+	Above *string `json:"above,omitempty"`
+
+	// approval waits for a human sign-off recorded as an annotation.
+	// +optional
+	Approval *ApprovalCheck `json:"approval,omitempty"`
+
+	// job runs a Job from a template and passes when it succeeds.
+	// +optional
+	Job *JobCheck `json:"job,omitempty"`
+
+	// http sends a GET and passes on the expected status (and body, if set).
+	// +optional
+	HTTP *HTTPCheck `json:"http,omitempty"`
+}
+
+// ApprovalCheck waits for sign-offs recorded as annotations
+// approve.tminus.dev/<role>: "<approver> for <revision>".
+type ApprovalCheck struct {
+	// role whose sign-off is needed, e.g. deployment-lead or security-review.
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=63
+	// +kubebuilder:validation:Pattern=`^[a-z0-9]([-a-z0-9]*[a-z0-9])?$`
+	// +required
+	Role string `json:"role"`
+
+	// count of distinct approvers needed (2 for four-eyes).
+	// +kubebuilder:validation:Minimum=1
+	// +kubebuilder:validation:Maximum=5
+	// +kubebuilder:default=1
+	// +optional
+	Count int32 `json:"count,omitempty"`
+}
+
+// JobCheck runs a Job created from a template, owned by the checklist.
+type JobCheck struct {
+	// template of the Job to create. The Job is named after the checklist and the check,
+	// so a restart never creates a second one.
+	// +required
+	Template JobTemplate `json:"template"`
+}
+
+// JobTemplate is the labels, annotations and spec of a Job.
+type JobTemplate struct {
+	// metadata holds labels and annotations copied onto the Job.
+	// +optional
+	Metadata JobTemplateMetadata `json:"metadata,omitempty"`
+	// spec of the Job (batch/v1 JobSpec). The API server validates it when tminus creates
+	// the Job; the CRD does not repeat the pod schema, which would make it too large for
+	// client-side `kubectl apply` (see docs/decisions.md).
+	// +kubebuilder:pruning:PreserveUnknownFields
+	// +kubebuilder:validation:Schemaless
+	// +kubebuilder:validation:Type=object
+	// +required
+	Spec batchv1.JobSpec `json:"spec"`
+}
+
+// JobTemplateMetadata is the part of ObjectMeta a Job template may set.
+type JobTemplateMetadata struct {
+	// labels added to the Job.
+	// +optional
+	Labels map[string]string `json:"labels,omitempty"`
+	// annotations added to the Job.
+	// +optional
+	Annotations map[string]string `json:"annotations,omitempty"`
+}
+
+// HTTPCheck sends a GET request. Redirects are not followed.
+// +kubebuilder:validation:XValidation:rule="!has(self.timeout) || !self.timeout.matches('^([0-9]+([.][0-9]+)?(ns|us|ms|s|m|h))+$') || duration(self.timeout) > duration('0s')",message="http.timeout must be positive"
+type HTTPCheck struct {
+	// url to GET, http:// or https://.
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=2048
+	// +kubebuilder:validation:XValidation:rule="self.matches('^https?://[^/?# ]+([/?#][^ ]*)?$')",message="http.url must be an http:// or https:// URL with a host"
+	// +required
+	URL string `json:"url"`
+
+	// expectStatus is the status code that passes.
+	// +kubebuilder:validation:Minimum=100
+	// +kubebuilder:validation:Maximum=599
+	// +kubebuilder:default=200
+	// +optional
+	ExpectStatus int32 `json:"expectStatus,omitempty"`
+
+	// bodyMatch, if set, is an RE2 regular expression the response body must match.
+	// +kubebuilder:validation:MaxLength=256
+	// +optional
+	BodyMatch string `json:"bodyMatch,omitempty"`
+
+	// timeout bounds the request.
+	// +kubebuilder:validation:Pattern=`^([0-9]+(\.[0-9]+)?(ns|us|ms|s|m|h))+$`
+	// +kubebuilder:validation:MaxLength=32
+	// +kubebuilder:default="5s"
+	// +optional
+	Timeout string `json:"timeout,omitempty"`
+}
+
+// RollbackTrigger is a condition watched from T-0 until the last phase passes. It fires
+// when its condition holds continuously for `for` (or once, without `for`).
+// +kubebuilder:validation:XValidation:rule="has(self.metric) != has(self.http)",message="spec.rollbackTriggers[]: set exactly one of metric and http"
+// +kubebuilder:validation:XValidation:rule="!has(self.metric) || has(self.above) || has(self.below)",message="spec.rollbackTriggers[]: a metric trigger needs above and/or below"
+// +kubebuilder:validation:XValidation:rule="has(self.metric) || !(has(self.below) || has(self.above))",message="spec.rollbackTriggers[]: below and above apply only to a metric trigger"
+// +kubebuilder:validation:XValidation:rule="!has(self.__for__) || !self.__for__.matches('^([0-9]+([.][0-9]+)?(ns|us|ms|s|m|h))+$') || duration(self.__for__) > duration('0s')",message="spec.rollbackTriggers[].for must be positive"
+type RollbackTrigger struct {
+	// name of the trigger, a DNS label.
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=63
+	// +kubebuilder:validation:Pattern=`^[a-z0-9]([-a-z0-9]*[a-z0-9])?$`
+	// +required
+	Name string `json:"name"`
+
+	// metric names an entry of spec.metrics.
+	// +kubebuilder:validation:MaxLength=63
+	// +optional
+	Metric string `json:"metric,omitempty"`
+
+	// above fires the trigger while the metric is greater than this decimal string.
+	// +kubebuilder:validation:MaxLength=32
+	// +kubebuilder:validation:XValidation:rule="self.matches('^[-+]?([0-9]+([.][0-9]*)?|[.][0-9]+)([eE][-+]?[0-9]+)?$')",message="spec.rollbackTriggers[].above must be a decimal number in a string, e.g. \"0.05\""
+	// +optional
+	Above *string `json:"above,omitempty"`
+
+	// below fires the trigger while the metric is less than this decimal string.
+	// +kubebuilder:validation:MaxLength=32
+	// +kubebuilder:validation:XValidation:rule="self.matches('^[-+]?([0-9]+([.][0-9]*)?|[.][0-9]+)([eE][-+]?[0-9]+)?$')",message="spec.rollbackTriggers[].below must be a decimal number in a string"
+	// +optional
+	Below *string `json:"below,omitempty"`
+
+	// http fires the trigger while the health check fails.
+	// +optional
+	HTTP *HTTPCheck `json:"http,omitempty"`
+
+	// for is how long the condition must hold continuously before the trigger fires.
+	// Without it, one breaching measurement fires.
+	// +kubebuilder:validation:Pattern=`^([0-9]+(\.[0-9]+)?(ns|us|ms|s|m|h))+$`
+	// +kubebuilder:validation:MaxLength=32
+	// +optional
+	For string `json:"for,omitempty"`
+}
+
+// RollbackSpec says what a fired trigger or a failed verification does to the target.
+type RollbackSpec struct {
+	// action is Undo (restore the template the target ran before T-0) or None (dry run:
+	// record what would have happened, touch nothing).
+	// +kubebuilder:default=Undo
+	// +optional
+	Action RollbackAction `json:"action,omitempty"`
+}
+
+// DeploymentChecklistSpec is the checklist a release walks through.
+// +kubebuilder:validation:XValidation:rule="self.phases.all(p, p.checks.all(c, !has(c.metric) || (has(self.metrics) && self.metrics.exists(m, m.name == c.metric))))",message="spec.phases[].checks[].metric must name a metric defined in spec.metrics"
+// +kubebuilder:validation:XValidation:rule="!has(self.rollbackTriggers) || self.rollbackTriggers.all(t, !has(t.metric) || (has(self.metrics) && self.metrics.exists(m, m.name == t.metric)))",message="spec.rollbackTriggers[].metric must name a metric defined in spec.metrics"
+// +kubebuilder:validation:XValidation:rule="!has(self.metrics) || size(self.metrics) == 0 || has(self.prometheus)",message="spec.prometheus is required when spec.metrics is set"
+// +kubebuilder:validation:XValidation:rule="!has(self.prometheus) || !has(self.prometheus.timeout) || !has(self.interval) || !self.prometheus.timeout.matches('^([0-9]+([.][0-9]+)?(ns|us|ms|s|m|h))+$') || !self.interval.matches('^([0-9]+([.][0-9]+)?(ns|us|ms|s|m|h))+$') || duration(self.prometheus.timeout) <= duration(self.interval)",message="spec.prometheus.timeout must not exceed spec.interval"
+// +kubebuilder:validation:XValidation:rule="!has(self.window) || has(self.deployAt)",message="spec.window applies only with spec.deployAt"
+type DeploymentChecklistSpec struct {
+	// target is the workload held until T-0 and rolled back when a trigger fires.
+	// +required
+	Target TargetRef `json:"target"`
+
+	// revision names what is being released, e.g. v2.7.0. Approvals bind to it: an
+	// approval counts only when it names this revision.
+	// +kubebuilder:validation:MaxLength=128
+	// +kubebuilder:validation:Pattern=`^[A-Za-z0-9][-A-Za-z0-9_.+]*$`
+	// +optional
+	Revision string `json:"revision,omitempty"`
+
+	// deployAt is T-0, the earliest time the release may start. Without it, T-0 is as
+	// soon as every T-minus phase has passed.
+	// +optional
+	DeployAt *metav1.Time `json:"deployAt,omitempty"`
+
+	// window is how late after deployAt the release may still start; past it the
+	// checklist fails with "missed the deploy window" and the workload stays as it was.
+	// Defaults to 30m when deployAt is set.
+	// +kubebuilder:validation:Pattern=`^([0-9]+(\.[0-9]+)?(ns|us|ms|s|m|h))+$`
+	// +kubebuilder:validation:MaxLength=32
+	// +kubebuilder:validation:XValidation:rule="duration(self) > duration('0s')",message="spec.window must be positive"
+	// +optional
+	Window string `json:"window,omitempty"`
+
+	// gate is Pause (keep the target paused until T-0) or Observe (never touch the
+	// target, only report).
+	// +kubebuilder:default=Pause
+	// +optional
+	Gate GateMode `json:"gate,omitempty"`
+
+	// interval is how often metric and http checks and rollback triggers are evaluated.
+	// +kubebuilder:validation:Pattern=`^([0-9]+(\.[0-9]+)?(ns|us|ms|s|m|h))+$`
+	// +kubebuilder:validation:MaxLength=32
+	// +kubebuilder:validation:XValidation:rule="duration(self) >= duration('1s')",message="spec.interval must be at least 1s"
+	// +kubebuilder:default="30s"
+	// +optional
+	Interval string `json:"interval,omitempty"`
+
+	// consecutiveErrorLimit is how many measurement errors in a row (Prometheus
+	// unreachable, bad response) mark the checklist Degraded. It holds either way.
+	// +kubebuilder:validation:Minimum=1
+	// +kubebuilder:validation:Maximum=100
+	// +kubebuilder:default=4
+	// +optional
+	ConsecutiveErrorLimit int32 `json:"consecutiveErrorLimit,omitempty"`
+
+	// prometheus is where metric queries go. Required when metrics are defined.
+	// +optional
+	Prometheus *PrometheusSpec `json:"prometheus,omitempty"`
+
+	// metrics are named PromQL queries, reused by checks and rollback triggers.
+	// +listType=map
+	// +listMapKey=name
+	// +kubebuilder:validation:MaxItems=16
+	// +optional
+	Metrics []MetricSpec `json:"metrics,omitempty"`
+
+	// phases of the checklist, ordered by `at`.
+	// +listType=map
+	// +listMapKey=name
+	// +kubebuilder:validation:MinItems=1
+	// +kubebuilder:validation:MaxItems=16
+	// +required
+	Phases []PhaseSpec `json:"phases"`
+
+	// rollbackTriggers are watched from T-0 until the last phase passes.
+	// +listType=map
+	// +listMapKey=name
+	// +kubebuilder:validation:MaxItems=8
+	// +optional
+	RollbackTriggers []RollbackTrigger `json:"rollbackTriggers,omitempty"`
+
+	// rollback says what happens when a trigger fires or a T-plus phase fails.
+	// +kubebuilder:default={action: Undo}
+	// +optional
+	Rollback RollbackSpec `json:"rollback,omitempty"`
+}
+
+// ChecklistPhase is where the release stands.
+// +kubebuilder:validation:Enum=Pending;Running;Holding;Deploying;Verifying;Succeeded;Failed;RolledBack
+type ChecklistPhase string
+
+const (
+	// PhasePending: nothing evaluated yet.
+	PhasePending ChecklistPhase = "Pending"
+	// PhaseRunning: T-minus phases are being evaluated.
+	PhaseRunning ChecklistPhase = "Running"
+	// PhaseHolding: every T-minus phase passed; waiting for deployAt.
+	PhaseHolding ChecklistPhase = "Holding"
+	// PhaseDeploying: released at T-0; waiting for the new revision to be available.
+	PhaseDeploying ChecklistPhase = "Deploying"
+	// PhaseVerifying: T-plus phases and rollback triggers are being evaluated.
+	PhaseVerifying ChecklistPhase = "Verifying"
+	// PhaseSucceeded: every phase passed.
+	PhaseSucceeded ChecklistPhase = "Succeeded"
+	// PhaseFailed: the release did not start (missed window, failed T-minus phase).
+	PhaseFailed ChecklistPhase = "Failed"
+	// PhaseRolledBack: the target was rolled back (or would have been, with action None).
+	PhaseRolledBack ChecklistPhase = "RolledBack"
+)
+
+// Outcome is the result of one evaluation of a check or trigger. Outcomes are never
+// folded together: an Error is not a Fail and NoData is not a Pass.
+// +kubebuilder:validation:Enum=Pending;Pass;Fail;NoData;Error
+type Outcome string
+
+const (
+	OutcomePending Outcome = "Pending"
+	OutcomePass    Outcome = "Pass"
+	OutcomeFail    Outcome = "Fail"
+	OutcomeNoData  Outcome = "NoData"
+	OutcomeError   Outcome = "Error"
+)
+
+// PhaseState is where one checklist phase stands.
+// +kubebuilder:validation:Enum=Pending;Open;Passed;Failed;Skipped
+type PhaseState string
+
+const (
+	PhaseStatePending PhaseState = "Pending"
+	PhaseStateOpen    PhaseState = "Open"
+	PhaseStatePassed  PhaseState = "Passed"
+	PhaseStateFailed  PhaseState = "Failed"
+	PhaseStateSkipped PhaseState = "Skipped"
+)
+
+// Measurement is one past evaluation, kept in a bounded history.
+type Measurement struct {
+	// time of the evaluation.
+	Time metav1.Time `json:"time"`
+	// outcome of the evaluation.
+	Outcome Outcome `json:"outcome"`
+	// value observed, as a string ("0.0042", "NaN", "503").
+	// +optional
+	Value string `json:"value,omitempty"`
+}
+
+// CheckStatus is the latest record of one check.
+type CheckStatus struct {
+	// name of the check.
+	Name string `json:"name"`
+	// kind of the check: Metric, Approval, Job or HTTP.
+	// +kubebuilder:validation:Enum=Metric;Approval;Job;HTTP
+	Kind string `json:"kind"`
+	// outcome of the latest evaluation.
+	Outcome Outcome `json:"outcome"`
+	// value last observed, as a string.
+	// +optional
+	Value string `json:"value,omitempty"`
+	// threshold the value is compared with, e.g. "< 0.01".
+	// +optional
+	Threshold string `json:"threshold,omitempty"`
+	// query as sent to Prometheus, with variables resolved.
+	// +optional
+	Query string `json:"query,omitempty"`
+	// message explains the outcome in a sentence.
+	// +optional
+	Message string `json:"message,omitempty"`
+	// lastEvaluated is when the check was last evaluated.
+	// +optional
+	LastEvaluated *metav1.Time `json:"lastEvaluated,omitempty"`
+	// consecutiveErrors counts Error outcomes in a row.
+	// +optional
+	ConsecutiveErrors int32 `json:"consecutiveErrors,omitempty"`
+	// history holds the latest evaluations, newest last.
+	// +kubebuilder:validation:MaxItems=10
+	// +optional
+	History []Measurement `json:"history,omitempty"`
+}
+
+// PhaseStatus is the record of one checklist phase.
+type PhaseStatus struct {
+	// name of the phase.
+	Name string `json:"name"`
+	// state of the phase.
+	State PhaseState `json:"state"`
+	// openedAt is when the phase opened.
+	// +optional
+	OpenedAt *metav1.Time `json:"openedAt,omitempty"`
+	// completedAt is when the phase passed or failed.
+	// +optional
+	CompletedAt *metav1.Time `json:"completedAt,omitempty"`
+	// checks holds one record per check of the phase.
+	// +listType=map
+	// +listMapKey=name
+	// +kubebuilder:validation:MaxItems=16
+	// +optional
+	Checks []CheckStatus `json:"checks,omitempty"`
+}
+
+// TriggerStatus is the latest record of one rollback trigger.
+type TriggerStatus struct {
+	// name of the trigger.
+	Name string `json:"name"`
+	// outcome of the latest evaluation: Pass means not breached, Fail means breached.
+	Outcome Outcome `json:"outcome"`
+	// value last observed.
+	// +optional
+	Value string `json:"value,omitempty"`
+	// threshold that breaches, e.g. "> 0.05".
+	// +optional
+	Threshold string `json:"threshold,omitempty"`
+	// breachingSince is when the condition started to hold without a break.
+	// +optional
+	BreachingSince *metav1.Time `json:"breachingSince,omitempty"`
+	// lastEvaluated is when the trigger was last evaluated.
+	// +optional
+	LastEvaluated *metav1.Time `json:"lastEvaluated,omitempty"`
+	// message explains the outcome in a sentence.
+	// +optional
+	Message string `json:"message,omitempty"`
+	// consecutiveErrors counts Error outcomes in a row.
+	// +optional
+	ConsecutiveErrors int32 `json:"consecutiveErrors,omitempty"`
+}
+
+// ApprovalRecord is a sign-off seen on the checklist.
+type ApprovalRecord struct {
+	// role signed off.
+	Role string `json:"role"`
+	// approver named in the annotation.
+	Approver string `json:"approver"`
+	// revision the approval names.
+	Revision string `json:"revision"`
+	// firstSeen is when tminus first saw this approval.
+	FirstSeen metav1.Time `json:"firstSeen"`
+	// verified is true when the admission webhook checked that the approver wrote it.
+	// +optional
+	Verified bool `json:"verified,omitempty"`
+}
+
+// TargetStatus records what the target ran before T-0, so a rollback can restore it.
+type TargetStatus struct {
+	// preDeployRevision is the Deployment revision (deployment.kubernetes.io/revision)
+	// that ran before T-0.
+	// +optional
+	PreDeployRevision string `json:"preDeployRevision,omitempty"`
+	// preDeployTemplate is the pod template that ran before T-0.
+	// +kubebuilder:pruning:PreserveUnknownFields
+	// +kubebuilder:validation:Schemaless
+	// +kubebuilder:validation:Type=object
+	// +optional
+	PreDeployTemplate *runtime.RawExtension `json:"preDeployTemplate,omitempty"`
+	// preDeployTemplateHash identifies preDeployTemplate (pod-template-hash).
+	// +optional
+	PreDeployTemplateHash string `json:"preDeployTemplateHash,omitempty"`
+	// releasedAt is when tminus released the target at T-0.
+	// +optional
+	ReleasedAt *metav1.Time `json:"releasedAt,omitempty"`
+	// availableAt is when the released revision became available; T-plus phases count
+	// from it.
+	// +optional
+	AvailableAt *metav1.Time `json:"availableAt,omitempty"`
+}
+
+// RollbackRecord says what fired and what was done about it.
+type RollbackRecord struct {
+	// reason is the trigger or phase that caused the rollback.
+	Reason string `json:"reason"`
+	// message explains the rollback in a sentence, with the observed value.
+	// +optional
+	Message string `json:"message,omitempty"`
+	// value observed when it fired.
+	// +optional
+	Value string `json:"value,omitempty"`
+	// firedAt is when the trigger fired or the phase failed.
+	FiredAt metav1.Time `json:"firedAt"`
+	// completedAt is when the target was restored (unset for a dry run).
+	// +optional
+	CompletedAt *metav1.Time `json:"completedAt,omitempty"`
+	// dryRun is true when spec.rollback.action is None: nothing was touched.
+	// +optional
+	DryRun bool `json:"dryRun,omitempty"`
+}
+
+// DeploymentChecklistStatus is what tminus observed and did.
+type DeploymentChecklistStatus struct {
+	// observedGeneration is the generation of the spec this status describes.
+	// +optional
+	ObservedGeneration int64 `json:"observedGeneration,omitempty"`
+
+	// phase is where the release stands.
+	// +optional
+	Phase ChecklistPhase `json:"phase,omitempty"`
+
+	// currentPhase is the name of the checklist phase open now, e.g. T-15m.
+	// +optional
+	CurrentPhase string `json:"currentPhase,omitempty"`
+
+	// nextAction says in a few words what happens next, e.g. "release at 20:00:00Z".
+	// +optional
+	NextAction string `json:"nextAction,omitempty"`
+
+	// nextActionAt is when tminus looks again.
+	// +optional
+	NextActionAt *metav1.Time `json:"nextActionAt,omitempty"`
+
+	// phases holds one record per checklist phase.
+	// +listType=map
+	// +listMapKey=name
+	// +kubebuilder:validation:MaxItems=16
+	// +optional
+	Phases []PhaseStatus `json:"phases,omitempty"`
+
+	// triggers holds one record per rollback trigger.
+	// +listType=map
+	// +listMapKey=name
+	// +kubebuilder:validation:MaxItems=8
+	// +optional
+	Triggers []TriggerStatus `json:"triggers,omitempty"`
+
+	// approvals holds the sign-offs seen for the current revision.
+	// +kubebuilder:validation:MaxItems=32
+	// +optional
+	Approvals []ApprovalRecord `json:"approvals,omitempty"`
+
+	// target records what the target ran before T-0 and when it was released.
+	// +optional
+	Target *TargetStatus `json:"target,omitempty"`
+
+	// rollback records the rollback, once it happened.
+	// +optional
+	Rollback *RollbackRecord `json:"rollback,omitempty"`
+
+	// conditions: Ready, Reconciling and Stalled (kstatus), AwaitingApproval, Healthy,
+	// Degraded and RolledBack.
+	// +listType=map
+	// +listMapKey=type
+	// +kubebuilder:validation:MaxItems=16
+	// +optional
+	Conditions []metav1.Condition `json:"conditions,omitempty"`
+}
+
+// DeploymentChecklist walks a release of one workload through T-minus phases (before
+// the deploy) and T-plus phases (after it), holds the rollout until the T-minus phases
+// pass, and rolls the workload back when a rollback trigger fires.
+// +kubebuilder:object:root=true
+// +kubebuilder:subresource:status
+// +kubebuilder:resource:shortName=dcl,categories=tminus
+// +kubebuilder:printcolumn:name="Target",type=string,JSONPath=`.spec.target.name`
+// +kubebuilder:printcolumn:name="Revision",type=string,JSONPath=`.spec.revision`
+// +kubebuilder:printcolumn:name="Phase",type=string,JSONPath=`.status.phase`
+// +kubebuilder:printcolumn:name="Current",type=string,JSONPath=`.status.currentPhase`
+// +kubebuilder:printcolumn:name="Ready",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].status`
+// +kubebuilder:printcolumn:name="Next",type=string,JSONPath=`.status.nextAction`,priority=1
+// +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
+type DeploymentChecklist struct {
+	metav1.TypeMeta `json:",inline"`
+
+	// metadata is the standard object's metadata. Sign-offs are annotations
+	// approve.tminus.dev/<role>: "<approver> for <revision>".
+	// +optional
+	metav1.ObjectMeta `json:"metadata,omitempty"`
+
+	// spec is the checklist.
+	// +required
+	Spec DeploymentChecklistSpec `json:"spec"`
+
+	// status is what tminus observed and did.
+	// +optional
+	Status DeploymentChecklistStatus `json:"status,omitempty"`
+}
+
+// +kubebuilder:object:root=true
+
+// DeploymentChecklistList contains a list of DeploymentChecklist.
+type DeploymentChecklistList struct {
+	metav1.TypeMeta `json:",inline"`
+	metav1.ListMeta `json:"metadata,omitempty"`
+	Items           []DeploymentChecklist `json:"items"`
+}
+
+func init() {
+	SchemeBuilder.Register(func(s *runtime.Scheme) error {
+		s.AddKnownTypes(SchemeGroupVersion, &DeploymentChecklist{}, &DeploymentChecklistList{})
+		return nil
+	})
+}

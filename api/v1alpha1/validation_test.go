@@ -1,0 +1,258 @@
+package v1alpha1_test
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	. "github.com/onsi/gomega"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/utils/ptr"
+	"sigs.k8s.io/yaml"
+
+	deployv1alpha1 "github.com/tminus-dev/tminus/api/v1alpha1"
+	"github.com/tminus-dev/tminus/test/testbed"
+)
+
+// validChecklist is a small checklist the API server accepts; each case breaks one field.
+func validChecklist(name string) *deployv1alpha1.DeploymentChecklist {
+	return &deployv1alpha1.DeploymentChecklist{
+		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: "default"},
+		Spec: deployv1alpha1.DeploymentChecklistSpec{
+			Target:     deployv1alpha1.TargetRef{Kind: "Deployment", Name: "checkout"},
+			Revision:   "v2.7.0",
+			Prometheus: &deployv1alpha1.PrometheusSpec{Address: "http://prometheus.monitoring.svc:9090"},
+			Metrics: []deployv1alpha1.MetricSpec{
+				{Name: "error-rate", Query: `sum(rate(http_requests_total{code=~"5.."}[5m]))`},
+			},
+			Phases: []deployv1alpha1.PhaseSpec{
+				{Name: "T-60m", At: "-60m", Checks: []deployv1alpha1.CheckSpec{
+					{Name: "baseline-errors", Metric: "error-rate", Below: ptr.To("0.01")},
+					{Name: "deployment-lead", Approval: &deployv1alpha1.ApprovalCheck{Role: "deployment-lead"}},
+				}},
+				{Name: "T+5m", At: "5m", Checks: []deployv1alpha1.CheckSpec{
+					{Name: "health", HTTP: &deployv1alpha1.HTTPCheck{URL: "http://checkout.shop.svc/health"}},
+				}},
+			},
+			RollbackTriggers: []deployv1alpha1.RollbackTrigger{
+				{Name: "errors-5pct", Metric: "error-rate", Above: ptr.To("0.05"), For: "2m"},
+			},
+		},
+	}
+}
+
+func TestAPIServerRefusesInvalidChecklistsNamingTheField(t *testing.T) {
+	bed := testbed.New(t, testbed.Options{})
+	ctx := context.Background()
+
+	cases := []struct {
+		name   string
+		mutate func(*deployv1alpha1.DeploymentChecklist)
+		// field and message must both appear in the API server's answer.
+		field, message string
+	}{
+		{"check with two kinds", func(c *deployv1alpha1.DeploymentChecklist) {
+			c.Spec.Phases[0].Checks[1].HTTP = &deployv1alpha1.HTTPCheck{URL: "http://x/health"}
+		}, "spec.phases[0].checks[1]", "set exactly one of metric, approval, job and http"},
+		{"check with no kind", func(c *deployv1alpha1.DeploymentChecklist) {
+			c.Spec.Phases[0].Checks[1].Approval = nil
+		}, "spec.phases[0].checks[1]", "set exactly one of metric, approval, job and http"},
+		{"metric check names an undefined metric", func(c *deployv1alpha1.DeploymentChecklist) {
+			c.Spec.Phases[0].Checks[0].Metric = "latency"
+		}, "spec", "spec.phases[].checks[].metric must name a metric defined in spec.metrics"},
+		{"metric check without a threshold", func(c *deployv1alpha1.DeploymentChecklist) {
+			c.Spec.Phases[0].Checks[0].Below = nil
+		}, "spec.phases[0].checks[0]", "a metric check needs below and/or above"},
+		{"threshold given as a percentage", func(c *deployv1alpha1.DeploymentChecklist) {
+			c.Spec.Phases[0].Checks[0].Below = ptr.To("1%")
+		}, "spec.phases[0].checks[0].below", "must be a decimal number in a string"},
+		{"threshold on a non-metric check", func(c *deployv1alpha1.DeploymentChecklist) {
+			c.Spec.Phases[0].Checks[1].Above = ptr.To("1")
+		}, "spec.phases[0].checks[1]", "below and above apply only to a metric check"},
+		{"bounds no value can satisfy", func(c *deployv1alpha1.DeploymentChecklist) {
+			c.Spec.Phases[0].Checks[0].Above = ptr.To("0.5")
+		}, "spec.phases[0].checks[0]", "above must be less than below"},
+		{"at is not a duration", func(c *deployv1alpha1.DeploymentChecklist) {
+			c.Spec.Phases[0].At = "60 minutes before"
+		}, "spec.phases[0].at", "must be a signed Go duration"},
+		{"check name is not a DNS label", func(c *deployv1alpha1.DeploymentChecklist) {
+			c.Spec.Phases[0].Checks[0].Name = "Baseline_Errors"
+		}, "spec.phases[0].checks[0].name", "should match"},
+		{"duplicate check names in a phase", func(c *deployv1alpha1.DeploymentChecklist) {
+			c.Spec.Phases[0].Checks[1].Name = "baseline-errors"
+		}, "spec.phases[0].checks[1]", "Duplicate value"},
+		{"duplicate phase names", func(c *deployv1alpha1.DeploymentChecklist) {
+			c.Spec.Phases[1].Name = "T-60m"
+		}, "spec.phases[1]", "Duplicate value"},
+		{"phase name unlike the checklist's", func(c *deployv1alpha1.DeploymentChecklist) {
+			c.Spec.Phases[0].Name = "preflight"
+		}, "spec.phases[0].name", "must read like the checklist's own"},
+		{"phase name too long", func(c *deployv1alpha1.DeploymentChecklist) {
+			c.Spec.Phases[0].Name = "T-60m60m60m60m60m"
+		}, "spec.phases[0].name", "may not be more than 16"},
+		{"approval role is not a DNS label", func(c *deployv1alpha1.DeploymentChecklist) {
+			c.Spec.Phases[0].Checks[1].Approval.Role = "Security Review"
+		}, "spec.phases[0].checks[1].approval.role", "should match"},
+		{"approval count of zero", func(c *deployv1alpha1.DeploymentChecklist) {
+			c.Spec.Phases[0].Checks[1].Approval.Count = -1
+		}, "spec.phases[0].checks[1].approval.count", "should be greater than or equal to 1"},
+		{"rollback trigger without a condition", func(c *deployv1alpha1.DeploymentChecklist) {
+			c.Spec.RollbackTriggers[0].Metric, c.Spec.RollbackTriggers[0].Above = "", nil
+		}, "spec.rollbackTriggers[0]", "set exactly one of metric and http"},
+		{"metric trigger without a threshold", func(c *deployv1alpha1.DeploymentChecklist) {
+			c.Spec.RollbackTriggers[0].Above = nil
+		}, "spec.rollbackTriggers[0]", "a metric trigger needs above and/or below"},
+		{"trigger names an undefined metric", func(c *deployv1alpha1.DeploymentChecklist) {
+			c.Spec.RollbackTriggers[0].Metric = "p95"
+		}, "spec", "spec.rollbackTriggers[].metric must name a metric defined in spec.metrics"},
+		{"trigger for is negative", func(c *deployv1alpha1.DeploymentChecklist) {
+			c.Spec.RollbackTriggers[0].For = "-2m"
+		}, "spec.rollbackTriggers[0].for", "should match"},
+		{"prometheus address without a scheme", func(c *deployv1alpha1.DeploymentChecklist) {
+			c.Spec.Prometheus.Address = "prometheus.monitoring.svc:9090"
+		}, "spec.prometheus.address", "must be an http:// or https:// URL"},
+		{"prometheus timeout of zero", func(c *deployv1alpha1.DeploymentChecklist) {
+			c.Spec.Prometheus.Timeout = "0s"
+		}, "spec.prometheus", "spec.prometheus.timeout must be positive"},
+		{"prometheus timeout longer than the interval", func(c *deployv1alpha1.DeploymentChecklist) {
+			c.Spec.Prometheus.Timeout, c.Spec.Interval = "45s", "30s"
+		}, "spec", "spec.prometheus.timeout must not exceed spec.interval"},
+		{"bearer token and basic auth together", func(c *deployv1alpha1.DeploymentChecklist) {
+			ref := deployv1alpha1.SecretKeyRef{Name: "prom", Key: "token"}
+			c.Spec.Prometheus.BearerTokenSecretRef = &ref
+			c.Spec.Prometheus.BasicAuth = &deployv1alpha1.BasicAuth{Username: ref, Password: ref}
+		}, "spec.prometheus", "set at most one of bearerTokenSecretRef and basicAuth"},
+		{"metrics without prometheus", func(c *deployv1alpha1.DeploymentChecklist) {
+			c.Spec.Prometheus = nil
+		}, "spec", "spec.prometheus is required when spec.metrics is set"},
+		{"http check with an ftp url", func(c *deployv1alpha1.DeploymentChecklist) {
+			c.Spec.Phases[1].Checks[0].HTTP.URL = "ftp://checkout/health"
+		}, "spec.phases[1].checks[0].http.url", "must be an http:// or https:// URL"},
+		{"http check expecting status 42", func(c *deployv1alpha1.DeploymentChecklist) {
+			c.Spec.Phases[1].Checks[0].HTTP.ExpectStatus = 42
+		}, "spec.phases[1].checks[0].http.expectStatus", "should be greater than or equal to 100"},
+		{"unknown gate", func(c *deployv1alpha1.DeploymentChecklist) {
+			c.Spec.Gate = "Hold"
+		}, "spec.gate", `Unsupported value: "Hold"`},
+		{"unknown onNoData", func(c *deployv1alpha1.DeploymentChecklist) {
+			c.Spec.Metrics[0].OnNoData = "Ignore"
+		}, "spec.metrics[0].onNoData", `Unsupported value: "Ignore"`},
+		{"unknown rollback action", func(c *deployv1alpha1.DeploymentChecklist) {
+			c.Spec.Rollback.Action = "Revert"
+		}, "spec.rollback.action", `Unsupported value: "Revert"`},
+		{"target kind other than Deployment", func(c *deployv1alpha1.DeploymentChecklist) {
+			c.Spec.Target.Kind = "StatefulSet"
+		}, "spec.target.kind", `Unsupported value: "StatefulSet"`},
+		{"target without a name", func(c *deployv1alpha1.DeploymentChecklist) {
+			c.Spec.Target.Name = ""
+		}, "spec.target.name", "should be at least 1 chars long"},
+		{"empty query", func(c *deployv1alpha1.DeploymentChecklist) {
+			c.Spec.Metrics[0].Query = ""
+		}, "spec.metrics[0].query", "should be at least 1 chars long"},
+		{"window without deployAt", func(c *deployv1alpha1.DeploymentChecklist) {
+			c.Spec.Window = "30m"
+		}, "spec", "spec.window applies only with spec.deployAt"},
+		{"interval below one second", func(c *deployv1alpha1.DeploymentChecklist) {
+			c.Spec.Interval = "500ms"
+		}, "spec.interval", "spec.interval must be at least 1s"},
+		{"no phases", func(c *deployv1alpha1.DeploymentChecklist) {
+			c.Spec.Phases = nil
+		}, "spec.phases", "Required value"},
+		{"more phases than status can hold", func(c *deployv1alpha1.DeploymentChecklist) {
+			c.Spec.Phases = nil
+			for i := range deployv1alpha1.MaxPhases + 1 {
+				c.Spec.Phases = append(c.Spec.Phases, deployv1alpha1.PhaseSpec{
+					Name: fmt.Sprintf("T+%dm", i+1), At: fmt.Sprintf("%dm", i+1),
+					Checks: []deployv1alpha1.CheckSpec{{Name: "ok", Approval: &deployv1alpha1.ApprovalCheck{Role: "ops"}}},
+				})
+			}
+		}, "spec.phases", "must have at most 16 items"},
+		{"header with both value and secret", func(c *deployv1alpha1.DeploymentChecklist) {
+			c.Spec.Prometheus.Headers = []deployv1alpha1.HTTPHeader{{
+				Name: "X-Scope-OrgID", Value: "shop",
+				SecretKeyRef: &deployv1alpha1.SecretKeyRef{Name: "prom", Key: "tenant"},
+			}}
+		}, "spec.prometheus.headers[0]", "set exactly one of value and secretKeyRef"},
+	}
+
+	g := NewWithT(t)
+	g.Expect(bed.Client.Create(ctx, validChecklist("valid"))).To(Succeed(), "the base case must be valid")
+
+	for i, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			g := NewWithT(t)
+			obj := validChecklist(fmt.Sprintf("invalid-%d", i))
+			tc.mutate(obj)
+			err := bed.Client.Create(ctx, obj)
+			g.Expect(err).To(HaveOccurred(), "the API server accepted an invalid checklist")
+			g.Expect(apierrors.IsInvalid(err)).To(BeTrue(), "want 422 Invalid, got %v", err)
+			g.Expect(err.Error()).To(ContainSubstring(tc.field), "error must name the field")
+			g.Expect(err.Error()).To(ContainSubstring(tc.message))
+		})
+	}
+}
+
+func TestSeedChecklistSampleIsAcceptedWithDefaults(t *testing.T) {
+	bed := testbed.New(t, testbed.Options{})
+	ctx := context.Background()
+	g := NewWithT(t)
+
+	root, err := testbed.RepoRoot()
+	g.Expect(err).NotTo(HaveOccurred())
+	raw, err := os.ReadFile(filepath.Join(root, "config", "samples", "deploy_v1alpha1_deploymentchecklist.yaml"))
+	g.Expect(err).NotTo(HaveOccurred())
+	var sample deployv1alpha1.DeploymentChecklist
+	g.Expect(yaml.UnmarshalStrict(raw, &sample)).To(Succeed())
+	sample.Namespace = "default"
+	g.Expect(bed.Client.Create(ctx, &sample)).To(Succeed())
+
+	var got deployv1alpha1.DeploymentChecklist
+	g.Expect(bed.Client.Get(ctx, keyOf(&sample), &got)).To(Succeed())
+	// The seed checklist's blocks, sign-offs and rollback triggers all made it.
+	var names, roles []string
+	for _, p := range got.Spec.Phases {
+		names = append(names, p.Name)
+		for _, c := range p.Checks {
+			if c.Approval != nil {
+				roles = append(roles, c.Approval.Role)
+				g.Expect(c.Approval.Count).To(BeEquivalentTo(1), "approval count defaults to 1")
+			}
+			if c.HTTP != nil {
+				g.Expect(c.HTTP.Timeout).To(Equal("5s"), "http timeout defaults to 5s")
+			}
+		}
+	}
+	g.Expect(names).To(Equal([]string{"T-60m", "T-30m", "T-15m", "T-0", "T+5m", "T+15m", "T+30m", "T+60m"}))
+	g.Expect(roles).To(ConsistOf("deployment-lead", "technical-review", "security-review", "operations"))
+	g.Expect(got.Spec.RollbackTriggers).To(HaveLen(4))
+	g.Expect(got.Spec.Rollback.Action).To(Equal(deployv1alpha1.RollbackUndo))
+	g.Expect(got.Spec.Gate).To(Equal(deployv1alpha1.GatePause))
+	g.Expect(got.Spec.ConsecutiveErrorLimit).To(BeEquivalentTo(4))
+	g.Expect(got.Spec.Prometheus.Timeout).To(Equal("10s"))
+}
+
+func TestDefaultsAreFilledInByTheAPIServer(t *testing.T) {
+	bed := testbed.New(t, testbed.Options{})
+	ctx := context.Background()
+	g := NewWithT(t)
+
+	c := validChecklist("defaults")
+	g.Expect(bed.Client.Create(ctx, c)).To(Succeed())
+	var got deployv1alpha1.DeploymentChecklist
+	g.Expect(bed.Client.Get(ctx, keyOf(c), &got)).To(Succeed())
+	g.Expect(got.Spec.Gate).To(Equal(deployv1alpha1.GatePause))
+	g.Expect(got.Spec.Interval).To(Equal("30s"))
+	g.Expect(got.Spec.Metrics[0].OnNoData).To(Equal(deployv1alpha1.NoDataHold))
+	g.Expect(got.Spec.Rollback.Action).To(Equal(deployv1alpha1.RollbackUndo))
+	g.Expect(got.Spec.Phases[1].Checks[0].HTTP.ExpectStatus).To(BeEquivalentTo(200))
+	g.Expect(strings.ToLower(got.Spec.Target.Kind)).To(Equal("deployment"))
+}
+
+func keyOf(c *deployv1alpha1.DeploymentChecklist) types.NamespacedName {
+	return types.NamespacedName{Namespace: c.Namespace, Name: c.Name}
+}

@@ -1,0 +1,139 @@
+#!/usr/bin/env bash
+# Builds the real components tminus is tested and demonstrated against, from Go
+# modules only (no release site is needed): kube-apiserver, kube-controller-manager,
+# kube-scheduler and kubectl from k8s.io/kubernetes, etcd from go.etcd.io/etcd/server/v3,
+# kwok from sigs.k8s.io/kwok and Prometheus from github.com/prometheus/prometheus.
+#
+# Each component lands in bin/<component>-<version>/ and is built once: a second run
+# finds the binary and does nothing. bin/k8s-<version>/ is laid out as envtest expects
+# (kube-apiserver, etcd, kubectl side by side), so KUBEBUILDER_ASSETS can point at it.
+#
+# Usage: hack/build-testbins.sh [all|k8s|etcd|kwok|prometheus]...
+#        hack/build-testbins.sh --print-env   # the variables the tests read
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+BIN=${TMINUS_BIN:-$ROOT/bin}
+
+K8S_VERSION=${K8S_VERSION:-v1.37.2}
+ETCD_VERSION=${ETCD_VERSION:-v3.7.0}
+KWOK_VERSION=${KWOK_VERSION:-v0.8.0}
+PROMETHEUS_VERSION=${PROMETHEUS_VERSION:-v0.316.0}
+
+K8S_DIR=$BIN/k8s-$K8S_VERSION
+ETCD_DIR=$BIN/etcd-$ETCD_VERSION
+KWOK_DIR=$BIN/kwok-$KWOK_VERSION
+PROM_DIR=$BIN/prometheus-$PROMETHEUS_VERSION
+
+log() { printf '[build-testbins] %s\n' "$*" >&2; }
+
+# scratch_module DIR: a throwaway module whose go.mod the caller fills in.
+scratch_module() {
+  rm -rf "$1" && mkdir -p "$1"
+  printf 'module tminus.dev/testbins/scratch\n\ngo 1.26\n' >"$1/go.mod"
+}
+
+# build_in DIR OUT PKG [LDFLAGS]: build PKG inside the scratch module DIR into OUT,
+# writing to a temporary name first so an interrupted build never looks finished.
+build_in() {
+  local dir=$1 out=$2 pkg=$3 ldflags=${4:-}
+  local start=$SECONDS
+  log "building $(basename "$out") from $pkg"
+  (cd "$dir" && CGO_ENABLED=0 GOFLAGS=-mod=mod go build -trimpath -ldflags "-s -w $ldflags" -o "$out.tmp" "$pkg")
+  mv "$out.tmp" "$out"
+  log "built $(basename "$out") in $((SECONDS - start))s"
+}
+
+build_k8s() {
+  local want=(kube-apiserver kube-controller-manager kube-scheduler kubectl)
+  local missing=()
+  for b in "${want[@]}"; do [ -x "$K8S_DIR/$b" ] || missing+=("$b"); done
+  if [ ${#missing[@]} -eq 0 ]; then return; fi
+  local work=$BIN/.work/k8s-$K8S_VERSION
+  scratch_module "$work"
+  # k8s.io/kubernetes points each k8s.io/<staging> module at ./staging; outside its
+  # repository those must come from the module proxy at the matching v0.x.y.
+  local staging_version=v0.${K8S_VERSION#v1.}
+  local gomod
+  gomod=$(cd "$work" && go mod download -json "k8s.io/kubernetes@$K8S_VERSION" | sed -n 's/.*"GoMod": "\(.*\)".*/\1/p')
+  {
+    printf '\nrequire k8s.io/kubernetes %s\n\nreplace (\n' "$K8S_VERSION"
+    sed -n 's#^[[:space:]]*\(k8s.io/[a-z0-9-]*\) => ./staging/.*#\1#p' "$gomod" |
+      while read -r m; do printf '\t%s => %s %s\n' "$m" "$m" "$staging_version"; done
+    printf ')\n'
+  } >>"$work/go.mod"
+  log "k8s.io/kubernetes $K8S_VERSION with $(grep -c ' => ' "$work/go.mod") staging modules at $staging_version"
+  local minor=${K8S_VERSION#v1.}; minor=${minor%%.*}
+  local ld="" p
+  for p in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
+    ld+=" -X $p.gitVersion=$K8S_VERSION -X $p.gitMajor=1 -X $p.gitMinor=$minor"
+    ld+=" -X $p.gitTreeState=clean -X $p.gitCommit=module-$K8S_VERSION -X $p.buildDate=1970-01-01T00:00:00Z"
+  done
+  mkdir -p "$K8S_DIR"
+  for b in "${missing[@]}"; do build_in "$work" "$K8S_DIR/$b" "k8s.io/kubernetes/cmd/$b" "$ld"; done
+}
+
+build_etcd() {
+  [ -x "$ETCD_DIR/etcd" ] && return
+  local work=$BIN/.work/etcd-$ETCD_VERSION
+  scratch_module "$work"
+  printf '\nrequire go.etcd.io/etcd/server/v3 %s\n' "$ETCD_VERSION" >>"$work/go.mod"
+  mkdir -p "$ETCD_DIR"
+  build_in "$work" "$ETCD_DIR/etcd" go.etcd.io/etcd/server/v3 \
+    "-X go.etcd.io/etcd/api/v3/version.GitSHA=module-$ETCD_VERSION"
+}
+
+build_kwok() {
+  [ -x "$KWOK_DIR/kwok" ] && return
+  local work=$BIN/.work/kwok-$KWOK_VERSION
+  scratch_module "$work"
+  printf '\nrequire sigs.k8s.io/kwok %s\n' "$KWOK_VERSION" >>"$work/go.mod"
+  mkdir -p "$KWOK_DIR"
+  build_in "$work" "$KWOK_DIR/kwok" sigs.k8s.io/kwok/cmd/kwok \
+    "-X sigs.k8s.io/kwok/pkg/consts.Version=$KWOK_VERSION"
+  # kwok does nothing without stages; ship the ones the module carries beside it.
+  local src
+  src=$(cd "$work" && go list -m -f '{{.Dir}}' sigs.k8s.io/kwok)
+  rm -rf "$KWOK_DIR/stage" && cp -r "$src/kustomize/stage" "$KWOK_DIR/stage" && chmod -R u+w "$KWOK_DIR/stage"
+}
+
+build_prometheus() {
+  [ -x "$PROM_DIR/prometheus" ] && return
+  local work=$BIN/.work/prometheus-$PROMETHEUS_VERSION
+  scratch_module "$work"
+  printf '\nrequire github.com/prometheus/prometheus %s\n' "$PROMETHEUS_VERSION" >>"$work/go.mod"
+  mkdir -p "$PROM_DIR"
+  build_in "$work" "$PROM_DIR/prometheus" github.com/prometheus/prometheus/cmd/prometheus \
+    "-X github.com/prometheus/common/version.Version=${PROMETHEUS_VERSION#v}"
+}
+
+link_envtest() {
+  # envtest wants etcd beside kube-apiserver.
+  [ -x "$ETCD_DIR/etcd" ] && [ -d "$K8S_DIR" ] && ln -sfn "../etcd-$ETCD_VERSION/etcd" "$K8S_DIR/etcd"
+  return 0
+}
+
+print_env() {
+  echo "KUBEBUILDER_ASSETS=$K8S_DIR"
+  echo "TMINUS_KUBE_CONTROLLER_MANAGER=$K8S_DIR/kube-controller-manager"
+  echo "TMINUS_KUBE_SCHEDULER=$K8S_DIR/kube-scheduler"
+  echo "TMINUS_KWOK=$KWOK_DIR/kwok"
+  echo "TMINUS_KWOK_STAGES=$KWOK_DIR/stage"
+  echo "TMINUS_PROMETHEUS=$PROM_DIR/prometheus"
+}
+
+targets=("$@")
+[ ${#targets[@]} -eq 0 ] && targets=(all)
+for t in "${targets[@]}"; do
+  case $t in
+    all) build_etcd; build_k8s; build_kwok; build_prometheus ;;
+    k8s) build_k8s ;;
+    etcd) build_etcd ;;
+    kwok) build_kwok ;;
+    prometheus) build_prometheus ;;
+    --print-env) print_env; exit 0 ;;
+    *) echo "unknown target $t" >&2; exit 2 ;;
+  esac
+done
+link_envtest
+rm -rf "$BIN/.work"
