@@ -91,10 +91,16 @@ build_kwok() {
   mkdir -p "$KWOK_DIR"
   build_in "$work" "$KWOK_DIR/kwok" sigs.k8s.io/kwok/cmd/kwok \
     "-X sigs.k8s.io/kwok/pkg/consts.Version=$KWOK_VERSION"
-  # kwok does nothing without stages; ship the ones the module carries beside it.
-  local src
+  # kwok does nothing without stages; keep the stage files the module carries beside
+  # it (YAML only: Go files under bin/ would join this module's ./...).
+  local src f
   src=$(cd "$work" && go list -m -f '{{.Dir}}' sigs.k8s.io/kwok)
-  rm -rf "$KWOK_DIR/stage" && cp -r "$src/kustomize/stage" "$KWOK_DIR/stage" && chmod -R u+w "$KWOK_DIR/stage"
+  rm -rf "$KWOK_DIR/stage"
+  (cd "$src/kustomize/stage" && find . -name '*.yaml' -not -path '*/testdata/*') | while read -r f; do
+    mkdir -p "$KWOK_DIR/stage/$(dirname "$f")"
+    cp "$src/kustomize/stage/$f" "$KWOK_DIR/stage/$f"
+  done
+  chmod -R u+w "$KWOK_DIR/stage"
 }
 
 build_prometheus() {

@@ -687,10 +687,17 @@ type TargetStatus struct {
 	// releasedAt is when tminus released the target at T-0.
 	// +optional
 	ReleasedAt *metav1.Time `json:"releasedAt,omitempty"`
+	// releasedTemplateHash identifies the pod template released at T-0.
+	// +optional
+	ReleasedTemplateHash string `json:"releasedTemplateHash,omitempty"`
 	// availableAt is when the released revision became available; T-plus phases count
 	// from it.
 	// +optional
 	AvailableAt *metav1.Time `json:"availableAt,omitempty"`
+	// restoredAt is when tminus saw the pre-deploy template back on the target and the
+	// target resumed: after a rollback, or after a checklist failed before T-0.
+	// +optional
+	RestoredAt *metav1.Time `json:"restoredAt,omitempty"`
 }
 
 // RollbackRecord says what fired and what was done about it.

@@ -12,7 +12,6 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
-	"k8s.io/utils/ptr"
 	"sigs.k8s.io/yaml"
 
 	deployv1alpha1 "github.com/tminus-dev/tminus/api/v1alpha1"
@@ -32,7 +31,7 @@ func validChecklist(name string) *deployv1alpha1.DeploymentChecklist {
 			},
 			Phases: []deployv1alpha1.PhaseSpec{
 				{Name: "T-60m", At: "-60m", Checks: []deployv1alpha1.CheckSpec{
-					{Name: "baseline-errors", Metric: "error-rate", Below: ptr.To("0.01")},
+					{Name: "baseline-errors", Metric: "error-rate", Below: new("0.01")},
 					{Name: "deployment-lead", Approval: &deployv1alpha1.ApprovalCheck{Role: "deployment-lead"}},
 				}},
 				{Name: "T+5m", At: "5m", Checks: []deployv1alpha1.CheckSpec{
@@ -40,7 +39,7 @@ func validChecklist(name string) *deployv1alpha1.DeploymentChecklist {
 				}},
 			},
 			RollbackTriggers: []deployv1alpha1.RollbackTrigger{
-				{Name: "errors-5pct", Metric: "error-rate", Above: ptr.To("0.05"), For: "2m"},
+				{Name: "errors-5pct", Metric: "error-rate", Above: new("0.05"), For: "2m"},
 			},
 		},
 	}
@@ -69,13 +68,13 @@ func TestAPIServerRefusesInvalidChecklistsNamingTheField(t *testing.T) {
 			c.Spec.Phases[0].Checks[0].Below = nil
 		}, "spec.phases[0].checks[0]", "a metric check needs below and/or above"},
 		{"threshold given as a percentage", func(c *deployv1alpha1.DeploymentChecklist) {
-			c.Spec.Phases[0].Checks[0].Below = ptr.To("1%")
+			c.Spec.Phases[0].Checks[0].Below = new("1%")
 		}, "spec.phases[0].checks[0].below", "must be a decimal number in a string"},
 		{"threshold on a non-metric check", func(c *deployv1alpha1.DeploymentChecklist) {
-			c.Spec.Phases[0].Checks[1].Above = ptr.To("1")
+			c.Spec.Phases[0].Checks[1].Above = new("1")
 		}, "spec.phases[0].checks[1]", "below and above apply only to a metric check"},
 		{"bounds no value can satisfy", func(c *deployv1alpha1.DeploymentChecklist) {
-			c.Spec.Phases[0].Checks[0].Above = ptr.To("0.5")
+			c.Spec.Phases[0].Checks[0].Above = new("0.5")
 		}, "spec.phases[0].checks[0]", "above must be less than below"},
 		{"at is not a duration", func(c *deployv1alpha1.DeploymentChecklist) {
 			c.Spec.Phases[0].At = "60 minutes before"
@@ -214,7 +213,8 @@ func TestSeedChecklistSampleIsAcceptedWithDefaults(t *testing.T) {
 	var got deployv1alpha1.DeploymentChecklist
 	g.Expect(bed.Client.Get(ctx, keyOf(&sample), &got)).To(Succeed())
 	// The seed checklist's blocks, sign-offs and rollback triggers all made it.
-	var names, roles []string
+	names := make([]string, 0, len(got.Spec.Phases))
+	var roles []string
 	for _, p := range got.Spec.Phases {
 		names = append(names, p.Name)
 		for _, c := range p.Checks {

@@ -53,7 +53,8 @@ func locate(envVar, pattern string) (string, error) {
 	}
 	matches, _ := filepath.Glob(filepath.Join(root, "bin", pattern))
 	if len(matches) == 0 {
-		return "", fmt.Errorf("%s is unset and bin/%s is %w: run hack/build-testbins.sh or make testbins", envVar, pattern, errNotBuilt)
+		return "", fmt.Errorf("%s is unset and bin/%s is %w: run hack/build-testbins.sh or make testbins",
+			envVar, pattern, errNotBuilt)
 	}
 	slices.Sort(matches)
 	return matches[len(matches)-1], nil

@@ -1,11 +1,9 @@
 package testbed
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"net"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -84,28 +82,6 @@ func (p *process) logTail() string {
 		b = b[len(b)-max:]
 	}
 	return string(b)
-}
-
-// waitHTTP polls url until it answers 200, the process exits, or ctx ends.
-func (p *process) waitHTTP(ctx context.Context, url string) error {
-	client := &http.Client{Timeout: 2 * time.Second}
-	for {
-		if ended, err := p.exited(); ended {
-			return fmt.Errorf("%s exited (%v) before it was ready:\n%s", p.name, err, p.logTail())
-		}
-		resp, err := client.Get(url)
-		if err == nil {
-			_ = resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return nil
-			}
-		}
-		select {
-		case <-ctx.Done():
-			return fmt.Errorf("%s not ready at %s: %w\n%s", p.name, url, ctx.Err(), p.logTail())
-		case <-time.After(100 * time.Millisecond):
-		}
-	}
 }
 
 // FreePort returns a TCP port on 127.0.0.1 that was free a moment ago.

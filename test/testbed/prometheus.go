@@ -126,8 +126,9 @@ func prometheusConfig(opts PrometheusOptions) string {
 // waitReady polls /-/ready. Behind basic auth or TLS any HTTP answer means it serves.
 func (p *Prometheus) waitReady(ctx context.Context) error {
 	client := &http.Client{
-		Timeout:   2 * time.Second,
-		Transport: &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}, //nolint:gosec // readiness probe of a local test server
+		Timeout: 2 * time.Second,
+		// A readiness probe of a local test server, whose certificate is self-signed.
+		Transport: &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}, //nolint:gosec
 	}
 	for {
 		if ended, err := p.proc.exited(); ended {

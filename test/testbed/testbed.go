@@ -15,6 +15,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -172,8 +173,8 @@ func Start(ctx context.Context, opts Options) (b *Bed, err error) {
 func (b *Bed) Stop() { b.stop(false) }
 
 func (b *Bed) stop(keepDir bool) {
-	for i := len(b.procs) - 1; i >= 0; i-- {
-		b.procs[i].stop()
+	for _, p := range slices.Backward(b.procs) {
+		p.stop()
 	}
 	b.procs = nil
 	if b.env != nil {
@@ -200,7 +201,8 @@ func (b *Bed) startCluster(ctx context.Context) error {
 		"--authorization-kubeconfig="+b.Kubeconfig,
 		"--secure-port=0",
 		"--leader-elect=false",
-		"--controllers=deployment,replicaset,garbagecollector,namespace,job,serviceaccount,serviceaccount-token,nodelifecycle,ttl-after-finished",
+		"--controllers=deployment,replicaset,garbagecollector,namespace,job,"+
+			"serviceaccount,serviceaccount-token,nodelifecycle,ttl-after-finished",
 		"--service-account-private-key-file="+filepath.Join(certDir, "sa-signer.key"),
 		"--use-service-account-credentials=false",
 		// kwok's heartbeats come every 20-45s; never let the node flap NotReady.
@@ -244,7 +246,8 @@ func (b *Bed) startCluster(ctx context.Context) error {
 	if err := b.waitNodeSchedulable(ctx); err != nil {
 		return err
 	}
-	b.log("kube-controller-manager, kube-scheduler, kwok and node %s ready in %s", NodeName, time.Since(start).Round(time.Millisecond))
+	b.log("kube-controller-manager, kube-scheduler, kwok and node %s ready in %s",
+		NodeName, time.Since(start).Round(time.Millisecond))
 	return nil
 }
 
@@ -402,8 +405,7 @@ func (b *Bed) Kubectl(ctx context.Context, args ...string) (string, error) {
 	cmd := exec.CommandContext(ctx, bin, append([]string{"--kubeconfig=" + b.Kubeconfig}, args...)...)
 	out, err := cmd.CombinedOutput()
 	if err != nil {
-		var exitErr *exec.ExitError
-		if errors.As(err, &exitErr) {
+		if _, ok := errors.AsType[*exec.ExitError](err); ok {
 			return string(out), fmt.Errorf("kubectl %s: %w: %s", strings.Join(args, " "), err, out)
 		}
 		return string(out), err

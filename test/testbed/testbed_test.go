@@ -18,7 +18,6 @@ import (
 	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/tminus-dev/tminus/test/testbed"
@@ -32,11 +31,11 @@ func TestDeploymentRollsOutPausesResumesAndUndoesOnTheTestBed(t *testing.T) {
 	deploy := &appsv1.Deployment{
 		ObjectMeta: metav1.ObjectMeta{Name: "checkout", Namespace: "default"},
 		Spec: appsv1.DeploymentSpec{
-			Replicas: ptr.To[int32](3),
+			Replicas: new(int32(3)),
 			Selector: &metav1.LabelSelector{MatchLabels: map[string]string{"app": "checkout"}},
 			Template: corev1.PodTemplateSpec{
 				ObjectMeta: metav1.ObjectMeta{Labels: map[string]string{"app": "checkout"}},
-				Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "app", Image: "checkout:v1"}}},
+				Spec:       corev1.PodSpec{Containers: []corev1.Container{{Name: "app", Image: "checkout:v1"}}},
 			},
 		},
 	}
@@ -79,7 +78,7 @@ func TestJobsCompleteOrFailOnTheTestBed(t *testing.T) {
 		return &batchv1.Job{
 			ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: "default"},
 			Spec: batchv1.JobSpec{
-				BackoffLimit: ptr.To[int32](0),
+				BackoffLimit: new(int32(0)),
 				Template: corev1.PodTemplateSpec{
 					ObjectMeta: metav1.ObjectMeta{Labels: labels},
 					Spec: corev1.PodSpec{

@@ -1,0 +1,365 @@
+package checklist
+
+import (
+	"fmt"
+	"strings"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	deployv1alpha1 "github.com/tminus-dev/tminus/api/v1alpha1"
+)
+
+// Check kinds as recorded in status.
+const (
+	KindMetric   = "Metric"
+	KindApproval = "Approval"
+	KindJob      = "Job"
+	KindHTTP     = "HTTP"
+)
+
+func checkKind(c *deployv1alpha1.CheckSpec) string {
+	switch {
+	case c.Approval != nil:
+		return KindApproval
+	case c.Job != nil:
+		return KindJob
+	case c.HTTP != nil:
+		return KindHTTP
+	}
+	return KindMetric
+}
+
+// syncRecords makes status hold one record per phase, check and trigger of the spec,
+// in spec order, keeping what was recorded for names that still exist.
+func (e *engine) syncRecords() {
+	old := map[string]deployv1alpha1.PhaseStatus{}
+	for _, p := range e.st.Phases {
+		old[p.Name] = p
+	}
+	phases := make([]deployv1alpha1.PhaseStatus, 0, len(e.spec.Phases))
+	for _, ph := range append(append([]phasePlan{}, e.p.tminus...), e.p.tplus...) {
+		rec, ok := old[ph.spec.Name]
+		if !ok {
+			rec = deployv1alpha1.PhaseStatus{Name: ph.spec.Name, State: deployv1alpha1.PhaseStatePending}
+		}
+		oldChecks := map[string]deployv1alpha1.CheckStatus{}
+		for _, c := range rec.Checks {
+			oldChecks[c.Name] = c
+		}
+		rec.Checks = make([]deployv1alpha1.CheckStatus, 0, len(ph.spec.Checks))
+		for i := range ph.spec.Checks {
+			c := &ph.spec.Checks[i]
+			cr, ok := oldChecks[c.Name]
+			if !ok || cr.Kind != checkKind(c) {
+				cr = deployv1alpha1.CheckStatus{Name: c.Name, Kind: checkKind(c), Outcome: deployv1alpha1.OutcomePending}
+			}
+			cr.Threshold = passThreshold(c.Below, c.Above)
+			rec.Checks = append(rec.Checks, cr)
+		}
+		phases = append(phases, rec)
+	}
+	e.st.Phases = phases
+
+	oldTriggers := map[string]deployv1alpha1.TriggerStatus{}
+	for _, t := range e.st.Triggers {
+		oldTriggers[t.Name] = t
+	}
+	triggers := make([]deployv1alpha1.TriggerStatus, 0, len(e.spec.RollbackTriggers))
+	for _, t := range e.spec.RollbackTriggers {
+		tr, ok := oldTriggers[t.Name]
+		if !ok {
+			tr = deployv1alpha1.TriggerStatus{Name: t.Name, Outcome: deployv1alpha1.OutcomePending}
+		}
+		if t.HTTP != nil {
+			tr.Threshold = fmt.Sprintf("status != %d", httpExpect(t.HTTP))
+		} else {
+			tr.Threshold = breachThreshold(t.Below, t.Above)
+		}
+		triggers = append(triggers, tr)
+	}
+	e.st.Triggers = triggers
+}
+
+func httpExpect(h *deployv1alpha1.HTTPCheck) int32 {
+	if h.ExpectStatus == 0 {
+		return 200
+	}
+	return h.ExpectStatus
+}
+
+func (e *engine) phaseRecord(name string) *deployv1alpha1.PhaseStatus {
+	for i := range e.st.Phases {
+		if e.st.Phases[i].Name == name {
+			return &e.st.Phases[i]
+		}
+	}
+	// syncRecords made one for every phase of the spec.
+	panic("checklist: no status record for phase " + name)
+}
+
+func checkRecord(rec *deployv1alpha1.PhaseStatus, name string) *deployv1alpha1.CheckStatus {
+	for i := range rec.Checks {
+		if rec.Checks[i].Name == name {
+			return &rec.Checks[i]
+		}
+	}
+	return nil
+}
+
+// syncApprovals records the sign-offs seen for this revision, keeping when each was
+// first seen.
+func (e *engine) syncApprovals() {
+	firstSeen := map[string]metav1.Time{}
+	for _, a := range e.st.Approvals {
+		firstSeen[a.Role+"\x00"+a.Approver+"\x00"+a.Revision] = a.FirstSeen
+	}
+	var out []deployv1alpha1.ApprovalRecord
+	for _, role := range sortedKeys(e.obs.Approvals) {
+		for _, a := range e.obs.Approvals[role] {
+			key := a.Role + "\x00" + a.Approver + "\x00" + a.Revision
+			seen, ok := firstSeen[key]
+			if !ok {
+				seen = metav1.NewTime(e.now)
+			}
+			if len(out) < deployv1alpha1.MaxApprovalRecords {
+				out = append(out, deployv1alpha1.ApprovalRecord{
+					Role: a.Role, Approver: a.Approver, Revision: a.Revision, FirstSeen: seen, Verified: a.Verified,
+				})
+			}
+		}
+	}
+	e.st.Approvals = out
+}
+
+// evaluate updates the records of an open phase's checks from the observations. It
+// reports whether every check passes now, and a reason when one can never pass (a
+// failed Job).
+func (e *engine) evaluate(ph phasePlan, rec *deployv1alpha1.PhaseStatus) (allPass bool, hardFail string) {
+	allPass = true
+	for i := range ph.spec.Checks {
+		c := &ph.spec.Checks[i]
+		cr := checkRecord(rec, c.Name)
+		before := cr.Outcome
+		switch {
+		case c.Approval != nil:
+			e.evaluateApproval(c, cr)
+		case c.Job != nil:
+			if f := e.evaluateJob(ph, c, cr); f != "" && hardFail == "" {
+				hardFail = f
+			}
+		case c.HTTP != nil:
+			if m, ok := e.obs.HTTP[JobKey(ph.spec.Name, c.Name)]; ok {
+				e.recordHTTP(cr, m)
+			}
+		default:
+			if m, ok := e.obs.Metrics[c.Metric]; ok {
+				e.recordMetric(cr, m, c.Below, c.Above, e.p.metrics[c.Metric].OnNoData)
+			}
+		}
+		if cr.Outcome != before {
+			e.checkTransition(ph.spec.Name, c, cr)
+		}
+		if cr.Outcome != deployv1alpha1.OutcomePass {
+			allPass = false
+		}
+	}
+	return allPass, hardFail
+}
+
+func (e *engine) checkTransition(phase string, c *deployv1alpha1.CheckSpec, cr *deployv1alpha1.CheckStatus) {
+	switch {
+	case cr.Outcome == deployv1alpha1.OutcomeFail:
+		e.event(corev1.EventTypeWarning, ReasonCheckFailed, fmt.Sprintf("%s/%s failed: %s", phase, c.Name, describe(cr)))
+	case cr.Outcome == deployv1alpha1.OutcomePass && c.Approval != nil:
+		e.event(corev1.EventTypeNormal, ReasonApproved, fmt.Sprintf("%s/%s: %s", phase, c.Name, cr.Message))
+	}
+}
+
+func describe(cr *deployv1alpha1.CheckStatus) string {
+	s := cr.Message
+	if cr.Value != "" {
+		s = cr.Value
+		if cr.Threshold != "" {
+			s += " (needs " + cr.Threshold + ")"
+		}
+	}
+	return s
+}
+
+func (e *engine) evaluateApproval(c *deployv1alpha1.CheckSpec, cr *deployv1alpha1.CheckStatus) {
+	names := e.approvers(c.Approval.Role)
+	need := approvalCount(c.Approval)
+	cr.Value = strings.Join(names, ", ")
+	t := metav1.NewTime(e.now)
+	cr.LastEvaluated = &t
+	if len(names) >= need {
+		cr.Outcome = deployv1alpha1.OutcomePass
+		cr.Message = fmt.Sprintf("%s approved by %s", c.Approval.Role, cr.Value)
+		return
+	}
+	cr.Outcome = deployv1alpha1.OutcomePending
+	cr.Message = fmt.Sprintf("waiting for %s sign-off (%d of %d)", c.Approval.Role, len(names), need)
+}
+
+// evaluateJob creates the check's Job if it does not exist yet and reads its result. A
+// passed Job stays passed, even when its Job is cleaned up later.
+func (e *engine) evaluateJob(ph phasePlan, c *deployv1alpha1.CheckSpec, cr *deployv1alpha1.CheckStatus) string {
+	if cr.Outcome == deployv1alpha1.OutcomePass {
+		return ""
+	}
+	name := JobName(e.dcl.Name, ph.spec.Name, c.Name)
+	js, ok := e.obs.Jobs[JobKey(ph.spec.Name, c.Name)]
+	t := metav1.NewTime(e.now)
+	switch {
+	case !ok || !js.Exists:
+		e.action(Action{Kind: ActionCreateJob, Phase: ph.spec.Name, Check: c.Name})
+		cr.Outcome = deployv1alpha1.OutcomePending
+		cr.Message = "creating Job " + name
+	case js.Succeeded:
+		cr.Outcome = deployv1alpha1.OutcomePass
+		cr.Message = "Job " + name + " succeeded"
+		cr.LastEvaluated = &t
+	case js.Failed:
+		cr.Outcome = deployv1alpha1.OutcomeFail
+		cr.Message = truncate(fmt.Sprintf("Job %s failed: %s; delete the Job to run it again", name, js.Message), 512)
+		cr.LastEvaluated = &t
+		return cr.Message
+	default:
+		cr.Outcome = deployv1alpha1.OutcomePending
+		cr.Message = "Job " + name + " running"
+	}
+	return ""
+}
+
+// recordMetric turns a measurement into the check's outcome. No data follows the
+// metric's onNoData; an error never passes.
+func (e *engine) recordMetric(cr *deployv1alpha1.CheckStatus, m Measurement, below, above *string, onNoData deployv1alpha1.NoDataPolicy) {
+	cr.Query = truncate(m.Query, 1024)
+	switch m.Kind {
+	case ResultValue:
+		cr.ConsecutiveErrors = 0
+		cr.Value = m.Display
+		if passes(m.Value, below, above) {
+			cr.Outcome, cr.Message = deployv1alpha1.OutcomePass, ""
+		} else {
+			cr.Outcome, cr.Message = deployv1alpha1.OutcomeFail, fmt.Sprintf("%s is not %s", m.Display, cr.Threshold)
+		}
+	case ResultNoData:
+		cr.ConsecutiveErrors = 0
+		cr.Value = m.Display
+		cr.Outcome, cr.Message = noDataOutcome(onNoData)
+	default:
+		cr.ConsecutiveErrors++
+		cr.Outcome, cr.Message = deployv1alpha1.OutcomeError, truncate(m.Message, 512)
+	}
+	e.appendHistory(cr)
+}
+
+func noDataOutcome(policy deployv1alpha1.NoDataPolicy) (deployv1alpha1.Outcome, string) {
+	switch policy {
+	case deployv1alpha1.NoDataPass:
+		return deployv1alpha1.OutcomePass, "no data; onNoData is Pass"
+	case deployv1alpha1.NoDataFail:
+		return deployv1alpha1.OutcomeFail, "no data; onNoData is Fail"
+	}
+	return deployv1alpha1.OutcomeNoData, "no data yet; onNoData is Hold"
+}
+
+func (e *engine) recordHTTP(cr *deployv1alpha1.CheckStatus, m Measurement) {
+	switch {
+	case m.Kind == ResultError:
+		cr.ConsecutiveErrors++
+		cr.Outcome = deployv1alpha1.OutcomeError
+	case m.OK:
+		cr.ConsecutiveErrors = 0
+		cr.Outcome = deployv1alpha1.OutcomePass
+	default:
+		cr.ConsecutiveErrors = 0
+		cr.Outcome = deployv1alpha1.OutcomeFail
+	}
+	cr.Value = m.Display
+	cr.Message = truncate(m.Message, 512)
+	e.appendHistory(cr)
+}
+
+func (e *engine) appendHistory(cr *deployv1alpha1.CheckStatus) {
+	t := metav1.NewTime(e.now)
+	cr.LastEvaluated = &t
+	cr.History = append(cr.History, deployv1alpha1.Measurement{Time: t, Outcome: cr.Outcome, Value: cr.Value})
+	if n := len(cr.History); n > deployv1alpha1.MaxHistory {
+		cr.History = append([]deployv1alpha1.Measurement(nil), cr.History[n-deployv1alpha1.MaxHistory:]...)
+	}
+}
+
+// triggers evaluates the rollback triggers and rolls back when one fires. It reports
+// whether the checklist rolled back.
+func (e *engine) triggers() bool {
+	for i := range e.spec.RollbackTriggers {
+		t := &e.spec.RollbackTriggers[i]
+		tr := &e.st.Triggers[i]
+		var m Measurement
+		var ok bool
+		if t.HTTP != nil {
+			m, ok = e.obs.HTTP[TriggerKey(t.Name)]
+		} else {
+			m, ok = e.obs.Metrics[t.Metric]
+		}
+		if !ok {
+			continue
+		}
+		now := metav1.NewTime(e.now)
+		tr.LastEvaluated = &now
+		breach, known := false, true
+		switch {
+		case m.Kind == ResultError:
+			tr.ConsecutiveErrors++
+			tr.Outcome, tr.Message = deployv1alpha1.OutcomeError, truncate(m.Message, 512)
+			known = false
+		case m.Kind == ResultNoData:
+			tr.ConsecutiveErrors = 0
+			tr.Value = m.Display
+			switch e.p.metrics[t.Metric].OnNoData {
+			case deployv1alpha1.NoDataFail:
+				breach = true
+			case deployv1alpha1.NoDataPass:
+			default:
+				tr.Outcome, tr.Message = deployv1alpha1.OutcomeNoData, "no data; onNoData is Hold"
+				known = false
+			}
+		case t.HTTP != nil:
+			tr.ConsecutiveErrors = 0
+			tr.Value = m.Display
+			breach = !m.OK
+		default:
+			tr.ConsecutiveErrors = 0
+			tr.Value = m.Display
+			breach = breaches(m.Value, t.Below, t.Above)
+		}
+		// An error or a Hold leaves the breach as it was: it neither starts nor clears
+		// one, and only a fresh breaching measurement can fire.
+		if !known {
+			continue
+		}
+		if !breach {
+			tr.Outcome, tr.Message, tr.BreachingSince = deployv1alpha1.OutcomePass, "", nil
+			continue
+		}
+		tr.Outcome = deployv1alpha1.OutcomeFail
+		if tr.BreachingSince == nil {
+			tr.BreachingSince = &now
+			e.event(corev1.EventTypeWarning, ReasonTriggerBreaching, fmt.Sprintf("rollback trigger %s breached: %s %s", t.Name, tr.Value, tr.Threshold))
+		}
+		held := e.now.Sub(tr.BreachingSince.Time)
+		need := e.p.triggerFor[t.Name]
+		if held >= need {
+			tr.Message = fmt.Sprintf("fired: %s %s for %s", tr.Value, tr.Threshold, held.Round(time.Second))
+			e.rollback(ReasonTriggerFired, fmt.Sprintf("rollback trigger %s fired: %s %s", t.Name, tr.Value, tr.Threshold), tr.Value)
+			return true
+		}
+		tr.Message = fmt.Sprintf("breaching for %s of %s", held.Round(time.Second), need)
+		e.wakeAt(tr.BreachingSince.Add(need))
+	}
+	return false
+}

@@ -1,0 +1,111 @@
+package checklist
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"slices"
+	"strings"
+	"time"
+
+	deployv1alpha1 "github.com/tminus-dev/tminus/api/v1alpha1"
+)
+
+// NeedsFor says what the reconciler must observe before calling Decide at now: the
+// metrics and HTTP checks that are due (never measured, or measured an interval ago)
+// for the phase open now and, after T-0, for the rollback triggers; and the Jobs of the
+// open phase's job checks.
+func NeedsFor(dcl *deployv1alpha1.DeploymentChecklist, now time.Time) Needs {
+	n := Needs{HTTP: map[string]deployv1alpha1.HTTPCheck{}}
+	p, err := parsePlan(&dcl.Spec)
+	if err != nil || terminal(dcl.Status.Phase) {
+		return n
+	}
+	e := &engine{dcl: dcl, spec: &dcl.Spec, p: p, now: now, st: dcl.Status.DeepCopy()}
+	e.syncRecords()
+	due := func(last *time.Time) bool { return last == nil || now.Sub(*last) >= p.interval }
+	addMetric := func(name string) {
+		if !slices.Contains(n.Metrics, name) {
+			n.Metrics = append(n.Metrics, name)
+		}
+	}
+
+	phases, tplus := p.tminus, false
+	if released(e.st.Phase) {
+		phases, tplus = p.tplus, true
+	}
+	if e.st.Phase != deployv1alpha1.PhaseDeploying {
+		for i, ph := range phases {
+			rec := e.phaseRecord(ph.spec.Name)
+			if rec.State == deployv1alpha1.PhaseStatePassed {
+				continue
+			}
+			if now.Before(e.openAt(phases, i, tplus)) {
+				break
+			}
+			for j := range ph.spec.Checks {
+				c := &ph.spec.Checks[j]
+				cr := checkRecord(rec, c.Name)
+				var last *time.Time
+				if cr != nil && cr.LastEvaluated != nil && cr.Outcome != deployv1alpha1.OutcomePending {
+					last = &cr.LastEvaluated.Time
+				}
+				switch {
+				case c.Job != nil:
+					n.Jobs = append(n.Jobs, JobKey(ph.spec.Name, c.Name))
+				case c.HTTP != nil:
+					if due(last) {
+						n.HTTP[JobKey(ph.spec.Name, c.Name)] = *c.HTTP
+					}
+				case c.Metric != "":
+					if due(last) {
+						addMetric(c.Metric)
+					}
+				}
+			}
+			break
+		}
+	}
+	if released(e.st.Phase) {
+		for i, t := range dcl.Spec.RollbackTriggers {
+			var last *time.Time
+			if i < len(e.st.Triggers) && e.st.Triggers[i].LastEvaluated != nil {
+				last = &e.st.Triggers[i].LastEvaluated.Time
+			}
+			if !due(last) {
+				continue
+			}
+			if t.HTTP != nil {
+				n.HTTP[TriggerKey(t.Name)] = *t.HTTP
+			} else {
+				addMetric(t.Metric)
+			}
+		}
+	}
+	// Every consumer of a metric gets the fresh value, so a metric due for one is
+	// queried once for all.
+	slices.Sort(n.Metrics)
+	return n
+}
+
+// JobName is the deterministic name of a job check's Job: a restart finds the Job it
+// created instead of making a second one. Names longer than a label value allows are
+// shortened with a hash, so they stay unique.
+func JobName(checklist, phase, check string) string {
+	r := strings.NewReplacer("+", "p", "-", "m", ".", "-")
+	phaseSlug := strings.ToLower(r.Replace(phase))
+	name := strings.ToLower(checklist + "-" + phaseSlug + "-" + check)
+	if len(name) <= 63 {
+		return name
+	}
+	sum := sha256.Sum256([]byte(checklist + "\x00" + phase + "\x00" + check))
+	return strings.TrimRight(name[:54], "-.") + "-" + hex.EncodeToString(sum[:])[:8]
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	return keys
+}

@@ -1,0 +1,211 @@
+package checklist
+
+import (
+	"fmt"
+	"slices"
+	"strconv"
+	"time"
+
+	deployv1alpha1 "github.com/tminus-dev/tminus/api/v1alpha1"
+)
+
+// Defaults applied when the spec leaves a value out (the CRD defaults most of them;
+// these cover objects written before a default existed).
+const (
+	DefaultInterval          = 30 * time.Second
+	DefaultWindow            = 30 * time.Minute
+	DefaultLastPhaseTimeout  = 10 * time.Minute
+	DefaultErrorLimit        = 4
+	DefaultHTTPTimeout       = 5 * time.Second
+	DefaultPrometheusTimeout = 10 * time.Second
+)
+
+// phasePlan is one checklist phase with its offset parsed.
+type phasePlan struct {
+	spec    *deployv1alpha1.PhaseSpec
+	at      time.Duration
+	timeout time.Duration // 0: none
+}
+
+// plan is the spec parsed once: durations and thresholds as numbers, phases split at T-0
+// and ordered by `at`.
+type plan struct {
+	interval   time.Duration
+	window     time.Duration
+	errorLimit int32
+	deployAt   *time.Time
+	tminus     []phasePlan // at <= 0
+	tplus      []phasePlan // at > 0
+	metrics    map[string]*deployv1alpha1.MetricSpec
+	triggerFor map[string]time.Duration
+}
+
+func parsePlan(spec *deployv1alpha1.DeploymentChecklistSpec) (*plan, error) {
+	p := &plan{
+		interval:   DefaultInterval,
+		window:     DefaultWindow,
+		errorLimit: DefaultErrorLimit,
+		metrics:    map[string]*deployv1alpha1.MetricSpec{},
+		triggerFor: map[string]time.Duration{},
+	}
+	var err error
+	if spec.Interval != "" {
+		if p.interval, err = positiveDuration("spec.interval", spec.Interval); err != nil {
+			return nil, err
+		}
+	}
+	if spec.Window != "" {
+		if p.window, err = positiveDuration("spec.window", spec.Window); err != nil {
+			return nil, err
+		}
+	}
+	if spec.ConsecutiveErrorLimit > 0 {
+		p.errorLimit = spec.ConsecutiveErrorLimit
+	}
+	if spec.DeployAt != nil {
+		t := spec.DeployAt.Time
+		p.deployAt = &t
+	}
+	for i := range spec.Metrics {
+		p.metrics[spec.Metrics[i].Name] = &spec.Metrics[i]
+	}
+	for i := range spec.Phases {
+		ph := &spec.Phases[i]
+		at, err := time.ParseDuration(ph.At)
+		if err != nil {
+			return nil, fmt.Errorf("spec.phases[%d].at: %w", i, err)
+		}
+		pp := phasePlan{spec: ph, at: at}
+		if ph.Timeout != "" {
+			if pp.timeout, err = positiveDuration(fmt.Sprintf("spec.phases[%d].timeout", i), ph.Timeout); err != nil {
+				return nil, err
+			}
+		}
+		for j := range ph.Checks {
+			c := &ph.Checks[j]
+			if err := checkThresholds(fmt.Sprintf("spec.phases[%d].checks[%d]", i, j), c.Below, c.Above); err != nil {
+				return nil, err
+			}
+			if c.Metric != "" && p.metrics[c.Metric] == nil {
+				return nil, fmt.Errorf("spec.phases[%d].checks[%d].metric: %q is not in spec.metrics", i, j, c.Metric)
+			}
+		}
+		if at <= 0 {
+			p.tminus = append(p.tminus, pp)
+		} else {
+			p.tplus = append(p.tplus, pp)
+		}
+	}
+	byAt := func(a, b phasePlan) int { return int(a.at - b.at) }
+	slices.SortStableFunc(p.tminus, byAt)
+	slices.SortStableFunc(p.tplus, byAt)
+	for i := range spec.RollbackTriggers {
+		t := &spec.RollbackTriggers[i]
+		if err := checkThresholds(fmt.Sprintf("spec.rollbackTriggers[%d]", i), t.Below, t.Above); err != nil {
+			return nil, err
+		}
+		if t.Metric != "" && p.metrics[t.Metric] == nil {
+			return nil, fmt.Errorf("spec.rollbackTriggers[%d].metric: %q is not in spec.metrics", i, t.Metric)
+		}
+		if t.For != "" {
+			d, err := positiveDuration(fmt.Sprintf("spec.rollbackTriggers[%d].for", i), t.For)
+			if err != nil {
+				return nil, err
+			}
+			p.triggerFor[t.Name] = d
+		}
+	}
+	return p, nil
+}
+
+func positiveDuration(field, s string) (time.Duration, error) {
+	d, err := time.ParseDuration(s)
+	if err != nil {
+		return 0, fmt.Errorf("%s: %w", field, err)
+	}
+	if d <= 0 {
+		return 0, fmt.Errorf("%s: %q is not positive", field, s)
+	}
+	return d, nil
+}
+
+func checkThresholds(field string, below, above *string) error {
+	for name, v := range map[string]*string{"below": below, "above": above} {
+		if v == nil {
+			continue
+		}
+		if _, err := ParseThreshold(*v); err != nil {
+			return fmt.Errorf("%s.%s: %w", field, name, err)
+		}
+	}
+	return nil
+}
+
+// ParseThreshold reads a decimal threshold string ("0.01", "5", "1e-3").
+func ParseThreshold(s string) (float64, error) {
+	v, err := strconv.ParseFloat(s, 64)
+	if err != nil {
+		return 0, fmt.Errorf("%q is not a decimal number", s)
+	}
+	if v != v || v > 1e308 || v < -1e308 { // NaN or ±Inf
+		return 0, fmt.Errorf("%q is not a finite number", s)
+	}
+	return v, nil
+}
+
+// threshold returns the parsed bound, which parsePlan already checked.
+func threshold(s *string) (float64, bool) {
+	if s == nil {
+		return 0, false
+	}
+	v, err := ParseThreshold(*s)
+	return v, err == nil
+}
+
+// passes says whether v is within the check's bounds: below `below` and above `above`.
+func passes(v float64, below, above *string) bool {
+	if b, ok := threshold(below); ok && !(v < b) {
+		return false
+	}
+	if a, ok := threshold(above); ok && !(v > a) {
+		return false
+	}
+	return true
+}
+
+// breaches says whether v trips a trigger: above `above` or below `below`.
+func breaches(v float64, below, above *string) bool {
+	if a, ok := threshold(above); ok && v > a {
+		return true
+	}
+	if b, ok := threshold(below); ok && v < b {
+		return true
+	}
+	return false
+}
+
+// passThreshold renders what a check needs, e.g. "< 0.01" or "> 0.5 and < 1".
+func passThreshold(below, above *string) string {
+	switch {
+	case below != nil && above != nil:
+		return "> " + *above + " and < " + *below
+	case below != nil:
+		return "< " + *below
+	case above != nil:
+		return "> " + *above
+	}
+	return ""
+}
+
+// breachThreshold renders what fires a trigger, e.g. "> 0.05".
+func breachThreshold(below, above *string) string {
+	switch {
+	case below != nil && above != nil:
+		return "> " + *above + " or < " + *below
+	case above != nil:
+		return "> " + *above
+	case below != nil:
+		return "< " + *below
+	}
+	return ""
+}
