@@ -191,9 +191,12 @@ func describe(cr *deployv1alpha1.CheckStatus) string {
 func (e *engine) evaluateApproval(c *deployv1alpha1.CheckSpec, cr *deployv1alpha1.CheckStatus) {
 	names := e.approvers(c.Approval.Role)
 	need := approvalCount(c.Approval)
-	cr.Value = strings.Join(names, ", ")
-	t := metav1.NewTime(e.now)
-	cr.LastEvaluated = &t
+	value := strings.Join(names, ", ")
+	if cr.Value != value || cr.LastEvaluated == nil {
+		t := metav1.NewTime(e.now)
+		cr.LastEvaluated = &t
+	}
+	cr.Value = value
 	if len(names) >= need {
 		cr.Outcome = deployv1alpha1.OutcomePass
 		cr.Message = fmt.Sprintf("%s approved by %s", c.Approval.Role, cr.Value)
@@ -212,6 +215,9 @@ func (e *engine) evaluateJob(ph phasePlan, c *deployv1alpha1.CheckSpec, cr *depl
 	name := JobName(e.dcl.Name, ph.spec.Name, c.Name)
 	js, ok := e.obs.Jobs[JobKey(ph.spec.Name, c.Name)]
 	t := metav1.NewTime(e.now)
+	if cr.LastEvaluated != nil && (js.Failed && cr.Outcome == deployv1alpha1.OutcomeFail) {
+		t = *cr.LastEvaluated
+	}
 	switch {
 	case !ok || !js.Exists:
 		e.action(Action{Kind: ActionCreateJob, Phase: ph.spec.Name, Check: c.Name})

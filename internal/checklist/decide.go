@@ -28,6 +28,8 @@ type engine struct {
 	st   *deployv1alpha1.DeploymentChecklistStatus
 	d    Decision
 	wake []time.Time
+	// poll is a requeue that is not a scheduled event, so it is not shown in status.
+	poll time.Duration
 	next string
 	// failure holds the reason of a Failed or RolledBack transition made in this call.
 	failReason, failMessage string
@@ -112,7 +114,7 @@ func (e *engine) beforeT0() bool {
 	}
 	if !e.obs.Target.Found {
 		e.next = fmt.Sprintf("waiting for Deployment %s to exist", e.spec.Target.Name)
-		e.wakeAt(e.now.Add(e.p.interval))
+		e.pollIn(e.p.interval)
 		return false
 	}
 	e.hold()
@@ -195,7 +197,7 @@ func (e *engine) deploying() {
 	}
 	if !t.Found {
 		e.next = fmt.Sprintf("Deployment %s is gone; cannot verify the release", e.spec.Target.Name)
-		e.wakeAt(e.now.Add(e.p.interval))
+		e.pollIn(e.p.interval)
 		return
 	}
 	if e.spec.Gate != deployv1alpha1.GateObserve && t.Paused {
@@ -208,7 +210,7 @@ func (e *engine) deploying() {
 	if !rolledOut(t) {
 		e.next = fmt.Sprintf("waiting for the rollout: %d of %d replicas updated, %d available",
 			t.UpdatedReplicas, t.Replicas, t.AvailableReplicas)
-		e.wakeAt(e.now.Add(e.p.interval))
+		e.pollIn(e.p.interval)
 		return
 	}
 	now := metav1.NewTime(e.now)
@@ -438,14 +440,14 @@ func (e *engine) ensureRestored() {
 			e.spec.Target.Name, st.Target.PreDeployRevision))
 		return
 	}
-	var tmpl corev1.PodTemplateSpec
-	if err := json.Unmarshal(st.Target.PreDeployTemplate.Raw, &tmpl); err != nil {
-		e.next = "cannot read the recorded pre-deploy template: " + err.Error()
+	tmpl, err := PreDeployTemplate(st)
+	if err != nil {
+		e.next = err.Error()
 		return
 	}
-	e.action(Action{Kind: ActionRestore, Template: &tmpl})
+	e.action(Action{Kind: ActionRestore, Template: tmpl})
 	e.next = fmt.Sprintf("restoring Deployment %s to revision %s", e.spec.Target.Name, st.Target.PreDeployRevision)
-	e.wakeAt(e.now.Add(e.p.interval))
+	e.pollIn(e.p.interval)
 }
 
 func (e *engine) action(a Action) { e.d.Actions = append(e.d.Actions, a) }
@@ -455,6 +457,12 @@ func (e *engine) event(typ, reason, msg string) {
 }
 
 func (e *engine) wakeAt(t time.Time) { e.wake = append(e.wake, t) }
+
+func (e *engine) pollIn(d time.Duration) {
+	if e.poll == 0 || d < e.poll {
+		e.poll = d
+	}
+}
 
 // revokedApprovals lists approval checks of passed T-minus phases that no longer have
 // their sign-offs: an approval removed before T-0 revokes it.
@@ -504,35 +512,55 @@ func (e *engine) finish(oldPhase deployv1alpha1.ChecklistPhase) {
 	e.st.NextAction = truncate(e.next, 256)
 	e.setConditions()
 
-	if !terminal(e.st.Phase) && e.measuring() {
-		e.wakeAt(e.now.Add(e.p.interval))
+	if !terminal(e.st.Phase) {
+		if t, ok := e.nextMeasurement(); ok {
+			e.wakeAt(t)
+		}
 	}
 	e.st.NextActionAt = nil
+	e.d.RequeueAfter = e.poll
 	if len(e.wake) > 0 {
 		first := slices.MinFunc(e.wake, func(a, b time.Time) int { return a.Compare(b) })
-		e.d.RequeueAfter = max(first.Sub(e.now), immediately)
+		if d := max(first.Sub(e.now), immediately); e.d.RequeueAfter == 0 || d < e.d.RequeueAfter {
+			e.d.RequeueAfter = d
+		}
 		t := metav1.NewTime(first)
 		e.st.NextActionAt = &t
 	}
 	e.d.Status = *e.st
 }
 
-// measuring says whether metrics or HTTP checks are being evaluated.
-func (e *engine) measuring() bool {
-	if released(e.st.Phase) && len(e.spec.RollbackTriggers) > 0 {
-		return true
+// nextMeasurement is when the metrics and HTTP checks being evaluated (the open phase's,
+// and the triggers' after T-0) are next due. It is derived from when they were last
+// measured, not from now, so a reconcile that measured nothing records the same time.
+func (e *engine) nextMeasurement() (time.Time, bool) {
+	var next time.Time
+	found := false
+	consider := func(last *metav1.Time) {
+		due := e.now.Add(e.p.interval)
+		if last != nil && last.Add(e.p.interval).After(e.now) {
+			due = last.Add(e.p.interval)
+		}
+		if !found || due.Before(next) {
+			next, found = due, true
+		}
 	}
-	for _, ph := range append(slices.Clone(e.p.tminus), e.p.tplus...) {
-		if ph.spec.Name != e.st.CurrentPhase {
+	if released(e.st.Phase) {
+		for i := range e.st.Triggers {
+			consider(e.st.Triggers[i].LastEvaluated)
+		}
+	}
+	for _, ph := range e.st.Phases {
+		if ph.Name != e.st.CurrentPhase || ph.State != deployv1alpha1.PhaseStateOpen {
 			continue
 		}
-		for _, c := range ph.spec.Checks {
-			if c.Metric != "" || c.HTTP != nil {
-				return true
+		for i := range ph.Checks {
+			if ph.Checks[i].Kind == KindMetric || ph.Checks[i].Kind == KindHTTP {
+				consider(ph.Checks[i].LastEvaluated)
 			}
 		}
 	}
-	return false
+	return next, found
 }
 
 func defaultNext(st *deployv1alpha1.DeploymentChecklistStatus) string {
@@ -562,4 +590,16 @@ func latest(a, b time.Time) time.Time {
 		return a
 	}
 	return b
+}
+
+// PreDeployTemplate is the pod template the target ran before T-0, as recorded in status.
+func PreDeployTemplate(st *deployv1alpha1.DeploymentChecklistStatus) (*corev1.PodTemplateSpec, error) {
+	if st.Target == nil || st.Target.PreDeployTemplate == nil {
+		return nil, fmt.Errorf("no pre-deploy template was recorded")
+	}
+	var tmpl corev1.PodTemplateSpec
+	if err := json.Unmarshal(st.Target.PreDeployTemplate.Raw, &tmpl); err != nil {
+		return nil, fmt.Errorf("cannot read the recorded pre-deploy template: %w", err)
+	}
+	return &tmpl, nil
 }

@@ -91,9 +91,7 @@ func NeedsFor(dcl *deployv1alpha1.DeploymentChecklist, now time.Time) Needs {
 // created instead of making a second one. Names longer than a label value allows are
 // shortened with a hash, so they stay unique.
 func JobName(checklist, phase, check string) string {
-	r := strings.NewReplacer("+", "p", "-", "m", ".", "-")
-	phaseSlug := strings.ToLower(r.Replace(phase))
-	name := strings.ToLower(checklist + "-" + phaseSlug + "-" + check)
+	name := strings.ToLower(checklist + "-" + PhaseSlug(phase) + "-" + check)
 	if len(name) <= 63 {
 		return name
 	}
@@ -108,4 +106,22 @@ func sortedKeys[V any](m map[string]V) []string {
 	}
 	slices.Sort(keys)
 	return keys
+}
+
+// ResolveQuery fills in the variables a metric query may use: {{namespace}},
+// {{target}}, {{revision}} and {{checklist}}. Their values are DNS names and the
+// revision's restricted alphabet, so they cannot break out of a quoted label value.
+func ResolveQuery(dcl *deployv1alpha1.DeploymentChecklist, query string) string {
+	return strings.NewReplacer(
+		"{{namespace}}", dcl.Namespace,
+		"{{target}}", dcl.Spec.Target.Name,
+		"{{revision}}", dcl.Spec.Revision,
+		"{{checklist}}", dcl.Name,
+	).Replace(query)
+}
+
+// PhaseSlug spells a phase name with the characters a name or label value allows:
+// T-60m is tm60m, T+5m is tp5m.
+func PhaseSlug(phase string) string {
+	return strings.ToLower(strings.NewReplacer("+", "p", "-", "m", ".", "-").Replace(phase))
 }

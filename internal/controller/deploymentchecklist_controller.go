@@ -14,50 +14,263 @@ See the License for the specific language governing permissions and
 limitations under the License.
 */
 
+// Package controller holds the thin DeploymentChecklist reconciler: fetch, observe,
+// decide (internal/checklist), patch status, act, emit events, requeue.
 package controller
 
 import (
 	"context"
+	"errors"
+	"fmt"
+	"time"
 
+	appsv1 "k8s.io/api/apps/v1"
+	batchv1 "k8s.io/api/batch/v1"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/equality"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/utils/clock"
 	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/controller"
+	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
+	"sigs.k8s.io/controller-runtime/pkg/handler"
 	logf "sigs.k8s.io/controller-runtime/pkg/log"
+	"sigs.k8s.io/controller-runtime/pkg/predicate"
+	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	deployv1alpha1 "github.com/tminus-dev/tminus/api/v1alpha1"
+	"github.com/tminus-dev/tminus/internal/approval"
+	"github.com/tminus-dev/tminus/internal/checklist"
+	"github.com/tminus-dev/tminus/internal/target"
 )
 
-// DeploymentChecklistReconciler reconciles a DeploymentChecklist object
+// Finalizer lets tminus release a held Deployment safely when its checklist is deleted.
+const Finalizer = "deploy.tminus.dev/release-guard"
+
+// conflictRetry is how soon a reconcile whose status patch lost a race runs again.
+const conflictRetry = 200 * time.Millisecond
+
+// targetIndex indexes checklists by the name of their target Deployment.
+const targetIndex = ".spec.target.name"
+
+// MetricSource measures one PromQL query for a checklist. internal/prometheus
+// implements it.
+type MetricSource interface {
+	Measure(ctx context.Context, spec *deployv1alpha1.PrometheusSpec, query string, at time.Time) checklist.Measurement
+}
+
+// HTTPProber runs one HTTP check. internal/httpcheck implements it.
+type HTTPProber interface {
+	Probe(ctx context.Context, spec deployv1alpha1.HTTPCheck) checklist.Measurement
+}
+
+// EventRecorder is the part of the events API the reconciler uses.
+type EventRecorder interface {
+	Eventf(regarding runtime.Object, related runtime.Object, eventtype, reason, action, note string, args ...any)
+}
+
+// DeploymentChecklistReconciler reconciles a DeploymentChecklist object.
 type DeploymentChecklistReconciler struct {
 	client.Client
-	Scheme *runtime.Scheme
+	Scheme   *runtime.Scheme
+	Recorder EventRecorder
+	Clock    clock.PassiveClock
+	Metrics  MetricSource
+	HTTP     HTTPProber
+	// MaxConcurrentReconciles bounds how many checklists are reconciled at once.
+	MaxConcurrentReconciles int
 }
 
-// +kubebuilder:rbac:groups=deploy.tminus.dev,resources=deploymentchecklists,verbs=get;list;watch;create;update;patch;delete
+// +kubebuilder:rbac:groups=deploy.tminus.dev,resources=deploymentchecklists,verbs=get;list;watch;update;patch
 // +kubebuilder:rbac:groups=deploy.tminus.dev,resources=deploymentchecklists/status,verbs=get;update;patch
 // +kubebuilder:rbac:groups=deploy.tminus.dev,resources=deploymentchecklists/finalizers,verbs=update
+// +kubebuilder:rbac:groups=apps,resources=deployments,verbs=get;list;watch;update;patch
+// +kubebuilder:rbac:groups=apps,resources=replicasets,verbs=get;list;watch
+// +kubebuilder:rbac:groups=batch,resources=jobs,verbs=get;list;watch;create
+// +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
+// +kubebuilder:rbac:groups="",resources=events,verbs=create;patch
 
-// Reconcile is part of the main kubernetes reconciliation loop which aims to
-// move the current state of the cluster closer to the desired state.
-// TODO(user): Modify the Reconcile function to compare the state specified by
-// the DeploymentChecklist object against the actual cluster state, and then
-// perform operations to make the cluster state reflect the state specified by
-// the user.
-//
-// For more details, check Reconcile and its Result here:
-// - https://pkg.go.dev/sigs.k8s.io/controller-runtime@v0.25.0/pkg/reconcile
+// Reconcile fetches the checklist, observes what is due, lets the engine decide, writes
+// the decision's status first and then its actions, so a crash between the two leaves
+// the intent recorded and the next reconcile completes it.
 func (r *DeploymentChecklistReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
-	_ = logf.FromContext(ctx)
+	log := logf.FromContext(ctx)
+	var dcl deployv1alpha1.DeploymentChecklist
+	if err := r.Get(ctx, req.NamespacedName, &dcl); err != nil {
+		return ctrl.Result{}, client.IgnoreNotFound(err)
+	}
+	if !dcl.DeletionTimestamp.IsZero() {
+		return ctrl.Result{}, r.finalize(ctx, &dcl)
+	}
+	if !controllerutil.ContainsFinalizer(&dcl, Finalizer) {
+		before := dcl.DeepCopy()
+		controllerutil.AddFinalizer(&dcl, Finalizer)
+		if err := r.Patch(ctx, &dcl, client.MergeFromWithOptions(before, client.MergeFromWithOptimisticLock{})); err != nil {
+			return ctrl.Result{}, err
+		}
+	}
 
-	// TODO(user): your logic here
+	now := r.Clock.Now()
+	obs, err := r.observe(ctx, &dcl, checklist.NeedsFor(&dcl, now), now)
+	if err != nil {
+		return ctrl.Result{}, err
+	}
+	decision := checklist.Decide(&dcl, obs, now)
 
-	return ctrl.Result{}, nil
+	if !equality.Semantic.DeepEqual(dcl.Status, decision.Status) {
+		before := dcl.DeepCopy()
+		dcl.Status = decision.Status
+		err := r.Status().Patch(ctx, &dcl, client.MergeFromWithOptions(before, client.MergeFromWithOptimisticLock{}))
+		if apierrors.IsConflict(err) {
+			// Someone wrote the checklist since we read it: decide again on fresh data.
+			return ctrl.Result{RequeueAfter: conflictRetry}, nil
+		}
+		if err != nil {
+			return ctrl.Result{}, fmt.Errorf("patching status: %w", err)
+		}
+	}
+	for _, a := range decision.Actions {
+		if err := r.act(ctx, &dcl, a); err != nil {
+			return ctrl.Result{}, err
+		}
+	}
+	for _, e := range decision.Events {
+		r.Recorder.Eventf(&dcl, nil, e.Type, e.Reason, "Reconcile", "%s", e.Message)
+	}
+	if len(decision.Actions) > 0 {
+		log.V(1).Info("acted", "checklist", req.NamespacedName, "actions", len(decision.Actions), "phase", decision.Status.Phase)
+	}
+	return ctrl.Result{RequeueAfter: decision.RequeueAfter}, nil
 }
 
-// SetupWithManager sets up the controller with the Manager.
+// observe gathers, once, what the engine needs: the target, approvals, the Jobs of the
+// open phase, and the metrics and HTTP checks that are due.
+func (r *DeploymentChecklistReconciler) observe(ctx context.Context, dcl *deployv1alpha1.DeploymentChecklist,
+	needs checklist.Needs, now time.Time) (checklist.Observations, error) {
+	var obs checklist.Observations
+	var err error
+	obs.Target, err = target.Observe(ctx, r.Client, types.NamespacedName{Namespace: dcl.Namespace, Name: dcl.Spec.Target.Name})
+	if err != nil {
+		return obs, err
+	}
+	obs.Approvals, _ = approval.Parse(dcl.Annotations, approval.Revision(dcl))
+
+	obs.Jobs = map[string]checklist.JobState{}
+	for _, key := range needs.Jobs {
+		phase, check := splitKey(key)
+		js, err := r.observeJob(ctx, dcl, phase, check)
+		if err != nil {
+			return obs, err
+		}
+		obs.Jobs[key] = js
+	}
+
+	obs.Metrics = map[string]checklist.Measurement{}
+	for _, name := range needs.Metrics {
+		for _, m := range dcl.Spec.Metrics {
+			if m.Name == name {
+				obs.Metrics[name] = r.Metrics.Measure(ctx, dcl.Spec.Prometheus, checklist.ResolveQuery(dcl, m.Query), now)
+			}
+		}
+	}
+	obs.HTTP = map[string]checklist.Measurement{}
+	for key, spec := range needs.HTTP {
+		obs.HTTP[key] = r.HTTP.Probe(ctx, spec)
+	}
+	return obs, nil
+}
+
+func splitKey(key string) (string, string) {
+	for i := range len(key) {
+		if key[i] == '/' {
+			return key[:i], key[i+1:]
+		}
+	}
+	return key, ""
+}
+
+func (r *DeploymentChecklistReconciler) act(ctx context.Context, dcl *deployv1alpha1.DeploymentChecklist, a checklist.Action) error {
+	key := types.NamespacedName{Namespace: dcl.Namespace, Name: dcl.Spec.Target.Name}
+	switch a.Kind {
+	case checklist.ActionPause:
+		return target.SetPaused(ctx, r.Client, key, true)
+	case checklist.ActionResume:
+		return target.SetPaused(ctx, r.Client, key, false)
+	case checklist.ActionRestore:
+		return target.Restore(ctx, r.Client, key, a.Template)
+	case checklist.ActionCreateJob:
+		return r.createJob(ctx, dcl, a.Phase, a.Check)
+	}
+	return fmt.Errorf("unknown action %q", a.Kind)
+}
+
+// finalize runs when a checklist is deleted. A Deployment it still holds before T-0 is
+// put back on the template it ran and resumed: never left paused, never rolled to an
+// ungated template. After T-0 the Deployment is left as it is.
+func (r *DeploymentChecklistReconciler) finalize(ctx context.Context, dcl *deployv1alpha1.DeploymentChecklist) error {
+	if !controllerutil.ContainsFinalizer(dcl, Finalizer) {
+		return nil
+	}
+	st := dcl.Status
+	holding := dcl.Spec.Gate != deployv1alpha1.GateObserve && !terminalOrReleased(st.Phase)
+	if holding && st.Target != nil && st.Target.PreDeployTemplate != nil {
+		tmpl, err := checklist.PreDeployTemplate(&st)
+		if err != nil {
+			return err
+		}
+		key := types.NamespacedName{Namespace: dcl.Namespace, Name: dcl.Spec.Target.Name}
+		if err := target.Restore(ctx, r.Client, key, tmpl); err != nil && !apierrors.IsNotFound(errors.Unwrap(err)) {
+			return err
+		}
+		r.Recorder.Eventf(dcl, nil, corev1.EventTypeNormal, checklist.ReasonRestored, "Finalize",
+			"checklist deleted before T-0: Deployment %s resumed on its pre-deploy template", dcl.Spec.Target.Name)
+	}
+	before := dcl.DeepCopy()
+	controllerutil.RemoveFinalizer(dcl, Finalizer)
+	return client.IgnoreNotFound(r.Patch(ctx, dcl, client.MergeFrom(before)))
+}
+
+func terminalOrReleased(p deployv1alpha1.ChecklistPhase) bool {
+	switch p {
+	case deployv1alpha1.PhaseDeploying, deployv1alpha1.PhaseVerifying, deployv1alpha1.PhaseSucceeded,
+		deployv1alpha1.PhaseFailed, deployv1alpha1.PhaseRolledBack:
+		return true
+	}
+	return false
+}
+
+// SetupWithManager watches checklists (annotation changes too: sign-offs do not bump
+// generation), the Jobs they own, and their target Deployments.
 func (r *DeploymentChecklistReconciler) SetupWithManager(mgr ctrl.Manager) error {
+	if err := mgr.GetFieldIndexer().IndexField(context.Background(), &deployv1alpha1.DeploymentChecklist{}, targetIndex,
+		func(o client.Object) []string {
+			return []string{o.(*deployv1alpha1.DeploymentChecklist).Spec.Target.Name}
+		}); err != nil {
+		return err
+	}
 	return ctrl.NewControllerManagedBy(mgr).
-		For(&deployv1alpha1.DeploymentChecklist{}).
+		For(&deployv1alpha1.DeploymentChecklist{}, builder.WithPredicates(
+			predicate.Or(predicate.GenerationChangedPredicate{}, predicate.AnnotationChangedPredicate{}))).
+		Owns(&batchv1.Job{}).
+		Watches(&appsv1.Deployment{}, handler.EnqueueRequestsFromMapFunc(r.checklistsForDeployment)).
+		WithOptions(controller.Options{MaxConcurrentReconciles: max(1, r.MaxConcurrentReconciles)}).
 		Named("deploymentchecklist").
 		Complete(r)
+}
+
+func (r *DeploymentChecklistReconciler) checklistsForDeployment(ctx context.Context, o client.Object) []reconcile.Request {
+	var list deployv1alpha1.DeploymentChecklistList
+	if err := r.List(ctx, &list, client.InNamespace(o.GetNamespace()), client.MatchingFields{targetIndex: o.GetName()}); err != nil {
+		logf.FromContext(ctx).Error(err, "listing checklists for Deployment", "deployment", client.ObjectKeyFromObject(o))
+		return nil
+	}
+	reqs := make([]reconcile.Request, 0, len(list.Items))
+	for _, c := range list.Items {
+		reqs = append(reqs, reconcile.Request{NamespacedName: client.ObjectKeyFromObject(&c)})
+	}
+	return reqs
 }

@@ -1,0 +1,212 @@
+package controller
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	. "github.com/onsi/gomega"
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/utils/clock"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/config"
+	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
+
+	deployv1alpha1 "github.com/tminus-dev/tminus/api/v1alpha1"
+	"github.com/tminus-dev/tminus/internal/checklist"
+	"github.com/tminus-dev/tminus/internal/httpcheck"
+	"github.com/tminus-dev/tminus/test/testbed"
+)
+
+// bed is one test bed for the package: kube-apiserver, etcd, kube-controller-manager,
+// kube-scheduler and kwok. Each test works in a namespace of its own.
+var bed *testbed.Bed
+
+func TestMain(m *testing.M) {
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	var err error
+	bed, err = testbed.Start(ctx, testbed.Options{Cluster: true})
+	cancel()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	code := m.Run()
+	bed.Stop()
+	os.Exit(code)
+}
+
+var nsCounter atomic.Int32
+
+func newNamespace(t *testing.T) string {
+	t.Helper()
+	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "t" + strconv.Itoa(int(nsCounter.Add(1)))}}
+	NewWithT(t).Expect(bed.Client.Create(context.Background(), ns)).To(Succeed())
+	return ns.Name
+}
+
+// fakeMetrics is a MetricSource whose values the test sets, per query.
+type fakeMetrics struct {
+	mu      sync.Mutex
+	values  map[string]checklist.Measurement
+	queries int
+}
+
+func newFakeMetrics() *fakeMetrics { return &fakeMetrics{values: map[string]checklist.Measurement{}} }
+
+func (f *fakeMetrics) set(query string, v float64) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.values[query] = checklist.Measurement{Kind: checklist.ResultValue, Value: v, Display: strconv.FormatFloat(v, 'g', 6, 64), Query: query}
+}
+
+func (f *fakeMetrics) Measure(_ context.Context, _ *deployv1alpha1.PrometheusSpec, query string, _ time.Time) checklist.Measurement {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.queries++
+	if m, ok := f.values[query]; ok {
+		return m
+	}
+	return checklist.Measurement{Kind: checklist.ResultNoData, Query: query}
+}
+
+// manager is a running tminus manager.
+type manager struct {
+	cancel context.CancelFunc
+	done   chan struct{}
+}
+
+// startManager runs the tminus controller against the test bed until stop. wrap, if
+// set, wraps the manager's client (to inject crashes).
+func startManager(t *testing.T, metrics MetricSource, wrap func(client.Client, context.CancelFunc) client.Client) *manager {
+	t.Helper()
+	skip := true
+	mgr, err := ctrl.NewManager(bed.Config, ctrl.Options{
+		Scheme:                 bed.Client.Scheme(),
+		Metrics:                metricsserver.Options{BindAddress: "0"},
+		HealthProbeBindAddress: "0",
+		Controller:             config.Controller{SkipNameValidation: &skip},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	c := mgr.GetClient()
+	if wrap != nil {
+		c = wrap(c, cancel)
+	}
+	r := &DeploymentChecklistReconciler{
+		Client:   c,
+		Scheme:   mgr.GetScheme(),
+		Recorder: mgr.GetEventRecorder("tminus"),
+		Clock:    clock.RealClock{},
+		Metrics:  metrics,
+		HTTP:     &httpcheck.Prober{},
+	}
+	if err := r.SetupWithManager(mgr); err != nil {
+		t.Fatal(err)
+	}
+	m := &manager{cancel: cancel, done: make(chan struct{})}
+	go func() {
+		defer close(m.done)
+		if err := mgr.Start(ctx); err != nil {
+			t.Logf("manager stopped: %v", err)
+		}
+	}()
+	t.Cleanup(m.stop)
+	return m
+}
+
+func (m *manager) stop() {
+	m.cancel()
+	<-m.done
+}
+
+// deployment creates a 3-replica Deployment running image and waits for it to roll out.
+func deployment(t *testing.T, ns, image string) *appsv1.Deployment {
+	t.Helper()
+	d := &appsv1.Deployment{
+		ObjectMeta: metav1.ObjectMeta{Name: "checkout", Namespace: ns},
+		Spec: appsv1.DeploymentSpec{
+			Replicas: new(int32(3)),
+			Selector: &metav1.LabelSelector{MatchLabels: map[string]string{"app": "checkout"}},
+			Template: corev1.PodTemplateSpec{
+				ObjectMeta: metav1.ObjectMeta{Labels: map[string]string{"app": "checkout"}},
+				Spec:       corev1.PodSpec{Containers: []corev1.Container{{Name: "app", Image: image}}},
+			},
+		},
+	}
+	NewWithT(t).Expect(bed.Client.Create(context.Background(), d)).To(Succeed())
+	waitRunning(t, d, image)
+	return d
+}
+
+// waitRunning waits until the Deployment is rolled out with image.
+func waitRunning(t *testing.T, d *appsv1.Deployment, image string) {
+	t.Helper()
+	NewWithT(t).Eventually(func(g Gomega) {
+		var cur appsv1.Deployment
+		g.Expect(bed.Client.Get(context.Background(), client.ObjectKeyFromObject(d), &cur)).To(Succeed())
+		g.Expect(cur.Spec.Template.Spec.Containers[0].Image).To(Equal(image))
+		g.Expect(cur.Spec.Paused).To(BeFalse())
+		g.Expect(cur.Status.ObservedGeneration).To(Equal(cur.Generation))
+		g.Expect(cur.Status.UpdatedReplicas).To(Equal(*cur.Spec.Replicas))
+		g.Expect(cur.Status.AvailableReplicas).To(Equal(*cur.Spec.Replicas))
+		g.Expect(cur.Status.Replicas).To(Equal(*cur.Spec.Replicas))
+	}, 2*time.Minute, 100*time.Millisecond).Should(Succeed())
+}
+
+func getDeployment(t *testing.T, d *appsv1.Deployment) *appsv1.Deployment {
+	t.Helper()
+	var cur appsv1.Deployment
+	NewWithT(t).Expect(bed.Client.Get(context.Background(), client.ObjectKeyFromObject(d), &cur)).To(Succeed())
+	return &cur
+}
+
+func getChecklist(g Gomega, c *deployv1alpha1.DeploymentChecklist) *deployv1alpha1.DeploymentChecklist {
+	var cur deployv1alpha1.DeploymentChecklist
+	g.Expect(bed.Client.Get(context.Background(), client.ObjectKeyFromObject(c), &cur)).To(Succeed())
+	return &cur
+}
+
+// waitPhase waits for the checklist to reach phase and returns it.
+func waitPhase(t *testing.T, c *deployv1alpha1.DeploymentChecklist, phase deployv1alpha1.ChecklistPhase) *deployv1alpha1.DeploymentChecklist {
+	t.Helper()
+	var cur *deployv1alpha1.DeploymentChecklist
+	NewWithT(t).Eventually(func(g Gomega) deployv1alpha1.ChecklistPhase {
+		cur = getChecklist(g, c)
+		return cur.Status.Phase
+	}, 2*time.Minute, 100*time.Millisecond).Should(Equal(phase))
+	return cur
+}
+
+// setImage changes the Deployment's image, as a pipeline would.
+func setImage(t *testing.T, d *appsv1.Deployment, image string) {
+	t.Helper()
+	NewWithT(t).Eventually(func() error {
+		cur := getDeployment(t, d)
+		cur.Spec.Template.Spec.Containers[0].Image = image
+		return bed.Client.Update(context.Background(), cur)
+	}, 10*time.Second, 100*time.Millisecond).Should(Succeed())
+}
+
+// approve records a sign-off annotation, as kubectl annotate or a GitOps commit would.
+func approve(t *testing.T, c *deployv1alpha1.DeploymentChecklist, role, value string) {
+	t.Helper()
+	NewWithT(t).Eventually(func(g Gomega) error {
+		cur := getChecklist(g, c)
+		if cur.Annotations == nil {
+			cur.Annotations = map[string]string{}
+		}
+		cur.Annotations[deployv1alpha1.ApprovalAnnotationPrefix+role] = value
+		return bed.Client.Update(context.Background(), cur)
+	}, 10*time.Second, 100*time.Millisecond).Should(Succeed())
+}
