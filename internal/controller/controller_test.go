@@ -199,7 +199,7 @@ func TestDeployAtInTheFutureHoldsUntilTheClockReachesIt(t *testing.T) {
 	metrics := newFakeMetrics()
 	metrics.set(errorQuery, 0.001)
 	startManager(t, metrics, nil)
-	deployAt := metav1.NewTime(time.Now().Add(6 * time.Second).Truncate(time.Second))
+	deployAt := metav1.NewTime(time.Now().Add(10 * time.Second).Truncate(time.Second))
 	c := newChecklist(ns, withLongVerification, func(c *deployv1alpha1.DeploymentChecklist) {
 		c.Spec.DeployAt = &deployAt
 		c.Spec.Window = "5m"

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"path/filepath"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -18,6 +19,8 @@ import (
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/config"
+	logf "sigs.k8s.io/controller-runtime/pkg/log"
+	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	deployv1alpha1 "github.com/tminus-dev/tminus/api/v1alpha1"
@@ -39,7 +42,19 @@ func TestMain(m *testing.M) {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
+	// The managers' logs go beside the components' logs, kept when a test fails.
+	logFile, err := os.Create(filepath.Join(bed.Dir, "tminus-manager.log"))
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	logf.SetLogger(zap.New(zap.WriteTo(logFile), zap.UseDevMode(true)))
 	code := m.Run()
+	if code != 0 {
+		fmt.Fprintf(os.Stderr, "test bed logs, tminus-manager.log among them: %s\n", bed.Dir)
+		bed.StopKeepingLogs()
+		os.Exit(code)
+	}
 	bed.Stop()
 	os.Exit(code)
 }

@@ -172,6 +172,10 @@ func Start(ctx context.Context, opts Options) (b *Bed, err error) {
 // Stop stops every process the test bed started and removes its directory.
 func (b *Bed) Stop() { b.stop(false) }
 
+// StopKeepingLogs stops every process the test bed started and keeps its directory,
+// with the components' logs, for a failed run.
+func (b *Bed) StopKeepingLogs() { b.stop(true) }
+
 func (b *Bed) stop(keepDir bool) {
 	for _, p := range slices.Backward(b.procs) {
 		p.stop()
