@@ -19,7 +19,11 @@ package main
 import (
 	"crypto/tls"
 	"flag"
+	"fmt"
+	"net/http"
 	"os"
+	"strings"
+	"time"
 
 	// Import all Kubernetes client auth plugins (e.g. Azure, GCP, OIDC, etc.)
 	// to ensure that exec-entrypoint and run can make use of them.
@@ -39,6 +43,7 @@ import (
 	deployv1alpha1 "github.com/tminus-dev/tminus/api/v1alpha1"
 	"github.com/tminus-dev/tminus/internal/controller"
 	"github.com/tminus-dev/tminus/internal/httpcheck"
+	"github.com/tminus-dev/tminus/internal/netguard"
 	"github.com/tminus-dev/tminus/internal/prometheus"
 	// +kubebuilder:scaffold:imports
 )
@@ -66,7 +71,8 @@ func main() {
 	var secureMetrics bool
 	var enableHTTP2 bool
 	var tlsOpts []func(*tls.Config)
-	var maxConcurrentReconciles int
+	var maxConcurrentReconciles, maxQueriesPerPrometheus int
+	var allowedHosts string
 	flag.StringVar(&metricsAddr, "metrics-bind-address", "0", "The address the metrics endpoint binds to. "+
 		"Use :8443 for HTTPS or :8080 for HTTP, or leave as 0 to disable the metrics service.")
 	flag.StringVar(&probeAddr, "health-probe-bind-address", ":8081", "The address the probe endpoint binds to.")
@@ -92,7 +98,18 @@ func main() {
 	opts.BindFlags(flag.CommandLine)
 	flag.IntVar(&maxConcurrentReconciles, "max-concurrent-reconciles", 4,
 		"How many checklists are reconciled at once.")
+	flag.IntVar(&maxQueriesPerPrometheus, "max-queries-per-prometheus", prometheus.DefaultMaxInFlight,
+		"How many queries may be in flight to one Prometheus address.")
+	flag.StringVar(&allowedHosts, "allowed-hosts", "",
+		"Comma-separated host names (exact or *.suffix), IPs and CIDRs that Prometheus queries and HTTP checks "+
+			"may connect to. Empty: any host but link-local and cloud metadata addresses, which are only "+
+			"reachable when a CIDR listed here covers them.")
 	flag.Parse()
+	guard, err := netguard.New(strings.Split(allowedHosts, ","))
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "--allowed-hosts: %v\n", err)
+		os.Exit(2)
+	}
 
 	ctrl.SetLogger(zap.New(zap.UseFlagOptions(&opts)))
 
@@ -189,12 +206,18 @@ func main() {
 	}
 
 	if err := (&controller.DeploymentChecklistReconciler{
-		Client:                  mgr.GetClient(),
-		Scheme:                  mgr.GetScheme(),
-		Recorder:                mgr.GetEventRecorder("tminus"),
-		Clock:                   clock.RealClock{},
-		Metrics:                 &prometheus.Provider{},
-		HTTP:                    &httpcheck.Prober{},
+		Client:   mgr.GetClient(),
+		Scheme:   mgr.GetScheme(),
+		Recorder: mgr.GetEventRecorder("tminus"),
+		Clock:    clock.RealClock{},
+		Metrics: &prometheus.Provider{
+			Secrets:     mgr.GetAPIReader(),
+			Guard:       guard,
+			MaxInFlight: maxQueriesPerPrometheus,
+		},
+		HTTP: &httpcheck.Prober{Client: &http.Client{Transport: &http.Transport{
+			DialContext: guard.DialContext, TLSHandshakeTimeout: 10 * time.Second,
+		}}},
 		MaxConcurrentReconciles: maxConcurrentReconciles,
 	}).SetupWithManager(mgr); err != nil {
 		setupLog.Error(err, "Failed to create controller", "controller", "deploymentchecklist")

@@ -537,9 +537,9 @@ func (e *engine) nextMeasurement() (time.Time, bool) {
 	var next time.Time
 	found := false
 	consider := func(last *metav1.Time) {
-		due := e.now.Add(e.p.interval)
-		if last != nil && last.Add(e.p.interval).After(e.now) {
-			due = last.Add(e.p.interval)
+		due := e.p.nextDue(e.now)
+		if last != nil && e.p.nextDue(last.Time).After(e.now) {
+			due = e.p.nextDue(last.Time)
 		}
 		if !found || due.Before(next) {
 			next, found = due, true

@@ -22,7 +22,7 @@ func NeedsFor(dcl *deployv1alpha1.DeploymentChecklist, now time.Time) Needs {
 	}
 	e := &engine{dcl: dcl, spec: &dcl.Spec, p: p, now: now, st: dcl.Status.DeepCopy()}
 	e.syncRecords()
-	due := func(last *time.Time) bool { return last == nil || now.Sub(*last) >= p.interval }
+	due := func(last *time.Time) bool { return last == nil || !now.Before(p.nextDue(*last)) }
 	addMetric := func(name string) {
 		if !slices.Contains(n.Metrics, name) {
 			n.Metrics = append(n.Metrics, name)

@@ -209,3 +209,10 @@ func breachThreshold(below, above *string) string {
 	}
 	return ""
 }
+
+// nextDue is when a measurement taken at last is due again: the next multiple of the
+// interval after it. Checklists with the same interval thus measure at the same instants,
+// and identical queries are shared by the provider.
+func (p *plan) nextDue(last time.Time) time.Time {
+	return last.Truncate(p.interval).Add(p.interval)
+}

@@ -45,6 +45,7 @@ import (
 	deployv1alpha1 "github.com/tminus-dev/tminus/api/v1alpha1"
 	"github.com/tminus-dev/tminus/internal/approval"
 	"github.com/tminus-dev/tminus/internal/checklist"
+	"github.com/tminus-dev/tminus/internal/prometheus"
 	"github.com/tminus-dev/tminus/internal/target"
 )
 
@@ -60,7 +61,7 @@ const targetIndex = ".spec.target.name"
 // MetricSource measures one PromQL query for a checklist. internal/prometheus
 // implements it.
 type MetricSource interface {
-	Measure(ctx context.Context, spec *deployv1alpha1.PrometheusSpec, query string, at time.Time) checklist.Measurement
+	Measure(ctx context.Context, req prometheus.Request) checklist.Measurement
 }
 
 // HTTPProber runs one HTTP check. internal/httpcheck implements it.
@@ -91,6 +92,7 @@ type DeploymentChecklistReconciler struct {
 // +kubebuilder:rbac:groups=apps,resources=deployments,verbs=get;list;watch;update;patch
 // +kubebuilder:rbac:groups=apps,resources=replicasets,verbs=get;list;watch
 // +kubebuilder:rbac:groups=batch,resources=jobs,verbs=get;list;watch;create
+// +kubebuilder:rbac:groups="",resources=secrets,verbs=get
 // +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
 // +kubebuilder:rbac:groups="",resources=events,verbs=create;patch
 
@@ -173,7 +175,9 @@ func (r *DeploymentChecklistReconciler) observe(ctx context.Context, dcl *deploy
 	for _, name := range needs.Metrics {
 		for _, m := range dcl.Spec.Metrics {
 			if m.Name == name {
-				obs.Metrics[name] = r.Metrics.Measure(ctx, dcl.Spec.Prometheus, checklist.ResolveQuery(dcl, m.Query), now)
+				obs.Metrics[name] = r.Metrics.Measure(ctx, prometheus.Request{
+					Namespace: dcl.Namespace, Spec: dcl.Spec.Prometheus, Query: checklist.ResolveQuery(dcl, m.Query), At: now,
+				})
 			}
 		}
 	}

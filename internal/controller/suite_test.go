@@ -26,6 +26,7 @@ import (
 	deployv1alpha1 "github.com/tminus-dev/tminus/api/v1alpha1"
 	"github.com/tminus-dev/tminus/internal/checklist"
 	"github.com/tminus-dev/tminus/internal/httpcheck"
+	"github.com/tminus-dev/tminus/internal/prometheus"
 	"github.com/tminus-dev/tminus/test/testbed"
 )
 
@@ -83,7 +84,8 @@ func (f *fakeMetrics) set(query string, v float64) {
 	f.values[query] = checklist.Measurement{Kind: checklist.ResultValue, Value: v, Display: strconv.FormatFloat(v, 'g', 6, 64), Query: query}
 }
 
-func (f *fakeMetrics) Measure(_ context.Context, _ *deployv1alpha1.PrometheusSpec, query string, _ time.Time) checklist.Measurement {
+func (f *fakeMetrics) Measure(_ context.Context, req prometheus.Request) checklist.Measurement {
+	query := req.Query
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.queries++

@@ -70,8 +70,8 @@ func (f fakeQuerier) Query(context.Context, string, time.Time, ...promv1.Option)
 func TestMeasureBoundsErrorMessagesAndNeverPassesThem(t *testing.T) {
 	g := NewWithT(t)
 	huge := errors.New("server error: " + strings.Repeat("<html>body</html>\n", 500))
-	p := &Provider{NewQuerier: func(string, http.RoundTripper) (Querier, error) { return fakeQuerier{err: huge}, nil }}
-	m := p.Measure(context.Background(), &deployv1alpha1.PrometheusSpec{Address: "http://prom:9090"}, "up", time.Now())
+	p := &Provider{NewQuerier: func(string, *http.Client) (Querier, error) { return fakeQuerier{err: huge}, nil }}
+	m := p.Measure(context.Background(), Request{Spec: &deployv1alpha1.PrometheusSpec{Address: "http://prom:9090"}, Query: "up", At: time.Now()})
 	g.Expect(m.Kind).To(Equal(checklist.ResultError))
 	g.Expect(len(m.Message)).To(BeNumerically("<=", maxMessage))
 	g.Expect(m.Message).NotTo(ContainSubstring("\n"))

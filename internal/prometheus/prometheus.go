@@ -1,27 +1,48 @@
 // Package prometheus measures a checklist's metrics with instant PromQL queries and
 // turns every answer into exactly one of: a value, no data, or an error.
+//
+// Credentials come from Secrets in the checklist's own namespace, read directly from
+// the API server (no cluster-wide Secret cache or watch), and never appear in messages.
+// Identical queries to the same Prometheus at the same evaluation second are sent once
+// and shared; at most MaxInFlight queries per address are in flight.
 package prometheus
 
 import (
 	"context"
+	"crypto/sha256"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/hex"
 	"errors"
 	"fmt"
+	"maps"
 	"math"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/api"
 	promv1 "github.com/prometheus/client_golang/api/prometheus/v1"
 	"github.com/prometheus/common/model"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/types"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	deployv1alpha1 "github.com/tminus-dev/tminus/api/v1alpha1"
 	"github.com/tminus-dev/tminus/internal/checklist"
+	"github.com/tminus-dev/tminus/internal/netguard"
 )
 
 // maxMessage bounds error messages kept in status and events.
 const maxMessage = 300
+
+// DefaultMaxInFlight is how many queries may be in flight to one Prometheus address.
+const DefaultMaxInFlight = 10
 
 // Querier is the one method of the Prometheus API this package uses, so tests fake one
 // method rather than the whole API.
@@ -29,55 +50,309 @@ type Querier interface {
 	Query(ctx context.Context, query string, ts time.Time, opts ...promv1.Option) (model.Value, promv1.Warnings, promv1.Infos, error)
 }
 
-// Provider measures metrics against the Prometheus a checklist names.
-type Provider struct {
-	// RoundTripper sends the requests; http.DefaultTransport when nil.
-	RoundTripper http.RoundTripper
-	// NewQuerier builds the querier for an address; tests replace it.
-	NewQuerier func(address string, rt http.RoundTripper) (Querier, error)
+// Request is one measurement.
+type Request struct {
+	// Namespace of the checklist: Secrets are read there.
+	Namespace string
+	Spec      *deployv1alpha1.PrometheusSpec
+	// Query is the PromQL, variables resolved.
+	Query string
+	// At is the evaluation time; it is truncated to the second, so checklists that
+	// evaluate the same query in the same second share one request.
+	At time.Time
 }
 
-// Measure runs query at `at` against the checklist's Prometheus.
-func (p *Provider) Measure(ctx context.Context, spec *deployv1alpha1.PrometheusSpec, query string, at time.Time) checklist.Measurement {
-	if spec == nil {
-		return errorf(query, "spec.prometheus is not set")
+// Provider measures metrics against the Prometheus a checklist names.
+type Provider struct {
+	// Secrets reads credentials; it should be an uncached reader (the manager's
+	// APIReader), so tminus never lists or watches Secrets.
+	Secrets client.Reader
+	// Guard decides which addresses may be dialed; nil allows all but link-local.
+	Guard *netguard.Guard
+	// MaxInFlight bounds concurrent queries per address (DefaultMaxInFlight if 0).
+	MaxInFlight int
+	// NewQuerier builds the querier for an address; tests replace it.
+	NewQuerier func(address string, c *http.Client) (Querier, error)
+
+	sent atomic.Int64
+
+	mu         sync.Mutex
+	sems       map[string]chan struct{}
+	transports map[string]*http.Transport
+	calls      map[string]*call
+}
+
+type call struct {
+	done chan struct{}
+	m    checklist.Measurement
+}
+
+// Sent is how many queries reached Prometheus (shared ones count once).
+func (p *Provider) Sent() int64 { return p.sent.Load() }
+
+// Measure runs one query. It never panics and never returns a value it did not get
+// from Prometheus.
+func (p *Provider) Measure(ctx context.Context, req Request) checklist.Measurement {
+	if req.Spec == nil {
+		return errorf(req.Query, "spec.prometheus is not set")
 	}
+	creds, err := p.credentials(ctx, req.Namespace, req.Spec)
+	if err != nil {
+		return errorf(req.Query, "prometheus %s: %v", req.Spec.Address, err)
+	}
+	at := req.At.Truncate(time.Second)
+	key := strings.Join([]string{req.Spec.Address, creds.fingerprint(), req.Spec.Timeout, req.Query, at.Format(time.RFC3339)}, "\x00")
+
+	p.mu.Lock()
+	if p.calls == nil {
+		p.calls = map[string]*call{}
+	}
+	if c, ok := p.calls[key]; ok {
+		p.mu.Unlock()
+		select {
+		case <-c.done:
+			return c.m
+		case <-ctx.Done():
+			return errorf(req.Query, "prometheus %s: %v", req.Spec.Address, ctx.Err())
+		}
+	}
+	c := &call{done: make(chan struct{})}
+	p.calls[key] = c
+	p.mu.Unlock()
+
+	c.m = p.query(ctx, req, creds, at)
+	close(c.done)
+	// Keep the answer for the rest of its second, so reconciles that come a little
+	// later in the same evaluation round share it too.
+	time.AfterFunc(time.Until(at.Add(2*time.Second)), func() {
+		p.mu.Lock()
+		delete(p.calls, key)
+		p.mu.Unlock()
+	})
+	return c.m
+}
+
+func (p *Provider) query(ctx context.Context, req Request, creds *credentials, at time.Time) checklist.Measurement {
 	timeout := checklist.DefaultPrometheusTimeout
-	if spec.Timeout != "" {
-		if d, err := time.ParseDuration(spec.Timeout); err == nil && d > 0 {
+	if req.Spec.Timeout != "" {
+		if d, err := time.ParseDuration(req.Spec.Timeout); err == nil && d > 0 {
 			timeout = d
 		}
+	}
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+
+	sem := p.semaphore(req.Spec.Address)
+	select {
+	case sem <- struct{}{}:
+		defer func() { <-sem }()
+	case <-ctx.Done():
+		return errorf(req.Query, "prometheus %s: no free query slot within %s", req.Spec.Address, timeout)
+	}
+
+	httpClient, err := p.httpClient(req.Spec, creds)
+	if err != nil {
+		return errorf(req.Query, "prometheus %s: %v", req.Spec.Address, err)
 	}
 	newQuerier := p.NewQuerier
 	if newQuerier == nil {
 		newQuerier = defaultQuerier
 	}
-	rt := p.RoundTripper
-	if rt == nil {
-		rt = http.DefaultTransport
-	}
-	q, err := newQuerier(spec.Address, rt)
+	q, err := newQuerier(req.Spec.Address, httpClient)
 	if err != nil {
-		return errorf(query, "prometheus %s: %v", spec.Address, err)
+		return errorf(req.Query, "prometheus %s: %v", req.Spec.Address, err)
 	}
-	ctx, cancel := context.WithTimeout(ctx, timeout)
-	defer cancel()
-	v, _, _, err := q.Query(ctx, query, at, promv1.WithTimeout(timeout))
+	p.sent.Add(1)
+	v, _, _, err := q.Query(ctx, req.Query, at, promv1.WithTimeout(timeout))
 	if err != nil {
-		if errors.Is(err, context.DeadlineExceeded) {
-			return errorf(query, "prometheus %s: no answer within %s", spec.Address, timeout)
-		}
-		return errorf(query, "prometheus %s: %v", spec.Address, err)
+		return errorf(req.Query, "prometheus %s: %s", req.Spec.Address, describeError(err, timeout))
 	}
-	return Classify(query, v)
+	return Classify(req.Query, v)
 }
 
-func defaultQuerier(address string, rt http.RoundTripper) (Querier, error) {
-	c, err := api.NewClient(api.Config{Address: address, RoundTripper: rt})
+// describeError says what went wrong without echoing a response body.
+func describeError(err error, timeout time.Duration) string {
+	if errors.Is(err, context.DeadlineExceeded) {
+		return fmt.Sprintf("no answer within %s", timeout)
+	}
+	if apiErr, ok := errors.AsType[*promv1.Error](err); ok {
+		msg := string(apiErr.Type) + ": " + apiErr.Msg
+		if strings.Contains(apiErr.Msg, "401") || strings.Contains(apiErr.Msg, "403") {
+			msg += " (check the credentials)"
+		}
+		return msg
+	}
+	return err.Error()
+}
+
+func defaultQuerier(address string, c *http.Client) (Querier, error) {
+	ac, err := api.NewClient(api.Config{Address: address, Client: c})
 	if err != nil {
 		return nil, err
 	}
-	return promv1.NewAPI(c), nil
+	return promv1.NewAPI(ac), nil
+}
+
+func (p *Provider) semaphore(address string) chan struct{} {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.sems == nil {
+		p.sems = map[string]chan struct{}{}
+	}
+	s, ok := p.sems[address]
+	if !ok {
+		n := p.MaxInFlight
+		if n <= 0 {
+			n = DefaultMaxInFlight
+		}
+		s = make(chan struct{}, n)
+		p.sems[address] = s
+	}
+	return s
+}
+
+// httpClient sends requests through a transport shared by every checklist with the same
+// TLS settings, adds the credentials, and never follows redirects.
+func (p *Provider) httpClient(spec *deployv1alpha1.PrometheusSpec, creds *credentials) (*http.Client, error) {
+	tlsKey := sha256.New()
+	tlsKey.Write(creds.ca)
+	if spec.TLS != nil {
+		_, _ = fmt.Fprintf(tlsKey, "\x00%s\x00%t", spec.TLS.ServerName, spec.TLS.InsecureSkipVerify)
+	}
+	key := hex.EncodeToString(tlsKey.Sum(nil))
+
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.transports == nil {
+		p.transports = map[string]*http.Transport{}
+	}
+	tr, ok := p.transports[key]
+	if !ok {
+		cfg := &tls.Config{MinVersion: tls.VersionTLS12}
+		if spec.TLS != nil {
+			cfg.ServerName = spec.TLS.ServerName
+			cfg.InsecureSkipVerify = spec.TLS.InsecureSkipVerify //nolint:gosec // explicit opt-in in the spec
+		}
+		if len(creds.ca) > 0 {
+			pool := x509.NewCertPool()
+			if !pool.AppendCertsFromPEM(creds.ca) {
+				return nil, fmt.Errorf("the CA bundle in spec.prometheus.tls.caSecretRef holds no PEM certificate")
+			}
+			cfg.RootCAs = pool
+		}
+		tr = &http.Transport{
+			DialContext:         p.Guard.DialContext,
+			TLSClientConfig:     cfg,
+			MaxIdleConnsPerHost: DefaultMaxInFlight,
+			IdleConnTimeout:     90 * time.Second,
+			TLSHandshakeTimeout: 10 * time.Second,
+			ForceAttemptHTTP2:   true,
+		}
+		p.transports[key] = tr
+	}
+	return &http.Client{
+		Transport:     &authTransport{next: tr, creds: creds},
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+	}, nil
+}
+
+// credentials read from Secrets for one request.
+type credentials struct {
+	bearer             string
+	username, password string
+	headers            http.Header
+	ca                 []byte
+}
+
+// fingerprint identifies the credentials without revealing them, so only requests with
+// the same identity share an answer.
+func (c *credentials) fingerprint() string {
+	h := sha256.New()
+	_, _ = fmt.Fprintf(h, "%s\x00%s\x00%s\x00", c.bearer, c.username, c.password)
+	for _, k := range sortedHeaderKeys(c.headers) {
+		_, _ = fmt.Fprintf(h, "%s=%s\x00", k, strings.Join(c.headers[k], ","))
+	}
+	h.Write(c.ca)
+	return hex.EncodeToString(h.Sum(nil))
+}
+
+func (p *Provider) credentials(ctx context.Context, ns string, spec *deployv1alpha1.PrometheusSpec) (*credentials, error) {
+	c := &credentials{headers: http.Header{}}
+	var err error
+	if spec.BearerTokenSecretRef != nil {
+		if c.bearer, err = p.secretValue(ctx, ns, spec.BearerTokenSecretRef, "spec.prometheus.bearerTokenSecretRef"); err != nil {
+			return nil, err
+		}
+	}
+	if spec.BasicAuth != nil {
+		if c.username, err = p.secretValue(ctx, ns, &spec.BasicAuth.Username, "spec.prometheus.basicAuth.username"); err != nil {
+			return nil, err
+		}
+		if c.password, err = p.secretValue(ctx, ns, &spec.BasicAuth.Password, "spec.prometheus.basicAuth.password"); err != nil {
+			return nil, err
+		}
+	}
+	for i, h := range spec.Headers {
+		v := h.Value
+		if h.SecretKeyRef != nil {
+			if v, err = p.secretValue(ctx, ns, h.SecretKeyRef, fmt.Sprintf("spec.prometheus.headers[%d].secretKeyRef", i)); err != nil {
+				return nil, err
+			}
+		}
+		c.headers.Set(h.Name, v)
+	}
+	if spec.TLS != nil && spec.TLS.CASecretRef != nil {
+		ca, err := p.secretValue(ctx, ns, spec.TLS.CASecretRef, "spec.prometheus.tls.caSecretRef")
+		if err != nil {
+			return nil, err
+		}
+		c.ca = []byte(ca)
+	}
+	return c, nil
+}
+
+// secretValue reads one key of a Secret in ns. Its errors name the field and the
+// Secret, never the value.
+func (p *Provider) secretValue(ctx context.Context, ns string, ref *deployv1alpha1.SecretKeyRef, field string) (string, error) {
+	if p.Secrets == nil {
+		return "", fmt.Errorf("%s: no Secret reader configured", field)
+	}
+	var s corev1.Secret
+	if err := p.Secrets.Get(ctx, types.NamespacedName{Namespace: ns, Name: ref.Name}, &s); err != nil {
+		if apierrors.IsNotFound(err) {
+			return "", fmt.Errorf("%s: Secret %s/%s not found", field, ns, ref.Name)
+		}
+		if apierrors.IsForbidden(err) {
+			return "", fmt.Errorf("%s: reading Secret %s/%s is forbidden", field, ns, ref.Name)
+		}
+		return "", fmt.Errorf("%s: reading Secret %s/%s: %v", field, ns, ref.Name, err)
+	}
+	v, ok := s.Data[ref.Key]
+	if !ok {
+		return "", fmt.Errorf("%s: Secret %s/%s has no key %q", field, ns, ref.Name, ref.Key)
+	}
+	return strings.TrimSpace(string(v)), nil
+}
+
+type authTransport struct {
+	next  http.RoundTripper
+	creds *credentials
+}
+
+func (t *authTransport) RoundTrip(r *http.Request) (*http.Response, error) {
+	r = r.Clone(r.Context())
+	maps.Copy(r.Header, t.creds.headers)
+	switch {
+	case t.creds.bearer != "":
+		r.Header.Set("Authorization", "Bearer "+t.creds.bearer)
+	case t.creds.username != "" || t.creds.password != "":
+		r.SetBasicAuth(t.creds.username, t.creds.password)
+	}
+	return t.next.RoundTrip(r)
+}
+
+func sortedHeaderKeys(h http.Header) []string {
+	return slices.Sorted(maps.Keys(h))
 }
 
 // Classify turns a query result into a measurement: a scalar or a vector of exactly one
@@ -105,8 +380,11 @@ func Classify(query string, v model.Value) checklist.Measurement {
 
 func sample(query string, f float64) checklist.Measurement {
 	if math.IsNaN(f) || math.IsInf(f, 0) {
-		return checklist.Measurement{Kind: checklist.ResultNoData, Query: query, Display: strconv.FormatFloat(f, 'g', -1, 64),
-			Message: "the query returned " + strconv.FormatFloat(f, 'g', -1, 64)}
+		s := strconv.FormatFloat(f, 'g', -1, 64)
+		if math.IsInf(f, 1) {
+			s = "+Inf"
+		}
+		return checklist.Measurement{Kind: checklist.ResultNoData, Query: query, Display: s, Message: "the query returned " + s}
 	}
 	return checklist.Measurement{Kind: checklist.ResultValue, Query: query, Value: f, Display: strconv.FormatFloat(f, 'g', 6, 64)}
 }
