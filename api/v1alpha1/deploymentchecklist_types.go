@@ -183,10 +183,10 @@ type PrometheusSpec struct {
 	// +optional
 	TLS *TLSConfig `json:"tls,omitempty"`
 
-	// timeout bounds each query. It must not exceed spec.interval.
+	// timeout bounds each query. It must not exceed spec.interval. Unset, it is 10s or
+	// spec.interval, whichever is shorter.
 	// +kubebuilder:validation:Pattern=`^([0-9]+(\.[0-9]+)?(ns|us|ms|s|m|h))+$`
 	// +kubebuilder:validation:MaxLength=32
-	// +kubebuilder:default="10s"
 	// +optional
 	Timeout string `json:"timeout,omitempty"`
 }

@@ -251,6 +251,11 @@ func TestDefaultsAreFilledInByTheAPIServer(t *testing.T) {
 	g.Expect(got.Spec.Rollback.Action).To(Equal(deployv1alpha1.RollbackUndo))
 	g.Expect(got.Spec.Phases[1].Checks[0].HTTP.ExpectStatus).To(BeEquivalentTo(200))
 	g.Expect(strings.ToLower(got.Spec.Target.Kind)).To(Equal("deployment"))
+
+	// A short interval without a timeout is accepted: the timeout follows the interval.
+	short := validChecklist("short-interval")
+	short.Spec.Interval = "5s"
+	g.Expect(bed.Client.Create(ctx, short)).To(Succeed())
 }
 
 func keyOf(c *deployv1alpha1.DeploymentChecklist) types.NamespacedName {

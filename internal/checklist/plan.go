@@ -216,3 +216,11 @@ func breachThreshold(below, above *string) string {
 func (p *plan) nextDue(last time.Time) time.Time {
 	return last.Truncate(p.interval).Add(p.interval)
 }
+
+// Interval is the checklist's evaluation interval, defaulted.
+func Interval(dcl *deployv1alpha1.DeploymentChecklist) time.Duration {
+	if d, err := time.ParseDuration(dcl.Spec.Interval); err == nil && d > 0 {
+		return d
+	}
+	return DefaultInterval
+}

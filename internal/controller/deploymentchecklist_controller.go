@@ -176,7 +176,8 @@ func (r *DeploymentChecklistReconciler) observe(ctx context.Context, dcl *deploy
 		for _, m := range dcl.Spec.Metrics {
 			if m.Name == name {
 				obs.Metrics[name] = r.Metrics.Measure(ctx, prometheus.Request{
-					Namespace: dcl.Namespace, Spec: dcl.Spec.Prometheus, Query: checklist.ResolveQuery(dcl, m.Query), At: now,
+					Namespace: dcl.Namespace, Spec: dcl.Spec.Prometheus, Query: checklist.ResolveQuery(dcl, m.Query),
+					At: now, Interval: checklist.Interval(dcl),
 				})
 			}
 		}

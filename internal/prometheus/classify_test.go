@@ -77,3 +77,10 @@ func TestMeasureBoundsErrorMessagesAndNeverPassesThem(t *testing.T) {
 	g.Expect(m.Message).NotTo(ContainSubstring("\n"))
 	g.Expect(m.Message).To(HavePrefix("prometheus http://prom:9090: server error"))
 }
+
+func TestAnUnsetTimeoutIsNeverLongerThanTheInterval(t *testing.T) {
+	g := NewWithT(t)
+	g.Expect(Timeout(&deployv1alpha1.PrometheusSpec{}, 30*time.Second)).To(Equal(10 * time.Second))
+	g.Expect(Timeout(&deployv1alpha1.PrometheusSpec{}, 5*time.Second)).To(Equal(5 * time.Second))
+	g.Expect(Timeout(&deployv1alpha1.PrometheusSpec{Timeout: "2s"}, 5*time.Second)).To(Equal(2 * time.Second))
+}

@@ -60,6 +60,8 @@ type Request struct {
 	// At is the evaluation time; it is truncated to the second, so checklists that
 	// evaluate the same query in the same second share one request.
 	At time.Time
+	// Interval is the checklist's evaluation interval: an unset timeout is never longer.
+	Interval time.Duration
 }
 
 // Provider measures metrics against the Prometheus a checklist names.
@@ -133,12 +135,7 @@ func (p *Provider) Measure(ctx context.Context, req Request) checklist.Measureme
 }
 
 func (p *Provider) query(ctx context.Context, req Request, creds *credentials, at time.Time) checklist.Measurement {
-	timeout := checklist.DefaultPrometheusTimeout
-	if req.Spec.Timeout != "" {
-		if d, err := time.ParseDuration(req.Spec.Timeout); err == nil && d > 0 {
-			timeout = d
-		}
-	}
+	timeout := Timeout(req.Spec, req.Interval)
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 
@@ -168,6 +165,20 @@ func (p *Provider) query(ctx context.Context, req Request, creds *credentials, a
 		return errorf(req.Query, "prometheus %s: %s", req.Spec.Address, describeError(err, timeout))
 	}
 	return Classify(req.Query, v)
+}
+
+// Timeout is how long a query may take: spec.timeout, or else 10s or the interval,
+// whichever is shorter.
+func Timeout(spec *deployv1alpha1.PrometheusSpec, interval time.Duration) time.Duration {
+	if spec.Timeout != "" {
+		if d, err := time.ParseDuration(spec.Timeout); err == nil && d > 0 {
+			return d
+		}
+	}
+	if interval > 0 && interval < checklist.DefaultPrometheusTimeout {
+		return interval
+	}
+	return checklist.DefaultPrometheusTimeout
 }
 
 // describeError says what went wrong without echoing a response body.

@@ -1,0 +1,80 @@
+package controller
+
+import (
+	"context"
+	"fmt"
+	"testing"
+	"time"
+
+	. "github.com/onsi/gomega"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	deployv1alpha1 "github.com/tminus-dev/tminus/api/v1alpha1"
+	"github.com/tminus-dev/tminus/internal/checklist"
+	"github.com/tminus-dev/tminus/internal/prometheus"
+	"github.com/tminus-dev/tminus/test/app"
+	"github.com/tminus-dev/tminus/test/testbed"
+)
+
+// TestARealPrometheusGatesTheReleaseHoldsThroughAnOutageAndRollsBackOnABreach runs the
+// whole loop on real parts: the service's error rate, scraped by Prometheus, gates the
+// release; Prometheus going away marks the checklist Degraded and holds it (never a
+// pass, never a rollback); the error rate breaching the trigger rolls the Deployment back.
+func TestARealPrometheusGatesTheReleaseHoldsThroughAnOutageAndRollsBackOnABreach(t *testing.T) {
+	g := NewWithT(t)
+	ctx := context.Background()
+	ns := newNamespace(t)
+	d := deployment(t, ns, "checkout:v1")
+
+	svc, err := app.Start(200)
+	g.Expect(err).NotTo(HaveOccurred())
+	defer svc.Close()
+	svc.Set(0.001, 100*time.Millisecond)
+	prom, err := testbed.StartPrometheus(ctx, testbed.PrometheusOptions{ScrapeConfigs: fmt.Sprintf(`- job_name: checkout
+  static_configs:
+  - targets: [%q]
+    labels: {namespace: %s, app: checkout}
+`, svc.Addr, ns)})
+	g.Expect(err).NotTo(HaveOccurred())
+	defer prom.Close()
+
+	startManager(t, &prometheus.Provider{Secrets: bed.Client}, nil)
+	c := newChecklist(ns, withLongVerification, func(c *deployv1alpha1.DeploymentChecklist) {
+		c.Spec.Prometheus.Address = prom.URL
+		c.Spec.Metrics[0].Query = `(sum(rate(http_requests_total{namespace="{{namespace}}",app="{{target}}",code=~"5.."}[5s])) or vector(0))` +
+			` / sum(rate(http_requests_total{namespace="{{namespace}}",app="{{target}}"}[5s]))`
+		c.Spec.ConsecutiveErrorLimit = 2
+	})
+	releaseV2(t, ns, d, c)
+	verifying := getChecklist(g, c)
+	cr := verifying.Status.Phases[0].Checks[1]
+	g.Expect(cr.Outcome).To(Equal(deployv1alpha1.OutcomePass))
+	g.Expect(cr.Query).To(ContainSubstring(`namespace="` + ns + `",app="checkout"`))
+
+	// Prometheus goes away: errors, Degraded, and nothing else happens.
+	prom.Stop()
+	g.Eventually(func(g Gomega) {
+		cur := getChecklist(g, c)
+		g.Expect(meta.IsStatusConditionTrue(cur.Status.Conditions, checklist.CondDegraded)).To(BeTrue())
+		g.Expect(cur.Status.Triggers[0].Outcome).To(Equal(deployv1alpha1.OutcomeError))
+		g.Expect(cur.Status.Triggers[0].Message).To(ContainSubstring("connection refused"))
+	}, time.Minute, 200*time.Millisecond).Should(Succeed())
+	gen := getDeployment(t, d).Generation
+	g.Consistently(func(g Gomega) {
+		g.Expect(getChecklist(g, c).Status.Phase).To(Equal(deployv1alpha1.PhaseVerifying))
+		g.Expect(getDeployment(t, d).Generation).To(Equal(gen))
+	}, 3*time.Second, 200*time.Millisecond).Should(Succeed(), "an outage neither passes nor rolls back")
+
+	// It comes back; then the service breaks and the trigger rolls it back.
+	g.Expect(prom.Restart(ctx)).To(Succeed())
+	g.Eventually(func(g Gomega) {
+		cur := getChecklist(g, c)
+		g.Expect(meta.IsStatusConditionTrue(cur.Status.Conditions, checklist.CondDegraded)).To(BeFalse())
+	}, time.Minute, 200*time.Millisecond).Should(Succeed())
+	svc.Set(0.2, 100*time.Millisecond)
+	rolled := waitPhase(t, c, deployv1alpha1.PhaseRolledBack)
+	g.Expect(rolled.Status.Rollback.Message).To(ContainSubstring("errors-5pct fired"))
+	waitRunning(t, d, "checkout:v1")
+	g.Expect(rolled.Status.Rollback.FiredAt.Time).To(BeTemporally(">", metav1.Now().Add(-time.Minute)))
+}
