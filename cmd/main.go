@@ -39,12 +39,14 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/metrics/filters"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 	"sigs.k8s.io/controller-runtime/pkg/webhook"
+	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
 
 	deployv1alpha1 "github.com/tminus-dev/tminus/api/v1alpha1"
 	"github.com/tminus-dev/tminus/internal/controller"
 	"github.com/tminus-dev/tminus/internal/httpcheck"
 	"github.com/tminus-dev/tminus/internal/netguard"
 	"github.com/tminus-dev/tminus/internal/prometheus"
+	tminuswebhook "github.com/tminus-dev/tminus/internal/webhook"
 	// +kubebuilder:scaffold:imports
 )
 
@@ -72,7 +74,8 @@ func main() {
 	var enableHTTP2 bool
 	var tlsOpts []func(*tls.Config)
 	var maxConcurrentReconciles, maxQueriesPerPrometheus int
-	var allowedHosts string
+	var allowedHosts, trustedApprovalWriters string
+	var approvalWebhook bool
 	flag.StringVar(&metricsAddr, "metrics-bind-address", "0", "The address the metrics endpoint binds to. "+
 		"Use :8443 for HTTPS or :8080 for HTTP, or leave as 0 to disable the metrics service.")
 	flag.StringVar(&probeAddr, "health-probe-bind-address", ":8081", "The address the probe endpoint binds to.")
@@ -104,8 +107,14 @@ func main() {
 		"Comma-separated host names (exact or *.suffix), IPs and CIDRs that Prometheus queries and HTTP checks "+
 			"may connect to. Empty: any host but link-local and cloud metadata addresses, which are only "+
 			"reachable when a CIDR listed here covers them.")
+	flag.BoolVar(&approvalWebhook, "approval-webhook", false,
+		"Serve the approval admission webhook (install it with config/with-approval-webhook). "+
+			"Only then are approvals reported as verified.")
+	flag.StringVar(&trustedApprovalWriters, "trusted-approval-writers", "",
+		"Comma-separated usernames (GitOps controllers' service accounts) whose approvals naming "+
+			"someone else are accepted as committed.")
 	flag.Parse()
-	guard, err := netguard.New(strings.Split(allowedHosts, ","))
+	guard, err := netguard.New(splitList(allowedHosts))
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "--allowed-hosts: %v\n", err)
 		os.Exit(2)
@@ -219,11 +228,19 @@ func main() {
 			DialContext: guard.DialContext, TLSHandshakeTimeout: 10 * time.Second,
 		}}},
 		MaxConcurrentReconciles: maxConcurrentReconciles,
+		VerifiedApprovals:       approvalWebhook,
 	}).SetupWithManager(mgr); err != nil {
 		setupLog.Error(err, "Failed to create controller", "controller", "deploymentchecklist")
 		os.Exit(1)
 	}
 	// +kubebuilder:scaffold:builder
+	if approvalWebhook {
+		mgr.GetWebhookServer().Register(tminuswebhook.Path, &webhook.Admission{Handler: &tminuswebhook.ApprovalWebhook{
+			Client:         mgr.GetClient(),
+			Decoder:        admission.NewDecoder(mgr.GetScheme()),
+			TrustedWriters: splitList(trustedApprovalWriters),
+		}})
+	}
 
 	if err := mgr.AddHealthzCheck("healthz", healthz.Ping); err != nil {
 		setupLog.Error(err, "Failed to set up health check")
@@ -239,4 +256,15 @@ func main() {
 		setupLog.Error(err, "Failed to run manager")
 		os.Exit(1)
 	}
+}
+
+// splitList reads a comma-separated flag value, dropping empty entries.
+func splitList(s string) []string {
+	var out []string
+	for e := range strings.SplitSeq(s, ",") {
+		if e = strings.TrimSpace(e); e != "" {
+			out = append(out, e)
+		}
+	}
+	return out
 }

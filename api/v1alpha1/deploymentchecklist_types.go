@@ -32,6 +32,7 @@ const (
 	MaxHeaders          = 8
 	MaxHistory          = 10
 	MaxApprovalRecords  = 32
+	MaxApprovalErrors   = 16
 	MaxConditions       = 16
 )
 
@@ -760,6 +761,12 @@ type DeploymentChecklistStatus struct {
 	// +kubebuilder:validation:MaxItems=32
 	// +optional
 	Approvals []ApprovalRecord `json:"approvals,omitempty"`
+
+	// approvalErrors lists approval annotations that could not be read, e.g. a value that
+	// is not "<approver> for <revision>". They count for nothing until fixed.
+	// +kubebuilder:validation:MaxItems=16
+	// +optional
+	ApprovalErrors []string `json:"approvalErrors,omitempty"`
 
 	// target records what the target ran before T-0 and when it was released.
 	// +optional

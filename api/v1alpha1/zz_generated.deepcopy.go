@@ -271,6 +271,11 @@ func (in *DeploymentChecklistStatus) DeepCopyInto(out *DeploymentChecklistStatus
 			(*in)[i].DeepCopyInto(&(*out)[i])
 		}
 	}
+	if in.ApprovalErrors != nil {
+		in, out := &in.ApprovalErrors, &out.ApprovalErrors
+		*out = make([]string, len(*in))
+		copy(*out, *in)
+	}
 	if in.Target != nil {
 		in, out := &in.Target, &out.Target
 		*out = new(TargetStatus)

@@ -1,6 +1,7 @@
 package approval
 
 import (
+	"strings"
 	"testing"
 
 	. "github.com/onsi/gomega"
@@ -13,10 +14,12 @@ func TestApprovalsCountOnlyForTheRevisionTheyName(t *testing.T) {
 	got, problems := Parse(map[string]string{
 		"approve.tminus.dev/deployment-lead": "alice for v2.7.0",
 		"approve.tminus.dev/security-review": "bob for v2.6.0", // last release's, still in Git
-		"approve.tminus.dev/operations":      "carol for v2.7.0, dave for v2.7.0",
+		"approve.tminus.dev/operations":      "carol for v2.7.0",
+		"approve.tminus.dev/operations.dave": "dave for v2.7.0",
 		"approve.tminus.dev/technical":       "just erin",
+		"approve.tminus.dev/Bad_Role":        "frank for v2.7.0",
 		"kubectl.kubernetes.io/restartedAt":  "2026-11-26T20:00:00Z",
-	}, "v2.7.0")
+	}, "v2.7.0", false)
 	g.Expect(got).To(Equal(map[string][]checklist.Approval{
 		"deployment-lead": {{Role: "deployment-lead", Approver: "alice", Revision: "v2.7.0"}},
 		"operations": {
@@ -24,5 +27,48 @@ func TestApprovalsCountOnlyForTheRevisionTheyName(t *testing.T) {
 			{Role: "operations", Approver: "dave", Revision: "v2.7.0"},
 		},
 	}))
-	g.Expect(problems).To(ConsistOf(`annotation approve.tminus.dev/technical: "just erin" is not "<approver> for <revision>"`))
+	g.Expect(problems).To(ConsistOf(
+		`annotation approve.tminus.dev/technical: "just erin" is not "<approver> for <revision>"`,
+		`annotation approve.tminus.dev/Bad_Role: the name after the prefix must be <role> or <role>.<suffix>`,
+	))
+}
+
+func TestOnlyTheWebhooksRecordOfTheCurrentValueVerifiesAnApproval(t *testing.T) {
+	g := NewWithT(t)
+	ann := map[string]string{
+		"approve.tminus.dev/security-review":          "bob for v2",
+		"verified.approve.tminus.dev/security-review": "bob for v2 | bob",
+		"approve.tminus.dev/operations":               "carol for v2",
+		"verified.approve.tminus.dev/operations":      "carol for v1 | carol", // verified an older value
+	}
+	got, _ := Parse(ann, "v2", true)
+	g.Expect(got["security-review"][0].Verified).To(BeTrue())
+	g.Expect(got["operations"][0].Verified).To(BeFalse())
+
+	got, _ = Parse(ann, "v2", false)
+	g.Expect(got["security-review"][0].Verified).To(BeFalse(), "without the webhook, records are not believed")
+}
+
+// FuzzParseEntry: parsing never panics, and whatever parses, written back with Value,
+// parses to the same approval.
+func FuzzParseEntry(f *testing.F) {
+	f.Add("security-review", "bob for v2.7.0")
+	f.Add("operations.dave", "dave@example.com for release-42")
+	f.Add("ops", "system:serviceaccount:argocd:argocd-application-controller for v1")
+	f.Add("x", " for ")
+	f.Add("role.", "a for b for c")
+	f.Add("r", "alice for v2 | alice")
+	f.Fuzz(func(t *testing.T, key, value string) {
+		e, err := ParseEntry(key, value)
+		if err != nil {
+			return
+		}
+		if e.Role == "" || e.Approver == "" || e.Revision == "" || !strings.HasPrefix(key, e.Role) {
+			t.Fatalf("parsed %q=%q into %+v", key, value, e)
+		}
+		again, err := ParseEntry(key, Value(e.Approver, e.Revision))
+		if err != nil || again != e {
+			t.Fatalf("round trip of %+v: %+v, %v", e, again, err)
+		}
+	})
 }

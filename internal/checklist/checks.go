@@ -2,6 +2,7 @@ package checklist
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -131,6 +132,21 @@ func (e *engine) syncApprovals() {
 		}
 	}
 	e.st.Approvals = out
+
+	var problems []string
+	for _, p := range e.obs.ApprovalProblems {
+		if len(problems) < deployv1alpha1.MaxApprovalErrors {
+			problems = append(problems, truncate(p, 256))
+		}
+	}
+	if !slices.Equal(problems, e.st.ApprovalErrors) {
+		for _, p := range problems {
+			if !slices.Contains(e.st.ApprovalErrors, p) {
+				e.event(corev1.EventTypeWarning, ReasonInvalidApproval, p)
+			}
+		}
+	}
+	e.st.ApprovalErrors = problems
 }
 
 // evaluate updates the records of an open phase's checks from the observations. It

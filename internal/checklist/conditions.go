@@ -54,6 +54,7 @@ const (
 	ReasonApproved           = "Approved"
 	ReasonRestored           = "Restored"
 	ReasonDegraded           = "Degraded"
+	ReasonInvalidApproval    = "InvalidApproval"
 )
 
 func setCondition(st *deployv1alpha1.DeploymentChecklistStatus, gen int64, typ string, status metav1.ConditionStatus, reason, msg string) {

@@ -551,3 +551,16 @@ func TestMetricHistoryIsBounded(t *testing.T) {
 	g.Expect(check(c, "T-10m", "errors").History).To(HaveLen(deployv1alpha1.MaxHistory))
 	g.Expect(check(c, "T-10m", "errors").History[9].Time.Time).To(Equal(t0.Add(9999 * 30 * time.Second)))
 }
+
+func TestMalformedApprovalsAreReportedOnceInStatusAndEvents(t *testing.T) {
+	g := NewWithT(t)
+	c := newChecklist()
+	bad := []string{`annotation approve.tminus.dev/deployment-lead: "alice" is not "<approver> for <revision>"`}
+	d := run(c, Observations{Target: heldTarget(), ApprovalProblems: bad}, t0)
+	g.Expect(c.Status.ApprovalErrors).To(Equal(bad))
+	g.Expect(reasons(d.Events)).To(ContainElement(ReasonInvalidApproval))
+	d = run(c, Observations{Target: heldTarget(), ApprovalProblems: bad}, t0.Add(time.Second))
+	g.Expect(reasons(d.Events)).NotTo(ContainElement(ReasonInvalidApproval), "reported on the change only")
+	run(c, Observations{Target: heldTarget()}, t0.Add(2*time.Second))
+	g.Expect(c.Status.ApprovalErrors).To(BeEmpty())
+}

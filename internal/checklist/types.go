@@ -97,6 +97,8 @@ type Observations struct {
 	Jobs map[string]JobState
 	// Approvals are the sign-offs that count for spec.revision, by role.
 	Approvals map[string][]Approval
+	// ApprovalProblems describe approval annotations that could not be read.
+	ApprovalProblems []string
 	// Target is the target Deployment.
 	Target TargetState
 }

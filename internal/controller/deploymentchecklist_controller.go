@@ -84,6 +84,9 @@ type DeploymentChecklistReconciler struct {
 	HTTP     HTTPProber
 	// MaxConcurrentReconciles bounds how many checklists are reconciled at once.
 	MaxConcurrentReconciles int
+	// VerifiedApprovals says the approval webhook is installed, so its verification
+	// records on approvals can be believed.
+	VerifiedApprovals bool
 }
 
 // +kubebuilder:rbac:groups=deploy.tminus.dev,resources=deploymentchecklists,verbs=get;list;watch;update;patch
@@ -159,7 +162,7 @@ func (r *DeploymentChecklistReconciler) observe(ctx context.Context, dcl *deploy
 	if err != nil {
 		return obs, err
 	}
-	obs.Approvals, _ = approval.Parse(dcl.Annotations, approval.Revision(dcl))
+	obs.Approvals, obs.ApprovalProblems = approval.Parse(dcl.Annotations, approval.Revision(dcl), r.VerifiedApprovals)
 
 	obs.Jobs = map[string]checklist.JobState{}
 	for _, key := range needs.Jobs {

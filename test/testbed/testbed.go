@@ -52,6 +52,9 @@ type Options struct {
 	Scheme *runtime.Scheme
 	// Log receives one line per component started; may be nil.
 	Log func(format string, args ...any)
+	// WebhookPaths are directories of webhook configurations to install, pointed at a
+	// local webhook server (see Bed.Webhook).
+	WebhookPaths []string
 }
 
 // Bed is a running test bed.
@@ -138,6 +141,7 @@ func Start(ctx context.Context, opts Options) (b *Bed, err error) {
 		ErrorIfCRDPathMissing: true,
 		BinaryAssetsDirectory: assets,
 		Scheme:                opts.Scheme,
+		WebhookInstallOptions: envtest.WebhookInstallOptions{Paths: opts.WebhookPaths},
 	}
 	if _, err := b.env.Start(); err != nil {
 		b.env = nil
@@ -167,6 +171,23 @@ func Start(ctx context.Context, opts Options) (b *Bed, err error) {
 		}
 	}
 	return b, nil
+}
+
+// Webhook is where the API server expects the webhook server: host, port and the
+// directory holding its certificate.
+func (b *Bed) Webhook() (host string, port int, certDir string) {
+	o := b.env.WebhookInstallOptions
+	return o.LocalServingHost, o.LocalServingPort, o.LocalServingCertDir
+}
+
+// AddUser returns a client config authenticated as a user of the given name and groups
+// (RBAC decides what it may do; it has no rights until bound to a role).
+func (b *Bed) AddUser(name string, groups ...string) (*rest.Config, error) {
+	u, err := b.env.AddUser(envtest.User{Name: name, Groups: groups}, nil)
+	if err != nil {
+		return nil, err
+	}
+	return u.Config(), nil
 }
 
 // Stop stops every process the test bed started and removes its directory.
