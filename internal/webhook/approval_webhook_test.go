@@ -9,9 +9,12 @@ import (
 	"time"
 
 	. "github.com/onsi/gomega"
+	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
+	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/utils/clock"
 	"k8s.io/client-go/rest"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -20,6 +23,10 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
 
 	deployv1alpha1 "github.com/tminus-dev/tminus/api/v1alpha1"
+	engine "github.com/tminus-dev/tminus/internal/checklist"
+	"github.com/tminus-dev/tminus/internal/controller"
+	"github.com/tminus-dev/tminus/internal/httpcheck"
+	"github.com/tminus-dev/tminus/internal/prometheus"
 	"github.com/tminus-dev/tminus/internal/webhook"
 	"github.com/tminus-dev/tminus/test/testbed"
 )
@@ -63,7 +70,24 @@ func TestMain(m *testing.M) {
 			Decoder:        admission.NewDecoder(mgr.GetScheme()),
 			TrustedWriters: []string{gitops},
 		}})
-		go func() { _ = mgr.Start(ctx) }()
+		if err := (&controller.DeploymentChecklistReconciler{
+			Client: mgr.GetClient(), Scheme: mgr.GetScheme(), Recorder: mgr.GetEventRecorder("tminus"),
+			Clock: clock.RealClock{}, Metrics: &prometheus.Provider{}, HTTP: &httpcheck.Prober{},
+			VerifiedApprovals: true,
+		}).SetupWithManager(mgr); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			return 1
+		}
+		mgrCtx, stopMgr := context.WithCancel(ctx)
+		stopped := make(chan struct{})
+		go func() {
+			defer close(stopped)
+			_ = mgr.Start(mgrCtx)
+		}()
+		defer func() {
+			stopMgr()
+			<-stopped
+		}()
 		if err := setUp(ctx); err != nil {
 			fmt.Fprintln(os.Stderr, err)
 			return 1
@@ -237,4 +261,54 @@ func TestAMalformedApprovalIsRefusedWithTheExpectedForm(t *testing.T) {
 	g.Expect(bed.Client.Create(context.Background(), checklist("malformed"))).To(Succeed())
 	err := annotate(as(t, "alice"), "malformed", map[string]string{"approve.tminus.dev/deployment-lead": "alice"})
 	g.Expect(err).To(MatchError(ContainSubstring(`is not "<approver> for <revision>"`)))
+}
+
+// TestTheControllerCountsVerifiedApprovalsForThisRevisionFromTwoPeople runs the
+// reconciler with the webhook: last release's approval does not count, one person twice
+// is not four eyes, and status says who approved and that the webhook verified it.
+func TestTheControllerCountsVerifiedApprovalsForThisRevisionFromTwoPeople(t *testing.T) {
+	g := NewWithT(t)
+	ctx := context.Background()
+	d := &appsv1.Deployment{
+		ObjectMeta: metav1.ObjectMeta{Name: "checkout", Namespace: ns},
+		Spec: appsv1.DeploymentSpec{
+			Selector: &metav1.LabelSelector{MatchLabels: map[string]string{"app": "checkout"}},
+			Template: corev1.PodTemplateSpec{
+				ObjectMeta: metav1.ObjectMeta{Labels: map[string]string{"app": "checkout"}},
+				Spec:       corev1.PodSpec{Containers: []corev1.Container{{Name: "app", Image: "checkout:v1"}}},
+			},
+		},
+	}
+	g.Expect(bed.Client.Create(ctx, d)).To(Succeed())
+	c := checklist("four-eyes")
+	c.Annotations = map[string]string{"approve.tminus.dev/deployment-lead": "carol for v1"} // last release's, in Git
+	g.Expect(as(t, gitops).Create(ctx, c)).To(Succeed())
+
+	status := func(g Gomega) deployv1alpha1.DeploymentChecklistStatus {
+		var cur deployv1alpha1.DeploymentChecklist
+		g.Expect(bed.Client.Get(ctx, client.ObjectKeyFromObject(c), &cur)).To(Succeed())
+		return cur.Status
+	}
+	g.Eventually(func(g Gomega) {
+		st := status(g)
+		g.Expect(meta.IsStatusConditionTrue(st.Conditions, engine.CondAwaitingApproval)).To(BeTrue())
+		g.Expect(st.Approvals).To(BeEmpty(), "an approval for v1 does not count for v2")
+	}, time.Minute, 100*time.Millisecond).Should(Succeed())
+
+	g.Expect(annotate(as(t, "alice"), "four-eyes", map[string]string{"approve.tminus.dev/deployment-lead": "alice for v2"})).To(Succeed())
+	g.Expect(annotate(as(t, "alice"), "four-eyes", map[string]string{"approve.tminus.dev/deployment-lead.again": "alice for v2"})).To(Succeed())
+	g.Eventually(func(g Gomega) {
+		st := status(g)
+		g.Expect(st.Approvals).To(HaveLen(2))
+		g.Expect(st.Approvals[0].Verified).To(BeTrue())
+		g.Expect(st.Phases[0].Checks[0].Message).To(Equal("waiting for deployment-lead sign-off (1 of 2)"))
+	}, time.Minute, 100*time.Millisecond).Should(Succeed())
+
+	g.Expect(annotate(as(t, "bob"), "four-eyes", map[string]string{"approve.tminus.dev/deployment-lead.bob": "bob for v2"})).To(Succeed())
+	g.Eventually(func(g Gomega) {
+		st := status(g)
+		g.Expect(st.Phases[0].Checks[0].Outcome).To(Equal(deployv1alpha1.OutcomePass))
+		g.Expect(st.Phases[0].Checks[0].Value).To(Equal("alice, bob"))
+		g.Expect(st.Phase).To(Equal(deployv1alpha1.PhaseDeploying))
+	}, time.Minute, 100*time.Millisecond).Should(Succeed())
 }
