@@ -95,6 +95,15 @@ lint-config: golangci-lint ## Verify golangci-lint linter configuration
 build: manifests generate fmt vet ## Build manager binary.
 	go build -o bin/manager cmd/main.go
 
+.PHONY: plugin
+plugin: ## Install the kubectl plugin (kubectl checklist ...) into $GOBIN.
+	go install ./cmd/kubectl-checklist
+
+.PHONY: deploy-with-webhook
+deploy-with-webhook: manifests kustomize ## Deploy with the approval webhook (needs cert-manager).
+	cd config/manager && "$(KUSTOMIZE)" edit set image controller=${IMG}
+	"$(KUSTOMIZE)" build config/with-approval-webhook | "$(KUBECTL)" apply -f -
+
 .PHONY: run
 run: manifests generate fmt vet ## Run a controller from your host.
 	go run ./cmd/main.go

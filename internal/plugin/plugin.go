@@ -1,0 +1,236 @@
+// Package plugin implements the kubectl-checklist commands.
+package plugin
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"io"
+	"regexp"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+	authenticationv1 "k8s.io/api/authentication/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/cli-runtime/pkg/genericclioptions"
+	"k8s.io/client-go/kubernetes"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	deployv1alpha1 "github.com/tminus-dev/tminus/api/v1alpha1"
+	"github.com/tminus-dev/tminus/internal/approval"
+	"github.com/tminus-dev/tminus/internal/report"
+)
+
+type options struct {
+	flags    *genericclioptions.ConfigFlags
+	out, err io.Writer
+}
+
+// NewCommand returns the kubectl-checklist root command.
+func NewCommand(out, errOut io.Writer) *cobra.Command {
+	o := &options{flags: genericclioptions.NewConfigFlags(true), out: out, err: errOut}
+	root := &cobra.Command{
+		Use:           "kubectl-checklist",
+		Short:         "Approve, inspect and explain tminus DeploymentChecklists",
+		SilenceUsage:  true,
+		SilenceErrors: true,
+	}
+	o.flags.AddFlags(root.PersistentFlags())
+
+	var role, approver string
+	approve := &cobra.Command{
+		Use:   "approve NAME --role ROLE",
+		Short: "Sign off ROLE on the checklist's current revision, as the current user",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return o.approve(cmd.Context(), args[0], role, approver)
+		},
+	}
+	revoke := &cobra.Command{
+		Use:   "revoke NAME --role ROLE",
+		Short: "Withdraw the current user's sign-off of ROLE (before T-0 this blocks the release again)",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return o.revoke(cmd.Context(), args[0], role, approver)
+		},
+	}
+	for _, c := range []*cobra.Command{approve, revoke} {
+		c.Flags().StringVar(&role, "role", "", "the role, e.g. deployment-lead or security-review")
+		c.Flags().StringVar(&approver, "approver", "", "the approver to name (default: the current user; "+
+			"the webhook refuses another name unless you are a trusted GitOps writer)")
+		_ = c.MarkFlagRequired("role")
+	}
+	status := &cobra.Command{
+		Use:   "status NAME",
+		Short: "Show the timeline: phases, checks and values against thresholds, triggers, approvals, what comes next",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			dcl, err := o.get(cmd.Context(), args[0])
+			if err != nil {
+				return err
+			}
+			return report.Timeline(o.out, dcl, time.Now())
+		},
+	}
+	why := &cobra.Command{
+		Use:   "why NAME",
+		Short: "Say in one paragraph what the checklist waits for, or why it rolled back",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			dcl, err := o.get(cmd.Context(), args[0])
+			if err != nil {
+				return err
+			}
+			_, err = fmt.Fprintln(o.out, report.Why(dcl, time.Now()))
+			return err
+		},
+	}
+	root.AddCommand(approve, revoke, status, why)
+	return root
+}
+
+func (o *options) client() (client.Client, string, error) {
+	cfg, err := o.flags.ToRESTConfig()
+	if err != nil {
+		return nil, "", err
+	}
+	ns, _, err := o.flags.ToRawKubeConfigLoader().Namespace()
+	if err != nil {
+		return nil, "", err
+	}
+	scheme := runtime.NewScheme()
+	if err := deployv1alpha1.AddToScheme(scheme); err != nil {
+		return nil, "", err
+	}
+	c, err := client.New(cfg, client.Options{Scheme: scheme})
+	return c, ns, err
+}
+
+func (o *options) get(ctx context.Context, name string) (*deployv1alpha1.DeploymentChecklist, error) {
+	c, ns, err := o.client()
+	if err != nil {
+		return nil, err
+	}
+	var dcl deployv1alpha1.DeploymentChecklist
+	if err := c.Get(ctx, types.NamespacedName{Namespace: ns, Name: name}, &dcl); err != nil {
+		return nil, err
+	}
+	return &dcl, nil
+}
+
+// currentUser asks the API server who we are (SelfSubjectReview).
+func (o *options) currentUser(ctx context.Context) (string, error) {
+	cfg, err := o.flags.ToRESTConfig()
+	if err != nil {
+		return "", err
+	}
+	cs, err := kubernetes.NewForConfig(cfg)
+	if err != nil {
+		return "", err
+	}
+	r, err := cs.AuthenticationV1().SelfSubjectReviews().Create(ctx, &authenticationv1.SelfSubjectReview{}, metav1.CreateOptions{})
+	if err != nil {
+		return "", fmt.Errorf("finding the current user: %w", err)
+	}
+	return r.Status.UserInfo.Username, nil
+}
+
+func (o *options) approve(ctx context.Context, name, role, approver string) error {
+	if approver == "" {
+		var err error
+		if approver, err = o.currentUser(ctx); err != nil {
+			return err
+		}
+	}
+	c, ns, err := o.client()
+	if err != nil {
+		return err
+	}
+	var dcl deployv1alpha1.DeploymentChecklist
+	if err := c.Get(ctx, types.NamespacedName{Namespace: ns, Name: name}, &dcl); err != nil {
+		return err
+	}
+	revision := approval.Revision(&dcl)
+	key := KeyFor(dcl.Annotations, role, approver)
+	value := approval.Value(approver, revision)
+	if _, err := approval.ParseEntry(key, value); err != nil {
+		return err
+	}
+	before := dcl.DeepCopy()
+	if dcl.Annotations == nil {
+		dcl.Annotations = map[string]string{}
+	}
+	dcl.Annotations[approval.Prefix+key] = value
+	if err := c.Patch(ctx, &dcl, client.MergeFromWithOptions(before, client.MergeFromWithOptimisticLock{})); err != nil {
+		return err
+	}
+	_, err = fmt.Fprintf(o.out, "deploymentchecklist/%s: %s approved %s for %s (annotation %s%s)\n", name, approver, role, revision, approval.Prefix, key)
+	return err
+}
+
+func (o *options) revoke(ctx context.Context, name, role, approver string) error {
+	if approver == "" {
+		var err error
+		if approver, err = o.currentUser(ctx); err != nil {
+			return err
+		}
+	}
+	c, ns, err := o.client()
+	if err != nil {
+		return err
+	}
+	var dcl deployv1alpha1.DeploymentChecklist
+	if err := c.Get(ctx, types.NamespacedName{Namespace: ns, Name: name}, &dcl); err != nil {
+		return err
+	}
+	before := dcl.DeepCopy()
+	entries, _ := approval.Entries(dcl.Annotations)
+	removed := 0
+	for _, e := range entries {
+		if e.Role == role && e.Approver == approver {
+			delete(dcl.Annotations, approval.Prefix+e.Key)
+			removed++
+		}
+	}
+	if removed == 0 {
+		return fmt.Errorf("deploymentchecklist/%s has no %s approval by %s", name, role, approver)
+	}
+	if err := c.Patch(ctx, &dcl, client.MergeFromWithOptions(before, client.MergeFromWithOptimisticLock{})); err != nil {
+		return err
+	}
+	_, err = fmt.Fprintf(o.out, "deploymentchecklist/%s: %s's approval of %s revoked\n", name, approver, role)
+	return err
+}
+
+var unsafeSuffix = regexp.MustCompile(`[^A-Za-z0-9_.-]+`)
+
+// KeyFor picks the annotation for approver's sign-off of role: the role's own key when
+// it is free or already theirs, otherwise <role>.<approver>, so a second person (four
+// eyes) never overwrites the first.
+func KeyFor(annotations map[string]string, role, approver string) string {
+	if owner, ok := ownerOf(annotations, role); !ok || owner == approver {
+		return role
+	}
+	suffix := strings.Trim(unsafeSuffix.ReplaceAllString(approver, "-"), "-_.")
+	if suffix == "" || len(role)+1+len(suffix) > 63 {
+		sum := sha256.Sum256([]byte(approver))
+		suffix = hex.EncodeToString(sum[:])[:10]
+	}
+	return role + "." + suffix
+}
+
+func ownerOf(annotations map[string]string, key string) (string, bool) {
+	v, ok := annotations[approval.Prefix+key]
+	if !ok {
+		return "", false
+	}
+	e, err := approval.ParseEntry(key, v)
+	if err != nil {
+		return "", true
+	}
+	return e.Approver, true
+}

@@ -1,0 +1,97 @@
+package plugin
+
+import (
+	"bytes"
+	"context"
+	"testing"
+	"time"
+
+	. "github.com/onsi/gomega"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	deployv1alpha1 "github.com/tminus-dev/tminus/api/v1alpha1"
+	"github.com/tminus-dev/tminus/test/testbed"
+)
+
+func run(t *testing.T, bed *testbed.Bed, args ...string) (string, error) {
+	t.Helper()
+	var out, errOut bytes.Buffer
+	cmd := NewCommand(&out, &errOut)
+	cmd.SetArgs(append([]string{"--kubeconfig", bed.Kubeconfig, "--namespace", "default"}, args...))
+	err := cmd.ExecuteContext(context.Background())
+	return out.String(), err
+}
+
+func TestThePluginApprovesRevokesAndReportsAgainstTheTestBed(t *testing.T) {
+	g := NewWithT(t)
+	bed := testbed.New(t, testbed.Options{})
+	ctx := context.Background()
+	dcl := &deployv1alpha1.DeploymentChecklist{
+		ObjectMeta: metav1.ObjectMeta{Name: "checkout-v2", Namespace: "default"},
+		Spec: deployv1alpha1.DeploymentChecklistSpec{
+			Target:   deployv1alpha1.TargetRef{Kind: "Deployment", Name: "checkout"},
+			Revision: "v2",
+			Phases: []deployv1alpha1.PhaseSpec{{Name: "T-15m", At: "-15m", Checks: []deployv1alpha1.CheckSpec{
+				{Name: "security", Approval: &deployv1alpha1.ApprovalCheck{Role: "security-review", Count: 2}},
+			}}},
+		},
+	}
+	g.Expect(bed.Client.Create(ctx, dcl)).To(Succeed())
+	get := func() *deployv1alpha1.DeploymentChecklist {
+		var cur deployv1alpha1.DeploymentChecklist
+		g.Expect(bed.Client.Get(ctx, client.ObjectKeyFromObject(dcl), &cur)).To(Succeed())
+		return &cur
+	}
+
+	out, err := run(t, bed, "approve", "checkout-v2", "--role", "security-review")
+	g.Expect(err).NotTo(HaveOccurred())
+	g.Expect(out).To(ContainSubstring("testbed-admin approved security-review for v2"))
+	g.Expect(get().Annotations).To(HaveKeyWithValue("approve.tminus.dev/security-review", "testbed-admin for v2"),
+		"the approver is the current user, as the API server knows it")
+
+	_, err = run(t, bed, "approve", "checkout-v2", "--role", "security-review", "--approver", "bob@example.com")
+	g.Expect(err).NotTo(HaveOccurred())
+	g.Expect(get().Annotations).To(HaveKeyWithValue("approve.tminus.dev/security-review.bob-example.com", "bob@example.com for v2"),
+		"a second approver of the role gets a key of their own")
+
+	_, err = run(t, bed, "revoke", "checkout-v2", "--role", "security-review", "--approver", "bob@example.com")
+	g.Expect(err).NotTo(HaveOccurred())
+	g.Expect(get().Annotations).NotTo(HaveKey("approve.tminus.dev/security-review.bob-example.com"))
+	_, err = run(t, bed, "revoke", "checkout-v2", "--role", "operations")
+	g.Expect(err).To(MatchError(ContainSubstring("has no operations approval by testbed-admin")))
+
+	// status and why read what the controller wrote.
+	cur := get()
+	now := metav1.NewTime(time.Now())
+	cur.Status = deployv1alpha1.DeploymentChecklistStatus{
+		Phase: deployv1alpha1.PhaseRunning, CurrentPhase: "T-15m",
+		NextAction: "waiting for T-15m: security Pending: waiting for security-review sign-off (1 of 2)",
+		Phases: []deployv1alpha1.PhaseStatus{{Name: "T-15m", State: deployv1alpha1.PhaseStateOpen, OpenedAt: &now,
+			Checks: []deployv1alpha1.CheckStatus{{Name: "security", Kind: "Approval", Outcome: deployv1alpha1.OutcomePending,
+				Value: "testbed-admin", Message: "waiting for security-review sign-off (1 of 2)"}}}},
+		Approvals: []deployv1alpha1.ApprovalRecord{{Role: "security-review", Approver: "testbed-admin", Revision: "v2", FirstSeen: now}},
+		Conditions: []metav1.Condition{{Type: "AwaitingApproval", Status: metav1.ConditionTrue, Reason: "WaitingForApproval",
+			Message: "waiting for T-15m/security", LastTransitionTime: now}},
+	}
+	g.Expect(bed.Client.Status().Update(ctx, cur)).To(Succeed())
+	out, err = run(t, bed, "status", "checkout-v2")
+	g.Expect(err).NotTo(HaveOccurred())
+	g.Expect(out).To(ContainSubstring("Phase:  Running (T-15m open)"))
+	g.Expect(out).To(MatchRegexp(`T-15m \(-15m\)\s+Open\s+\S+\s+security\s+Approval\s+Pending\s+testbed-admin`))
+	g.Expect(out).To(MatchRegexp(`security-review\s+testbed-admin\s+v2`))
+	out, err = run(t, bed, "why", "checkout-v2")
+	g.Expect(err).NotTo(HaveOccurred())
+	g.Expect(out).To(ContainSubstring("default/checkout-v2 is running: waiting for T-15m"))
+	g.Expect(out).To(ContainSubstring("kubectl checklist approve checkout-v2 --role <role>"))
+}
+
+func TestKeysForASecondApproverNeverOverwriteTheFirst(t *testing.T) {
+	g := NewWithT(t)
+	ann := map[string]string{"approve.tminus.dev/ops": "alice for v2"}
+	g.Expect(KeyFor(nil, "ops", "alice")).To(Equal("ops"))
+	g.Expect(KeyFor(ann, "ops", "alice")).To(Equal("ops"), "re-approving (a new revision) reuses your key")
+	g.Expect(KeyFor(ann, "ops", "system:serviceaccount:argocd:argocd")).To(Equal("ops.system-serviceaccount-argocd-argocd"))
+	long := KeyFor(ann, "ops", "someone-with-a-really-long-name@a-very-long-domain.example.com")
+	g.Expect(len(long)).To(BeNumerically("<=", 63))
+}

@@ -1,0 +1,222 @@
+// Package report renders a checklist's status for people: a timeline (phases, checks,
+// values against thresholds, triggers, approvals, what happens next) and a one-paragraph
+// answer to "why is it waiting" or "why did it roll back". The kubectl plugin prints
+// them; they read status only, so they show what the controller decided.
+package report
+
+import (
+	"fmt"
+	"io"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	deployv1alpha1 "github.com/tminus-dev/tminus/api/v1alpha1"
+)
+
+// Timeline writes the checklist's timeline to w.
+func Timeline(w io.Writer, dcl *deployv1alpha1.DeploymentChecklist, now time.Time) error {
+	st := &dcl.Status
+	var b strings.Builder
+	fmt.Fprintf(&b, "%s/%s  target Deployment/%s", dcl.Namespace, dcl.Name, dcl.Spec.Target.Name)
+	if dcl.Spec.Revision != "" {
+		fmt.Fprintf(&b, "  revision %s", dcl.Spec.Revision)
+	}
+	b.WriteString("\n")
+	phase := string(st.Phase)
+	if phase == "" {
+		phase = "Pending (not reconciled yet)"
+	}
+	fmt.Fprintf(&b, "Phase:  %s", phase)
+	if st.CurrentPhase != "" {
+		fmt.Fprintf(&b, " (%s open)", st.CurrentPhase)
+	}
+	if dcl.Spec.DeployAt != nil {
+		fmt.Fprintf(&b, "   T-0: %s (%s)", stamp(dcl.Spec.DeployAt), relative(dcl.Spec.DeployAt.Time, now))
+	}
+	if c := meta.FindStatusCondition(st.Conditions, "Ready"); c != nil {
+		fmt.Fprintf(&b, "   Ready: %s (%s)", c.Status, c.Reason)
+	}
+	b.WriteString("\n")
+	if st.NextAction != "" {
+		fmt.Fprintf(&b, "Next:   %s", st.NextAction)
+		if st.NextActionAt != nil {
+			fmt.Fprintf(&b, " (looks again %s)", relative(st.NextActionAt.Time, now))
+		}
+		b.WriteString("\n")
+	}
+	if _, err := io.WriteString(w, b.String()+"\n"); err != nil {
+		return err
+	}
+
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	put(tw, "PHASE\tSTATE\tOPENED\tCHECK\tKIND\tOUTCOME\tVALUE\tNEEDS\tNOTE\n")
+	records := map[string]deployv1alpha1.PhaseStatus{}
+	for _, p := range st.Phases {
+		records[p.Name] = p
+	}
+	for _, ph := range dcl.Spec.Phases {
+		rec, ok := records[ph.Name]
+		state := "Pending"
+		if ok {
+			state = string(rec.State)
+		}
+		first := true
+		for _, c := range ph.Checks {
+			cr := checkRecord(rec, c.Name)
+			name, stateCol, opened := "", "", ""
+			if first {
+				name, stateCol, opened = ph.Name+" ("+ph.At+")", state, stampOrDash(rec.OpenedAt)
+			}
+			first = false
+			put(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", name, stateCol, opened, c.Name,
+				dash(cr.Kind), dash(string(cr.Outcome)), dash(cr.Value), dash(cr.Threshold), short(cr.Message))
+		}
+	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+
+	if len(st.Triggers) > 0 {
+		put(w, "\nROLLBACK TRIGGERS (watched from T-0)\n")
+		tw = tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+		put(tw, "TRIGGER\tOUTCOME\tVALUE\tFIRES WHEN\tBREACHING SINCE\tNOTE\n")
+		for _, t := range st.Triggers {
+			put(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", t.Name, dash(string(t.Outcome)), dash(t.Value), dash(t.Threshold),
+				stampOrDash(t.BreachingSince), short(t.Message))
+		}
+		if err := tw.Flush(); err != nil {
+			return err
+		}
+	}
+	if len(st.Approvals) > 0 || len(st.ApprovalErrors) > 0 {
+		put(w, "\nAPPROVALS\n")
+		tw = tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+		put(tw, "ROLE\tAPPROVER\tREVISION\tFIRST SEEN\tVERIFIED\n")
+		for _, a := range st.Approvals {
+			put(tw, "%s\t%s\t%s\t%s\t%t\n", a.Role, a.Approver, a.Revision, stamp(&a.FirstSeen), a.Verified)
+		}
+		if err := tw.Flush(); err != nil {
+			return err
+		}
+		for _, e := range st.ApprovalErrors {
+			put(w, "  invalid: %s\n", e)
+		}
+	}
+	if rb := st.Rollback; rb != nil {
+		put(w, "\nROLLBACK  %s at %s: %s", rb.Reason, stamp(&rb.FiredAt), rb.Message)
+		switch {
+		case rb.DryRun:
+			put(w, " (dry run: nothing was touched)")
+		case rb.CompletedAt != nil:
+			put(w, "; restored at %s", stamp(rb.CompletedAt))
+		}
+		put(w, "\n")
+	}
+	return nil
+}
+
+// Why explains in one paragraph what the checklist waits for, or why it ended as it did.
+func Why(dcl *deployv1alpha1.DeploymentChecklist, now time.Time) string {
+	st := &dcl.Status
+	name := dcl.Namespace + "/" + dcl.Name
+	ready := meta.FindStatusCondition(st.Conditions, "Ready")
+	switch st.Phase {
+	case "", deployv1alpha1.PhasePending:
+		return name + " has not been reconciled yet: is the tminus manager running?"
+	case deployv1alpha1.PhaseSucceeded:
+		s := name + " succeeded: every phase passed"
+		if t := st.Target; t != nil && t.ReleasedAt != nil {
+			s += fmt.Sprintf("; it was released at %s", stamp(t.ReleasedAt))
+		}
+		return s + "."
+	case deployv1alpha1.PhaseRolledBack:
+		rb := st.Rollback
+		if rb == nil {
+			return name + " rolled back."
+		}
+		if rb.DryRun {
+			return fmt.Sprintf("%s would have rolled back at %s because %s, but rollback.action is None or gate is Observe: nothing was touched.",
+				name, stamp(&rb.FiredAt), rb.Message)
+		}
+		s := fmt.Sprintf("%s rolled back at %s because %s.", name, stamp(&rb.FiredAt), rb.Message)
+		if t := st.Target; t != nil && t.RestoredAt != nil {
+			s += fmt.Sprintf(" Deployment %s runs its pre-deploy template again (revision %s) since %s.",
+				dcl.Spec.Target.Name, t.PreDeployRevision, stamp(t.RestoredAt))
+		} else {
+			s += fmt.Sprintf(" tminus is restoring Deployment %s to its pre-deploy template.", dcl.Spec.Target.Name)
+		}
+		return s
+	case deployv1alpha1.PhaseFailed:
+		msg := "it failed before T-0"
+		if ready != nil {
+			msg = ready.Message
+		}
+		return fmt.Sprintf("%s failed before the release: %s. Deployment %s keeps what it ran before, unpaused.",
+			name, msg, dcl.Spec.Target.Name)
+	}
+	parts := []string{fmt.Sprintf("%s is %s: %s.", name, strings.ToLower(string(st.Phase)), st.NextAction)}
+	if c := meta.FindStatusCondition(st.Conditions, "AwaitingApproval"); c != nil && c.Status == metav1.ConditionTrue {
+		parts = append(parts, "It is "+c.Message+" (kubectl checklist approve "+dcl.Name+" --role <role>).")
+	}
+	if c := meta.FindStatusCondition(st.Conditions, "Degraded"); c != nil && c.Status == metav1.ConditionTrue {
+		parts = append(parts, "Measurements are failing, so it holds: "+c.Message+".")
+	}
+	if c := meta.FindStatusCondition(st.Conditions, "Healthy"); c != nil && c.Status == metav1.ConditionFalse {
+		parts = append(parts, "A rollback trigger is "+c.Message+"; it rolls back if the breach holds.")
+	}
+	if st.NextActionAt != nil {
+		parts = append(parts, fmt.Sprintf("It looks again %s.", relative(st.NextActionAt.Time, now)))
+	}
+	return strings.Join(parts, " ")
+}
+
+func checkRecord(rec deployv1alpha1.PhaseStatus, name string) deployv1alpha1.CheckStatus {
+	for _, c := range rec.Checks {
+		if c.Name == name {
+			return c
+		}
+	}
+	return deployv1alpha1.CheckStatus{}
+}
+
+func stamp(t *metav1.Time) string { return t.UTC().Format(time.RFC3339) }
+
+func stampOrDash(t *metav1.Time) string {
+	if t == nil {
+		return "-"
+	}
+	return t.UTC().Format("15:04:05")
+}
+
+func relative(t, now time.Time) string {
+	d := t.Sub(now).Round(time.Second)
+	switch {
+	case d > 0:
+		return "in " + d.String()
+	case d < 0:
+		return (-d).String() + " ago"
+	}
+	return "now"
+}
+
+func dash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}
+
+func short(s string) string {
+	if len(s) > 80 {
+		return s[:77] + "..."
+	}
+	return s
+}
+
+// put writes to a report's writer; a failed write shows up at the tabwriter's Flush or
+// the next write the caller checks.
+func put(w io.Writer, format string, args ...any) { _, _ = fmt.Fprintf(w, format, args...) }

@@ -1,0 +1,51 @@
+package report
+
+import (
+	"bytes"
+	"testing"
+	"time"
+
+	. "github.com/onsi/gomega"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	deployv1alpha1 "github.com/tminus-dev/tminus/api/v1alpha1"
+)
+
+var at = time.Date(2026, 11, 26, 20, 0, 0, 0, time.UTC)
+
+func rolledBack(dry bool) *deployv1alpha1.DeploymentChecklist {
+	fired, restored := metav1.NewTime(at), metav1.NewTime(at.Add(5*time.Second))
+	c := &deployv1alpha1.DeploymentChecklist{
+		ObjectMeta: metav1.ObjectMeta{Name: "checkout-v2", Namespace: "shop"},
+		Spec: deployv1alpha1.DeploymentChecklistSpec{Target: deployv1alpha1.TargetRef{Name: "checkout"}, Revision: "v2",
+			Phases: []deployv1alpha1.PhaseSpec{{Name: "T+5m", At: "5m", Checks: []deployv1alpha1.CheckSpec{{Name: "errors", Metric: "error-rate"}}}}},
+		Status: deployv1alpha1.DeploymentChecklistStatus{
+			Phase: deployv1alpha1.PhaseRolledBack,
+			Rollback: &deployv1alpha1.RollbackRecord{Reason: "TriggerFired", FiredAt: fired, DryRun: dry,
+				Message: "rollback trigger errors-5pct fired: 0.07 > 0.05", Value: "0.07"},
+			Target: &deployv1alpha1.TargetStatus{PreDeployRevision: "4", RestoredAt: &restored},
+		},
+	}
+	if !dry {
+		c.Status.Rollback.CompletedAt = &restored
+	}
+	return c
+}
+
+func TestWhySaysWhatFiredAndWhatWasRestored(t *testing.T) {
+	g := NewWithT(t)
+	g.Expect(Why(rolledBack(false), at)).To(Equal("shop/checkout-v2 rolled back at 2026-11-26T20:00:00Z because rollback trigger errors-5pct fired: " +
+		"0.07 > 0.05. Deployment checkout runs its pre-deploy template again (revision 4) since 2026-11-26T20:00:05Z."))
+	g.Expect(Why(rolledBack(true), at)).To(ContainSubstring("would have rolled back"))
+	g.Expect(Why(&deployv1alpha1.DeploymentChecklist{ObjectMeta: metav1.ObjectMeta{Name: "x", Namespace: "y"}}, at)).
+		To(ContainSubstring("is the tminus manager running?"))
+}
+
+func TestTheTimelineShowsTheRollback(t *testing.T) {
+	g := NewWithT(t)
+	var b bytes.Buffer
+	g.Expect(Timeline(&b, rolledBack(false), at)).To(Succeed())
+	g.Expect(b.String()).To(ContainSubstring("ROLLBACK  TriggerFired at 2026-11-26T20:00:00Z: rollback trigger errors-5pct fired"))
+	g.Expect(b.String()).To(ContainSubstring("restored at 2026-11-26T20:00:05Z"))
+	g.Expect(b.String()).To(MatchRegexp(`T\+5m \(5m\)\s+Pending\s+-\s+errors`))
+}
