@@ -55,6 +55,13 @@ func newChecklist(ns string, opts ...option) *deployv1alpha1.DeploymentChecklist
 	return c
 }
 
+// healthyMetrics measures an error rate of 0.1 %: every gate passes, no trigger fires.
+func healthyMetrics() *fakeMetrics {
+	m := newFakeMetrics()
+	m.set(errorQuery, 0.001)
+	return m
+}
+
 func create(t *testing.T, c *deployv1alpha1.DeploymentChecklist) {
 	t.Helper()
 	NewWithT(t).Expect(bed.Client.Create(context.Background(), c)).To(Succeed())
@@ -82,8 +89,7 @@ func TestHoldsWhileApprovalsAreMissingThenReleasesAtT0AndSucceeds(t *testing.T) 
 	g := NewWithT(t)
 	ns := newNamespace(t)
 	d := deployment(t, ns, "checkout:v1")
-	metrics := newFakeMetrics()
-	metrics.set(errorQuery, 0.001)
+	metrics := healthyMetrics()
 	startManager(t, metrics, nil)
 	c := newChecklist(ns)
 	create(t, c)
@@ -140,8 +146,7 @@ func TestABreachedTriggerRollsBackToTheOldImageExactlyOnce(t *testing.T) {
 	g := NewWithT(t)
 	ns := newNamespace(t)
 	d := deployment(t, ns, "checkout:v1")
-	metrics := newFakeMetrics()
-	metrics.set(errorQuery, 0.001)
+	metrics := healthyMetrics()
 	startManager(t, metrics, nil)
 	c := newChecklist(ns, withLongVerification)
 	releaseV2(t, ns, d, c)
@@ -196,8 +201,7 @@ func TestDeployAtInTheFutureHoldsUntilTheClockReachesIt(t *testing.T) {
 	g := NewWithT(t)
 	ns := newNamespace(t)
 	d := deployment(t, ns, "checkout:v1")
-	metrics := newFakeMetrics()
-	metrics.set(errorQuery, 0.001)
+	metrics := healthyMetrics()
 	startManager(t, metrics, nil)
 	deployAt := metav1.NewTime(time.Now().Add(10 * time.Second).Truncate(time.Second))
 	c := newChecklist(ns, withLongVerification, func(c *deployv1alpha1.DeploymentChecklist) {
@@ -264,8 +268,7 @@ func TestARestartRightAfterTheRollbackPatchDoesNotRollBackTwice(t *testing.T) {
 	g := NewWithT(t)
 	ns := newNamespace(t)
 	d := deployment(t, ns, "checkout:v1")
-	metrics := newFakeMetrics()
-	metrics.set(errorQuery, 0.001)
+	metrics := healthyMetrics()
 	first := startManager(t, metrics, crashAfterRestore)
 	c := newChecklist(ns, withLongVerification)
 	releaseV2(t, ns, d, c)
@@ -292,8 +295,7 @@ func TestAJobCheckRunsOneJobAcrossAManagerRestart(t *testing.T) {
 	g := NewWithT(t)
 	ns := newNamespace(t)
 	deployment(t, ns, "checkout:v1")
-	metrics := newFakeMetrics()
-	metrics.set(errorQuery, 0.001)
+	metrics := healthyMetrics()
 	first := startManager(t, metrics, nil)
 	c := newChecklist(ns, withLongVerification, func(c *deployv1alpha1.DeploymentChecklist) {
 		c.Annotations = map[string]string{deployv1alpha1.ApprovalAnnotationPrefix + "deployment-lead": "alice for v2"}

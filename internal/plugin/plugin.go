@@ -139,22 +139,31 @@ func (o *options) currentUser(ctx context.Context) (string, error) {
 	return r.Status.UserInfo.Username, nil
 }
 
-func (o *options) approve(ctx context.Context, name, role, approver string) error {
+// load finds the approver (the current user unless given), a client and the checklist.
+func (o *options) load(ctx context.Context, name, approver string) (client.Client, *deployv1alpha1.DeploymentChecklist, string, error) {
 	if approver == "" {
 		var err error
 		if approver, err = o.currentUser(ctx); err != nil {
-			return err
+			return nil, nil, "", err
 		}
 	}
 	c, ns, err := o.client()
 	if err != nil {
-		return err
+		return nil, nil, "", err
 	}
 	var dcl deployv1alpha1.DeploymentChecklist
 	if err := c.Get(ctx, types.NamespacedName{Namespace: ns, Name: name}, &dcl); err != nil {
+		return nil, nil, "", err
+	}
+	return c, &dcl, approver, nil
+}
+
+func (o *options) approve(ctx context.Context, name, role, approver string) error {
+	c, dcl, approver, err := o.load(ctx, name, approver)
+	if err != nil {
 		return err
 	}
-	revision := approval.Revision(&dcl)
+	revision := approval.Revision(dcl)
 	key := KeyFor(dcl.Annotations, role, approver)
 	value := approval.Value(approver, revision)
 	if _, err := approval.ParseEntry(key, value); err != nil {
@@ -165,7 +174,7 @@ func (o *options) approve(ctx context.Context, name, role, approver string) erro
 		dcl.Annotations = map[string]string{}
 	}
 	dcl.Annotations[approval.Prefix+key] = value
-	if err := c.Patch(ctx, &dcl, client.MergeFromWithOptions(before, client.MergeFromWithOptimisticLock{})); err != nil {
+	if err := c.Patch(ctx, dcl, client.MergeFromWithOptions(before, client.MergeFromWithOptimisticLock{})); err != nil {
 		return err
 	}
 	_, err = fmt.Fprintf(o.out, "deploymentchecklist/%s: %s approved %s for %s (annotation %s%s)\n", name, approver, role, revision, approval.Prefix, key)
@@ -173,18 +182,8 @@ func (o *options) approve(ctx context.Context, name, role, approver string) erro
 }
 
 func (o *options) revoke(ctx context.Context, name, role, approver string) error {
-	if approver == "" {
-		var err error
-		if approver, err = o.currentUser(ctx); err != nil {
-			return err
-		}
-	}
-	c, ns, err := o.client()
+	c, dcl, approver, err := o.load(ctx, name, approver)
 	if err != nil {
-		return err
-	}
-	var dcl deployv1alpha1.DeploymentChecklist
-	if err := c.Get(ctx, types.NamespacedName{Namespace: ns, Name: name}, &dcl); err != nil {
 		return err
 	}
 	before := dcl.DeepCopy()
@@ -199,7 +198,7 @@ func (o *options) revoke(ctx context.Context, name, role, approver string) error
 	if removed == 0 {
 		return fmt.Errorf("deploymentchecklist/%s has no %s approval by %s", name, role, approver)
 	}
-	if err := c.Patch(ctx, &dcl, client.MergeFromWithOptions(before, client.MergeFromWithOptimisticLock{})); err != nil {
+	if err := c.Patch(ctx, dcl, client.MergeFromWithOptions(before, client.MergeFromWithOptimisticLock{})); err != nil {
 		return err
 	}
 	_, err = fmt.Fprintf(o.out, "deploymentchecklist/%s: %s's approval of %s revoked\n", name, approver, role)
