@@ -73,6 +73,10 @@ testbins: ## Build the test bed's binaries from Go modules (once; cached in bin/
 test: manifests generate fmt vet testbins ## Run all tests against the real test bed.
 	env $(TESTBINS_ENV) go test ./... -count=1 -timeout 30m $(TEST_ARGS)
 
+.PHONY: demo
+demo: testbins ## Run the demo: a local control plane, Prometheus, a demo service, a good release and a rolled-back one.
+	env $(TESTBINS_ENV) go run ./hack/demo $(DEMO_ARGS)
+
 .PHONY: verify-generated
 verify-generated: manifests generate ## Fail when generated files differ from what is committed.
 	@git diff --exit-code -- api config || { echo "run 'make manifests generate' and commit the result"; exit 1; }

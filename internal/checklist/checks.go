@@ -122,7 +122,7 @@ func (e *engine) syncApprovals() {
 			key := a.Role + "\x00" + a.Approver + "\x00" + a.Revision
 			seen, ok := firstSeen[key]
 			if !ok {
-				seen = metav1.NewTime(e.now)
+				seen = e.stamp()
 			}
 			if len(out) < deployv1alpha1.MaxApprovalRecords {
 				out = append(out, deployv1alpha1.ApprovalRecord{
@@ -209,7 +209,7 @@ func (e *engine) evaluateApproval(c *deployv1alpha1.CheckSpec, cr *deployv1alpha
 	need := approvalCount(c.Approval)
 	value := strings.Join(names, ", ")
 	if cr.Value != value || cr.LastEvaluated == nil {
-		t := metav1.NewTime(e.now)
+		t := e.stamp()
 		cr.LastEvaluated = &t
 	}
 	cr.Value = value
@@ -230,7 +230,7 @@ func (e *engine) evaluateJob(ph phasePlan, c *deployv1alpha1.CheckSpec, cr *depl
 	}
 	name := JobName(e.dcl.Name, ph.spec.Name, c.Name)
 	js, ok := e.obs.Jobs[JobKey(ph.spec.Name, c.Name)]
-	t := metav1.NewTime(e.now)
+	t := e.stamp()
 	if cr.LastEvaluated != nil && (js.Failed && cr.Outcome == deployv1alpha1.OutcomeFail) {
 		t = *cr.LastEvaluated
 	}
@@ -307,7 +307,7 @@ func (e *engine) recordHTTP(cr *deployv1alpha1.CheckStatus, m Measurement) {
 }
 
 func (e *engine) appendHistory(cr *deployv1alpha1.CheckStatus) {
-	t := metav1.NewTime(e.now)
+	t := e.stamp()
 	cr.LastEvaluated = &t
 	cr.History = append(cr.History, deployv1alpha1.Measurement{Time: t, Outcome: cr.Outcome, Value: cr.Value})
 	if n := len(cr.History); n > deployv1alpha1.MaxHistory {
@@ -331,7 +331,7 @@ func (e *engine) triggers() bool {
 		if !ok {
 			continue
 		}
-		now := metav1.NewTime(e.now)
+		now := e.stamp()
 		tr.LastEvaluated = &now
 		breach, known := false, true
 		switch {

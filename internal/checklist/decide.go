@@ -173,7 +173,7 @@ func (e *engine) release() {
 	if e.st.Target == nil {
 		e.st.Target = &deployv1alpha1.TargetStatus{}
 	}
-	now := metav1.NewTime(e.now)
+	now := e.stamp()
 	e.st.Target.ReleasedAt = &now
 	e.st.Target.ReleasedTemplateHash = t.TemplateHash
 	e.st.Phase = deployv1alpha1.PhaseDeploying
@@ -213,7 +213,7 @@ func (e *engine) deploying() {
 		e.pollIn(e.p.interval)
 		return
 	}
-	now := metav1.NewTime(e.now)
+	now := e.stamp()
 	e.st.Target.AvailableAt = &now
 	e.st.Phase = deployv1alpha1.PhaseVerifying
 	e.event(corev1.EventTypeNormal, ReasonRolloutAvailable,
@@ -255,7 +255,7 @@ func (e *engine) walk(phases []phasePlan, tplus bool) bool {
 		e.st.CurrentPhase = ph.spec.Name
 		if rec.State != deployv1alpha1.PhaseStateOpen {
 			rec.State = deployv1alpha1.PhaseStateOpen
-			t := metav1.NewTime(e.now)
+			t := e.stamp()
 			rec.OpenedAt = &t
 			e.event(corev1.EventTypeNormal, ReasonPhaseOpened, fmt.Sprintf("%s opened with %d checks", ph.spec.Name, len(ph.spec.Checks)))
 		}
@@ -267,7 +267,7 @@ func (e *engine) walk(phases []phasePlan, tplus bool) bool {
 		}
 		if passed {
 			rec.State = deployv1alpha1.PhaseStatePassed
-			t := metav1.NewTime(e.now)
+			t := e.stamp()
 			rec.CompletedAt = &t
 			e.event(corev1.EventTypeNormal, ReasonPhasePassed, ph.spec.Name+" passed")
 			continue
@@ -295,7 +295,7 @@ func (e *engine) walk(phases []phasePlan, tplus bool) bool {
 
 func (e *engine) failPhase(rec *deployv1alpha1.PhaseStatus) {
 	rec.State = deployv1alpha1.PhaseStateFailed
-	t := metav1.NewTime(e.now)
+	t := e.stamp()
 	rec.CompletedAt = &t
 }
 
@@ -403,7 +403,7 @@ func (e *engine) rollback(reason, msg, value string) {
 	e.failReason, e.failMessage = reason, msg
 	dry := e.spec.Rollback.Action == deployv1alpha1.RollbackNone || e.spec.Gate == deployv1alpha1.GateObserve
 	e.st.Rollback = &deployv1alpha1.RollbackRecord{
-		Reason: reason, Message: msg, Value: value, FiredAt: metav1.NewTime(e.now), DryRun: dry,
+		Reason: reason, Message: msg, Value: value, FiredAt: e.stamp(), DryRun: dry,
 	}
 	if dry {
 		e.event(corev1.EventTypeWarning, ReasonRollbackDryRun, "would roll back (rollback.action None or gate Observe): "+msg)
@@ -431,7 +431,7 @@ func (e *engine) ensureRestored() {
 	}
 	t := e.obs.Target
 	if t.TemplateHash == st.Target.PreDeployTemplateHash && !t.Paused {
-		now := metav1.NewTime(e.now)
+		now := e.stamp()
 		st.Target.RestoredAt = &now
 		if st.Rollback != nil && st.Rollback.CompletedAt == nil {
 			st.Rollback.CompletedAt = &now
@@ -603,3 +603,7 @@ func PreDeployTemplate(st *deployv1alpha1.DeploymentChecklistStatus) (*corev1.Po
 	}
 	return &tmpl, nil
 }
+
+// stamp is now as status records it: API timestamps keep whole seconds, so a time the
+// engine compares with later must be the one that round-trips.
+func (e *engine) stamp() metav1.Time { return metav1.NewTime(e.now.Truncate(time.Second)) }

@@ -18,6 +18,7 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/cli-runtime/pkg/genericclioptions"
 	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/util/retry"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	deployv1alpha1 "github.com/tminus-dev/tminus/api/v1alpha1"
@@ -158,23 +159,30 @@ func (o *options) load(ctx context.Context, name, approver string) (client.Clien
 	return c, &dcl, approver, nil
 }
 
+// approve writes the sign-off. The checklist is read again and the write retried when
+// the controller updated it in between (its status changes the resourceVersion).
 func (o *options) approve(ctx context.Context, name, role, approver string) error {
-	c, dcl, approver, err := o.load(ctx, name, approver)
+	var key, revision string
+	err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		c, dcl, who, err := o.load(ctx, name, approver)
+		if err != nil {
+			return err
+		}
+		approver = who
+		revision = approval.Revision(dcl)
+		key = KeyFor(dcl.Annotations, role, approver)
+		value := approval.Value(approver, revision)
+		if _, err := approval.ParseEntry(key, value); err != nil {
+			return err
+		}
+		before := dcl.DeepCopy()
+		if dcl.Annotations == nil {
+			dcl.Annotations = map[string]string{}
+		}
+		dcl.Annotations[approval.Prefix+key] = value
+		return c.Patch(ctx, dcl, client.MergeFromWithOptions(before, client.MergeFromWithOptimisticLock{}))
+	})
 	if err != nil {
-		return err
-	}
-	revision := approval.Revision(dcl)
-	key := KeyFor(dcl.Annotations, role, approver)
-	value := approval.Value(approver, revision)
-	if _, err := approval.ParseEntry(key, value); err != nil {
-		return err
-	}
-	before := dcl.DeepCopy()
-	if dcl.Annotations == nil {
-		dcl.Annotations = map[string]string{}
-	}
-	dcl.Annotations[approval.Prefix+key] = value
-	if err := c.Patch(ctx, dcl, client.MergeFromWithOptions(before, client.MergeFromWithOptimisticLock{})); err != nil {
 		return err
 	}
 	_, err = fmt.Fprintf(o.out, "deploymentchecklist/%s: %s approved %s for %s (annotation %s%s)\n", name, approver, role, revision, approval.Prefix, key)
@@ -182,23 +190,27 @@ func (o *options) approve(ctx context.Context, name, role, approver string) erro
 }
 
 func (o *options) revoke(ctx context.Context, name, role, approver string) error {
-	c, dcl, approver, err := o.load(ctx, name, approver)
-	if err != nil {
-		return err
-	}
-	before := dcl.DeepCopy()
-	entries, _ := approval.Entries(dcl.Annotations)
-	removed := 0
-	for _, e := range entries {
-		if e.Role == role && e.Approver == approver {
-			delete(dcl.Annotations, approval.Prefix+e.Key)
-			removed++
+	err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		c, dcl, who, err := o.load(ctx, name, approver)
+		if err != nil {
+			return err
 		}
-	}
-	if removed == 0 {
-		return fmt.Errorf("deploymentchecklist/%s has no %s approval by %s", name, role, approver)
-	}
-	if err := c.Patch(ctx, dcl, client.MergeFromWithOptions(before, client.MergeFromWithOptimisticLock{})); err != nil {
+		approver = who
+		before := dcl.DeepCopy()
+		entries, _ := approval.Entries(dcl.Annotations)
+		removed := 0
+		for _, e := range entries {
+			if e.Role == role && e.Approver == approver {
+				delete(dcl.Annotations, approval.Prefix+e.Key)
+				removed++
+			}
+		}
+		if removed == 0 {
+			return fmt.Errorf("deploymentchecklist/%s has no %s approval by %s", name, role, approver)
+		}
+		return c.Patch(ctx, dcl, client.MergeFromWithOptions(before, client.MergeFromWithOptimisticLock{}))
+	})
+	if err != nil {
 		return err
 	}
 	_, err = fmt.Fprintf(o.out, "deploymentchecklist/%s: %s's approval of %s revoked\n", name, approver, role)

@@ -1,0 +1,449 @@
+// The tminus demo: a local control plane (kube-apiserver, etcd, kube-controller-manager,
+// kube-scheduler, kwok), a Prometheus scraping every second, the tminus manager and a
+// demo service whose error rate and latency follow the image its Deployment runs. It
+// walks the seed checklist, compressed from minutes to fractions of seconds, through a
+// good release that passes every phase and a bad one that tminus rolls back.
+//
+//	go run ./hack/demo            # what `make demo` runs
+//	go run ./hack/demo --keep     # leave everything running afterwards, to poke at
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/utils/clock"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	logf "sigs.k8s.io/controller-runtime/pkg/log"
+	"sigs.k8s.io/controller-runtime/pkg/log/zap"
+	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
+	"sigs.k8s.io/yaml"
+
+	deployv1alpha1 "github.com/tminus-dev/tminus/api/v1alpha1"
+	"github.com/tminus-dev/tminus/internal/controller"
+	"github.com/tminus-dev/tminus/internal/httpcheck"
+	"github.com/tminus-dev/tminus/internal/plugin"
+	"github.com/tminus-dev/tminus/internal/prometheus"
+	"github.com/tminus-dev/tminus/internal/report"
+	"github.com/tminus-dev/tminus/test/app"
+	"github.com/tminus-dev/tminus/test/testbed"
+)
+
+const (
+	ns   = "shop"
+	name = "checkout"
+	good = "v2.7.0"
+	bad  = "v2.8.0"
+)
+
+func main() {
+	keep := flag.Bool("keep", false, "keep the environment running after the demo, until Ctrl-C")
+	flag.Parse()
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, *keep); err != nil {
+		fmt.Fprintln(os.Stderr, "\ndemo failed:", err)
+		os.Exit(1)
+	}
+}
+
+func say(format string, args ...any) {
+	fmt.Printf("%s  "+format+"\n", append([]any{time.Now().Format("15:04:05")}, args...)...)
+}
+
+func run(ctx context.Context, keep bool) error {
+	start := time.Now()
+	say("starting kube-apiserver, etcd, kube-controller-manager, kube-scheduler and kwok (built from Go modules)")
+	bed, err := testbed.Start(ctx, testbed.Options{Cluster: true, Log: func(f string, a ...any) { say(f, a...) }})
+	if err != nil {
+		return err
+	}
+	defer func() {
+		say("stopping everything the demo started")
+		bed.Stop()
+	}()
+	c := bed.Client
+
+	svc, err := app.Start(200)
+	if err != nil {
+		return err
+	}
+	defer svc.Close()
+	prom, err := testbed.StartPrometheus(ctx, testbed.PrometheusOptions{ScrapeConfigs: fmt.Sprintf(`- job_name: checkout
+  static_configs:
+  - targets: [%q]
+    labels: {namespace: %s, app: checkout}
+`, svc.Addr, ns)})
+	if err != nil {
+		return err
+	}
+	defer prom.Close()
+	say("Prometheus at %s scrapes the demo service at %s every second", prom.URL, svc.Addr)
+
+	mgrCtx, stopMgr := context.WithCancel(ctx)
+	mgrDone, err := startManager(mgrCtx, bed)
+	if err != nil {
+		stopMgr()
+		return err
+	}
+	defer func() {
+		stopMgr()
+		<-mgrDone
+	}()
+	say("tminus manager running (logs in %s)", filepath.Join(bed.Dir, "tminus-manager.log"))
+
+	if err := c.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}); err != nil {
+		return err
+	}
+	deploy := checkoutDeployment("checkout:v2.6.0")
+	if err := c.Create(ctx, deploy); err != nil {
+		return err
+	}
+	go followImage(ctx, c, svc)
+	if err := waitRolledOut(ctx, c, "checkout:v2.6.0"); err != nil {
+		return err
+	}
+	say("Deployment shop/checkout runs checkout:v2.6.0 on 3 pods (kwok); error rate ~0.1 %%, p95 ~100ms")
+
+	var summary []string
+	for _, rel := range []struct {
+		version string
+		expect  deployv1alpha1.ChecklistPhase
+	}{{good, deployv1alpha1.PhaseSucceeded}, {bad, deployv1alpha1.PhaseRolledBack}} {
+		got, err := release(ctx, bed, svc, prom, rel.version)
+		if err != nil {
+			return err
+		}
+		line := fmt.Sprintf("%-8s %-10s %s", rel.version, got.Status.Phase, report.Why(got, time.Now()))
+		summary = append(summary, line)
+		if got.Status.Phase != rel.expect {
+			return fmt.Errorf("release %s ended %s, expected %s", rel.version, got.Status.Phase, rel.expect)
+		}
+	}
+
+	var d appsv1.Deployment
+	if err := c.Get(ctx, client.ObjectKeyFromObject(deploy), &d); err != nil {
+		return err
+	}
+	fmt.Printf("\n=== summary (%s) ===\n", time.Since(start).Round(time.Second))
+	for _, l := range summary {
+		fmt.Println(l)
+	}
+	fmt.Printf("Deployment shop/checkout now runs %s.\n", d.Spec.Template.Spec.Containers[0].Image)
+
+	if keep {
+		fmt.Printf("\nThe environment stays up until Ctrl-C:\n  export KUBECONFIG=%s\n  kubectl get dcl -n %s\n"+
+			"  go run ./cmd/kubectl-checklist status checkout-v2-8-0 -n %s\n  Prometheus: %s\n",
+			bed.Kubeconfig, ns, ns, prom.URL)
+		<-ctx.Done()
+	} else {
+		fmt.Println("\nRun `make demo DEMO_ARGS=--keep` to keep the environment up and poke at it with kubectl.")
+	}
+	return nil
+}
+
+func startManager(ctx context.Context, bed *testbed.Bed) (<-chan struct{}, error) {
+	logFile, err := os.Create(filepath.Join(bed.Dir, "tminus-manager.log"))
+	if err != nil {
+		return nil, err
+	}
+	logf.SetLogger(zap.New(zap.WriteTo(logFile), zap.JSONEncoder()))
+	mgr, err := ctrl.NewManager(bed.Config, ctrl.Options{
+		Scheme:                 bed.Client.Scheme(),
+		Metrics:                metricsserver.Options{BindAddress: "0"},
+		HealthProbeBindAddress: "0",
+	})
+	if err != nil {
+		return nil, err
+	}
+	r := &controller.DeploymentChecklistReconciler{
+		Client: mgr.GetClient(), Scheme: mgr.GetScheme(), Recorder: mgr.GetEventRecorder("tminus"),
+		Clock: clock.RealClock{}, Metrics: &prometheus.Provider{Secrets: mgr.GetAPIReader()}, HTTP: &httpcheck.Prober{},
+	}
+	if err := r.SetupWithManager(mgr); err != nil {
+		return nil, err
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		if err := mgr.Start(ctx); err != nil {
+			say("manager stopped: %v", err)
+		}
+	}()
+	return done, nil
+}
+
+func checkoutDeployment(image string) *appsv1.Deployment {
+	labels := map[string]string{"app": name}
+	return &appsv1.Deployment{
+		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns},
+		Spec: appsv1.DeploymentSpec{
+			Replicas: new(int32(3)),
+			Selector: &metav1.LabelSelector{MatchLabels: labels},
+			Template: corev1.PodTemplateSpec{
+				ObjectMeta: metav1.ObjectMeta{Labels: labels},
+				Spec:       corev1.PodSpec{Containers: []corev1.Container{{Name: "checkout", Image: image}}},
+			},
+		},
+	}
+}
+
+// followImage makes the demo service behave like the pods that serve: each Ready pod
+// running the bad version adds errors and latency in proportion.
+func followImage(ctx context.Context, c client.Client, svc *app.App) {
+	for ctx.Err() == nil {
+		var pods corev1.PodList
+		if err := c.List(ctx, &pods, client.InNamespace(ns), client.MatchingLabels{"app": name}); err == nil {
+			total, broken := 0, 0
+			for _, p := range pods.Items {
+				if p.DeletionTimestamp != nil || p.Status.Phase != corev1.PodRunning {
+					continue
+				}
+				total++
+				if strings.HasSuffix(p.Spec.Containers[0].Image, ":"+bad) {
+					broken++
+				}
+			}
+			if total > 0 {
+				share := float64(broken) / float64(total)
+				svc.Set(0.001+share*0.25, time.Duration(float64(100*time.Millisecond)+share*float64(3*time.Second)))
+			}
+		}
+		select {
+		case <-ctx.Done():
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+}
+
+// release walks one release through its checklist: hold, push the image, sign off,
+// release at T-0, verify, and succeed or roll back.
+func release(ctx context.Context, bed *testbed.Bed, svc *app.App, prom *testbed.Prometheus,
+	version string) (*deployv1alpha1.DeploymentChecklist, error) {
+	c := bed.Client
+	fmt.Printf("\n=== release %s ===\n", version)
+	dcl, err := seedChecklist(version, svc.Addr, prom.URL)
+	if err != nil {
+		return nil, err
+	}
+	if err := c.Create(ctx, dcl); err != nil {
+		return nil, err
+	}
+	say("applied DeploymentChecklist %s: the seed checklist, minutes compressed to half-seconds", dcl.Name)
+	if err := waitFor(ctx, c, dcl, func(d *deployv1alpha1.DeploymentChecklist) bool {
+		return d.Status.CurrentPhase == "T-60m"
+	}); err != nil {
+		return nil, err
+	}
+	var deploy appsv1.Deployment
+	if err := c.Get(ctx, client.ObjectKey{Namespace: ns, Name: name}, &deploy); err != nil {
+		return nil, err
+	}
+	say("held: Deployment paused=%t; the pipeline pushes checkout:%s, and nothing rolls", deploy.Spec.Paused, version)
+	if err := setImage(ctx, c, "checkout:"+version); err != nil {
+		return nil, err
+	}
+	go watch(ctx, c, dcl)
+
+	for _, s := range []struct{ role, who string }{
+		{"deployment-lead", "alice"}, {"technical-review", "bob"}, {"security-review", "carol"}, {"operations", "dave"},
+	} {
+		time.Sleep(time.Second)
+		cmd := plugin.NewCommand(os.Stdout, os.Stderr)
+		cmd.SetArgs([]string{"--kubeconfig", bed.Kubeconfig, "-n", ns, "approve", dcl.Name,
+			"--role", s.role, "--approver", s.who})
+		fmt.Printf("%s  $ kubectl checklist approve %s --role %s  (as %s)\n         ",
+			time.Now().Format("15:04:05"), dcl.Name, s.role, s.who)
+		if err := cmd.ExecuteContext(ctx); err != nil {
+			return nil, err
+		}
+	}
+
+	var done *deployv1alpha1.DeploymentChecklist
+	err = waitFor(ctx, c, dcl, func(d *deployv1alpha1.DeploymentChecklist) bool {
+		done = d
+		return d.Status.Phase == deployv1alpha1.PhaseSucceeded ||
+			(d.Status.Phase == deployv1alpha1.PhaseRolledBack && d.Status.Target != nil && d.Status.Target.RestoredAt != nil) ||
+			d.Status.Phase == deployv1alpha1.PhaseFailed
+	})
+	if err != nil {
+		return nil, err
+	}
+	fmt.Println()
+	if err := report.Timeline(os.Stdout, done, time.Now()); err != nil {
+		return nil, err
+	}
+	return done, nil
+}
+
+// seedChecklist is config/samples' checklist for version, compressed: every offset and
+// duration divided by 120 (T+60m is 30s), metric windows of 10s, evaluated every second,
+// and its HTTP checks pointed at the demo service.
+func seedChecklist(version, svcAddr, promURL string) (*deployv1alpha1.DeploymentChecklist, error) {
+	root, err := testbed.RepoRoot()
+	if err != nil {
+		return nil, err
+	}
+	raw, err := os.ReadFile(filepath.Join(root, "config", "samples", "deploy_v1alpha1_deploymentchecklist.yaml"))
+	if err != nil {
+		return nil, err
+	}
+	var dcl deployv1alpha1.DeploymentChecklist
+	if err := yaml.UnmarshalStrict(raw, &dcl); err != nil {
+		return nil, err
+	}
+	dcl.Name = "checkout-" + strings.ReplaceAll(version, ".", "-")
+	dcl.Namespace = ns
+	dcl.Spec.Revision = version
+	dcl.Spec.Interval = "1s"
+	dcl.Spec.Prometheus.Address = promURL
+	dcl.Spec.Prometheus.Timeout = "1s"
+	for i := range dcl.Spec.Metrics {
+		dcl.Spec.Metrics[i].Query = strings.ReplaceAll(dcl.Spec.Metrics[i].Query, "[5m]", "[10s]")
+	}
+	for i := range dcl.Spec.Phases {
+		p := &dcl.Spec.Phases[i]
+		p.At = compress(p.At)
+		if p.Timeout != "" {
+			p.Timeout = compress(p.Timeout)
+		}
+		for j := range p.Checks {
+			if h := p.Checks[j].HTTP; h != nil {
+				h.URL = localURL(h.URL, svcAddr)
+			}
+		}
+	}
+	for i := range dcl.Spec.RollbackTriggers {
+		t := &dcl.Spec.RollbackTriggers[i]
+		if t.For != "" {
+			t.For = compress(t.For)
+		}
+		if t.HTTP != nil {
+			t.HTTP.URL = localURL(t.HTTP.URL, svcAddr)
+		}
+	}
+	return &dcl, nil
+}
+
+func compress(d string) string {
+	v, err := time.ParseDuration(d)
+	if err != nil || v == 0 {
+		return d
+	}
+	return (v / 120).String()
+}
+
+// localURL keeps the path of a check's URL and sends it to the demo service.
+func localURL(u, addr string) string {
+	path := "/"
+	if i := strings.Index(strings.TrimPrefix(strings.TrimPrefix(u, "http://"), "https://"), "/"); i >= 0 {
+		rest := strings.TrimPrefix(strings.TrimPrefix(u, "http://"), "https://")
+		path = rest[i:]
+	}
+	return "http://" + addr + path
+}
+
+func setImage(ctx context.Context, c client.Client, image string) error {
+	for range 50 {
+		var d appsv1.Deployment
+		if err := c.Get(ctx, client.ObjectKey{Namespace: ns, Name: name}, &d); err != nil {
+			return err
+		}
+		d.Spec.Template.Spec.Containers[0].Image = image
+		err := c.Update(ctx, &d)
+		if err == nil {
+			return nil
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	return errors.New("could not set the image")
+}
+
+func waitRolledOut(ctx context.Context, c client.Client, image string) error {
+	return poll(ctx, 2*time.Minute, func() (bool, error) {
+		var d appsv1.Deployment
+		if err := c.Get(ctx, client.ObjectKey{Namespace: ns, Name: name}, &d); err != nil {
+			return false, err
+		}
+		return d.Spec.Template.Spec.Containers[0].Image == image && d.Status.ObservedGeneration == d.Generation &&
+			d.Status.UpdatedReplicas == 3 && d.Status.AvailableReplicas == 3 && d.Status.Replicas == 3, nil
+	})
+}
+
+func waitFor(ctx context.Context, c client.Client, dcl *deployv1alpha1.DeploymentChecklist,
+	done func(*deployv1alpha1.DeploymentChecklist) bool) error {
+	return poll(ctx, 3*time.Minute, func() (bool, error) {
+		var cur deployv1alpha1.DeploymentChecklist
+		if err := c.Get(ctx, client.ObjectKeyFromObject(dcl), &cur); err != nil {
+			return false, err
+		}
+		return done(&cur), nil
+	})
+}
+
+func poll(ctx context.Context, limit time.Duration, f func() (bool, error)) error {
+	deadline := time.Now().Add(limit)
+	for {
+		ok, err := f()
+		if err != nil || ok {
+			return err
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("gave up after %s", limit)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
+
+// watch prints a line whenever the checklist's phase, open phase or next action
+// changes: the live timeline.
+func watch(ctx context.Context, c client.Client, dcl *deployv1alpha1.DeploymentChecklist) {
+	last := ""
+	for ctx.Err() == nil {
+		var cur deployv1alpha1.DeploymentChecklist
+		if err := c.Get(ctx, client.ObjectKeyFromObject(dcl), &cur); err != nil {
+			return
+		}
+		st := cur.Status
+		line := fmt.Sprintf("[%s] %-10s %-6s %s", cur.Name, st.Phase, st.CurrentPhase, trim(st.NextAction, 110))
+		if line != last {
+			say("%s", line)
+			last = line
+		}
+		switch st.Phase {
+		case deployv1alpha1.PhaseSucceeded, deployv1alpha1.PhaseFailed:
+			return
+		case deployv1alpha1.PhaseRolledBack:
+			if st.Target != nil && st.Target.RestoredAt != nil {
+				return
+			}
+		}
+		select {
+		case <-ctx.Done():
+		case <-time.After(150 * time.Millisecond):
+		}
+	}
+}
+
+func trim(s string, n int) string {
+	if len(s) > n {
+		return s[:n-3] + "..."
+	}
+	return s
+}
