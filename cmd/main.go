@@ -44,6 +44,7 @@ import (
 	deployv1alpha1 "github.com/tminus-dev/tminus/api/v1alpha1"
 	"github.com/tminus-dev/tminus/internal/controller"
 	"github.com/tminus-dev/tminus/internal/httpcheck"
+	"github.com/tminus-dev/tminus/internal/metrics"
 	"github.com/tminus-dev/tminus/internal/netguard"
 	"github.com/tminus-dev/tminus/internal/prometheus"
 	tminuswebhook "github.com/tminus-dev/tminus/internal/webhook"
@@ -96,7 +97,8 @@ func main() {
 	flag.BoolVar(&enableHTTP2, "enable-http2", false,
 		"If set, HTTP/2 will be enabled for the metrics and webhook servers")
 	opts := zap.Options{
-		Development: true,
+		// JSON logs; --zap-devel switches to the console format.
+		Development: false,
 	}
 	opts.BindFlags(flag.CommandLine)
 	flag.IntVar(&maxConcurrentReconciles, "max-concurrent-reconciles", 4,
@@ -234,6 +236,7 @@ func main() {
 		os.Exit(1)
 	}
 	// +kubebuilder:scaffold:builder
+	metrics.Register(mgr.GetCache())
 	if approvalWebhook {
 		mgr.GetWebhookServer().Register(tminuswebhook.Path, &webhook.Admission{Handler: &tminuswebhook.ApprovalWebhook{
 			Client:         mgr.GetClient(),

@@ -8,6 +8,8 @@ import (
 	"time"
 
 	. "github.com/onsi/gomega"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	appsv1 "k8s.io/api/apps/v1"
 	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -17,6 +19,7 @@ import (
 
 	deployv1alpha1 "github.com/tminus-dev/tminus/api/v1alpha1"
 	"github.com/tminus-dev/tminus/internal/checklist"
+	tminusmetrics "github.com/tminus-dev/tminus/internal/metrics"
 )
 
 const errorQuery = "error_rate"
@@ -150,6 +153,7 @@ func TestABreachedTriggerRollsBackToTheOldImageExactlyOnce(t *testing.T) {
 	startManager(t, metrics, nil)
 	c := newChecklist(ns, withLongVerification)
 	releaseV2(t, ns, d, c)
+	rollbacksBefore := testutil.ToFloat64(tminusmetrics.Rollbacks.WithLabelValues(checklist.ReasonTriggerFired, "false"))
 
 	metrics.set(errorQuery, 0.07)
 	rolled := waitPhase(t, c, deployv1alpha1.PhaseRolledBack)
@@ -178,6 +182,23 @@ func TestABreachedTriggerRollsBackToTheOldImageExactlyOnce(t *testing.T) {
 		}
 	}
 	g.Expect(rolledBack).To(Equal(1))
+
+	// The operator's metrics say so too.
+	g.Expect(testutil.ToFloat64(tminusmetrics.Rollbacks.WithLabelValues(checklist.ReasonTriggerFired, "false"))).
+		To(Equal(rollbacksBefore + 1))
+	reg := prometheus.NewPedanticRegistry()
+	reg.MustRegister(tminusmetrics.NewStateCollector(bed.Client))
+	families, err := reg.Gather()
+	g.Expect(err).NotTo(HaveOccurred())
+	rolledBackGauge := 0.0
+	for _, f := range families {
+		for _, m := range f.GetMetric() {
+			if f.GetName() == "tminus_checklists" && m.GetLabel()[0].GetValue() == "RolledBack" {
+				rolledBackGauge = m.GetGauge().GetValue()
+			}
+		}
+	}
+	g.Expect(rolledBackGauge).To(BeNumerically(">=", 1))
 }
 
 func TestAMissedTMinusDeadlineFailsWithTheWorkloadOnWhatItRan(t *testing.T) {

@@ -28,6 +28,7 @@ import (
 	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
@@ -45,6 +46,7 @@ import (
 	deployv1alpha1 "github.com/tminus-dev/tminus/api/v1alpha1"
 	"github.com/tminus-dev/tminus/internal/approval"
 	"github.com/tminus-dev/tminus/internal/checklist"
+	"github.com/tminus-dev/tminus/internal/metrics"
 	"github.com/tminus-dev/tminus/internal/prometheus"
 	"github.com/tminus-dev/tminus/internal/target"
 )
@@ -125,6 +127,7 @@ func (r *DeploymentChecklistReconciler) Reconcile(ctx context.Context, req ctrl.
 		return ctrl.Result{}, err
 	}
 	decision := checklist.Decide(&dcl, obs, now)
+	recordMetrics(&dcl.Status, &decision.Status)
 
 	if !equality.Semantic.DeepEqual(dcl.Status, decision.Status) {
 		before := dcl.DeepCopy()
@@ -281,4 +284,38 @@ func (r *DeploymentChecklistReconciler) checklistsForDeployment(ctx context.Cont
 		reqs = append(reqs, reconcile.Request{NamespacedName: client.ObjectKeyFromObject(&c)})
 	}
 	return reqs
+}
+
+// recordMetrics counts the evaluations and the rollback a decision made.
+func recordMetrics(before, after *deployv1alpha1.DeploymentChecklistStatus) {
+	evaluated := func(old, cur *metav1.Time) bool { return cur != nil && (old == nil || !old.Equal(cur)) }
+	for _, p := range after.Phases {
+		for _, c := range p.Checks {
+			var old *metav1.Time
+			for _, bp := range before.Phases {
+				if bp.Name == p.Name {
+					for _, bc := range bp.Checks {
+						if bc.Name == c.Name {
+							old = bc.LastEvaluated
+						}
+					}
+				}
+			}
+			if evaluated(old, c.LastEvaluated) {
+				metrics.CheckEvaluations.WithLabelValues(c.Kind, string(c.Outcome)).Inc()
+			}
+		}
+	}
+	for i, t := range after.Triggers {
+		var old *metav1.Time
+		if i < len(before.Triggers) && before.Triggers[i].Name == t.Name {
+			old = before.Triggers[i].LastEvaluated
+		}
+		if evaluated(old, t.LastEvaluated) {
+			metrics.CheckEvaluations.WithLabelValues("Trigger", string(t.Outcome)).Inc()
+		}
+	}
+	if before.Rollback == nil && after.Rollback != nil {
+		metrics.Rollbacks.WithLabelValues(after.Rollback.Reason, fmt.Sprint(after.Rollback.DryRun)).Inc()
+	}
 }

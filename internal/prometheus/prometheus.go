@@ -35,6 +35,7 @@ import (
 
 	deployv1alpha1 "github.com/tminus-dev/tminus/api/v1alpha1"
 	"github.com/tminus-dev/tminus/internal/checklist"
+	"github.com/tminus-dev/tminus/internal/metrics"
 	"github.com/tminus-dev/tminus/internal/netguard"
 )
 
@@ -160,11 +161,17 @@ func (p *Provider) query(ctx context.Context, req Request, creds *credentials, a
 		return errorf(req.Query, "prometheus %s: %v", req.Spec.Address, err)
 	}
 	p.sent.Add(1)
+	began := time.Now()
 	v, _, _, err := q.Query(ctx, req.Query, at, promv1.WithTimeout(timeout))
+	metrics.QueryDuration.WithLabelValues(req.Spec.Address).Observe(time.Since(began).Seconds())
+	m := Classify(req.Query, v)
 	if err != nil {
-		return errorf(req.Query, "prometheus %s: %s", req.Spec.Address, describeError(err, timeout))
+		m = errorf(req.Query, "prometheus %s: %s", req.Spec.Address, describeError(err, timeout))
 	}
-	return Classify(req.Query, v)
+	if m.Kind == checklist.ResultError {
+		metrics.QueryErrors.WithLabelValues(req.Spec.Address).Inc()
+	}
+	return m
 }
 
 // Timeout is how long a query may take: spec.timeout, or else 10s or the interval,
