@@ -47,7 +47,9 @@ func Register(reader client.Reader) {
 
 // NewStateCollector counts checklists by phase, and those awaiting approval, at scrape
 // time.
-func NewStateCollector(reader client.Reader) prometheus.Collector { return &stateCollector{reader: reader} }
+func NewStateCollector(reader client.Reader) prometheus.Collector {
+	return &stateCollector{reader: reader}
+}
 
 var (
 	checklistsDesc = prometheus.NewDesc("tminus_checklists",
