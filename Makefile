@@ -70,8 +70,8 @@ testbins: ## Build the test bed's binaries from Go modules (once; cached in bin/
 	hack/build-testbins.sh all
 
 .PHONY: test
-test: manifests generate fmt vet testbins ## Run all tests against the real test bed.
-	env $(TESTBINS_ENV) go test ./... -count=1 -timeout 30m $(TEST_ARGS)
+test: manifests generate fmt vet testbins kustomize ## Run all tests against the real test bed.
+	env $(TESTBINS_ENV) TMINUS_KUSTOMIZE=$(KUSTOMIZE) go test ./... -count=1 -timeout 30m $(TEST_ARGS)
 
 .PHONY: demo
 demo: testbins ## Run the demo: a local control plane, Prometheus, a demo service, a good release and a rolled-back one.

@@ -1,0 +1,140 @@
+// Package manifests checks that what `make deploy` installs is valid: the kustomize
+// output of config/default and config/with-approval-webhook, applied with a server-side
+// dry run against a real API server.
+package manifests
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"testing"
+
+	. "github.com/onsi/gomega"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/tminus-dev/tminus/test/testbed"
+)
+
+// build runs the kustomize the Makefile installs (TMINUS_KUSTOMIZE, or bin/kustomize).
+func build(t *testing.T, dir string) []*unstructured.Unstructured {
+	t.Helper()
+	root, err := testbed.RepoRoot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	bin := os.Getenv("TMINUS_KUSTOMIZE")
+	if bin == "" {
+		bin = filepath.Join(root, "bin", "kustomize")
+	}
+	out, err := exec.Command(bin, "build", filepath.Join(root, "config", dir)).Output()
+	if err != nil {
+		var ee *exec.ExitError
+		if errors.As(err, &ee) {
+			t.Fatalf("kustomize build config/%s: %v\n%s", dir, err, ee.Stderr)
+		}
+		t.Fatalf("kustomize build config/%s: %v (run make kustomize)", dir, err)
+	}
+	var objs []*unstructured.Unstructured
+	dec := utilyaml.NewYAMLOrJSONDecoder(bytes.NewReader(out), 4096)
+	for {
+		var u unstructured.Unstructured
+		if err := dec.Decode(&u.Object); err != nil {
+			if errors.Is(err, io.EOF) {
+				return objs
+			}
+			t.Fatal(err)
+		}
+		if len(u.Object) > 0 {
+			objs = append(objs, &u)
+		}
+	}
+}
+
+// dryRun applies every object server-side without persisting it. Kinds whose API is not
+// installed here (cert-manager's, the Prometheus operator's) are returned, not failed.
+func dryRun(t *testing.T, bed *testbed.Bed, objs []*unstructured.Unstructured) (applied, skipped []string) {
+	t.Helper()
+	g := NewWithT(t)
+	ctx := context.Background()
+	for _, o := range objs {
+		id := o.GetKind() + "/" + o.GetName()
+		if o.GetKind() == "Namespace" {
+			// Namespaced objects need their namespace to exist for the dry run.
+			ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: o.GetName()}}
+			g.Expect(client.IgnoreAlreadyExists(bed.Client.Create(ctx, ns))).To(Succeed())
+			applied = append(applied, id)
+			continue
+		}
+		err := bed.Client.Patch(ctx, o, client.Apply, client.DryRunAll, client.ForceOwnership, client.FieldOwner("manifests-test"))
+		if meta.IsNoMatchError(err) {
+			skipped = append(skipped, id)
+			continue
+		}
+		g.Expect(err).NotTo(HaveOccurred(), "server-side dry run of %s", id)
+		applied = append(applied, id)
+	}
+	return applied, skipped
+}
+
+func TestTheDeployManifestsAreValidOnARealAPIServer(t *testing.T) {
+	g := NewWithT(t)
+	bed := testbed.New(t, testbed.Options{})
+
+	applied, skipped := dryRun(t, bed, build(t, "default"))
+	g.Expect(skipped).To(BeEmpty())
+	g.Expect(applied).To(ContainElements(
+		"CustomResourceDefinition/deploymentchecklists.deploy.tminus.dev",
+		"Deployment/tminus-controller-manager",
+		"ClusterRole/tminus-manager-role",
+		"ServiceAccount/tminus-controller-manager",
+	))
+
+	applied, skipped = dryRun(t, bed, build(t, "with-approval-webhook"))
+	g.Expect(applied).To(ContainElements("MutatingWebhookConfiguration/tminus-approvals", "Service/tminus-webhook-service"))
+	g.Expect(skipped).To(ConsistOf("Issuer/tminus-selfsigned-issuer", "Certificate/tminus-webhook-cert"),
+		"only cert-manager's kinds are not installed on the test bed")
+}
+
+func TestTheManagerRunsWithTheRestrictedPodSecurityProfile(t *testing.T) {
+	g := NewWithT(t)
+	for _, o := range build(t, "default") {
+		if o.GetKind() != "Deployment" {
+			continue
+		}
+		pod, _, _ := unstructured.NestedMap(o.Object, "spec", "template", "spec")
+		g.Expect(pod).To(HaveKeyWithValue("securityContext", HaveKeyWithValue("runAsNonRoot", true)))
+		containers, _, _ := unstructured.NestedSlice(o.Object, "spec", "template", "spec", "containers")
+		sc := containers[0].(map[string]any)["securityContext"].(map[string]any)
+		g.Expect(sc).To(HaveKeyWithValue("readOnlyRootFilesystem", true))
+		g.Expect(sc).To(HaveKeyWithValue("allowPrivilegeEscalation", false))
+		g.Expect(sc).To(HaveKeyWithValue("capabilities", HaveKeyWithValue("drop", ConsistOf("ALL"))))
+	}
+}
+
+func TestRBACNeverListsOrWatchesSecrets(t *testing.T) {
+	g := NewWithT(t)
+	for _, o := range build(t, "default") {
+		if o.GetKind() != "ClusterRole" && o.GetKind() != "Role" {
+			continue
+		}
+		rules, _, _ := unstructured.NestedSlice(o.Object, "rules")
+		for _, r := range rules {
+			rule := r.(map[string]any)
+			resources, _ := rule["resources"].([]any)
+			for _, res := range resources {
+				if res == "secrets" {
+					g.Expect(rule["verbs"]).To(ConsistOf("get"), "%s may only get Secrets", o.GetName())
+				}
+			}
+		}
+	}
+}
