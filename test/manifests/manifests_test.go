@@ -37,8 +37,7 @@ func build(t *testing.T, dir string) []*unstructured.Unstructured {
 	}
 	out, err := exec.Command(bin, "build", filepath.Join(root, "config", dir)).Output()
 	if err != nil {
-		var ee *exec.ExitError
-		if errors.As(err, &ee) {
+		if ee, ok := errors.AsType[*exec.ExitError](err); ok {
 			t.Fatalf("kustomize build config/%s: %v\n%s", dir, err, ee.Stderr)
 		}
 		t.Fatalf("kustomize build config/%s: %v (run make kustomize)", dir, err)
