@@ -73,7 +73,8 @@ func dryRun(t *testing.T, bed *testbed.Bed, objs []*unstructured.Unstructured) (
 			applied = append(applied, id)
 			continue
 		}
-		err := bed.Client.Patch(ctx, o, client.Apply, client.DryRunAll, client.ForceOwnership, client.FieldOwner("manifests-test"))
+		err := bed.Client.Apply(ctx, client.ApplyConfigurationFromUnstructured(o), client.DryRunAll, client.ForceOwnership,
+			client.FieldOwner("manifests-test"))
 		if meta.IsNoMatchError(err) {
 			skipped = append(skipped, id)
 			continue
