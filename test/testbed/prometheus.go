@@ -29,6 +29,9 @@ type PrometheusOptions struct {
 	WebConfig string
 	// TLS says the web config serves https.
 	TLS bool
+	// RuleFiles are rule files (recording and alerting rules) Prometheus loads; it
+	// refuses to start when one is invalid.
+	RuleFiles []string
 	// ExtraArgs are appended to the command line.
 	ExtraArgs []string
 }
@@ -106,8 +109,15 @@ func StartPrometheus(ctx context.Context, opts PrometheusOptions) (*Prometheus, 
 
 func prometheusConfig(opts PrometheusOptions) string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "global:\n  scrape_interval: %s\n  evaluation_interval: %s\nscrape_configs:\n",
+	fmt.Fprintf(&b, "global:\n  scrape_interval: %s\n  evaluation_interval: %s\n",
 		opts.ScrapeInterval, opts.ScrapeInterval)
+	if len(opts.RuleFiles) > 0 {
+		b.WriteString("rule_files:\n")
+		for _, f := range opts.RuleFiles {
+			fmt.Fprintf(&b, "- %q\n", f)
+		}
+	}
+	b.WriteString("scrape_configs:\n")
 	if opts.ScrapeConfigs != "" {
 		b.WriteString(opts.ScrapeConfigs)
 		return b.String()
