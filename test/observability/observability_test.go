@@ -74,7 +74,7 @@ func TestTheAlertsLoadAndEvaluateAndTheDashboardQueriesAreValid(t *testing.T) {
 		}
 		getJSON(t, prom.URL+"/api/v1/rules", &rules)
 		g.Expect(rules.Data.Groups).To(HaveLen(1))
-		names := []string{}
+		names := make([]string, 0, len(rules.Data.Groups[0].Rules))
 		for _, r := range rules.Data.Groups[0].Rules {
 			g.Expect(r.Health).To(Equal("ok"), "%s: %s", r.Name, r.Error)
 			names = append(names, r.Name)
