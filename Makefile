@@ -46,6 +46,7 @@ help: ## Display this help.
 .PHONY: manifests
 manifests: controller-gen ## Generate WebhookConfiguration, ClusterRole and CustomResourceDefinition objects.
 	"$(CONTROLLER_GEN)" rbac:roleName=manager-role crd webhook paths="./..." output:crd:artifacts:config=config/crd/bases
+	go run ./hack/apidocs > docs/api.md
 
 .PHONY: generate
 generate: controller-gen ## Generate code containing DeepCopy, DeepCopyInto, and DeepCopyObject method implementations.
@@ -79,7 +80,7 @@ demo: testbins ## Run the demo: a local control plane, Prometheus, a demo servic
 
 .PHONY: verify-generated
 verify-generated: manifests generate ## Fail when generated files differ from what is committed.
-	@git diff --exit-code -- api config || { echo "run 'make manifests generate' and commit the result"; exit 1; }
+	@git diff --exit-code -- api config docs/api.md || { echo "run 'make manifests generate' and commit the result"; exit 1; }
 
 .PHONY: lint
 lint: golangci-lint ## Run golangci-lint linter
