@@ -148,9 +148,12 @@ func (r *DeploymentChecklistReconciler) Reconcile(ctx context.Context, req ctrl.
 	}
 	for _, e := range decision.Events {
 		r.Recorder.Eventf(&dcl, nil, e.Type, e.Reason, "Reconcile", "%s", e.Message)
+		log.Info(e.Message, "checklist", req.NamespacedName, "phase", decision.Status.Phase,
+			"checklistPhase", decision.Status.CurrentPhase, "reason", e.Reason, "type", e.Type)
 	}
-	if len(decision.Actions) > 0 {
-		log.V(1).Info("acted", "checklist", req.NamespacedName, "actions", len(decision.Actions), "phase", decision.Status.Phase)
+	for _, a := range decision.Actions {
+		log.Info("acted", "checklist", req.NamespacedName, "phase", decision.Status.Phase,
+			"action", a.Kind, "check", a.Check)
 	}
 	return ctrl.Result{RequeueAfter: decision.RequeueAfter}, nil
 }
