@@ -74,6 +74,18 @@ testbins: ## Build the test bed's binaries from Go modules (once; cached in bin/
 test: manifests generate fmt vet testbins kustomize ## Run all tests against the real test bed.
 	env $(TESTBINS_ENV) TMINUS_KUSTOMIZE=$(KUSTOMIZE) go test ./... -count=1 -timeout 30m $(TEST_ARGS)
 
+FUZZTIME ?= 10s
+FUZZ_TARGETS = ./internal/approval:FuzzParseEntry ./internal/checklist:FuzzParseThreshold \
+	./internal/checklist:FuzzPlanDurations ./internal/checklist:FuzzDecide ./internal/prometheus:FuzzResponse
+
+.PHONY: fuzz
+fuzz: ## Run every fuzz target for FUZZTIME (10s) each; seeds live in testdata/fuzz.
+	@for t in $(FUZZ_TARGETS); do \
+		pkg=$${t%%:*}; name=$${t##*:}; \
+		echo "fuzzing $$name in $$pkg for $(FUZZTIME)"; \
+		go test $$pkg -run XXX -fuzz "^$$name\$$" -fuzztime $(FUZZTIME) || exit 1; \
+	done
+
 .PHONY: demo
 demo: testbins ## Run the demo: a local control plane, Prometheus, a demo service, a good release and a rolled-back one.
 	env $(TESTBINS_ENV) go run ./hack/demo $(DEMO_ARGS)
