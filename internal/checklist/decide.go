@@ -225,8 +225,14 @@ func rolledOut(t TargetState) bool {
 		t.UpdatedReplicas == t.Replicas && t.AvailableReplicas == t.Replicas && t.TotalReplicas == t.Replicas
 }
 
-// verifying walks the T-plus phases, watching triggers.
+// verifying walks the T-plus phases, watching triggers. A target that disappeared can
+// be neither verified nor rolled back: the checklist says so and waits.
 func (e *engine) verifying() {
+	if !e.obs.Target.Found {
+		e.next = fmt.Sprintf("Deployment %s is gone; cannot verify the release", e.spec.Target.Name)
+		e.pollIn(e.p.interval)
+		return
+	}
 	if e.triggers() {
 		return
 	}

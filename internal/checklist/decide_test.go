@@ -564,3 +564,12 @@ func TestMalformedApprovalsAreReportedOnceInStatusAndEvents(t *testing.T) {
 	run(c, Observations{Target: heldTarget()}, t0.Add(2*time.Second))
 	g.Expect(c.Status.ApprovalErrors).To(BeEmpty())
 }
+
+func TestATargetThatDisappearsDuringVerificationHoldsWithoutRollingBack(t *testing.T) {
+	g := NewWithT(t)
+	c := releasedChecklist(withTriggerFor(""))
+	d := run(c, Observations{Metrics: errorRate(0.07, "0.07")}, t0.Add(time.Minute))
+	g.Expect(d.Actions).To(BeEmpty())
+	g.Expect(c.Status.Phase).To(Equal(deployv1alpha1.PhaseVerifying))
+	g.Expect(c.Status.NextAction).To(Equal("Deployment checkout is gone; cannot verify the release"))
+}

@@ -1,6 +1,7 @@
 package checklist
 
 import (
+	"encoding/json"
 	"os"
 	"strings"
 	"testing"
@@ -120,4 +121,27 @@ func BenchmarkDecide(b *testing.B) {
 			b.Fatalf("unexpected phase %s", d.Status.Phase)
 		}
 	}
+}
+
+// TestStatusStaysSmallAfterTenThousandMeasurements measures the seed checklist's status
+// after 10,000 evaluations of every metric and trigger: bounded history keeps it far
+// below etcd's object limit.
+func TestStatusStaysSmallAfterTenThousandMeasurements(t *testing.T) {
+	g := NewWithT(t)
+	raw, err := os.ReadFile("../../config/samples/deploy_v1alpha1_deploymentchecklist.yaml")
+	g.Expect(err).NotTo(HaveOccurred())
+	var c deployv1alpha1.DeploymentChecklist
+	g.Expect(yaml.Unmarshal(raw, &c)).To(Succeed())
+	c.Namespace = "shop"
+	bad := Measurement{Kind: ResultValue, Value: 0.5, Display: "0.500000001", Query: strings.Repeat("x", 300)}
+	obs := Observations{Target: heldTarget(), Metrics: map[string]Measurement{"error-rate": bad, "p95-latency": bad, "db-connection-errors": bad}}
+	now := t0
+	for range 10000 {
+		run(&c, obs, now)
+		now = now.Add(30 * time.Second)
+	}
+	out, err := json.Marshal(&c)
+	g.Expect(err).NotTo(HaveOccurred())
+	t.Logf("checklist with status after 10,000 measurements: %d bytes", len(out))
+	g.Expect(len(out)).To(BeNumerically("<", 64<<10))
 }

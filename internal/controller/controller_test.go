@@ -392,3 +392,23 @@ func TestDeletingAChecklistBeforeT0ResumesTheTargetOnItsOldTemplate(t *testing.T
 		return err != nil
 	}, time.Minute, 100*time.Millisecond).Should(BeTrue())
 }
+
+func TestATargetDeletedMidRunIsReportedAndNothingPanics(t *testing.T) {
+	g := NewWithT(t)
+	ns := newNamespace(t)
+	d := deployment(t, ns, "checkout:v1")
+	startManager(t, healthyMetrics(), nil)
+	c := newChecklist(ns, withLongVerification)
+	releaseV2(t, ns, d, c)
+
+	g.Expect(bed.Client.Delete(context.Background(), d)).To(Succeed())
+	g.Eventually(func(g Gomega) {
+		cur := getChecklist(g, c)
+		g.Expect(cur.Status.NextAction).To(Equal("Deployment checkout is gone; cannot verify the release"))
+		g.Expect(meta.FindStatusCondition(cur.Status.Conditions, checklist.CondReady).Message).
+			To(Equal("Deployment checkout is gone; cannot verify the release"))
+	}, time.Minute, 100*time.Millisecond).Should(Succeed())
+	g.Consistently(func(g Gomega) deployv1alpha1.ChecklistPhase {
+		return getChecklist(g, c).Status.Phase
+	}, 2*time.Second, 200*time.Millisecond).Should(Equal(deployv1alpha1.PhaseVerifying), "no rollback of a Deployment that is gone")
+}
