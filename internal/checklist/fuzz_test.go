@@ -82,38 +82,7 @@ func FuzzDecide(f *testing.F) {
 		var firedAt *time.Time
 		restoredSeen := false
 		for i, b := range steps {
-			obs := Observations{Target: heldTarget(), Jobs: map[string]JobState{}}
-			switch b % 4 {
-			case 0:
-				obs.Metrics = errorRate(0.001, "0.001")
-			case 1:
-				obs.Metrics = errorRate(0.07, "0.07")
-			case 2:
-				obs.Metrics = promDown
-			case 3:
-				obs.Metrics = noData
-			}
-			if b&4 != 0 {
-				obs.Approvals = approved("deployment-lead")
-			}
-			switch (b >> 3) % 4 {
-			case 1:
-				obs.Jobs["T-10m/smoke"] = JobState{Exists: true}
-			case 2:
-				obs.Jobs["T-10m/smoke"] = JobState{Exists: true, Succeeded: true}
-			case 3:
-				obs.Jobs["T-10m/smoke"] = JobState{Exists: true, Failed: true, Message: "BackoffLimitExceeded"}
-			}
-			if released(c.Status.Phase) || c.Status.Phase == deployv1alpha1.PhaseRolledBack {
-				switch (b >> 5) % 3 {
-				case 0:
-					obs.Target = rolledOutTarget()
-				case 1:
-					obs.Target = restoredTarget()
-				case 2:
-					obs.Target = TargetState{}
-				}
-			}
+			obs := fuzzObservations(b, c.Status.Phase)
 			before := c.Status.DeepCopy()
 			d := run(c, obs, now)
 			now = now.Add(time.Duration(1+int(b)) * 7 * time.Second)
@@ -152,4 +121,42 @@ func FuzzDecide(f *testing.F) {
 			}
 		}
 	})
+}
+
+// fuzzObservations turns one fuzzer byte into what a reconcile could observe: the error
+// rate (good, breaching, erroring, no data), the sign-off, the Job, and the target.
+func fuzzObservations(b byte, phase deployv1alpha1.ChecklistPhase) Observations {
+	obs := Observations{Target: heldTarget(), Jobs: map[string]JobState{}}
+	switch b % 4 {
+	case 0:
+		obs.Metrics = errorRate(0.001, "0.001")
+	case 1:
+		obs.Metrics = errorRate(0.07, "0.07")
+	case 2:
+		obs.Metrics = promDown
+	case 3:
+		obs.Metrics = noData
+	}
+	if b&4 != 0 {
+		obs.Approvals = approved("deployment-lead")
+	}
+	switch (b >> 3) % 4 {
+	case 1:
+		obs.Jobs["T-10m/smoke"] = JobState{Exists: true}
+	case 2:
+		obs.Jobs["T-10m/smoke"] = JobState{Exists: true, Succeeded: true}
+	case 3:
+		obs.Jobs["T-10m/smoke"] = JobState{Exists: true, Failed: true, Message: "BackoffLimitExceeded"}
+	}
+	if released(phase) || phase == deployv1alpha1.PhaseRolledBack {
+		switch (b >> 5) % 3 {
+		case 0:
+			obs.Target = rolledOutTarget()
+		case 1:
+			obs.Target = restoredTarget()
+		case 2:
+			obs.Target = TargetState{}
+		}
+	}
+	return obs
 }
