@@ -86,6 +86,10 @@ fuzz: ## Run every fuzz target for FUZZTIME (10s) each; seeds live in testdata/f
 		go test $$pkg -run XXX -fuzz "^$$name\$$" -fuzztime $(FUZZTIME) || exit 1; \
 	done
 
+.PHONY: bench-scale
+bench-scale: testbins ## Measure at 1,000 / 5,000 / 10,000 checklists (SIZES=N:M,...); writes bench-scale.json.
+	env $(TESTBINS_ENV) go run ./hack/benchscale $(if $(SIZES),--sizes $(SIZES))
+
 .PHONY: demo
 demo: testbins ## Run the demo: a local control plane, Prometheus, a demo service, a good release and a rolled-back one.
 	env $(TESTBINS_ENV) go run ./hack/demo $(DEMO_ARGS)

@@ -74,7 +74,8 @@ func main() {
 	var secureMetrics bool
 	var enableHTTP2 bool
 	var tlsOpts []func(*tls.Config)
-	var maxConcurrentReconciles, maxQueriesPerPrometheus int
+	var maxConcurrentReconciles, maxQueriesPerPrometheus, kubeAPIBurst int
+	var kubeAPIQPS float64
 	var allowedHosts, trustedApprovalWriters string
 	var approvalWebhook bool
 	flag.StringVar(&metricsAddr, "metrics-bind-address", "0", "The address the metrics endpoint binds to. "+
@@ -101,6 +102,9 @@ func main() {
 		Development: false,
 	}
 	opts.BindFlags(flag.CommandLine)
+	flag.Float64Var(&kubeAPIQPS, "kube-api-qps", 100,
+		"Queries per second to the API server. Every checklist that measures writes its status once per interval.")
+	flag.IntVar(&kubeAPIBurst, "kube-api-burst", 200, "Burst of queries to the API server.")
 	flag.IntVar(&maxConcurrentReconciles, "max-concurrent-reconciles", 4,
 		"How many checklists are reconciled at once.")
 	flag.IntVar(&maxQueriesPerPrometheus, "max-queries-per-prometheus", prometheus.DefaultMaxInFlight,
@@ -192,7 +196,9 @@ func main() {
 		metricsServerOptions.KeyName = metricsCertKey
 	}
 
-	mgr, err := ctrl.NewManager(ctrl.GetConfigOrDie(), ctrl.Options{
+	restConfig := ctrl.GetConfigOrDie()
+	restConfig.QPS, restConfig.Burst = float32(kubeAPIQPS), kubeAPIBurst
+	mgr, err := ctrl.NewManager(restConfig, ctrl.Options{
 		Scheme:                 scheme,
 		Metrics:                metricsServerOptions,
 		WebhookServer:          webhookServer,

@@ -429,7 +429,10 @@ func (e *engine) ensureRestored() {
 		return
 	case st.Phase == deployv1alpha1.PhaseFailed && e.spec.Gate == deployv1alpha1.GateObserve:
 		return
-	case st.Target == nil || st.Target.PreDeployTemplate == nil || st.Target.RestoredAt != nil:
+	case st.Target != nil && st.Target.RestoredAt != nil:
+		return
+	case st.Target == nil || st.Target.PreDeployTemplate == nil:
+		e.next = fmt.Sprintf("nothing to restore: Deployment %s had never rolled out when the checklist started", e.spec.Target.Name)
 		return
 	case !e.obs.Target.Found:
 		e.next = fmt.Sprintf("Deployment %s is gone; nothing to restore", e.spec.Target.Name)

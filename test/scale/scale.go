@@ -1,0 +1,497 @@
+// Package scale measures tminus at scale on the test bed with a real Prometheus: N
+// checklists of which M are actively gating (measuring a metric every interval), plus
+// a few releases whose error rate breaches to time the rollback. hack/benchscale runs
+// it at 1,000 to 10,000 checklists (make bench-scale); a small size runs in make test.
+package scale
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"runtime"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	dto "github.com/prometheus/client_model/go"
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/util/retry"
+	"k8s.io/utils/clock"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	crmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
+	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
+
+	deployv1alpha1 "github.com/tminus-dev/tminus/api/v1alpha1"
+	"github.com/tminus-dev/tminus/internal/controller"
+	"github.com/tminus-dev/tminus/internal/httpcheck"
+	"github.com/tminus-dev/tminus/internal/prometheus"
+	"github.com/tminus-dev/tminus/test/app"
+	"github.com/tminus-dev/tminus/test/testbed"
+)
+
+// Config is one size to measure.
+type Config struct {
+	// Checklists in all; Active of them gate a release and measure every interval. The
+	// others are finished releases, as most checklists in a cluster are.
+	Checklists, Active int
+	// Releases are checklists verifying a real rollout whose error rate is made to
+	// breach, to time breach-to-rollback.
+	Releases int
+	// Interval of every checklist.
+	Interval time.Duration
+	// Rounds of Interval measured after the warm-up.
+	Rounds int
+	Log    func(format string, args ...any)
+}
+
+// Result is what one size measured.
+type Result struct {
+	Checklists, Active, Releases int
+	IntervalSeconds              float64
+	Rounds                       int
+	// RSSMiB and HeapMiB of the process (manager, harness and demo service together).
+	RSSMiB, HeapMiB float64
+	// QueriesPerRound sent to Prometheus; DistinctQueries is the ideal.
+	QueriesPerRound float64
+	DistinctQueries int
+	// WritesPerRound to the API server (create, update, patch, delete of any resource).
+	WritesPerRound float64
+	// ReconcileP50 and P99 in milliseconds (controller-runtime's histogram).
+	ReconcileP50Ms, ReconcileP99Ms float64
+	// BreachToRollback p50 and p99 in seconds: from the service's error rate changing
+	// to the Deployment's template being restored.
+	BreachToRollbackP50s, BreachToRollbackP99s float64
+}
+
+const (
+	ns     = "scale"
+	metric = "error-rate"
+)
+
+// ManagerQPS and ManagerBurst are the manager's client limits in the benchmark: the
+// manager's --kube-api-qps and --kube-api-burst defaults.
+const (
+	ManagerQPS   = 100
+	ManagerBurst = 200
+)
+
+// Run measures one size on a fresh test bed.
+func Run(ctx context.Context, cfg Config) (Result, error) {
+	if cfg.Log == nil {
+		cfg.Log = func(string, ...any) {}
+	}
+	res := Result{Checklists: cfg.Checklists, Active: cfg.Active, Releases: cfg.Releases,
+		IntervalSeconds: cfg.Interval.Seconds(), Rounds: cfg.Rounds, DistinctQueries: 1}
+	bed, err := testbed.Start(ctx, testbed.Options{Cluster: cfg.Releases > 0})
+	if err != nil {
+		return res, err
+	}
+	defer bed.Stop()
+	svc, err := app.Start(200)
+	if err != nil {
+		return res, err
+	}
+	defer svc.Close()
+	svc.Set(0.001, 50*time.Millisecond)
+	prom, err := testbed.StartPrometheus(ctx, testbed.PrometheusOptions{ScrapeConfigs: fmt.Sprintf(
+		"- job_name: svc\n  static_configs:\n  - targets: [%q]\n    labels: {namespace: %s}\n", svc.Addr, ns)})
+	if err != nil {
+		return res, err
+	}
+	defer prom.Close()
+
+	// The harness writes thousands of objects: no client-side throttling for it.
+	fast := rest.CopyConfig(bed.Config)
+	fast.QPS, fast.Burst = 2000, 4000
+	c, err := client.New(fast, client.Options{Scheme: bed.Client.Scheme()})
+	if err != nil {
+		return res, err
+	}
+	if err := c.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}); err != nil {
+		return res, err
+	}
+	start := time.Now()
+	if err := populate(ctx, c, cfg, prom.URL); err != nil {
+		return res, err
+	}
+	cfg.Log("created %d checklists (%d active, %d releases) in %s",
+		cfg.Checklists, cfg.Active, cfg.Releases, time.Since(start).Round(time.Second))
+
+	provider := &prometheus.Provider{Secrets: c}
+	mgrCtx, stopMgr := context.WithCancel(ctx)
+	done, err := startManager(mgrCtx, bed, provider)
+	if err != nil {
+		stopMgr()
+		return res, err
+	}
+	defer func() {
+		stopMgr()
+		<-done
+	}()
+
+	// Warm-up: every checklist reconciled at least once and the releases verifying.
+	if err := waitSettled(ctx, c, cfg); err != nil {
+		return res, err
+	}
+	cfg.Log("settled in %s", time.Since(start).Round(time.Second))
+	time.Sleep(cfg.Interval)
+
+	cs, err := kubernetes.NewForConfig(bed.Config)
+	if err != nil {
+		return res, err
+	}
+	writes0, err := apiWrites(ctx, cs)
+	if err != nil {
+		return res, err
+	}
+	sent0 := provider.Sent()
+	time.Sleep(time.Duration(cfg.Rounds) * cfg.Interval)
+	writes1, err := apiWrites(ctx, cs)
+	if err != nil {
+		return res, err
+	}
+	res.QueriesPerRound = float64(provider.Sent()-sent0) / float64(cfg.Rounds)
+	res.WritesPerRound = (writes1 - writes0) / float64(cfg.Rounds)
+	res.RSSMiB, res.HeapMiB = memory()
+	res.ReconcileP50Ms, res.ReconcileP99Ms = reconcileLatency()
+
+	if cfg.Releases > 0 {
+		lat, err := breachToRollback(ctx, c, cfg, svc)
+		if err != nil {
+			return res, err
+		}
+		res.BreachToRollbackP50s, res.BreachToRollbackP99s = quantile(lat, 0.5), quantile(lat, 0.99)
+	}
+	return res, nil
+}
+
+func checklist(name, target string, interval time.Duration, promURL string) *deployv1alpha1.DeploymentChecklist {
+	return &deployv1alpha1.DeploymentChecklist{
+		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns},
+		Spec: deployv1alpha1.DeploymentChecklistSpec{
+			Target:     deployv1alpha1.TargetRef{Kind: "Deployment", Name: target},
+			Revision:   "v2",
+			Interval:   interval.String(),
+			Prometheus: &deployv1alpha1.PrometheusSpec{Address: promURL, Timeout: "2s"},
+			Metrics: []deployv1alpha1.MetricSpec{{Name: metric, Query: `(sum(rate(http_requests_total{namespace="` + ns +
+				`",code=~"5.."}[10s])) or vector(0)) / sum(rate(http_requests_total{namespace="` + ns + `"}[10s]))`}},
+			Phases: []deployv1alpha1.PhaseSpec{
+				{Name: "T-10m", At: "-10m", Checks: []deployv1alpha1.CheckSpec{
+					{Name: "lead", Approval: &deployv1alpha1.ApprovalCheck{Role: "deployment-lead"}},
+					{Name: "errors", Metric: metric, Below: new("0.01")},
+				}},
+				{Name: "T+1h", At: "1h", Checks: []deployv1alpha1.CheckSpec{
+					{Name: "errors", Metric: metric, Below: new("0.01")},
+				}},
+			},
+			RollbackTriggers: []deployv1alpha1.RollbackTrigger{{Name: "errors-5pct", Metric: metric, Above: new("0.05")}},
+		},
+	}
+}
+
+func deployment(name string, replicas int32, paused bool) *appsv1.Deployment {
+	labels := map[string]string{"app": name}
+	return &appsv1.Deployment{
+		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns},
+		Spec: appsv1.DeploymentSpec{
+			Replicas: &replicas, Paused: paused,
+			Selector: &metav1.LabelSelector{MatchLabels: labels},
+			Template: corev1.PodTemplateSpec{
+				ObjectMeta: metav1.ObjectMeta{Labels: labels},
+				Spec:       corev1.PodSpec{Containers: []corev1.Container{{Name: "app", Image: "svc:v1"}}},
+			},
+		},
+	}
+}
+
+// populate creates the checklists: finished ones (status Succeeded), active ones
+// (waiting for a sign-off while measuring, target held), and releases (approved; their
+// Deployment rolls out v2 through kube-controller-manager and kwok).
+func populate(ctx context.Context, c client.Client, cfg Config, promURL string) error {
+	work := make(chan int)
+	errs := make(chan error, 1)
+	var wg sync.WaitGroup
+	for range 16 {
+		wg.Go(func() {
+			for i := range work {
+				if err := create(ctx, c, cfg, promURL, i); err != nil {
+					select {
+					case errs <- err:
+					default:
+					}
+				}
+			}
+		})
+	}
+	for i := range cfg.Checklists {
+		work <- i
+	}
+	close(work)
+	wg.Wait()
+	select {
+	case err := <-errs:
+		return err
+	default:
+		return nil
+	}
+}
+
+func create(ctx context.Context, c client.Client, cfg Config, promURL string, i int) error {
+	name := "c" + strconv.Itoa(i)
+	switch {
+	case i < cfg.Releases:
+		// v1 rolls out first, so there is a pre-deploy template to come back to.
+		d := deployment(name, 1, false)
+		if err := c.Create(ctx, d); err != nil {
+			return err
+		}
+		if err := waitAvailable(ctx, c, d); err != nil {
+			return err
+		}
+		// Held (as the checklist would hold it) while the pipeline pushes v2.
+		if err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
+			var cur appsv1.Deployment
+			if err := c.Get(ctx, client.ObjectKeyFromObject(d), &cur); err != nil {
+				return err
+			}
+			cur.Spec.Paused = true
+			cur.Spec.Template.Spec.Containers[0].Image = "svc:v2"
+			return c.Update(ctx, &cur)
+		}); err != nil {
+			return err
+		}
+		dcl := checklist(name, name, cfg.Interval, promURL)
+		dcl.Annotations = map[string]string{deployv1alpha1.ApprovalAnnotationPrefix + "deployment-lead": "ops for v2"}
+		return c.Create(ctx, dcl)
+	case i < cfg.Releases+cfg.Active:
+		if err := c.Create(ctx, deployment(name, 0, true)); err != nil {
+			return err
+		}
+		return c.Create(ctx, checklist(name, name, cfg.Interval, promURL))
+	default:
+		dcl := checklist(name, name, cfg.Interval, promURL)
+		if err := c.Create(ctx, dcl); err != nil {
+			return err
+		}
+		now := metav1.Now()
+		dcl.Status = deployv1alpha1.DeploymentChecklistStatus{
+			ObservedGeneration: dcl.Generation, Phase: deployv1alpha1.PhaseSucceeded,
+			Conditions: []metav1.Condition{{Type: "Ready", Status: metav1.ConditionTrue, Reason: "Succeeded",
+				Message: "every phase passed", LastTransitionTime: now, ObservedGeneration: dcl.Generation}},
+		}
+		return c.Status().Update(ctx, dcl)
+	}
+}
+
+func startManager(ctx context.Context, bed *testbed.Bed, provider *prometheus.Provider) (<-chan struct{}, error) {
+	// The manager's own client limits, as --kube-api-qps and --kube-api-burst default.
+	cfg := rest.CopyConfig(bed.Config)
+	cfg.QPS, cfg.Burst = ManagerQPS, ManagerBurst
+	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
+		Scheme:                 bed.Client.Scheme(),
+		Metrics:                metricsserver.Options{BindAddress: "0"},
+		HealthProbeBindAddress: "0",
+	})
+	if err != nil {
+		return nil, err
+	}
+	r := &controller.DeploymentChecklistReconciler{
+		Client: mgr.GetClient(), Scheme: mgr.GetScheme(), Recorder: mgr.GetEventRecorder("tminus"),
+		Clock: clock.RealClock{}, Metrics: provider, HTTP: &httpcheck.Prober{}, MaxConcurrentReconciles: 4,
+	}
+	if err := r.SetupWithManager(mgr); err != nil {
+		return nil, err
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		_ = mgr.Start(ctx)
+	}()
+	return done, nil
+}
+
+// waitSettled waits until every active checklist has measured once and every release
+// is verifying.
+func waitSettled(ctx context.Context, c client.Client, cfg Config) error {
+	deadline := time.Now().Add(15 * time.Minute)
+	for {
+		var list deployv1alpha1.DeploymentChecklistList
+		if err := c.List(ctx, &list, client.InNamespace(ns)); err != nil {
+			return err
+		}
+		measured, verifying := 0, 0
+		for _, d := range list.Items {
+			switch d.Status.Phase {
+			case deployv1alpha1.PhaseVerifying:
+				verifying++
+			case deployv1alpha1.PhaseRunning:
+				if len(d.Status.Phases) > 0 && len(d.Status.Phases[0].Checks) > 1 &&
+					d.Status.Phases[0].Checks[1].LastEvaluated != nil {
+					measured++
+				}
+			}
+		}
+		if measured >= cfg.Active && verifying >= cfg.Releases {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("not settled: %d of %d active measured, %d of %d releases verifying",
+				measured, cfg.Active, verifying, cfg.Releases)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(time.Second):
+		}
+	}
+}
+
+// apiWrites reads the API server's own count of mutating requests.
+func apiWrites(ctx context.Context, cs kubernetes.Interface) (float64, error) {
+	raw, err := cs.CoreV1().RESTClient().Get().AbsPath("/metrics").DoRaw(ctx)
+	if err != nil {
+		return 0, err
+	}
+	total := 0.0
+	for line := range strings.SplitSeq(string(raw), "\n") {
+		if !strings.HasPrefix(line, "apiserver_request_total{") {
+			continue
+		}
+		if !strings.Contains(line, `verb="PATCH"`) && !strings.Contains(line, `verb="PUT"`) &&
+			!strings.Contains(line, `verb="POST"`) && !strings.Contains(line, `verb="DELETE"`) {
+			continue
+		}
+		// Leases and events are the control plane's and tminus's bookkeeping, not writes
+		// to checklists or workloads.
+		if strings.Contains(line, `resource="leases"`) || strings.Contains(line, `resource="events"`) {
+			continue
+		}
+		fields := strings.Fields(line)
+		v, err := strconv.ParseFloat(fields[len(fields)-1], 64)
+		if err == nil {
+			total += v
+		}
+	}
+	return total, nil
+}
+
+func memory() (rssMiB, heapMiB float64) {
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	heapMiB = float64(ms.HeapInuse) / (1 << 20)
+	if raw, err := os.ReadFile("/proc/self/status"); err == nil {
+		for line := range strings.SplitSeq(string(raw), "\n") {
+			if f := strings.Fields(line); len(f) >= 2 && f[0] == "VmRSS:" {
+				kb, _ := strconv.ParseFloat(f[1], 64)
+				rssMiB = kb / 1024
+			}
+		}
+	}
+	return rssMiB, heapMiB
+}
+
+// reconcileLatency reads controller-runtime's reconcile time histogram.
+func reconcileLatency() (p50, p99 float64) {
+	families, err := crmetrics.Registry.Gather()
+	if err != nil {
+		return 0, 0
+	}
+	for _, f := range families {
+		if f.GetName() != "controller_runtime_reconcile_time_seconds" {
+			continue
+		}
+		for _, m := range f.GetMetric() {
+			if labelValue(m, "controller") == "deploymentchecklist" {
+				h := m.GetHistogram()
+				return bucketQuantile(h, 0.5) * 1000, bucketQuantile(h, 0.99) * 1000
+			}
+		}
+	}
+	return 0, 0
+}
+
+func labelValue(m *dto.Metric, name string) string {
+	for _, l := range m.GetLabel() {
+		if l.GetName() == name {
+			return l.GetValue()
+		}
+	}
+	return ""
+}
+
+// bucketQuantile is the upper bound of the bucket holding quantile q.
+func bucketQuantile(h *dto.Histogram, q float64) float64 {
+	total := float64(h.GetSampleCount())
+	for _, b := range h.GetBucket() {
+		if float64(b.GetCumulativeCount()) >= q*total {
+			return b.GetUpperBound()
+		}
+	}
+	return 0
+}
+
+// breachToRollback raises the service's error rate and times how long each release's
+// Deployment takes to be restored to v1.
+func breachToRollback(ctx context.Context, c client.Client, cfg Config, svc *app.App) ([]float64, error) {
+	breach := time.Now()
+	svc.Set(0.5, 50*time.Millisecond)
+	defer svc.Set(0.001, 50*time.Millisecond)
+	var lat []float64
+	pending := map[string]bool{}
+	for i := range cfg.Releases {
+		pending["c"+strconv.Itoa(i)] = true
+	}
+	deadline := time.Now().Add(5 * time.Minute)
+	for len(pending) > 0 {
+		for name := range pending {
+			var d appsv1.Deployment
+			if err := c.Get(ctx, client.ObjectKey{Namespace: ns, Name: name}, &d); err != nil {
+				return nil, err
+			}
+			if d.Spec.Template.Spec.Containers[0].Image == "svc:v1" {
+				lat = append(lat, time.Since(breach).Seconds())
+				delete(pending, name)
+			}
+		}
+		if time.Now().After(deadline) {
+			return nil, fmt.Errorf("%d releases not rolled back within 5m", len(pending))
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	return lat, nil
+}
+
+func quantile(v []float64, q float64) float64 {
+	if len(v) == 0 {
+		return 0
+	}
+	s := slices.Clone(v)
+	slices.Sort(s)
+	i := int(q * float64(len(s)-1))
+	return s[i]
+}
+
+func waitAvailable(ctx context.Context, c client.Client, d *appsv1.Deployment) error {
+	deadline := time.Now().Add(2 * time.Minute)
+	for {
+		var cur appsv1.Deployment
+		if err := c.Get(ctx, client.ObjectKeyFromObject(d), &cur); err != nil {
+			return err
+		}
+		if cur.Status.ObservedGeneration == cur.Generation && cur.Status.AvailableReplicas == *cur.Spec.Replicas &&
+			cur.Annotations["deployment.kubernetes.io/revision"] != "" {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("the Deployment %s did not roll out", d.Name)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
