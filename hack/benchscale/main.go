@@ -7,11 +7,15 @@ import (
 	"context"
 	"encoding/json"
 	"flag"
+	"io"
 	"fmt"
 	"os"
 	"strconv"
 	"strings"
 	"time"
+
+	logf "sigs.k8s.io/controller-runtime/pkg/log"
+	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 
 	"github.com/tminus-dev/tminus/test/scale"
 )
@@ -23,6 +27,8 @@ func main() {
 	rounds := flag.Int("rounds", 3, "intervals measured after the warm-up")
 	out := flag.String("out", "bench-scale.json", "where to write the JSON results")
 	flag.Parse()
+	// The manager's logs would drown the figures.
+	logf.SetLogger(zap.New(zap.WriteTo(io.Discard)))
 
 	var results []scale.Result
 	for s := range strings.SplitSeq(*sizes, ",") {
