@@ -20,8 +20,8 @@ package controller
 
 import (
 	"context"
-	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
@@ -199,12 +199,8 @@ func (r *DeploymentChecklistReconciler) observe(ctx context.Context, dcl *deploy
 }
 
 func splitKey(key string) (string, string) {
-	for i := range len(key) {
-		if key[i] == '/' {
-			return key[:i], key[i+1:]
-		}
-	}
-	return key, ""
+	phase, check, _ := strings.Cut(key, "/")
+	return phase, check
 }
 
 func (r *DeploymentChecklistReconciler) act(ctx context.Context, dcl *deployv1alpha1.DeploymentChecklist, a checklist.Action) error {
@@ -237,7 +233,7 @@ func (r *DeploymentChecklistReconciler) finalize(ctx context.Context, dcl *deplo
 			return err
 		}
 		key := types.NamespacedName{Namespace: dcl.Namespace, Name: dcl.Spec.Target.Name}
-		if err := target.Restore(ctx, r.Client, key, tmpl); err != nil && !apierrors.IsNotFound(errors.Unwrap(err)) {
+		if err := target.Restore(ctx, r.Client, key, tmpl); err != nil && !apierrors.IsNotFound(err) {
 			return err
 		}
 		r.Recorder.Eventf(dcl, nil, corev1.EventTypeNormal, checklist.ReasonRestored, "Finalize",
