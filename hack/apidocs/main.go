@@ -7,6 +7,7 @@ package main
 
 import (
 	"fmt"
+	"maps"
 	"os"
 	"slices"
 	"strings"
@@ -59,12 +60,7 @@ func main() {
 }
 
 func walk(b *strings.Builder, path string, s *apiextensionsv1.JSONSchemaProps) {
-	names := make([]string, 0, len(s.Properties))
-	for n := range s.Properties {
-		names = append(names, n)
-	}
-	slices.Sort(names)
-	for _, n := range names {
+	for _, n := range slices.Sorted(maps.Keys(s.Properties)) {
 		p := s.Properties[n]
 		child := path + "." + n
 		fmt.Fprintf(b, "| `%s` | %s | %s |\n", child, typeOf(&p, slices.Contains(s.Required, n)), describe(&p))
@@ -135,12 +131,7 @@ func ruleMessages(path string, s *apiextensionsv1.JSONSchemaProps) []string {
 	for _, r := range s.XValidations {
 		out = append(out, strings.ReplaceAll(r.Message, "|", "\\|"))
 	}
-	names := make([]string, 0, len(s.Properties))
-	for n := range s.Properties {
-		names = append(names, n)
-	}
-	slices.Sort(names)
-	for _, n := range names {
+	for _, n := range slices.Sorted(maps.Keys(s.Properties)) {
 		p := s.Properties[n]
 		out = append(out, ruleMessages(path+"."+n, &p)...)
 		if p.Items != nil && p.Items.Schema != nil {

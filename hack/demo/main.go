@@ -23,21 +23,17 @@ import (
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/utils/clock"
-	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	logf "sigs.k8s.io/controller-runtime/pkg/log"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
-	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 	"sigs.k8s.io/yaml"
 
 	deployv1alpha1 "github.com/tminus-dev/tminus/api/v1alpha1"
-	"github.com/tminus-dev/tminus/internal/controller"
-	"github.com/tminus-dev/tminus/internal/httpcheck"
 	"github.com/tminus-dev/tminus/internal/plugin"
 	"github.com/tminus-dev/tminus/internal/prometheus"
 	"github.com/tminus-dev/tminus/internal/report"
 	"github.com/tminus-dev/tminus/test/app"
+	"github.com/tminus-dev/tminus/test/manager"
 	"github.com/tminus-dev/tminus/test/testbed"
 )
 
@@ -160,29 +156,8 @@ func startManager(ctx context.Context, bed *testbed.Bed) (<-chan struct{}, error
 		return nil, err
 	}
 	logf.SetLogger(zap.New(zap.WriteTo(logFile), zap.JSONEncoder()))
-	mgr, err := ctrl.NewManager(bed.Config, ctrl.Options{
-		Scheme:                 bed.Client.Scheme(),
-		Metrics:                metricsserver.Options{BindAddress: "0"},
-		HealthProbeBindAddress: "0",
-	})
-	if err != nil {
-		return nil, err
-	}
-	r := &controller.DeploymentChecklistReconciler{
-		Client: mgr.GetClient(), Scheme: mgr.GetScheme(), Recorder: mgr.GetEventRecorder("tminus"),
-		Clock: clock.RealClock{}, Metrics: &prometheus.Provider{Secrets: mgr.GetAPIReader()}, HTTP: &httpcheck.Prober{},
-	}
-	if err := r.SetupWithManager(mgr); err != nil {
-		return nil, err
-	}
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		if err := mgr.Start(ctx); err != nil {
-			say("manager stopped: %v", err)
-		}
-	}()
-	return done, nil
+	return manager.Start(ctx, bed.Config, bed.Client.Scheme(), &prometheus.Provider{Secrets: bed.Client},
+		func(err error) { say("manager stopped: %v", err) })
 }
 
 func checkoutDeployment(image string) *appsv1.Deployment {

@@ -22,17 +22,13 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/util/retry"
-	"k8s.io/utils/clock"
-	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	crmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
-	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	deployv1alpha1 "github.com/tminus-dev/tminus/api/v1alpha1"
-	"github.com/tminus-dev/tminus/internal/controller"
-	"github.com/tminus-dev/tminus/internal/httpcheck"
 	"github.com/tminus-dev/tminus/internal/prometheus"
 	"github.com/tminus-dev/tminus/test/app"
+	"github.com/tminus-dev/tminus/test/manager"
 	"github.com/tminus-dev/tminus/test/testbed"
 )
 
@@ -294,27 +290,7 @@ func startManager(ctx context.Context, bed *testbed.Bed, provider *prometheus.Pr
 	// The manager's own client limits, as --kube-api-qps and --kube-api-burst default.
 	cfg := rest.CopyConfig(bed.Config)
 	cfg.QPS, cfg.Burst = ManagerQPS, ManagerBurst
-	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
-		Scheme:                 bed.Client.Scheme(),
-		Metrics:                metricsserver.Options{BindAddress: "0"},
-		HealthProbeBindAddress: "0",
-	})
-	if err != nil {
-		return nil, err
-	}
-	r := &controller.DeploymentChecklistReconciler{
-		Client: mgr.GetClient(), Scheme: mgr.GetScheme(), Recorder: mgr.GetEventRecorder("tminus"),
-		Clock: clock.RealClock{}, Metrics: provider, HTTP: &httpcheck.Prober{}, MaxConcurrentReconciles: 4,
-	}
-	if err := r.SetupWithManager(mgr); err != nil {
-		return nil, err
-	}
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		_ = mgr.Start(ctx)
-	}()
-	return done, nil
+	return manager.Start(ctx, cfg, bed.Client.Scheme(), provider, nil)
 }
 
 // waitSettled waits until every active checklist has measured once and every release

@@ -1,0 +1,45 @@
+// Package manager runs the tminus controller in-process against a test bed, as the
+// demo and the scale benchmark need: the manager's own metrics and probes are off.
+package manager
+
+import (
+	"context"
+
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/client-go/rest"
+	"k8s.io/utils/clock"
+	ctrl "sigs.k8s.io/controller-runtime"
+	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
+
+	"github.com/tminus-dev/tminus/internal/controller"
+	"github.com/tminus-dev/tminus/internal/httpcheck"
+)
+
+// Start runs the controller with the given metric source until ctx ends; the returned
+// channel closes when the manager has stopped. onStop, if set, hears why it stopped.
+func Start(ctx context.Context, cfg *rest.Config, scheme *runtime.Scheme, metrics controller.MetricSource,
+	onStop func(error)) (<-chan struct{}, error) {
+	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
+		Scheme:                 scheme,
+		Metrics:                metricsserver.Options{BindAddress: "0"},
+		HealthProbeBindAddress: "0",
+	})
+	if err != nil {
+		return nil, err
+	}
+	r := &controller.DeploymentChecklistReconciler{
+		Client: mgr.GetClient(), Scheme: mgr.GetScheme(), Recorder: mgr.GetEventRecorder("tminus"),
+		Clock: clock.RealClock{}, Metrics: metrics, HTTP: &httpcheck.Prober{}, MaxConcurrentReconciles: 4,
+	}
+	if err := r.SetupWithManager(mgr); err != nil {
+		return nil, err
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		if err := mgr.Start(ctx); err != nil && onStop != nil {
+			onStop(err)
+		}
+	}()
+	return done, nil
+}
