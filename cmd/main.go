@@ -76,6 +76,7 @@ func main() {
 	var tlsOpts []func(*tls.Config)
 	var maxConcurrentReconciles, maxQueriesPerPrometheus, kubeAPIBurst int
 	var kubeAPIQPS float64
+	var statusRefresh time.Duration
 	var allowedHosts, trustedApprovalWriters string
 	var approvalWebhook bool
 	flag.StringVar(&metricsAddr, "metrics-bind-address", "0", "The address the metrics endpoint binds to. "+
@@ -103,8 +104,12 @@ func main() {
 	}
 	opts.BindFlags(flag.CommandLine)
 	flag.Float64Var(&kubeAPIQPS, "kube-api-qps", 100,
-		"Queries per second to the API server. Every checklist that measures writes its status once per interval.")
+		"Queries per second to the API server. A checklist writes its status when an outcome changes, "+
+			"and when only values moved at most once per --status-refresh.")
 	flag.IntVar(&kubeAPIBurst, "kube-api-burst", 200, "Burst of queries to the API server.")
+	flag.DurationVar(&statusRefresh, "status-refresh", controller.DefaultStatusRefresh,
+		"How often at most a checklist's status is rewritten when values moved but no outcome changed. "+
+			"Outcomes, phases and conditions are written at once; an unchanged checklist is never rewritten.")
 	flag.IntVar(&maxConcurrentReconciles, "max-concurrent-reconciles", 4,
 		"How many checklists are reconciled at once.")
 	flag.IntVar(&maxQueriesPerPrometheus, "max-queries-per-prometheus", prometheus.DefaultMaxInFlight,
@@ -237,6 +242,7 @@ func main() {
 		}}},
 		MaxConcurrentReconciles: maxConcurrentReconciles,
 		VerifiedApprovals:       approvalWebhook,
+		StatusRefresh:           statusRefresh,
 	}).SetupWithManager(mgr); err != nil {
 		setupLog.Error(err, "Failed to create controller", "controller", "deploymentchecklist")
 		os.Exit(1)

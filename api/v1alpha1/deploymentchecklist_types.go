@@ -438,7 +438,10 @@ type RollbackSpec struct {
 // +kubebuilder:validation:XValidation:rule="!has(self.prometheus) || !has(self.prometheus.timeout) || !has(self.interval) || !self.prometheus.timeout.matches('^([0-9]+([.][0-9]+)?(ns|us|ms|s|m|h))+$') || !self.interval.matches('^([0-9]+([.][0-9]+)?(ns|us|ms|s|m|h))+$') || duration(self.prometheus.timeout) <= duration(self.interval)",message="spec.prometheus.timeout must not exceed spec.interval"
 // +kubebuilder:validation:XValidation:rule="!has(self.window) || has(self.deployAt)",message="spec.window applies only with spec.deployAt"
 type DeploymentChecklistSpec struct {
-	// target is the workload held until T-0 and rolled back when a trigger fires.
+	// target is the workload held until T-0 and rolled back when a trigger fires. It
+	// cannot change: the checklist records the target's pre-deploy template, which must
+	// never be written into another Deployment. Create a new checklist instead.
+	// +kubebuilder:validation:XValidation:rule="self == oldSelf",message="spec.target is immutable: create a new checklist for another Deployment"
 	// +required
 	Target TargetRef `json:"target"`
 
@@ -597,13 +600,16 @@ type CheckStatus struct {
 	// message explains the outcome in a sentence.
 	// +optional
 	Message string `json:"message,omitempty"`
-	// lastEvaluated is when the check was last evaluated.
+	// lastEvaluated is when the outcome and value shown were measured. tminus measures
+	// every interval but writes status only when something changed: an outcome at once,
+	// a value or message at most every --status-refresh (5m). A check that keeps giving
+	// the same answer keeps the time it was first given.
 	// +optional
 	LastEvaluated *metav1.Time `json:"lastEvaluated,omitempty"`
 	// consecutiveErrors counts Error outcomes in a row.
 	// +optional
 	ConsecutiveErrors int32 `json:"consecutiveErrors,omitempty"`
-	// history holds the latest evaluations, newest last.
+	// history holds the latest evaluations as of the last status write, newest last.
 	// +kubebuilder:validation:MaxItems=10
 	// +optional
 	History []Measurement `json:"history,omitempty"`
@@ -644,7 +650,8 @@ type TriggerStatus struct {
 	// breachingSince is when the condition started to hold without a break.
 	// +optional
 	BreachingSince *metav1.Time `json:"breachingSince,omitempty"`
-	// lastEvaluated is when the trigger was last evaluated.
+	// lastEvaluated is when the outcome and value shown were measured (written as for
+	// a check's lastEvaluated).
 	// +optional
 	LastEvaluated *metav1.Time `json:"lastEvaluated,omitempty"`
 	// message explains the outcome in a sentence.
@@ -739,7 +746,8 @@ type DeploymentChecklistStatus struct {
 	// +optional
 	NextAction string `json:"nextAction,omitempty"`
 
-	// nextActionAt is when tminus looks again.
+	// nextActionAt is when the next scheduled event is due: a phase opens, T-0, a
+	// deadline, a trigger's duration ends. Measurements, every interval, are not shown.
 	// +optional
 	NextActionAt *metav1.Time `json:"nextActionAt,omitempty"`
 

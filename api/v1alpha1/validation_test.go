@@ -261,3 +261,22 @@ func TestDefaultsAreFilledInByTheAPIServer(t *testing.T) {
 func keyOf(c *deployv1alpha1.DeploymentChecklist) types.NamespacedName {
 	return types.NamespacedName{Namespace: c.Namespace, Name: c.Name}
 }
+
+func TestTheTargetOfAChecklistCannotBeChanged(t *testing.T) {
+	bed := testbed.New(t, testbed.Options{})
+	ctx := context.Background()
+	g := NewWithT(t)
+
+	c := validChecklist("immutable-target")
+	g.Expect(bed.Client.Create(ctx, c)).To(Succeed())
+	c.Spec.Target.Name = "another"
+	err := bed.Client.Update(ctx, c)
+	g.Expect(err).To(HaveOccurred())
+	g.Expect(err.Error()).To(ContainSubstring("spec.target is immutable: create a new checklist for another Deployment"))
+
+	// Everything else in the spec may still change.
+	var got deployv1alpha1.DeploymentChecklist
+	g.Expect(bed.Client.Get(ctx, keyOf(c), &got)).To(Succeed())
+	got.Spec.Interval = "1m"
+	g.Expect(bed.Client.Update(ctx, &got)).To(Succeed())
+}

@@ -122,7 +122,8 @@ func (e *engine) setConditions() {
 
 	wasDegraded := meta.IsStatusConditionTrue(e.dcl.Status.Conditions, CondDegraded)
 	if errs := e.erroring(); len(errs) > 0 && !terminal(st.Phase) {
-		msg := fmt.Sprintf("%d measurements in a row failed (limit %d), holding: %s", e.p.errorLimit, e.p.errorLimit, strings.Join(errs, "; "))
+		// The limit, not the count: the message stays still while the outage lasts.
+		msg := fmt.Sprintf("%d or more measurements in a row failed, holding: %s", e.p.errorLimit, strings.Join(errs, "; "))
 		set(CondDegraded, metav1.ConditionTrue, ReasonMeasurementErrors, msg)
 		if !wasDegraded {
 			e.event(corev1.EventTypeWarning, ReasonDegraded, msg)

@@ -266,6 +266,12 @@ func (e *engine) walk(phases []phasePlan, tplus bool) bool {
 			e.event(corev1.EventTypeNormal, ReasonPhaseOpened, fmt.Sprintf("%s opened with %d checks", ph.spec.Name, len(ph.spec.Checks)))
 		}
 		passed, hardFail := e.evaluate(ph, rec)
+		// A Deployment scaled to zero serves nothing: a check that passes (an error
+		// rate of 0 with no traffic) says nothing about the release.
+		scaledToZero := tplus && e.obs.Target.Found && e.obs.Target.Replicas == 0
+		if scaledToZero {
+			passed = false
+		}
 		if tplus && hardFail != "" {
 			e.failPhase(rec)
 			e.rollback(ReasonVerificationFailed, fmt.Sprintf("%s failed: %s", ph.spec.Name, hardFail), "")
@@ -281,7 +287,10 @@ func (e *engine) walk(phases []phasePlan, tplus bool) bool {
 		deadline, ok := e.deadline(phases, i, tplus, rec)
 		if ok && !e.now.Before(deadline) {
 			e.failPhase(rec)
-			summary := e.failingSummary(ph, rec)
+			summary := e.failingSummary(ph, rec, true)
+			if scaledToZero {
+				summary = fmt.Sprintf("Deployment %s was scaled to zero", e.spec.Target.Name)
+			}
 			if tplus {
 				e.rollback(ReasonVerificationFailed, fmt.Sprintf("%s did not pass by %s: %s", ph.spec.Name,
 					deadline.UTC().Format(time.RFC3339), summary), "")
@@ -293,7 +302,14 @@ func (e *engine) walk(phases []phasePlan, tplus bool) bool {
 		if ok {
 			e.wakeAt(deadline)
 		}
-		e.next = "waiting for " + ph.spec.Name + ": " + e.failingSummary(ph, rec)
+		if scaledToZero {
+			e.next = fmt.Sprintf("Deployment %s is scaled to zero: nothing serves the release, so %s cannot pass; scale it up to go on",
+				e.spec.Target.Name, ph.spec.Name)
+			return false
+		}
+		// No values in the next action: they move every measurement and this text is
+		// in status, so it would be rewritten each time (the check records show them).
+		e.next = "waiting for " + ph.spec.Name + ": " + e.failingSummary(ph, rec, false)
 		return false
 	}
 	return true
@@ -367,8 +383,9 @@ func (e *engine) deadline(phases []phasePlan, i int, tplus bool, rec *deployv1al
 	return d, true
 }
 
-// failingSummary lists the checks of a phase that have not passed, with their values.
-func (e *engine) failingSummary(ph phasePlan, rec *deployv1alpha1.PhaseStatus) string {
+// failingSummary lists the checks of a phase that have not passed, with what they need
+// and, if values, what they measured.
+func (e *engine) failingSummary(ph phasePlan, rec *deployv1alpha1.PhaseStatus, values bool) string {
 	var parts []string
 	for _, c := range ph.spec.Checks {
 		cr := checkRecord(rec, c.Name)
@@ -376,7 +393,7 @@ func (e *engine) failingSummary(ph phasePlan, rec *deployv1alpha1.PhaseStatus) s
 			continue
 		}
 		s := c.Name + " " + string(cr.Outcome)
-		if cr.Value != "" {
+		if values && cr.Value != "" {
 			s += " " + cr.Value
 		}
 		if cr.Threshold != "" {
@@ -521,20 +538,25 @@ func (e *engine) finish(oldPhase deployv1alpha1.ChecklistPhase) {
 	e.st.NextAction = truncate(e.next, 256)
 	e.setConditions()
 
+	// nextActionAt shows the next scheduled event (a phase opening, T-0, a deadline, a
+	// trigger's duration ending), not the next measurement: that one moves every
+	// interval, and status is not rewritten for it.
+	e.st.NextActionAt = nil
+	if len(e.wake) > 0 {
+		t := metav1.NewTime(slices.MinFunc(e.wake, func(a, b time.Time) int { return a.Compare(b) }))
+		e.st.NextActionAt = &t
+	}
 	if !terminal(e.st.Phase) {
 		if t, ok := e.nextMeasurement(); ok {
 			e.wakeAt(t)
 		}
 	}
-	e.st.NextActionAt = nil
 	e.d.RequeueAfter = e.poll
 	if len(e.wake) > 0 {
 		first := slices.MinFunc(e.wake, func(a, b time.Time) int { return a.Compare(b) })
 		if d := max(first.Sub(e.now), immediately); e.d.RequeueAfter == 0 || d < e.d.RequeueAfter {
 			e.d.RequeueAfter = d
 		}
-		t := metav1.NewTime(first)
-		e.st.NextActionAt = &t
 	}
 	e.d.Status = *e.st
 }

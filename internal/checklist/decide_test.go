@@ -101,7 +101,7 @@ func TestAFailingMetricHoldsTheRelease(t *testing.T) {
 	g.Expect(cr.Threshold).To(Equal("< 0.01"))
 	g.Expect(cr.History).To(HaveLen(1))
 	g.Expect(reasons(d.Events)).To(ContainElement(ReasonCheckFailed))
-	g.Expect(c.Status.NextAction).To(ContainSubstring("errors Fail 0.02 (needs < 0.01)"))
+	g.Expect(c.Status.NextAction).To(ContainSubstring("errors Fail (needs < 0.01)"))
 
 	// Re-evaluated until the phase passes: once the value recovers, it releases.
 	run(c, Observations{Target: heldTarget(), Approvals: approved("deployment-lead"), Metrics: errorRate(0.002, "0.002")}, t0.Add(30*time.Second))
@@ -572,4 +572,34 @@ func TestATargetThatDisappearsDuringVerificationHoldsWithoutRollingBack(t *testi
 	g.Expect(d.Actions).To(BeEmpty())
 	g.Expect(c.Status.Phase).To(Equal(deployv1alpha1.PhaseVerifying))
 	g.Expect(c.Status.NextAction).To(Equal("Deployment checkout is gone; cannot verify the release"))
+}
+
+func TestATargetScaledToZeroDuringVerificationNeverPassesAndSaysWhy(t *testing.T) {
+	g := NewWithT(t)
+	c := releasedChecklist()
+	zero := rolledOutTarget()
+	zero.Replicas, zero.UpdatedReplicas, zero.AvailableReplicas, zero.TotalReplicas = 0, 0, 0, 0
+	// T+5m opens at t0+5m; an error rate of 0 would pass it, but nothing serves.
+	d := run(c, Observations{Target: zero, Metrics: errorRate(0, "0")}, t0.Add(5*time.Minute))
+	g.Expect(d.Actions).To(BeEmpty())
+	g.Expect(c.Status.Phase).To(Equal(deployv1alpha1.PhaseVerifying))
+	g.Expect(phaseState(c, "T+5m")).To(Equal(deployv1alpha1.PhaseStateOpen))
+	g.Expect(c.Status.NextAction).To(Equal("Deployment checkout is scaled to zero: nothing serves the release, so T+5m cannot pass; scale it up to go on"))
+	g.Expect(condition(c, CondReady).Message).To(Equal(c.Status.NextAction))
+
+	// Scaled up again, the same measurement passes.
+	run(c, Observations{Target: rolledOutTarget(), Metrics: errorRate(0, "0")}, t0.Add(6*time.Minute))
+	g.Expect(c.Status.Phase).To(Equal(deployv1alpha1.PhaseSucceeded))
+}
+
+func TestATargetLeftAtZeroPastTheDeadlineRollsBackSayingSo(t *testing.T) {
+	g := NewWithT(t)
+	c := releasedChecklist()
+	zero := rolledOutTarget()
+	zero.Replicas, zero.UpdatedReplicas, zero.AvailableReplicas, zero.TotalReplicas = 0, 0, 0, 0
+	run(c, Observations{Target: zero, Metrics: errorRate(0, "0")}, t0.Add(5*time.Minute))
+	d := run(c, Observations{Target: zero, Metrics: errorRate(0, "0")}, t0.Add(5*time.Minute+DefaultLastPhaseTimeout))
+	g.Expect(c.Status.Phase).To(Equal(deployv1alpha1.PhaseRolledBack))
+	g.Expect(kinds(d.Actions)).To(Equal([]ActionKind{ActionRestore}))
+	g.Expect(c.Status.Rollback.Message).To(ContainSubstring("Deployment checkout was scaled to zero"))
 }

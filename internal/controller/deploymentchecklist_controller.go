@@ -27,7 +27,6 @@ import (
 	appsv1 "k8s.io/api/apps/v1"
 	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
-	"k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
@@ -89,6 +88,11 @@ type DeploymentChecklistReconciler struct {
 	// VerifiedApprovals says the approval webhook is installed, so its verification
 	// records on approvals can be believed.
 	VerifiedApprovals bool
+	// StatusRefresh is how often at most a change of values alone (no outcome changed)
+	// is written to status; DefaultStatusRefresh when zero.
+	StatusRefresh time.Duration
+
+	unwritten unwrittenStatuses
 }
 
 // +kubebuilder:rbac:groups=deploy.tminus.dev,resources=deploymentchecklists,verbs=get;list;watch;update;patch
@@ -108,9 +112,13 @@ func (r *DeploymentChecklistReconciler) Reconcile(ctx context.Context, req ctrl.
 	log := logf.FromContext(ctx)
 	var dcl deployv1alpha1.DeploymentChecklist
 	if err := r.Get(ctx, req.NamespacedName, &dcl); err != nil {
+		if apierrors.IsNotFound(err) {
+			r.unwritten.forget(req.NamespacedName)
+		}
 		return ctrl.Result{}, client.IgnoreNotFound(err)
 	}
 	if !dcl.DeletionTimestamp.IsZero() {
+		r.unwritten.forget(req.NamespacedName)
 		return ctrl.Result{}, r.finalize(ctx, &dcl)
 	}
 	if !controllerutil.ContainsFinalizer(&dcl, Finalizer) {
@@ -121,6 +129,12 @@ func (r *DeploymentChecklistReconciler) Reconcile(ctx context.Context, req ctrl.
 		}
 	}
 
+	// Decide from the latest status this manager decided, which may not have been
+	// written (see writeNeeded); the stored one is what the patch is computed against.
+	stored := dcl.DeepCopy()
+	if latest, ok := r.unwritten.take(&dcl); ok {
+		dcl.Status = *latest
+	}
 	now := r.Clock.Now()
 	obs, err := r.observe(ctx, &dcl, checklist.NeedsFor(&dcl, now), now)
 	if err != nil {
@@ -129,10 +143,15 @@ func (r *DeploymentChecklistReconciler) Reconcile(ctx context.Context, req ctrl.
 	decision := checklist.Decide(&dcl, obs, now)
 	recordMetrics(&dcl.Status, &decision.Status)
 
-	if !equality.Semantic.DeepEqual(dcl.Status, decision.Status) {
-		before := dcl.DeepCopy()
+	switch write, change := r.writeNeeded(&stored.Status, &decision, now); {
+	case change == checklist.Unchanged:
+		r.unwritten.forget(req.NamespacedName)
+	case !write:
+		r.unwritten.keep(stored, &decision.Status)
+	default:
+		r.unwritten.forget(req.NamespacedName)
 		dcl.Status = decision.Status
-		err := r.Status().Patch(ctx, &dcl, client.MergeFromWithOptions(before, client.MergeFromWithOptimisticLock{}))
+		err := r.Status().Patch(ctx, &dcl, client.MergeFromWithOptions(stored, client.MergeFromWithOptimisticLock{}))
 		if apierrors.IsConflict(err) {
 			// Someone wrote the checklist since we read it: decide again on fresh data.
 			return ctrl.Result{RequeueAfter: conflictRetry}, nil

@@ -102,8 +102,9 @@ type manager struct {
 }
 
 // startManager runs the tminus controller against the test bed until stop. wrap, if
-// set, wraps the manager's client (to inject crashes).
-func startManager(t *testing.T, metrics MetricSource, wrap func(client.Client, context.CancelFunc) client.Client) *manager {
+// set, wraps the manager's client (to inject crashes); opts adjust the reconciler.
+func startManager(t *testing.T, metrics MetricSource, wrap func(client.Client, context.CancelFunc) client.Client,
+	opts ...func(*DeploymentChecklistReconciler)) *manager {
 	t.Helper()
 	skip := true
 	mgr, err := ctrl.NewManager(bed.Config, ctrl.Options{
@@ -127,6 +128,9 @@ func startManager(t *testing.T, metrics MetricSource, wrap func(client.Client, c
 		Clock:    clock.RealClock{},
 		Metrics:  metrics,
 		HTTP:     &httpcheck.Prober{},
+	}
+	for _, o := range opts {
+		o(r)
 	}
 	if err := r.SetupWithManager(mgr); err != nil {
 		t.Fatal(err)

@@ -44,7 +44,7 @@ func Timeline(w io.Writer, dcl *deployv1alpha1.DeploymentChecklist, now time.Tim
 	if st.NextAction != "" {
 		fmt.Fprintf(&b, "Next:   %s", st.NextAction)
 		if st.NextActionAt != nil {
-			fmt.Fprintf(&b, " (looks again %s)", relative(st.NextActionAt.Time, now))
+			fmt.Fprintf(&b, " (next scheduled %s)", relative(st.NextActionAt.Time, now))
 		}
 		b.WriteString("\n")
 	}
@@ -169,7 +169,7 @@ func Why(dcl *deployv1alpha1.DeploymentChecklist, now time.Time) string {
 		parts = append(parts, "A rollback trigger is "+c.Message+"; it rolls back if the breach holds.")
 	}
 	if st.NextActionAt != nil {
-		parts = append(parts, fmt.Sprintf("It looks again %s.", relative(st.NextActionAt.Time, now)))
+		parts = append(parts, fmt.Sprintf("The next scheduled step is %s.", relative(st.NextActionAt.Time, now)))
 	}
 	return strings.Join(parts, " ")
 }
