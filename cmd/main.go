@@ -228,10 +228,11 @@ func main() {
 	}
 
 	if err := (&controller.DeploymentChecklistReconciler{
-		Client:   mgr.GetClient(),
-		Scheme:   mgr.GetScheme(),
-		Recorder: mgr.GetEventRecorder("tminus"),
-		Clock:    clock.RealClock{},
+		Client:    mgr.GetClient(),
+		APIReader: mgr.GetAPIReader(),
+		Scheme:    mgr.GetScheme(),
+		Recorder:  mgr.GetEventRecorder("tminus"),
+		Clock:     clock.RealClock{},
 		Metrics: &prometheus.Provider{
 			Secrets:     mgr.GetAPIReader(),
 			Guard:       guard,

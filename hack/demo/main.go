@@ -156,8 +156,12 @@ func startManager(ctx context.Context, bed *testbed.Bed) (<-chan struct{}, error
 		return nil, err
 	}
 	logf.SetLogger(zap.New(zap.WriteTo(logFile), zap.JSONEncoder()))
-	return manager.Start(ctx, bed.Config, bed.Client.Scheme(), &prometheus.Provider{Secrets: bed.Client},
+	m, err := manager.Start(ctx, bed.Config, bed.Client.Scheme(), &prometheus.Provider{Secrets: bed.Client},
 		func(err error) { say("manager stopped: %v", err) })
+	if err != nil {
+		return nil, err
+	}
+	return m.Done, nil
 }
 
 func checkoutDeployment(image string) *appsv1.Deployment {

@@ -53,8 +53,13 @@ import (
 // Finalizer lets tminus release a held Deployment safely when its checklist is deleted.
 const Finalizer = "deploy.tminus.dev/release-guard"
 
-// conflictRetry is how soon a reconcile whose status patch lost a race runs again.
-const conflictRetry = 200 * time.Millisecond
+// A reconcile whose write lost a race to another writer reads the checklist again from
+// the API server and decides again, up to conflictAttempts times in all; then it runs
+// again after conflictRetry.
+const (
+	conflictAttempts = 4
+	conflictRetry    = 200 * time.Millisecond
+)
 
 // targetIndex indexes checklists by the name of their target Deployment.
 const targetIndex = ".spec.target.name"
@@ -78,11 +83,14 @@ type EventRecorder interface {
 // DeploymentChecklistReconciler reconciles a DeploymentChecklist object.
 type DeploymentChecklistReconciler struct {
 	client.Client
-	Scheme   *runtime.Scheme
-	Recorder EventRecorder
-	Clock    clock.PassiveClock
-	Metrics  MetricSource
-	HTTP     HTTPProber
+	// APIReader reads from the API server, bypassing the cache, after a write conflict
+	// (the manager's GetAPIReader); the cached Client when nil.
+	APIReader client.Reader
+	Scheme    *runtime.Scheme
+	Recorder  EventRecorder
+	Clock     clock.PassiveClock
+	Metrics   MetricSource
+	HTTP      HTTPProber
 	// MaxConcurrentReconciles bounds how many checklists are reconciled at once.
 	MaxConcurrentReconciles int
 	// VerifiedApprovals says the approval webhook is installed, so its verification
@@ -109,7 +117,6 @@ type DeploymentChecklistReconciler struct {
 // the decision's status first and then its actions, so a crash between the two leaves
 // the intent recorded and the next reconcile completes it.
 func (r *DeploymentChecklistReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
-	log := logf.FromContext(ctx)
 	var dcl deployv1alpha1.DeploymentChecklist
 	if err := r.Get(ctx, req.NamespacedName, &dcl); err != nil {
 		if apierrors.IsNotFound(err) {
@@ -117,14 +124,48 @@ func (r *DeploymentChecklistReconciler) Reconcile(ctx context.Context, req ctrl.
 		}
 		return ctrl.Result{}, client.IgnoreNotFound(err)
 	}
-	if !dcl.DeletionTimestamp.IsZero() {
-		r.unwritten.forget(req.NamespacedName)
-		return ctrl.Result{}, r.finalize(ctx, &dcl)
+	now := r.Clock.Now()
+	var obs *checklist.Observations
+	for attempt := 1; ; attempt++ {
+		res, err := r.reconcile(ctx, &dcl, &obs, now)
+		if !apierrors.IsConflict(err) {
+			return res, err
+		}
+		if attempt == conflictAttempts {
+			return ctrl.Result{RequeueAfter: conflictRetry}, nil
+		}
+		// Someone wrote the checklist or its target since they were read (a GitOps
+		// sync, an approval): read the checklist from the API server rather than the
+		// cache, which may lag, and decide again with the same measurements.
+		if err := r.fresh().Get(ctx, req.NamespacedName, &dcl); err != nil {
+			return ctrl.Result{}, client.IgnoreNotFound(err)
+		}
 	}
-	if !controllerutil.ContainsFinalizer(&dcl, Finalizer) {
+}
+
+// fresh reads from the API server, not the cache.
+func (r *DeploymentChecklistReconciler) fresh() client.Reader {
+	if r.APIReader != nil {
+		return r.APIReader
+	}
+	return r.Client
+}
+
+// reconcile is one attempt of Reconcile on dcl as read. Measurements are taken once
+// per Reconcile (*obs is nil until then) and reused by a retry after a conflict; a
+// conflict is returned as is.
+func (r *DeploymentChecklistReconciler) reconcile(ctx context.Context, dcl *deployv1alpha1.DeploymentChecklist,
+	obs **checklist.Observations, now time.Time) (ctrl.Result, error) {
+	log := logf.FromContext(ctx)
+	key := client.ObjectKeyFromObject(dcl)
+	if !dcl.DeletionTimestamp.IsZero() {
+		r.unwritten.forget(key)
+		return ctrl.Result{}, r.finalize(ctx, dcl)
+	}
+	if !controllerutil.ContainsFinalizer(dcl, Finalizer) {
 		before := dcl.DeepCopy()
-		controllerutil.AddFinalizer(&dcl, Finalizer)
-		if err := r.Patch(ctx, &dcl, client.MergeFromWithOptions(before, client.MergeFromWithOptimisticLock{})); err != nil {
+		controllerutil.AddFinalizer(dcl, Finalizer)
+		if err := r.Patch(ctx, dcl, client.MergeFromWithOptions(before, client.MergeFromWithOptimisticLock{})); err != nil {
 			return ctrl.Result{}, err
 		}
 	}
@@ -132,53 +173,56 @@ func (r *DeploymentChecklistReconciler) Reconcile(ctx context.Context, req ctrl.
 	// Decide from the latest status this manager decided, which may not have been
 	// written (see writeNeeded); the stored one is what the patch is computed against.
 	stored := dcl.DeepCopy()
-	if latest, ok := r.unwritten.take(&dcl); ok {
+	if latest, ok := r.unwritten.take(dcl); ok {
 		dcl.Status = *latest
 	}
-	now := r.Clock.Now()
-	obs, err := r.observe(ctx, &dcl, checklist.NeedsFor(&dcl, now), now)
-	if err != nil {
-		return ctrl.Result{}, err
+	if *obs == nil {
+		o, err := r.observe(ctx, dcl, checklist.NeedsFor(dcl, now), now)
+		if err != nil {
+			return ctrl.Result{}, err
+		}
+		*obs = &o
 	}
-	decision := checklist.Decide(&dcl, obs, now)
-	recordMetrics(&dcl.Status, &decision.Status)
+	// Sign-offs are read from the checklist as read in this attempt.
+	(*obs).Approvals, (*obs).ApprovalProblems = approval.Parse(dcl.Annotations, approval.Revision(dcl), r.VerifiedApprovals)
+	input := dcl.Status
+	decision := checklist.Decide(dcl, **obs, now)
 
 	switch write, change := r.writeNeeded(&stored.Status, &decision, now); {
 	case change == checklist.Unchanged:
-		r.unwritten.forget(req.NamespacedName)
+		r.unwritten.forget(key)
 	case !write:
 		r.unwritten.keep(stored, &decision.Status)
 	default:
-		r.unwritten.forget(req.NamespacedName)
+		r.unwritten.forget(key)
 		dcl.Status = decision.Status
-		err := r.Status().Patch(ctx, &dcl, client.MergeFromWithOptions(stored, client.MergeFromWithOptimisticLock{}))
-		if apierrors.IsConflict(err) {
-			// Someone wrote the checklist since we read it: decide again on fresh data.
-			return ctrl.Result{RequeueAfter: conflictRetry}, nil
-		}
-		if err != nil {
+		if err := r.Status().Patch(ctx, dcl, client.MergeFromWithOptions(stored, client.MergeFromWithOptimisticLock{})); err != nil {
+			if apierrors.IsConflict(err) {
+				return ctrl.Result{}, err
+			}
 			return ctrl.Result{}, fmt.Errorf("patching status: %w", err)
 		}
 	}
+	recordMetrics(&input, &decision.Status)
 	for _, a := range decision.Actions {
-		if err := r.act(ctx, &dcl, a); err != nil {
+		if err := r.act(ctx, dcl, a); err != nil {
 			return ctrl.Result{}, err
 		}
 	}
 	for _, e := range decision.Events {
-		r.Recorder.Eventf(&dcl, nil, e.Type, e.Reason, "Reconcile", "%s", e.Message)
-		log.Info(e.Message, "checklist", req.NamespacedName, "phase", decision.Status.Phase,
+		r.Recorder.Eventf(dcl, nil, e.Type, e.Reason, "Reconcile", "%s", e.Message)
+		log.Info(e.Message, "checklist", key, "phase", decision.Status.Phase,
 			"checklistPhase", decision.Status.CurrentPhase, "reason", e.Reason, "type", e.Type)
 	}
 	for _, a := range decision.Actions {
-		log.Info("acted", "checklist", req.NamespacedName, "phase", decision.Status.Phase,
+		log.Info("acted", "checklist", key, "phase", decision.Status.Phase,
 			"action", a.Kind, "check", a.Check)
 	}
 	return ctrl.Result{RequeueAfter: decision.RequeueAfter}, nil
 }
 
-// observe gathers, once, what the engine needs: the target, approvals, the Jobs of the
-// open phase, and the metrics and HTTP checks that are due.
+// observe gathers, once, what the engine needs but the sign-offs: the target, the Jobs
+// of the open phase, and the metrics and HTTP checks that are due.
 func (r *DeploymentChecklistReconciler) observe(ctx context.Context, dcl *deployv1alpha1.DeploymentChecklist,
 	needs checklist.Needs, now time.Time) (checklist.Observations, error) {
 	var obs checklist.Observations
@@ -187,7 +231,6 @@ func (r *DeploymentChecklistReconciler) observe(ctx context.Context, dcl *deploy
 	if err != nil {
 		return obs, err
 	}
-	obs.Approvals, obs.ApprovalProblems = approval.Parse(dcl.Annotations, approval.Revision(dcl), r.VerifiedApprovals)
 
 	obs.Jobs = map[string]checklist.JobState{}
 	for _, key := range needs.Jobs {
@@ -226,11 +269,11 @@ func (r *DeploymentChecklistReconciler) act(ctx context.Context, dcl *deployv1al
 	key := types.NamespacedName{Namespace: dcl.Namespace, Name: dcl.Spec.Target.Name}
 	switch a.Kind {
 	case checklist.ActionPause:
-		return target.SetPaused(ctx, r.Client, key, true)
+		return target.SetPaused(ctx, r.Client, r.fresh(), key, true)
 	case checklist.ActionResume:
-		return target.SetPaused(ctx, r.Client, key, false)
+		return target.SetPaused(ctx, r.Client, r.fresh(), key, false)
 	case checklist.ActionRestore:
-		return target.Restore(ctx, r.Client, key, a.Template)
+		return target.Restore(ctx, r.Client, r.fresh(), key, a.Template)
 	case checklist.ActionCreateJob:
 		return r.createJob(ctx, dcl, a.Phase, a.Check)
 	}
@@ -252,7 +295,7 @@ func (r *DeploymentChecklistReconciler) finalize(ctx context.Context, dcl *deplo
 			return err
 		}
 		key := types.NamespacedName{Namespace: dcl.Namespace, Name: dcl.Spec.Target.Name}
-		if err := target.Restore(ctx, r.Client, key, tmpl); err != nil && !apierrors.IsNotFound(err) {
+		if err := target.Restore(ctx, r.Client, r.fresh(), key, tmpl); err != nil && !apierrors.IsNotFound(err) {
 			return err
 		}
 		r.Recorder.Eventf(dcl, nil, corev1.EventTypeNormal, checklist.ReasonRestored, "Finalize",
@@ -279,6 +322,9 @@ func (r *DeploymentChecklistReconciler) SetupWithManager(mgr ctrl.Manager) error
 		func(o client.Object) []string {
 			return []string{o.(*deployv1alpha1.DeploymentChecklist).Spec.Target.Name}
 		}); err != nil {
+		return err
+	}
+	if err := target.IndexReplicaSets(context.Background(), mgr.GetFieldIndexer()); err != nil {
 		return err
 	}
 	return ctrl.NewControllerManagedBy(mgr).

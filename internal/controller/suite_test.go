@@ -122,12 +122,13 @@ func startManager(t *testing.T, metrics MetricSource, wrap func(client.Client, c
 		c = wrap(c, cancel)
 	}
 	r := &DeploymentChecklistReconciler{
-		Client:   c,
-		Scheme:   mgr.GetScheme(),
-		Recorder: mgr.GetEventRecorder("tminus"),
-		Clock:    clock.RealClock{},
-		Metrics:  metrics,
-		HTTP:     &httpcheck.Prober{},
+		Client:    c,
+		APIReader: mgr.GetAPIReader(),
+		Scheme:    mgr.GetScheme(),
+		Recorder:  mgr.GetEventRecorder("tminus"),
+		Clock:     clock.RealClock{},
+		Metrics:   metrics,
+		HTTP:      &httpcheck.Prober{},
 	}
 	for _, o := range opts {
 		o(r)

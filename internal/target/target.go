@@ -1,6 +1,7 @@
 // Package target observes, holds, releases and restores the Deployment a checklist
 // gates. Every write is idempotent and guarded by the object's resourceVersion, so a
-// write racing another controller fails with a conflict instead of overwriting it.
+// write racing another controller never overwrites it: it is applied again to the
+// Deployment read afresh.
 package target
 
 import (
@@ -14,7 +15,9 @@ import (
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/util/retry"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/tminus-dev/tminus/internal/checklist"
@@ -70,6 +73,21 @@ func Observe(ctx context.Context, c client.Reader, key types.NamespacedName) (ch
 	return t, nil
 }
 
+// ReplicaSetOwnerIndex indexes ReplicaSets by the name of the Deployment controlling
+// them, so observing a target reads its own ReplicaSets, not every one of its namespace.
+const ReplicaSetOwnerIndex = ".metadata.controller.deployment"
+
+// IndexReplicaSets registers ReplicaSetOwnerIndex with the manager's cache; Observe
+// needs it.
+func IndexReplicaSets(ctx context.Context, indexer client.FieldIndexer) error {
+	return indexer.IndexField(ctx, &appsv1.ReplicaSet{}, ReplicaSetOwnerIndex, func(o client.Object) []string {
+		if ref := metav1.GetControllerOf(o); ref != nil && ref.Kind == "Deployment" {
+			return []string{ref.Name}
+		}
+		return nil
+	})
+}
+
 // runningTemplate is the template of the Deployment's ReplicaSet at its current
 // revision, without the pod-template-hash label the Deployment controller adds: what
 // `kubectl rollout undo` would put back.
@@ -79,7 +97,7 @@ func runningTemplate(ctx context.Context, c client.Reader, d *appsv1.Deployment)
 		return nil, nil
 	}
 	var list appsv1.ReplicaSetList
-	if err := c.List(ctx, &list, client.InNamespace(d.Namespace)); err != nil {
+	if err := c.List(ctx, &list, client.InNamespace(d.Namespace), client.MatchingFields{ReplicaSetOwnerIndex: d.Name}); err != nil {
 		return nil, fmt.Errorf("listing ReplicaSets of Deployment %s/%s: %w", d.Namespace, d.Name, err)
 	}
 	for i := range list.Items {
@@ -125,42 +143,49 @@ func TemplateHash(tmpl *corev1.PodTemplateSpec) string {
 }
 
 // SetPaused pauses or resumes the Deployment; a Deployment already so is left alone.
-func SetPaused(ctx context.Context, c client.Client, key types.NamespacedName, paused bool) error {
-	return update(ctx, c, key, func(d *appsv1.Deployment) {
+// fresh reads from the API server after a write conflict (see update).
+func SetPaused(ctx context.Context, c client.Client, fresh client.Reader, key types.NamespacedName, paused bool) error {
+	return update(ctx, c, fresh, key, func(d *appsv1.Deployment) {
 		d.Spec.Paused = paused
 	})
 }
 
 // Restore puts tmpl back as the Deployment's template and resumes it, as `kubectl
 // rollout undo` does. Restoring a Deployment that already runs tmpl changes nothing.
-func Restore(ctx context.Context, c client.Client, key types.NamespacedName, tmpl *corev1.PodTemplateSpec) error {
-	return update(ctx, c, key, func(d *appsv1.Deployment) {
+func Restore(ctx context.Context, c client.Client, fresh client.Reader, key types.NamespacedName, tmpl *corev1.PodTemplateSpec) error {
+	return update(ctx, c, fresh, key, func(d *appsv1.Deployment) {
 		d.Spec.Template = *tmpl.DeepCopy()
 		d.Spec.Paused = false
 	})
 }
 
 // update patches the Deployment with mutate's change, with an optimistic lock; no
-// change, no request.
-func update(ctx context.Context, c client.Client, key types.NamespacedName, mutate func(*appsv1.Deployment)) error {
-	var d appsv1.Deployment
-	if err := c.Get(ctx, key, &d); err != nil {
-		return fmt.Errorf("reading Deployment %s: %w", key, err)
-	}
-	before := d.DeepCopy()
-	mutate(&d)
-	patch := client.MergeFromWithOptions(before, client.MergeFromWithOptimisticLock{})
-	raw, err := patch.Data(&d)
-	if err != nil {
-		return err
-	}
-	if isEmptyPatch(raw) {
+// change, no request. When another writer (a GitOps sync, kubectl) changed the
+// Deployment since it was read, it reads it again from the API server (fresh: the cache
+// may still hold the old one) and applies the change to that, a few times.
+func update(ctx context.Context, c client.Client, fresh client.Reader, key types.NamespacedName, mutate func(*appsv1.Deployment)) error {
+	reader := client.Reader(c)
+	return retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		var d appsv1.Deployment
+		if err := reader.Get(ctx, key, &d); err != nil {
+			return fmt.Errorf("reading Deployment %s: %w", key, err)
+		}
+		reader = fresh
+		before := d.DeepCopy()
+		mutate(&d)
+		patch := client.MergeFromWithOptions(before, client.MergeFromWithOptimisticLock{})
+		raw, err := patch.Data(&d)
+		if err != nil {
+			return err
+		}
+		if isEmptyPatch(raw) {
+			return nil
+		}
+		if err := c.Patch(ctx, &d, patch); err != nil {
+			return fmt.Errorf("patching Deployment %s: %w", key, err)
+		}
 		return nil
-	}
-	if err := c.Patch(ctx, &d, patch); err != nil {
-		return fmt.Errorf("patching Deployment %s: %w", key, err)
-	}
-	return nil
+	})
 }
 
 // isEmptyPatch says whether a merge patch with an optimistic lock changes nothing but

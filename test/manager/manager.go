@@ -4,21 +4,32 @@ package manager
 
 import (
 	"context"
+	"fmt"
 
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/client-go/rest"
 	"k8s.io/utils/clock"
 	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	"github.com/tminus-dev/tminus/internal/controller"
 	"github.com/tminus-dev/tminus/internal/httpcheck"
 )
 
-// Start runs the controller with the given metric source until ctx ends; the returned
-// channel closes when the manager has stopped. onStop, if set, hears why it stopped.
+// Manager is a running controller.
+type Manager struct {
+	// Done closes when the manager has stopped.
+	Done <-chan struct{}
+	// Cache reads from the manager's informers: what a harness can poll without
+	// loading the API server.
+	Cache client.Reader
+}
+
+// Start runs the controller with the given metric source until ctx ends and returns
+// once its cache has synced. onStop, if set, hears why it stopped.
 func Start(ctx context.Context, cfg *rest.Config, scheme *runtime.Scheme, metrics controller.MetricSource,
-	onStop func(error)) (<-chan struct{}, error) {
+	onStop func(error)) (*Manager, error) {
 	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
 		Scheme:                 scheme,
 		Metrics:                metricsserver.Options{BindAddress: "0"},
@@ -28,7 +39,7 @@ func Start(ctx context.Context, cfg *rest.Config, scheme *runtime.Scheme, metric
 		return nil, err
 	}
 	r := &controller.DeploymentChecklistReconciler{
-		Client: mgr.GetClient(), Scheme: mgr.GetScheme(), Recorder: mgr.GetEventRecorder("tminus"),
+		Client: mgr.GetClient(), APIReader: mgr.GetAPIReader(), Scheme: mgr.GetScheme(), Recorder: mgr.GetEventRecorder("tminus"),
 		Clock: clock.RealClock{}, Metrics: metrics, HTTP: &httpcheck.Prober{}, MaxConcurrentReconciles: 4,
 	}
 	if err := r.SetupWithManager(mgr); err != nil {
@@ -41,5 +52,8 @@ func Start(ctx context.Context, cfg *rest.Config, scheme *runtime.Scheme, metric
 			onStop(err)
 		}
 	}()
-	return done, nil
+	if !mgr.GetCache().WaitForCacheSync(ctx) {
+		return nil, fmt.Errorf("the manager's cache did not sync")
+	}
+	return &Manager{Done: done, Cache: mgr.GetClient()}, nil
 }
