@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"os/exec"
 	"strconv"
 	"strings"
 	"time"
@@ -30,8 +31,9 @@ func main() {
 	// The manager's logs would drown the figures.
 	logf.SetLogger(zap.New(zap.WriteTo(io.Discard)))
 
-	var results []scale.Result
-	for s := range strings.SplitSeq(*sizes, ",") {
+	list := strings.Split(*sizes, ",")
+	results := make([]scale.Result, 0, len(list))
+	for _, s := range list {
 		n, m, ok := strings.Cut(s, ":")
 		total, err1 := strconv.Atoi(n)
 		active, err2 := strconv.Atoi(m)
@@ -39,12 +41,20 @@ func main() {
 			fmt.Fprintf(os.Stderr, "bad size %q (want N:M)\n", s)
 			os.Exit(2)
 		}
-		fmt.Printf("== %d checklists, %d active, %d releases, interval %s\n", total, active, *releases, *interval)
-		res, err := scale.Run(context.Background(), scale.Config{
-			Checklists: total, Active: active, Releases: *releases,
-			Interval: *interval, Rounds: *rounds,
-			Log: func(f string, a ...any) { fmt.Printf("   "+f+"\n", a...) },
-		})
+		var res scale.Result
+		var err error
+		if len(list) == 1 {
+			fmt.Printf("== %d checklists, %d active, %d releases, interval %s\n", total, active, *releases, *interval)
+			res, err = scale.Run(context.Background(), scale.Config{
+				Checklists: total, Active: active, Releases: *releases,
+				Interval: *interval, Rounds: *rounds,
+				Log: func(f string, a ...any) { fmt.Printf("   "+f+"\n", a...) },
+			})
+		} else {
+			// Each size in a process of its own: memory figures and latency
+			// histograms must not carry over from the size before.
+			res, err = runAlone(s, *releases, *interval, *rounds)
+		}
 		if err != nil {
 			fmt.Fprintln(os.Stderr, "error:", err)
 			os.Exit(1)
@@ -65,4 +75,30 @@ func main() {
 		os.Exit(1)
 	}
 	fmt.Printf("\nwritten to %s\n", *out)
+}
+
+// runAlone measures one size in a child process (this program, one size) and reads
+// its JSON.
+func runAlone(size string, releases int, interval time.Duration, rounds int) (scale.Result, error) {
+	out, err := os.CreateTemp("", "bench-scale-*.json")
+	if err != nil {
+		return scale.Result{}, err
+	}
+	_ = out.Close()
+	defer func() { _ = os.Remove(out.Name()) }()
+	cmd := exec.Command(os.Args[0], "--sizes", size, "--releases", strconv.Itoa(releases),
+		"--interval", interval.String(), "--rounds", strconv.Itoa(rounds), "--out", out.Name())
+	cmd.Stdout, cmd.Stderr = os.Stdout, os.Stderr
+	if err := cmd.Run(); err != nil {
+		return scale.Result{}, fmt.Errorf("size %s: %w", size, err)
+	}
+	raw, err := os.ReadFile(out.Name())
+	if err != nil {
+		return scale.Result{}, err
+	}
+	var res []scale.Result
+	if err := json.Unmarshal(raw, &res); err != nil || len(res) != 1 {
+		return scale.Result{}, fmt.Errorf("size %s: reading its results: %v", size, err)
+	}
+	return res[0], nil
 }

@@ -11,6 +11,7 @@ import (
 	"k8s.io/utils/clock"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/config"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	"github.com/tminus-dev/tminus/internal/controller"
@@ -34,13 +35,16 @@ func Start(ctx context.Context, cfg *rest.Config, scheme *runtime.Scheme, metric
 		Scheme:                 scheme,
 		Metrics:                metricsserver.Options{BindAddress: "0"},
 		HealthProbeBindAddress: "0",
+		// A harness may run several managers in one process, one after the other.
+		Controller: config.Controller{SkipNameValidation: new(true)},
 	})
 	if err != nil {
 		return nil, err
 	}
 	r := &controller.DeploymentChecklistReconciler{
-		Client: mgr.GetClient(), APIReader: mgr.GetAPIReader(), Scheme: mgr.GetScheme(), Recorder: mgr.GetEventRecorder("tminus"),
-		Clock: clock.RealClock{}, Metrics: metrics, HTTP: &httpcheck.Prober{}, MaxConcurrentReconciles: 4,
+		Client: mgr.GetClient(), APIReader: mgr.GetAPIReader(), Scheme: mgr.GetScheme(),
+		Recorder: mgr.GetEventRecorder("tminus"),
+		Clock:    clock.RealClock{}, Metrics: metrics, HTTP: &httpcheck.Prober{}, MaxConcurrentReconciles: 4,
 	}
 	if err := r.SetupWithManager(mgr); err != nil {
 		return nil, err

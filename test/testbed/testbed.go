@@ -55,6 +55,9 @@ type Options struct {
 	// WebhookPaths are directories of webhook configurations to install, pointed at a
 	// local webhook server (see Bed.Webhook).
 	WebhookPaths []string
+	// Audit makes the API server log every write (create, update, patch, delete) at
+	// the Metadata level, with its user agent and times, to Bed.AuditLog.
+	Audit bool
 }
 
 // Bed is a running test bed.
@@ -67,6 +70,8 @@ type Bed struct {
 	Kubeconfig string
 	// Dir holds the kubeconfig, the components' logs and scratch files.
 	Dir string
+	// AuditLog is the API server's audit log (Options.Audit), one JSON event per line.
+	AuditLog string
 
 	env   *envtest.Environment
 	procs []*process
@@ -142,6 +147,17 @@ func Start(ctx context.Context, opts Options) (b *Bed, err error) {
 		BinaryAssetsDirectory: assets,
 		Scheme:                opts.Scheme,
 		WebhookInstallOptions: envtest.WebhookInstallOptions{Paths: opts.WebhookPaths},
+	}
+	if opts.Audit {
+		policy := filepath.Join(dir, "audit-policy.yaml")
+		if err := os.WriteFile(policy, []byte(auditPolicy), 0o600); err != nil {
+			return b, err
+		}
+		b.AuditLog = filepath.Join(dir, "audit.log")
+		b.env.ControlPlane.GetAPIServer().Configure().
+			Set("audit-policy-file", policy).
+			Set("audit-log-path", b.AuditLog).
+			Set("audit-log-mode", "blocking")
 	}
 	if _, err := b.env.Start(); err != nil {
 		b.env = nil
@@ -437,3 +453,13 @@ func (b *Bed) Kubectl(ctx context.Context, args ...string) (string, error) {
 	}
 	return string(out), nil
 }
+
+// auditPolicy logs writes, nothing else: who changed what, and when.
+const auditPolicy = `apiVersion: audit.k8s.io/v1
+kind: Policy
+omitStages: ["RequestReceived"]
+rules:
+- level: Metadata
+  verbs: ["create", "update", "patch", "delete"]
+- level: None
+`

@@ -1,0 +1,204 @@
+// Package faults holds the fault suite that needs more than one manager or writers
+// other than tminus: a leader killed while a standby waits, and GitOps controllers
+// re-applying the checklist and its target while tminus writes them. The single-manager
+// faults (Prometheus failing in every way, a manager killed right after its rollback
+// patch or mid-Job, the target deleted) are in internal/controller and
+// internal/prometheus; docs/reliability.md maps each guarantee to its test.
+package faults
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	. "github.com/onsi/gomega"
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/util/retry"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	deployv1alpha1 "github.com/tminus-dev/tminus/api/v1alpha1"
+	"github.com/tminus-dev/tminus/test/testbed"
+)
+
+var bed *testbed.Bed
+
+func TestMain(m *testing.M) {
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	var err error
+	bed, err = testbed.Start(ctx, testbed.Options{Cluster: true, Audit: true})
+	cancel()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	code := m.Run()
+	if code != 0 {
+		fmt.Fprintf(os.Stderr, "test bed logs (audit.log, tminus-*.log among them): %s\n", bed.Dir)
+		bed.StopKeepingLogs()
+		os.Exit(code)
+	}
+	bed.Stop()
+	os.Exit(code)
+}
+
+var nsCounter atomic.Int32
+
+func newNamespace(t *testing.T, prefix string) string {
+	t.Helper()
+	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: prefix + strconv.Itoa(int(nsCounter.Add(1)))}}
+	NewWithT(t).Expect(bed.Client.Create(context.Background(), ns)).To(Succeed())
+	return ns.Name
+}
+
+// service is a health endpoint the checklist's HTTP check and trigger call; it answers
+// 200 until told otherwise.
+func service(t *testing.T) *httptest.Server {
+	t.Helper()
+	s := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(http.StatusOK) }))
+	t.Cleanup(s.Close)
+	return s
+}
+
+// checklistFor holds checkout until deployment-lead signs off, verifies it with an HTTP
+// check two seconds after it is available, and rolls back if the health endpoint stops
+// answering 200. Nothing in it needs Prometheus.
+func checklistFor(ns, url string) *deployv1alpha1.DeploymentChecklist {
+	return &deployv1alpha1.DeploymentChecklist{
+		TypeMeta:   metav1.TypeMeta{APIVersion: deployv1alpha1.GroupVersion.String(), Kind: "DeploymentChecklist"},
+		ObjectMeta: metav1.ObjectMeta{Name: "checkout-v2", Namespace: ns},
+		Spec: deployv1alpha1.DeploymentChecklistSpec{
+			Target:   deployv1alpha1.TargetRef{Kind: "Deployment", Name: "checkout"},
+			Revision: "v2",
+			Interval: "1s",
+			Phases: []deployv1alpha1.PhaseSpec{
+				{Name: "T-10m", At: "-10m", Checks: []deployv1alpha1.CheckSpec{
+					{Name: "lead", Approval: &deployv1alpha1.ApprovalCheck{Role: "deployment-lead"}},
+				}},
+				{Name: "T+2s", At: "2s", Checks: []deployv1alpha1.CheckSpec{
+					{Name: "health", HTTP: &deployv1alpha1.HTTPCheck{URL: url, Timeout: "1s"}},
+				}},
+			},
+			RollbackTriggers: []deployv1alpha1.RollbackTrigger{
+				{Name: "health", HTTP: &deployv1alpha1.HTTPCheck{URL: url, Timeout: "1s"}},
+			},
+		},
+	}
+}
+
+func checkoutDeployment(ns, image string) *appsv1.Deployment {
+	labels := map[string]string{"app": "checkout"}
+	return &appsv1.Deployment{
+		TypeMeta:   metav1.TypeMeta{APIVersion: "apps/v1", Kind: "Deployment"},
+		ObjectMeta: metav1.ObjectMeta{Name: "checkout", Namespace: ns},
+		Spec: appsv1.DeploymentSpec{
+			Replicas: new(int32(3)),
+			Selector: &metav1.LabelSelector{MatchLabels: labels},
+			Template: corev1.PodTemplateSpec{
+				ObjectMeta: metav1.ObjectMeta{Labels: labels},
+				Spec:       corev1.PodSpec{Containers: []corev1.Container{{Name: "app", Image: image}}},
+			},
+		},
+	}
+}
+
+func getDeployment(g Gomega, ns string) *appsv1.Deployment {
+	var d appsv1.Deployment
+	g.Expect(bed.Client.Get(context.Background(), client.ObjectKey{Namespace: ns, Name: "checkout"}, &d)).To(Succeed())
+	return &d
+}
+
+func getChecklist(g Gomega, ns string) *deployv1alpha1.DeploymentChecklist {
+	var c deployv1alpha1.DeploymentChecklist
+	g.Expect(bed.Client.Get(context.Background(), client.ObjectKey{Namespace: ns, Name: "checkout-v2"}, &c)).To(Succeed())
+	return &c
+}
+
+func waitRolledOut(t *testing.T, ns, image string) {
+	t.Helper()
+	NewWithT(t).Eventually(func(g Gomega) {
+		d := getDeployment(g, ns)
+		g.Expect(d.Spec.Template.Spec.Containers[0].Image).To(Equal(image))
+		g.Expect(d.Spec.Paused).To(BeFalse())
+		g.Expect(d.Status.ObservedGeneration).To(Equal(d.Generation))
+		g.Expect(d.Status.UpdatedReplicas).To(Equal(*d.Spec.Replicas))
+		g.Expect(d.Status.AvailableReplicas).To(Equal(*d.Spec.Replicas))
+		g.Expect(d.Status.Replicas).To(Equal(*d.Spec.Replicas))
+	}, 2*time.Minute, 100*time.Millisecond).Should(Succeed())
+}
+
+func waitPhase(t *testing.T, ns string, phase deployv1alpha1.ChecklistPhase) {
+	t.Helper()
+	NewWithT(t).Eventually(func(g Gomega) deployv1alpha1.ChecklistPhase {
+		return getChecklist(g, ns).Status.Phase
+	}, 3*time.Minute, 100*time.Millisecond).Should(Equal(phase))
+}
+
+// approve adds the sign-off as `kubectl annotate` would: read, modify, write, again on
+// a conflict.
+func approve(t *testing.T, ns string) {
+	t.Helper()
+	NewWithT(t).Expect(retry.RetryOnConflict(retry.DefaultBackoff, func() error {
+		var c deployv1alpha1.DeploymentChecklist
+		if err := bed.Client.Get(context.Background(), client.ObjectKey{Namespace: ns, Name: "checkout-v2"}, &c); err != nil {
+			return err
+		}
+		if c.Annotations == nil {
+			c.Annotations = map[string]string{}
+		}
+		c.Annotations[deployv1alpha1.ApprovalAnnotationPrefix+"deployment-lead"] = "alice for v2"
+		return bed.Client.Update(context.Background(), &c)
+	})).To(Succeed())
+}
+
+// replicaSetImages lists the image of every ReplicaSet of the namespace.
+func replicaSetImages(g Gomega, ns string) []string {
+	var list appsv1.ReplicaSetList
+	g.Expect(bed.Client.List(context.Background(), &list, client.InNamespace(ns))).To(Succeed())
+	out := make([]string, 0, len(list.Items))
+	for _, rs := range list.Items {
+		out = append(out, rs.Spec.Template.Spec.Containers[0].Image)
+	}
+	return out
+}
+
+// conflicts reads the API server's count of write requests answered 409 Conflict.
+func conflicts(g Gomega) float64 {
+	cs, err := kubernetes.NewForConfig(bed.Config)
+	g.Expect(err).NotTo(HaveOccurred())
+	raw, err := cs.CoreV1().RESTClient().Get().AbsPath("/metrics").DoRaw(context.Background())
+	g.Expect(err).NotTo(HaveOccurred())
+	return sumMetric(string(raw), "apiserver_request_total", `code="409"`)
+}
+
+func sumMetric(text, name string, match ...string) float64 {
+	total := 0.0
+	for line := range strings.SplitSeq(text, "\n") {
+		if !strings.HasPrefix(line, name+"{") {
+			continue
+		}
+		ok := true
+		for _, m := range match {
+			if !strings.Contains(line, m) {
+				ok = false
+			}
+		}
+		if !ok {
+			continue
+		}
+		f := strings.Fields(line)
+		if v, err := strconv.ParseFloat(f[len(f)-1], 64); err == nil {
+			total += v
+		}
+	}
+	return total
+}
