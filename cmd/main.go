@@ -217,6 +217,7 @@ func main() {
 		Metrics:                 metricsServerOptions,
 		WebhookServer:           webhookServer,
 		HealthProbeBindAddress:  probeAddr,
+		Cache:                   controller.CacheOptions(),
 		LeaderElection:          enableLeaderElection,
 		LeaderElectionID:        "5ac64af1.tminus.dev",
 		LeaderElectionNamespace: leaderElectionNamespace,

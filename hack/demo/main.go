@@ -356,8 +356,7 @@ func waitRolledOut(ctx context.Context, c client.Client, image string) error {
 		if err := c.Get(ctx, client.ObjectKey{Namespace: ns, Name: name}, &d); err != nil {
 			return false, err
 		}
-		return d.Spec.Template.Spec.Containers[0].Image == image && d.Status.ObservedGeneration == d.Generation &&
-			d.Status.UpdatedReplicas == 3 && d.Status.AvailableReplicas == 3 && d.Status.Replicas == 3, nil
+		return testbed.RolledOut(&d, image) == nil, nil
 	})
 }
 

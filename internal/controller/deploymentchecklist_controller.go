@@ -34,6 +34,7 @@ import (
 	"k8s.io/utils/clock"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/builder"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller"
 	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
@@ -162,7 +163,10 @@ func (r *DeploymentChecklistReconciler) reconcile(ctx context.Context, dcl *depl
 		r.unwritten.forget(key)
 		return ctrl.Result{}, r.finalize(ctx, dcl)
 	}
-	if !controllerutil.ContainsFinalizer(dcl, Finalizer) {
+	// The finalizer guards a Deployment held before T-0; a checklist past T-0 (a
+	// finished one, say, re-created from Git) has nothing to guard, and is spared the
+	// write.
+	if !controllerutil.ContainsFinalizer(dcl, Finalizer) && !terminalOrReleased(dcl.Status.Phase) {
 		before := dcl.DeepCopy()
 		controllerutil.AddFinalizer(dcl, Finalizer)
 		if err := r.Patch(ctx, dcl, client.MergeFromWithOptions(before, client.MergeFromWithOptimisticLock{})); err != nil {
@@ -218,7 +222,20 @@ func (r *DeploymentChecklistReconciler) reconcile(ctx context.Context, dcl *depl
 		log.Info("acted", "checklist", key, "phase", decision.Status.Phase,
 			"action", a.Kind, "check", a.Check)
 	}
-	return ctrl.Result{RequeueAfter: decision.RequeueAfter}, nil
+	return ctrl.Result{RequeueAfter: decision.RequeueAfter, Priority: new(priority(decision.Status.Phase))}, nil
+}
+
+// releasedPriority puts checklists watching a release's rollback triggers ahead of
+// those holding one before T-0 when many fall due at once: a breach must not wait
+// behind a thousand held checklists measuring the same answer.
+const releasedPriority = 10
+
+func priority(phase deployv1alpha1.ChecklistPhase) int {
+	switch phase {
+	case deployv1alpha1.PhaseDeploying, deployv1alpha1.PhaseVerifying:
+		return releasedPriority
+	}
+	return 0
 }
 
 // observe gathers, once, what the engine needs but the sign-offs: the target, the Jobs
@@ -284,7 +301,10 @@ func (r *DeploymentChecklistReconciler) act(ctx context.Context, dcl *deployv1al
 // put back on the template it ran and resumed: never left paused, never rolled to an
 // ungated template. After T-0 the Deployment is left as it is.
 func (r *DeploymentChecklistReconciler) finalize(ctx context.Context, dcl *deployv1alpha1.DeploymentChecklist) error {
-	if !controllerutil.ContainsFinalizer(dcl, Finalizer) {
+	// The finalizer guards a Deployment held before T-0; a checklist past T-0 (a
+	// finished one, say, re-created from Git) has nothing to guard, and is spared the
+	// write.
+	if !controllerutil.ContainsFinalizer(dcl, Finalizer) && !terminalOrReleased(dcl.Status.Phase) {
 		return nil
 	}
 	st := dcl.Status
@@ -382,4 +402,11 @@ func recordMetrics(before, after *deployv1alpha1.DeploymentChecklistStatus) {
 	if before.Rollback == nil && after.Rollback != nil {
 		metrics.Rollbacks.WithLabelValues(after.Rollback.Reason, fmt.Sprint(after.Rollback.DryRun)).Inc()
 	}
+}
+
+// CacheOptions are the manager's cache settings the reconciler is built for: objects
+// are kept without their managed fields, which nothing here reads and which are a good
+// part of a cached object's size (10,000 checklists and their targets).
+func CacheOptions() cache.Options {
+	return cache.Options{DefaultTransform: cache.TransformStripManagedFields()}
 }

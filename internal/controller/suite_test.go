@@ -2,7 +2,6 @@ package controller
 
 import (
 	"context"
-	"fmt"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -35,29 +34,16 @@ import (
 var bed *testbed.Bed
 
 func TestMain(m *testing.M) {
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
-	var err error
-	bed, err = testbed.Start(ctx, testbed.Options{Cluster: true})
-	cancel()
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	// The managers' logs go beside the components' logs, kept when a test fails.
-	logFile, err := os.Create(filepath.Join(bed.Dir, "tminus-manager.log"))
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	logf.SetLogger(zap.New(zap.WriteTo(logFile), zap.UseDevMode(true)))
-	code := m.Run()
-	if code != 0 {
-		fmt.Fprintf(os.Stderr, "test bed logs, tminus-manager.log among them: %s\n", bed.Dir)
-		bed.StopKeepingLogs()
-		os.Exit(code)
-	}
-	bed.Stop()
-	os.Exit(code)
+	os.Exit(testbed.Main(m, testbed.Options{Cluster: true}, func(b *testbed.Bed) error {
+		bed = b
+		// The managers' logs go beside the components' logs, kept when a test fails.
+		logFile, err := os.Create(filepath.Join(bed.Dir, "tminus-manager.log"))
+		if err != nil {
+			return err
+		}
+		logf.SetLogger(zap.New(zap.WriteTo(logFile), zap.UseDevMode(true)))
+		return nil
+	}))
 }
 
 var nsCounter atomic.Int32
@@ -74,6 +60,7 @@ type fakeMetrics struct {
 	mu      sync.Mutex
 	values  map[string]checklist.Measurement
 	queries int
+	byQuery map[string]int
 }
 
 func newFakeMetrics() *fakeMetrics { return &fakeMetrics{values: map[string]checklist.Measurement{}} }
@@ -89,6 +76,10 @@ func (f *fakeMetrics) Measure(_ context.Context, req prometheus.Request) checkli
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.queries++
+	if f.byQuery == nil {
+		f.byQuery = map[string]int{}
+	}
+	f.byQuery[query]++
 	if m, ok := f.values[query]; ok {
 		return m
 	}
@@ -111,6 +102,7 @@ func startManager(t *testing.T, metrics MetricSource, wrap func(client.Client, c
 		Scheme:                 bed.Client.Scheme(),
 		Metrics:                metricsserver.Options{BindAddress: "0"},
 		HealthProbeBindAddress: "0",
+		Cache:                  CacheOptions(),
 		Controller:             config.Controller{SkipNameValidation: &skip},
 	})
 	if err != nil {
@@ -174,15 +166,10 @@ func deployment(t *testing.T, ns, image string) *appsv1.Deployment {
 // waitRunning waits until the Deployment is rolled out with image.
 func waitRunning(t *testing.T, d *appsv1.Deployment, image string) {
 	t.Helper()
-	NewWithT(t).Eventually(func(g Gomega) {
+	NewWithT(t).Eventually(func(g Gomega) error {
 		var cur appsv1.Deployment
 		g.Expect(bed.Client.Get(context.Background(), client.ObjectKeyFromObject(d), &cur)).To(Succeed())
-		g.Expect(cur.Spec.Template.Spec.Containers[0].Image).To(Equal(image))
-		g.Expect(cur.Spec.Paused).To(BeFalse())
-		g.Expect(cur.Status.ObservedGeneration).To(Equal(cur.Generation))
-		g.Expect(cur.Status.UpdatedReplicas).To(Equal(*cur.Spec.Replicas))
-		g.Expect(cur.Status.AvailableReplicas).To(Equal(*cur.Spec.Replicas))
-		g.Expect(cur.Status.Replicas).To(Equal(*cur.Spec.Replicas))
+		return testbed.RolledOut(&cur, image)
 	}, 2*time.Minute, 100*time.Millisecond).Should(Succeed())
 }
 

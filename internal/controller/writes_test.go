@@ -101,3 +101,24 @@ func TestATargetScaledToZeroDuringVerificationHoldsAndSaysWhy(t *testing.T) {
 	waitPhase(t, c, deployv1alpha1.PhaseSucceeded)
 	g.Expect(bed.Client.Get(context.Background(), client.ObjectKeyFromObject(d), d)).To(Succeed())
 }
+
+func TestAFinishedChecklistCostsNoWriteWhenTheManagerStarts(t *testing.T) {
+	g := NewWithT(t)
+	ns := newNamespace(t)
+	// A finished checklist, as a restarted manager finds thousands of them.
+	c := newChecklist(ns)
+	c.Spec.Metrics[0].Query = "finished_" + ns
+	create(t, c)
+	c.Status = deployv1alpha1.DeploymentChecklistStatus{Phase: deployv1alpha1.PhaseSucceeded}
+	c.Status = checklist.Decide(c, checklist.Observations{}, time.Now()).Status
+	g.Expect(bed.Client.Status().Update(context.Background(), c)).To(Succeed())
+	before := getChecklist(g, c)
+
+	metrics := healthyMetrics()
+	startManager(t, metrics, nil)
+	g.Consistently(func(g Gomega) string { return getChecklist(g, c).ResourceVersion }, 3*time.Second, 200*time.Millisecond).
+		Should(Equal(before.ResourceVersion), "no finalizer, no status write: it guards nothing and nothing changed")
+	metrics.mu.Lock()
+	defer metrics.mu.Unlock()
+	g.Expect(metrics.byQuery).NotTo(HaveKey("finished_"+ns), "nothing is measured for a finished checklist")
+}

@@ -8,7 +8,6 @@ package faults
 
 import (
 	"context"
-	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -22,8 +21,8 @@ import (
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/kubernetes"
-	"k8s.io/client-go/util/retry"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	deployv1alpha1 "github.com/tminus-dev/tminus/api/v1alpha1"
@@ -33,22 +32,7 @@ import (
 var bed *testbed.Bed
 
 func TestMain(m *testing.M) {
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
-	var err error
-	bed, err = testbed.Start(ctx, testbed.Options{Cluster: true, Audit: true})
-	cancel()
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	code := m.Run()
-	if code != 0 {
-		fmt.Fprintf(os.Stderr, "test bed logs (audit.log, tminus-*.log among them): %s\n", bed.Dir)
-		bed.StopKeepingLogs()
-		os.Exit(code)
-	}
-	bed.Stop()
-	os.Exit(code)
+	os.Exit(testbed.Main(m, testbed.Options{Cluster: true, Audit: true}, func(b *testbed.Bed) error { bed = b; return nil }))
 }
 
 var nsCounter atomic.Int32
@@ -125,15 +109,8 @@ func getChecklist(g Gomega, ns string) *deployv1alpha1.DeploymentChecklist {
 
 func waitRolledOut(t *testing.T, ns, image string) {
 	t.Helper()
-	NewWithT(t).Eventually(func(g Gomega) {
-		d := getDeployment(g, ns)
-		g.Expect(d.Spec.Template.Spec.Containers[0].Image).To(Equal(image))
-		g.Expect(d.Spec.Paused).To(BeFalse())
-		g.Expect(d.Status.ObservedGeneration).To(Equal(d.Generation))
-		g.Expect(d.Status.UpdatedReplicas).To(Equal(*d.Spec.Replicas))
-		g.Expect(d.Status.AvailableReplicas).To(Equal(*d.Spec.Replicas))
-		g.Expect(d.Status.Replicas).To(Equal(*d.Spec.Replicas))
-	}, 2*time.Minute, 100*time.Millisecond).Should(Succeed())
+	NewWithT(t).Eventually(func(g Gomega) error { return testbed.RolledOut(getDeployment(g, ns), image) },
+		2*time.Minute, 100*time.Millisecond).Should(Succeed())
 }
 
 func waitPhase(t *testing.T, ns string, phase deployv1alpha1.ChecklistPhase) {
@@ -143,21 +120,13 @@ func waitPhase(t *testing.T, ns string, phase deployv1alpha1.ChecklistPhase) {
 	}, 3*time.Minute, 100*time.Millisecond).Should(Equal(phase))
 }
 
-// approve adds the sign-off as `kubectl annotate` would: read, modify, write, again on
-// a conflict.
+// approve adds the sign-off as `kubectl annotate` does: a merge patch of the one
+// annotation, which no other writer's change conflicts with.
 func approve(t *testing.T, ns string) {
 	t.Helper()
-	NewWithT(t).Expect(retry.RetryOnConflict(retry.DefaultBackoff, func() error {
-		var c deployv1alpha1.DeploymentChecklist
-		if err := bed.Client.Get(context.Background(), client.ObjectKey{Namespace: ns, Name: "checkout-v2"}, &c); err != nil {
-			return err
-		}
-		if c.Annotations == nil {
-			c.Annotations = map[string]string{}
-		}
-		c.Annotations[deployv1alpha1.ApprovalAnnotationPrefix+"deployment-lead"] = "alice for v2"
-		return bed.Client.Update(context.Background(), &c)
-	})).To(Succeed())
+	c := &deployv1alpha1.DeploymentChecklist{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "checkout-v2"}}
+	patch := []byte(`{"metadata":{"annotations":{"` + deployv1alpha1.ApprovalAnnotationPrefix + `deployment-lead":"alice for v2"}}}`)
+	NewWithT(t).Expect(bed.Client.Patch(context.Background(), c, client.RawPatch(types.MergePatchType, patch))).To(Succeed())
 }
 
 // replicaSetImages lists the image of every ReplicaSet of the namespace.

@@ -35,6 +35,7 @@ func Start(ctx context.Context, cfg *rest.Config, scheme *runtime.Scheme, metric
 		Scheme:                 scheme,
 		Metrics:                metricsserver.Options{BindAddress: "0"},
 		HealthProbeBindAddress: "0",
+		Cache:                  controller.CacheOptions(),
 		// A harness may run several managers in one process, one after the other.
 		Controller: config.Controller{SkipNameValidation: new(true)},
 	})

@@ -6,7 +6,10 @@ package scale
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
+	"net/http"
+	"net/url"
 	"os"
 	"runtime"
 	"slices"
@@ -61,14 +64,21 @@ type Result struct {
 	WritesPerRound float64
 	// ReconcileP50 and P99 in milliseconds (controller-runtime's histogram).
 	ReconcileP50Ms, ReconcileP99Ms float64
-	// BreachToRollback p50 and p99 in seconds: from the service's error rate changing
-	// to the Deployment's template being restored.
+	// BreachToRollback p50 and p99 in seconds: from the first breaching sample
+	// (Prometheus answers the checklists' query above the trigger's threshold) to the
+	// Deployment's template being restored.
 	BreachToRollbackP50s, BreachToRollbackP99s float64
+	// BreachVisibleS is how long after the service's error rate changed Prometheus
+	// first answered a breaching value (scrapes and the rate window).
+	BreachVisibleS float64
 }
 
 const (
 	ns     = "scale"
 	metric = "error-rate"
+	// errorRateQuery is every checklist's metric; the trigger fires above 0.05.
+	errorRateQuery = `(sum(rate(http_requests_total{namespace="` + ns + `",code=~"5.."}[10s])) or vector(0)) / ` +
+		`sum(rate(http_requests_total{namespace="` + ns + `"}[10s]))`
 )
 
 // ManagerQPS and ManagerBurst are the manager's client limits in the benchmark: the
@@ -161,11 +171,12 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 	res.ReconcileP50Ms, res.ReconcileP99Ms = reconcileLatency()
 
 	if cfg.Releases > 0 {
-		lat, err := breachToRollback(ctx, c, cfg, svc)
+		lat, visible, err := breachToRollback(ctx, c, cfg, svc, prom.URL)
 		if err != nil {
 			return res, err
 		}
 		res.BreachToRollbackP50s, res.BreachToRollbackP99s = quantile(lat, 0.5), quantile(lat, 0.99)
+		res.BreachVisibleS = visible
 	}
 	return res, nil
 }
@@ -178,8 +189,7 @@ func checklist(name, target string, interval time.Duration, promURL string) *dep
 			Revision:   "v2",
 			Interval:   interval.String(),
 			Prometheus: &deployv1alpha1.PrometheusSpec{Address: promURL, Timeout: "2s"},
-			Metrics: []deployv1alpha1.MetricSpec{{Name: metric, Query: `(sum(rate(http_requests_total{namespace="` + ns +
-				`",code=~"5.."}[10s])) or vector(0)) / sum(rate(http_requests_total{namespace="` + ns + `"}[10s]))`}},
+			Metrics:    []deployv1alpha1.MetricSpec{{Name: metric, Query: errorRateQuery}},
 			Phases: []deployv1alpha1.PhaseSpec{
 				{Name: "T-10m", At: "-10m", Checks: []deployv1alpha1.CheckSpec{
 					{Name: "lead", Approval: &deployv1alpha1.ApprovalCheck{Role: "deployment-lead"}},
@@ -415,12 +425,26 @@ func bucketQuantile(h *dto.Histogram, q float64) float64 {
 	return 0
 }
 
-// breachToRollback raises the service's error rate and times how long each release's
-// Deployment takes to be restored to v1.
-func breachToRollback(ctx context.Context, c client.Client, cfg Config, svc *app.App) ([]float64, error) {
-	breach := time.Now()
+// breachToRollback raises the service's error rate, waits for Prometheus to answer the
+// checklists' query with a breaching value, and times from then how long each
+// release's Deployment takes to be restored to v1. It also says how long the breach
+// took to become visible in Prometheus.
+func breachToRollback(ctx context.Context, c client.Client, cfg Config, svc *app.App,
+	promURL string) ([]float64, float64, error) {
+	changed := time.Now()
 	svc.Set(0.5, 50*time.Millisecond)
 	defer svc.Set(0.001, 50*time.Millisecond)
+	var breach time.Time
+	for breach.IsZero() {
+		v, err := instantQuery(ctx, promURL, errorRateQuery)
+		if err == nil && v > 0.05 {
+			breach = time.Now()
+		}
+		if time.Since(changed) > time.Minute {
+			return nil, 0, fmt.Errorf("prometheus never showed the breach (last error: %v)", err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
 	var lat []float64
 	pending := map[string]bool{}
 	for i := range cfg.Releases {
@@ -431,7 +455,7 @@ func breachToRollback(ctx context.Context, c client.Client, cfg Config, svc *app
 		for name := range pending {
 			var d appsv1.Deployment
 			if err := c.Get(ctx, client.ObjectKey{Namespace: ns, Name: name}, &d); err != nil {
-				return nil, err
+				return nil, 0, err
 			}
 			if d.Spec.Template.Spec.Containers[0].Image == "svc:v1" {
 				lat = append(lat, time.Since(breach).Seconds())
@@ -439,11 +463,39 @@ func breachToRollback(ctx context.Context, c client.Client, cfg Config, svc *app
 			}
 		}
 		if time.Now().After(deadline) {
-			return nil, fmt.Errorf("%d releases not rolled back within 5m", len(pending))
+			return nil, 0, fmt.Errorf("%d releases not rolled back within 5m", len(pending))
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-	return lat, nil
+	return lat, breach.Sub(changed).Seconds(), nil
+}
+
+// instantQuery asks Prometheus for query's value now.
+func instantQuery(ctx context.Context, promURL, query string) (float64, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, promURL+"/api/v1/query?query="+url.QueryEscape(query), nil)
+	if err != nil {
+		return 0, err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return 0, err
+	}
+	defer func() { _ = resp.Body.Close() }()
+	var body struct {
+		Data struct {
+			Result []struct {
+				Value [2]any `json:"value"`
+			} `json:"result"`
+		} `json:"data"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&body); err != nil {
+		return 0, err
+	}
+	if len(body.Data.Result) != 1 {
+		return 0, fmt.Errorf("%d series", len(body.Data.Result))
+	}
+	str, _ := body.Data.Result[0].Value[1].(string)
+	return strconv.ParseFloat(str, 64)
 }
 
 func quantile(v []float64, q float64) float64 {

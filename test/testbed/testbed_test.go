@@ -173,10 +173,7 @@ func waitRolledOut(t *testing.T, bed *testbed.Bed, d *appsv1.Deployment, image s
 	NewWithT(t).Eventually(func(g Gomega) {
 		var cur appsv1.Deployment
 		g.Expect(bed.Client.Get(ctx, client.ObjectKeyFromObject(d), &cur)).To(Succeed())
-		g.Expect(cur.Status.ObservedGeneration).To(Equal(cur.Generation))
-		g.Expect(cur.Status.UpdatedReplicas).To(Equal(*cur.Spec.Replicas))
-		g.Expect(cur.Status.AvailableReplicas).To(Equal(*cur.Spec.Replicas))
-		g.Expect(cur.Status.Replicas).To(Equal(*cur.Spec.Replicas), "old pods still terminating")
+		g.Expect(testbed.RolledOut(&cur, image)).To(Succeed())
 		want := make([]string, *cur.Spec.Replicas)
 		for i := range want {
 			want[i] = image
