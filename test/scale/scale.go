@@ -6,10 +6,7 @@ package scale
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
-	"net/http"
-	"net/url"
 	"os"
 	"runtime"
 	"slices"
@@ -172,7 +169,7 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 	res.ReconcileP50Ms, res.ReconcileP99Ms = reconcileLatency()
 
 	if cfg.Releases > 0 {
-		lat, visible, err := breachToRollback(ctx, c, cfg, svc, prom.URL)
+		lat, visible, err := breachToRollback(ctx, c, cfg, svc, prom)
 		if err != nil {
 			return res, err
 		}
@@ -429,14 +426,14 @@ func bucketQuantile(h *dto.Histogram, q float64) float64 {
 // release's Deployment takes to be restored to v1. It also says how long the breach
 // took to become visible in Prometheus.
 func breachToRollback(ctx context.Context, c client.Client, cfg Config, svc *app.App,
-	promURL string) ([]float64, float64, error) {
+	prom *testbed.Prometheus) ([]float64, float64, error) {
 	changed := time.Now()
 	svc.Set(0.5, 50*time.Millisecond)
 	defer svc.Set(0.001, 50*time.Millisecond)
 	var breach time.Time
 	for breach.IsZero() {
-		v, err := instantQuery(ctx, promURL, errorRateQuery)
-		if err == nil && v > 0.05 {
+		v, err := prom.Query(ctx, errorRateQuery)
+		if f, perr := strconv.ParseFloat(v, 64); err == nil && perr == nil && f > 0.05 {
 			breach = time.Now()
 		}
 		if time.Since(changed) > time.Minute {
@@ -467,34 +464,6 @@ func breachToRollback(ctx context.Context, c client.Client, cfg Config, svc *app
 		time.Sleep(50 * time.Millisecond)
 	}
 	return lat, breach.Sub(changed).Seconds(), nil
-}
-
-// instantQuery asks Prometheus for query's value now.
-func instantQuery(ctx context.Context, promURL, query string) (float64, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, promURL+"/api/v1/query?query="+url.QueryEscape(query), nil)
-	if err != nil {
-		return 0, err
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return 0, err
-	}
-	defer func() { _ = resp.Body.Close() }()
-	var body struct {
-		Data struct {
-			Result []struct {
-				Value [2]any `json:"value"`
-			} `json:"result"`
-		} `json:"data"`
-	}
-	if err := json.NewDecoder(resp.Body).Decode(&body); err != nil {
-		return 0, err
-	}
-	if len(body.Data.Result) != 1 {
-		return 0, fmt.Errorf("%d series", len(body.Data.Result))
-	}
-	str, _ := body.Data.Result[0].Value[1].(string)
-	return strconv.ParseFloat(str, 64)
 }
 
 func quantile(v []float64, q float64) float64 {

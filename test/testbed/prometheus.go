@@ -3,8 +3,10 @@ package testbed
 import (
 	"context"
 	"crypto/tls"
+	"encoding/json"
 	"fmt"
 	"net/http"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -184,4 +186,33 @@ func (p *Prometheus) Close() {
 	if p.ownsDir {
 		_ = os.RemoveAll(p.Dir)
 	}
+}
+
+// Query returns the value of query's single sample now, as Prometheus spells it, or an
+// error (Prometheus unreachable, a failed query, no sample or several).
+func (p *Prometheus) Query(ctx context.Context, query string) (string, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, p.URL+"/api/v1/query?query="+url.QueryEscape(query), nil)
+	if err != nil {
+		return "", err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return "", err
+	}
+	defer func() { _ = resp.Body.Close() }()
+	var body struct {
+		Status string `json:"status"`
+		Data   struct {
+			Result []struct {
+				Value [2]any `json:"value"`
+			} `json:"result"`
+		} `json:"data"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&body); err != nil {
+		return "", err
+	}
+	if body.Status != "success" || len(body.Data.Result) != 1 {
+		return "", fmt.Errorf("status %q with %d series", body.Status, len(body.Data.Result))
+	}
+	return fmt.Sprint(body.Data.Result[0].Value[1]), nil
 }

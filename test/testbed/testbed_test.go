@@ -2,11 +2,7 @@ package testbed_test
 
 import (
 	"context"
-	"encoding/json"
-	"fmt"
-	"net/http"
 	"net/http/httptest"
-	"net/url"
 	"strings"
 	"testing"
 	"time"
@@ -123,47 +119,23 @@ func TestPrometheusScrapesAnInstrumentedProcess(t *testing.T) {
 
 	g := NewWithT(t)
 	g.Eventually(func() (string, error) {
-		return instantQuery(prom.URL, `http_requests_total{job="app",code="200"}`)
+		return prom.Query(context.Background(), `http_requests_total{job="app",code="200"}`)
 	}, 30*time.Second, 250*time.Millisecond).Should(Equal("41"))
 
 	// A later scrape sees the process's new value: the samples are real, not a fixture.
 	requests.WithLabelValues("200").Inc()
 	g.Eventually(func() (string, error) {
-		return instantQuery(prom.URL, `http_requests_total{job="app",code="200"}`)
+		return prom.Query(context.Background(), `http_requests_total{job="app",code="200"}`)
 	}, 30*time.Second, 250*time.Millisecond).Should(Equal("42"))
 
 	// Stopped, it refuses connections; restarted on the same port, it keeps its data.
 	prom.Stop()
-	_, err = instantQuery(prom.URL, "up")
+	_, err = prom.Query(context.Background(), "up")
 	g.Expect(err).To(HaveOccurred())
 	g.Expect(prom.Restart(ctx)).To(Succeed())
 	g.Eventually(func() (string, error) {
-		return instantQuery(prom.URL, `up{job="app"}`)
+		return prom.Query(context.Background(), `up{job="app"}`)
 	}, 30*time.Second, 250*time.Millisecond).Should(Equal("1"))
-}
-
-// instantQuery returns the single sample's value of q, or an error.
-func instantQuery(base, q string) (string, error) {
-	resp, err := http.Get(base + "/api/v1/query?query=" + url.QueryEscape(q))
-	if err != nil {
-		return "", err
-	}
-	defer func() { _ = resp.Body.Close() }()
-	var body struct {
-		Status string `json:"status"`
-		Data   struct {
-			Result []struct {
-				Value [2]any `json:"value"`
-			} `json:"result"`
-		} `json:"data"`
-	}
-	if err := json.NewDecoder(resp.Body).Decode(&body); err != nil {
-		return "", err
-	}
-	if body.Status != "success" || len(body.Data.Result) != 1 {
-		return "", fmt.Errorf("status %q with %d series", body.Status, len(body.Data.Result))
-	}
-	return fmt.Sprint(body.Data.Result[0].Value[1]), nil
 }
 
 // waitRolledOut waits until every replica runs image and is Ready, and no old pod is left.
