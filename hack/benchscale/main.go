@@ -62,12 +62,13 @@ func main() {
 		results = append(results, res)
 	}
 	fmt.Printf("\n| checklists | active | RSS MiB | heap MiB | queries/round | API writes/round |" +
-		" reconcile p50/p99 ms | breach→rollback p50/p99 s | breach visible after s |\n")
-	fmt.Printf("|---|---|---|---|---|---|---|---|---|\n")
+		" reconcile p50/p99 ms | breach→rollback p50/p99 s | tick→rollback p50/p99 s | breach visible after s |\n")
+	fmt.Printf("|---|---|---|---|---|---|---|---|---|---|\n")
 	for _, r := range results {
-		fmt.Printf("| %d | %d | %.0f | %.0f | %.1f | %.1f | %.1f / %.1f | %.1f / %.1f | %.1f |\n",
+		fmt.Printf("| %d | %d | %.0f | %.0f | %.1f | %.1f | %.1f / %.1f | %.1f / %.1f | %.2f / %.2f | %.1f |\n",
 			r.Checklists, r.Active, r.RSSMiB, r.HeapMiB, r.QueriesPerRound, r.WritesPerRound,
-			r.ReconcileP50Ms, r.ReconcileP99Ms, r.BreachToRollbackP50s, r.BreachToRollbackP99s, r.BreachVisibleS)
+			r.ReconcileP50Ms, r.ReconcileP99Ms, r.BreachToRollbackP50s, r.BreachToRollbackP99s,
+			r.TickToRollbackP50s, r.TickToRollbackP99s, r.BreachVisibleS)
 	}
 	raw, _ := json.MarshalIndent(results, "", "  ")
 	if err := os.WriteFile(*out, raw, 0o644); err != nil {

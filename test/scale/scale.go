@@ -69,6 +69,11 @@ type Result struct {
 	// BreachVisibleS is how long after the service's error rate changed Prometheus
 	// first answered a breaching value (scrapes and the rate window).
 	BreachVisibleS float64
+	// TickToRollback p50 and p99 in seconds: from the first evaluation tick (the
+	// interval's grid) after the breach became visible to the template being
+	// restored: tminus's own share. Breach to rollback is the wait for that tick (at
+	// most one interval) plus this.
+	TickToRollbackP50s, TickToRollbackP99s float64
 }
 
 const (
@@ -169,12 +174,18 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 	res.ReconcileP50Ms, res.ReconcileP99Ms = reconcileLatency()
 
 	if cfg.Releases > 0 {
-		lat, visible, err := breachToRollback(ctx, c, cfg, svc, prom)
+		lat, visible, tick, err := breachToRollback(ctx, c, cfg, svc, prom)
 		if err != nil {
 			return res, err
 		}
 		res.BreachToRollbackP50s, res.BreachToRollbackP99s = quantile(lat, 0.5), quantile(lat, 0.99)
-		res.BreachVisibleS = visible
+		res.BreachVisibleS = visible.Seconds()
+		wait := tick.Seconds()
+		fromTick := make([]float64, len(lat))
+		for i, l := range lat {
+			fromTick[i] = l - wait
+		}
+		res.TickToRollbackP50s, res.TickToRollbackP99s = quantile(fromTick, 0.5), quantile(fromTick, 0.99)
 	}
 	return res, nil
 }
@@ -423,25 +434,25 @@ func bucketQuantile(h *dto.Histogram, q float64) float64 {
 
 // breachToRollback raises the service's error rate, waits for Prometheus to answer the
 // checklists' query with a breaching value, and times from then how long each
-// release's Deployment takes to be restored to v1. It also says how long the breach
-// took to become visible in Prometheus.
+// release's Deployment takes to be restored to v1 (seconds). It also says how long the
+// breach took to become visible in Prometheus, and how long from then to the next
+// evaluation tick on the interval's grid.
 func breachToRollback(ctx context.Context, c client.Client, cfg Config, svc *app.App,
-	prom *testbed.Prometheus) ([]float64, float64, error) {
+	prom *testbed.Prometheus) (lat []float64, visible, tickWait time.Duration, err error) {
 	changed := time.Now()
 	svc.Set(0.5, 50*time.Millisecond)
 	defer svc.Set(0.001, 50*time.Millisecond)
 	var breach time.Time
 	for breach.IsZero() {
-		v, err := prom.Query(ctx, errorRateQuery)
-		if f, perr := strconv.ParseFloat(v, 64); err == nil && perr == nil && f > 0.05 {
+		v, qerr := prom.Query(ctx, errorRateQuery)
+		if f, perr := strconv.ParseFloat(v, 64); qerr == nil && perr == nil && f > 0.05 {
 			breach = time.Now()
 		}
 		if time.Since(changed) > time.Minute {
-			return nil, 0, fmt.Errorf("prometheus never showed the breach (last error: %v)", err)
+			return nil, 0, 0, fmt.Errorf("prometheus never showed the breach (last error: %v)", qerr)
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-	var lat []float64
 	pending := map[string]bool{}
 	for i := range cfg.Releases {
 		pending["c"+strconv.Itoa(i)] = true
@@ -451,7 +462,7 @@ func breachToRollback(ctx context.Context, c client.Client, cfg Config, svc *app
 		for name := range pending {
 			var d appsv1.Deployment
 			if err := c.Get(ctx, client.ObjectKey{Namespace: ns, Name: name}, &d); err != nil {
-				return nil, 0, err
+				return nil, 0, 0, err
 			}
 			if d.Spec.Template.Spec.Containers[0].Image == "svc:v1" {
 				lat = append(lat, time.Since(breach).Seconds())
@@ -459,11 +470,15 @@ func breachToRollback(ctx context.Context, c client.Client, cfg Config, svc *app
 			}
 		}
 		if time.Now().After(deadline) {
-			return nil, 0, fmt.Errorf("%d releases not rolled back within 5m", len(pending))
+			return nil, 0, 0, fmt.Errorf("%d releases not rolled back within 5m", len(pending))
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-	return lat, breach.Sub(changed).Seconds(), nil
+	tick := breach.Truncate(cfg.Interval)
+	if tick.Before(breach) {
+		tick = tick.Add(cfg.Interval)
+	}
+	return lat, breach.Sub(changed), tick.Sub(breach), nil
 }
 
 func quantile(v []float64, q float64) float64 {
