@@ -125,3 +125,16 @@ func ResolveQuery(dcl *deployv1alpha1.DeploymentChecklist, query string) string 
 func PhaseSlug(phase string) string {
 	return strings.ToLower(strings.NewReplacer("+", "p", "-", "m", ".", "-").Replace(phase))
 }
+
+// EvaluationTime is the time a measurement taken at now evaluates its query at.
+// Measurements fall due on the interval's grid, and the reconciles of one round spread
+// over a few seconds when many checklists share a tick: a reconcile less than half an
+// interval after its tick evaluates at the tick, so every checklist of the round asks
+// Prometheus the same question and they share one query. Later than that (a first
+// measurement off the grid), it evaluates at now.
+func EvaluationTime(now time.Time, interval time.Duration) time.Time {
+	if tick := now.Truncate(interval); now.Sub(tick) < interval/2 {
+		return tick
+	}
+	return now
+}

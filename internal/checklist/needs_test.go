@@ -145,3 +145,13 @@ func TestStatusStaysSmallAfterTenThousandMeasurements(t *testing.T) {
 	t.Logf("checklist with status after 10,000 measurements: %d bytes", len(out))
 	g.Expect(len(out)).To(BeNumerically("<", 64<<10))
 }
+
+func TestEvaluationTimeIsTheTickForReconcilesOfTheSameRound(t *testing.T) {
+	g := NewWithT(t)
+	tick := time.Date(2026, 11, 26, 20, 0, 10, 0, time.UTC)
+	for _, late := range []time.Duration{0, 300 * time.Millisecond, 2 * time.Second, 4999 * time.Millisecond} {
+		g.Expect(EvaluationTime(tick.Add(late), 10*time.Second)).To(Equal(tick), "%s after the tick", late)
+	}
+	off := tick.Add(7 * time.Second)
+	g.Expect(EvaluationTime(off, 10*time.Second)).To(Equal(off), "far from a tick: now")
+}

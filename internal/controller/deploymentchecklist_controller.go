@@ -265,7 +265,7 @@ func (r *DeploymentChecklistReconciler) observe(ctx context.Context, dcl *deploy
 			if m.Name == name {
 				obs.Metrics[name] = r.Metrics.Measure(ctx, prometheus.Request{
 					Namespace: dcl.Namespace, Spec: dcl.Spec.Prometheus, Query: checklist.ResolveQuery(dcl, m.Query),
-					At: now, Interval: checklist.Interval(dcl),
+					At: checklist.EvaluationTime(now, checklist.Interval(dcl)), Interval: checklist.Interval(dcl),
 				})
 			}
 		}

@@ -59,7 +59,8 @@ type Request struct {
 	// Query is the PromQL, variables resolved.
 	Query string
 	// At is the evaluation time; it is truncated to the second, so checklists that
-	// evaluate the same query in the same second share one request.
+	// evaluate the same query at the same time share one request (the reconciler
+	// evaluates at the interval's tick: checklist.EvaluationTime).
 	At time.Time
 	// Interval is the checklist's evaluation interval: an unset timeout is never longer.
 	Interval time.Duration
@@ -125,9 +126,9 @@ func (p *Provider) Measure(ctx context.Context, req Request) checklist.Measureme
 
 	c.m = p.query(ctx, req, creds, at)
 	close(c.done)
-	// Keep the answer for the rest of its second, so reconciles that come a little
-	// later in the same evaluation round share it too.
-	time.AfterFunc(time.Until(at.Add(2*time.Second)), func() {
+	// Keep the answer while reconciles of the same round may still ask for this
+	// evaluation time (checklist.EvaluationTime: up to half an interval after it).
+	time.AfterFunc(time.Until(at.Add(max(2*time.Second, req.Interval/2))), func() {
 		p.mu.Lock()
 		delete(p.calls, key)
 		p.mu.Unlock()
