@@ -103,7 +103,7 @@ func run(ctx context.Context, keep bool) error {
 	if err := c.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}); err != nil {
 		return err
 	}
-	deploy := checkoutDeployment("checkout:v2.6.0")
+	deploy := testbed.Deployment(ns, name, "checkout:v2.6.0", 3)
 	if err := c.Create(ctx, deploy); err != nil {
 		return err
 	}
@@ -162,21 +162,6 @@ func startManager(ctx context.Context, bed *testbed.Bed) (<-chan struct{}, error
 		return nil, err
 	}
 	return m.Done, nil
-}
-
-func checkoutDeployment(image string) *appsv1.Deployment {
-	labels := map[string]string{"app": name}
-	return &appsv1.Deployment{
-		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns},
-		Spec: appsv1.DeploymentSpec{
-			Replicas: new(int32(3)),
-			Selector: &metav1.LabelSelector{MatchLabels: labels},
-			Template: corev1.PodTemplateSpec{
-				ObjectMeta: metav1.ObjectMeta{Labels: labels},
-				Spec:       corev1.PodSpec{Containers: []corev1.Container{{Name: "checkout", Image: image}}},
-			},
-		},
-	}
 }
 
 // followImage makes the demo service behave like the pods that serve: each Ready pod

@@ -75,6 +75,16 @@ func released(phase deployv1alpha1.ChecklistPhase) bool {
 	return false
 }
 
+// PastT0 says whether the checklist has released its target or ended: it holds
+// nothing before T-0 any more.
+func PastT0(phase deployv1alpha1.ChecklistPhase) bool { return released(phase) || terminal(phase) }
+
+// WatchingTriggers says whether the checklist is watching a live release's rollback
+// triggers (deploying or verifying).
+func WatchingTriggers(phase deployv1alpha1.ChecklistPhase) bool {
+	return released(phase) && !terminal(phase)
+}
+
 // terminal says whether the checklist has ended.
 func terminal(phase deployv1alpha1.ChecklistPhase) bool {
 	switch phase {

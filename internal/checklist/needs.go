@@ -133,8 +133,12 @@ func PhaseSlug(phase string) string {
 // Prometheus the same question and they share one query. Later than that (a first
 // measurement off the grid), it evaluates at now.
 func EvaluationTime(now time.Time, interval time.Duration) time.Time {
-	if tick := now.Truncate(interval); now.Sub(tick) < interval/2 {
+	if tick := now.Truncate(interval); now.Sub(tick) < EvaluationSlack(interval) {
 		return tick
 	}
 	return now
 }
+
+// EvaluationSlack is how long after a tick a measurement still evaluates at the tick:
+// how long an answer for that evaluation time may be shared.
+func EvaluationSlack(interval time.Duration) time.Duration { return interval / 2 }

@@ -166,7 +166,7 @@ func (r *DeploymentChecklistReconciler) reconcile(ctx context.Context, dcl *depl
 	// The finalizer guards a Deployment held before T-0; a checklist past T-0 (a
 	// finished one, say, re-created from Git) has nothing to guard, and is spared the
 	// write.
-	if !controllerutil.ContainsFinalizer(dcl, Finalizer) && !terminalOrReleased(dcl.Status.Phase) {
+	if !controllerutil.ContainsFinalizer(dcl, Finalizer) && !checklist.PastT0(dcl.Status.Phase) {
 		before := dcl.DeepCopy()
 		controllerutil.AddFinalizer(dcl, Finalizer)
 		if err := r.Patch(ctx, dcl, client.MergeFromWithOptions(before, client.MergeFromWithOptimisticLock{})); err != nil {
@@ -231,8 +231,7 @@ func (r *DeploymentChecklistReconciler) reconcile(ctx context.Context, dcl *depl
 const releasedPriority = 10
 
 func priority(phase deployv1alpha1.ChecklistPhase) int {
-	switch phase {
-	case deployv1alpha1.PhaseDeploying, deployv1alpha1.PhaseVerifying:
+	if checklist.WatchingTriggers(phase) {
 		return releasedPriority
 	}
 	return 0
@@ -301,14 +300,11 @@ func (r *DeploymentChecklistReconciler) act(ctx context.Context, dcl *deployv1al
 // put back on the template it ran and resumed: never left paused, never rolled to an
 // ungated template. After T-0 the Deployment is left as it is.
 func (r *DeploymentChecklistReconciler) finalize(ctx context.Context, dcl *deployv1alpha1.DeploymentChecklist) error {
-	// The finalizer guards a Deployment held before T-0; a checklist past T-0 (a
-	// finished one, say, re-created from Git) has nothing to guard, and is spared the
-	// write.
-	if !controllerutil.ContainsFinalizer(dcl, Finalizer) && !terminalOrReleased(dcl.Status.Phase) {
+	if !controllerutil.ContainsFinalizer(dcl, Finalizer) {
 		return nil
 	}
 	st := dcl.Status
-	holding := dcl.Spec.Gate != deployv1alpha1.GateObserve && !terminalOrReleased(st.Phase)
+	holding := dcl.Spec.Gate != deployv1alpha1.GateObserve && !checklist.PastT0(st.Phase)
 	if holding && st.Target != nil && st.Target.PreDeployTemplate != nil {
 		tmpl, err := checklist.PreDeployTemplate(&st)
 		if err != nil {
@@ -324,15 +320,6 @@ func (r *DeploymentChecklistReconciler) finalize(ctx context.Context, dcl *deplo
 	before := dcl.DeepCopy()
 	controllerutil.RemoveFinalizer(dcl, Finalizer)
 	return client.IgnoreNotFound(r.Patch(ctx, dcl, client.MergeFrom(before)))
-}
-
-func terminalOrReleased(p deployv1alpha1.ChecklistPhase) bool {
-	switch p {
-	case deployv1alpha1.PhaseDeploying, deployv1alpha1.PhaseVerifying, deployv1alpha1.PhaseSucceeded,
-		deployv1alpha1.PhaseFailed, deployv1alpha1.PhaseRolledBack:
-		return true
-	}
-	return false
 }
 
 // SetupWithManager watches checklists (annotation changes too: sign-offs do not bump
@@ -373,19 +360,15 @@ func (r *DeploymentChecklistReconciler) checklistsForDeployment(ctx context.Cont
 // recordMetrics counts the evaluations and the rollback a decision made.
 func recordMetrics(before, after *deployv1alpha1.DeploymentChecklistStatus) {
 	evaluated := func(old, cur *metav1.Time) bool { return cur != nil && (old == nil || !old.Equal(cur)) }
+	measured := map[[2]string]*metav1.Time{}
+	for _, p := range before.Phases {
+		for _, c := range p.Checks {
+			measured[[2]string{p.Name, c.Name}] = c.LastEvaluated
+		}
+	}
 	for _, p := range after.Phases {
 		for _, c := range p.Checks {
-			var old *metav1.Time
-			for _, bp := range before.Phases {
-				if bp.Name == p.Name {
-					for _, bc := range bp.Checks {
-						if bc.Name == c.Name {
-							old = bc.LastEvaluated
-						}
-					}
-				}
-			}
-			if evaluated(old, c.LastEvaluated) {
+			if evaluated(measured[[2]string{p.Name, c.Name}], c.LastEvaluated) {
 				metrics.CheckEvaluations.WithLabelValues(c.Kind, string(c.Outcome)).Inc()
 			}
 		}

@@ -147,17 +147,7 @@ func (m *manager) stop() {
 // deployment creates a 3-replica Deployment running image and waits for it to roll out.
 func deployment(t *testing.T, ns, image string) *appsv1.Deployment {
 	t.Helper()
-	d := &appsv1.Deployment{
-		ObjectMeta: metav1.ObjectMeta{Name: "checkout", Namespace: ns},
-		Spec: appsv1.DeploymentSpec{
-			Replicas: new(int32(3)),
-			Selector: &metav1.LabelSelector{MatchLabels: map[string]string{"app": "checkout"}},
-			Template: corev1.PodTemplateSpec{
-				ObjectMeta: metav1.ObjectMeta{Labels: map[string]string{"app": "checkout"}},
-				Spec:       corev1.PodSpec{Containers: []corev1.Container{{Name: "app", Image: image}}},
-			},
-		},
-	}
+	d := testbed.Deployment(ns, "checkout", image, 3)
 	NewWithT(t).Expect(bed.Client.Create(context.Background(), d)).To(Succeed())
 	waitRunning(t, d, image)
 	return d

@@ -127,8 +127,8 @@ func (p *Provider) Measure(ctx context.Context, req Request) checklist.Measureme
 	c.m = p.query(ctx, req, creds, at)
 	close(c.done)
 	// Keep the answer while reconciles of the same round may still ask for this
-	// evaluation time (checklist.EvaluationTime: up to half an interval after it).
-	time.AfterFunc(time.Until(at.Add(max(2*time.Second, req.Interval/2))), func() {
+	// evaluation time (checklist.EvaluationTime).
+	time.AfterFunc(time.Until(at.Add(max(2*time.Second, checklist.EvaluationSlack(req.Interval)))), func() {
 		p.mu.Lock()
 		delete(p.calls, key)
 		p.mu.Unlock()

@@ -22,7 +22,6 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
-	"k8s.io/client-go/kubernetes"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	deployv1alpha1 "github.com/tminus-dev/tminus/api/v1alpha1"
@@ -79,22 +78,6 @@ func checklistFor(ns, url string) *deployv1alpha1.DeploymentChecklist {
 	}
 }
 
-func checkoutDeployment(ns, image string) *appsv1.Deployment {
-	labels := map[string]string{"app": "checkout"}
-	return &appsv1.Deployment{
-		TypeMeta:   metav1.TypeMeta{APIVersion: "apps/v1", Kind: "Deployment"},
-		ObjectMeta: metav1.ObjectMeta{Name: "checkout", Namespace: ns},
-		Spec: appsv1.DeploymentSpec{
-			Replicas: new(int32(3)),
-			Selector: &metav1.LabelSelector{MatchLabels: labels},
-			Template: corev1.PodTemplateSpec{
-				ObjectMeta: metav1.ObjectMeta{Labels: labels},
-				Spec:       corev1.PodSpec{Containers: []corev1.Container{{Name: "app", Image: image}}},
-			},
-		},
-	}
-}
-
 func getDeployment(g Gomega, ns string) *appsv1.Deployment {
 	var d appsv1.Deployment
 	g.Expect(bed.Client.Get(context.Background(), client.ObjectKey{Namespace: ns, Name: "checkout"}, &d)).To(Succeed())
@@ -140,34 +123,9 @@ func replicaSetImages(g Gomega, ns string) []string {
 	return out
 }
 
-// conflicts reads the API server's count of write requests answered 409 Conflict.
+// conflicts reads the API server's count of requests answered 409 Conflict.
 func conflicts(g Gomega) float64 {
-	cs, err := kubernetes.NewForConfig(bed.Config)
+	n, err := bed.APIRequests(context.Background(), func(labels string) bool { return strings.Contains(labels, `code="409"`) })
 	g.Expect(err).NotTo(HaveOccurred())
-	raw, err := cs.CoreV1().RESTClient().Get().AbsPath("/metrics").DoRaw(context.Background())
-	g.Expect(err).NotTo(HaveOccurred())
-	return sumMetric(string(raw), "apiserver_request_total", `code="409"`)
-}
-
-func sumMetric(text, name string, match ...string) float64 {
-	total := 0.0
-	for line := range strings.SplitSeq(text, "\n") {
-		if !strings.HasPrefix(line, name+"{") {
-			continue
-		}
-		ok := true
-		for _, m := range match {
-			if !strings.Contains(line, m) {
-				ok = false
-			}
-		}
-		if !ok {
-			continue
-		}
-		f := strings.Fields(line)
-		if v, err := strconv.ParseFloat(f[len(f)-1], 64); err == nil {
-			total += v
-		}
-	}
-	return total
+	return n
 }

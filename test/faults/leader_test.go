@@ -116,7 +116,7 @@ func TestTheStandbyTakesOverWhenTheLeaderIsKilledAndNeverWritesBeforeIt(t *testi
 	// The leader holds a release for its sign-off.
 	ns := newNamespace(t, "leader")
 	svc := service(t)
-	g.Expect(bed.Client.Create(ctx, checkoutDeployment(ns, "checkout:v1"))).To(Succeed())
+	g.Expect(bed.Client.Create(ctx, testbed.Deployment(ns, "checkout", "checkout:v1", 3))).To(Succeed())
 	waitRolledOut(t, ns, "checkout:v1")
 	g.Expect(bed.Client.Create(ctx, checklistFor(ns, svc.URL))).To(Succeed())
 	g.Eventually(func(g Gomega) bool { return getDeployment(g, ns).Spec.Paused }, time.Minute, 100*time.Millisecond).Should(BeTrue())

@@ -17,6 +17,7 @@ import (
 	"github.com/tminus-dev/tminus/internal/checklist"
 	"github.com/tminus-dev/tminus/internal/prometheus"
 	"github.com/tminus-dev/tminus/test/manager"
+	"github.com/tminus-dev/tminus/test/testbed"
 )
 
 // gitops re-applies the committed manifests of the checklist and its Deployment, as
@@ -42,7 +43,7 @@ func (g *gitops) apply(ctx context.Context, obj client.Object, n int64) error {
 
 func (g *gitops) sync(ctx context.Context) error {
 	n := g.applied.Add(1)
-	if err := g.apply(ctx, checkoutDeployment(g.ns, g.image.Load().(string)), n); err != nil {
+	if err := g.apply(ctx, testbed.Deployment(g.ns, "checkout", g.image.Load().(string), 3), n); err != nil {
 		return err
 	}
 	return g.apply(ctx, checklistFor(g.ns, g.url), n)
@@ -70,7 +71,7 @@ func TestTminusConvergesWhileGitOpsReappliesTheChecklistAndItsTarget(t *testing.
 
 	git := &gitops{ns: ns, url: svc.URL}
 	git.image.Store("checkout:v1")
-	g.Expect(git.apply(ctx, checkoutDeployment(ns, "checkout:v1"), 0)).To(Succeed())
+	g.Expect(git.apply(ctx, testbed.Deployment(ns, "checkout", "checkout:v1", 3), 0)).To(Succeed())
 	waitRolledOut(t, ns, "checkout:v1")
 
 	mgrCtx, stopMgr := context.WithCancel(ctx)

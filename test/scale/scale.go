@@ -19,7 +19,6 @@ import (
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/util/retry"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -154,17 +153,13 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 	cfg.Log("settled in %s", time.Since(start).Round(time.Second))
 	time.Sleep(cfg.Interval)
 
-	cs, err := kubernetes.NewForConfig(bed.Config)
-	if err != nil {
-		return res, err
-	}
-	writes0, err := apiWrites(ctx, cs)
+	writes0, err := apiWrites(ctx, bed)
 	if err != nil {
 		return res, err
 	}
 	sent0 := provider.Sent()
 	time.Sleep(time.Duration(cfg.Rounds) * cfg.Interval)
-	writes1, err := apiWrites(ctx, cs)
+	writes1, err := apiWrites(ctx, bed)
 	if err != nil {
 		return res, err
 	}
@@ -213,21 +208,6 @@ func checklist(name, target string, interval time.Duration, promURL string) *dep
 	}
 }
 
-func deployment(name string, replicas int32, paused bool) *appsv1.Deployment {
-	labels := map[string]string{"app": name}
-	return &appsv1.Deployment{
-		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns},
-		Spec: appsv1.DeploymentSpec{
-			Replicas: &replicas, Paused: paused,
-			Selector: &metav1.LabelSelector{MatchLabels: labels},
-			Template: corev1.PodTemplateSpec{
-				ObjectMeta: metav1.ObjectMeta{Labels: labels},
-				Spec:       corev1.PodSpec{Containers: []corev1.Container{{Name: "app", Image: "svc:v1"}}},
-			},
-		},
-	}
-}
-
 // populate creates the checklists: finished ones (status Succeeded), active ones
 // (waiting for a sign-off while measuring, target held), and releases (approved; their
 // Deployment rolls out v2 through kube-controller-manager and kwok).
@@ -265,7 +245,7 @@ func create(ctx context.Context, c client.Client, cfg Config, promURL string, i 
 	switch {
 	case i < cfg.Releases:
 		// v1 rolls out first, so there is a pre-deploy template to come back to.
-		d := deployment(name, 1, false)
+		d := testbed.Deployment(ns, name, "svc:v1", 1)
 		if err := c.Create(ctx, d); err != nil {
 			return err
 		}
@@ -288,7 +268,9 @@ func create(ctx context.Context, c client.Client, cfg Config, promURL string, i 
 		dcl.Annotations = map[string]string{deployv1alpha1.ApprovalAnnotationPrefix + "deployment-lead": "ops for v2"}
 		return c.Create(ctx, dcl)
 	case i < cfg.Releases+cfg.Active:
-		if err := c.Create(ctx, deployment(name, 0, true)); err != nil {
+		held := testbed.Deployment(ns, name, "svc:v1", 0)
+		held.Spec.Paused = true
+		if err := c.Create(ctx, held); err != nil {
 			return err
 		}
 		return c.Create(ctx, checklist(name, name, cfg.Interval, promURL))
@@ -349,32 +331,16 @@ func waitSettled(ctx context.Context, c client.Reader, cfg Config) error {
 }
 
 // apiWrites reads the API server's own count of mutating requests.
-func apiWrites(ctx context.Context, cs kubernetes.Interface) (float64, error) {
-	raw, err := cs.CoreV1().RESTClient().Get().AbsPath("/metrics").DoRaw(ctx)
-	if err != nil {
-		return 0, err
-	}
-	total := 0.0
-	for line := range strings.SplitSeq(string(raw), "\n") {
-		if !strings.HasPrefix(line, "apiserver_request_total{") {
-			continue
-		}
-		if !strings.Contains(line, `verb="PATCH"`) && !strings.Contains(line, `verb="PUT"`) &&
-			!strings.Contains(line, `verb="POST"`) && !strings.Contains(line, `verb="DELETE"`) {
-			continue
+func apiWrites(ctx context.Context, bed *testbed.Bed) (float64, error) {
+	return bed.APIRequests(ctx, func(labels string) bool {
+		if !strings.Contains(labels, `verb="PATCH"`) && !strings.Contains(labels, `verb="PUT"`) &&
+			!strings.Contains(labels, `verb="POST"`) && !strings.Contains(labels, `verb="DELETE"`) {
+			return false
 		}
 		// Leases and events are the control plane's and tminus's bookkeeping, not writes
 		// to checklists or workloads.
-		if strings.Contains(line, `resource="leases"`) || strings.Contains(line, `resource="events"`) {
-			continue
-		}
-		fields := strings.Fields(line)
-		v, err := strconv.ParseFloat(fields[len(fields)-1], 64)
-		if err == nil {
-			total += v
-		}
-	}
-	return total, nil
+		return !strings.Contains(labels, `resource="leases"`) && !strings.Contains(labels, `resource="events"`)
+	})
 }
 
 func memory() (rssMiB, heapMiB float64) {

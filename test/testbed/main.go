@@ -8,6 +8,8 @@ import (
 	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
 
 // Main runs a package's tests on one test bed: it starts the bed, hands it to setup
@@ -61,4 +63,22 @@ func RolledOut(d *appsv1.Deployment, image string) error {
 			st.UpdatedReplicas, st.AvailableReplicas, st.Replicas, want)
 	}
 	return nil
+}
+
+// Deployment is a Deployment of replicas pods running image in one container "app",
+// selected by the label app=name; TypeMeta is set, so it can be server-side applied.
+func Deployment(ns, name, image string, replicas int32) *appsv1.Deployment {
+	labels := map[string]string{"app": name}
+	return &appsv1.Deployment{
+		TypeMeta:   metav1.TypeMeta{APIVersion: "apps/v1", Kind: "Deployment"},
+		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns},
+		Spec: appsv1.DeploymentSpec{
+			Replicas: &replicas,
+			Selector: &metav1.LabelSelector{MatchLabels: labels},
+			Template: corev1.PodTemplateSpec{
+				ObjectMeta: metav1.ObjectMeta{Labels: labels},
+				Spec:       corev1.PodSpec{Containers: []corev1.Container{{Name: "app", Image: image}}},
+			},
+		},
+	}
 }
