@@ -30,24 +30,24 @@ import (
 	_ "k8s.io/client-go/plugin/pkg/client/auth"
 
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/types"
 	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
-	"k8s.io/utils/clock"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 	"sigs.k8s.io/controller-runtime/pkg/metrics/filters"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 	"sigs.k8s.io/controller-runtime/pkg/webhook"
-	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
 
 	deployv1alpha1 "github.com/tminus-dev/tminus/api/v1alpha1"
+	"github.com/tminus-dev/tminus/internal/certs"
 	"github.com/tminus-dev/tminus/internal/controller"
 	"github.com/tminus-dev/tminus/internal/httpcheck"
 	"github.com/tminus-dev/tminus/internal/metrics"
 	"github.com/tminus-dev/tminus/internal/netguard"
+	"github.com/tminus-dev/tminus/internal/operator"
 	"github.com/tminus-dev/tminus/internal/prometheus"
-	tminuswebhook "github.com/tminus-dev/tminus/internal/webhook"
 	// +kubebuilder:scaffold:imports
 )
 
@@ -79,7 +79,9 @@ func main() {
 	var statusRefresh, leaseDuration, renewDeadline, retryPeriod time.Duration
 	var leaderElectionNamespace string
 	var allowedHosts, trustedApprovalWriters string
-	var approvalWebhook bool
+	var webhooks bool
+	var namespace, webhookHost, webhookSecret, webhookService, webhookConfiguration, webhookDNSNames string
+	var webhookCertValidity, webhookCertCheck time.Duration
 	flag.StringVar(&metricsAddr, "metrics-bind-address", "0", "The address the metrics endpoint binds to. "+
 		"Use :8443 for HTTPS or :8080 for HTTP, or leave as 0 to disable the metrics service.")
 	flag.StringVar(&probeAddr, "health-probe-bind-address", ":8081", "The address the probe endpoint binds to.")
@@ -127,9 +129,27 @@ func main() {
 		"Comma-separated host names (exact or *.suffix), IPs and CIDRs that Prometheus queries and HTTP checks "+
 			"may connect to. Empty: any host but link-local and cloud metadata addresses, which are only "+
 			"reachable when a CIDR listed here covers them.")
-	flag.BoolVar(&approvalWebhook, "approval-webhook", false,
-		"Serve the approval admission webhook (install it with config/with-approval-webhook). "+
-			"Only then are approvals reported as verified.")
+	flag.BoolVar(&webhooks, "webhooks", true,
+		"Serve the admission webhooks: the Deployment gate (holds a gated Deployment's new pod template in the write "+
+			"that makes it, refuses a template a checklist rolled back) and the checklist webhook (verifies approvals, "+
+			"refuses a second live checklist for a Deployment). Without them tminus holds changes only after the fact, "+
+			"and approvals are reported unverified.")
+	flag.StringVar(&namespace, "namespace", os.Getenv("POD_NAMESPACE"),
+		"The manager's namespace, where the webhook certificate's Secret lives (default: $POD_NAMESPACE).")
+	flag.StringVar(&webhookHost, "webhook-host", "", "Address the webhook server binds to (all by default).")
+	flag.StringVar(&webhookSecret, "webhook-secret", "tminus-webhook-cert",
+		"Secret in --namespace where the manager keeps the webhook CA and serving certificate "+
+			"(when --webhook-cert-path is empty).")
+	flag.StringVar(&webhookService, "webhook-service", "tminus-webhook-service",
+		"Service in --namespace that fronts the webhook server; the serving certificate is made for its DNS names.")
+	flag.StringVar(&webhookDNSNames, "webhook-dns-names", "",
+		"Comma-separated extra DNS names for the serving certificate.")
+	flag.StringVar(&webhookConfiguration, "webhook-configuration", "tminus-admission",
+		"MutatingWebhookConfiguration holding tminus's webhooks; the manager writes its CA bundle into it.")
+	flag.DurationVar(&webhookCertValidity, "webhook-cert-validity", certs.DefaultValidity,
+		"Validity of the serving certificate the manager makes (its CA: ten times that); each is renewed with a third left.")
+	flag.DurationVar(&webhookCertCheck, "webhook-cert-check", certs.DefaultCheckEvery,
+		"How often the manager checks the webhook certificate and the configuration's CA bundle.")
 	flag.StringVar(&trustedApprovalWriters, "trusted-approval-writers", "",
 		"Comma-separated usernames (GitOps controllers' service accounts) whose approvals naming "+
 			"someone else are accepted as committed.")
@@ -162,8 +182,10 @@ func main() {
 	webhookServerOptions := webhook.Options{
 		TLSOpts: webhookTLSOpts,
 		Port:    webhookPort,
+		Host:    webhookHost,
 	}
 
+	var certManager *certs.Manager
 	if len(webhookCertPath) > 0 {
 		setupLog.Info("Initializing webhook certificate watcher using provided certificates",
 			"webhook-cert-path", webhookCertPath, "webhook-cert-name", webhookCertName, "webhook-cert-key", webhookCertKey)
@@ -171,6 +193,24 @@ func main() {
 		webhookServerOptions.CertDir = webhookCertPath
 		webhookServerOptions.CertName = webhookCertName
 		webhookServerOptions.KeyName = webhookCertKey
+	} else if webhooks {
+		if namespace == "" {
+			fmt.Fprintln(os.Stderr, "--namespace (or $POD_NAMESPACE) is needed for the webhook certificate's Secret; "+
+				"or pass --webhook-cert-path, or --webhooks=false")
+			os.Exit(2)
+		}
+		svc := webhookService + "." + namespace + ".svc"
+		certManager = &certs.Manager{
+			Secret:     types.NamespacedName{Namespace: namespace, Name: webhookSecret},
+			DNSNames:   append([]string{svc, svc + ".cluster.local"}, splitList(webhookDNSNames)...),
+			Webhooks:   []string{webhookConfiguration},
+			Validity:   webhookCertValidity,
+			CheckEvery: webhookCertCheck,
+			Log:        ctrl.Log.WithName("webhook-certificate"),
+		}
+		webhookServerOptions.TLSOpts = append(webhookServerOptions.TLSOpts, func(c *tls.Config) {
+			c.GetCertificate = certManager.GetCertificate
+		})
 	}
 
 	webhookServer := webhook.NewServer(webhookServerOptions)
@@ -235,12 +275,7 @@ func main() {
 		os.Exit(1)
 	}
 
-	if err := (&controller.DeploymentChecklistReconciler{
-		Client:    mgr.GetClient(),
-		APIReader: mgr.GetAPIReader(),
-		Scheme:    mgr.GetScheme(),
-		Recorder:  mgr.GetEventRecorder("tminus"),
-		Clock:     clock.RealClock{},
+	tminus := operator.Options{
 		Metrics: &prometheus.Provider{
 			Secrets:     mgr.GetAPIReader(),
 			Guard:       guard,
@@ -250,21 +285,34 @@ func main() {
 			DialContext: guard.DialContext, TLSHandshakeTimeout: 10 * time.Second,
 		}}},
 		MaxConcurrentReconciles: maxConcurrentReconciles,
-		VerifiedApprovals:       approvalWebhook,
 		StatusRefresh:           statusRefresh,
-	}).SetupWithManager(mgr); err != nil {
-		setupLog.Error(err, "Failed to create controller", "controller", "deploymentchecklist")
+		Webhooks:                webhooks,
+		TrustedApprovalWriters:  splitList(trustedApprovalWriters),
+	}
+	if webhooks {
+		if certManager != nil {
+			certManager.Client, certManager.Reader = mgr.GetClient(), mgr.GetAPIReader()
+			if err := mgr.Add(certManager); err != nil {
+				setupLog.Error(err, "Failed to add the webhook certificate manager")
+				os.Exit(1)
+			}
+			tminus.AdmissionGate = certManager.Installed
+		} else {
+			probe := &certs.Probe{Reader: mgr.GetAPIReader(), Webhooks: []string{webhookConfiguration},
+				CheckEvery: webhookCertCheck, Log: ctrl.Log.WithName("webhook-probe")}
+			if err := mgr.Add(probe); err != nil {
+				setupLog.Error(err, "Failed to add the webhook probe")
+				os.Exit(1)
+			}
+			tminus.AdmissionGate = probe.Installed
+		}
+	}
+	if _, err := operator.Setup(mgr, tminus); err != nil {
+		setupLog.Error(err, "Failed to set up tminus")
 		os.Exit(1)
 	}
 	// +kubebuilder:scaffold:builder
 	metrics.Register(mgr.GetCache())
-	if approvalWebhook {
-		mgr.GetWebhookServer().Register(tminuswebhook.Path, &webhook.Admission{Handler: &tminuswebhook.ApprovalWebhook{
-			Client:         mgr.GetClient(),
-			Decoder:        admission.NewDecoder(mgr.GetScheme()),
-			TrustedWriters: splitList(trustedApprovalWriters),
-		}})
-	}
 
 	if err := mgr.AddHealthzCheck("healthz", healthz.Ping); err != nil {
 		setupLog.Error(err, "Failed to set up health check")

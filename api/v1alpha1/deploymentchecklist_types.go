@@ -385,6 +385,7 @@ type HTTPCheck struct {
 // +kubebuilder:validation:XValidation:rule="!has(self.metric) || has(self.above) || has(self.below)",message="spec.rollbackTriggers[]: a metric trigger needs above and/or below"
 // +kubebuilder:validation:XValidation:rule="has(self.metric) || !(has(self.below) || has(self.above))",message="spec.rollbackTriggers[]: below and above apply only to a metric trigger"
 // +kubebuilder:validation:XValidation:rule="!has(self.__for__) || !self.__for__.matches('^([0-9]+([.][0-9]+)?(ns|us|ms|s|m|h))+$') || duration(self.__for__) > duration('0s')",message="spec.rollbackTriggers[].for must be positive"
+// +kubebuilder:validation:XValidation:rule="!(has(self.below) && has(self.above)) || !self.below.matches('^[-+]?([0-9]+([.][0-9]*)?|[.][0-9]+)([eE][-+]?[0-9]+)?$') || !self.above.matches('^[-+]?([0-9]+([.][0-9]*)?|[.][0-9]+)([eE][-+]?[0-9]+)?$') || double(self.below) < double(self.above)",message="spec.rollbackTriggers[]: below must be less than above (the trigger fires outside the band below..above), or every value fires"
 type RollbackTrigger struct {
 	// name of the trigger, a DNS label.
 	// +kubebuilder:validation:MinLength=1
@@ -467,8 +468,10 @@ type DeploymentChecklistSpec struct {
 	Window string `json:"window,omitempty"`
 
 	// gate is Pause (keep the target paused until T-0) or Observe (never touch the
-	// target, only report).
+	// target, only report). It cannot change: what tminus paused and must undo depends
+	// on it.
 	// +kubebuilder:default=Pause
+	// +kubebuilder:validation:XValidation:rule="self == oldSelf",message="spec.gate is immutable: create a new checklist to change how it gates"
 	// +optional
 	Gate GateMode `json:"gate,omitempty"`
 
@@ -521,15 +524,19 @@ type DeploymentChecklistSpec struct {
 }
 
 // ChecklistPhase is where the release stands.
-// +kubebuilder:validation:Enum=Pending;Running;Holding;Deploying;Verifying;Succeeded;Failed;RolledBack
+// +kubebuilder:validation:Enum=Pending;Blocked;Running;Holding;Deploying;Verifying;Succeeded;Failed;RolledBack
 type ChecklistPhase string
 
 const (
 	// PhasePending: nothing evaluated yet.
 	PhasePending ChecklistPhase = "Pending"
+	// PhaseBlocked: another live checklist targets the same Deployment; this one waits
+	// for it to end and touches nothing meanwhile.
+	PhaseBlocked ChecklistPhase = "Blocked"
 	// PhaseRunning: T-minus phases are being evaluated.
 	PhaseRunning ChecklistPhase = "Running"
-	// PhaseHolding: every T-minus phase passed; waiting for deployAt.
+	// PhaseHolding: every T-minus phase passed; waiting for deployAt, or (T-0 passed)
+	// for the new template to release.
 	PhaseHolding ChecklistPhase = "Holding"
 	// PhaseDeploying: released at T-0; waiting for the new revision to be available.
 	PhaseDeploying ChecklistPhase = "Deploying"
@@ -537,7 +544,9 @@ const (
 	PhaseVerifying ChecklistPhase = "Verifying"
 	// PhaseSucceeded: every phase passed.
 	PhaseSucceeded ChecklistPhase = "Succeeded"
-	// PhaseFailed: the release did not start (missed window, failed T-minus phase).
+	// PhaseFailed: the checklist ended without a verified release and without rolling
+	// one back: the release did not start (missed window, failed T-minus phase, already
+	// released), it was withdrawn outside tminus, or a rollback found nothing to restore.
 	PhaseFailed ChecklistPhase = "Failed"
 	// PhaseRolledBack: the target was rolled back (or would have been, with action None).
 	PhaseRolledBack ChecklistPhase = "RolledBack"
@@ -627,6 +636,16 @@ type PhaseStatus struct {
 	// completedAt is when the phase passed or failed.
 	// +optional
 	CompletedAt *metav1.Time `json:"completedAt,omitempty"`
+	// unavailableSince is when the T-plus phase's measurements stopped answering
+	// (Prometheus errors, or no data held by onNoData) with no check failing. Past its
+	// deadline such a phase holds instead of failing: an outage is not a failure.
+	// +optional
+	UnavailableSince *metav1.Time `json:"unavailableSince,omitempty"`
+	// deadlineExtendedBy is how far the phase's deadline moved for the time its
+	// measurements did not answer, e.g. "25s".
+	// +kubebuilder:validation:MaxLength=32
+	// +optional
+	DeadlineExtendedBy string `json:"deadlineExtendedBy,omitempty"`
 	// checks holds one record per check of the phase.
 	// +listType=map
 	// +listMapKey=name
@@ -677,33 +696,72 @@ type ApprovalRecord struct {
 	Verified bool `json:"verified,omitempty"`
 }
 
-// TargetStatus records what the target ran before T-0, so a rollback can restore it.
+// TargetStatus records what the target served when the checklist started, the template
+// it releases, and what happened to it.
 type TargetStatus struct {
 	// preDeployRevision is the Deployment revision (deployment.kubernetes.io/revision)
-	// that ran before T-0.
+	// that served when the checklist started.
 	// +optional
 	PreDeployRevision string `json:"preDeployRevision,omitempty"`
-	// preDeployTemplate is the pod template that ran before T-0.
+	// preDeployTemplate is the pod template of the ReplicaSet that served every replica
+	// when the checklist started: what a rollback restores. Captured once, never
+	// replaced.
 	// +kubebuilder:pruning:PreserveUnknownFields
 	// +kubebuilder:validation:Schemaless
 	// +kubebuilder:validation:Type=object
 	// +optional
 	PreDeployTemplate *runtime.RawExtension `json:"preDeployTemplate,omitempty"`
-	// preDeployTemplateHash identifies preDeployTemplate (pod-template-hash).
+	// preDeployTemplateHash identifies preDeployTemplate.
 	// +optional
 	PreDeployTemplateHash string `json:"preDeployTemplateHash,omitempty"`
-	// releasedAt is when tminus released the target at T-0.
+	// preDeployImages are the container images of preDeployTemplate.
+	// +kubebuilder:validation:MaxItems=16
+	// +optional
+	PreDeployImages []string `json:"preDeployImages,omitempty"`
+	// capturedAt is when the serving template was captured. Unset while the Deployment
+	// was rolling out between two ReplicaSets (TargetNotSettled) or did not exist. Set
+	// with no template when nothing served yet (a new Deployment): then a rollback has
+	// nothing to restore.
+	// +optional
+	CapturedAt *metav1.Time `json:"capturedAt,omitempty"`
+	// candidateTemplateHash identifies the template this checklist releases: the
+	// template, other than the pre-deploy one, that the Deployment holds. Before T-0 it
+	// follows the Deployment (a new push replaces it, with an event); at T-0 it is fixed.
+	// +optional
+	CandidateTemplateHash string `json:"candidateTemplateHash,omitempty"`
+	// candidateImages are the container images of the candidate template.
+	// +kubebuilder:validation:MaxItems=16
+	// +optional
+	CandidateImages []string `json:"candidateImages,omitempty"`
+	// candidateSeenAt is when the candidate was first seen on the Deployment.
+	// +optional
+	CandidateSeenAt *metav1.Time `json:"candidateSeenAt,omitempty"`
+	// t0At is when T-0 happened: every T-minus phase passed and deployAt (if set) was
+	// reached. A checklist at T-0 without a candidate waits for the new template and
+	// releases it as soon as it arrives.
+	// +optional
+	T0At *metav1.Time `json:"t0At,omitempty"`
+	// releasedAt is when tminus released the candidate.
 	// +optional
 	ReleasedAt *metav1.Time `json:"releasedAt,omitempty"`
-	// releasedTemplateHash identifies the pod template released at T-0.
+	// releasedTemplateHash identifies the template released; only it is verified.
 	// +optional
 	ReleasedTemplateHash string `json:"releasedTemplateHash,omitempty"`
 	// availableAt is when the released revision became available; T-plus phases count
 	// from it.
 	// +optional
 	AvailableAt *metav1.Time `json:"availableAt,omitempty"`
-	// restoredAt is when tminus saw the pre-deploy template back on the target and the
-	// target resumed: after a rollback, or after a checklist failed before T-0.
+	// heldTemplateHash identifies a template that replaced the released one during
+	// verification: it is held (the Deployment stays paused on it) and waits for a
+	// checklist of its own; verification of the released template goes on.
+	// +optional
+	HeldTemplateHash string `json:"heldTemplateHash,omitempty"`
+	// heldImages are the container images of the held template.
+	// +kubebuilder:validation:MaxItems=16
+	// +optional
+	HeldImages []string `json:"heldImages,omitempty"`
+	// restoredAt is when tminus saw the pre-deploy template back on the target after a
+	// rollback.
 	// +optional
 	RestoredAt *metav1.Time `json:"restoredAt,omitempty"`
 }
@@ -726,6 +784,11 @@ type RollbackRecord struct {
 	// dryRun is true when spec.rollback.action is None: nothing was touched.
 	// +optional
 	DryRun bool `json:"dryRun,omitempty"`
+	// nothingToRestore is true when a rollback was due but there was nothing to put
+	// back: the Deployment served nothing when the checklist started, or the released
+	// template is the pre-deploy one. The checklist then ends Failed, never RolledBack.
+	// +optional
+	NothingToRestore bool `json:"nothingToRestore,omitempty"`
 }
 
 // DeploymentChecklistStatus is what tminus observed and did.
@@ -785,7 +848,7 @@ type DeploymentChecklistStatus struct {
 	Rollback *RollbackRecord `json:"rollback,omitempty"`
 
 	// conditions: Ready, Reconciling and Stalled (kstatus), AwaitingApproval, Healthy,
-	// Degraded and RolledBack.
+	// Degraded, RolledBack, HeldChange and AdmissionGate.
 	// +listType=map
 	// +listMapKey=type
 	// +kubebuilder:validation:MaxItems=16

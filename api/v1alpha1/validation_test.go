@@ -109,6 +109,9 @@ func TestAPIServerRefusesInvalidChecklistsNamingTheField(t *testing.T) {
 		{"trigger names an undefined metric", func(c *deployv1alpha1.DeploymentChecklist) {
 			c.Spec.RollbackTriggers[0].Metric = "p95"
 		}, "spec", "spec.rollbackTriggers[].metric must name a metric defined in spec.metrics"},
+		{"trigger band that every value breaches", func(c *deployv1alpha1.DeploymentChecklist) {
+			c.Spec.RollbackTriggers[0].Above, c.Spec.RollbackTriggers[0].Below = new("0.01"), new("0.05")
+		}, "spec.rollbackTriggers[0]", "below must be less than above"},
 		{"trigger for is negative", func(c *deployv1alpha1.DeploymentChecklist) {
 			c.Spec.RollbackTriggers[0].For = "-2m"
 		}, "spec.rollbackTriggers[0].for", "should match"},
@@ -262,7 +265,7 @@ func keyOf(c *deployv1alpha1.DeploymentChecklist) types.NamespacedName {
 	return types.NamespacedName{Namespace: c.Namespace, Name: c.Name}
 }
 
-func TestTheTargetOfAChecklistCannotBeChanged(t *testing.T) {
+func TestTheTargetAndTheGateOfAChecklistCannotBeChanged(t *testing.T) {
 	bed := testbed.New(t, testbed.Options{})
 	ctx := context.Background()
 	g := NewWithT(t)
@@ -274,9 +277,24 @@ func TestTheTargetOfAChecklistCannotBeChanged(t *testing.T) {
 	g.Expect(err).To(HaveOccurred())
 	g.Expect(err.Error()).To(ContainSubstring("spec.target is immutable: create a new checklist for another Deployment"))
 
-	// Everything else in the spec may still change.
+	// Nor its gate: what tminus paused and must undo depends on it.
 	var got deployv1alpha1.DeploymentChecklist
+	g.Expect(bed.Client.Get(ctx, keyOf(c), &got)).To(Succeed())
+	got.Spec.Gate = deployv1alpha1.GateObserve
+	err = bed.Client.Update(ctx, &got)
+	g.Expect(err).To(HaveOccurred())
+	g.Expect(err.Error()).To(ContainSubstring("spec.gate: Invalid value"))
+	g.Expect(err.Error()).To(ContainSubstring("spec.gate is immutable"))
+
+	// Everything else in the spec may still change.
 	g.Expect(bed.Client.Get(ctx, keyOf(c), &got)).To(Succeed())
 	got.Spec.Interval = "1m"
 	g.Expect(bed.Client.Update(ctx, &got)).To(Succeed())
+}
+
+func TestATriggerBandFiresOutsideItsBounds(t *testing.T) {
+	bed := testbed.New(t, testbed.Options{})
+	c := validChecklist("band")
+	c.Spec.RollbackTriggers[0].Above, c.Spec.RollbackTriggers[0].Below = new("0.9"), new("0.1")
+	NewWithT(t).Expect(bed.Client.Create(context.Background(), c)).To(Succeed(), "fires below 0.1 or above 0.9")
 }

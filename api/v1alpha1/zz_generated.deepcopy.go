@@ -466,6 +466,10 @@ func (in *PhaseStatus) DeepCopyInto(out *PhaseStatus) {
 		in, out := &in.CompletedAt, &out.CompletedAt
 		*out = (*in).DeepCopy()
 	}
+	if in.UnavailableSince != nil {
+		in, out := &in.UnavailableSince, &out.UnavailableSince
+		*out = (*in).DeepCopy()
+	}
 	if in.Checks != nil {
 		in, out := &in.Checks, &out.Checks
 		*out = make([]CheckStatus, len(*in))
@@ -645,6 +649,28 @@ func (in *TargetStatus) DeepCopyInto(out *TargetStatus) {
 		*out = new(runtime.RawExtension)
 		(*in).DeepCopyInto(*out)
 	}
+	if in.PreDeployImages != nil {
+		in, out := &in.PreDeployImages, &out.PreDeployImages
+		*out = make([]string, len(*in))
+		copy(*out, *in)
+	}
+	if in.CapturedAt != nil {
+		in, out := &in.CapturedAt, &out.CapturedAt
+		*out = (*in).DeepCopy()
+	}
+	if in.CandidateImages != nil {
+		in, out := &in.CandidateImages, &out.CandidateImages
+		*out = make([]string, len(*in))
+		copy(*out, *in)
+	}
+	if in.CandidateSeenAt != nil {
+		in, out := &in.CandidateSeenAt, &out.CandidateSeenAt
+		*out = (*in).DeepCopy()
+	}
+	if in.T0At != nil {
+		in, out := &in.T0At, &out.T0At
+		*out = (*in).DeepCopy()
+	}
 	if in.ReleasedAt != nil {
 		in, out := &in.ReleasedAt, &out.ReleasedAt
 		*out = (*in).DeepCopy()
@@ -652,6 +678,11 @@ func (in *TargetStatus) DeepCopyInto(out *TargetStatus) {
 	if in.AvailableAt != nil {
 		in, out := &in.AvailableAt, &out.AvailableAt
 		*out = (*in).DeepCopy()
+	}
+	if in.HeldImages != nil {
+		in, out := &in.HeldImages, &out.HeldImages
+		*out = make([]string, len(*in))
+		copy(*out, *in)
 	}
 	if in.RestoredAt != nil {
 		in, out := &in.RestoredAt, &out.RestoredAt

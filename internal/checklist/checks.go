@@ -166,7 +166,7 @@ func (e *engine) evaluate(ph phasePlan, rec *deployv1alpha1.PhaseStatus) (allPas
 				hardFail = f
 			}
 		case c.HTTP != nil:
-			if m, ok := e.obs.HTTP[JobKey(ph.spec.Name, c.Name)]; ok {
+			if m, ok := e.obs.HTTP[CheckKey(ph.spec.Name, c.Name)]; ok {
 				e.recordHTTP(cr, m)
 			}
 		default:
@@ -229,12 +229,22 @@ func (e *engine) evaluateJob(ph phasePlan, c *deployv1alpha1.CheckSpec, cr *depl
 		return ""
 	}
 	name := JobName(e.dcl.Name, ph.spec.Name, c.Name)
-	js, ok := e.obs.Jobs[JobKey(ph.spec.Name, c.Name)]
+	js, ok := e.obs.Jobs[CheckKey(ph.spec.Name, c.Name)]
 	t := e.stamp()
 	if cr.LastEvaluated != nil && (js.Failed && cr.Outcome == deployv1alpha1.OutcomeFail) {
 		t = *cr.LastEvaluated
 	}
 	switch {
+	case ok && js.Refused != "":
+		// The API server refused the Job (quota, policy, an invalid template): say so
+		// on the check, and try again at the next measurement. It never passes.
+		e.action(Action{Kind: ActionCreateJob, Phase: ph.spec.Name, Check: c.Name})
+		if cr.Outcome != deployv1alpha1.OutcomeError {
+			e.event(corev1.EventTypeWarning, ReasonJobRefused, fmt.Sprintf("%s/%s: the API server refused Job %s: %s", ph.spec.Name, c.Name, name, js.Refused))
+		}
+		cr.Outcome = deployv1alpha1.OutcomeError
+		cr.Message = truncate(fmt.Sprintf("the API server refused Job %s: %s", name, js.Refused), 512)
+		cr.LastEvaluated = &t
 	case !ok || !js.Exists:
 		e.action(Action{Kind: ActionCreateJob, Phase: ph.spec.Name, Check: c.Name})
 		cr.Outcome = deployv1alpha1.OutcomePending

@@ -21,6 +21,12 @@ const (
 	CondHealthy          = "Healthy"
 	CondDegraded         = "Degraded"
 	CondRolledBack       = "RolledBack"
+	// CondHeldChange is True while a template that replaced the released one during
+	// verification is held, waiting for a checklist of its own.
+	CondHeldChange = "HeldChange"
+	// CondAdmissionGate says whether the target's template changes are held in the
+	// same write that makes them (True), or only after tminus sees them (False).
+	CondAdmissionGate = "AdmissionGate"
 )
 
 // Reasons, on conditions and events. docs/conditions.md says what each means and what
@@ -55,6 +61,27 @@ const (
 	ReasonRestored           = "Restored"
 	ReasonDegraded           = "Degraded"
 	ReasonInvalidApproval    = "InvalidApproval"
+	ReasonBlocked            = "Blocked"
+	ReasonTargetNotSettled   = "TargetNotSettled"
+	ReasonWaitingForTemplate = "WaitingForTemplate"
+	ReasonCandidateSeen      = "CandidateSeen"
+	ReasonCandidateChanged   = "CandidateChanged"
+	ReasonCandidateWithdrawn = "CandidateWithdrawn"
+	ReasonAlreadyReleased    = "AlreadyReleased"
+	ReasonReleaseWithdrawn   = "ReleaseWithdrawn"
+	ReasonReleaseReplaced    = "ReleaseReplaced"
+	ReasonHeldChange         = "HeldChange"
+	ReasonHeldChangeGone     = "HeldChangeGone"
+	ReasonNoHeldChange       = "NoHeldChange"
+	ReasonNothingToRestore   = "NothingToRestore"
+	ReasonMeasurementsDown   = "MeasurementsUnavailable"
+	ReasonAdmitted           = "Admitted"
+	ReasonWebhookNotServed   = "WebhookNotServed"
+	ReasonGateDisabled       = "GateDisabled"
+	ReasonNotGated           = "NotGated"
+	ReasonGateObserve        = "GateObserve"
+	ReasonJobRefused         = "JobRefused"
+	ReasonActionFailed       = "ActionFailed"
 )
 
 func setCondition(st *deployv1alpha1.DeploymentChecklistStatus, gen int64, typ string, status metav1.ConditionStatus, reason, msg string) {
@@ -89,8 +116,15 @@ func (e *engine) setConditions() {
 		set(CondStalled, metav1.ConditionTrue, failReason, failMessage)
 		meta.RemoveStatusCondition(&st.Conditions, CondReconciling)
 	default:
-		set(CondReady, metav1.ConditionFalse, ReasonProgressing, st.NextAction)
-		set(CondReconciling, metav1.ConditionTrue, string(st.Phase), st.NextAction)
+		reason := ReasonProgressing
+		if e.waiting != "" {
+			reason = e.waiting
+		}
+		set(CondReady, metav1.ConditionFalse, reason, st.NextAction)
+		if e.waiting == "" {
+			reason = string(st.Phase)
+		}
+		set(CondReconciling, metav1.ConditionTrue, reason, st.NextAction)
 		meta.RemoveStatusCondition(&st.Conditions, CondStalled)
 	}
 
@@ -121,25 +155,69 @@ func (e *engine) setConditions() {
 	}
 
 	wasDegraded := meta.IsStatusConditionTrue(e.dcl.Status.Conditions, CondDegraded)
-	if errs := e.erroring(); len(errs) > 0 && !terminal(st.Phase) {
+	errs := e.erroring()
+	switch {
+	case e.outage != "" && !terminal(st.Phase):
+		set(CondDegraded, metav1.ConditionTrue, ReasonMeasurementsDown, e.outage)
+		if !wasDegraded {
+			e.event(corev1.EventTypeWarning, ReasonDegraded, e.outage)
+		}
+	case len(errs) > 0 && !terminal(st.Phase):
 		// The limit, not the count: the message stays still while the outage lasts.
 		msg := fmt.Sprintf("%d or more measurements in a row failed, holding: %s", e.p.errorLimit, strings.Join(errs, "; "))
 		set(CondDegraded, metav1.ConditionTrue, ReasonMeasurementErrors, msg)
 		if !wasDegraded {
 			e.event(corev1.EventTypeWarning, ReasonDegraded, msg)
 		}
-	} else {
+	default:
 		set(CondDegraded, metav1.ConditionFalse, ReasonMeasurementsOK, "measurements are answering")
 	}
 
-	if st.Rollback != nil {
+	switch rb := st.Rollback; {
+	case rb != nil && rb.NothingToRestore:
+		set(CondRolledBack, metav1.ConditionFalse, ReasonNothingToRestore, failMessage)
+	case rb != nil:
 		reason := ReasonRolledBack
-		if st.Rollback.DryRun {
+		if rb.DryRun {
 			reason = ReasonRollbackDryRun
 		}
-		set(CondRolledBack, metav1.ConditionTrue, reason, st.Rollback.Message)
-	} else {
+		set(CondRolledBack, metav1.ConditionTrue, reason, rb.Message)
+	default:
 		set(CondRolledBack, metav1.ConditionFalse, ReasonNotRolledBack, "no rollback")
+	}
+
+	if ts := st.Target; ts != nil && ts.HeldTemplateHash != "" && !terminal(st.Phase) {
+		set(CondHeldChange, metav1.ConditionTrue, ReasonHeldChange, fmt.Sprintf(
+			"Deployment %s's pod template changed to %s during verification; it is held and waits for a checklist of its own",
+			e.spec.Target.Name, images(ts.HeldImages)))
+	} else {
+		set(CondHeldChange, metav1.ConditionFalse, ReasonNoHeldChange, "no change is held")
+	}
+	e.setAdmissionGate(set)
+}
+
+// setAdmissionGate says whether a template change of the target is held in the same
+// write that makes it, so nobody believes in a gate that is not there.
+func (e *engine) setAdmissionGate(set func(typ string, status metav1.ConditionStatus, reason, msg string)) {
+	served, label, name := e.obs.AdmissionServed, e.obs.Target.GateLabel, e.spec.Target.Name
+	switch {
+	case !e.pauses():
+		set(CondAdmissionGate, metav1.ConditionFalse, ReasonGateObserve, "gate Observe: tminus never holds Deployment "+name)
+	case !served:
+		set(CondAdmissionGate, metav1.ConditionFalse, ReasonWebhookNotServed, fmt.Sprintf(
+			"the Deployment admission webhook is not served: tminus pauses a change of Deployment %s only after it sees it, "+
+				"and it may have started to roll by then", name))
+	case label == deployv1alpha1.GatedByUser || label == deployv1alpha1.GatedByChecklist:
+		set(CondAdmissionGate, metav1.ConditionTrue, ReasonAdmitted, fmt.Sprintf(
+			"changes of Deployment %s's pod template are held at admission (label %s=%s)", name, deployv1alpha1.GatedLabel, label))
+	case label == "":
+		set(CondAdmissionGate, metav1.ConditionFalse, ReasonNotGated, fmt.Sprintf(
+			"Deployment %s is not labelled %s yet: tminus labels it while this checklist is live; label it %s=true in Git "+
+				"so a change committed with its checklist is held too", name, deployv1alpha1.GatedLabel, deployv1alpha1.GatedLabel))
+	default:
+		set(CondAdmissionGate, metav1.ConditionFalse, ReasonGateDisabled, fmt.Sprintf(
+			"Deployment %s is labelled %s=%s: its template changes roll out without the admission gate (break-glass); "+
+				"set it back to true to gate it again", name, deployv1alpha1.GatedLabel, label))
 	}
 }
 

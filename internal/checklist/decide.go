@@ -6,17 +6,28 @@ import (
 	"slices"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/runtime"
 
 	deployv1alpha1 "github.com/tminus-dev/tminus/api/v1alpha1"
 )
 
+// The engine walks a checklist through its lifecycle, one file a stage:
+//
+//	hold.go     before T-0: capture what serves, hold the target, follow the candidate
+//	release.go  T-0: release the candidate, wait for it to roll out
+//	verify.go   the phases (T-minus and T-plus), their deadlines, held changes
+//	end.go      endings: failure, rollback, taking tminus's own pause off
+//	checks.go   the checks and triggers themselves
+
 // immediately asks for another reconcile right away: a phase opened whose measurements
 // were not due when this reconcile gathered its observations.
 const immediately = time.Millisecond
+
+// MaxEventNote is the longest event note the API server keeps (events.k8s.io/v1 note).
+const MaxEventNote = 1024
 
 // engine carries one Decide call.
 type engine struct {
@@ -33,6 +44,13 @@ type engine struct {
 	next string
 	// failure holds the reason of a Failed or RolledBack transition made in this call.
 	failReason, failMessage string
+	// waiting is the reason the checklist is waiting on its target (Reconciling's
+	// reason), when it is not its phase: TargetNotSettled, WaitingForTemplate, Blocked.
+	waiting string
+	// outage says why a T-plus phase past its deadline holds (Degraded).
+	outage string
+	// released is set when this call released the candidate (its Release is queued).
+	released bool
 }
 
 // Decide computes, from the checklist, what this reconcile observed and the time, the
@@ -54,19 +72,27 @@ func Decide(dcl *deployv1alpha1.DeploymentChecklist, obs Observations, now time.
 	e.syncRecords()
 	e.syncApprovals()
 
-	switch e.st.Phase {
-	case deployv1alpha1.PhaseSucceeded:
-	case deployv1alpha1.PhaseFailed, deployv1alpha1.PhaseRolledBack:
-		e.ensureRestored()
-	default:
+	if !terminal(e.st.Phase) {
 		e.run()
 	}
-
+	if terminal(e.st.Phase) {
+		e.ended()
+	}
 	e.finish(dcl.Status.Phase)
 	return e.d
 }
 
-// released says whether T-0 has passed for this status.
+// started says whether the checklist left Pending and Blocked.
+func started(phase deployv1alpha1.ChecklistPhase) bool {
+	switch phase {
+	case "", deployv1alpha1.PhasePending, deployv1alpha1.PhaseBlocked:
+		return false
+	}
+	return true
+}
+
+// released says whether the candidate was released: T-0 passed with a template to
+// release.
 func released(phase deployv1alpha1.ChecklistPhase) bool {
 	switch phase {
 	case deployv1alpha1.PhaseDeploying, deployv1alpha1.PhaseVerifying, deployv1alpha1.PhaseSucceeded:
@@ -95,10 +121,11 @@ func terminal(phase deployv1alpha1.ChecklistPhase) bool {
 }
 
 func (e *engine) run() {
-	if !released(e.st.Phase) {
-		if done := e.beforeT0(); !done {
-			return
-		}
+	if !started(e.st.Phase) && !e.start() {
+		return
+	}
+	if !released(e.st.Phase) && !e.beforeT0() {
+		return
 	}
 	if e.st.Phase == deployv1alpha1.PhaseDeploying {
 		e.deploying()
@@ -108,389 +135,40 @@ func (e *engine) run() {
 	}
 }
 
-// beforeT0 holds the target, walks the T-minus phases and releases at T-0. It reports
-// whether the release happened.
-func (e *engine) beforeT0() bool {
-	if e.st.Phase == "" || e.st.Phase == deployv1alpha1.PhasePending {
-		e.st.Phase = deployv1alpha1.PhaseRunning
-	}
-	if e.windowMissed() {
-		e.fail(ReasonMissedDeployWindow, fmt.Sprintf("missed the deploy window: T-0 was %s and the window closed at %s",
-			e.p.deployAt.UTC().Format(time.RFC3339), e.p.deployAt.Add(e.p.window).UTC().Format(time.RFC3339)))
-		return false
-	}
-	if e.p.deployAt != nil {
-		e.wakeAt(e.p.deployAt.Add(e.p.window))
-	}
-	if !e.obs.Target.Found {
-		e.next = fmt.Sprintf("waiting for Deployment %s to exist", e.spec.Target.Name)
+// start waits while another live checklist holds the target (one live checklist per
+// Deployment) and reports whether this one may run.
+func (e *engine) start() bool {
+	if b := e.obs.Blocker; b != "" {
+		if e.st.Phase != deployv1alpha1.PhaseBlocked {
+			e.event(corev1.EventTypeNormal, ReasonBlocked, fmt.Sprintf(
+				"checklist %s is live on Deployment %s: this one waits for it to end and touches nothing meanwhile", b, e.spec.Target.Name))
+		}
+		e.st.Phase = deployv1alpha1.PhaseBlocked
+		e.waiting = ReasonBlocked
+		e.next = fmt.Sprintf("blocked: checklist %s is live on Deployment %s; this one starts when it ends", b, e.spec.Target.Name)
 		e.pollIn(e.p.interval)
 		return false
 	}
-	e.hold()
-	if !e.walk(e.p.tminus, false) {
-		return false
-	}
-	if revoked := e.revokedApprovals(); len(revoked) > 0 {
-		e.next = "waiting for revoked approvals: " + strings.Join(revoked, ", ")
-		return false
-	}
-	if e.p.deployAt != nil && e.now.Before(*e.p.deployAt) {
-		if e.st.Phase != deployv1alpha1.PhaseHolding {
-			e.event(corev1.EventTypeNormal, ReasonHolding, fmt.Sprintf("every T-minus phase passed; holding until T-0 at %s",
-				e.p.deployAt.UTC().Format(time.RFC3339)))
-		}
-		e.st.Phase = deployv1alpha1.PhaseHolding
-		e.st.CurrentPhase = ""
-		e.next = "release at " + e.p.deployAt.UTC().Format(time.RFC3339)
-		e.wakeAt(*e.p.deployAt)
-		return false
-	}
-	e.release()
+	e.st.Phase = deployv1alpha1.PhaseRunning
 	return true
 }
 
-func (e *engine) windowMissed() bool {
-	return e.p.deployAt != nil && !e.now.Before(e.p.deployAt.Add(e.p.window))
-}
+// mine is the held-by annotation value of a hold made for this checklist.
+func (e *engine) mine() string { return deployv1alpha1.HeldByChecklist(e.dcl.Name) }
 
-// hold keeps the target paused (gate Pause) and keeps the record of what it runs.
-func (e *engine) hold() {
-	t := e.obs.Target
-	if e.spec.Gate != deployv1alpha1.GateObserve && !t.Paused {
-		e.action(Action{Kind: ActionPause})
-		e.event(corev1.EventTypeNormal, ReasonTargetPaused,
-			fmt.Sprintf("paused Deployment %s until every T-minus phase passes", e.spec.Target.Name))
-	}
-	if t.RunningTemplate == nil {
-		return
-	}
-	if e.st.Target == nil {
-		e.st.Target = &deployv1alpha1.TargetStatus{}
-	}
-	if e.st.Target.PreDeployTemplateHash != t.RunningHash {
-		raw, err := json.Marshal(t.RunningTemplate)
-		if err == nil {
-			e.st.Target.PreDeployTemplate = &runtime.RawExtension{Raw: raw}
-			e.st.Target.PreDeployTemplateHash = t.RunningHash
-			e.st.Target.PreDeployRevision = t.Revision
-		}
-	}
-}
-
-func (e *engine) release() {
-	t := e.obs.Target
-	if e.st.Target == nil {
-		e.st.Target = &deployv1alpha1.TargetStatus{}
-	}
-	now := e.stamp()
-	e.st.Target.ReleasedAt = &now
-	e.st.Target.ReleasedTemplateHash = t.TemplateHash
-	e.st.Phase = deployv1alpha1.PhaseDeploying
-	e.st.CurrentPhase = ""
-	msg := "T-0: every T-minus phase passed"
-	if e.spec.Revision != "" {
-		msg += "; releasing " + e.spec.Revision
-	}
-	if t.TemplateHash != "" && t.TemplateHash == e.st.Target.PreDeployTemplateHash {
-		msg += " (the Deployment's template is unchanged: nothing new rolls out)"
-	}
-	e.event(corev1.EventTypeNormal, ReasonReleased, msg)
-	// deploying, which runs next, resumes the target.
-}
-
-// deploying waits for the released revision to be available, watching triggers.
-func (e *engine) deploying() {
-	t := e.obs.Target
-	if e.triggers() {
-		return
-	}
-	if !t.Found {
-		e.next = fmt.Sprintf("Deployment %s is gone; cannot verify the release", e.spec.Target.Name)
-		e.pollIn(e.p.interval)
-		return
-	}
-	if e.spec.Gate != deployv1alpha1.GateObserve && t.Paused {
-		e.action(Action{Kind: ActionResume})
-	}
-	if t.ProgressDeadlineExceeded {
-		e.rollback(ReasonRolloutStalled, fmt.Sprintf("Deployment %s exceeded its progress deadline", e.spec.Target.Name), "")
-		return
-	}
-	if !rolledOut(t) {
-		e.next = fmt.Sprintf("waiting for the rollout: %d of %d replicas updated, %d available",
-			t.UpdatedReplicas, t.Replicas, t.AvailableReplicas)
-		e.pollIn(e.p.interval)
-		return
-	}
-	now := e.stamp()
-	e.st.Target.AvailableAt = &now
-	e.st.Phase = deployv1alpha1.PhaseVerifying
-	e.event(corev1.EventTypeNormal, ReasonRolloutAvailable,
-		fmt.Sprintf("Deployment %s rolled out: %d replicas available; T-plus phases count from now", e.spec.Target.Name, t.AvailableReplicas))
-}
-
-func rolledOut(t TargetState) bool {
-	return !t.Paused && t.ObservedGeneration >= t.Generation && t.Available &&
-		t.UpdatedReplicas == t.Replicas && t.AvailableReplicas == t.Replicas && t.TotalReplicas == t.Replicas
-}
-
-// verifying walks the T-plus phases, watching triggers. A target that disappeared can
-// be neither verified nor rolled back: the checklist says so and waits.
-func (e *engine) verifying() {
-	if !e.obs.Target.Found {
-		e.next = fmt.Sprintf("Deployment %s is gone; cannot verify the release", e.spec.Target.Name)
-		e.pollIn(e.p.interval)
-		return
-	}
-	if e.triggers() {
-		return
-	}
-	if e.walk(e.p.tplus, true) {
-		e.st.Phase = deployv1alpha1.PhaseSucceeded
-		e.st.CurrentPhase = ""
-		e.event(corev1.EventTypeNormal, ReasonSucceeded, "every phase passed")
-	}
-}
-
-// walk evaluates the first phase of phases that has not passed, and the ones after it
-// as they pass. It reports whether every phase has passed.
-func (e *engine) walk(phases []phasePlan, tplus bool) bool {
-	for i, ph := range phases {
-		rec := e.phaseRecord(ph.spec.Name)
-		if rec.State == deployv1alpha1.PhaseStatePassed {
-			continue
-		}
-		openAt := e.openAt(phases, i, tplus)
-		if e.now.Before(openAt) {
-			e.st.CurrentPhase = ""
-			e.next = fmt.Sprintf("%s opens at %s", ph.spec.Name, openAt.UTC().Format(time.RFC3339))
-			e.wakeAt(openAt)
-			return false
-		}
-		e.st.CurrentPhase = ph.spec.Name
-		if rec.State != deployv1alpha1.PhaseStateOpen {
-			rec.State = deployv1alpha1.PhaseStateOpen
-			t := e.stamp()
-			rec.OpenedAt = &t
-			e.event(corev1.EventTypeNormal, ReasonPhaseOpened, fmt.Sprintf("%s opened with %d checks", ph.spec.Name, len(ph.spec.Checks)))
-		}
-		passed, hardFail := e.evaluate(ph, rec)
-		// A Deployment scaled to zero serves nothing: a check that passes (an error
-		// rate of 0 with no traffic) says nothing about the release.
-		scaledToZero := tplus && e.obs.Target.Found && e.obs.Target.Replicas == 0
-		if scaledToZero {
-			passed = false
-		}
-		if tplus && hardFail != "" {
-			e.failPhase(rec)
-			e.rollback(ReasonVerificationFailed, fmt.Sprintf("%s failed: %s", ph.spec.Name, hardFail), "")
-			return false
-		}
-		if passed {
-			rec.State = deployv1alpha1.PhaseStatePassed
-			t := e.stamp()
-			rec.CompletedAt = &t
-			e.event(corev1.EventTypeNormal, ReasonPhasePassed, ph.spec.Name+" passed")
-			continue
-		}
-		deadline, ok := e.deadline(phases, i, tplus, rec)
-		if ok && !e.now.Before(deadline) {
-			e.failPhase(rec)
-			summary := e.failingSummary(ph, rec, true)
-			if scaledToZero {
-				summary = fmt.Sprintf("Deployment %s was scaled to zero", e.spec.Target.Name)
-			}
-			if tplus {
-				e.rollback(ReasonVerificationFailed, fmt.Sprintf("%s did not pass by %s: %s", ph.spec.Name,
-					deadline.UTC().Format(time.RFC3339), summary), "")
-			} else {
-				e.fail(ReasonPhaseTimedOut, fmt.Sprintf("%s did not pass within its timeout %s: %s", ph.spec.Name, ph.spec.Timeout, summary))
-			}
-			return false
-		}
-		if ok {
-			e.wakeAt(deadline)
-		}
-		if scaledToZero {
-			e.next = fmt.Sprintf("Deployment %s is scaled to zero: nothing serves the release, so %s cannot pass; scale it up to go on",
-				e.spec.Target.Name, ph.spec.Name)
-			return false
-		}
-		// No values in the next action: they move every measurement and this text is
-		// in status, so it would be rewritten each time (the check records show them).
-		e.next = "waiting for " + ph.spec.Name + ": " + e.failingSummary(ph, rec, false)
-		return false
-	}
-	return true
-}
-
-func (e *engine) failPhase(rec *deployv1alpha1.PhaseStatus) {
-	rec.State = deployv1alpha1.PhaseStateFailed
-	t := e.stamp()
-	rec.CompletedAt = &t
-}
-
-// openAt is when phase i opens: at its offset from T-0 (T-minus phases with deployAt,
-// T-plus phases from availability), and never before the phase before it passed.
-func (e *engine) openAt(phases []phasePlan, i int, tplus bool) time.Time {
-	var prev *time.Time
-	if i > 0 {
-		if r := e.phaseRecord(phases[i-1].spec.Name); r.CompletedAt != nil {
-			t := r.CompletedAt.Time
-			prev = &t
-		}
-	}
-	var scheduled *time.Time
-	switch {
-	case tplus && e.st.Target != nil && e.st.Target.AvailableAt != nil:
-		t := e.st.Target.AvailableAt.Add(phases[i].at)
-		scheduled = &t
-	case !tplus && e.p.deployAt != nil:
-		t := e.p.deployAt.Add(phases[i].at)
-		scheduled = &t
-	}
-	switch {
-	case scheduled != nil && prev != nil:
-		if prev.After(*scheduled) {
-			return *prev
-		}
-		return *scheduled
-	case scheduled != nil:
-		return *scheduled
-	case prev != nil:
-		return *prev
-	}
-	return e.now
-}
-
-// deadline is when an open phase fails: its own timeout; for a T-plus phase also the
-// opening of the next one, or for the last one the default timeout.
-func (e *engine) deadline(phases []phasePlan, i int, tplus bool, rec *deployv1alpha1.PhaseStatus) (time.Time, bool) {
-	opened := e.now
-	if rec.OpenedAt != nil {
-		opened = rec.OpenedAt.Time
-	}
-	var d time.Time
-	ok := false
-	if phases[i].timeout > 0 {
-		d, ok = opened.Add(phases[i].timeout), true
-	}
-	if !tplus {
-		return d, ok
-	}
-	var limit time.Time
-	if i+1 < len(phases) && e.st.Target != nil && e.st.Target.AvailableAt != nil {
-		limit = e.st.Target.AvailableAt.Add(phases[i+1].at)
-		// A phase that opened late still gets one interval to be measured.
-		limit = latest(limit, opened.Add(e.p.interval))
-	} else {
-		limit = opened.Add(DefaultLastPhaseTimeout)
-	}
-	if !ok || limit.Before(d) {
-		d = limit
-	}
-	return d, true
-}
-
-// failingSummary lists the checks of a phase that have not passed, with what they need
-// and, if values, what they measured.
-func (e *engine) failingSummary(ph phasePlan, rec *deployv1alpha1.PhaseStatus, values bool) string {
-	var parts []string
-	for _, c := range ph.spec.Checks {
-		cr := checkRecord(rec, c.Name)
-		if cr == nil || cr.Outcome == deployv1alpha1.OutcomePass {
-			continue
-		}
-		s := c.Name + " " + string(cr.Outcome)
-		if values && cr.Value != "" {
-			s += " " + cr.Value
-		}
-		if cr.Threshold != "" {
-			s += " (needs " + cr.Threshold + ")"
-		}
-		if cr.Message != "" && cr.Outcome != deployv1alpha1.OutcomeFail {
-			s += ": " + cr.Message
-		}
-		parts = append(parts, s)
-	}
-	if len(parts) == 0 {
-		return "no check failing"
-	}
-	return strings.Join(parts, "; ")
-}
-
-// fail ends the checklist before T-0; the workload keeps what it ran.
-func (e *engine) fail(reason, msg string) {
-	e.st.Phase = deployv1alpha1.PhaseFailed
-	e.failReason, e.failMessage = reason, msg
-	e.event(corev1.EventTypeWarning, reason, msg)
-	if e.spec.Gate != deployv1alpha1.GateObserve {
-		e.ensureRestored()
-	}
-}
-
-// rollback ends the checklist after T-0 by restoring the pre-deploy template, once.
-func (e *engine) rollback(reason, msg, value string) {
-	e.st.Phase = deployv1alpha1.PhaseRolledBack
-	e.failReason, e.failMessage = reason, msg
-	dry := e.spec.Rollback.Action == deployv1alpha1.RollbackNone || e.spec.Gate == deployv1alpha1.GateObserve
-	e.st.Rollback = &deployv1alpha1.RollbackRecord{
-		Reason: reason, Message: msg, Value: value, FiredAt: e.stamp(), DryRun: dry,
-	}
-	if dry {
-		e.event(corev1.EventTypeWarning, ReasonRollbackDryRun, "would roll back (rollback.action None or gate Observe): "+msg)
-		return
-	}
-	e.event(corev1.EventTypeWarning, ReasonRolledBack, "rolling back: "+msg)
-	e.ensureRestored()
-}
-
-// ensureRestored puts the pre-deploy template back and resumes the target, unless it
-// was seen done. Seeing the target already restored (the manager died between the
-// patch and the status write) records it without writing again.
-func (e *engine) ensureRestored() {
-	st := e.st
-	switch {
-	case st.Phase == deployv1alpha1.PhaseRolledBack && (st.Rollback == nil || st.Rollback.DryRun):
-		return
-	case st.Phase == deployv1alpha1.PhaseFailed && e.spec.Gate == deployv1alpha1.GateObserve:
-		return
-	case st.Target != nil && st.Target.RestoredAt != nil:
-		return
-	case st.Target == nil || st.Target.PreDeployTemplate == nil:
-		e.next = fmt.Sprintf("nothing to restore: Deployment %s had never rolled out when the checklist started", e.spec.Target.Name)
-		return
-	case !e.obs.Target.Found:
-		e.next = fmt.Sprintf("Deployment %s is gone; nothing to restore", e.spec.Target.Name)
-		return
-	}
-	t := e.obs.Target
-	if t.TemplateHash == st.Target.PreDeployTemplateHash && !t.Paused {
-		now := e.stamp()
-		st.Target.RestoredAt = &now
-		if st.Rollback != nil && st.Rollback.CompletedAt == nil {
-			st.Rollback.CompletedAt = &now
-		}
-		e.event(corev1.EventTypeNormal, ReasonRestored, fmt.Sprintf("Deployment %s runs its pre-deploy template again (revision %s)",
-			e.spec.Target.Name, st.Target.PreDeployRevision))
-		return
-	}
-	tmpl, err := PreDeployTemplate(st)
-	if err != nil {
-		e.next = err.Error()
-		return
-	}
-	e.action(Action{Kind: ActionRestore, Template: tmpl})
-	e.next = fmt.Sprintf("restoring Deployment %s to revision %s", e.spec.Target.Name, st.Target.PreDeployRevision)
-	e.pollIn(e.p.interval)
-}
+// pauses says whether the checklist may touch its target's pause at all.
+func (e *engine) pauses() bool { return e.spec.Gate != deployv1alpha1.GateObserve }
 
 func (e *engine) action(a Action) { e.d.Actions = append(e.d.Actions, a) }
 
+// event queues an event; its note is cut to what the API server keeps, here and only
+// here, so the longest rollback message still makes an event.
 func (e *engine) event(typ, reason, msg string) {
-	e.d.Events = append(e.d.Events, Event{Type: typ, Reason: reason, Message: msg})
+	e.d.Events = append(e.d.Events, Event{Type: typ, Reason: reason, Message: EventNote(msg)})
 }
+
+// EventNote cuts an event note to MaxEventNote bytes on a rune boundary.
+func EventNote(s string) string { return truncate(s, MaxEventNote) }
 
 func (e *engine) wakeAt(t time.Time) { e.wake = append(e.wake, t) }
 
@@ -498,43 +176,6 @@ func (e *engine) pollIn(d time.Duration) {
 	if e.poll == 0 || d < e.poll {
 		e.poll = d
 	}
-}
-
-// revokedApprovals lists approval checks of passed T-minus phases that no longer have
-// their sign-offs: an approval removed before T-0 revokes it.
-func (e *engine) revokedApprovals() []string {
-	var out []string
-	for _, ph := range e.p.tminus {
-		for _, c := range ph.spec.Checks {
-			if c.Approval != nil && len(e.approvers(c.Approval.Role)) < approvalCount(c.Approval) {
-				out = append(out, ph.spec.Name+"/"+c.Name)
-				if cr := checkRecord(e.phaseRecord(ph.spec.Name), c.Name); cr != nil {
-					cr.Outcome = deployv1alpha1.OutcomePending
-					cr.Message = "approval revoked before T-0"
-				}
-			}
-		}
-	}
-	return out
-}
-
-func approvalCount(a *deployv1alpha1.ApprovalCheck) int {
-	if a.Count < 1 {
-		return 1
-	}
-	return int(a.Count)
-}
-
-// approvers lists the distinct approvers of role, in a stable order.
-func (e *engine) approvers(role string) []string {
-	var names []string
-	for _, a := range e.obs.Approvals[role] {
-		if !slices.Contains(names, a.Approver) {
-			names = append(names, a.Approver)
-		}
-	}
-	slices.Sort(names)
-	return names
 }
 
 // finish sets conditions and the next action, and computes when to look again.
@@ -609,7 +250,7 @@ func defaultNext(st *deployv1alpha1.DeploymentChecklistStatus) string {
 	case deployv1alpha1.PhaseSucceeded:
 		return "nothing: every phase passed"
 	case deployv1alpha1.PhaseFailed:
-		return "nothing: the checklist failed before T-0"
+		return "nothing: the checklist failed"
 	case deployv1alpha1.PhaseRolledBack:
 		if st.Rollback != nil && st.Rollback.DryRun {
 			return "nothing: a rollback would have happened (dry run)"
@@ -619,11 +260,16 @@ func defaultNext(st *deployv1alpha1.DeploymentChecklistStatus) string {
 	return "evaluating"
 }
 
+// truncate cuts s to at most n bytes, ending in "..." when cut, never inside a rune.
 func truncate(s string, n int) string {
 	if len(s) <= n {
 		return s
 	}
-	return s[:n-3] + "..."
+	cut := n - 3
+	for cut > 0 && !utf8.RuneStart(s[cut]) {
+		cut--
+	}
+	return s[:cut] + "..."
 }
 
 func latest(a, b time.Time) time.Time {
@@ -633,7 +279,8 @@ func latest(a, b time.Time) time.Time {
 	return b
 }
 
-// PreDeployTemplate is the pod template the target ran before T-0, as recorded in status.
+// PreDeployTemplate is the pod template the target served when the checklist started,
+// as recorded in status.
 func PreDeployTemplate(st *deployv1alpha1.DeploymentChecklistStatus) (*corev1.PodTemplateSpec, error) {
 	if st.Target == nil || st.Target.PreDeployTemplate == nil {
 		return nil, fmt.Errorf("no pre-deploy template was recorded")
@@ -643,6 +290,14 @@ func PreDeployTemplate(st *deployv1alpha1.DeploymentChecklistStatus) (*corev1.Po
 		return nil, fmt.Errorf("cannot read the recorded pre-deploy template: %w", err)
 	}
 	return &tmpl, nil
+}
+
+// images renders a list of images for a message.
+func images(list []string) string {
+	if len(list) == 0 {
+		return "no images"
+	}
+	return strings.Join(list, ", ")
 }
 
 // stamp is now as status records it: API timestamps keep whole seconds, so a time the

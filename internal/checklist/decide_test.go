@@ -47,14 +47,17 @@ func TestFirstReconcilePausesTheTargetRecordsItsTemplateAndOpensTheFirstPhase(t 
 	target.Paused = false
 	d := run(c, Observations{Target: target}, t0)
 
-	g.Expect(kinds(d.Actions)).To(Equal([]ActionKind{ActionPause}))
+	g.Expect(kinds(d.Actions)).To(Equal([]ActionKind{ActionHold}))
+	g.Expect(d.Actions[0].Reason).To(Equal("held by checklist checkout-v2 until T-0"))
 	g.Expect(c.Status.Phase).To(Equal(deployv1alpha1.PhaseRunning))
 	g.Expect(c.Status.CurrentPhase).To(Equal("T-10m"))
 	g.Expect(phaseState(c, "T-10m")).To(Equal(deployv1alpha1.PhaseStateOpen))
 	g.Expect(phaseState(c, "T+5m")).To(Equal(deployv1alpha1.PhaseStatePending))
 	g.Expect(c.Status.Target.PreDeployTemplateHash).To(Equal("hash-v1"))
 	g.Expect(string(c.Status.Target.PreDeployTemplate.Raw)).To(ContainSubstring("checkout:v1"))
-	g.Expect(reasons(d.Events)).To(Equal([]string{ReasonTargetPaused, ReasonPhaseOpened}))
+	g.Expect(c.Status.Target.PreDeployImages).To(Equal([]string{"checkout:v1"}))
+	g.Expect(c.Status.Target.CandidateTemplateHash).To(Equal("hash-v2"), "the new template is what it releases")
+	g.Expect(reasons(d.Events)).To(Equal([]string{ReasonTargetPaused, ReasonCandidateSeen, ReasonPhaseOpened}))
 	g.Expect(condition(c, CondAwaitingApproval).Status).To(Equal(metav1.ConditionTrue))
 	g.Expect(condition(c, CondAwaitingApproval).Message).To(ContainSubstring("T-10m/lead"))
 	g.Expect(condition(c, CondReconciling).Status).To(Equal(metav1.ConditionTrue))
@@ -79,7 +82,7 @@ func TestReleaseWithoutDeployAtHappensWhenEveryTMinusPhasePassed(t *testing.T) {
 
 	d := run(c, Observations{Target: heldTarget(), Approvals: approved("deployment-lead"), Metrics: errorRate(0.004, "0.004")}, t0.Add(time.Second))
 	g.Expect(c.Status.Phase).To(Equal(deployv1alpha1.PhaseDeploying))
-	g.Expect(kinds(d.Actions)).To(Equal([]ActionKind{ActionResume}))
+	g.Expect(d.Actions).To(Equal([]Action{{Kind: ActionRelease, Revision: "v2"}}))
 	g.Expect(phaseState(c, "T-10m")).To(Equal(deployv1alpha1.PhaseStatePassed))
 	g.Expect(c.Status.Target.ReleasedAt.Time).To(Equal(t0.Add(time.Second)))
 	g.Expect(c.Status.Target.ReleasedTemplateHash).To(Equal("hash-v2"))
@@ -182,10 +185,10 @@ func TestDeployAtInTheFutureHoldsUntilTheClockReachesIt(t *testing.T) {
 
 	d = run(c, obs, t0)
 	g.Expect(c.Status.Phase).To(Equal(deployv1alpha1.PhaseDeploying))
-	g.Expect(kinds(d.Actions)).To(Equal([]ActionKind{ActionResume}))
+	g.Expect(kinds(d.Actions)).To(Equal([]ActionKind{ActionRelease}))
 }
 
-func TestMissedDeployWindowFailsAndRestoresTheRunningTemplate(t *testing.T) {
+func TestMissedDeployWindowFailsAndKeepsTheUnreleasedTemplateHeld(t *testing.T) {
 	g := NewWithT(t)
 	c := newChecklist(withDeployAt(t0, "30m"))
 	run(c, Observations{Target: heldTarget()}, t0.Add(-10*time.Minute))
@@ -197,20 +200,38 @@ func TestMissedDeployWindowFailsAndRestoresTheRunningTemplate(t *testing.T) {
 	g.Expect(condition(c, CondReady).Message).To(ContainSubstring("missed the deploy window"))
 	g.Expect(condition(c, CondStalled).Status).To(Equal(metav1.ConditionTrue))
 	g.Expect(meta.FindStatusCondition(c.Status.Conditions, CondReconciling)).To(BeNil())
-	// The workload is neither left paused nor allowed to roll the new template.
-	g.Expect(kinds(d.Actions)).To(Equal([]ActionKind{ActionRestore}))
-	g.Expect(d.Actions[0].Template.Spec.Containers[0].Image).To(Equal("checkout:v1"))
+	// The workload keeps serving v1; v2, released by no checklist, stays held, now in
+	// the admission's name, saying how to go on. Git still says v2: restoring v1 into
+	// the template would only make a GitOps tool push v2 again.
+	g.Expect(kinds(d.Actions)).To(Equal([]ActionKind{ActionHold}))
+	g.Expect(d.Actions[0].HeldBy).To(Equal(deployv1alpha1.HeldByAdmission))
+	g.Expect(d.Actions[0].Reason).To(ContainSubstring("checkout:v2) is released by no checklist"))
 
-	// Seen restored, it is recorded and nothing more is written.
-	restored := heldTarget()
-	restored.Paused, restored.Template, restored.TemplateHash = false, template("checkout:v1"), "hash-v1"
-	d = run(c, Observations{Target: restored}, t0.Add(31*time.Minute))
-	g.Expect(d.Actions).To(BeEmpty())
-	g.Expect(c.Status.Target.RestoredAt).NotTo(BeNil())
-	d = run(c, Observations{Target: restored}, t0.Add(32*time.Minute))
+	// Seen so held, nothing more is written.
+	held := heldTarget()
+	held.HeldBy = deployv1alpha1.HeldByAdmission
+	d = run(c, Observations{Target: held}, t0.Add(31*time.Minute))
 	g.Expect(d.Actions).To(BeEmpty())
 	g.Expect(d.Events).To(BeEmpty())
 	g.Expect(d.RequeueAfter).To(BeZero())
+}
+
+func TestAFailureWithNothingNewInTheTemplateTakesTminussPauseOff(t *testing.T) {
+	g := NewWithT(t)
+	c := newChecklist(withDeployAt(t0, "30m"))
+	held := servingV1()
+	held.Paused, held.HeldBy = true, "checklist/checkout-v2"
+	run(c, Observations{Target: held}, t0.Add(-10*time.Minute))
+	d := run(c, Observations{Target: held}, t0.Add(30*time.Minute))
+	g.Expect(c.Status.Phase).To(Equal(deployv1alpha1.PhaseFailed))
+	g.Expect(kinds(d.Actions)).To(Equal([]ActionKind{ActionResume}))
+
+	// Paused by someone else: not tminus's to take off.
+	c = newChecklist(withDeployAt(t0, "30m"))
+	held.HeldBy = ""
+	run(c, Observations{Target: held}, t0.Add(-10*time.Minute))
+	d = run(c, Observations{Target: held}, t0.Add(30*time.Minute))
+	g.Expect(d.Actions).To(BeEmpty())
 }
 
 func TestAPhaseTimeoutBeforeT0FailsTheChecklist(t *testing.T) {
@@ -257,6 +278,7 @@ func TestTheRolloutBecomingAvailableStartsVerification(t *testing.T) {
 
 	rolling := rolledOutTarget()
 	rolling.UpdatedReplicas, rolling.AvailableReplicas, rolling.TotalReplicas = 1, 3, 4
+	rolling.Settled, rolling.Serving, rolling.ServingHash = false, nil, ""
 	run(c, Observations{Target: rolling}, t0.Add(-30*time.Second))
 	g.Expect(c.Status.Phase).To(Equal(deployv1alpha1.PhaseDeploying))
 	g.Expect(c.Status.NextAction).To(ContainSubstring("1 of 3 replicas updated"))
@@ -482,7 +504,8 @@ func TestARolloutPastItsProgressDeadlineRollsBack(t *testing.T) {
 	c := newChecklist()
 	run(c, Observations{Target: heldTarget(), Approvals: approved("deployment-lead"), Metrics: errorRate(0.001, "0.001")}, t0)
 	stuck := rolledOutTarget()
-	stuck.UpdatedReplicas, stuck.ProgressDeadlineExceeded = 1, true
+	stuck.UpdatedReplicas, stuck.ProgressDeadlineExceeded, stuck.ProgressingSince = 1, true, t0.Add(10*time.Minute)
+	stuck.Settled, stuck.Serving, stuck.ServingHash = false, nil, ""
 	d := run(c, Observations{Target: stuck}, t0.Add(10*time.Minute))
 	g.Expect(c.Status.Phase).To(Equal(deployv1alpha1.PhaseRolledBack))
 	g.Expect(c.Status.Rollback.Reason).To(Equal(ReasonRolloutStalled))
@@ -506,7 +529,7 @@ func TestJobChecksCreateTheirJobOnceAndPassWhenItSucceeds(t *testing.T) {
 	d = run(c, obs, t0.Add(2*time.Second))
 	g.Expect(c.Status.Phase).To(Equal(deployv1alpha1.PhaseDeploying))
 	g.Expect(check(c, "T-10m", "smoke").Outcome).To(Equal(deployv1alpha1.OutcomePass))
-	g.Expect(kinds(d.Actions)).To(Equal([]ActionKind{ActionResume}))
+	g.Expect(kinds(d.Actions)).To(Equal([]ActionKind{ActionRelease}))
 }
 
 func TestAFailedJobHoldsBeforeT0AndRollsBackAfterIt(t *testing.T) {

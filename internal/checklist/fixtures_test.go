@@ -94,30 +94,44 @@ func template(image string) *corev1.PodTemplateSpec {
 }
 
 // heldTarget is a Deployment that runs v1 and whose template was already set to v2
-// while paused.
+// while paused for the checklist.
 func heldTarget() TargetState {
 	return TargetState{
 		Found: true, Paused: true, Generation: 2, ObservedGeneration: 2,
 		Replicas: 3, UpdatedReplicas: 0, AvailableReplicas: 3, TotalReplicas: 3, Available: true,
-		Template: template("checkout:v2"), TemplateHash: "hash-v2", Revision: "1",
-		RunningTemplate: template("checkout:v1"), RunningHash: "hash-v1",
+		Template: template("checkout:v2"), TemplateHash: "hash-v2", TemplateImages: []string{"checkout:v2"}, Revision: "1",
+		Settled: true, Serving: template("checkout:v1"), ServingHash: "hash-v1", ServingRevision: "1",
+		HeldBy: "checklist/checkout-v2",
 	}
 }
 
-// rolledOutTarget is the same Deployment after v2 rolled out.
+// servingV1 is the Deployment running v1 with nothing new in its template, not paused.
+func servingV1() TargetState {
+	t := heldTarget()
+	t.Paused, t.HeldBy = false, ""
+	t.Template, t.TemplateHash, t.TemplateImages = template("checkout:v1"), "hash-v1", []string{"checkout:v1"}
+	t.UpdatedReplicas = 3
+	t.TemplateFirstRan = t0.Add(-24 * time.Hour)
+	return t
+}
+
+// rolledOutTarget is the same Deployment after v2 rolled out (its ReplicaSet was
+// created at the release, a minute before t0).
 func rolledOutTarget() TargetState {
 	t := heldTarget()
-	t.Paused, t.Generation, t.ObservedGeneration = false, 3, 3
+	t.Paused, t.HeldBy, t.Generation, t.ObservedGeneration = false, "", 3, 3
 	t.UpdatedReplicas, t.Revision = 3, "2"
-	t.RunningTemplate, t.RunningHash = template("checkout:v2"), "hash-v2"
+	t.Serving, t.ServingHash, t.ServingRevision = template("checkout:v2"), "hash-v2", "2"
+	t.TemplateFirstRan = t0.Add(-time.Minute)
 	return t
 }
 
 // restoredTarget is the Deployment after a rollback to v1.
 func restoredTarget() TargetState {
 	t := rolledOutTarget()
-	t.Template, t.TemplateHash = template("checkout:v1"), "hash-v1"
-	t.RunningTemplate, t.RunningHash, t.Revision = template("checkout:v1"), "hash-v1", "3"
+	t.Template, t.TemplateHash, t.TemplateImages = template("checkout:v1"), "hash-v1", []string{"checkout:v1"}
+	t.Serving, t.ServingHash, t.ServingRevision, t.Revision = template("checkout:v1"), "hash-v1", "3", "3"
+	t.TemplateFirstRan = t0.Add(-24 * time.Hour)
 	return t
 }
 

@@ -2,6 +2,7 @@ package checklist
 
 import (
 	"math"
+	"slices"
 	"strconv"
 	"testing"
 	"time"
@@ -109,6 +110,7 @@ func FuzzDecide(f *testing.F) {
 			if c.Status.Target != nil && c.Status.Target.RestoredAt != nil {
 				restoredSeen = true
 			}
+			checkReleaseInvariants(t, i, c, obs, d)
 			if obs.Metrics["error-rate"].Kind == ResultError {
 				for _, ph := range c.Status.Phases {
 					for _, ch := range ph.Checks {
@@ -123,8 +125,50 @@ func FuzzDecide(f *testing.F) {
 	})
 }
 
+// checkReleaseInvariants: a checklist never deploys, verifies or succeeds on a template
+// it did not release (nor on the pre-deploy one); it ends Succeeded only while its
+// release serves; and once ended it never holds the target for itself and always takes
+// its own pause off, unless the pause holds a change nothing released.
+func checkReleaseInvariants(t *testing.T, step int, c *deployv1alpha1.DeploymentChecklist, obs Observations, d Decision) {
+	t.Helper()
+	st := c.Status
+	if released(st.Phase) {
+		if st.Target == nil || st.Target.ReleasedTemplateHash == "" || st.Target.ReleasedTemplateHash == st.Target.PreDeployTemplateHash {
+			t.Fatalf("step %d: %s without a released template of its own: %+v", step, st.Phase, st.Target)
+		}
+	}
+	if st.Phase == deployv1alpha1.PhaseSucceeded && obs.Target.Found && obs.Target.ServingHash != st.Target.ReleasedTemplateHash &&
+		d.Events != nil && slices.Contains(reasons(d.Events), ReasonSucceeded) {
+		t.Fatalf("step %d: Succeeded while %s serves, not the release %s", step, obs.Target.ServingHash, st.Target.ReleasedTemplateHash)
+	}
+	if !terminal(st.Phase) {
+		return
+	}
+	tgt := obs.Target
+	mine := tgt.Paused && tgt.HeldBy == "checklist/"+c.Name
+	for _, a := range d.Actions {
+		if a.Kind == ActionHold && a.HeldBy != deployv1alpha1.HeldByAdmission {
+			t.Fatalf("step %d: ended %s but holds the target for itself", step, st.Phase)
+		}
+	}
+	restoring := st.Phase == deployv1alpha1.PhaseRolledBack && st.Rollback != nil && !st.Rollback.DryRun
+	unreleased := (tgt.TemplateFirstRan.IsZero() || tgt.TemplateHash == st.Target.HeldTemplateHash) &&
+		tgt.TemplateHash != st.Target.ReleasedTemplateHash && tgt.TemplateHash != st.Target.PreDeployTemplateHash
+	if mine && !restoring {
+		want := ActionResume
+		if unreleased {
+			want = ActionHold
+		}
+		if !slices.Contains(kinds(d.Actions), want) {
+			t.Fatalf("step %d: ended %s with tminus's pause on (template %s, unreleased %v) and no %s", step, st.Phase,
+				tgt.TemplateHash, unreleased, want)
+		}
+	}
+}
+
 // fuzzObservations turns one fuzzer byte into what a reconcile could observe: the error
-// rate (good, breaching, erroring, no data), the sign-off, the Job, and the target.
+// rate (good, breaching, erroring, no data), the sign-off, the Job, and the target in
+// the states GitOps leaves it in.
 func fuzzObservations(b byte, phase deployv1alpha1.ChecklistPhase) Observations {
 	obs := Observations{Target: heldTarget(), Jobs: map[string]JobState{}}
 	switch b % 4 {
@@ -148,15 +192,40 @@ func fuzzObservations(b byte, phase deployv1alpha1.ChecklistPhase) Observations 
 	case 3:
 		obs.Jobs["T-10m/smoke"] = JobState{Exists: true, Failed: true, Message: "BackoffLimitExceeded"}
 	}
-	if released(phase) || phase == deployv1alpha1.PhaseRolledBack {
-		switch (b >> 5) % 3 {
+	v3 := func(t TargetState, heldBy string, ran bool) TargetState {
+		t.Template, t.TemplateHash, t.TemplateImages = template("checkout:v3"), "hash-v3", []string{"checkout:v3"}
+		t.Paused, t.HeldBy, t.TemplateFirstRan = heldBy != "", heldBy, time.Time{}
+		if ran {
+			t.TemplateFirstRan = t0.Add(time.Hour)
+		}
+		return t
+	}
+	mine := "checklist/checkout-v2"
+	if released(phase) || terminal(phase) {
+		switch (b >> 5) % 6 {
 		case 0:
 			obs.Target = rolledOutTarget()
 		case 1:
 			obs.Target = restoredTarget()
 		case 2:
 			obs.Target = TargetState{}
+		case 3:
+			obs.Target = v3(rolledOutTarget(), deployv1alpha1.HeldByAdmission, false)
+		case 4:
+			obs.Target = v3(rolledOutTarget(), "", true)
+		case 5:
+			obs.Target = v3(rolledOutTarget(), mine, b&1 != 0)
 		}
+		return obs
+	}
+	switch (b >> 5) % 4 {
+	case 1:
+		obs.Target = servingV1()
+	case 2:
+		obs.Target = servingV1()
+		obs.Target.Paused, obs.Target.HeldBy = true, mine
+	case 3:
+		obs.Target = v3(heldTarget(), mine, false)
 	}
 	return obs
 }

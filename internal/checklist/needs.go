@@ -17,7 +17,7 @@ import (
 func NeedsFor(dcl *deployv1alpha1.DeploymentChecklist, now time.Time) Needs {
 	n := Needs{HTTP: map[string]deployv1alpha1.HTTPCheck{}}
 	p, err := parsePlan(&dcl.Spec)
-	if err != nil || terminal(dcl.Status.Phase) {
+	if err != nil || terminal(dcl.Status.Phase) || dcl.Status.Phase == deployv1alpha1.PhaseBlocked {
 		return n
 	}
 	e := &engine{dcl: dcl, spec: &dcl.Spec, p: p, now: now, st: dcl.Status.DeepCopy()}
@@ -33,36 +33,31 @@ func NeedsFor(dcl *deployv1alpha1.DeploymentChecklist, now time.Time) Needs {
 	if released(e.st.Phase) {
 		phases, tplus = p.tplus, true
 	}
-	if e.st.Phase != deployv1alpha1.PhaseDeploying {
-		for i, ph := range phases {
-			rec := e.phaseRecord(ph.spec.Name)
-			if rec.State == deployv1alpha1.PhaseStatePassed {
-				continue
+	// Before the release, T-0 reached means every T-minus phase passed: nothing to
+	// measure but what waits for the new template.
+	if i := e.firstPending(phases); i >= 0 && e.st.Phase != deployv1alpha1.PhaseDeploying && (tplus || !e.atT0()) &&
+		!now.Before(e.openAt(phases, i, tplus)) {
+		ph := phases[i]
+		rec := e.phaseRecord(ph.spec.Name)
+		for j := range ph.spec.Checks {
+			c := &ph.spec.Checks[j]
+			cr := checkRecord(rec, c.Name)
+			var last *time.Time
+			if cr != nil && cr.LastEvaluated != nil && cr.Outcome != deployv1alpha1.OutcomePending {
+				last = &cr.LastEvaluated.Time
 			}
-			if now.Before(e.openAt(phases, i, tplus)) {
-				break
-			}
-			for j := range ph.spec.Checks {
-				c := &ph.spec.Checks[j]
-				cr := checkRecord(rec, c.Name)
-				var last *time.Time
-				if cr != nil && cr.LastEvaluated != nil && cr.Outcome != deployv1alpha1.OutcomePending {
-					last = &cr.LastEvaluated.Time
+			switch {
+			case c.Job != nil:
+				n.Jobs = append(n.Jobs, CheckKey(ph.spec.Name, c.Name))
+			case c.HTTP != nil:
+				if due(last) {
+					n.HTTP[CheckKey(ph.spec.Name, c.Name)] = *c.HTTP
 				}
-				switch {
-				case c.Job != nil:
-					n.Jobs = append(n.Jobs, JobKey(ph.spec.Name, c.Name))
-				case c.HTTP != nil:
-					if due(last) {
-						n.HTTP[JobKey(ph.spec.Name, c.Name)] = *c.HTTP
-					}
-				case c.Metric != "":
-					if due(last) {
-						addMetric(c.Metric)
-					}
+			case c.Metric != "":
+				if due(last) {
+					addMetric(c.Metric)
 				}
 			}
-			break
 		}
 	}
 	if released(e.st.Phase) {
@@ -85,6 +80,16 @@ func NeedsFor(dcl *deployv1alpha1.DeploymentChecklist, now time.Time) Needs {
 	// queried once for all.
 	slices.Sort(n.Metrics)
 	return n
+}
+
+// LabelValue spells a name (up to 253 characters) as a label value (at most 63): as
+// it is when it fits, else shortened with a hash so it stays unique.
+func LabelValue(name string) string {
+	if len(name) <= 63 {
+		return name
+	}
+	sum := sha256.Sum256([]byte(name))
+	return strings.TrimRight(name[:54], "-.") + "-" + hex.EncodeToString(sum[:])[:8]
 }
 
 // JobName is the deterministic name of a job check's Job: a restart finds the Job it

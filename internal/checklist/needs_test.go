@@ -46,6 +46,21 @@ func TestNeedsAsksForTriggersOnlyAfterT0(t *testing.T) {
 	g.Expect(NeedsFor(c, t0.Add(time.Hour)).Metrics).To(BeEmpty(), "nothing is measured once it ended")
 }
 
+func TestNeedsAsksForTheOpenTPlusPhasesChecksAndNothingWhileWaitingForTheTemplate(t *testing.T) {
+	g := NewWithT(t)
+	c := releasedChecklist(withJobCheck(1), func(c *deployv1alpha1.DeploymentChecklist) { c.Spec.RollbackTriggers = nil })
+	g.Expect(NeedsFor(c, t0.Add(time.Minute)).Metrics).To(BeEmpty(), "T+5m is not open yet")
+	n := NeedsFor(c, t0.Add(5*time.Minute))
+	g.Expect(n.Metrics).To(Equal([]string{"error-rate"}))
+	g.Expect(n.Jobs).To(Equal([]string{"T+5m/smoke"}))
+
+	// T-0 passed with no new template: the T-minus phases passed, nothing is due.
+	w := newChecklist()
+	run(w, Observations{Target: servingV1(), Approvals: approved("deployment-lead"), Metrics: errorRate(0.001, "0.001")}, t0)
+	g.Expect(w.Status.Target.T0At).NotTo(BeNil())
+	g.Expect(NeedsFor(w, t0.Add(time.Minute)).Metrics).To(BeEmpty())
+}
+
 func TestJobNamesAreDeterministicDistinctAndShortEnoughForALabel(t *testing.T) {
 	g := NewWithT(t)
 	g.Expect(JobName("checkout-v2", "T-60m", "db-backup")).To(Equal("checkout-v2-tm60m-db-backup"))
@@ -95,10 +110,10 @@ func BenchmarkDecide(b *testing.B) {
 	for _, ph := range c.Spec.Phases {
 		for _, ch := range ph.Checks {
 			if ch.HTTP != nil {
-				obs.HTTP[JobKey(ph.Name, ch.Name)] = Measurement{Kind: ResultValue, Value: 200, Display: "200", OK: true}
+				obs.HTTP[CheckKey(ph.Name, ch.Name)] = Measurement{Kind: ResultValue, Value: 200, Display: "200", OK: true}
 			}
 			if ch.Job != nil {
-				obs.Jobs[JobKey(ph.Name, ch.Name)] = JobState{Exists: true, Succeeded: true}
+				obs.Jobs[CheckKey(ph.Name, ch.Name)] = JobState{Exists: true, Succeeded: true}
 			}
 		}
 	}
@@ -113,7 +128,7 @@ func BenchmarkDecide(b *testing.B) {
 		b.Fatalf("fixture is not between T+5m and T+15m: %s, %s is %s", c.Status.Phase, c.Status.Phases[4].Name, c.Status.Phases[4].State)
 	}
 	at := now.Add(15*time.Minute + time.Second)
-	obs.Jobs[JobKey("T+15m", "production-smoke")] = JobState{Exists: true}
+	obs.Jobs[CheckKey("T+15m", "production-smoke")] = JobState{Exists: true}
 	b.ReportAllocs()
 	for b.Loop() {
 		d := Decide(c, obs, at)

@@ -42,7 +42,11 @@ type Measurement struct {
 // JobState is what was observed of a check's Job.
 type JobState struct {
 	// Exists is false until the Job was created.
-	Exists    bool
+	Exists bool
+	// Refused holds the API server's message when it refused to create the Job
+	// (quota, policy, an invalid template); the check reports it and the Job is
+	// tried again at the next measurement.
+	Refused   string
 	Succeeded bool
 	Failed    bool
 	// Message says why a Job failed.
@@ -72,19 +76,38 @@ type TargetState struct {
 	TotalReplicas int32
 	// Available is the Deployment's Available condition.
 	Available bool
-	// ProgressDeadlineExceeded is the Progressing=False/ProgressDeadlineExceeded condition.
+	// ProgressDeadlineExceeded is the Progressing=False/ProgressDeadlineExceeded
+	// condition, and ProgressingSince that condition's last transition.
 	ProgressDeadlineExceeded bool
-	// Template is the Deployment's spec.template now.
-	Template *corev1.PodTemplateSpec
-	// TemplateHash identifies Template (same function as RunningHash).
-	TemplateHash string
+	ProgressingSince         time.Time
+	// Template is the Deployment's spec.template now, TemplateHash identifies it
+	// (gate.TemplateHash) and TemplateImages are its container images.
+	Template       *corev1.PodTemplateSpec
+	TemplateHash   string
+	TemplateImages []string
+	// TemplateFirstRan is when the first ReplicaSet of Template was created; zero when
+	// the Deployment never ran it (a change held before it could roll).
+	TemplateFirstRan time.Time
 	// Revision is the Deployment's deployment.kubernetes.io/revision.
 	Revision string
-	// RunningTemplate is the template of the ReplicaSet that serves now (the one
-	// matching Revision), without its pod-template-hash label; what a rollback restores.
-	RunningTemplate *corev1.PodTemplateSpec
-	// RunningHash identifies RunningTemplate.
-	RunningHash string
+	// Settled: the Deployment controller saw the current generation and at most one
+	// ReplicaSet has pods. A paused Deployment with a template it has not rolled is
+	// settled on the old one.
+	Settled bool
+	// Serving is the template of the ReplicaSet that serves every replica (without its
+	// pod-template-hash label), ServingHash identifies it and ServingRevision is its
+	// revision. Nil when nothing serves yet (a new Deployment) or while not Settled.
+	Serving         *corev1.PodTemplateSpec
+	ServingHash     string
+	ServingRevision string
+	// HeldBy is tminus's held-by annotation: who tminus paused the Deployment for; and
+	// HeldTemplate its held-template annotation: the change it holds.
+	HeldBy       string
+	HeldTemplate string
+	// ReleasedRevisions are the revisions tminus released on it, newest first.
+	ReleasedRevisions []string
+	// GateLabel is its deploy.tminus.dev/gated label, "" when absent.
+	GateLabel string
 }
 
 // Observations are the facts gathered once per reconcile.
@@ -93,7 +116,7 @@ type Observations struct {
 	Metrics map[string]Measurement
 	// HTTP holds a measurement per HTTP check or trigger key asked for (Needs).
 	HTTP map[string]Measurement
-	// Jobs holds the Job of each job check key ("<phase>/<check>") of open phases.
+	// Jobs holds the Job of each job check key (CheckKey) of open phases.
 	Jobs map[string]JobState
 	// Approvals are the sign-offs that count for spec.revision, by role.
 	Approvals map[string][]Approval
@@ -101,20 +124,29 @@ type Observations struct {
 	ApprovalProblems []string
 	// Target is the target Deployment.
 	Target TargetState
+	// Blocker names another live checklist of the same Deployment that comes first:
+	// while it lives, this one waits and touches nothing.
+	Blocker string
+	// AdmissionServed says whether the manager serves the Deployment admission webhook,
+	// so a gated target's template changes are held in the write that makes them.
+	AdmissionServed bool
 }
 
 // ActionKind is what the reconciler must do to the cluster.
 type ActionKind string
 
 const (
-	// ActionPause sets the target's spec.paused (the hold).
-	ActionPause ActionKind = "Pause"
-	// ActionResume clears spec.paused (the release at T-0).
+	// ActionHold pauses the target and records why, in tminus's hold annotations
+	// (the hold before T-0, or a change held during verification).
+	ActionHold ActionKind = "Hold"
+	// ActionResume takes tminus's pause off the target (nothing left to hold).
 	ActionResume ActionKind = "Resume"
+	// ActionRelease resumes the target at T-0 and records the revision as released.
+	ActionRelease ActionKind = "Release"
 	// ActionCreateJob creates the Job of a job check.
 	ActionCreateJob ActionKind = "CreateJob"
-	// ActionRestore puts the pre-deploy template back and resumes the target (the
-	// rollback, and the safe exit of a checklist that failed before T-0).
+	// ActionRestore puts the pre-deploy template back and resumes the target: the
+	// rollback.
 	ActionRestore ActionKind = "Restore"
 )
 
@@ -126,6 +158,11 @@ type Action struct {
 	Phase, Check string
 	// Template is what ActionRestore writes.
 	Template *corev1.PodTemplateSpec
+	// Reason is the hold's reason, HeldBy whom it is made for (this checklist when
+	// empty) and HeldTemplate the change it holds (ActionHold).
+	Reason, HeldBy, HeldTemplate string
+	// Revision is what ActionRelease records.
+	Revision string
 }
 
 // Event is a Kubernetes event to emit on the checklist.
@@ -158,8 +195,8 @@ type Decision struct {
 	RequeueAfter time.Duration
 }
 
-// JobKey names a job check's Job in Observations.Jobs and Needs.Jobs.
-func JobKey(phase, check string) string { return phase + "/" + check }
+// CheckKey names a phase's check in Observations and Needs: "<phase>/<check>".
+func CheckKey(phase, check string) string { return phase + "/" + check }
 
 // TriggerKey names a trigger's HTTP measurement in Observations.HTTP.
 func TriggerKey(trigger string) string { return "trigger/" + trigger }

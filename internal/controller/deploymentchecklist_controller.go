@@ -21,6 +21,7 @@ package controller
 import (
 	"context"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -38,6 +39,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller"
 	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
+	"sigs.k8s.io/controller-runtime/pkg/event"
 	"sigs.k8s.io/controller-runtime/pkg/handler"
 	logf "sigs.k8s.io/controller-runtime/pkg/log"
 	"sigs.k8s.io/controller-runtime/pkg/predicate"
@@ -46,12 +48,13 @@ import (
 	deployv1alpha1 "github.com/tminus-dev/tminus/api/v1alpha1"
 	"github.com/tminus-dev/tminus/internal/approval"
 	"github.com/tminus-dev/tminus/internal/checklist"
+	"github.com/tminus-dev/tminus/internal/gate"
 	"github.com/tminus-dev/tminus/internal/metrics"
 	"github.com/tminus-dev/tminus/internal/prometheus"
 	"github.com/tminus-dev/tminus/internal/target"
 )
 
-// Finalizer lets tminus release a held Deployment safely when its checklist is deleted.
+// Finalizer is the finalizer earlier versions put on checklists; it is only removed now.
 const Finalizer = "deploy.tminus.dev/release-guard"
 
 // A reconcile whose write lost a race to another writer reads the checklist again from
@@ -61,9 +64,6 @@ const (
 	conflictAttempts = 4
 	conflictRetry    = 200 * time.Millisecond
 )
-
-// targetIndex indexes checklists by the name of their target Deployment.
-const targetIndex = ".spec.target.name"
 
 // MetricSource measures one PromQL query for a checklist. internal/prometheus
 // implements it.
@@ -100,8 +100,14 @@ type DeploymentChecklistReconciler struct {
 	// StatusRefresh is how often at most a change of values alone (no outcome changed)
 	// is written to status; DefaultStatusRefresh when zero.
 	StatusRefresh time.Duration
+	// AdmissionGate says whether the Deployment admission webhook is installed and
+	// served, so a gated Deployment's template changes are held in the write that
+	// makes them. Without it (nil, or false) tminus holds them after the fact and the
+	// checklists say so (AdmissionGate=False).
+	AdmissionGate func() bool
 
 	unwritten unwrittenStatuses
+	refusals  jobRefusals
 }
 
 // +kubebuilder:rbac:groups=deploy.tminus.dev,resources=deploymentchecklists,verbs=get;list;watch;update;patch
@@ -163,12 +169,11 @@ func (r *DeploymentChecklistReconciler) reconcile(ctx context.Context, dcl *depl
 		r.unwritten.forget(key)
 		return ctrl.Result{}, r.finalize(ctx, dcl)
 	}
-	// The finalizer guards a Deployment held before T-0; a checklist past T-0 (a
-	// finished one, say, re-created from Git) has nothing to guard, and is spared the
-	// write.
-	if !controllerutil.ContainsFinalizer(dcl, Finalizer) && !checklist.PastT0(dcl.Status.Phase) {
+	// Earlier versions put a finalizer on checklists; nothing needs it now (the gate
+	// controller cleans up after a deleted checklist), so it comes off.
+	if controllerutil.ContainsFinalizer(dcl, Finalizer) {
 		before := dcl.DeepCopy()
-		controllerutil.AddFinalizer(dcl, Finalizer)
+		controllerutil.RemoveFinalizer(dcl, Finalizer)
 		if err := r.Patch(ctx, dcl, client.MergeFromWithOptions(before, client.MergeFromWithOptimisticLock{})); err != nil {
 			return ctrl.Result{}, err
 		}
@@ -208,21 +213,37 @@ func (r *DeploymentChecklistReconciler) reconcile(ctx context.Context, dcl *depl
 		}
 	}
 	recordMetrics(&input, &decision.Status)
-	for _, a := range decision.Actions {
-		if err := r.act(ctx, dcl, a); err != nil {
-			return ctrl.Result{}, err
-		}
-	}
+	// Events first: an action that fails must not take the event that explains it
+	// with it.
 	for _, e := range decision.Events {
 		r.Recorder.Eventf(dcl, nil, e.Type, e.Reason, "Reconcile", "%s", e.Message)
 		log.Info(e.Message, "checklist", key, "phase", decision.Status.Phase,
 			"checklistPhase", decision.Status.CurrentPhase, "reason", e.Reason, "type", e.Type)
 	}
+	// Every action is tried, whatever the others do; a failure is reported and tried
+	// again at the next measurement, never backed off past it: a refused Job must not
+	// starve the rollback triggers.
+	var failed []string
 	for _, a := range decision.Actions {
-		log.Info("acted", "checklist", key, "phase", decision.Status.Phase,
-			"action", a.Kind, "check", a.Check)
+		if err := r.act(ctx, dcl, a); err != nil {
+			if apierrors.IsConflict(err) {
+				return ctrl.Result{}, err
+			}
+			failed = append(failed, err.Error())
+			log.Error(err, "action failed", "checklist", key, "action", a.Kind, "check", a.Check)
+			continue
+		}
+		log.Info("acted", "checklist", key, "phase", decision.Status.Phase, "action", a.Kind, "check", a.Check)
 	}
-	return ctrl.Result{RequeueAfter: decision.RequeueAfter, Priority: new(priority(decision.Status.Phase))}, nil
+	res := ctrl.Result{RequeueAfter: decision.RequeueAfter, Priority: new(priority(decision.Status.Phase))}
+	if len(failed) > 0 {
+		r.Recorder.Eventf(dcl, nil, corev1.EventTypeWarning, checklist.ReasonActionFailed, "Reconcile", "%s",
+			checklist.EventNote(strings.Join(failed, "; ")))
+		if interval := checklist.Interval(dcl); res.RequeueAfter == 0 || res.RequeueAfter > interval {
+			res.RequeueAfter = interval
+		}
+	}
+	return res, nil
 }
 
 // releasedPriority puts checklists watching a release's rollback triggers ahead of
@@ -247,6 +268,15 @@ func (r *DeploymentChecklistReconciler) observe(ctx context.Context, dcl *deploy
 	if err != nil {
 		return obs, err
 	}
+	obs.AdmissionServed = r.AdmissionGate != nil && r.AdmissionGate()
+	siblings, err := target.Checklists(ctx, r.Client, dcl.Namespace, dcl.Spec.Target.Name)
+	if err != nil {
+		return obs, err
+	}
+	// This checklist as this reconcile sees it, which the cache may not have yet.
+	siblings = slices.DeleteFunc(siblings, func(c gate.Checklist) bool { return c.Name == dcl.Name })
+	siblings = append(siblings, gate.FromChecklist(dcl))
+	obs.Blocker = gate.Blocker(siblings, dcl.Name)
 
 	obs.Jobs = map[string]checklist.JobState{}
 	for _, key := range needs.Jobs {
@@ -254,6 +284,9 @@ func (r *DeploymentChecklistReconciler) observe(ctx context.Context, dcl *deploy
 		js, err := r.observeJob(ctx, dcl, phase, check)
 		if err != nil {
 			return obs, err
+		}
+		if !js.Exists {
+			js.Refused = r.refusals.get(dcl, key)
 		}
 		obs.Jobs[key] = js
 	}
@@ -284,10 +317,16 @@ func splitKey(key string) (string, string) {
 func (r *DeploymentChecklistReconciler) act(ctx context.Context, dcl *deployv1alpha1.DeploymentChecklist, a checklist.Action) error {
 	key := types.NamespacedName{Namespace: dcl.Namespace, Name: dcl.Spec.Target.Name}
 	switch a.Kind {
-	case checklist.ActionPause:
-		return target.SetPaused(ctx, r.Client, r.fresh(), key, true)
+	case checklist.ActionHold:
+		heldBy := a.HeldBy
+		if heldBy == "" {
+			heldBy = deployv1alpha1.HeldByChecklist(dcl.Name)
+		}
+		return target.Hold(ctx, r.Client, r.fresh(), key, heldBy, a.Reason, a.HeldTemplate)
 	case checklist.ActionResume:
-		return target.SetPaused(ctx, r.Client, r.fresh(), key, false)
+		return target.Resume(ctx, r.Client, r.fresh(), key)
+	case checklist.ActionRelease:
+		return target.Release(ctx, r.Client, r.fresh(), key, a.Revision)
 	case checklist.ActionRestore:
 		return target.Restore(ctx, r.Client, r.fresh(), key, a.Template)
 	case checklist.ActionCreateJob:
@@ -296,26 +335,12 @@ func (r *DeploymentChecklistReconciler) act(ctx context.Context, dcl *deployv1al
 	return fmt.Errorf("unknown action %q", a.Kind)
 }
 
-// finalize runs when a checklist is deleted. A Deployment it still holds before T-0 is
-// put back on the template it ran and resumed: never left paused, never rolled to an
-// ungated template. After T-0 the Deployment is left as it is.
+// finalize runs when a checklist carrying the finalizer of an earlier version is
+// deleted: it only takes the finalizer off. What the checklist held is released by the
+// gate controller, which sees the deletion.
 func (r *DeploymentChecklistReconciler) finalize(ctx context.Context, dcl *deployv1alpha1.DeploymentChecklist) error {
 	if !controllerutil.ContainsFinalizer(dcl, Finalizer) {
 		return nil
-	}
-	st := dcl.Status
-	holding := dcl.Spec.Gate != deployv1alpha1.GateObserve && !checklist.PastT0(st.Phase)
-	if holding && st.Target != nil && st.Target.PreDeployTemplate != nil {
-		tmpl, err := checklist.PreDeployTemplate(&st)
-		if err != nil {
-			return err
-		}
-		key := types.NamespacedName{Namespace: dcl.Namespace, Name: dcl.Spec.Target.Name}
-		if err := target.Restore(ctx, r.Client, r.fresh(), key, tmpl); err != nil && !apierrors.IsNotFound(err) {
-			return err
-		}
-		r.Recorder.Eventf(dcl, nil, corev1.EventTypeNormal, checklist.ReasonRestored, "Finalize",
-			"checklist deleted before T-0: Deployment %s resumed on its pre-deploy template", dcl.Spec.Target.Name)
 	}
 	before := dcl.DeepCopy()
 	controllerutil.RemoveFinalizer(dcl, Finalizer)
@@ -323,15 +348,14 @@ func (r *DeploymentChecklistReconciler) finalize(ctx context.Context, dcl *deplo
 }
 
 // SetupWithManager watches checklists (annotation changes too: sign-offs do not bump
-// generation), the Jobs they own, and their target Deployments.
+// generation), the Jobs they own, and their target Deployments, and sets up the gate
+// controller beside it.
 func (r *DeploymentChecklistReconciler) SetupWithManager(mgr ctrl.Manager) error {
-	if err := mgr.GetFieldIndexer().IndexField(context.Background(), &deployv1alpha1.DeploymentChecklist{}, targetIndex,
-		func(o client.Object) []string {
-			return []string{o.(*deployv1alpha1.DeploymentChecklist).Spec.Target.Name}
-		}); err != nil {
+	if err := target.Index(context.Background(), mgr.GetFieldIndexer()); err != nil {
 		return err
 	}
-	if err := target.IndexReplicaSets(context.Background(), mgr.GetFieldIndexer()); err != nil {
+	// The gate controller comes with it: it reads the same indexes.
+	if err := (&GateReconciler{Client: r.Client, APIReader: r.APIReader}).SetupWithManager(mgr); err != nil {
 		return err
 	}
 	return ctrl.NewControllerManagedBy(mgr).
@@ -339,22 +363,67 @@ func (r *DeploymentChecklistReconciler) SetupWithManager(mgr ctrl.Manager) error
 			predicate.Or(predicate.GenerationChangedPredicate{}, predicate.AnnotationChangedPredicate{}))).
 		Owns(&batchv1.Job{}).
 		Watches(&appsv1.Deployment{}, handler.EnqueueRequestsFromMapFunc(r.checklistsForDeployment)).
+		// A checklist that ends (or goes) lets the one it blocked start.
+		Watches(&deployv1alpha1.DeploymentChecklist{}, handler.EnqueueRequestsFromMapFunc(r.blockedSiblings),
+			builder.WithPredicates(phaseChanged())).
 		WithOptions(controller.Options{MaxConcurrentReconciles: max(1, r.MaxConcurrentReconciles)}).
 		Named("deploymentchecklist").
 		Complete(r)
 }
 
+// checklistsForDeployment maps a Deployment's change to the checklists that may act on
+// it: the live ones, one whose rollback is not seen done yet, and the one it is held
+// for. The finished record of every earlier release is left alone.
 func (r *DeploymentChecklistReconciler) checklistsForDeployment(ctx context.Context, o client.Object) []reconcile.Request {
 	var list deployv1alpha1.DeploymentChecklistList
-	if err := r.List(ctx, &list, client.InNamespace(o.GetNamespace()), client.MatchingFields{targetIndex: o.GetName()}); err != nil {
+	if err := r.List(ctx, &list, client.InNamespace(o.GetNamespace()), client.MatchingFields{target.ChecklistIndex: o.GetName()}); err != nil {
 		logf.FromContext(ctx).Error(err, "listing checklists for Deployment", "deployment", client.ObjectKeyFromObject(o))
 		return nil
 	}
+	heldBy := o.GetAnnotations()[deployv1alpha1.HeldByAnnotation]
 	reqs := make([]reconcile.Request, 0, len(list.Items))
-	for _, c := range list.Items {
-		reqs = append(reqs, reconcile.Request{NamespacedName: client.ObjectKeyFromObject(&c)})
+	for i := range list.Items {
+		c := &list.Items[i]
+		st := c.Status
+		restoring := st.Phase == deployv1alpha1.PhaseRolledBack && st.Target != nil && st.Target.RestoredAt == nil
+		if !gate.Terminal(st.Phase) || restoring || heldBy == deployv1alpha1.HeldByChecklist(c.Name) {
+			reqs = append(reqs, reconcile.Request{NamespacedName: client.ObjectKeyFromObject(c)})
+		}
 	}
 	return reqs
+}
+
+// blockedSiblings maps a checklist's change of phase to the checklists of the same
+// Deployment that wait for it.
+func (r *DeploymentChecklistReconciler) blockedSiblings(ctx context.Context, o client.Object) []reconcile.Request {
+	dcl, ok := o.(*deployv1alpha1.DeploymentChecklist)
+	if !ok {
+		return nil
+	}
+	var list deployv1alpha1.DeploymentChecklistList
+	if err := r.List(ctx, &list, client.InNamespace(dcl.Namespace), client.MatchingFields{target.ChecklistIndex: dcl.Spec.Target.Name}); err != nil {
+		return nil
+	}
+	var reqs []reconcile.Request
+	for i := range list.Items {
+		c := &list.Items[i]
+		if c.Name != dcl.Name && !gate.Terminal(c.Status.Phase) {
+			reqs = append(reqs, reconcile.Request{NamespacedName: client.ObjectKeyFromObject(c)})
+		}
+	}
+	return reqs
+}
+
+// phaseChanged passes a checklist's creation, deletion and changes of its phase.
+func phaseChanged() predicate.Funcs {
+	return predicate.Funcs{
+		UpdateFunc: func(e event.UpdateEvent) bool {
+			o, ok1 := e.ObjectOld.(*deployv1alpha1.DeploymentChecklist)
+			n, ok2 := e.ObjectNew.(*deployv1alpha1.DeploymentChecklist)
+			return ok1 && ok2 && o.Status.Phase != n.Status.Phase
+		},
+		GenericFunc: func(event.GenericEvent) bool { return false },
+	}
 }
 
 // recordMetrics counts the evaluations and the rollback a decision made.

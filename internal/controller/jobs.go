@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"maps"
+	"sync"
 
 	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -69,7 +70,7 @@ func (r *DeploymentChecklistReconciler) createJob(ctx context.Context, dcl *depl
 	if labels == nil {
 		labels = map[string]string{}
 	}
-	labels[LabelChecklist] = dcl.Name
+	labels[LabelChecklist] = checklist.LabelValue(dcl.Name)
 	labels[LabelPhase] = checklist.PhaseSlug(phase)
 	labels[LabelCheck] = check
 	job := &batchv1.Job{
@@ -84,10 +85,51 @@ func (r *DeploymentChecklistReconciler) createJob(ctx context.Context, dcl *depl
 	if err := controllerutil.SetControllerReference(dcl, job, r.Scheme); err != nil {
 		return err
 	}
-	if err := r.Create(ctx, job); err != nil && !apierrors.IsAlreadyExists(err) {
-		return fmt.Errorf("creating Job %s for check %s/%s: %w", job.Name, phase, check, err)
+	key := checklist.CheckKey(phase, check)
+	err := r.Create(ctx, job)
+	switch {
+	case err == nil || apierrors.IsAlreadyExists(err):
+		r.refusals.set(dcl, key, "")
+		return nil
+	case refused(err):
+		// The API server will refuse it again until the spec, a quota or a policy
+		// changes: the check reports it (and tries again at the next measurement),
+		// the reconcile goes on.
+		r.refusals.set(dcl, key, err.Error())
+		return nil
 	}
-	return nil
+	return fmt.Errorf("creating Job %s for check %s/%s: %w", job.Name, phase, check, err)
+}
+
+// refused says whether the API server refused a create for what it is (invalid,
+// forbidden by RBAC, a quota or an admission policy), not for a passing fault.
+func refused(err error) bool {
+	return apierrors.IsInvalid(err) || apierrors.IsForbidden(err) || apierrors.IsBadRequest(err) ||
+		apierrors.IsRequestEntityTooLargeError(err)
+}
+
+// jobRefusals remembers, per checklist and job check, the API server's answer to the
+// last refused create, until a create succeeds. A restart forgets them: the next
+// create is refused again and they are back.
+type jobRefusals struct{ m sync.Map }
+
+func refusalKey(dcl *deployv1alpha1.DeploymentChecklist, check string) string {
+	return string(dcl.UID) + "/" + check
+}
+
+func (j *jobRefusals) set(dcl *deployv1alpha1.DeploymentChecklist, check, msg string) {
+	if msg == "" {
+		j.m.Delete(refusalKey(dcl, check))
+		return
+	}
+	j.m.Store(refusalKey(dcl, check), msg)
+}
+
+func (j *jobRefusals) get(dcl *deployv1alpha1.DeploymentChecklist, check string) string {
+	if v, ok := j.m.Load(refusalKey(dcl, check)); ok {
+		return v.(string)
+	}
+	return ""
 }
 
 func findJobCheck(dcl *deployv1alpha1.DeploymentChecklist, phase, check string) *deployv1alpha1.JobCheck {

@@ -39,7 +39,7 @@ func TestARealPrometheusGatesTheReleaseHoldsThroughAnOutageAndRollsBackOnABreach
 	g.Expect(err).NotTo(HaveOccurred())
 	defer prom.Close()
 
-	startManager(t, &prometheus.Provider{Secrets: bed.Client}, nil)
+	startManagerIn(t, ns, &prometheus.Provider{Secrets: bed.Client}, nil)
 	c := newChecklist(ns, withLongVerification, func(c *deployv1alpha1.DeploymentChecklist) {
 		c.Spec.Prometheus.Address = prom.URL
 		c.Spec.Metrics[0].Query = `(sum(rate(http_requests_total{namespace="{{namespace}}",app="{{target}}",code=~"5.."}[5s])) or vector(0))` +
@@ -77,4 +77,62 @@ func TestARealPrometheusGatesTheReleaseHoldsThroughAnOutageAndRollsBackOnABreach
 	g.Expect(rolled.Status.Rollback.Message).To(ContainSubstring("errors-5pct fired"))
 	waitRunning(t, d, "checkout:v1")
 	g.Expect(rolled.Status.Rollback.FiredAt.Time).To(BeTemporally(">", metav1.Now().Add(-time.Minute)))
+}
+
+// TestAPrometheusOutageAcrossAPhaseDeadlineDoesNotRollBack: a healthy release, and the
+// real Prometheus stopped across the deadline of its first T-plus phase (the opening of
+// the next one). When it comes back its rate windows are empty for a while (no data).
+// An outage is not a failure: the phase holds, says Degraded, and passes once
+// Prometheus answers; the release ends Succeeded, never rolled back.
+func TestAPrometheusOutageAcrossAPhaseDeadlineDoesNotRollBack(t *testing.T) {
+	g := NewWithT(t)
+	ctx := context.Background()
+	ns := newNamespace(t)
+	d := deployment(t, ns, "checkout:v1")
+
+	svc, err := app.Start(200)
+	g.Expect(err).NotTo(HaveOccurred())
+	defer svc.Close()
+	svc.Set(0.001, 100*time.Millisecond)
+	prom, err := testbed.StartPrometheus(ctx, testbed.PrometheusOptions{ScrapeConfigs: fmt.Sprintf(`- job_name: checkout
+  static_configs:
+  - targets: [%q]
+    labels: {namespace: %s, app: checkout}
+`, svc.Addr, ns)})
+	g.Expect(err).NotTo(HaveOccurred())
+	defer prom.Close()
+
+	startManagerIn(t, ns, &prometheus.Provider{Secrets: bed.Client}, nil)
+	c := newChecklist(ns, func(c *deployv1alpha1.DeploymentChecklist) {
+		c.Spec.Prometheus.Address = prom.URL
+		c.Spec.Metrics[0].Query = `(sum(rate(http_requests_total{namespace="{{namespace}}",app="{{target}}",code=~"5.."}[5s])) or vector(0))` +
+			` / sum(rate(http_requests_total{namespace="{{namespace}}",app="{{target}}"}[5s]))`
+		c.Spec.Phases[1].Name, c.Spec.Phases[1].At = "T+3s", "3s"
+		c.Spec.Phases = append(c.Spec.Phases, deployv1alpha1.PhaseSpec{Name: "T+12s", At: "12s", Checks: c.Spec.Phases[1].Checks})
+	})
+	create(t, c)
+	waitPaused(t, d)
+	setImage(t, d, "checkout:v2")
+	approve(t, c, "deployment-lead", "alice for v2")
+	waitPhase(t, c, deployv1alpha1.PhaseDeploying)
+	prom.Stop()
+	verifying := waitPhase(t, c, deployv1alpha1.PhaseVerifying)
+	deadline := verifying.Status.Target.AvailableAt.Add(12 * time.Second)
+
+	// Down past T+3s's deadline: it holds and says why.
+	g.Eventually(func(g Gomega) {
+		cur := getChecklist(g, c)
+		g.Expect(time.Now()).To(BeTemporally(">", deadline.Add(2*time.Second)))
+		g.Expect(cur.Status.Phase).To(Equal(deployv1alpha1.PhaseVerifying))
+		cond := meta.FindStatusCondition(cur.Status.Conditions, checklist.CondDegraded)
+		g.Expect(cond.Reason).To(Equal(checklist.ReasonMeasurementsDown))
+		g.Expect(cond.Message).To(ContainSubstring("T+3s reached its deadline"))
+	}, time.Minute, 200*time.Millisecond).Should(Succeed())
+	g.Expect(getChecklist(g, c).Status.Rollback).To(BeNil())
+
+	g.Expect(prom.Restart(ctx)).To(Succeed())
+	done := waitPhase(t, c, deployv1alpha1.PhaseSucceeded)
+	g.Expect(done.Status.Rollback).To(BeNil())
+	g.Expect(done.Status.Phases[1].DeadlineExtendedBy).NotTo(BeEmpty(), "the deadline moved by the outage")
+	waitRunning(t, d, "checkout:v2")
 }

@@ -16,6 +16,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/utils/clock"
 	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/config"
 	logf "sigs.k8s.io/controller-runtime/pkg/log"
@@ -92,17 +93,23 @@ type manager struct {
 	done   chan struct{}
 }
 
-// startManager runs the tminus controller against the test bed until stop. wrap, if
-// set, wraps the manager's client (to inject crashes); opts adjust the reconciler.
-func startManager(t *testing.T, metrics MetricSource, wrap func(client.Client, context.CancelFunc) client.Client,
+// startManagerIn runs the tminus controller against the test bed until the test ends,
+// watching only namespace ns (every namespace when empty): each test has a manager of
+// its own, so tests may run in parallel. wrap, if set, wraps the manager's client (to
+// inject crashes); opts adjust the reconciler.
+func startManagerIn(t *testing.T, ns string, metrics MetricSource, wrap func(client.Client, context.CancelFunc) client.Client,
 	opts ...func(*DeploymentChecklistReconciler)) *manager {
 	t.Helper()
 	skip := true
+	cacheOpts := CacheOptions()
+	if ns != "" {
+		cacheOpts.DefaultNamespaces = map[string]cache.Config{ns: {}}
+	}
 	mgr, err := ctrl.NewManager(bed.Config, ctrl.Options{
 		Scheme:                 bed.Client.Scheme(),
 		Metrics:                metricsserver.Options{BindAddress: "0"},
 		HealthProbeBindAddress: "0",
-		Cache:                  CacheOptions(),
+		Cache:                  cacheOpts,
 		Controller:             config.Controller{SkipNameValidation: &skip},
 	})
 	if err != nil {
@@ -147,7 +154,7 @@ func (m *manager) stop() {
 // deployment creates a 3-replica Deployment running image and waits for it to roll out.
 func deployment(t *testing.T, ns, image string) *appsv1.Deployment {
 	t.Helper()
-	d := testbed.Deployment(ns, "checkout", image, 3)
+	d := deploymentSpec(ns, image)
 	NewWithT(t).Expect(bed.Client.Create(context.Background(), d)).To(Succeed())
 	waitRunning(t, d, image)
 	return d
@@ -208,4 +215,9 @@ func approve(t *testing.T, c *deployv1alpha1.DeploymentChecklist, role, value st
 		cur.Annotations[deployv1alpha1.ApprovalAnnotationPrefix+role] = value
 		return bed.Client.Update(context.Background(), cur)
 	}, 10*time.Second, 100*time.Millisecond).Should(Succeed())
+}
+
+// deploymentSpec is the 3-replica checkout Deployment running image, not created.
+func deploymentSpec(ns, image string) *appsv1.Deployment {
+	return testbed.Deployment(ns, "checkout", image, 3)
 }

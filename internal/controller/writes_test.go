@@ -39,7 +39,7 @@ func TestAChecklistThatKeepsGivingTheSameAnswerIsNotRewritten(t *testing.T) {
 	ns := newNamespace(t)
 	deployment(t, ns, "checkout:v1")
 	metrics := healthyMetrics()
-	startManager(t, metrics, nil, func(r *DeploymentChecklistReconciler) { r.StatusRefresh = 3 * time.Second })
+	startManagerIn(t, ns, metrics, nil, func(r *DeploymentChecklistReconciler) { r.StatusRefresh = 3 * time.Second })
 	// No sign-off: it holds at T-10m, measuring the error rate every second.
 	c := newChecklist(ns)
 	create(t, c)
@@ -74,7 +74,7 @@ func TestATargetScaledToZeroDuringVerificationHoldsAndSaysWhy(t *testing.T) {
 	g := NewWithT(t)
 	ns := newNamespace(t)
 	d := deployment(t, ns, "checkout:v1")
-	startManager(t, healthyMetrics(), nil)
+	startManagerIn(t, ns, healthyMetrics(), nil)
 	c := newChecklist(ns, func(c *deployv1alpha1.DeploymentChecklist) { c.Spec.Phases[1].Name, c.Spec.Phases[1].At = "T+5s", "5s" })
 	releaseV2(t, ns, d, c)
 
@@ -115,7 +115,7 @@ func TestAFinishedChecklistCostsNoWriteWhenTheManagerStarts(t *testing.T) {
 	before := getChecklist(g, c)
 
 	metrics := healthyMetrics()
-	startManager(t, metrics, nil)
+	startManagerIn(t, ns, metrics, nil)
 	g.Consistently(func(g Gomega) string { return getChecklist(g, c).ResourceVersion }, 3*time.Second, 200*time.Millisecond).
 		Should(Equal(before.ResourceVersion), "no finalizer, no status write: it guards nothing and nothing changed")
 	metrics.mu.Lock()

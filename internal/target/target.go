@@ -6,11 +6,11 @@ package target
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"maps"
+	"slices"
+	"strings"
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -20,14 +20,17 @@ import (
 	"k8s.io/client-go/util/retry"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
+	deployv1alpha1 "github.com/tminus-dev/tminus/api/v1alpha1"
 	"github.com/tminus-dev/tminus/internal/checklist"
+	"github.com/tminus-dev/tminus/internal/gate"
 )
 
 // RevisionAnnotation is the Deployment controller's revision counter, on Deployments
 // and their ReplicaSets.
 const RevisionAnnotation = "deployment.kubernetes.io/revision"
 
-// Observe reads the Deployment and the ReplicaSet that serves its current revision.
+// Observe reads the Deployment and its ReplicaSets: what serves, whether it settled,
+// and tminus's own marks on it.
 func Observe(ctx context.Context, c client.Reader, key types.NamespacedName) (checklist.TargetState, error) {
 	var d appsv1.Deployment
 	if err := c.Get(ctx, key, &d); err != nil {
@@ -36,6 +39,15 @@ func Observe(ctx context.Context, c client.Reader, key types.NamespacedName) (ch
 		}
 		return checklist.TargetState{}, fmt.Errorf("reading Deployment %s: %w", key, err)
 	}
+	rss, err := ReplicaSets(ctx, c, &d)
+	if err != nil {
+		return checklist.TargetState{}, err
+	}
+	return State(&d, rss), nil
+}
+
+// State is what the engine needs of a Deployment and its ReplicaSets.
+func State(d *appsv1.Deployment, rss []appsv1.ReplicaSet) checklist.TargetState {
 	replicas := int32(1)
 	if d.Spec.Replicas != nil {
 		replicas = *d.Spec.Replicas
@@ -50,103 +62,213 @@ func Observe(ctx context.Context, c client.Reader, key types.NamespacedName) (ch
 		AvailableReplicas:  d.Status.AvailableReplicas,
 		TotalReplicas:      d.Status.Replicas,
 		Template:           d.Spec.Template.DeepCopy(),
-		TemplateHash:       TemplateHash(&d.Spec.Template),
+		TemplateHash:       gate.TemplateHash(&d.Spec.Template),
+		TemplateImages:     gate.Images(&d.Spec.Template),
 		Revision:           d.Annotations[RevisionAnnotation],
+		HeldBy:             d.Annotations[deployv1alpha1.HeldByAnnotation],
+		HeldTemplate:       d.Annotations[deployv1alpha1.HeldTemplateAnnotation],
+		ReleasedRevisions:  ReleasedRevisions(d),
+		GateLabel:          d.Labels[deployv1alpha1.GatedLabel],
 	}
 	for _, cond := range d.Status.Conditions {
-		switch {
-		case cond.Type == appsv1.DeploymentAvailable:
+		switch cond.Type {
+		case appsv1.DeploymentAvailable:
 			t.Available = cond.Status == corev1.ConditionTrue
-		case cond.Type == appsv1.DeploymentProgressing && cond.Status == corev1.ConditionFalse &&
-			cond.Reason == "ProgressDeadlineExceeded":
-			t.ProgressDeadlineExceeded = true
+		case appsv1.DeploymentProgressing:
+			t.ProgressingSince = cond.LastTransitionTime.Time
+			t.ProgressDeadlineExceeded = cond.Status == corev1.ConditionFalse && cond.Reason == "ProgressDeadlineExceeded"
 		}
 	}
-	running, err := runningTemplate(ctx, c, &d)
-	if err != nil {
-		return checklist.TargetState{}, err
+	var withPods []*appsv1.ReplicaSet
+	var current *appsv1.ReplicaSet
+	for i := range rss {
+		rs := &rss[i]
+		if gate.TemplateHash(&rs.Spec.Template) == t.TemplateHash {
+			if t.TemplateFirstRan.IsZero() || rs.CreationTimestamp.Time.Before(t.TemplateFirstRan) {
+				t.TemplateFirstRan = rs.CreationTimestamp.Time
+			}
+		}
+		if podCount(rs) > 0 {
+			withPods = append(withPods, rs)
+		}
+		if rs.Annotations[RevisionAnnotation] == t.Revision && t.Revision != "" {
+			current = rs
+		}
 	}
-	if running != nil {
-		t.RunningTemplate = running
-		t.RunningHash = TemplateHash(running)
+	t.Settled = t.ObservedGeneration >= t.Generation && len(withPods) <= 1
+	serving := current
+	if len(withPods) == 1 {
+		serving = withPods[0]
 	}
-	return t, nil
+	if t.Settled && serving != nil {
+		t.Serving = templateOf(serving)
+		t.ServingHash = gate.TemplateHash(t.Serving)
+		t.ServingRevision = serving.Annotations[RevisionAnnotation]
+	}
+	return t
+}
+
+// GateView is what the admission rule needs of a Deployment and its ReplicaSets.
+func GateView(d *appsv1.Deployment, rss []appsv1.ReplicaSet) gate.Deployment {
+	g := gate.Deployment{
+		Namespace:    d.Namespace,
+		Name:         d.Name,
+		TemplateHash: gate.TemplateHash(&d.Spec.Template),
+		Images:       gate.Images(&d.Spec.Template),
+		Paused:       d.Spec.Paused,
+		HeldBy:       d.Annotations[deployv1alpha1.HeldByAnnotation],
+		HeldTemplate: d.Annotations[deployv1alpha1.HeldTemplateAnnotation],
+	}
+	for i := range rss {
+		g.ReplicaSets = append(g.ReplicaSets, gate.ReplicaSet{
+			Hash: gate.TemplateHash(&rss[i].Spec.Template), Created: rss[i].CreationTimestamp.Time, Replicas: podCount(&rss[i]),
+		})
+	}
+	return g
+}
+
+func podCount(rs *appsv1.ReplicaSet) int32 {
+	n := rs.Status.Replicas
+	if rs.Spec.Replicas != nil && *rs.Spec.Replicas > n {
+		n = *rs.Spec.Replicas
+	}
+	return n
+}
+
+// templateOf is a ReplicaSet's pod template without the pod-template-hash label the
+// Deployment controller adds: what `kubectl rollout undo` would put back.
+func templateOf(rs *appsv1.ReplicaSet) *corev1.PodTemplateSpec {
+	tmpl := rs.Spec.Template.DeepCopy()
+	if tmpl.Labels != nil {
+		tmpl.Labels = maps.Clone(tmpl.Labels)
+		delete(tmpl.Labels, appsv1.DefaultDeploymentUniqueLabelKey)
+	}
+	return tmpl
 }
 
 // ReplicaSetOwnerIndex indexes ReplicaSets by the name of the Deployment controlling
 // them, so observing a target reads its own ReplicaSets, not every one of its namespace.
 const ReplicaSetOwnerIndex = ".metadata.controller.deployment"
 
-// IndexReplicaSets registers ReplicaSetOwnerIndex with the manager's cache; Observe
-// needs it.
-func IndexReplicaSets(ctx context.Context, indexer client.FieldIndexer) error {
-	return indexer.IndexField(ctx, &appsv1.ReplicaSet{}, ReplicaSetOwnerIndex, func(o client.Object) []string {
+// ChecklistIndex indexes checklists by the name of their target Deployment.
+const ChecklistIndex = ".spec.target.name"
+
+// Index registers ReplicaSetOwnerIndex and ChecklistIndex with the manager's cache;
+// Observe, ReplicaSets and Checklists need them.
+func Index(ctx context.Context, indexer client.FieldIndexer) error {
+	if err := indexer.IndexField(ctx, &appsv1.ReplicaSet{}, ReplicaSetOwnerIndex, func(o client.Object) []string {
 		if ref := metav1.GetControllerOf(o); ref != nil && ref.Kind == "Deployment" {
 			return []string{ref.Name}
 		}
 		return nil
+	}); err != nil {
+		return err
+	}
+	return indexer.IndexField(ctx, &deployv1alpha1.DeploymentChecklist{}, ChecklistIndex, func(o client.Object) []string {
+		return []string{o.(*deployv1alpha1.DeploymentChecklist).Spec.Target.Name}
 	})
 }
 
-// runningTemplate is the template of the Deployment's ReplicaSet at its current
-// revision, without the pod-template-hash label the Deployment controller adds: what
-// `kubectl rollout undo` would put back.
-func runningTemplate(ctx context.Context, c client.Reader, d *appsv1.Deployment) (*corev1.PodTemplateSpec, error) {
-	rev := d.Annotations[RevisionAnnotation]
-	if rev == "" {
-		return nil, nil
+// Checklists reads the gate's view of every checklist targeting the Deployment, from
+// the manager's cache (through ChecklistIndex).
+func Checklists(ctx context.Context, c client.Reader, namespace, deployment string) ([]gate.Checklist, error) {
+	return checklists(ctx, c, namespace, deployment, client.MatchingFields{ChecklistIndex: deployment})
+}
+
+// ChecklistsFromAPI is Checklists read from the API server (listing the namespace).
+func ChecklistsFromAPI(ctx context.Context, c client.Reader, namespace, deployment string) ([]gate.Checklist, error) {
+	return checklists(ctx, c, namespace, deployment)
+}
+
+func checklists(ctx context.Context, c client.Reader, namespace, deployment string, opts ...client.ListOption) ([]gate.Checklist, error) {
+	var list deployv1alpha1.DeploymentChecklistList
+	if err := c.List(ctx, &list, append(opts, client.InNamespace(namespace))...); err != nil {
+		return nil, fmt.Errorf("listing checklists of Deployment %s/%s: %w", namespace, deployment, err)
 	}
+	out := make([]gate.Checklist, 0, len(list.Items))
+	for i := range list.Items {
+		if list.Items[i].Spec.Target.Name == deployment {
+			out = append(out, gate.FromChecklist(&list.Items[i]))
+		}
+	}
+	return out, nil
+}
+
+// ReplicaSets lists the ReplicaSets the Deployment owns, from the manager's cache
+// (through ReplicaSetOwnerIndex).
+func ReplicaSets(ctx context.Context, c client.Reader, d *appsv1.Deployment) ([]appsv1.ReplicaSet, error) {
+	return replicaSets(ctx, c, d, client.MatchingFields{ReplicaSetOwnerIndex: d.Name})
+}
+
+// ReplicaSetsFromAPI lists the ReplicaSets the Deployment owns from the API server,
+// which knows no cache index: it lists the namespace.
+func ReplicaSetsFromAPI(ctx context.Context, c client.Reader, d *appsv1.Deployment) ([]appsv1.ReplicaSet, error) {
+	return replicaSets(ctx, c, d)
+}
+
+func replicaSets(ctx context.Context, c client.Reader, d *appsv1.Deployment, opts ...client.ListOption) ([]appsv1.ReplicaSet, error) {
 	var list appsv1.ReplicaSetList
-	if err := c.List(ctx, &list, client.InNamespace(d.Namespace), client.MatchingFields{ReplicaSetOwnerIndex: d.Name}); err != nil {
+	if err := c.List(ctx, &list, append(opts, client.InNamespace(d.Namespace))...); err != nil {
 		return nil, fmt.Errorf("listing ReplicaSets of Deployment %s/%s: %w", d.Namespace, d.Name, err)
 	}
-	for i := range list.Items {
-		rs := &list.Items[i]
-		if !ownedBy(rs, d) || rs.Annotations[RevisionAnnotation] != rev {
-			continue
+	out := list.Items[:0]
+	for _, rs := range list.Items {
+		if slices.ContainsFunc(rs.OwnerReferences, func(ref metav1.OwnerReference) bool { return ref.UID == d.UID }) {
+			out = append(out, rs)
 		}
-		tmpl := rs.Spec.Template.DeepCopy()
-		if tmpl.Labels != nil {
-			tmpl.Labels = maps.Clone(tmpl.Labels)
-			delete(tmpl.Labels, appsv1.DefaultDeploymentUniqueLabelKey)
-		}
-		return tmpl, nil
 	}
-	return nil, nil
+	return out, nil
 }
 
-func ownedBy(rs *appsv1.ReplicaSet, d *appsv1.Deployment) bool {
-	for _, ref := range rs.OwnerReferences {
-		if ref.UID == d.UID {
-			return true
-		}
+// ReleasedRevisions reads ReleasedRevisionsAnnotation, newest first.
+func ReleasedRevisions(d *appsv1.Deployment) []string {
+	v := d.Annotations[deployv1alpha1.ReleasedRevisionsAnnotation]
+	if v == "" {
+		return nil
 	}
-	return false
+	return strings.Split(v, ",")
 }
 
-// TemplateHash identifies a pod template, ignoring the pod-template-hash label, so a
-// Deployment's template and the ReplicaSet made from it hash alike.
-func TemplateHash(tmpl *corev1.PodTemplateSpec) string {
-	t := tmpl.DeepCopy()
-	if t.Labels != nil {
-		delete(t.Labels, appsv1.DefaultDeploymentUniqueLabelKey)
-		if len(t.Labels) == 0 {
-			t.Labels = nil
-		}
-	}
-	raw, err := json.Marshal(t)
-	if err != nil {
-		return ""
-	}
-	sum := sha256.Sum256(raw)
-	return hex.EncodeToString(sum[:8])
-}
-
-// SetPaused pauses or resumes the Deployment; a Deployment already so is left alone.
-// fresh reads from the API server after a write conflict (see update).
-func SetPaused(ctx context.Context, c client.Client, fresh client.Reader, key types.NamespacedName, paused bool) error {
+// Hold pauses the Deployment for heldBy, recording why in tminus's annotations, and for
+// a held change the template it holds.
+func Hold(ctx context.Context, c client.Client, fresh client.Reader, key types.NamespacedName, heldBy, reason, heldTemplate string) error {
 	return update(ctx, c, fresh, key, func(d *appsv1.Deployment) {
-		d.Spec.Paused = paused
+		d.Spec.Paused = true
+		setAnnotation(d, deployv1alpha1.HeldByAnnotation, heldBy)
+		setAnnotation(d, deployv1alpha1.HoldReasonAnnotation, reason)
+		if heldTemplate != "" {
+			setAnnotation(d, deployv1alpha1.HeldTemplateAnnotation, heldTemplate)
+		} else {
+			delete(d.Annotations, deployv1alpha1.HeldTemplateAnnotation)
+		}
+	})
+}
+
+// Resume takes tminus's pause off the Deployment, with its annotations. A Deployment
+// someone else paused (no held-by annotation) is left as it is.
+func Resume(ctx context.Context, c client.Client, fresh client.Reader, key types.NamespacedName) error {
+	return update(ctx, c, fresh, key, func(d *appsv1.Deployment) {
+		if d.Annotations[deployv1alpha1.HeldByAnnotation] == "" {
+			return
+		}
+		unhold(d)
+	})
+}
+
+// Release resumes the Deployment at T-0, whoever paused it, and records the revision
+// among those released on it.
+func Release(ctx context.Context, c client.Client, fresh client.Reader, key types.NamespacedName, revision string) error {
+	return update(ctx, c, fresh, key, func(d *appsv1.Deployment) {
+		unhold(d)
+		revs := ReleasedRevisions(d)
+		if len(revs) == 0 || revs[0] != revision {
+			revs = slices.DeleteFunc(revs, func(r string) bool { return r == revision })
+			revs = append([]string{revision}, revs...)
+			if len(revs) > deployv1alpha1.MaxReleasedRevisions {
+				revs = revs[:deployv1alpha1.MaxReleasedRevisions]
+			}
+			setAnnotation(d, deployv1alpha1.ReleasedRevisionsAnnotation, strings.Join(revs, ","))
+		}
 	})
 }
 
@@ -155,8 +277,39 @@ func SetPaused(ctx context.Context, c client.Client, fresh client.Reader, key ty
 func Restore(ctx context.Context, c client.Client, fresh client.Reader, key types.NamespacedName, tmpl *corev1.PodTemplateSpec) error {
 	return update(ctx, c, fresh, key, func(d *appsv1.Deployment) {
 		d.Spec.Template = *tmpl.DeepCopy()
-		d.Spec.Paused = false
+		unhold(d)
 	})
+}
+
+// Mark sets or removes tminus's gated label. A label the user set (any other value) is
+// never touched.
+func Mark(ctx context.Context, c client.Client, fresh client.Reader, key types.NamespacedName, want bool) error {
+	return update(ctx, c, fresh, key, func(d *appsv1.Deployment) {
+		cur, ok := d.Labels[deployv1alpha1.GatedLabel]
+		switch {
+		case want && !ok:
+			if d.Labels == nil {
+				d.Labels = map[string]string{}
+			}
+			d.Labels[deployv1alpha1.GatedLabel] = deployv1alpha1.GatedByChecklist
+		case !want && cur == deployv1alpha1.GatedByChecklist:
+			delete(d.Labels, deployv1alpha1.GatedLabel)
+		}
+	})
+}
+
+func unhold(d *appsv1.Deployment) {
+	d.Spec.Paused = false
+	delete(d.Annotations, deployv1alpha1.HeldByAnnotation)
+	delete(d.Annotations, deployv1alpha1.HoldReasonAnnotation)
+	delete(d.Annotations, deployv1alpha1.HeldTemplateAnnotation)
+}
+
+func setAnnotation(d *appsv1.Deployment, k, v string) {
+	if d.Annotations == nil {
+		d.Annotations = map[string]string{}
+	}
+	d.Annotations[k] = v
 }
 
 // update patches the Deployment with mutate's change, with an optimistic lock; no

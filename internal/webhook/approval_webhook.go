@@ -1,5 +1,7 @@
-// Package webhook holds the optional approval admission webhook. On every create and
-// update of a DeploymentChecklist it checks each added or changed approval annotation:
+// Package webhook holds tminus's admission webhooks: the Deployment gate
+// (gate_webhook.go) and the checklist webhook. The checklist webhook refuses a second
+// live checklist for a Deployment, and on every create and update of a checklist
+// checks each added or changed approval annotation:
 // the requesting user must hold the RBAC verb `approve` on the checklist, and must be
 // the approver it names unless it is a trusted writer (a GitOps controller committing
 // approvals made by pull request). It records what it verified in
@@ -15,12 +17,15 @@ import (
 	"slices"
 	"strings"
 
+	admissionv1 "k8s.io/api/admission/v1"
 	authorizationv1 "k8s.io/api/authorization/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
 
 	deployv1alpha1 "github.com/tminus-dev/tminus/api/v1alpha1"
 	"github.com/tminus-dev/tminus/internal/approval"
+	"github.com/tminus-dev/tminus/internal/gate"
+	"github.com/tminus-dev/tminus/internal/target"
 )
 
 // Path the webhook serves.
@@ -29,13 +34,18 @@ const Path = "/mutate-deploy-tminus-dev-v1alpha1-deploymentchecklist"
 // ApproveVerb is the RBAC verb a user needs on deploymentchecklists to sign off.
 const ApproveVerb = "approve"
 
-// +kubebuilder:webhook:path=/mutate-deploy-tminus-dev-v1alpha1-deploymentchecklist,mutating=true,failurePolicy=fail,sideEffects=None,groups=deploy.tminus.dev,resources=deploymentchecklists,verbs=create;update,versions=v1alpha1,name=approvals.deploy.tminus.dev,admissionReviewVersions=v1
 // +kubebuilder:rbac:groups=authorization.k8s.io,resources=subjectaccessreviews,verbs=create
 
-// ApprovalWebhook verifies approvals.
+// ApprovalWebhook verifies approvals, and refuses a second live checklist for a
+// Deployment.
 type ApprovalWebhook struct {
-	// Client creates SubjectAccessReviews.
+	// Client creates SubjectAccessReviews and reads checklists from the manager's cache
+	// (indexed by target.Index).
 	Client client.Client
+	// Fresh reads from the API server: a create about to be refused for another live
+	// checklist is decided again on fresh data, so a checklist that just ended in the
+	// cache's past does not block the next one.
+	Fresh client.Reader
 	// Decoder reads the admission request's objects.
 	Decoder admission.Decoder
 	// TrustedWriters are usernames (e.g. a GitOps controller's service account,
@@ -53,6 +63,15 @@ func (w *ApprovalWebhook) Handle(ctx context.Context, req admission.Request) adm
 	if len(req.OldObject.Raw) > 0 {
 		if err := w.Decoder.DecodeRaw(req.OldObject, &old); err != nil {
 			return admission.Errored(http.StatusBadRequest, err)
+		}
+	}
+	if req.Operation == admissionv1.Create {
+		if live, err := w.liveChecklist(ctx, &obj); err != nil {
+			return admission.Errored(http.StatusInternalServerError, err)
+		} else if live != nil {
+			return admission.Denied(fmt.Sprintf("Deployment %s already has a live checklist, %s (%s): one live checklist per Deployment. "+
+				"Create this one when %s has ended (a GitOps sync retries by itself), or delete %s",
+				obj.Spec.Target.Name, live.Name, phaseOrPending(live.Phase), live.Name, live.Name))
 		}
 	}
 	user := req.UserInfo.Username
@@ -137,4 +156,31 @@ func (w *ApprovalWebhook) mayApprove(ctx context.Context, req admission.Request,
 		return false, err
 	}
 	return sar.Status.Allowed, nil
+}
+
+// liveChecklist is a checklist, other than obj, that is live on obj's target.
+func (w *ApprovalWebhook) liveChecklist(ctx context.Context, obj *deployv1alpha1.DeploymentChecklist) (*gate.Checklist, error) {
+	find := func(cls []gate.Checklist) *gate.Checklist {
+		for i := range cls {
+			if cls[i].Name != obj.Name && cls[i].Live() {
+				return &cls[i]
+			}
+		}
+		return nil
+	}
+	cls, err := target.Checklists(ctx, w.Client, obj.Namespace, obj.Spec.Target.Name)
+	if err != nil || find(cls) == nil || w.Fresh == nil {
+		return nil, err
+	}
+	if cls, err = target.ChecklistsFromAPI(ctx, w.Fresh, obj.Namespace, obj.Spec.Target.Name); err != nil {
+		return nil, err
+	}
+	return find(cls), nil
+}
+
+func phaseOrPending(p deployv1alpha1.ChecklistPhase) deployv1alpha1.ChecklistPhase {
+	if p == "" {
+		return deployv1alpha1.PhasePending
+	}
+	return p
 }

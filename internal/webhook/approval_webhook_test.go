@@ -9,25 +9,22 @@ import (
 	"time"
 
 	. "github.com/onsi/gomega"
-	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/rest"
-	"k8s.io/utils/clock"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	logf "sigs.k8s.io/controller-runtime/pkg/log"
+	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 	crwebhook "sigs.k8s.io/controller-runtime/pkg/webhook"
-	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
 
 	deployv1alpha1 "github.com/tminus-dev/tminus/api/v1alpha1"
 	engine "github.com/tminus-dev/tminus/internal/checklist"
 	"github.com/tminus-dev/tminus/internal/controller"
-	"github.com/tminus-dev/tminus/internal/httpcheck"
-	"github.com/tminus-dev/tminus/internal/prometheus"
-	"github.com/tminus-dev/tminus/internal/webhook"
+	"github.com/tminus-dev/tminus/internal/operator"
 	"github.com/tminus-dev/tminus/test/testbed"
 )
 
@@ -48,33 +45,31 @@ func TestMain(m *testing.M) {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
-	if bed, err = testbed.Start(ctx, testbed.Options{WebhookPaths: []string{filepath.Join(root, "config", "webhook")}}); err != nil {
+	if bed, err = testbed.Start(ctx, testbed.Options{Cluster: true, WebhookPaths: []string{filepath.Join(root, "config", "webhook")}}); err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
 	code := func() int {
 		defer bed.Stop()
 		host, port, certDir := bed.Webhook()
+		if logFile, err := os.Create(filepath.Join(bed.Dir, "tminus-manager.log")); err == nil {
+			logf.SetLogger(zap.New(zap.WriteTo(logFile), zap.UseDevMode(true)))
+		}
 		mgr, err := ctrl.NewManager(bed.Config, ctrl.Options{
 			Scheme:                 bed.Client.Scheme(),
 			Metrics:                metricsserver.Options{BindAddress: "0"},
 			HealthProbeBindAddress: "0",
+			Cache:                  controller.CacheOptions(),
 			WebhookServer:          crwebhook.NewServer(crwebhook.Options{Host: host, Port: port, CertDir: certDir}),
 		})
 		if err != nil {
 			fmt.Fprintln(os.Stderr, err)
 			return 1
 		}
-		mgr.GetWebhookServer().Register(webhook.Path, &crwebhook.Admission{Handler: &webhook.ApprovalWebhook{
-			Client:         mgr.GetClient(),
-			Decoder:        admission.NewDecoder(mgr.GetScheme()),
-			TrustedWriters: []string{gitops},
-		}})
-		if err := (&controller.DeploymentChecklistReconciler{
-			Client: mgr.GetClient(), Scheme: mgr.GetScheme(), Recorder: mgr.GetEventRecorder("tminus"),
-			Clock: clock.RealClock{}, Metrics: &prometheus.Provider{}, HTTP: &httpcheck.Prober{},
-			VerifiedApprovals: true,
-		}).SetupWithManager(mgr); err != nil {
+		metrics.set(errorQuery, 0.001)
+		if _, err := operator.Setup(mgr, operator.Options{
+			Metrics: metrics, Webhooks: true, TrustedApprovalWriters: []string{gitops},
+		}); err != nil {
 			fmt.Fprintln(os.Stderr, err)
 			return 1
 		}
@@ -145,11 +140,13 @@ func binding(name, role string, users ...string) *rbacv1.RoleBinding {
 	return b
 }
 
+// checklist is a checklist of the Deployment of the same name (one live checklist per
+// Deployment: every test here has its own).
 func checklist(name string) *deployv1alpha1.DeploymentChecklist {
 	return &deployv1alpha1.DeploymentChecklist{
 		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns},
 		Spec: deployv1alpha1.DeploymentChecklistSpec{
-			Target:   deployv1alpha1.TargetRef{Kind: "Deployment", Name: "checkout"},
+			Target:   deployv1alpha1.TargetRef{Kind: "Deployment", Name: name},
 			Revision: "v2",
 			Phases: []deployv1alpha1.PhaseSpec{{Name: "T-10m", At: "-10m", Checks: []deployv1alpha1.CheckSpec{
 				{Name: "lead", Approval: &deployv1alpha1.ApprovalCheck{Role: "deployment-lead", Count: 2}},
@@ -269,17 +266,9 @@ func TestAMalformedApprovalIsRefusedWithTheExpectedForm(t *testing.T) {
 func TestTheControllerCountsVerifiedApprovalsForThisRevisionFromTwoPeople(t *testing.T) {
 	g := NewWithT(t)
 	ctx := context.Background()
-	d := &appsv1.Deployment{
-		ObjectMeta: metav1.ObjectMeta{Name: "checkout", Namespace: ns},
-		Spec: appsv1.DeploymentSpec{
-			Selector: &metav1.LabelSelector{MatchLabels: map[string]string{"app": "checkout"}},
-			Template: corev1.PodTemplateSpec{
-				ObjectMeta: metav1.ObjectMeta{Labels: map[string]string{"app": "checkout"}},
-				Spec:       corev1.PodSpec{Containers: []corev1.Container{{Name: "app", Image: "checkout:v1"}}},
-			},
-		},
-	}
+	d := testbed.Deployment(ns, "four-eyes", "checkout:v1", 1)
 	g.Expect(bed.Client.Create(ctx, d)).To(Succeed())
+	waitRolledOut(t, d, "checkout:v1")
 	c := checklist("four-eyes")
 	c.Annotations = map[string]string{"approve.tminus.dev/deployment-lead": "carol for v1"} // last release's, in Git
 	g.Expect(as(t, gitops).Create(ctx, c)).To(Succeed())
@@ -304,11 +293,14 @@ func TestTheControllerCountsVerifiedApprovalsForThisRevisionFromTwoPeople(t *tes
 		g.Expect(st.Phases[0].Checks[0].Message).To(Equal("waiting for deployment-lead sign-off (1 of 2)"))
 	}, time.Minute, 100*time.Millisecond).Should(Succeed())
 
+	// The pipeline pushes the release; it is held at admission.
+	setImage(t, d, "checkout:v2")
 	g.Expect(annotate(as(t, "bob"), "four-eyes", map[string]string{"approve.tminus.dev/deployment-lead.bob": "bob for v2"})).To(Succeed())
 	g.Eventually(func(g Gomega) {
 		st := status(g)
 		g.Expect(st.Phases[0].Checks[0].Outcome).To(Equal(deployv1alpha1.OutcomePass))
 		g.Expect(st.Phases[0].Checks[0].Value).To(Equal("alice, bob"))
-		g.Expect(st.Phase).To(Equal(deployv1alpha1.PhaseDeploying))
+		g.Expect(st.Phase).To(BeElementOf(deployv1alpha1.PhaseDeploying, deployv1alpha1.PhaseVerifying, deployv1alpha1.PhaseSucceeded))
+		g.Expect(st.Target.ReleasedAt).NotTo(BeNil())
 	}, time.Minute, 100*time.Millisecond).Should(Succeed())
 }

@@ -112,7 +112,6 @@ func TestTminusConvergesWhileGitOpsReappliesTheChecklistAndItsTarget(t *testing.
 	wg.Wait()
 	c := getChecklist(g, ns)
 	g.Expect(c.Status.Approvals).To(HaveLen(1))
-	g.Expect(c.Finalizers).To(ContainElement("deploy.tminus.dev/release-guard"))
 	g.Expect(c.Annotations).To(HaveKey("gitops.example.com/sync"), "GitOps's own fields are left alone")
 	g.Expect(git.applied.Load()).To(BeNumerically(">", 20), "the storm ran")
 	g.Expect(conflicts(g)-conflictsBefore).To(BeNumerically(">", 0),

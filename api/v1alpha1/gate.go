@@ -1,0 +1,42 @@
+package v1alpha1
+
+// The labels and annotations tminus reads and writes on the Deployments it gates. They
+// are the contract between the admission webhook, the controller and the user.
+const (
+	// GatedLabel marks a gated Deployment: the admission webhook sees only Deployments
+	// carrying it (object selector) with one of the values below. Set it to "true" in
+	// Git to hold every template change from the first write; tminus sets "checklist"
+	// itself while a checklist needs it and removes only that value. Any other value
+	// (e.g. "off") turns the admission gate off for that Deployment: the break-glass.
+	GatedLabel = "deploy.tminus.dev/gated"
+	// GatedByUser is the value a user sets.
+	GatedByUser = "true"
+	// GatedByChecklist is the value tminus sets while a checklist is live on the
+	// Deployment, or guards a template it rolled back.
+	GatedByChecklist = "checklist"
+
+	// HeldByAnnotation says that tminus paused the Deployment and on whose behalf:
+	// "checklist/<name>" for a checklist's hold before T-0 or a change held during its
+	// verification, "admission" for a change held at admission. tminus only ever
+	// resumes a Deployment carrying it.
+	HeldByAnnotation = "deploy.tminus.dev/held-by"
+	// HoldReasonAnnotation says in a sentence why the Deployment is held and how to go on.
+	HoldReasonAnnotation = "deploy.tminus.dev/hold-reason"
+	// HeldTemplateAnnotation identifies the pod template a held change was held on
+	// (set for changes, not for a checklist's hold before T-0): the hold comes off by
+	// itself only once the Deployment holds another template it ran before.
+	HeldTemplateAnnotation = "deploy.tminus.dev/held-template"
+	// HeldByAdmission is HeldByAnnotation's value for a change held at admission.
+	HeldByAdmission = "admission"
+
+	// ReleasedRevisionsAnnotation lists, newest first and comma-separated, the last
+	// revisions tminus released on the Deployment. A checklist of one of them that
+	// starts afresh (re-applied from Git with an empty status) has nothing to release
+	// and never pauses the Deployment again.
+	ReleasedRevisionsAnnotation = "deploy.tminus.dev/released-revisions"
+	// MaxReleasedRevisions bounds ReleasedRevisionsAnnotation.
+	MaxReleasedRevisions = 20
+)
+
+// HeldByChecklist is HeldByAnnotation's value for a hold made for the named checklist.
+func HeldByChecklist(name string) string { return "checklist/" + name }

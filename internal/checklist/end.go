@@ -1,0 +1,138 @@
+package checklist
+
+import (
+	"fmt"
+
+	corev1 "k8s.io/api/core/v1"
+
+	deployv1alpha1 "github.com/tminus-dev/tminus/api/v1alpha1"
+)
+
+// fail ends the checklist without a verified release and without a rollback. The
+// target keeps what it runs; ended takes tminus's own pause off, unless it holds a
+// change nothing released.
+func (e *engine) fail(reason, msg string) {
+	e.st.Phase = deployv1alpha1.PhaseFailed
+	e.st.CurrentPhase = ""
+	e.failReason, e.failMessage = reason, msg
+	e.event(corev1.EventTypeWarning, reason, msg)
+}
+
+// rollback ends the checklist after T-0 by restoring the pre-deploy template, once. A
+// rollback with nothing to restore says so and ends Failed: never RolledBack while the
+// release still serves.
+func (e *engine) rollback(reason, msg, value string) {
+	ts := e.target()
+	dry := e.spec.Rollback.Action == deployv1alpha1.RollbackNone || !e.pauses()
+	rec := &deployv1alpha1.RollbackRecord{Reason: reason, Message: msg, Value: value, FiredAt: e.stamp(), DryRun: dry}
+	e.st.Rollback = rec
+	e.failReason, e.failMessage = reason, msg
+	if dry {
+		e.st.Phase = deployv1alpha1.PhaseRolledBack
+		e.event(corev1.EventTypeWarning, ReasonRollbackDryRun, "would roll back (rollback.action None or gate Observe): "+msg)
+		return
+	}
+	if ts.PreDeployTemplate == nil || ts.ReleasedTemplateHash == ts.PreDeployTemplateHash {
+		rec.NothingToRestore = true
+		e.st.Phase = deployv1alpha1.PhaseFailed
+		why := fmt.Sprintf("Deployment %s served nothing when the checklist started", e.spec.Target.Name)
+		if ts.PreDeployTemplate != nil {
+			why = "the released template is the pre-deploy one"
+		}
+		e.failReason = ReasonNothingToRestore
+		e.failMessage = fmt.Sprintf("%s; nothing to restore (%s): %s still runs; fix forward or scale it down", msg, why, images(ts.CandidateImages))
+		e.event(corev1.EventTypeWarning, ReasonNothingToRestore, e.failMessage)
+		return
+	}
+	e.st.Phase = deployv1alpha1.PhaseRolledBack
+	e.event(corev1.EventTypeWarning, ReasonRolledBack, "rolling back: "+msg)
+	// ended, which runs next, restores the pre-deploy template.
+}
+
+// ended runs on every reconcile of a checklist that has ended: it completes a rollback
+// and takes tminus's own pause off the target.
+func (e *engine) ended() {
+	if rb := e.st.Rollback; e.st.Phase == deployv1alpha1.PhaseRolledBack && rb != nil && !rb.DryRun {
+		e.ensureRestored()
+		return
+	}
+	// A change held after the fact in the very reconcile the checklist ended is held in
+	// the admission's name: the checklist holds nothing once it has ended.
+	for i := range e.d.Actions {
+		if a := &e.d.Actions[i]; a.Kind == ActionHold && a.HeldBy == "" {
+			a.HeldBy, a.Reason, a.HeldTemplate = deployv1alpha1.HeldByAdmission, e.unreleasedReason(), e.obs.Target.TemplateHash
+			return
+		}
+	}
+	e.releaseOwnPause()
+}
+
+// unreleasedReason is the hold reason of a change nothing released, left held when the
+// checklist ends.
+func (e *engine) unreleasedReason() string {
+	t := e.obs.Target
+	ts := e.st.Target
+	why := fmt.Sprintf("checklist %s ended %s before releasing it", e.dcl.Name, e.st.Phase)
+	if ts != nil && ts.ReleasedTemplateHash != "" {
+		why = fmt.Sprintf("it changed while checklist %s verified its release, which ended %s", e.dcl.Name, e.st.Phase)
+	}
+	return fmt.Sprintf("pod template (%s) is released by no checklist (%s); create a DeploymentChecklist targeting %s to release it",
+		images(t.TemplateImages), why, e.spec.Target.Name)
+}
+
+// releaseOwnPause takes off a pause tminus made for this checklist, unless another live
+// checklist holds the target (it decides), or the pause holds a change nothing released:
+// that one stays held, now in the admission's name, until a checklist of its own
+// releases it.
+func (e *engine) releaseOwnPause() {
+	t := e.obs.Target
+	if !e.pauses() || !t.Found || !t.Paused || t.HeldBy != e.mine() || e.obs.Blocker != "" {
+		return
+	}
+	ts := e.st.Target
+	// A change nothing released: one that never ran, or the one held during this
+	// checklist's verification (without the admission gate it may have started to).
+	heldHere := ts != nil && t.TemplateHash == ts.HeldTemplateHash
+	unreleased := (t.TemplateFirstRan.IsZero() || heldHere) &&
+		(ts == nil || (t.TemplateHash != ts.ReleasedTemplateHash && t.TemplateHash != ts.PreDeployTemplateHash))
+	if !unreleased {
+		e.action(Action{Kind: ActionResume})
+		return
+	}
+	e.action(Action{Kind: ActionHold, HeldBy: deployv1alpha1.HeldByAdmission, Reason: e.unreleasedReason(), HeldTemplate: t.TemplateHash})
+}
+
+// ensureRestored puts the pre-deploy template back and resumes the target, until it is
+// seen done. Seeing the target already restored (the manager died between the patch and
+// the status write) records it without writing again.
+func (e *engine) ensureRestored() {
+	st := e.st
+	switch {
+	case st.Rollback == nil || st.Rollback.DryRun || st.Rollback.NothingToRestore:
+		return
+	case st.Target != nil && st.Target.RestoredAt != nil:
+		return
+	case !e.obs.Target.Found:
+		e.next = fmt.Sprintf("Deployment %s is gone; nothing to restore", e.spec.Target.Name)
+		return
+	}
+	t := e.obs.Target
+	if t.TemplateHash == st.Target.PreDeployTemplateHash && !t.Paused {
+		now := e.stamp()
+		st.Target.RestoredAt = &now
+		if st.Rollback.CompletedAt == nil {
+			st.Rollback.CompletedAt = &now
+		}
+		e.event(corev1.EventTypeNormal, ReasonRestored, fmt.Sprintf("Deployment %s runs its pre-deploy template again (%s, revision %s)",
+			e.spec.Target.Name, images(st.Target.PreDeployImages), st.Target.PreDeployRevision))
+		return
+	}
+	tmpl, err := PreDeployTemplate(st)
+	if err != nil {
+		e.next = err.Error()
+		return
+	}
+	e.action(Action{Kind: ActionRestore, Template: tmpl})
+	e.next = fmt.Sprintf("restoring Deployment %s to %s (revision %s)", e.spec.Target.Name, images(st.Target.PreDeployImages), st.Target.PreDeployRevision)
+	e.pollIn(e.p.interval)
+}

@@ -1,0 +1,234 @@
+package checklist
+
+import (
+	"encoding/json"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+
+	deployv1alpha1 "github.com/tminus-dev/tminus/api/v1alpha1"
+	"github.com/tminus-dev/tminus/internal/gate"
+)
+
+// beforeT0 captures what the target serves, holds it, follows the candidate, walks the
+// T-minus phases and, at T-0, releases the candidate. It reports whether the release
+// happened.
+func (e *engine) beforeT0() bool {
+	if e.windowMissed() {
+		msg := fmt.Sprintf("missed the deploy window: T-0 was %s and the window closed at %s",
+			e.p.deployAt.UTC().Format(time.RFC3339), e.p.deployAt.Add(e.p.window).UTC().Format(time.RFC3339))
+		if e.atT0() {
+			msg += fmt.Sprintf("; no new template arrived on Deployment %s to release", e.spec.Target.Name)
+		}
+		e.fail(ReasonMissedDeployWindow, msg)
+		return false
+	}
+	if e.p.deployAt != nil {
+		e.wakeAt(e.p.deployAt.Add(e.p.window))
+	}
+	t := e.obs.Target
+	if !t.Found {
+		e.next = fmt.Sprintf("waiting for Deployment %s to exist", e.spec.Target.Name)
+		e.pollIn(e.p.interval)
+		return false
+	}
+	if !e.captured() {
+		if rev := e.revision(); slices.Contains(t.ReleasedRevisions, rev) {
+			e.fail(ReasonAlreadyReleased, fmt.Sprintf("revision %s was already released on Deployment %s: this checklist has nothing to "+
+				"release and does not touch it (re-applied from Git after the release?); remove it, or name a new revision", rev, e.spec.Target.Name))
+			return false
+		}
+		if t.Settled {
+			e.capture()
+		}
+	}
+	if !e.captured() {
+		// Between two ReplicaSets: what serves cannot be told yet, and a pause would
+		// freeze both versions. The checks go on; nothing is held or released.
+		defer e.notSettled()
+	} else {
+		e.hold()
+		e.followCandidate()
+	}
+
+	if !e.atT0() {
+		if !e.walk(e.p.tminus, false) {
+			return false
+		}
+		if e.waitingForRevokedApprovals() {
+			return false
+		}
+		if !e.captured() {
+			e.next = "every T-minus phase passed"
+			return false
+		}
+		if e.p.deployAt != nil && e.now.Before(*e.p.deployAt) {
+			if e.st.Phase != deployv1alpha1.PhaseHolding {
+				e.event(corev1.EventTypeNormal, ReasonHolding, fmt.Sprintf("every T-minus phase passed; holding until T-0 at %s",
+					e.p.deployAt.UTC().Format(time.RFC3339)))
+			}
+			e.st.Phase = deployv1alpha1.PhaseHolding
+			e.st.CurrentPhase = ""
+			e.next = "release at " + e.p.deployAt.UTC().Format(time.RFC3339)
+			e.wakeAt(*e.p.deployAt)
+			return false
+		}
+		now := e.stamp()
+		e.st.Target.T0At = &now
+	} else if e.waitingForRevokedApprovals() {
+		// An approval removed before the release revokes it, also while T-0 waits for
+		// the new template.
+		e.st.Target.T0At = nil
+		return false
+	}
+	return e.releaseAtT0()
+}
+
+// notSettled reports a target rolling out between two ReplicaSets, in front of whatever
+// else the checklist waits for.
+func (e *engine) notSettled() {
+	t := e.obs.Target
+	if terminal(e.st.Phase) {
+		return
+	}
+	e.waiting = ReasonTargetNotSettled
+	e.next = fmt.Sprintf("waiting for Deployment %s to settle (rolling out between two ReplicaSets, %d of %d replicas updated): "+
+		"what serves cannot be told yet; %s", e.spec.Target.Name, t.UpdatedReplicas, t.Replicas, e.next)
+	e.pollIn(e.p.interval)
+}
+
+func (e *engine) windowMissed() bool {
+	return e.p.deployAt != nil && !e.now.Before(e.p.deployAt.Add(e.p.window))
+}
+
+// revision is what the checklist releases, as approvals name it.
+func (e *engine) revision() string {
+	if e.spec.Revision != "" {
+		return e.spec.Revision
+	}
+	return e.dcl.Name
+}
+
+func (e *engine) target() *deployv1alpha1.TargetStatus {
+	if e.st.Target == nil {
+		e.st.Target = &deployv1alpha1.TargetStatus{}
+	}
+	return e.st.Target
+}
+
+func (e *engine) captured() bool { return e.st.Target != nil && e.st.Target.CapturedAt != nil }
+
+func (e *engine) atT0() bool { return e.st.Target != nil && e.st.Target.T0At != nil }
+
+// capture records, once, the template of the ReplicaSet that serves every replica: what
+// a rollback restores. A Deployment that serves nothing yet (created held) is captured
+// with no template; a rollback then has nothing to restore.
+func (e *engine) capture() {
+	t := e.obs.Target
+	ts := e.target()
+	now := e.stamp()
+	ts.CapturedAt = &now
+	if t.Serving == nil {
+		return
+	}
+	raw, err := json.Marshal(t.Serving)
+	if err != nil {
+		return
+	}
+	ts.PreDeployTemplate = &runtime.RawExtension{Raw: raw}
+	ts.PreDeployTemplateHash = t.ServingHash
+	ts.PreDeployRevision = t.ServingRevision
+	ts.PreDeployImages = gate.Images(t.Serving)
+}
+
+// hold keeps the target paused until T-0 (gate Pause). A target already paused, by
+// tminus at admission or by someone else, is left as it is.
+func (e *engine) hold() {
+	if !e.pauses() || e.atT0() || e.obs.Target.Paused {
+		return
+	}
+	reason := fmt.Sprintf("held by checklist %s until T-0", e.dcl.Name)
+	e.action(Action{Kind: ActionHold, Reason: reason})
+	e.event(corev1.EventTypeNormal, ReasonTargetPaused, fmt.Sprintf("paused Deployment %s until every T-minus phase passes", e.spec.Target.Name))
+}
+
+// followCandidate records the template the checklist will release: the one, other than
+// the pre-deploy template, that the Deployment holds. Until T-0 releases it, a new push
+// replaces it and a revert withdraws it.
+func (e *engine) followCandidate() {
+	t := e.obs.Target
+	ts := e.target()
+	if t.TemplateHash == ts.PreDeployTemplateHash && ts.PreDeployTemplate != nil {
+		if ts.CandidateTemplateHash != "" {
+			e.event(corev1.EventTypeNormal, ReasonCandidateWithdrawn, fmt.Sprintf(
+				"Deployment %s is back on its pre-deploy template (%s): nothing to release yet", e.spec.Target.Name, images(ts.PreDeployImages)))
+			ts.CandidateTemplateHash, ts.CandidateImages, ts.CandidateSeenAt = "", nil, nil
+		}
+		return
+	}
+	if ts.CandidateTemplateHash == t.TemplateHash {
+		return
+	}
+	msg := fmt.Sprintf("new template on Deployment %s (%s): it is what this checklist releases at T-0", e.spec.Target.Name, images(t.TemplateImages))
+	reason := ReasonCandidateSeen
+	if ts.CandidateTemplateHash != "" {
+		reason = ReasonCandidateChanged
+		msg = fmt.Sprintf("the template on Deployment %s changed before T-0, from %s to %s: the new one is what this checklist releases",
+			e.spec.Target.Name, images(ts.CandidateImages), images(t.TemplateImages))
+	}
+	e.event(corev1.EventTypeNormal, reason, msg)
+	now := e.stamp()
+	ts.CandidateTemplateHash, ts.CandidateImages, ts.CandidateSeenAt = t.TemplateHash, t.TemplateImages, &now
+}
+
+// waitingForRevokedApprovals reports, and says, when an approval of a passed T-minus
+// phase was taken back before the release.
+func (e *engine) waitingForRevokedApprovals() bool {
+	revoked := e.revokedApprovals()
+	if len(revoked) == 0 {
+		return false
+	}
+	e.next = "waiting for revoked approvals: " + strings.Join(revoked, ", ")
+	return true
+}
+
+// revokedApprovals lists approval checks of passed T-minus phases that no longer have
+// their sign-offs: an approval removed before T-0 revokes it.
+func (e *engine) revokedApprovals() []string {
+	var out []string
+	for _, ph := range e.p.tminus {
+		for _, c := range ph.spec.Checks {
+			if c.Approval != nil && len(e.approvers(c.Approval.Role)) < approvalCount(c.Approval) {
+				out = append(out, ph.spec.Name+"/"+c.Name)
+				if cr := checkRecord(e.phaseRecord(ph.spec.Name), c.Name); cr != nil {
+					cr.Outcome = deployv1alpha1.OutcomePending
+					cr.Message = "approval revoked before T-0"
+				}
+			}
+		}
+	}
+	return out
+}
+
+func approvalCount(a *deployv1alpha1.ApprovalCheck) int {
+	if a.Count < 1 {
+		return 1
+	}
+	return int(a.Count)
+}
+
+// approvers lists the distinct approvers of role, in a stable order.
+func (e *engine) approvers(role string) []string {
+	var names []string
+	for _, a := range e.obs.Approvals[role] {
+		if !slices.Contains(names, a.Approver) {
+			names = append(names, a.Approver)
+		}
+	}
+	slices.Sort(names)
+	return names
+}

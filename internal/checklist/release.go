@@ -1,0 +1,167 @@
+package checklist
+
+import (
+	"fmt"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+
+	deployv1alpha1 "github.com/tminus-dev/tminus/api/v1alpha1"
+)
+
+// releaseAtT0 runs once T-0 has passed: it releases the candidate, or, when the
+// Deployment holds none yet, waits for it with nothing held. It reports whether the
+// release happened.
+func (e *engine) releaseAtT0() bool {
+	ts := e.target()
+	if ts.CandidateTemplateHash == "" {
+		if e.st.Phase != deployv1alpha1.PhaseHolding || e.st.CurrentPhase != "" {
+			e.event(corev1.EventTypeNormal, ReasonWaitingForTemplate, fmt.Sprintf(
+				"T-0: every T-minus phase passed, but Deployment %s holds no new template yet; it is released as soon as it arrives",
+				e.spec.Target.Name))
+		}
+		e.st.Phase = deployv1alpha1.PhaseHolding
+		e.st.CurrentPhase = ""
+		e.waiting = ReasonWaitingForTemplate
+		e.next = fmt.Sprintf("T-0 passed: waiting for the new template (Deployment %s serves %s)", e.spec.Target.Name, images(ts.PreDeployImages))
+		// Nothing to hold: take tminus's own pause off.
+		if t := e.obs.Target; e.pauses() && t.Paused && t.HeldBy == e.mine() {
+			e.action(Action{Kind: ActionResume})
+		}
+		e.pollIn(e.p.interval)
+		return false
+	}
+	e.release()
+	return true
+}
+
+// release releases the candidate: from now on only it is rolled out and verified.
+func (e *engine) release() {
+	ts := e.target()
+	now := e.stamp()
+	ts.ReleasedAt = &now
+	ts.ReleasedTemplateHash = ts.CandidateTemplateHash
+	e.st.Phase = deployv1alpha1.PhaseDeploying
+	e.st.CurrentPhase = ""
+	msg := "T-0: every T-minus phase passed; releasing"
+	if e.spec.Revision != "" {
+		msg += " " + e.spec.Revision
+	}
+	msg += " (" + images(ts.CandidateImages) + ")"
+	if ts.T0At != nil && ts.T0At.Before(&now) {
+		msg += fmt.Sprintf("; the new template arrived %s after T-0", now.Sub(ts.T0At.Time).Round(time.Second))
+	}
+	e.event(corev1.EventTypeNormal, ReasonReleased, msg)
+	if e.pauses() {
+		e.action(Action{Kind: ActionRelease, Revision: e.revision()})
+		e.released = true
+	}
+}
+
+// deploying waits for the released template to be available, watching triggers.
+func (e *engine) deploying() {
+	t := e.obs.Target
+	if e.triggers() {
+		return
+	}
+	if !t.Found {
+		e.next = fmt.Sprintf("Deployment %s is gone; cannot verify the release", e.spec.Target.Name)
+		e.pollIn(e.p.interval)
+		return
+	}
+	if e.templateMoved() {
+		return
+	}
+	if e.pauses() && t.Paused && t.TemplateHash == e.st.Target.ReleasedTemplateHash && !e.released {
+		if t.HeldBy == "" {
+			e.next = fmt.Sprintf("Deployment %s was paused by someone other than tminus: resume it to roll out the release", e.spec.Target.Name)
+			e.pollIn(e.p.interval)
+			return
+		}
+		// tminus's pause (the release's resume did not land yet, or the webhook's cache
+		// lagged): release again, it is idempotent.
+		e.action(Action{Kind: ActionRelease, Revision: e.revision()})
+	}
+	if e.progressDeadlineExceeded() {
+		e.rollback(ReasonRolloutStalled, fmt.Sprintf("Deployment %s exceeded its progress deadline rolling out %s",
+			e.spec.Target.Name, images(e.st.Target.CandidateImages)), "")
+		return
+	}
+	if !e.rolledOut() {
+		e.next = fmt.Sprintf("waiting for the rollout: %d of %d replicas updated, %d available",
+			t.UpdatedReplicas, t.Replicas, t.AvailableReplicas)
+		e.pollIn(e.p.interval)
+		return
+	}
+	now := e.stamp()
+	e.st.Target.AvailableAt = &now
+	e.st.Phase = deployv1alpha1.PhaseVerifying
+	e.event(corev1.EventTypeNormal, ReasonRolloutAvailable,
+		fmt.Sprintf("Deployment %s rolled out: %d replicas available; T-plus phases count from now", e.spec.Target.Name, t.AvailableReplicas))
+}
+
+// rolledOut says whether the released template serves every replica, all available.
+// It reads the ReplicaSet that serves, not the Deployment's updated count, which
+// refers to its template now: a change held during the rollout does not hide it.
+func (e *engine) rolledOut() bool {
+	t := e.obs.Target
+	return t.ObservedGeneration >= t.Generation && t.Settled && t.ServingHash == e.st.Target.ReleasedTemplateHash &&
+		t.Available && t.AvailableReplicas >= t.Replicas && t.TotalReplicas == t.Replicas
+}
+
+// progressDeadlineExceeded trusts the Deployment's ProgressDeadlineExceeded only when the
+// Deployment controller saw the current generation and the condition turned after the
+// release: a paused Deployment keeps one left over from before, which says nothing
+// about the release.
+func (e *engine) progressDeadlineExceeded() bool {
+	t := e.obs.Target
+	if !t.ProgressDeadlineExceeded || t.ObservedGeneration < t.Generation || e.st.Target.ReleasedAt == nil {
+		return false
+	}
+	return t.ProgressingSince.After(e.st.Target.ReleasedAt.Time)
+}
+
+// templateMoved handles, after T-0, a Deployment that no longer holds the released
+// template, and reports whether the checklist ended on it:
+//   - back on the pre-deploy template, or on one it ran before the release (`kubectl
+//     rollout undo`, a Git revert): the release was withdrawn; nothing left to verify;
+//   - a new template nothing released, held before it rolled (the admission gate): it
+//     is reported and stays held; verification of the released template goes on;
+//   - a new template that started rolling (no admission gate): while deploying, the
+//     release can no longer be told apart and the checklist ends; while verifying it
+//     is paused at once and reported.
+func (e *engine) templateMoved() bool {
+	t := e.obs.Target
+	ts := e.st.Target
+	if t.TemplateHash == ts.ReleasedTemplateHash {
+		if ts.HeldTemplateHash != "" {
+			e.event(corev1.EventTypeNormal, ReasonHeldChangeGone, fmt.Sprintf(
+				"Deployment %s is back on the released template (%s): the held change (%s) is gone", e.spec.Target.Name,
+				images(ts.CandidateImages), images(ts.HeldImages)))
+			ts.HeldTemplateHash, ts.HeldImages = "", nil
+		}
+		return false
+	}
+	ranBefore := !t.TemplateFirstRan.IsZero() && ts.ReleasedAt != nil && t.TemplateFirstRan.Before(ts.ReleasedAt.Time)
+	if t.TemplateHash == ts.PreDeployTemplateHash || ranBefore {
+		e.fail(ReasonReleaseWithdrawn, fmt.Sprintf("Deployment %s no longer holds the released template (%s): it was set back to %s, "+
+			"a template it ran before, outside tminus; there is nothing left to verify", e.spec.Target.Name, images(ts.CandidateImages),
+			images(t.TemplateImages)))
+		return true
+	}
+	if e.st.Phase == deployv1alpha1.PhaseDeploying {
+		switch {
+		case !t.TemplateFirstRan.IsZero():
+			e.fail(ReasonReleaseReplaced, fmt.Sprintf("Deployment %s's template changed to %s while the release (%s) was rolling out, "+
+				"and the change is rolling too (no admission gate held it); tminus cannot verify a release that no longer rolls out, "+
+				"and does not pause a rollout halfway", e.spec.Target.Name, images(t.TemplateImages), images(ts.CandidateImages)))
+			return true
+		case t.Settled && t.ServingHash != ts.ReleasedTemplateHash:
+			e.fail(ReasonReleaseReplaced, fmt.Sprintf("Deployment %s's template changed to %s before the release (%s) rolled out; "+
+				"the change is held and waits for a checklist of its own", e.spec.Target.Name, images(t.TemplateImages), images(ts.CandidateImages)))
+			return true
+		}
+	}
+	e.heldChange()
+	return false
+}

@@ -1,0 +1,116 @@
+package controller
+
+import (
+	"context"
+	"fmt"
+
+	appsv1 "k8s.io/api/apps/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/types"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/builder"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/handler"
+	logf "sigs.k8s.io/controller-runtime/pkg/log"
+	"sigs.k8s.io/controller-runtime/pkg/predicate"
+	"sigs.k8s.io/controller-runtime/pkg/reconcile"
+
+	deployv1alpha1 "github.com/tminus-dev/tminus/api/v1alpha1"
+	"github.com/tminus-dev/tminus/internal/gate"
+	"github.com/tminus-dev/tminus/internal/target"
+)
+
+// GateReconciler keeps tminus's marks on the Deployments checklists target: the gated
+// label while a checklist needs the admission webhook to see the Deployment, and its
+// own pause once nothing holds it any more. It is what cleans up after a checklist is
+// deleted, whatever its phase, and after the manager was down when that happened.
+type GateReconciler struct {
+	client.Client
+	// APIReader reads from the API server after a write conflict; the Client when nil.
+	APIReader client.Reader
+}
+
+// Reconcile brings one Deployment's label and pause in line with its checklists.
+func (r *GateReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
+	var d appsv1.Deployment
+	if err := r.Get(ctx, req.NamespacedName, &d); err != nil {
+		return ctrl.Result{}, client.IgnoreNotFound(err)
+	}
+	cls, err := target.Checklists(ctx, r.Client, d.Namespace, d.Name)
+	if err != nil {
+		return ctrl.Result{}, err
+	}
+	fresh := r.APIReader
+	if fresh == nil {
+		fresh = r.Client
+	}
+	log := logf.FromContext(ctx).WithValues("deployment", req.NamespacedName)
+
+	want := gate.WantsMark(cls)
+	if label, ok := d.Labels[deployv1alpha1.GatedLabel]; (want && !ok) || (!want && label == deployv1alpha1.GatedByChecklist) {
+		if err := target.Mark(ctx, r.Client, fresh, req.NamespacedName, want); err != nil {
+			return ctrl.Result{}, ignoreGone(err)
+		}
+		log.Info("gated label", "set", want)
+	}
+
+	if !d.Spec.Paused || d.Annotations[deployv1alpha1.HeldByAnnotation] == "" {
+		return ctrl.Result{}, nil
+	}
+	rss, err := target.ReplicaSets(ctx, r.Client, &d)
+	if err != nil {
+		return ctrl.Result{}, err
+	}
+	view := target.GateView(&d, rss)
+	switch {
+	case gate.ShouldResume(&view, cls):
+		log.Info("taking tminus's pause off: nothing holds it", "heldBy", view.HeldBy)
+		return ctrl.Result{}, ignoreGone(target.Resume(ctx, r.Client, fresh, req.NamespacedName))
+	case gate.Active(cls) == nil && view.HeldBy != deployv1alpha1.HeldByAdmission && !named(cls, view.HeldBy):
+		// Held for a checklist that is gone: the change it held stays held, in the
+		// admission's name, saying how to go on.
+		reason := fmt.Sprintf("pod template (%s) is released by no checklist (it was held for %s, which is gone); "+
+			"create a DeploymentChecklist targeting %s to release it", gate.ImageList(view.Images), view.HeldBy, d.Name)
+		return ctrl.Result{}, ignoreGone(target.Hold(ctx, r.Client, fresh, req.NamespacedName, deployv1alpha1.HeldByAdmission, reason, view.HeldTemplate))
+	}
+	return ctrl.Result{}, nil
+}
+
+func ignoreGone(err error) error {
+	if apierrors.IsNotFound(err) {
+		return nil
+	}
+	return err
+}
+
+// SetupWithManager watches the Deployments tminus marked or holds, and every checklist
+// (its creation, change and deletion reach its target).
+func (r *GateReconciler) SetupWithManager(mgr ctrl.Manager) error {
+	marked := predicate.NewPredicateFuncs(func(o client.Object) bool {
+		return o.GetLabels()[deployv1alpha1.GatedLabel] == deployv1alpha1.GatedByChecklist ||
+			o.GetAnnotations()[deployv1alpha1.HeldByAnnotation] != ""
+	})
+	return ctrl.NewControllerManagedBy(mgr).
+		For(&appsv1.Deployment{}, builder.WithPredicates(marked)).
+		Watches(&deployv1alpha1.DeploymentChecklist{}, handler.EnqueueRequestsFromMapFunc(
+			func(_ context.Context, o client.Object) []reconcile.Request {
+				dcl, ok := o.(*deployv1alpha1.DeploymentChecklist)
+				if !ok {
+					return nil
+				}
+				return []reconcile.Request{{NamespacedName: types.NamespacedName{Namespace: dcl.Namespace, Name: dcl.Spec.Target.Name}}}
+			})).
+		Named("deploymentgate").
+		Complete(r)
+}
+
+// named says whether heldBy names a checklist of cls (an ended one takes care of its
+// own hold).
+func named(cls []gate.Checklist, heldBy string) bool {
+	for i := range cls {
+		if deployv1alpha1.HeldByChecklist(cls[i].Name) == heldBy {
+			return true
+		}
+	}
+	return false
+}

@@ -1,0 +1,371 @@
+// Package gate is the rule "while tminus gates a Deployment, no pod template rolls out
+// that a checklist did not release", as pure functions over what a Deployment, its
+// ReplicaSets and the checklists targeting it say. The admission webhook applies it to
+// a write before it is stored (Admit); the controller applies it after the fact and to
+// the Deployment's own marks (WantsMark, ShouldResume). Both read the same facts, so
+// they never disagree about what is held.
+package gate
+
+import (
+	"cmp"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+
+	deployv1alpha1 "github.com/tminus-dev/tminus/api/v1alpha1"
+)
+
+// RestartedAtAnnotation is what `kubectl rollout restart` changes in a pod template: a
+// restart is not a new template.
+const RestartedAtAnnotation = "kubectl.kubernetes.io/restartedAt"
+
+// TemplateHash identifies a pod template for tminus: the pod-template-hash label the
+// Deployment controller adds to its ReplicaSets and the restart annotation `kubectl
+// rollout restart` sets are left out, so a Deployment's template, the ReplicaSet made
+// from it and the same template restarted hash alike.
+func TemplateHash(tmpl *corev1.PodTemplateSpec) string {
+	t := tmpl.DeepCopy()
+	if t.Labels != nil {
+		delete(t.Labels, appsv1.DefaultDeploymentUniqueLabelKey)
+		if len(t.Labels) == 0 {
+			t.Labels = nil
+		}
+	}
+	if t.Annotations != nil {
+		delete(t.Annotations, RestartedAtAnnotation)
+		if len(t.Annotations) == 0 {
+			t.Annotations = nil
+		}
+	}
+	raw, err := json.Marshal(t)
+	if err != nil {
+		return ""
+	}
+	sum := sha256.Sum256(raw)
+	return hex.EncodeToString(sum[:8])
+}
+
+// Images lists a template's container images, in order, at most 16.
+func Images(tmpl *corev1.PodTemplateSpec) []string {
+	if tmpl == nil {
+		return nil
+	}
+	out := make([]string, 0, len(tmpl.Spec.Containers))
+	for _, c := range tmpl.Spec.Containers {
+		if len(out) == 16 {
+			break
+		}
+		out = append(out, c.Image)
+	}
+	return out
+}
+
+// ImageList renders images for a message: "checkout:v2, sidecar:1".
+func ImageList(images []string) string {
+	if len(images) == 0 {
+		return "no images"
+	}
+	return strings.Join(images, ", ")
+}
+
+// Checklist is what the gate needs to know of one checklist targeting the Deployment.
+type Checklist struct {
+	Name    string
+	Created time.Time
+	// Observe: gate Observe, which never holds anything.
+	Observe bool
+	Phase   deployv1alpha1.ChecklistPhase
+	// Captured: the serving template was recorded, so the checklist holds the target.
+	Captured      bool
+	PreDeployHash string
+	CandidateHash string
+	// T0: every T-minus phase passed and deployAt was reached.
+	T0           bool
+	ReleasedHash string
+	// RolledBackHash is the template the checklist rolled back; it stays refused while
+	// the checklist exists.
+	RolledBackHash    string
+	RolledBackAt      time.Time
+	RollbackMessage   string
+	RolledBackImages  []string
+	ReleasedImages    []string
+	CandidateImages   []string
+	PreDeployImages   []string
+	TargetName        string
+	TargetNamespace   string
+	DeletionRequested bool
+}
+
+// FromChecklist reads the gate's view of a checklist from its spec and status.
+func FromChecklist(dcl *deployv1alpha1.DeploymentChecklist) Checklist {
+	c := Checklist{
+		Name:              dcl.Name,
+		Created:           dcl.CreationTimestamp.Time,
+		Observe:           dcl.Spec.Gate == deployv1alpha1.GateObserve,
+		Phase:             dcl.Status.Phase,
+		TargetName:        dcl.Spec.Target.Name,
+		TargetNamespace:   dcl.Namespace,
+		DeletionRequested: !dcl.DeletionTimestamp.IsZero(),
+	}
+	if t := dcl.Status.Target; t != nil {
+		c.Captured = t.CapturedAt != nil
+		c.PreDeployHash = t.PreDeployTemplateHash
+		c.PreDeployImages = t.PreDeployImages
+		c.CandidateHash = t.CandidateTemplateHash
+		c.CandidateImages = t.CandidateImages
+		c.T0 = t.T0At != nil
+		c.ReleasedHash = t.ReleasedTemplateHash
+		if t.ReleasedTemplateHash != "" {
+			c.ReleasedImages = t.CandidateImages
+		}
+	}
+	if rb := dcl.Status.Rollback; rb != nil && dcl.Status.Phase == deployv1alpha1.PhaseRolledBack &&
+		!rb.DryRun && !rb.NothingToRestore && !c.Observe && c.ReleasedHash != "" {
+		c.RolledBackHash = c.ReleasedHash
+		c.RolledBackImages = c.ReleasedImages
+		c.RolledBackAt = rb.FiredAt.Time
+		c.RollbackMessage = rb.Message
+	}
+	return c
+}
+
+// Terminal says whether a checklist in phase has ended.
+func Terminal(phase deployv1alpha1.ChecklistPhase) bool {
+	switch phase {
+	case deployv1alpha1.PhaseSucceeded, deployv1alpha1.PhaseFailed, deployv1alpha1.PhaseRolledBack:
+		return true
+	}
+	return false
+}
+
+// Releasing says whether a checklist in phase has released its candidate and is rolling it out or verifying it.
+func Releasing(phase deployv1alpha1.ChecklistPhase) bool {
+	return phase == deployv1alpha1.PhaseDeploying || phase == deployv1alpha1.PhaseVerifying
+}
+
+// Live says whether the checklist has not ended (and is not being deleted).
+func (c *Checklist) Live() bool { return !Terminal(c.Phase) && !c.DeletionRequested }
+
+// before orders live checklists: the one past T-0 first (it is releasing), then the
+// oldest, then by name. The first is the active one; the others are blocked by it.
+func before(a, b *Checklist) int {
+	if pa, pb := Releasing(a.Phase), Releasing(b.Phase); pa != pb {
+		if pa {
+			return -1
+		}
+		return 1
+	}
+	if c := a.Created.Compare(b.Created); c != 0 {
+		return c
+	}
+	return cmp.Compare(a.Name, b.Name)
+}
+
+// Active is the live checklist that may act on the Deployment: the first of the live
+// ones in order. Nil when none is live.
+func Active(cls []Checklist) *Checklist {
+	var first *Checklist
+	for i := range cls {
+		c := &cls[i]
+		if c.Live() && (first == nil || before(c, first) < 0) {
+			first = c
+		}
+	}
+	return first
+}
+
+// Blocker names the live checklist that comes before the named one: while it lives,
+// the named one waits and touches nothing. Empty when the named one is the active one.
+func Blocker(cls []Checklist, name string) string {
+	a := Active(cls)
+	if a == nil || a.Name == name {
+		return ""
+	}
+	return a.Name
+}
+
+// holdsBeforeT0 says whether the checklist keeps the Deployment paused until T-0.
+func (c *Checklist) holdsBeforeT0() bool {
+	return !c.Observe && c.Captured && !c.T0 && !Releasing(c.Phase) && c.Phase != deployv1alpha1.PhaseBlocked
+}
+
+// RolledBackBy is the checklist that rolled the template back, if any.
+func RolledBackBy(cls []Checklist, hash string) *Checklist {
+	for i := range cls {
+		if hash != "" && cls[i].RolledBackHash == hash {
+			return &cls[i]
+		}
+	}
+	return nil
+}
+
+// WantsMark says whether tminus wants its label on the Deployment: while a checklist
+// that gates it (gate Pause) is live, or guards a template it rolled back.
+func WantsMark(cls []Checklist) bool {
+	for i := range cls {
+		c := &cls[i]
+		if !c.Observe && (c.Live() || c.RolledBackHash != "") {
+			return true
+		}
+	}
+	return false
+}
+
+// ReplicaSet is what the gate needs of one ReplicaSet of the Deployment.
+type ReplicaSet struct {
+	Hash    string
+	Created time.Time
+	// Replicas is the larger of the ReplicaSet's desired and current pod counts.
+	Replicas int32
+}
+
+// Deployment is what the gate needs of a Deployment.
+type Deployment struct {
+	Namespace, Name string
+	TemplateHash    string
+	Images          []string
+	Paused          bool
+	// HeldBy is tminus's HeldByAnnotation, empty when tminus did not pause it, and
+	// HeldTemplate its HeldTemplateAnnotation.
+	HeldBy       string
+	HeldTemplate string
+	ReplicaSets  []ReplicaSet
+}
+
+// Ran says whether a ReplicaSet of the template exists: the Deployment ran it (or
+// started to).
+func (d *Deployment) Ran(hash string) bool {
+	return slices.ContainsFunc(d.ReplicaSets, func(rs ReplicaSet) bool { return rs.Hash == hash })
+}
+
+// Settled says whether at most one ReplicaSet has pods: the Deployment is not between
+// two versions. A paused Deployment holding a template it has not rolled is settled.
+func (d *Deployment) Settled() bool {
+	n := 0
+	for _, rs := range d.ReplicaSets {
+		if rs.Replicas > 0 {
+			n++
+		}
+	}
+	return n <= 1
+}
+
+// UnreleasedChange says whether the Deployment's template is one nothing released: no
+// ReplicaSet of it exists, and it is not a live checklist's released or (after T-0)
+// arriving candidate.
+func UnreleasedChange(d *Deployment, cls []Checklist) bool {
+	return !releasable(d, d.TemplateHash, Active(cls))
+}
+
+// releasable says whether hash may roll out on the Deployment: the active checklist
+// released it, or is past T-0 waiting for a new template (this one becomes its
+// candidate and is released at once), or the Deployment ran it before (`kubectl
+// rollout undo`, the restore of a rollback).
+func releasable(d *Deployment, hash string, active *Checklist) bool {
+	if active != nil {
+		if hash == active.ReleasedHash {
+			return true
+		}
+		if active.T0 && active.ReleasedHash == "" && hash != active.PreDeployHash {
+			return true
+		}
+	}
+	return d.Ran(hash)
+}
+
+// Verdict is the admission decision for a write of a gated Deployment.
+type Verdict struct {
+	// Deny refuses the write with this message.
+	Deny string
+	// Hold admits it paused, with tminus's hold annotations set to HeldBy, Hold and
+	// (a held change) HeldTemplate.
+	Hold         string
+	HeldBy       string
+	HeldTemplate string
+}
+
+// Admit decides a write (old is nil on create) of a gated Deployment, given its
+// ReplicaSets (in cur) and the checklists targeting it:
+//   - a template a checklist rolled back is refused, naming the checklist;
+//   - while the active checklist holds the Deployment before T-0, it stays paused;
+//   - a new template nothing released is held (paused in the same write), or refused
+//     while the Deployment is between two versions, where a pause would freeze both;
+//   - a resume of a held template is turned back into a pause;
+//   - everything else passes untouched: scaling, labels, `kubectl rollout restart`,
+//     going back to a template the Deployment ran, the release of a checklist.
+func Admit(old *Deployment, cur *Deployment, cls []Checklist) Verdict {
+	changed := old == nil || old.TemplateHash != cur.TemplateHash
+	if changed {
+		if c := RolledBackBy(cls, cur.TemplateHash); c != nil {
+			return Verdict{Deny: fmt.Sprintf("Deployment %s/%s: this pod template (%s) was rolled back by checklist %s at %s (%s). "+
+				"It stays refused while that checklist exists: commit a new revision with a checklist of its own, "+
+				"or delete checklist %s to allow this template again",
+				cur.Namespace, cur.Name, ImageList(cur.Images), c.Name, c.RolledBackAt.UTC().Format(time.RFC3339),
+				c.RollbackMessage, c.Name)}
+		}
+	}
+	active := Active(cls)
+	if active != nil && active.Observe {
+		return Verdict{}
+	}
+	if active != nil && active.holdsBeforeT0() {
+		if !cur.Paused {
+			return Verdict{HeldBy: deployv1alpha1.HeldByChecklist(active.Name),
+				Hold: fmt.Sprintf("held by checklist %s until T-0", active.Name)}
+		}
+		return Verdict{}
+	}
+	if releasable(cur, cur.TemplateHash, active) {
+		return Verdict{}
+	}
+	if !changed {
+		// The template stays; only a resume of a held one is undone.
+		if old.Paused && !cur.Paused {
+			return Verdict{HeldBy: deployv1alpha1.HeldByAdmission, Hold: heldReason(cur, active), HeldTemplate: cur.TemplateHash}
+		}
+		return Verdict{}
+	}
+	if !cur.Settled() {
+		msg := fmt.Sprintf("Deployment %s/%s is rolling out (more than one ReplicaSet has pods): its new pod template (%s) "+
+			"is released by no checklist, and pausing now would freeze both versions serving side by side. "+
+			"Apply it again once the rollout settles (a GitOps sync retries by itself)", cur.Namespace, cur.Name, ImageList(cur.Images))
+		if active != nil && active.ReleasedHash != "" {
+			msg += fmt.Sprintf("; checklist %s is releasing %s", active.Name, ImageList(active.ReleasedImages))
+		}
+		return Verdict{Deny: msg}
+	}
+	return Verdict{HeldBy: deployv1alpha1.HeldByAdmission, Hold: heldReason(cur, active), HeldTemplate: cur.TemplateHash}
+}
+
+func heldReason(d *Deployment, active *Checklist) string {
+	if active != nil && active.ReleasedHash != "" {
+		return fmt.Sprintf("pod template (%s) changed while checklist %s verifies its release (%s); it waits for a checklist of its own",
+			ImageList(d.Images), active.Name, ImageList(active.ReleasedImages))
+	}
+	return fmt.Sprintf("pod template (%s) is released by no checklist; create a DeploymentChecklist targeting %s to release it",
+		ImageList(d.Images), d.Name)
+}
+
+// ShouldResume says whether tminus should take its pause off the Deployment now: it
+// paused it, no live checklist holds it, and its template is not a change nothing
+// released (that one stays held until a checklist of its own releases it): neither the
+// change it held nor a template that never ran.
+func ShouldResume(d *Deployment, cls []Checklist) bool {
+	if !d.Paused || d.HeldBy == "" || (d.HeldTemplate != "" && d.HeldTemplate == d.TemplateHash) {
+		return false
+	}
+	active := Active(cls)
+	if active != nil && !active.Observe {
+		// The live checklist decides: it holds before T-0, releases at T-0 and holds a
+		// change during its verification.
+		return false
+	}
+	return !UnreleasedChange(d, cls)
+}

@@ -1,0 +1,172 @@
+package gate
+
+import (
+	"strings"
+	"testing"
+	"time"
+
+	. "github.com/onsi/gomega"
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	deployv1alpha1 "github.com/tminus-dev/tminus/api/v1alpha1"
+)
+
+var t0 = time.Date(2026, 11, 26, 20, 0, 0, 0, time.UTC)
+
+func tmpl(image string) *corev1.PodTemplateSpec {
+	return &corev1.PodTemplateSpec{
+		ObjectMeta: metav1.ObjectMeta{Labels: map[string]string{"app": "checkout"}},
+		Spec:       corev1.PodSpec{Containers: []corev1.Container{{Name: "app", Image: image}}},
+	}
+}
+
+func TestTemplateHashIgnoresThePodTemplateHashLabelAndTheRestartAnnotation(t *testing.T) {
+	g := NewWithT(t)
+	base := tmpl("checkout:v1")
+	fromRS := base.DeepCopy()
+	fromRS.Labels[appsv1.DefaultDeploymentUniqueLabelKey] = "5d8f7c"
+	restarted := base.DeepCopy()
+	restarted.Annotations = map[string]string{RestartedAtAnnotation: "2026-11-26T20:00:00Z"}
+	g.Expect(TemplateHash(fromRS)).To(Equal(TemplateHash(base)))
+	g.Expect(TemplateHash(restarted)).To(Equal(TemplateHash(base)))
+	g.Expect(TemplateHash(tmpl("checkout:v2"))).NotTo(Equal(TemplateHash(base)))
+	g.Expect(Images(tmpl("checkout:v2"))).To(Equal([]string{"checkout:v2"}))
+}
+
+// deployment is checkout with a ReplicaSet per (hash, pods) pair, all created before t0.
+func deployment(hash string, paused bool, rss ...ReplicaSet) *Deployment {
+	return &Deployment{Namespace: "shop", Name: "checkout", TemplateHash: hash, Images: []string{"checkout:" + hash},
+		Paused: paused, ReplicaSets: rss}
+}
+
+func rs(hash string, pods int32) ReplicaSet {
+	return ReplicaSet{Hash: hash, Created: t0.Add(-time.Hour), Replicas: pods}
+}
+
+func TestAdmitHoldsWhatNoChecklistReleasedAndLetsEverythingElseThrough(t *testing.T) {
+	serving := []ReplicaSet{rs("v0", 0), rs("v1", 3)}
+	holding := Checklist{Name: "checkout-v2", Created: t0, Phase: deployv1alpha1.PhaseRunning, Captured: true, PreDeployHash: "v1"}
+	awaiting := Checklist{Name: "checkout-v2", Created: t0, Phase: deployv1alpha1.PhaseHolding, Captured: true, PreDeployHash: "v1", T0: true}
+	verifying := Checklist{Name: "checkout-v2", Created: t0, Phase: deployv1alpha1.PhaseVerifying, Captured: true, PreDeployHash: "v1",
+		T0: true, CandidateHash: "v2", ReleasedHash: "v2", ReleasedImages: []string{"checkout:v2"}}
+	rolledBack := Checklist{Name: "checkout-v2", Created: t0, Phase: deployv1alpha1.PhaseRolledBack, Captured: true, PreDeployHash: "v1",
+		ReleasedHash: "v2", RolledBackHash: "v2", RolledBackAt: t0, RollbackMessage: "rollback trigger errors fired: 0.07 > 0.05"}
+	observe := holding
+	observe.Observe = true
+
+	cases := []struct {
+		name       string
+		old, cur   *Deployment
+		checklists []Checklist
+		hold, deny string // substrings; both empty: admitted untouched
+	}{
+		{"a new template with no checklist is held in the same write",
+			deployment("v1", false, serving...), deployment("v2", false, serving...), nil, "released by no checklist", ""},
+		{"a new Deployment with no checklist is held",
+			nil, deployment("v1", false), nil, "released by no checklist", ""},
+		{"a new template while two versions serve is refused, not frozen",
+			deployment("v1", false, rs("v0", 1), rs("v1", 2)), deployment("v2", false, rs("v0", 1), rs("v1", 2)), nil, "", "is rolling out"},
+		{"going back to a template the Deployment ran (rollout undo) passes",
+			deployment("v1", false, serving...), deployment("v0", false, serving...), nil, "", ""},
+		{"rollout undo passes even mid-rollout",
+			deployment("v1", false, rs("v0", 1), rs("v1", 2)), deployment("v0", false, rs("v0", 1), rs("v1", 2)), nil, "", ""},
+		{"a restart or a scale (same template) passes",
+			deployment("v1", false, serving...), deployment("v1", false, serving...), nil, "", ""},
+		{"before T-0 the held Deployment takes a new template, still paused",
+			deployment("v2", true, serving...), deployment("v3", true, serving...), []Checklist{holding}, "", ""},
+		{"before T-0 a resume is turned back into a pause",
+			deployment("v2", true, serving...), deployment("v2", false, serving...), []Checklist{holding}, "until T-0", ""},
+		{"past T-0 waiting for a template, the new one is released at once",
+			deployment("v1", false, serving...), deployment("v2", false, serving...), []Checklist{awaiting}, "", ""},
+		{"the release of the released template passes",
+			deployment("v2", true, serving...), deployment("v2", false, serving...), []Checklist{verifying}, "", ""},
+		{"a change during verification is held, naming the checklist",
+			deployment("v2", false, rs("v1", 0), rs("v2", 3)), deployment("v3", false, rs("v1", 0), rs("v2", 3)), []Checklist{verifying},
+			"while checklist checkout-v2 verifies its release (checkout:v2)", ""},
+		{"a resume of a held change is turned back into a pause",
+			deployment("v3", true, serving...), deployment("v3", false, serving...), nil, "released by no checklist", ""},
+		{"a rolled-back template is refused, naming the checklist and the way forward",
+			deployment("v1", false, rs("v1", 3), rs("v2", 0)), deployment("v2", false, rs("v1", 3), rs("v2", 0)), []Checklist{rolledBack},
+			"", "rolled back by checklist checkout-v2"},
+		{"gate Observe holds nothing",
+			deployment("v1", false, serving...), deployment("v2", false, serving...), []Checklist{observe}, "", ""},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			g := NewWithT(t)
+			v := Admit(tc.old, tc.cur, tc.checklists)
+			if tc.hold == "" {
+				g.Expect(v.Hold).To(BeEmpty())
+			} else {
+				g.Expect(v.Hold).To(ContainSubstring(tc.hold))
+				g.Expect(v.HeldBy).NotTo(BeEmpty())
+			}
+			if tc.deny == "" {
+				g.Expect(v.Deny).To(BeEmpty())
+			} else {
+				g.Expect(v.Deny).To(ContainSubstring(tc.deny))
+			}
+		})
+	}
+}
+
+func TestARefusalSaysHowToGoOn(t *testing.T) {
+	g := NewWithT(t)
+	rb := Checklist{Name: "checkout-v2", Phase: deployv1alpha1.PhaseRolledBack, RolledBackHash: "v2", RolledBackAt: t0,
+		RollbackMessage: "rollback trigger errors fired: 0.07 > 0.05"}
+	v := Admit(deployment("v1", false, rs("v2", 0)), deployment("v2", false, rs("v2", 0)), []Checklist{rb})
+	for _, s := range []string{"shop/checkout", "checkout:v2", "2026-11-26T20:00:00Z", "0.07 > 0.05",
+		"commit a new revision", "delete checklist checkout-v2 to allow this template again"} {
+		g.Expect(v.Deny).To(ContainSubstring(s))
+	}
+}
+
+func TestTheActiveChecklistIsTheReleasingOneThenTheOldest(t *testing.T) {
+	g := NewWithT(t)
+	older := Checklist{Name: "b", Created: t0, Phase: deployv1alpha1.PhaseRunning}
+	newer := Checklist{Name: "a", Created: t0.Add(time.Second), Phase: ""}
+	done := Checklist{Name: "c", Created: t0.Add(-time.Hour), Phase: deployv1alpha1.PhaseSucceeded}
+	g.Expect(Active([]Checklist{newer, done, older}).Name).To(Equal("b"))
+	g.Expect(Blocker([]Checklist{newer, done, older}, "a")).To(Equal("b"))
+	g.Expect(Blocker([]Checklist{newer, done, older}, "b")).To(BeEmpty())
+	// A checklist past T-0 comes first whatever its age: it is releasing.
+	releasing := Checklist{Name: "z", Created: t0.Add(time.Hour), Phase: deployv1alpha1.PhaseVerifying}
+	g.Expect(Blocker([]Checklist{older, releasing}, "b")).To(Equal("z"))
+	// Same creation second: by name.
+	twin := Checklist{Name: "a", Created: t0, Phase: deployv1alpha1.PhaseRunning}
+	g.Expect(Active([]Checklist{older, twin}).Name).To(Equal("a"))
+	g.Expect(Active([]Checklist{done})).To(BeNil())
+}
+
+func TestTheMarkStaysWhileAChecklistIsLiveOrGuardsARollback(t *testing.T) {
+	g := NewWithT(t)
+	g.Expect(WantsMark(nil)).To(BeFalse())
+	g.Expect(WantsMark([]Checklist{{Phase: deployv1alpha1.PhaseRunning}})).To(BeTrue())
+	g.Expect(WantsMark([]Checklist{{Phase: deployv1alpha1.PhaseRunning, Observe: true}})).To(BeFalse())
+	g.Expect(WantsMark([]Checklist{{Phase: deployv1alpha1.PhaseSucceeded}})).To(BeFalse())
+	g.Expect(WantsMark([]Checklist{{Phase: deployv1alpha1.PhaseRolledBack, RolledBackHash: "v2"}})).To(BeTrue())
+}
+
+func TestTminusTakesItsPauseOffOnlyWhenNothingHoldsIt(t *testing.T) {
+	g := NewWithT(t)
+	held := func(hash, by string, rss ...ReplicaSet) *Deployment {
+		d := deployment(hash, true, rss...)
+		d.HeldBy = by
+		return d
+	}
+	live := Checklist{Name: "x", Phase: deployv1alpha1.PhaseRunning, Captured: true}
+	g.Expect(ShouldResume(held("v1", "checklist/x", rs("v1", 3)), nil)).To(BeTrue(), "the checklist is gone, v1 ran")
+	g.Expect(ShouldResume(held("v2", "checklist/x", rs("v1", 3)), nil)).To(BeFalse(), "v2 was released by nothing")
+	g.Expect(ShouldResume(held("v1", "checklist/x", rs("v1", 3)), []Checklist{live})).To(BeFalse(), "a live checklist decides")
+	g.Expect(ShouldResume(held("v1", "", rs("v1", 3)), nil)).To(BeFalse(), "someone else's pause")
+	g.Expect(ShouldResume(held("v1", "admission", rs("v1", 3)), nil)).To(BeTrue(), "reverted in Git to what ran")
+}
+
+func TestHoldReasonsFitAnAnnotationAndNameTheImages(t *testing.T) {
+	g := NewWithT(t)
+	v := Admit(deployment("v1", false, rs("v1", 3)), deployment("v2", false, rs("v1", 3)), nil)
+	g.Expect(v.Hold).To(ContainSubstring("checkout:v2"))
+	g.Expect(strings.Contains(v.Hold, "\n")).To(BeFalse())
+}

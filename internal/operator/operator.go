@@ -1,0 +1,85 @@
+// Package operator wires tminus into a controller-runtime manager: the checklist and
+// gate controllers and, when served, the admission webhooks. The manager binary, the
+// demo, the scale harness and the tests all start tminus through it, so they run the
+// same thing.
+package operator
+
+import (
+	"time"
+
+	"k8s.io/utils/clock"
+	ctrl "sigs.k8s.io/controller-runtime"
+	crwebhook "sigs.k8s.io/controller-runtime/pkg/webhook"
+	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
+
+	"github.com/tminus-dev/tminus/internal/controller"
+	"github.com/tminus-dev/tminus/internal/httpcheck"
+	"github.com/tminus-dev/tminus/internal/webhook"
+)
+
+// Options say how tminus runs.
+type Options struct {
+	// Metrics measures PromQL queries (internal/prometheus.Provider).
+	Metrics controller.MetricSource
+	// HTTP runs HTTP checks; a plain httpcheck.Prober when nil.
+	HTTP controller.HTTPProber
+	// Clock; the real one when nil.
+	Clock clock.PassiveClock
+	// MaxConcurrentReconciles bounds how many checklists are reconciled at once (4).
+	MaxConcurrentReconciles int
+	// StatusRefresh: see DeploymentChecklistReconciler.StatusRefresh.
+	StatusRefresh time.Duration
+	// Webhooks serves the admission webhooks (the Deployment gate and the checklist
+	// webhook) on the manager's webhook server.
+	Webhooks bool
+	// TrustedApprovalWriters may write approvals naming someone else (GitOps).
+	TrustedApprovalWriters []string
+	// AdmissionGate says whether the Deployment webhook is installed and reachable (the
+	// certificate manager's or probe's Installed); with Webhooks and no AdmissionGate
+	// it is taken as installed.
+	AdmissionGate func() bool
+}
+
+// Setup adds tminus to mgr and returns its checklist reconciler.
+func Setup(mgr ctrl.Manager, o Options) (*controller.DeploymentChecklistReconciler, error) {
+	if o.HTTP == nil {
+		o.HTTP = &httpcheck.Prober{}
+	}
+	if o.Clock == nil {
+		o.Clock = clock.RealClock{}
+	}
+	if o.MaxConcurrentReconciles <= 0 {
+		o.MaxConcurrentReconciles = 4
+	}
+	gateUp := o.AdmissionGate
+	if o.Webhooks && gateUp == nil {
+		gateUp = func() bool { return true }
+	}
+	r := &controller.DeploymentChecklistReconciler{
+		Client:                  mgr.GetClient(),
+		APIReader:               mgr.GetAPIReader(),
+		Scheme:                  mgr.GetScheme(),
+		Recorder:                mgr.GetEventRecorder("tminus"),
+		Clock:                   o.Clock,
+		Metrics:                 o.Metrics,
+		HTTP:                    o.HTTP,
+		MaxConcurrentReconciles: o.MaxConcurrentReconciles,
+		VerifiedApprovals:       o.Webhooks,
+		StatusRefresh:           o.StatusRefresh,
+		AdmissionGate:           gateUp,
+	}
+	if err := r.SetupWithManager(mgr); err != nil {
+		return nil, err
+	}
+	if o.Webhooks {
+		decoder := admission.NewDecoder(mgr.GetScheme())
+		srv := mgr.GetWebhookServer()
+		srv.Register(webhook.Path, &crwebhook.Admission{Handler: &webhook.ApprovalWebhook{
+			Client: mgr.GetClient(), Fresh: mgr.GetAPIReader(), Decoder: decoder, TrustedWriters: o.TrustedApprovalWriters,
+		}})
+		srv.Register(webhook.GatePath, &crwebhook.Admission{Handler: &webhook.DeploymentGate{
+			Reader: mgr.GetClient(), Fresh: mgr.GetAPIReader(), Decoder: decoder,
+		}})
+	}
+	return r, nil
+}

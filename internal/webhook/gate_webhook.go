@@ -1,0 +1,111 @@
+package webhook
+
+import (
+	"context"
+	"encoding/json"
+	"net/http"
+
+	admissionv1 "k8s.io/api/admission/v1"
+	appsv1 "k8s.io/api/apps/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
+
+	deployv1alpha1 "github.com/tminus-dev/tminus/api/v1alpha1"
+	"github.com/tminus-dev/tminus/internal/gate"
+	"github.com/tminus-dev/tminus/internal/target"
+)
+
+// GatePath is where the Deployment admission webhook is served.
+const GatePath = "/mutate-apps-v1-deployment"
+
+// DeploymentGate is the admission side of the rule "while tminus gates a Deployment,
+// no pod template rolls out that a checklist did not release". The API server calls
+// it for gated Deployments only (object selector on deploy.tminus.dev/gated), and only
+// for writes that change the pod template or the pause (match conditions), so scaling,
+// labels and the Deployment controller's own writes never wait for it. It holds a new
+// template in the same write that makes it (spec.paused: true and tminus's hold
+// annotations) and refuses a template a checklist rolled back.
+type DeploymentGate struct {
+	// Reader reads checklists and ReplicaSets from the manager's cache (indexed by
+	// target.Index).
+	Reader client.Reader
+	// Fresh reads from the API server: a write about to be held or refused is decided
+	// again on fresh data, so a cache a moment behind (a release just written) never
+	// holds what a checklist released.
+	Fresh   client.Reader
+	Decoder admission.Decoder
+}
+
+// Handle admits, holds or refuses a write of a gated Deployment.
+func (w *DeploymentGate) Handle(ctx context.Context, req admission.Request) admission.Response {
+	var cur appsv1.Deployment
+	if err := w.Decoder.DecodeRaw(req.Object, &cur); err != nil {
+		return admission.Errored(http.StatusBadRequest, err)
+	}
+	var old *appsv1.Deployment
+	if req.Operation == admissionv1.Update && len(req.OldObject.Raw) > 0 {
+		old = &appsv1.Deployment{}
+		if err := w.Decoder.DecodeRaw(req.OldObject, old); err != nil {
+			return admission.Errored(http.StatusBadRequest, err)
+		}
+	}
+	v, err := w.decide(ctx, false, old, &cur)
+	if err == nil && (v.Deny != "" || v.Hold != "") && w.Fresh != nil {
+		v, err = w.decide(ctx, true, old, &cur)
+	}
+	if err != nil {
+		return admission.Errored(http.StatusInternalServerError, err)
+	}
+	switch {
+	case v.Deny != "":
+		return admission.Denied(v.Deny)
+	case v.Hold == "":
+		return admission.Allowed("")
+	}
+	held := cur.DeepCopy()
+	held.Spec.Paused = true
+	if held.Annotations == nil {
+		held.Annotations = map[string]string{}
+	}
+	held.Annotations[deployv1alpha1.HeldByAnnotation] = v.HeldBy
+	held.Annotations[deployv1alpha1.HoldReasonAnnotation] = v.Hold
+	if v.HeldTemplate != "" {
+		held.Annotations[deployv1alpha1.HeldTemplateAnnotation] = v.HeldTemplate
+	} else {
+		delete(held.Annotations, deployv1alpha1.HeldTemplateAnnotation)
+	}
+	raw, err := json.Marshal(held)
+	if err != nil {
+		return admission.Errored(http.StatusInternalServerError, err)
+	}
+	resp := admission.PatchResponseFromRaw(req.Object.Raw, raw)
+	resp.Warnings = append(resp.Warnings, "tminus held this Deployment (spec.paused): "+v.Hold)
+	return resp
+}
+
+// decide applies the rule to the write, on the cache's view or (fresh) the API
+// server's.
+func (w *DeploymentGate) decide(ctx context.Context, fresh bool, old, cur *appsv1.Deployment) (gate.Verdict, error) {
+	checklists, replicaSets := target.Checklists, target.ReplicaSets
+	r := w.Reader
+	if fresh {
+		checklists, replicaSets, r = target.ChecklistsFromAPI, target.ReplicaSetsFromAPI, w.Fresh
+	}
+	cls, err := checklists(ctx, r, cur.Namespace, cur.Name)
+	if err != nil {
+		return gate.Verdict{}, err
+	}
+	var rss []appsv1.ReplicaSet
+	if cur.UID != "" {
+		if rss, err = replicaSets(ctx, r, cur); err != nil {
+			return gate.Verdict{}, err
+		}
+	}
+	curView := target.GateView(cur, rss)
+	var oldView *gate.Deployment
+	if old != nil {
+		v := target.GateView(old, rss)
+		oldView = &v
+	}
+	return gate.Admit(oldView, &curView, cls), nil
+}
