@@ -208,6 +208,7 @@ func (m *Manager) renew(data map[string][]byte) (map[string][]byte, error) {
 	now := m.now()
 	caValidity := caFactor * m.validity()
 	ca, caKey := parseCA(data)
+	prevCA := ca
 	bundle := data[CAKey]
 	newCA := ca == nil || due(ca, caValidity, now)
 	if newCA {
@@ -224,14 +225,25 @@ func (m *Manager) renew(data map[string][]byte) (map[string][]byte, error) {
 		}
 	}
 	leaf := parseLeaf(data)
-	if !newCA && leaf != nil && !due(leaf, m.validity(), now) && leaf.CheckSignatureFrom(ca) == nil &&
-		slices.Equal(leaf.DNSNames, m.DNSNames) {
-		return nil, nil
+	if leaf != nil && !due(leaf, m.validity(), now) && slices.Equal(leaf.DNSNames, m.DNSNames) {
+		switch {
+		case !newCA && leaf.CheckSignatureFrom(ca) == nil:
+			return nil, nil
+		case newCA && prevCA != nil && leaf.CheckSignatureFrom(prevCA) == nil:
+			// A new CA is published first, beside the old one, while the certificate
+			// the old one signed is still served; the next check (a CheckEvery later)
+			// issues one from the new CA, by when the API server trusts it.
+			return secretData(bundle, caKey, data[CertKey], data[KeyKey])
+		}
 	}
 	certPEM, keyPEM, err := m.newLeaf(ca, caKey, now)
 	if err != nil {
 		return nil, err
 	}
+	return secretData(bundle, caKey, certPEM, keyPEM)
+}
+
+func secretData(bundle []byte, caKey *ecdsa.PrivateKey, certPEM, keyPEM []byte) (map[string][]byte, error) {
 	caKeyDER, err := x509.MarshalECPrivateKey(caKey)
 	if err != nil {
 		return nil, err

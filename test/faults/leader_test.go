@@ -63,17 +63,24 @@ func buildManager(t *testing.T, names ...string) []string {
 // log goes to the test bed's directory.
 func runManager(t *testing.T, bin string) *exec.Cmd {
 	t.Helper()
-	logFile, err := os.Create(filepath.Join(bed.Dir, filepath.Base(bin)+".log"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmd := exec.Command(bin,
-		"--kubeconfig", bed.Kubeconfig,
+	return runManagerWith(t, bin,
 		"--leader-elect", "--leader-elect-namespace", leaseNamespace,
 		"--leader-elect-lease-duration", leaseDuration.String(),
 		"--leader-elect-renew-deadline", renewDeadline.String(),
 		"--leader-elect-retry-period", retryPeriod.String(),
-		"--metrics-bind-address", "0", "--health-probe-bind-address", "0", "--webhooks=false")
+		"--webhooks=false")
+}
+
+// runManagerWith starts a manager process against the test bed with args; its log
+// goes to the test bed's directory. It is killed when the test ends.
+func runManagerWith(t *testing.T, bin string, args ...string) *exec.Cmd {
+	t.Helper()
+	logFile, err := os.Create(filepath.Join(bed.Dir, filepath.Base(bin)+".log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(bin, append([]string{"--kubeconfig", bed.Kubeconfig,
+		"--metrics-bind-address", "0", "--health-probe-bind-address", "0"}, args...)...)
 	cmd.Stdout, cmd.Stderr = logFile, logFile
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	if err := cmd.Start(); err != nil {
