@@ -1,8 +1,10 @@
 // The tminus demo: a local control plane (kube-apiserver, etcd, kube-controller-manager,
-// kube-scheduler, kwok), a Prometheus scraping every second, the tminus manager and a
-// demo service whose error rate and latency follow the image its Deployment runs. It
-// walks the seed checklist, compressed from minutes to fractions of seconds, through a
-// good release that passes every phase and a bad one that tminus rolls back.
+// kube-scheduler, kwok), a Prometheus scraping every second, the tminus manager with its
+// admission webhooks, and a demo service whose error rate and latency follow the image
+// its Deployment runs. It walks the seed checklist, compressed from minutes to fractions
+// of seconds, through a good release that passes every phase, a bad one that tminus
+// rolls back, and a GitOps writer re-applying the bad one, which the admission gate
+// refuses.
 //
 //	go run ./hack/demo            # what `make demo` runs
 //	go run ./hack/demo --keep     # leave everything running afterwards, to poke at
@@ -22,7 +24,11 @@ import (
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	logf "sigs.k8s.io/controller-runtime/pkg/log"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
@@ -62,7 +68,12 @@ func say(format string, args ...any) {
 func run(ctx context.Context, keep bool) error {
 	start := time.Now()
 	say("starting kube-apiserver, etcd, kube-controller-manager, kube-scheduler and kwok (built from Go modules)")
-	bed, err := testbed.Start(ctx, testbed.Options{Cluster: true, Log: func(f string, a ...any) { say(f, a...) }})
+	root, err := testbed.RepoRoot()
+	if err != nil {
+		return err
+	}
+	bed, err := testbed.Start(ctx, testbed.Options{Cluster: true, Log: func(f string, a ...any) { say(f, a...) },
+		WebhookPaths: []string{filepath.Join(root, "config", "webhook")}})
 	if err != nil {
 		return err
 	}
@@ -98,9 +109,13 @@ func run(ctx context.Context, keep bool) error {
 		stopMgr()
 		<-mgrDone
 	}()
-	say("tminus manager running (logs in %s)", filepath.Join(bed.Dir, "tminus-manager.log"))
+	say("tminus manager running with its admission webhooks (logs in %s)", filepath.Join(bed.Dir, "tminus-manager.log"))
 
 	if err := c.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}); err != nil {
+		return err
+	}
+	kubeconfigs, err := approvers(ctx, bed)
+	if err != nil {
 		return err
 	}
 	deploy := testbed.Deployment(ns, name, "checkout:v2.6.0", 3)
@@ -112,13 +127,18 @@ func run(ctx context.Context, keep bool) error {
 		return err
 	}
 	say("Deployment shop/checkout runs checkout:v2.6.0 on 3 pods (kwok); error rate ~0.1 %%, p95 ~100ms")
+	if err := labelGated(ctx, c); err != nil {
+		return err
+	}
+	say("labelled it %s=true, as it would be in Git: from now on a new pod template is held in the write that makes it",
+		deployv1alpha1.GatedLabel)
 
 	var summary []string
 	for _, rel := range []struct {
 		version string
 		expect  deployv1alpha1.ChecklistPhase
 	}{{good, deployv1alpha1.PhaseSucceeded}, {bad, deployv1alpha1.PhaseRolledBack}} {
-		got, err := release(ctx, bed, svc, prom, rel.version)
+		got, err := release(ctx, bed, svc, prom, rel.version, kubeconfigs)
 		if err != nil {
 			return err
 		}
@@ -128,6 +148,12 @@ func run(ctx context.Context, keep bool) error {
 			return fmt.Errorf("release %s ended %s, expected %s", rel.version, got.Status.Phase, rel.expect)
 		}
 	}
+
+	line, err := selfHeal(ctx, bed)
+	if err != nil {
+		return err
+	}
+	summary = append(summary, line)
 
 	var d appsv1.Deployment
 	if err := c.Get(ctx, client.ObjectKeyFromObject(deploy), &d); err != nil {
@@ -156,8 +182,9 @@ func startManager(ctx context.Context, bed *testbed.Bed) (<-chan struct{}, error
 		return nil, err
 	}
 	logf.SetLogger(zap.New(zap.WriteTo(logFile), zap.JSONEncoder()))
-	m, err := manager.Start(ctx, bed.Config, bed.Client.Scheme(), &prometheus.Provider{Secrets: bed.Client},
-		func(err error) { say("manager stopped: %v", err) })
+	host, port, certDir := bed.Webhook()
+	m, err := manager.StartWithWebhooks(ctx, bed.Config, bed.Client.Scheme(), &prometheus.Provider{Secrets: bed.Client},
+		&manager.Webhooks{Host: host, Port: port, CertDir: certDir}, func(err error) { say("manager stopped: %v", err) })
 	if err != nil {
 		return nil, err
 	}
@@ -195,7 +222,7 @@ func followImage(ctx context.Context, c client.Client, svc *app.App) {
 // release walks one release through its checklist: hold, push the image, sign off,
 // release at T-0, verify, and succeed or roll back.
 func release(ctx context.Context, bed *testbed.Bed, svc *app.App, prom *testbed.Prometheus,
-	version string) (*deployv1alpha1.DeploymentChecklist, error) {
+	version string, kubeconfigs map[string]string) (*deployv1alpha1.DeploymentChecklist, error) {
 	c := bed.Client
 	fmt.Printf("\n=== release %s ===\n", version)
 	dcl, err := seedChecklist(version, svc.Addr, prom.URL)
@@ -226,9 +253,8 @@ func release(ctx context.Context, bed *testbed.Bed, svc *app.App, prom *testbed.
 	} {
 		time.Sleep(time.Second)
 		cmd := plugin.NewCommand(os.Stdout, os.Stderr)
-		cmd.SetArgs([]string{"--kubeconfig", bed.Kubeconfig, "-n", ns, "approve", dcl.Name,
-			"--role", s.role, "--approver", s.who})
-		fmt.Printf("%s  $ kubectl checklist approve %s --role %s  (as %s)\n         ",
+		cmd.SetArgs([]string{"--kubeconfig", kubeconfigs[s.who], "-n", ns, "approve", dcl.Name, "--role", s.role})
+		fmt.Printf("%s  $ kubectl checklist approve %s --role %s  (as %s; the webhook verifies it)\n         ",
 			time.Now().Format("15:04:05"), dcl.Name, s.role, s.who)
 		if err := cmd.ExecuteContext(ctx); err != nil {
 			return nil, err
@@ -409,4 +435,94 @@ func trim(s string, n int) string {
 		return s[:n-3] + "..."
 	}
 	return s
+}
+
+// approvers gives alice, bob, carol and dave the RBAC verb `approve` on checklists in the
+// namespace and a kubeconfig each: the approval webhook verifies that whoever writes a
+// sign-off holds the verb and names themselves.
+func approvers(ctx context.Context, bed *testbed.Bed) (map[string]string, error) {
+	names := []string{"alice", "bob", "carol", "dave"}
+	role := &rbacv1.Role{ObjectMeta: metav1.ObjectMeta{Name: "checklist-approver", Namespace: ns}, Rules: []rbacv1.PolicyRule{{
+		APIGroups: []string{deployv1alpha1.GroupVersion.Group}, Resources: []string{"deploymentchecklists"},
+		Verbs: []string{"get", "list", "watch", "update", "patch", "approve"},
+	}}}
+	binding := &rbacv1.RoleBinding{ObjectMeta: metav1.ObjectMeta{Name: "checklist-approvers", Namespace: ns},
+		RoleRef: rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "Role", Name: role.Name}}
+	out := map[string]string{}
+	for _, n := range names {
+		binding.Subjects = append(binding.Subjects, rbacv1.Subject{Kind: rbacv1.UserKind, APIGroup: rbacv1.GroupName, Name: n})
+		path, err := bed.UserKubeconfig(n)
+		if err != nil {
+			return nil, err
+		}
+		out[n] = path
+	}
+	for _, o := range []client.Object{role, binding} {
+		if err := bed.Client.Create(ctx, o); err != nil {
+			return nil, err
+		}
+	}
+	say("%s may sign off: Role checklist-approver grants them the verb approve on deploymentchecklists in %s",
+		strings.Join(names, ", "), ns)
+	return out, nil
+}
+
+func labelGated(ctx context.Context, c client.Client) error {
+	d := &appsv1.Deployment{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name}}
+	return c.Patch(ctx, d, client.RawPatch(types.MergePatchType,
+		[]byte(`{"metadata":{"labels":{"`+deployv1alpha1.GatedLabel+`":"true"}}}`)))
+}
+
+// selfHeal is act three: Git still says the bad version, and a GitOps tool with
+// self-heal re-applies it every 100 ms (server-side apply, as Argo CD's application
+// controller). Every write is refused at admission, naming the checklist that rolled it
+// back, and no pod of it starts.
+func selfHeal(ctx context.Context, bed *testbed.Bed) (string, error) {
+	fmt.Printf("\n=== self-heal re-applies %s ===\n", bad)
+	say("Git still says checkout:%s; a GitOps writer re-applies it every 100 ms for 5 s (server-side apply, field manager argocd-controller)", bad)
+	d := testbed.Deployment(ns, name, "checkout:"+bad, 3)
+	d.Labels = map[string]string{deployv1alpha1.GatedLabel: "true"}
+	raw, err := runtime.DefaultUnstructuredConverter.ToUnstructured(d)
+	if err != nil {
+		return "", err
+	}
+	u := &unstructured.Unstructured{Object: raw}
+	unstructured.RemoveNestedField(u.Object, "status")
+	unstructured.RemoveNestedField(u.Object, "metadata", "creationTimestamp")
+	writes, refused, started := 0, 0, 0
+	var first string
+	tick := time.NewTicker(100 * time.Millisecond)
+	defer tick.Stop()
+	for end := time.Now().Add(5 * time.Second); time.Now().Before(end); <-tick.C {
+		writes++
+		err := bed.Client.Apply(ctx, client.ApplyConfigurationFromUnstructured(u), client.FieldOwner("argocd-controller"), client.ForceOwnership)
+		if err != nil {
+			refused++
+			if first == "" {
+				first = err.Error()
+				say("refused: %s", first)
+			}
+		}
+		if writes%5 != 0 {
+			continue
+		}
+		var pods corev1.PodList
+		if err := bed.Client.List(ctx, &pods, client.InNamespace(ns)); err != nil {
+			return "", err
+		}
+		for _, p := range pods.Items {
+			if p.Spec.Containers[0].Image == "checkout:"+bad && p.DeletionTimestamp == nil {
+				started++
+			}
+		}
+	}
+	say("%d writes, %d refused; pods of checkout:%s started meanwhile: %d", writes, refused, bad, started)
+	if refused != writes || started != 0 {
+		return "", fmt.Errorf("self-heal got through: %d of %d writes refused, %d pods of %s started", refused, writes, started, bad)
+	}
+	if err := waitRolledOut(ctx, bed.Client, "checkout:"+good); err != nil {
+		return "", err
+	}
+	return fmt.Sprintf("%-8s %-10s %d self-heal writes of the rolled-back template refused at admission; %s still serves",
+		bad, "Refused", writes, good), nil
 }

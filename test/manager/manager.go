@@ -8,14 +8,14 @@ import (
 
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/client-go/rest"
-	"k8s.io/utils/clock"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/config"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
+	"sigs.k8s.io/controller-runtime/pkg/webhook"
 
 	"github.com/tminus-dev/tminus/internal/controller"
-	"github.com/tminus-dev/tminus/internal/httpcheck"
+	"github.com/tminus-dev/tminus/internal/operator"
 )
 
 // Manager is a running controller.
@@ -27,27 +27,44 @@ type Manager struct {
 	Cache client.Reader
 }
 
+// Webhooks is where the API server expects the admission webhooks (testbed.Bed.Webhook,
+// with the test bed started with config/webhook installed).
+type Webhooks struct {
+	Host    string
+	Port    int
+	CertDir string
+	// TrustedApprovalWriters may write approvals naming someone else.
+	TrustedApprovalWriters []string
+}
+
 // Start runs the controller with the given metric source until ctx ends and returns
 // once its cache has synced. onStop, if set, hears why it stopped.
 func Start(ctx context.Context, cfg *rest.Config, scheme *runtime.Scheme, metrics controller.MetricSource,
 	onStop func(error)) (*Manager, error) {
-	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
+	return StartWithWebhooks(ctx, cfg, scheme, metrics, nil, onStop)
+}
+
+// StartWithWebhooks is Start serving the admission webhooks too, when wh is set.
+func StartWithWebhooks(ctx context.Context, cfg *rest.Config, scheme *runtime.Scheme, metrics controller.MetricSource,
+	wh *Webhooks, onStop func(error)) (*Manager, error) {
+	opts := ctrl.Options{
 		Scheme:                 scheme,
 		Metrics:                metricsserver.Options{BindAddress: "0"},
 		HealthProbeBindAddress: "0",
 		Cache:                  controller.CacheOptions(),
 		// A harness may run several managers in one process, one after the other.
 		Controller: config.Controller{SkipNameValidation: new(true)},
-	})
+	}
+	tminus := operator.Options{Metrics: metrics, MaxConcurrentReconciles: 4}
+	if wh != nil {
+		opts.WebhookServer = webhook.NewServer(webhook.Options{Host: wh.Host, Port: wh.Port, CertDir: wh.CertDir})
+		tminus.Webhooks, tminus.TrustedApprovalWriters = true, wh.TrustedApprovalWriters
+	}
+	mgr, err := ctrl.NewManager(cfg, opts)
 	if err != nil {
 		return nil, err
 	}
-	r := &controller.DeploymentChecklistReconciler{
-		Client: mgr.GetClient(), APIReader: mgr.GetAPIReader(), Scheme: mgr.GetScheme(),
-		Recorder: mgr.GetEventRecorder("tminus"),
-		Clock:    clock.RealClock{}, Metrics: metrics, HTTP: &httpcheck.Prober{}, MaxConcurrentReconciles: 4,
-	}
-	if err := r.SetupWithManager(mgr); err != nil {
+	if _, err := operator.Setup(mgr, tminus); err != nil {
 		return nil, err
 	}
 	done := make(chan struct{})

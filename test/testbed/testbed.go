@@ -206,6 +206,22 @@ func (b *Bed) AddUser(name string, groups ...string) (*rest.Config, error) {
 	return u.Config(), nil
 }
 
+// UserKubeconfig writes a kubeconfig authenticating as a user of the given name and
+// groups into the test bed's directory and returns its path: for kubectl and plugins
+// run as that user.
+func (b *Bed) UserKubeconfig(name string, groups ...string) (string, error) {
+	u, err := b.env.AddUser(envtest.User{Name: name, Groups: groups}, nil)
+	if err != nil {
+		return "", err
+	}
+	raw, err := u.KubeConfig()
+	if err != nil {
+		return "", err
+	}
+	path := filepath.Join(b.Dir, "kubeconfig-"+name)
+	return path, os.WriteFile(path, raw, 0o600)
+}
+
 // Stop stops every process the test bed started and removes its directory.
 func (b *Bed) Stop() { b.stop(false) }
 
