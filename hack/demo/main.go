@@ -491,6 +491,7 @@ func selfHeal(ctx context.Context, bed *testbed.Bed) (string, error) {
 	unstructured.RemoveNestedField(u.Object, "metadata", "creationTimestamp")
 	writes, refused, started := 0, 0, 0
 	var first string
+	began := time.Now().Truncate(time.Second)
 	tick := time.NewTicker(100 * time.Millisecond)
 	defer tick.Stop()
 	for end := time.Now().Add(5 * time.Second); time.Now().Before(end); <-tick.C {
@@ -511,7 +512,7 @@ func selfHeal(ctx context.Context, bed *testbed.Bed) (string, error) {
 			return "", err
 		}
 		for _, p := range pods.Items {
-			if p.Spec.Containers[0].Image == "checkout:"+bad && p.DeletionTimestamp == nil {
+			if p.Spec.Containers[0].Image == "checkout:"+bad && !p.CreationTimestamp.Time.Before(began) {
 				started++
 			}
 		}
