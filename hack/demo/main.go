@@ -442,15 +442,17 @@ func trim(s string, n int) string {
 // sign-off holds the verb and names themselves.
 func approvers(ctx context.Context, bed *testbed.Bed) (map[string]string, error) {
 	names := []string{"alice", "bob", "carol", "dave"}
-	role := &rbacv1.Role{ObjectMeta: metav1.ObjectMeta{Name: "checklist-approver", Namespace: ns}, Rules: []rbacv1.PolicyRule{{
-		APIGroups: []string{deployv1alpha1.GroupVersion.Group}, Resources: []string{"deploymentchecklists"},
-		Verbs: []string{"get", "list", "watch", "update", "patch", "approve"},
-	}}}
+	role := &rbacv1.Role{ObjectMeta: metav1.ObjectMeta{Name: "checklist-approver", Namespace: ns},
+		Rules: []rbacv1.PolicyRule{{
+			APIGroups: []string{deployv1alpha1.GroupVersion.Group}, Resources: []string{"deploymentchecklists"},
+			Verbs: []string{"get", "list", "watch", "update", "patch", "approve"},
+		}}}
 	binding := &rbacv1.RoleBinding{ObjectMeta: metav1.ObjectMeta{Name: "checklist-approvers", Namespace: ns},
 		RoleRef: rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "Role", Name: role.Name}}
 	out := map[string]string{}
 	for _, n := range names {
-		binding.Subjects = append(binding.Subjects, rbacv1.Subject{Kind: rbacv1.UserKind, APIGroup: rbacv1.GroupName, Name: n})
+		binding.Subjects = append(binding.Subjects,
+			rbacv1.Subject{Kind: rbacv1.UserKind, APIGroup: rbacv1.GroupName, Name: n})
 		path, err := bed.UserKubeconfig(n)
 		if err != nil {
 			return nil, err
@@ -479,7 +481,8 @@ func labelGated(ctx context.Context, c client.Client) error {
 // back, and no pod of it starts.
 func selfHeal(ctx context.Context, bed *testbed.Bed) (string, error) {
 	fmt.Printf("\n=== self-heal re-applies %s ===\n", bad)
-	say("Git still says checkout:%s; a GitOps writer re-applies it every 100 ms for 5 s (server-side apply, field manager argocd-controller)", bad)
+	say("Git still says checkout:%s; a GitOps writer re-applies it every 100 ms for 5 s "+
+		"(server-side apply, field manager argocd-controller)", bad)
 	d := testbed.Deployment(ns, name, "checkout:"+bad, 3)
 	d.Labels = map[string]string{deployv1alpha1.GatedLabel: "true"}
 	raw, err := runtime.DefaultUnstructuredConverter.ToUnstructured(d)
@@ -496,7 +499,8 @@ func selfHeal(ctx context.Context, bed *testbed.Bed) (string, error) {
 	defer tick.Stop()
 	for end := time.Now().Add(5 * time.Second); time.Now().Before(end); <-tick.C {
 		writes++
-		err := bed.Client.Apply(ctx, client.ApplyConfigurationFromUnstructured(u), client.FieldOwner("argocd-controller"), client.ForceOwnership)
+		err := bed.Client.Apply(ctx, client.ApplyConfigurationFromUnstructured(u),
+			client.FieldOwner("argocd-controller"), client.ForceOwnership)
 		if err != nil {
 			refused++
 			if first == "" {
@@ -519,7 +523,8 @@ func selfHeal(ctx context.Context, bed *testbed.Bed) (string, error) {
 	}
 	say("%d writes, %d refused; pods of checkout:%s started meanwhile: %d", writes, refused, bad, started)
 	if refused != writes || started != 0 {
-		return "", fmt.Errorf("self-heal got through: %d of %d writes refused, %d pods of %s started", refused, writes, started, bad)
+		return "", fmt.Errorf("self-heal got through: %d of %d writes refused, %d pods of %s started",
+			refused, writes, started, bad)
 	}
 	if err := waitRolledOut(ctx, bed.Client, "checkout:"+good); err != nil {
 		return "", err

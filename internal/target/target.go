@@ -11,6 +11,8 @@ import (
 	"maps"
 	"slices"
 	"strings"
+	"sync"
+	"sync/atomic"
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -83,7 +85,7 @@ func State(d *appsv1.Deployment, rss []appsv1.ReplicaSet) checklist.TargetState 
 	var current *appsv1.ReplicaSet
 	for i := range rss {
 		rs := &rss[i]
-		if gate.TemplateHash(&rs.Spec.Template) == t.TemplateHash {
+		if replicaSetHash(rs) == t.TemplateHash {
 			if t.TemplateFirstRan.IsZero() || rs.CreationTimestamp.Time.Before(t.TemplateFirstRan) {
 				t.TemplateFirstRan = rs.CreationTimestamp.Time
 			}
@@ -121,10 +123,38 @@ func GateView(d *appsv1.Deployment, rss []appsv1.ReplicaSet) gate.Deployment {
 	}
 	for i := range rss {
 		g.ReplicaSets = append(g.ReplicaSets, gate.ReplicaSet{
-			Hash: gate.TemplateHash(&rss[i].Spec.Template), Created: rss[i].CreationTimestamp.Time, Replicas: podCount(&rss[i]),
+			Hash: replicaSetHash(&rss[i]), Created: rss[i].CreationTimestamp.Time, Replicas: podCount(&rss[i]),
 		})
 	}
 	return g
+}
+
+// rsHashes remembers each ReplicaSet's template hash by UID and resourceVersion: a
+// ReplicaSet's template does not change once made, and hashing a Deployment's history
+// on every admission would be most of its cost. It is emptied when it grows past
+// maxRSHashes entries (ReplicaSets come and go; a few thousand live at once).
+var (
+	rsHashes    sync.Map
+	rsHashCount atomic.Int64
+)
+
+const maxRSHashes = 50000
+
+func replicaSetHash(rs *appsv1.ReplicaSet) string {
+	key := string(rs.UID) + "/" + rs.ResourceVersion
+	if rs.UID == "" {
+		return gate.TemplateHash(&rs.Spec.Template)
+	}
+	if h, ok := rsHashes.Load(key); ok {
+		return h.(string)
+	}
+	h := gate.TemplateHash(&rs.Spec.Template)
+	if rsHashCount.Add(1) > maxRSHashes {
+		rsHashes.Clear()
+		rsHashCount.Store(0)
+	}
+	rsHashes.Store(key, h)
+	return h
 }
 
 func podCount(rs *appsv1.ReplicaSet) int32 {
@@ -172,7 +202,7 @@ func Index(ctx context.Context, indexer client.FieldIndexer) error {
 // Checklists reads the gate's view of every checklist targeting the Deployment, from
 // the manager's cache (through ChecklistIndex).
 func Checklists(ctx context.Context, c client.Reader, namespace, deployment string) ([]gate.Checklist, error) {
-	return checklists(ctx, c, namespace, deployment, client.MatchingFields{ChecklistIndex: deployment})
+	return checklists(ctx, c, namespace, deployment, client.MatchingFields{ChecklistIndex: deployment}, client.UnsafeDisableDeepCopy)
 }
 
 // ChecklistsFromAPI is Checklists read from the API server (listing the namespace).
@@ -196,8 +226,9 @@ func checklists(ctx context.Context, c client.Reader, namespace, deployment stri
 
 // ReplicaSets lists the ReplicaSets the Deployment owns, from the manager's cache
 // (through ReplicaSetOwnerIndex).
+// The objects are the cache's own (not copied): read them, never change them.
 func ReplicaSets(ctx context.Context, c client.Reader, d *appsv1.Deployment) ([]appsv1.ReplicaSet, error) {
-	return replicaSets(ctx, c, d, client.MatchingFields{ReplicaSetOwnerIndex: d.Name})
+	return replicaSets(ctx, c, d, client.MatchingFields{ReplicaSetOwnerIndex: d.Name}, client.UnsafeDisableDeepCopy)
 }
 
 // ReplicaSetsFromAPI lists the ReplicaSets the Deployment owns from the API server,

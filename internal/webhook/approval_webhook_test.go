@@ -35,6 +35,10 @@ const (
 
 var bed *testbed.Bed
 
+// cached reads through the package manager's cache (its informers and indexes), and
+// fresh from the API server: what the webhooks read.
+var cached, fresh client.Reader
+
 // TestMain starts the API server with the webhook configuration from config/webhook and
 // a manager serving the webhook, trusting one GitOps service account.
 func TestMain(m *testing.M) {
@@ -55,7 +59,9 @@ func TestMain(m *testing.M) {
 		if logFile, err := os.Create(filepath.Join(bed.Dir, "tminus-manager.log")); err == nil {
 			logf.SetLogger(zap.New(zap.WriteTo(logFile), zap.UseDevMode(true)))
 		}
-		mgr, err := ctrl.NewManager(bed.Config, ctrl.Options{
+		cfg := rest.CopyConfig(bed.Config)
+		cfg.QPS, cfg.Burst = 100, 200 // the manager binary's defaults
+		mgr, err := ctrl.NewManager(cfg, ctrl.Options{
 			Scheme:                 bed.Client.Scheme(),
 			Metrics:                metricsserver.Options{BindAddress: "0"},
 			HealthProbeBindAddress: "0",
@@ -73,6 +79,7 @@ func TestMain(m *testing.M) {
 			fmt.Fprintln(os.Stderr, err)
 			return 1
 		}
+		cached, fresh = mgr.GetClient(), mgr.GetAPIReader()
 		mgrCtx, stopMgr := context.WithCancel(ctx)
 		stopped := make(chan struct{})
 		go func() {

@@ -7,8 +7,12 @@ import (
 
 	admissionv1 "k8s.io/api/admission/v1"
 	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
+	sigsjson "sigs.k8s.io/json"
 
 	deployv1alpha1 "github.com/tminus-dev/tminus/api/v1alpha1"
 	"github.com/tminus-dev/tminus/internal/gate"
@@ -38,20 +42,19 @@ type DeploymentGate struct {
 
 // Handle admits, holds or refuses a write of a gated Deployment.
 func (w *DeploymentGate) Handle(ctx context.Context, req admission.Request) admission.Response {
-	var cur appsv1.Deployment
-	if err := w.Decoder.DecodeRaw(req.Object, &cur); err != nil {
+	cur, err := decodeGateFields(req.Object.Raw)
+	if err != nil {
 		return admission.Errored(http.StatusBadRequest, err)
 	}
 	var old *appsv1.Deployment
 	if req.Operation == admissionv1.Update && len(req.OldObject.Raw) > 0 {
-		old = &appsv1.Deployment{}
-		if err := w.Decoder.DecodeRaw(req.OldObject, old); err != nil {
+		if old, err = decodeGateFields(req.OldObject.Raw); err != nil {
 			return admission.Errored(http.StatusBadRequest, err)
 		}
 	}
-	v, err := w.decide(ctx, false, old, &cur)
+	v, err := w.decide(ctx, false, old, cur)
 	if err == nil && (v.Deny != "" || v.Hold != "") && w.Fresh != nil {
-		v, err = w.decide(ctx, true, old, &cur)
+		v, err = w.decide(ctx, true, old, cur)
 	}
 	if err != nil {
 		return admission.Errored(http.StatusInternalServerError, err)
@@ -62,7 +65,11 @@ func (w *DeploymentGate) Handle(ctx context.Context, req admission.Request) admi
 	case v.Hold == "":
 		return admission.Allowed("")
 	}
-	held := cur.DeepCopy()
+	var full appsv1.Deployment
+	if err := w.Decoder.DecodeRaw(req.Object, &full); err != nil {
+		return admission.Errored(http.StatusBadRequest, err)
+	}
+	held := full.DeepCopy()
 	held.Spec.Paused = true
 	if held.Annotations == nil {
 		held.Annotations = map[string]string{}
@@ -108,4 +115,31 @@ func (w *DeploymentGate) decide(ctx context.Context, fresh bool, old, cur *appsv
 		oldView = &v
 	}
 	return gate.Admit(oldView, &curView, cls), nil
+}
+
+// gateFields is the part of a Deployment the gate reads: decoding only it keeps the
+// admission of a Deployment write well under a millisecond (a whole Deployment through
+// the scheme's decoder is most of the cost otherwise).
+type gateFields struct {
+	Metadata struct {
+		Name        string            `json:"name"`
+		Namespace   string            `json:"namespace"`
+		UID         types.UID         `json:"uid"`
+		Annotations map[string]string `json:"annotations"`
+	} `json:"metadata"`
+	Spec struct {
+		Paused   bool                   `json:"paused"`
+		Template corev1.PodTemplateSpec `json:"template"`
+	} `json:"spec"`
+}
+
+func decodeGateFields(raw []byte) (*appsv1.Deployment, error) {
+	var f gateFields
+	if err := sigsjson.UnmarshalCaseSensitivePreserveInts(raw, &f); err != nil {
+		return nil, err
+	}
+	m := f.Metadata
+	d := &appsv1.Deployment{ObjectMeta: metav1.ObjectMeta{Name: m.Name, Namespace: m.Namespace, UID: m.UID, Annotations: m.Annotations}}
+	d.Spec.Paused, d.Spec.Template = f.Spec.Paused, f.Spec.Template
+	return d, nil
 }

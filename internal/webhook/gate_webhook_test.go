@@ -190,7 +190,7 @@ func annotateIn(c client.Client, dcl *deployv1alpha1.DeploymentChecklist, ann ma
 	return c.Patch(context.Background(), &cur, client.MergeFrom(before))
 }
 
-func waitFor(t *testing.T, c *deployv1alpha1.DeploymentChecklist, phase deployv1alpha1.ChecklistPhase) *deployv1alpha1.DeploymentChecklist {
+func waitFor(t testing.TB, c *deployv1alpha1.DeploymentChecklist, phase deployv1alpha1.ChecklistPhase) *deployv1alpha1.DeploymentChecklist {
 	t.Helper()
 	var cur deployv1alpha1.DeploymentChecklist
 	NewWithT(t).Eventually(func(g Gomega) deployv1alpha1.ChecklistPhase {
@@ -401,4 +401,8 @@ func TestASecondLiveChecklistIsRefusedNamingTheFirst(t *testing.T) {
 	g.Expect(bed.Client.Delete(context.Background(), first)).To(Succeed())
 	g.Eventually(func() error { return bed.Client.Create(context.Background(), release(ns, "v3", 2*time.Second)) },
 		30*time.Second, 200*time.Millisecond).Should(Succeed())
+}
+
+func namespaceObj(name string) *corev1.Namespace {
+	return &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: name}}
 }
