@@ -120,10 +120,10 @@ build: manifests generate fmt vet ## Build manager binary.
 plugin: ## Install the kubectl plugin (kubectl checklist ...) into $GOBIN.
 	go install ./cmd/kubectl-checklist
 
-.PHONY: deploy-with-webhook
-deploy-with-webhook: manifests kustomize ## Deploy with the approval webhook (needs cert-manager).
+.PHONY: deploy-with-cert-manager
+deploy-with-cert-manager: manifests kustomize ## Deploy with cert-manager making the webhook certificate.
 	cd config/manager && "$(KUSTOMIZE)" edit set image controller=${IMG}
-	"$(KUSTOMIZE)" build config/with-approval-webhook | "$(KUBECTL)" apply -f -
+	"$(KUSTOMIZE)" build config/with-cert-manager | "$(KUBECTL)" apply -f -
 
 .PHONY: run
 run: manifests generate fmt vet ## Run a controller from your host.

@@ -151,12 +151,15 @@ func Why(dcl *deployv1alpha1.DeploymentChecklist, now time.Time) string {
 		}
 		return s
 	case deployv1alpha1.PhaseFailed:
-		msg := "it failed before T-0"
+		msg := "it failed"
+		reason := ""
 		if ready != nil {
-			msg = ready.Message
+			msg, reason = ready.Message, " ("+ready.Reason+")"
 		}
-		return fmt.Sprintf("%s failed before the release: %s. Deployment %s keeps what it ran before, unpaused.",
-			name, msg, dcl.Spec.Target.Name)
+		return fmt.Sprintf("%s ended without a verified release%s: %s. Deployment %s keeps serving what it served; "+
+			"tminus took its own pause off, unless the Deployment holds a template nothing released "+
+			"(kubectl describe deployment %s shows deploy.tminus.dev/hold-reason).",
+			name, reason, msg, dcl.Spec.Target.Name, dcl.Spec.Target.Name)
 	}
 	parts := []string{fmt.Sprintf("%s is %s: %s.", name, strings.ToLower(string(st.Phase)), st.NextAction)}
 	if c := meta.FindStatusCondition(st.Conditions, "AwaitingApproval"); c != nil && c.Status == metav1.ConditionTrue {
@@ -167,6 +170,13 @@ func Why(dcl *deployv1alpha1.DeploymentChecklist, now time.Time) string {
 	}
 	if c := meta.FindStatusCondition(st.Conditions, "Healthy"); c != nil && c.Status == metav1.ConditionFalse {
 		parts = append(parts, "A rollback trigger is "+c.Message+"; it rolls back if the breach holds.")
+	}
+	if c := meta.FindStatusCondition(st.Conditions, "HeldChange"); c != nil && c.Status == metav1.ConditionTrue {
+		parts = append(parts, c.Message+".")
+	}
+	if c := meta.FindStatusCondition(st.Conditions, "AdmissionGate"); c != nil && c.Status == metav1.ConditionFalse &&
+		c.Reason != "GateObserve" {
+		parts = append(parts, "No admission gate: "+c.Message+".")
 	}
 	if st.NextActionAt != nil {
 		parts = append(parts, fmt.Sprintf("The next scheduled step is %s.", relative(st.NextActionAt.Time, now)))

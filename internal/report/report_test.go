@@ -49,3 +49,14 @@ func TestTheTimelineShowsTheRollback(t *testing.T) {
 	g.Expect(b.String()).To(ContainSubstring("restored at 2026-11-26T20:00:05Z"))
 	g.Expect(b.String()).To(MatchRegexp(`T\+5m \(5m\)\s+Pending\s+-\s+errors`))
 }
+
+func TestWhyAFailedChecklistSaysWhatTheDeploymentIsLeftWith(t *testing.T) {
+	g := NewWithT(t)
+	c := rolledBack(false)
+	c.Status.Phase, c.Status.Rollback = deployv1alpha1.PhaseFailed, nil
+	c.Status.Conditions = []metav1.Condition{{Type: "Ready", Status: metav1.ConditionFalse, Reason: "MissedDeployWindow",
+		Message: "missed the deploy window: T-0 was 2026-11-26T20:00:00Z"}}
+	why := Why(c, at)
+	g.Expect(why).To(ContainSubstring("ended without a verified release (MissedDeployWindow): missed the deploy window"))
+	g.Expect(why).To(ContainSubstring("deploy.tminus.dev/hold-reason"))
+}
