@@ -95,16 +95,23 @@ func (m *Manager) Installed() bool { return m.installed.Load() }
 // Start checks at once, then every CheckEvery, until ctx ends. A failed check is
 // logged and tried again at the next one.
 func (m *Manager) Start(ctx context.Context) error {
-	every := m.CheckEvery
-	if every <= 0 {
-		every = DefaultCheckEvery
-	}
-	t := time.NewTicker(every)
-	defer t.Stop()
-	for {
+	return repeat(ctx, m.CheckEvery, func() {
 		if err := m.Check(ctx); err != nil && ctx.Err() == nil {
 			m.Log.Error(err, "checking the webhook certificate")
 		}
+	})
+}
+
+// repeat runs f at once and then every period (DefaultCheckEvery when not positive)
+// until ctx ends.
+func repeat(ctx context.Context, period time.Duration, f func()) error {
+	if period <= 0 {
+		period = DefaultCheckEvery
+	}
+	t := time.NewTicker(period)
+	defer t.Stop()
+	for {
+		f()
 		select {
 		case <-ctx.Done():
 			return nil
@@ -406,24 +413,13 @@ func (p *Probe) Installed() bool { return p.installed.Load() }
 
 // Start checks until ctx ends.
 func (p *Probe) Start(ctx context.Context) error {
-	every := p.CheckEvery
-	if every <= 0 {
-		every = DefaultCheckEvery
-	}
-	t := time.NewTicker(every)
-	defer t.Stop()
-	for {
+	return repeat(ctx, p.CheckEvery, func() {
 		ok, err := installed(ctx, p.Reader, p.Webhooks)
 		if err != nil && ctx.Err() == nil {
 			p.Log.Error(err, "checking the webhook configurations")
 		}
 		p.installed.Store(ok)
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-t.C:
-		}
-	}
+	})
 }
 
 func installed(ctx context.Context, r client.Reader, names []string) (bool, error) {

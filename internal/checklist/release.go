@@ -61,15 +61,7 @@ func (e *engine) release() {
 // deploying waits for the released template to be available, watching triggers.
 func (e *engine) deploying() {
 	t := e.obs.Target
-	if e.triggers() {
-		return
-	}
-	if !t.Found {
-		e.next = fmt.Sprintf("Deployment %s is gone; cannot verify the release", e.spec.Target.Name)
-		e.pollIn(e.p.interval)
-		return
-	}
-	if e.templateMoved() {
+	if !e.releaseGoesOn() {
 		return
 	}
 	if e.pauses() && t.Paused && t.TemplateHash == e.st.Target.ReleasedTemplateHash && !e.released {
@@ -98,6 +90,19 @@ func (e *engine) deploying() {
 	e.st.Phase = deployv1alpha1.PhaseVerifying
 	e.event(corev1.EventTypeNormal, ReasonRolloutAvailable,
 		fmt.Sprintf("Deployment %s rolled out: %d replicas available; T-plus phases count from now", e.spec.Target.Name, t.AvailableReplicas))
+}
+
+// releaseGoesOn is what deploying and verifying check first, and reports whether they
+// go on: the target is still there (one that disappeared can be neither verified nor
+// rolled back: the checklist says so and waits), no trigger fired, and the target still
+// holds the release (templateMoved).
+func (e *engine) releaseGoesOn() bool {
+	if !e.obs.Target.Found {
+		e.next = fmt.Sprintf("Deployment %s is gone; cannot verify the release", e.spec.Target.Name)
+		e.pollIn(e.p.interval)
+		return false
+	}
+	return !e.triggers() && !e.templateMoved()
 }
 
 // rolledOut says whether the released template serves every replica, all available.

@@ -10,19 +10,10 @@ import (
 	deployv1alpha1 "github.com/tminus-dev/tminus/api/v1alpha1"
 )
 
-// verifying walks the T-plus phases, watching triggers. A target that disappeared can
-// be neither verified nor rolled back: the checklist says so and waits.
+// verifying walks the T-plus phases, watching triggers.
 func (e *engine) verifying() {
 	t := e.obs.Target
-	if !t.Found {
-		e.next = fmt.Sprintf("Deployment %s is gone; cannot verify the release", e.spec.Target.Name)
-		e.pollIn(e.p.interval)
-		return
-	}
-	if e.triggers() {
-		return
-	}
-	if e.templateMoved() {
+	if !e.releaseGoesOn() {
 		return
 	}
 	// tminus's pause on the released template (a held change was reverted) comes off.

@@ -17,6 +17,31 @@ import (
 	"github.com/tminus-dev/tminus/test/testbed"
 )
 
+// errorRateQuery is the sample's error rate over 5s windows, for the checklist's target.
+const errorRateQuery = `(sum(rate(http_requests_total{namespace="{{namespace}}",app="{{target}}",code=~"5.."}[5s])) or vector(0))` +
+	` / sum(rate(http_requests_total{namespace="{{namespace}}",app="{{target}}"}[5s]))`
+
+// realPrometheus starts the instrumented service (0.1 % errors, 100ms) and a real
+// Prometheus scraping it as the checkout app of ns, and a manager measuring through it.
+// Both stop when the test ends.
+func realPrometheus(t *testing.T, ns string) (*app.App, *testbed.Prometheus) {
+	t.Helper()
+	g := NewWithT(t)
+	svc, err := app.Start(200)
+	g.Expect(err).NotTo(HaveOccurred())
+	t.Cleanup(svc.Close)
+	svc.Set(0.001, 100*time.Millisecond)
+	prom, err := testbed.StartPrometheus(context.Background(), testbed.PrometheusOptions{ScrapeConfigs: fmt.Sprintf(`- job_name: checkout
+  static_configs:
+  - targets: [%q]
+    labels: {namespace: %s, app: checkout}
+`, svc.Addr, ns)})
+	g.Expect(err).NotTo(HaveOccurred())
+	t.Cleanup(prom.Close)
+	startManagerIn(t, ns, &prometheus.Provider{Secrets: bed.Client}, nil)
+	return svc, prom
+}
+
 // TestARealPrometheusGatesTheReleaseHoldsThroughAnOutageAndRollsBackOnABreach runs the
 // whole loop on real parts: the service's error rate, scraped by Prometheus, gates the
 // release; Prometheus going away marks the checklist Degraded and holds it (never a
@@ -27,23 +52,10 @@ func TestARealPrometheusGatesTheReleaseHoldsThroughAnOutageAndRollsBackOnABreach
 	ns := newNamespace(t)
 	d := deployment(t, ns, "checkout:v1")
 
-	svc, err := app.Start(200)
-	g.Expect(err).NotTo(HaveOccurred())
-	defer svc.Close()
-	svc.Set(0.001, 100*time.Millisecond)
-	prom, err := testbed.StartPrometheus(ctx, testbed.PrometheusOptions{ScrapeConfigs: fmt.Sprintf(`- job_name: checkout
-  static_configs:
-  - targets: [%q]
-    labels: {namespace: %s, app: checkout}
-`, svc.Addr, ns)})
-	g.Expect(err).NotTo(HaveOccurred())
-	defer prom.Close()
-
-	startManagerIn(t, ns, &prometheus.Provider{Secrets: bed.Client}, nil)
+	svc, prom := realPrometheus(t, ns)
 	c := newChecklist(ns, withLongVerification, func(c *deployv1alpha1.DeploymentChecklist) {
 		c.Spec.Prometheus.Address = prom.URL
-		c.Spec.Metrics[0].Query = `(sum(rate(http_requests_total{namespace="{{namespace}}",app="{{target}}",code=~"5.."}[5s])) or vector(0))` +
-			` / sum(rate(http_requests_total{namespace="{{namespace}}",app="{{target}}"}[5s]))`
+		c.Spec.Metrics[0].Query = errorRateQuery
 		c.Spec.ConsecutiveErrorLimit = 2
 	})
 	releaseV2(t, ns, d, c)
@@ -90,23 +102,10 @@ func TestAPrometheusOutageAcrossAPhaseDeadlineDoesNotRollBack(t *testing.T) {
 	ns := newNamespace(t)
 	d := deployment(t, ns, "checkout:v1")
 
-	svc, err := app.Start(200)
-	g.Expect(err).NotTo(HaveOccurred())
-	defer svc.Close()
-	svc.Set(0.001, 100*time.Millisecond)
-	prom, err := testbed.StartPrometheus(ctx, testbed.PrometheusOptions{ScrapeConfigs: fmt.Sprintf(`- job_name: checkout
-  static_configs:
-  - targets: [%q]
-    labels: {namespace: %s, app: checkout}
-`, svc.Addr, ns)})
-	g.Expect(err).NotTo(HaveOccurred())
-	defer prom.Close()
-
-	startManagerIn(t, ns, &prometheus.Provider{Secrets: bed.Client}, nil)
+	_, prom := realPrometheus(t, ns)
 	c := newChecklist(ns, func(c *deployv1alpha1.DeploymentChecklist) {
 		c.Spec.Prometheus.Address = prom.URL
-		c.Spec.Metrics[0].Query = `(sum(rate(http_requests_total{namespace="{{namespace}}",app="{{target}}",code=~"5.."}[5s])) or vector(0))` +
-			` / sum(rate(http_requests_total{namespace="{{namespace}}",app="{{target}}"}[5s]))`
+		c.Spec.Metrics[0].Query = errorRateQuery
 		c.Spec.Phases[1].Name, c.Spec.Phases[1].At = "T+3s", "3s"
 		c.Spec.Phases = append(c.Spec.Phases, deployv1alpha1.PhaseSpec{Name: "T+12s", At: "12s", Checks: c.Spec.Phases[1].Checks})
 	})
