@@ -79,7 +79,7 @@ func main() {
 	var statusRefresh, leaseDuration, renewDeadline, retryPeriod time.Duration
 	var leaderElectionNamespace string
 	var allowedHosts, trustedApprovalWriters string
-	var webhooks bool
+	var webhooks, requireVerified bool
 	var namespace, webhookHost, webhookSecret, webhookService, webhookConfiguration, webhookDNSNames string
 	var webhookCertValidity, webhookCertCheck time.Duration
 	flag.StringVar(&metricsAddr, "metrics-bind-address", "0", "The address the metrics endpoint binds to. "+
@@ -127,13 +127,16 @@ func main() {
 		"How many queries may be in flight to one Prometheus address.")
 	flag.StringVar(&allowedHosts, "allowed-hosts", "",
 		"Comma-separated host names (exact or *.suffix), IPs and CIDRs that Prometheus queries and HTTP checks "+
-			"may connect to. Empty: any host but link-local and cloud metadata addresses, which are only "+
-			"reachable when a CIDR listed here covers them.")
+			"may connect to. Empty: any host but link-local, cloud metadata, loopback, unspecified and NAT64 "+
+			"addresses, which are only reachable when a CIDR listed here covers them (docs/prometheus.md).")
 	flag.BoolVar(&webhooks, "webhooks", true,
 		"Serve the admission webhooks: the Deployment gate (holds a gated Deployment's new pod template in the write "+
 			"that makes it, refuses a template a checklist rolled back) and the checklist webhook (verifies approvals, "+
 			"refuses a second live checklist for a Deployment). Without them tminus holds changes only after the fact, "+
 			"and approvals are reported unverified.")
+	flag.BoolVar(&requireVerified, "require-verified-approvals", true,
+		"The default of spec.requireVerifiedApprovals: only sign-offs the approval webhook verified count. "+
+			"Takes effect with --webhooks (without them nothing can be verified).")
 	flag.StringVar(&namespace, "namespace", os.Getenv("POD_NAMESPACE"),
 		"The manager's namespace, where the webhook certificate's Secret lives (default: $POD_NAMESPACE).")
 	flag.StringVar(&webhookHost, "webhook-host", "", "Address the webhook server binds to (all by default).")
@@ -284,10 +287,11 @@ func main() {
 		HTTP: &httpcheck.Prober{Client: &http.Client{Transport: &http.Transport{
 			DialContext: guard.DialContext, TLSHandshakeTimeout: 10 * time.Second,
 		}}},
-		MaxConcurrentReconciles: maxConcurrentReconciles,
-		StatusRefresh:           statusRefresh,
-		Webhooks:                webhooks,
-		TrustedApprovalWriters:  splitList(trustedApprovalWriters),
+		MaxConcurrentReconciles:  maxConcurrentReconciles,
+		StatusRefresh:            statusRefresh,
+		Webhooks:                 webhooks,
+		TrustedApprovalWriters:   splitList(trustedApprovalWriters),
+		RequireVerifiedApprovals: new(requireVerified && webhooks),
 	}
 	if webhooks {
 		if certManager != nil {

@@ -521,6 +521,13 @@ type DeploymentChecklistSpec struct {
 	// +kubebuilder:default={action: Undo}
 	// +optional
 	Rollback RollbackSpec `json:"rollback,omitempty"`
+
+	// requireVerifiedApprovals: only sign-offs the approval webhook verified count (its
+	// records show who wrote them; sign-offs written before it was installed, or while it
+	// was not served, do not). Unset: the manager's --require-verified-approvals, which is
+	// on when the manager serves the webhook.
+	// +optional
+	RequireVerifiedApprovals *bool `json:"requireVerifiedApprovals,omitempty"`
 }
 
 // ChecklistPhase is where the release stands.
@@ -694,6 +701,23 @@ type ApprovalRecord struct {
 	// verified is true when the admission webhook checked that the approver wrote it.
 	// +optional
 	Verified bool `json:"verified,omitempty"`
+	// key is the annotation's name after approve.tminus.dev/: <role> or <role>.<suffix>.
+	// +optional
+	Key string `json:"key,omitempty"`
+	// candidateTemplateHash identifies the template the Deployment held for release when
+	// the sign-off was given (or, for one given before any new template arrived, the first
+	// one that did): the sign-off is for that template only.
+	// +optional
+	CandidateTemplateHash string `json:"candidateTemplateHash,omitempty"`
+	// candidateImages are that template's container images.
+	// +kubebuilder:validation:MaxItems=16
+	// +optional
+	CandidateImages []string `json:"candidateImages,omitempty"`
+	// notCounted says why this sign-off does not count, when it does not: the template
+	// changed after it was given, or it is not verified and verified sign-offs are
+	// required.
+	// +optional
+	NotCounted string `json:"notCounted,omitempty"`
 }
 
 // TargetStatus records what the target served when the checklist started, the template

@@ -437,35 +437,40 @@ func trim(s string, n int) string {
 	return s
 }
 
-// approvers gives alice, bob, carol and dave the RBAC verb `approve` on checklists in the
-// namespace and a kubeconfig each: the approval webhook verifies that whoever writes a
-// sign-off holds the verb and names themselves.
+// approvers gives alice, bob, carol and dave the right to sign off one role each (the
+// RBAC verb approve on deploymentchecklists/<role>) and a kubeconfig each: the approval
+// webhook verifies that whoever writes a sign-off may give that role's and names
+// themselves.
 func approvers(ctx context.Context, bed *testbed.Bed) (map[string]string, error) {
-	names := []string{"alice", "bob", "carol", "dave"}
-	role := &rbacv1.Role{ObjectMeta: metav1.ObjectMeta{Name: "checklist-approver", Namespace: ns},
-		Rules: []rbacv1.PolicyRule{{
-			APIGroups: []string{deployv1alpha1.GroupVersion.Group}, Resources: []string{"deploymentchecklists"},
-			Verbs: []string{"get", "list", "watch", "update", "patch", "approve"},
-		}}}
-	binding := &rbacv1.RoleBinding{ObjectMeta: metav1.ObjectMeta{Name: "checklist-approvers", Namespace: ns},
-		RoleRef: rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "Role", Name: role.Name}}
+	people := []struct{ name, role string }{
+		{"alice", "deployment-lead"}, {"bob", "technical-review"}, {"carol", "security-review"}, {"dave", "operations"},
+	}
 	out := map[string]string{}
-	for _, n := range names {
-		binding.Subjects = append(binding.Subjects,
-			rbacv1.Subject{Kind: rbacv1.UserKind, APIGroup: rbacv1.GroupName, Name: n})
-		path, err := bed.UserKubeconfig(n)
+	var said []string
+	for _, p := range people {
+		role := &rbacv1.Role{ObjectMeta: metav1.ObjectMeta{Name: "approve-" + p.role, Namespace: ns},
+			Rules: []rbacv1.PolicyRule{
+				{APIGroups: []string{deployv1alpha1.GroupVersion.Group}, Resources: []string{"deploymentchecklists"},
+					Verbs: []string{"get", "list", "watch", "patch"}},
+				{APIGroups: []string{deployv1alpha1.GroupVersion.Group}, Resources: []string{"deploymentchecklists/" + p.role},
+					Verbs: []string{"approve"}},
+			}}
+		binding := &rbacv1.RoleBinding{ObjectMeta: metav1.ObjectMeta{Name: role.Name, Namespace: ns},
+			RoleRef:  rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "Role", Name: role.Name},
+			Subjects: []rbacv1.Subject{{Kind: rbacv1.UserKind, APIGroup: rbacv1.GroupName, Name: p.name}}}
+		for _, o := range []client.Object{role, binding} {
+			if err := bed.Client.Create(ctx, o); err != nil {
+				return nil, err
+			}
+		}
+		path, err := bed.UserKubeconfig(p.name)
 		if err != nil {
 			return nil, err
 		}
-		out[n] = path
+		out[p.name] = path
+		said = append(said, p.name+" "+p.role)
 	}
-	for _, o := range []client.Object{role, binding} {
-		if err := bed.Client.Create(ctx, o); err != nil {
-			return nil, err
-		}
-	}
-	say("%s may sign off: Role checklist-approver grants them the verb approve on deploymentchecklists in %s",
-		strings.Join(names, ", "), ns)
+	say("sign-off rights, one role each (verb approve on deploymentchecklists/<role>): %s", strings.Join(said, ", "))
 	return out, nil
 }
 

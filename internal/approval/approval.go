@@ -106,7 +106,7 @@ func Parse(annotations map[string]string, revision string, trustVerified bool) (
 		}
 		verified := trustVerified && IsVerified(annotations, e.Key, annotations[Prefix+e.Key])
 		out[e.Role] = append(out[e.Role], checklist.Approval{
-			Role: e.Role, Approver: e.Approver, Revision: e.Revision, Verified: verified,
+			Key: e.Key, Role: e.Role, Approver: e.Approver, Revision: e.Revision, Verified: verified,
 		})
 	}
 	return out, problems

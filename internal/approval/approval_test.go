@@ -21,10 +21,10 @@ func TestApprovalsCountOnlyForTheRevisionTheyName(t *testing.T) {
 		"kubectl.kubernetes.io/restartedAt":  "2026-11-26T20:00:00Z",
 	}, "v2.7.0", false)
 	g.Expect(got).To(Equal(map[string][]checklist.Approval{
-		"deployment-lead": {{Role: "deployment-lead", Approver: "alice", Revision: "v2.7.0"}},
+		"deployment-lead": {{Key: "deployment-lead", Role: "deployment-lead", Approver: "alice", Revision: "v2.7.0"}},
 		"operations": {
-			{Role: "operations", Approver: "carol", Revision: "v2.7.0"},
-			{Role: "operations", Approver: "dave", Revision: "v2.7.0"},
+			{Key: "operations", Role: "operations", Approver: "carol", Revision: "v2.7.0"},
+			{Key: "operations.dave", Role: "operations", Approver: "dave", Revision: "v2.7.0"},
 		},
 	}))
 	g.Expect(problems).To(ConsistOf(

@@ -7,7 +7,6 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	deployv1alpha1 "github.com/tminus-dev/tminus/api/v1alpha1"
 )
@@ -110,24 +109,26 @@ func checkRecord(rec *deployv1alpha1.PhaseStatus, name string) *deployv1alpha1.C
 }
 
 // syncApprovals records the sign-offs seen for this revision, keeping when each was
-// first seen.
+// first seen and what it was given for.
 func (e *engine) syncApprovals() {
-	firstSeen := map[string]metav1.Time{}
+	prev := map[string]deployv1alpha1.ApprovalRecord{}
 	for _, a := range e.st.Approvals {
-		firstSeen[a.Role+"\x00"+a.Approver+"\x00"+a.Revision] = a.FirstSeen
+		prev[approvalID(a.Key, a.Role, a.Approver, a.Revision)] = a
 	}
 	var out []deployv1alpha1.ApprovalRecord
 	for _, role := range sortedKeys(e.obs.Approvals) {
 		for _, a := range e.obs.Approvals[role] {
-			key := a.Role + "\x00" + a.Approver + "\x00" + a.Revision
-			seen, ok := firstSeen[key]
+			rec, ok := prev[approvalID(a.Key, a.Role, a.Approver, a.Revision)]
 			if !ok {
-				seen = e.stamp()
+				// Recorded before records kept their annotation's key.
+				rec, ok = prev[approvalID("", a.Role, a.Approver, a.Revision)]
 			}
+			if !ok {
+				rec = deployv1alpha1.ApprovalRecord{Role: a.Role, Approver: a.Approver, Revision: a.Revision, FirstSeen: e.stamp()}
+			}
+			rec.Key, rec.Verified = a.Key, a.Verified
 			if len(out) < deployv1alpha1.MaxApprovalRecords {
-				out = append(out, deployv1alpha1.ApprovalRecord{
-					Role: a.Role, Approver: a.Approver, Revision: a.Revision, FirstSeen: seen, Verified: a.Verified,
-				})
+				out = append(out, rec)
 			}
 		}
 	}
@@ -147,6 +148,42 @@ func (e *engine) syncApprovals() {
 		}
 	}
 	e.st.ApprovalErrors = problems
+}
+
+func approvalID(key, role, approver, revision string) string {
+	return key + "\x00" + role + "\x00" + approver + "\x00" + revision
+}
+
+// judgeApprovals decides, before the release, which sign-offs count. A sign-off is for
+// the template the Deployment held for release when it was given (one given before any
+// new template arrived binds to the first that does): if the template changes after,
+// it no longer counts and must be given again. With verified sign-offs required, one
+// the approval webhook did not verify does not count either.
+func (e *engine) judgeApprovals() {
+	var cand string
+	var candImages []string
+	if ts := e.st.Target; ts != nil {
+		cand, candImages = ts.CandidateTemplateHash, ts.CandidateImages
+	}
+	for i := range e.st.Approvals {
+		rec := &e.st.Approvals[i]
+		if cand != "" && rec.CandidateTemplateHash == "" {
+			rec.CandidateTemplateHash, rec.CandidateImages = cand, candImages
+		}
+		why := ""
+		switch {
+		case e.obs.RequireVerified && !rec.Verified:
+			why = "not verified by the approval webhook, and only verified sign-offs count (requireVerifiedApprovals)"
+		case cand != "" && rec.CandidateTemplateHash != cand:
+			why = fmt.Sprintf("given for %s, but the Deployment now holds %s for release: sign again",
+				images(rec.CandidateImages), images(candImages))
+		}
+		if why != "" && why != rec.NotCounted {
+			e.event(corev1.EventTypeWarning, ReasonApprovalNotCounted, fmt.Sprintf("%s's %s sign-off (annotation %s%s) does not count: %s",
+				rec.Approver, rec.Role, deployv1alpha1.ApprovalAnnotationPrefix, rec.Key, why))
+		}
+		rec.NotCounted = why
+	}
 }
 
 // evaluate updates the records of an open phase's checks from the observations. It
@@ -220,6 +257,9 @@ func (e *engine) evaluateApproval(c *deployv1alpha1.CheckSpec, cr *deployv1alpha
 	}
 	cr.Outcome = deployv1alpha1.OutcomePending
 	cr.Message = fmt.Sprintf("waiting for %s sign-off (%d of %d)", c.Approval.Role, len(names), need)
+	if why := e.notCounted(c.Approval.Role); why != "" {
+		cr.Message += "; " + why
+	}
 }
 
 // evaluateJob creates the check's Job if it does not exist yet and reads its result. A

@@ -82,6 +82,7 @@ const (
 	ReasonGateObserve        = "GateObserve"
 	ReasonJobRefused         = "JobRefused"
 	ReasonActionFailed       = "ActionFailed"
+	ReasonApprovalNotCounted = "ApprovalNotCounted"
 )
 
 func setCondition(st *deployv1alpha1.DeploymentChecklistStatus, gen int64, typ string, status metav1.ConditionStatus, reason, msg string) {

@@ -54,6 +54,7 @@ func (e *engine) beforeT0() bool {
 		e.hold()
 		e.followCandidate()
 	}
+	e.judgeApprovals()
 
 	if !e.atT0() {
 		if !e.walk(e.p.tminus, false) {
@@ -207,11 +208,24 @@ func (e *engine) revokedApprovals() []string {
 				if cr := checkRecord(e.phaseRecord(ph.spec.Name), c.Name); cr != nil {
 					cr.Outcome = deployv1alpha1.OutcomePending
 					cr.Message = "approval revoked before T-0"
+					if why := e.notCounted(c.Approval.Role); why != "" {
+						cr.Message = "approval no longer counts: " + why
+					}
 				}
 			}
 		}
 	}
 	return out
+}
+
+// notCounted says why a sign-off of role does not count, if one of them does not.
+func (e *engine) notCounted(role string) string {
+	for _, a := range e.st.Approvals {
+		if a.Role == role && a.NotCounted != "" {
+			return a.Approver + "'s was " + a.NotCounted
+		}
+	}
+	return ""
 }
 
 func approvalCount(a *deployv1alpha1.ApprovalCheck) int {
@@ -221,11 +235,12 @@ func approvalCount(a *deployv1alpha1.ApprovalCheck) int {
 	return int(a.Count)
 }
 
-// approvers lists the distinct approvers of role, in a stable order.
+// approvers lists the distinct approvers of role whose sign-offs count, in a stable
+// order.
 func (e *engine) approvers(role string) []string {
 	var names []string
-	for _, a := range e.obs.Approvals[role] {
-		if !slices.Contains(names, a.Approver) {
+	for _, a := range e.st.Approvals {
+		if a.Role == role && a.NotCounted == "" && !slices.Contains(names, a.Approver) {
 			names = append(names, a.Approver)
 		}
 	}

@@ -345,3 +345,62 @@ func TestTheAdmissionGateConditionSaysWhetherChangesAreHeldAtAdmission(t *testin
 		})
 	}
 }
+
+func TestASignOffIsForTheTemplateItWasGivenFor(t *testing.T) {
+	g := NewWithT(t)
+	c := newChecklist(withDeployAt(t0, "30m"))
+	alice := approved("deployment-lead")
+	alice["deployment-lead"][0].Key = "deployment-lead"
+	obs := Observations{Target: heldTarget(), Approvals: alice, Metrics: errorRate(0.001, "0.001")}
+	run(c, obs, t0.Add(-10*time.Minute))
+	g.Expect(c.Status.Phase).To(Equal(deployv1alpha1.PhaseHolding))
+	g.Expect(c.Status.Approvals[0].CandidateImages).To(Equal([]string{"checkout:v2"}))
+
+	// The held image is swapped after the sign-off: it no longer counts.
+	swapped := heldTarget()
+	swapped.Template, swapped.TemplateHash, swapped.TemplateImages = template("checkout:v2-evil"), "hash-evil", []string{"checkout:v2-evil"}
+	obs.Target = swapped
+	d := run(c, obs, t0)
+	g.Expect(c.Status.Phase).NotTo(Equal(deployv1alpha1.PhaseDeploying), "never released on a sign-off for another template")
+	g.Expect(d.Actions).To(BeEmpty())
+	g.Expect(c.Status.Approvals[0].NotCounted).To(ContainSubstring("given for checkout:v2, but the Deployment now holds checkout:v2-evil"))
+	g.Expect(reasons(d.Events)).To(ContainElement(ReasonApprovalNotCounted))
+	g.Expect(check(c, "T-10m", "lead").Message).To(ContainSubstring("no longer counts"))
+
+	// Signed again, under a new annotation: it counts for the new template.
+	alice["deployment-lead"][0].Key = "deployment-lead.alice-2"
+	run(c, obs, t0.Add(time.Second))
+	g.Expect(c.Status.Approvals[0].CandidateImages).To(Equal([]string{"checkout:v2-evil"}))
+	g.Expect(c.Status.Phase).To(Equal(deployv1alpha1.PhaseDeploying))
+}
+
+func TestASignOffGivenBeforeTheImageIsForTheFirstImageThatArrives(t *testing.T) {
+	g := NewWithT(t)
+	c := newChecklist()
+	obs := Observations{Target: servingV1(), Approvals: approved("deployment-lead"), Metrics: errorRate(0.001, "0.001")}
+	run(c, obs, t0)
+	g.Expect(c.Status.Phase).To(Equal(deployv1alpha1.PhaseHolding))
+	g.Expect(c.Status.Approvals[0].CandidateTemplateHash).To(BeEmpty())
+	pushed := servingV1()
+	pushed.Template, pushed.TemplateHash, pushed.TemplateImages = template("checkout:v2"), "hash-v2", []string{"checkout:v2"}
+	obs.Target = pushed
+	run(c, obs, t0.Add(time.Minute))
+	g.Expect(c.Status.Phase).To(Equal(deployv1alpha1.PhaseDeploying))
+	g.Expect(c.Status.Approvals[0].CandidateImages).To(Equal([]string{"checkout:v2"}))
+}
+
+func TestRequiredVerificationCountsOnlyVerifiedSignOffs(t *testing.T) {
+	g := NewWithT(t)
+	c := newChecklist()
+	unverified := approved("deployment-lead")
+	obs := Observations{Target: heldTarget(), Approvals: unverified, Metrics: errorRate(0.001, "0.001"), RequireVerified: true}
+	run(c, obs, t0)
+	g.Expect(c.Status.Phase).To(Equal(deployv1alpha1.PhaseRunning))
+	g.Expect(c.Status.Approvals[0].NotCounted).To(ContainSubstring("not verified by the approval webhook"))
+	g.Expect(check(c, "T-10m", "lead").Message).To(ContainSubstring("waiting for deployment-lead sign-off (0 of 1)"))
+
+	unverified["deployment-lead"][0].Verified = true
+	run(c, obs, t0.Add(time.Second))
+	g.Expect(c.Status.Approvals[0].NotCounted).To(BeEmpty())
+	g.Expect(c.Status.Phase).To(Equal(deployv1alpha1.PhaseDeploying))
+}

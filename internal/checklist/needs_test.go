@@ -72,6 +72,15 @@ func TestJobNamesAreDeterministicDistinctAndShortEnoughForALabel(t *testing.T) {
 	g.Expect(JobName(long, "T+5m", "smoke-tests")).To(Equal(n1))
 }
 
+func TestAChecklistNameTooLongForALabelValueIsShortenedUniquely(t *testing.T) {
+	g := NewWithT(t)
+	g.Expect(LabelValue("checkout-v2")).To(Equal("checkout-v2"))
+	a, b := LabelValue(strings.Repeat("a", 200)+"-1"), LabelValue(strings.Repeat("a", 200)+"-2")
+	g.Expect(len(a)).To(BeNumerically("<=", 63))
+	g.Expect(a).NotTo(Equal(b))
+	g.Expect(a).To(MatchRegexp(`^[a-z0-9]([-a-z0-9]*[a-z0-9])?$`))
+}
+
 func TestQueriesResolveTheirVariables(t *testing.T) {
 	c := newChecklist()
 	got := ResolveQuery(c, `rate(x{namespace="{{namespace}}",app="{{target}}",version="{{revision}}",dcl="{{checklist}}"}[5m])`)

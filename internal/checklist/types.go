@@ -53,8 +53,10 @@ type JobState struct {
 	Message string
 }
 
-// Approval is one sign-off that counts for the checklist's revision.
+// Approval is one sign-off that names the checklist's revision.
 type Approval struct {
+	// Key is its annotation's name after the prefix: <role> or <role>.<suffix>.
+	Key      string
 	Role     string
 	Approver string
 	Revision string
@@ -127,6 +129,8 @@ type Observations struct {
 	// Blocker names another live checklist of the same Deployment that comes first:
 	// while it lives, this one waits and touches nothing.
 	Blocker string
+	// RequireVerified: only sign-offs the approval webhook verified count.
+	RequireVerified bool
 	// AdmissionServed says whether the manager serves the Deployment admission webhook,
 	// so a gated target's template changes are held in the write that makes them.
 	AdmissionServed bool

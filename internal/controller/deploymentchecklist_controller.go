@@ -97,6 +97,9 @@ type DeploymentChecklistReconciler struct {
 	// VerifiedApprovals says the approval webhook is installed, so its verification
 	// records on approvals can be believed.
 	VerifiedApprovals bool
+	// RequireVerifiedApprovals is the default of spec.requireVerifiedApprovals: only
+	// sign-offs the webhook verified count.
+	RequireVerifiedApprovals bool
 	// StatusRefresh is how often at most a change of values alone (no outcome changed)
 	// is written to status; DefaultStatusRefresh when zero.
 	StatusRefresh time.Duration
@@ -269,6 +272,10 @@ func (r *DeploymentChecklistReconciler) observe(ctx context.Context, dcl *deploy
 		return obs, err
 	}
 	obs.AdmissionServed = r.AdmissionGate != nil && r.AdmissionGate()
+	obs.RequireVerified = r.RequireVerifiedApprovals
+	if v := dcl.Spec.RequireVerifiedApprovals; v != nil {
+		obs.RequireVerified = *v
+	}
 	siblings, err := target.Checklists(ctx, r.Client, dcl.Namespace, dcl.Spec.Target.Name)
 	if err != nil {
 		return obs, err

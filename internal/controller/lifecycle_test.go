@@ -417,3 +417,28 @@ func TestLongRollbackMessagesStillMakeAnEvent(t *testing.T) {
 	}, 10*time.Second, 100*time.Millisecond).Should(Succeed())
 	waitRunning(t, d, "checkout:v1")
 }
+
+// TestASignOffWrittenWithoutTheWebhookDoesNotCountWhenVerifiedOnesAreRequired: the
+// webhook is not served here, so no sign-off is verified; with verified sign-offs
+// required, the one committed in Git holds nothing open, and status says why.
+func TestASignOffWrittenWithoutTheWebhookDoesNotCountWhenVerifiedOnesAreRequired(t *testing.T) {
+	t.Parallel()
+	g := NewWithT(t)
+	ns := newNamespace(t)
+	d := deployment(t, ns, "checkout:v1")
+	startManagerIn(t, ns, healthyMetrics(), nil, func(r *DeploymentChecklistReconciler) { r.RequireVerifiedApprovals = true })
+	c := newChecklist(ns, withSignOff)
+	create(t, c)
+	waitPaused(t, d)
+	setImage(t, d, "checkout:v2")
+	g.Eventually(func(g Gomega) {
+		cur := getChecklist(g, c)
+		g.Expect(cur.Status.Approvals).To(HaveLen(1))
+		g.Expect(cur.Status.Approvals[0].Verified).To(BeFalse())
+		g.Expect(cur.Status.Approvals[0].NotCounted).To(ContainSubstring("not verified by the approval webhook"))
+		g.Expect(meta.IsStatusConditionTrue(cur.Status.Conditions, checklist.CondAwaitingApproval)).To(BeTrue())
+	}, 30*time.Second, 100*time.Millisecond).Should(Succeed())
+	g.Consistently(func(g Gomega) deployv1alpha1.ChecklistPhase { return getChecklist(g, c).Status.Phase },
+		2*time.Second, 200*time.Millisecond).Should(Equal(deployv1alpha1.PhaseRunning))
+	g.Expect(rolledImages(t, ns)).To(Equal([]string{"checkout:v1"}))
+}

@@ -15,16 +15,29 @@ import (
 	"time"
 )
 
-// alwaysDenied are refused unless an allowed CIDR explicitly covers them: IPv4
-// link-local (cloud metadata at 169.254.169.254 among them) and AWS's IPv6 metadata.
-var alwaysDenied = []netip.Prefix{
-	netip.MustParsePrefix("169.254.0.0/16"),
-	netip.MustParsePrefix("fe80::/10"),
-	netip.MustParsePrefix("fd00:ec2::254/128"),
+// alwaysDenied are refused unless an allowed CIDR explicitly covers them: the addresses
+// a checklist could use to make the operator reach what only the operator's own node or
+// pod should (cloud metadata, the node's or the manager's own loopback services).
+var alwaysDenied = []struct {
+	prefix netip.Prefix
+	what   string
+}{
+	{netip.MustParsePrefix("169.254.0.0/16"), "link-local (cloud metadata at 169.254.169.254)"},
+	{netip.MustParsePrefix("fe80::/10"), "link-local"},
+	{netip.MustParsePrefix("fd00:ec2::254/128"), "cloud metadata (AWS, IPv6)"},
+	{netip.MustParsePrefix("100.100.100.200/32"), "cloud metadata (Alibaba Cloud)"},
+	{netip.MustParsePrefix("127.0.0.0/8"), "loopback"},
+	{netip.MustParsePrefix("::1/128"), "loopback"},
+	{netip.MustParsePrefix("0.0.0.0/8"), "unspecified (this host)"},
+	{netip.MustParsePrefix("::/128"), "unspecified (this host)"},
+	// NAT64 embeds an IPv4 address: 64:ff9b::a9fe:a9fe is 169.254.169.254.
+	{netip.MustParsePrefix("64:ff9b::/96"), "NAT64 (an IPv4 address behind it may be any of the above)"},
+	{netip.MustParsePrefix("64:ff9b:1::/48"), "local-use NAT64"},
 }
 
-// Guard holds the allowed hosts and networks. The zero value allows everything but the
-// always-denied networks.
+// Guard holds the allowed hosts and networks. The zero value (New(nil)) allows every
+// address but the always-denied ones. A nil *Guard checks nothing: it is for tests that
+// run Prometheus and services on loopback, never for the manager.
 type Guard struct {
 	hosts    []string
 	prefixes []netip.Prefix
@@ -78,17 +91,18 @@ func (g *Guard) hostAllowed(host string) bool {
 // ipAllowed judges the address actually dialed. named says the host name was allowed
 // by name, which admits any IP but the always-denied ones.
 func (g *Guard) ipAllowed(ip netip.Addr, named bool) error {
+	if g == nil {
+		return nil
+	}
 	ip = ip.Unmap()
-	if g != nil {
-		for _, p := range g.prefixes {
-			if p.Contains(ip) {
-				return nil
-			}
+	for _, p := range g.prefixes {
+		if p.Contains(ip) {
+			return nil
 		}
 	}
-	for _, p := range alwaysDenied {
-		if p.Contains(ip) {
-			return fmt.Errorf("address guard: %s is link-local or cloud metadata; list it in --allowed-hosts to allow it", ip)
+	for _, d := range alwaysDenied {
+		if d.prefix.Contains(ip) {
+			return fmt.Errorf("address guard: %s is %s; list it (as a CIDR) in --allowed-hosts to allow it", ip, d.what)
 		}
 	}
 	if g.restricted() && !named {

@@ -34,6 +34,9 @@ type Options struct {
 	Webhooks bool
 	// TrustedApprovalWriters may write approvals naming someone else (GitOps).
 	TrustedApprovalWriters []string
+	// RequireVerifiedApprovals is the default of spec.requireVerifiedApprovals; nil:
+	// required when the webhooks are served.
+	RequireVerifiedApprovals *bool
 	// AdmissionGate says whether the Deployment webhook is installed and reachable (the
 	// certificate manager's or probe's Installed); with Webhooks and no AdmissionGate
 	// it is taken as installed.
@@ -56,17 +59,21 @@ func Setup(mgr ctrl.Manager, o Options) (*controller.DeploymentChecklistReconcil
 		gateUp = func() bool { return true }
 	}
 	r := &controller.DeploymentChecklistReconciler{
-		Client:                  mgr.GetClient(),
-		APIReader:               mgr.GetAPIReader(),
-		Scheme:                  mgr.GetScheme(),
-		Recorder:                mgr.GetEventRecorder("tminus"),
-		Clock:                   o.Clock,
-		Metrics:                 o.Metrics,
-		HTTP:                    o.HTTP,
-		MaxConcurrentReconciles: o.MaxConcurrentReconciles,
-		VerifiedApprovals:       o.Webhooks,
-		StatusRefresh:           o.StatusRefresh,
-		AdmissionGate:           gateUp,
+		Client:                   mgr.GetClient(),
+		APIReader:                mgr.GetAPIReader(),
+		Scheme:                   mgr.GetScheme(),
+		Recorder:                 mgr.GetEventRecorder("tminus"),
+		Clock:                    o.Clock,
+		Metrics:                  o.Metrics,
+		HTTP:                     o.HTTP,
+		MaxConcurrentReconciles:  o.MaxConcurrentReconciles,
+		VerifiedApprovals:        o.Webhooks,
+		RequireVerifiedApprovals: o.Webhooks,
+		StatusRefresh:            o.StatusRefresh,
+		AdmissionGate:            gateUp,
+	}
+	if o.RequireVerifiedApprovals != nil {
+		r.RequireVerifiedApprovals = *o.RequireVerifiedApprovals
 	}
 	if err := r.SetupWithManager(mgr); err != nil {
 		return nil, err

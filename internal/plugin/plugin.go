@@ -172,12 +172,18 @@ func (o *options) approve(ctx context.Context, name, role, approver string) erro
 		revision = approval.Revision(dcl)
 		key = KeyFor(dcl.Annotations, role, approver)
 		value := approval.Value(approver, revision)
-		if _, err := approval.ParseEntry(key, value); err != nil {
-			return err
-		}
 		before := dcl.DeepCopy()
 		if dcl.Annotations == nil {
 			dcl.Annotations = map[string]string{}
+		}
+		// A sign-off that no longer counts (the template changed after it was given) is
+		// given again under a new annotation, which tminus binds to the template now.
+		if fresh := resignKey(dcl, key, value); fresh != "" {
+			delete(dcl.Annotations, approval.Prefix+key)
+			key = fresh
+		}
+		if _, err := approval.ParseEntry(key, value); err != nil {
+			return err
 		}
 		dcl.Annotations[approval.Prefix+key] = value
 		return c.Patch(ctx, dcl, client.MergeFromWithOptions(before, client.MergeFromWithOptimisticLock{}))
@@ -244,4 +250,29 @@ func ownerOf(annotations map[string]string, key string) (string, bool) {
 		return "", true
 	}
 	return e.Approver, true
+}
+
+// resignKey is the annotation to give the sign-off at key again under, when the
+// checklist holds it already and its status says it no longer counts because the
+// template changed; "" otherwise.
+func resignKey(dcl *deployv1alpha1.DeploymentChecklist, key, value string) string {
+	if dcl.Annotations[approval.Prefix+key] != value || dcl.Status.Target == nil {
+		return ""
+	}
+	for _, rec := range dcl.Status.Approvals {
+		if rec.Key == key && rec.NotCounted != "" && rec.CandidateTemplateHash != dcl.Status.Target.CandidateTemplateHash {
+			role, _, _ := strings.Cut(key, ".")
+			suffix := strings.Trim(unsafeSuffix.ReplaceAllString(rec.Approver, "-"), "-_.")
+			h := dcl.Status.Target.CandidateTemplateHash
+			if len(h) > 8 {
+				h = h[:8]
+			}
+			fresh := role + "." + suffix + "-" + h
+			if suffix == "" || len(fresh) > 63 {
+				fresh = role + "." + h
+			}
+			return fresh
+		}
+	}
+	return ""
 }

@@ -95,3 +95,15 @@ func TestKeysForASecondApproverNeverOverwriteTheFirst(t *testing.T) {
 	long := KeyFor(ann, "ops", "someone-with-a-really-long-name@a-very-long-domain.example.com")
 	g.Expect(len(long)).To(BeNumerically("<=", 63))
 }
+
+func TestASignOffThatNoLongerCountsIsGivenAgainUnderANewKey(t *testing.T) {
+	g := NewWithT(t)
+	dcl := &deployv1alpha1.DeploymentChecklist{}
+	dcl.Annotations = map[string]string{"approve.tminus.dev/ops": "alice for v2"}
+	dcl.Status.Target = &deployv1alpha1.TargetStatus{CandidateTemplateHash: "0a1b2c3d4e5f6a7b"}
+	g.Expect(resignKey(dcl, "ops", "alice for v2")).To(BeEmpty(), "no record says it does not count")
+	dcl.Status.Approvals = []deployv1alpha1.ApprovalRecord{{Key: "ops", Role: "ops", Approver: "alice", Revision: "v2",
+		CandidateTemplateHash: "ffffffffffffffff", NotCounted: "given for checkout:v2, but the Deployment now holds checkout:v3"}}
+	g.Expect(resignKey(dcl, "ops", "alice for v2")).To(Equal("ops.alice-0a1b2c3d"))
+	g.Expect(resignKey(dcl, "ops", "alice for v3")).To(BeEmpty(), "a different value is a new sign-off anyway")
+}

@@ -71,7 +71,7 @@ type Provider struct {
 	// Secrets reads credentials; it should be an uncached reader (the manager's
 	// APIReader), so tminus never lists or watches Secrets.
 	Secrets client.Reader
-	// Guard decides which addresses may be dialed; nil allows all but link-local.
+	// Guard decides which addresses may be dialed (netguard); nil checks nothing (tests).
 	Guard *netguard.Guard
 	// MaxInFlight bounds concurrent queries per address (DefaultMaxInFlight if 0).
 	MaxInFlight int

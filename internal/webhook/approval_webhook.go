@@ -74,6 +74,18 @@ func (w *ApprovalWebhook) Handle(ctx context.Context, req admission.Request) adm
 				obj.Spec.Target.Name, live.Name, phaseOrPending(live.Phase), live.Name, live.Name))
 		}
 	}
+	// What the checklist makes the manager do, its author must be allowed to do.
+	if msg, err := w.deputyRules(ctx, req, &obj, &old); err != nil {
+		return admission.Errored(http.StatusInternalServerError, err)
+	} else if msg != "" {
+		return admission.Denied(msg)
+	}
+	// Weakening a sign-off requirement needs the right to give that sign-off.
+	if msg, err := w.approvalChecksKept(ctx, req, &obj, &old); err != nil {
+		return admission.Errored(http.StatusInternalServerError, err)
+	} else if msg != "" {
+		return admission.Denied(msg)
+	}
 	user := req.UserInfo.Username
 	trusted := slices.Contains(w.TrustedWriters, user)
 
@@ -106,13 +118,10 @@ func (w *ApprovalWebhook) Handle(ctx context.Context, req admission.Request) adm
 		if err != nil {
 			return admission.Denied(err.Error())
 		}
-		allowed, err := w.mayApprove(ctx, req, obj.Namespace, obj.Name)
-		if err != nil {
+		if msg, err := w.mayApprove(ctx, req, obj.Namespace, obj.Name, e.Role); err != nil {
 			return admission.Errored(http.StatusInternalServerError, fmt.Errorf("checking whether %s may approve: %w", user, err))
-		}
-		if !allowed {
-			return admission.Denied(fmt.Sprintf("user %q may not approve role %s: it needs the verb %q on deploymentchecklists.deploy.tminus.dev in namespace %s",
-				user, e.Role, ApproveVerb, obj.Namespace))
+		} else if msg != "" {
+			return admission.Denied(msg)
 		}
 		if e.Approver != user && !trusted {
 			return admission.Denied(fmt.Sprintf("approval %s%s names %q but was written by %q: approve as yourself (kubectl checklist approve), or commit it through a trusted GitOps writer",
@@ -131,27 +140,35 @@ func (w *ApprovalWebhook) Handle(ctx context.Context, req admission.Request) adm
 	return admission.PatchResponseFromRaw(req.Object.Raw, raw)
 }
 
-// mayApprove asks the API server whether the requesting user holds the approve verb.
-func (w *ApprovalWebhook) mayApprove(ctx context.Context, req admission.Request, ns, name string) (bool, error) {
+// mayApprove says why the requesting user may not sign off role on the checklist ("" when
+// it may). RBAC grants sign-offs role by role: the verb approve on the (virtual)
+// subresource deploymentchecklists/<role> grants that role only; approve on
+// deploymentchecklists itself grants every role. (RBAC has no "deploymentchecklists/*".)
+func (w *ApprovalWebhook) mayApprove(ctx context.Context, req admission.Request, ns, name, role string) (string, error) {
+	for _, sub := range []string{role, ""} {
+		ok, err := w.allowed(ctx, req, authorizationv1.ResourceAttributes{
+			Namespace: ns, Verb: ApproveVerb, Group: deployv1alpha1.GroupVersion.Group,
+			Resource: "deploymentchecklists", Subresource: sub, Name: name,
+		})
+		if err != nil || ok {
+			return "", err
+		}
+	}
+	return fmt.Sprintf("user %q may not approve role %s: it needs the verb %q on deploymentchecklists/%s "+
+		"(that role) or deploymentchecklists (every role), group deploy.tminus.dev, in namespace %s",
+		req.UserInfo.Username, role, ApproveVerb, role, ns), nil
+}
+
+// allowed asks the API server whether the requesting user may do what attrs say.
+func (w *ApprovalWebhook) allowed(ctx context.Context, req admission.Request, attrs authorizationv1.ResourceAttributes) (bool, error) {
 	extra := map[string]authorizationv1.ExtraValue{}
 	for k, v := range req.UserInfo.Extra {
 		extra[k] = authorizationv1.ExtraValue(v)
 	}
-	sar := &authorizationv1.SubjectAccessReview{
-		Spec: authorizationv1.SubjectAccessReviewSpec{
-			User:   req.UserInfo.Username,
-			Groups: req.UserInfo.Groups,
-			UID:    req.UserInfo.UID,
-			Extra:  extra,
-			ResourceAttributes: &authorizationv1.ResourceAttributes{
-				Namespace: ns,
-				Verb:      ApproveVerb,
-				Group:     deployv1alpha1.GroupVersion.Group,
-				Resource:  "deploymentchecklists",
-				Name:      name,
-			},
-		},
-	}
+	sar := &authorizationv1.SubjectAccessReview{Spec: authorizationv1.SubjectAccessReviewSpec{
+		User: req.UserInfo.Username, Groups: req.UserInfo.Groups, UID: req.UserInfo.UID, Extra: extra,
+		ResourceAttributes: &attrs,
+	}}
 	if err := w.Client.Create(ctx, sar); err != nil {
 		return false, err
 	}

@@ -99,23 +99,35 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-// setUp creates the namespace, an approver role (with the approve verb), an editor role
-// (without it), binds alice, bob and the GitOps service account as approvers and
-// mallory as an editor, and waits for the webhook to answer.
+// setUp creates the namespace, an approver role (the approve verb on deploymentchecklists:
+// every role), a technical reviewer's role (approve on
+// deploymentchecklists/technical-review only), an editor role (no approve), binds alice,
+// bob and the GitOps service account as approvers, tess as a technical reviewer and
+// mallory as an editor, and waits for the webhook to answer. Nobody here may read
+// Secrets or create Jobs but alice.
 func setUp(ctx context.Context) error {
 	c := bed.Client
+	editor := rbacv1.PolicyRule{
+		APIGroups: []string{"deploy.tminus.dev"}, Resources: []string{"deploymentchecklists"},
+		Verbs: []string{"get", "list", "create", "update", "patch"},
+	}
+	approveAll := rbacv1.PolicyRule{APIGroups: []string{"deploy.tminus.dev"}, Resources: []string{"deploymentchecklists"},
+		Verbs: []string{"approve"}}
+	approveTech := rbacv1.PolicyRule{APIGroups: []string{"deploy.tminus.dev"}, Resources: []string{"deploymentchecklists/technical-review"},
+		Verbs: []string{"approve"}}
 	objs := []client.Object{
 		&corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}},
-		&rbacv1.Role{ObjectMeta: metav1.ObjectMeta{Name: "checklist-approver", Namespace: ns}, Rules: []rbacv1.PolicyRule{{
-			APIGroups: []string{"deploy.tminus.dev"}, Resources: []string{"deploymentchecklists"},
-			Verbs: []string{"get", "list", "create", "update", "patch", "approve"},
-		}}},
-		&rbacv1.Role{ObjectMeta: metav1.ObjectMeta{Name: "checklist-editor", Namespace: ns}, Rules: []rbacv1.PolicyRule{{
-			APIGroups: []string{"deploy.tminus.dev"}, Resources: []string{"deploymentchecklists"},
-			Verbs: []string{"get", "list", "create", "update", "patch"},
-		}}},
+		&rbacv1.Role{ObjectMeta: metav1.ObjectMeta{Name: "checklist-approver", Namespace: ns}, Rules: []rbacv1.PolicyRule{editor, approveAll}},
+		&rbacv1.Role{ObjectMeta: metav1.ObjectMeta{Name: "technical-reviewer", Namespace: ns}, Rules: []rbacv1.PolicyRule{editor, approveTech}},
+		&rbacv1.Role{ObjectMeta: metav1.ObjectMeta{Name: "checklist-editor", Namespace: ns}, Rules: []rbacv1.PolicyRule{editor}},
+		&rbacv1.Role{ObjectMeta: metav1.ObjectMeta{Name: "secrets-and-jobs", Namespace: ns}, Rules: []rbacv1.PolicyRule{
+			{APIGroups: []string{""}, Resources: []string{"secrets"}, ResourceNames: []string{"prom-token"}, Verbs: []string{"get"}},
+			{APIGroups: []string{"batch"}, Resources: []string{"jobs"}, Verbs: []string{"create"}},
+		}},
 		binding("approvers", "checklist-approver", "alice", "bob", gitops),
+		binding("technical-reviewers", "technical-reviewer", "tess"),
 		binding("editors", "checklist-editor", "mallory"),
+		binding("alice-secrets-and-jobs", "secrets-and-jobs", "alice"),
 	}
 	for _, o := range objs {
 		if err := c.Create(ctx, o); err != nil {
@@ -219,7 +231,7 @@ func TestAUserWithoutTheApproveVerbIsDenied(t *testing.T) {
 	g := NewWithT(t)
 	g.Expect(bed.Client.Create(context.Background(), checklist("no-verb"))).To(Succeed())
 	err := annotate(as(t, "mallory"), "no-verb", map[string]string{"approve.tminus.dev/deployment-lead": "mallory for v2"})
-	g.Expect(err).To(MatchError(ContainSubstring(`user "mallory" may not approve role deployment-lead: it needs the verb "approve"`)))
+	g.Expect(err).To(MatchError(ContainSubstring(`user "mallory" may not approve role deployment-lead: it needs the verb "approve" on deploymentchecklists/deployment-lead`)))
 	g.Expect(annotations(t, "no-verb")).NotTo(HaveKey("approve.tminus.dev/deployment-lead"))
 }
 

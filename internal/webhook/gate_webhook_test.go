@@ -2,6 +2,7 @@ package webhook_test
 
 import (
 	"context"
+	"io"
 	"maps"
 	"strconv"
 	"strings"
@@ -22,6 +23,7 @@ import (
 
 	deployv1alpha1 "github.com/tminus-dev/tminus/api/v1alpha1"
 	engine "github.com/tminus-dev/tminus/internal/checklist"
+	"github.com/tminus-dev/tminus/internal/plugin"
 	"github.com/tminus-dev/tminus/internal/prometheus"
 	"github.com/tminus-dev/tminus/test/testbed"
 )
@@ -405,4 +407,39 @@ func TestASecondLiveChecklistIsRefusedNamingTheFirst(t *testing.T) {
 
 func namespaceObj(name string) *corev1.Namespace {
 	return &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: name}}
+}
+
+// TestAnImageSwappedAfterTheSignOffVoidsIt: sign-offs are for the template the
+// Deployment held when they were given. The held image is swapped afterwards: the
+// release waits, status says why, and signing again (kubectl checklist approve) releases
+// the new one.
+func TestAnImageSwappedAfterTheSignOffVoidsIt(t *testing.T) {
+	t.Parallel()
+	g := NewWithT(t)
+	ns := newNamespace(t)
+	d := gated(t, ns, "checkout:v1")
+	c := release(ns, "v2", 2*time.Second)
+	deployAt := metav1.NewTime(time.Now().Add(8 * time.Second).Truncate(time.Second))
+	c.Spec.DeployAt, c.Spec.Window = &deployAt, "5m"
+	g.Expect(bed.Client.Create(context.Background(), c)).To(Succeed())
+	setImage(t, d, "checkout:v2")
+	signOff(t, c)
+	holding := waitFor(t, c, deployv1alpha1.PhaseHolding)
+	g.Expect(holding.Status.Approvals[0].CandidateImages).To(Equal([]string{"checkout:v2"}))
+
+	setImage(t, d, "checkout:v2-swapped")
+	g.Eventually(func(g Gomega) {
+		var cur deployv1alpha1.DeploymentChecklist
+		g.Expect(bed.Client.Get(context.Background(), client.ObjectKeyFromObject(c), &cur)).To(Succeed())
+		g.Expect(cur.Status.Approvals[0].NotCounted).To(ContainSubstring("given for checkout:v2, but the Deployment now holds checkout:v2-swapped"))
+	}, 30*time.Second, 100*time.Millisecond).Should(Succeed())
+	g.Consistently(func(g Gomega) []string { return replicaSetImages(g, ns) }, time.Until(deployAt.Time)+2*time.Second, 500*time.Millisecond).
+		Should(ConsistOf("checkout:v1"), "nothing released on a sign-off for another template")
+
+	// Signed again: the swapped image is what was approved, and it is released.
+	cmd := plugin.NewCommand(io.Discard, io.Discard)
+	cmd.SetArgs([]string{"--kubeconfig", bed.Kubeconfig, "-n", ns, "approve", c.Name, "--role", "deployment-lead"})
+	g.Expect(cmd.ExecuteContext(context.Background())).To(Succeed())
+	waitFor(t, c, deployv1alpha1.PhaseSucceeded)
+	waitRolledOut(t, d, "checkout:v2-swapped")
 }

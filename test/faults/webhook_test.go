@@ -17,7 +17,9 @@ import (
 	appsv1 "k8s.io/api/apps/v1"
 	autoscalingv1 "k8s.io/api/autoscaling/v1"
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/util/retry"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/yaml"
 
@@ -57,13 +59,18 @@ func servingSerial(g Gomega) string {
 	return c.SerialNumber.String()
 }
 
+// setImageOf sets checkout's image in ns, again on a conflict (the Deployment
+// controller writes the Deployment too), and returns what the API server stored.
 func setImageOf(ns, image string) (*appsv1.Deployment, error) {
 	var d appsv1.Deployment
-	if err := bed.Client.Get(context.Background(), client.ObjectKey{Namespace: ns, Name: "checkout"}, &d); err != nil {
-		return nil, err
-	}
-	d.Spec.Template.Spec.Containers[0].Image = image
-	return &d, bed.Client.Update(context.Background(), &d)
+	err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		if err := bed.Client.Get(context.Background(), client.ObjectKey{Namespace: ns, Name: "checkout"}, &d); err != nil {
+			return err
+		}
+		d.Spec.Template.Spec.Containers[0].Image = image
+		return bed.Client.Update(context.Background(), &d)
+	})
+	return &d, err
 }
 
 func setLabel(ns, value string) error {
@@ -73,7 +80,7 @@ func setLabel(ns, value string) error {
 }
 
 // TestTheManagersOwnCertificateGatesDeploymentsAndTheBreakGlassWorksWithTheManagerDown
-// runs the real manager binary with nothing prepared but the webhook configuration: it
+// (and cleanup of checklists too) runs the real manager binary with nothing prepared but the webhook configuration: it
 // makes its CA and serving certificate from nothing, writes the CA bundle, and the API
 // server calls it for a gated Deployment; the certificate is renewed (9s validity here)
 // and the webhook keeps answering. With the manager killed, the gate fails closed for
@@ -121,6 +128,12 @@ func TestTheManagersOwnCertificateGatesDeploymentsAndTheBreakGlassWorksWithTheMa
 	g.Expect(err).NotTo(HaveOccurred(), "the renewed certificate is trusted")
 	g.Expect(stored.Annotations[deployv1alpha1.HoldReasonAnnotation]).To(ContainSubstring("checkout:v3"))
 
+	// A checklist that something else keeps a finalizer on (a GitOps tool's, say).
+	kept := checklistFor(ns, "http://checkout.invalid/health")
+	kept.Name, kept.Spec.Target.Name = "kept", "elsewhere"
+	kept.Finalizers = []string{"example.com/keep"}
+	g.Expect(bed.Client.Create(ctx, kept)).To(Succeed())
+
 	// The manager goes down: the gate fails closed, for gated Deployments only...
 	g.Expect(mgr.Process.Signal(syscall.SIGKILL)).To(Succeed())
 	_ = mgr.Wait()
@@ -150,4 +163,17 @@ func TestTheManagersOwnCertificateGatesDeploymentsAndTheBreakGlassWorksWithTheMa
 		return bed.Client.Update(ctx, &d)
 	}, 10*time.Second, 100*time.Millisecond).Should(Succeed())
 	waitRolledOut(t, ns, "checkout:v4")
+
+	// The checklist webhook fails closed too, but never blocks cleanup: a checklist can
+	// be deleted, and its finalizer removed, with the manager gone; a sign-off cannot be
+	// written unverified.
+	err = bed.Client.Patch(ctx, kept.DeepCopy(), client.RawPatch("application/merge-patch+json",
+		[]byte(`{"metadata":{"annotations":{"approve.tminus.dev/deployment-lead":"alice for v2"}}}`)))
+	g.Expect(err).To(MatchError(ContainSubstring("checklists.deploy.tminus.dev")))
+	g.Expect(bed.Client.Delete(ctx, kept)).To(Succeed())
+	g.Expect(bed.Client.Patch(ctx, kept.DeepCopy(), client.RawPatch("application/merge-patch+json",
+		[]byte(`{"metadata":{"finalizers":null}}`)))).To(Succeed())
+	g.Eventually(func() bool {
+		return apierrors.IsNotFound(bed.Client.Get(ctx, client.ObjectKeyFromObject(kept), &deployv1alpha1.DeploymentChecklist{}))
+	}, 10*time.Second, 100*time.Millisecond).Should(BeTrue())
 }

@@ -158,3 +158,24 @@ func TestRBACNeverListsOrWatchesSecrets(t *testing.T) {
 		}
 	}
 }
+
+// TestOnlyTheApproverRoleGrantsTheSignOff: administering or editing checklists is not
+// approving releases; no shipped role but the approver one holds the verb approve,
+// explicitly or through '*'.
+func TestOnlyTheApproverRoleGrantsTheSignOff(t *testing.T) {
+	g := NewWithT(t)
+	for _, o := range build(t, "default") {
+		if o.GetKind() != "ClusterRole" && o.GetKind() != "Role" {
+			continue
+		}
+		rules, _, _ := unstructured.NestedSlice(o.Object, "rules")
+		for _, r := range rules {
+			verbs, _ := r.(map[string]any)["verbs"].([]any)
+			if o.GetName() == "tminus-deploymentchecklist-approver-role" {
+				g.Expect(verbs).To(ContainElement("approve"))
+				continue
+			}
+			g.Expect(verbs).NotTo(ContainElement(BeElementOf("approve", "*")), "%s grants the sign-off", o.GetName())
+		}
+	}
+}
