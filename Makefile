@@ -76,7 +76,8 @@ test: manifests generate fmt vet testbins kustomize ## Run all tests against the
 
 FUZZTIME ?= 10s
 FUZZ_TARGETS = ./internal/approval:FuzzParseEntry ./internal/checklist:FuzzParseThreshold \
-	./internal/checklist:FuzzPlanDurations ./internal/checklist:FuzzDecide ./internal/prometheus:FuzzResponse
+	./internal/checklist:FuzzPlanDurations ./internal/checklist:FuzzDecide ./internal/prometheus:FuzzResponse \
+	./internal/templates:FuzzSubstitution
 
 .PHONY: fuzz
 fuzz: ## Run every fuzz target for FUZZTIME (10s) each; seeds live in testdata/fuzz.

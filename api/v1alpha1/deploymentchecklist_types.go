@@ -161,7 +161,7 @@ type PrometheusSpec struct {
 	// address of the Prometheus HTTP API, e.g. http://prometheus.monitoring.svc:9090.
 	// +kubebuilder:validation:MinLength=1
 	// +kubebuilder:validation:MaxLength=512
-	// +kubebuilder:validation:XValidation:rule="self.matches('^https?://[^/?# ]+(/[^?# ]*)?$')",message="spec.prometheus.address must be an http:// or https:// URL with a host and no query"
+	// +kubebuilder:validation:XValidation:rule="self.matches('^https?://[^/?# ]+(/[^?# ]*)?$') || self.matches('^(https?://)?[^ ]*[{][{]params[.][A-Za-z][A-Za-z0-9_]*[}][}][^ ]*$')",message="spec.prometheus.address must be an http:// or https:// URL with a host and no query (or contain a {{params.NAME}})"
 	// +required
 	Address string `json:"address"`
 
@@ -186,8 +186,8 @@ type PrometheusSpec struct {
 
 	// timeout bounds each query. It must not exceed spec.interval. Unset, it is 10s or
 	// spec.interval, whichever is shorter.
-	// +kubebuilder:validation:Pattern=`^([0-9]+(\.[0-9]+)?(ns|us|ms|s|m|h))+$`
-	// +kubebuilder:validation:MaxLength=32
+	// +kubebuilder:validation:Pattern=`^(([0-9]+(\.[0-9]+)?(ns|us|ms|s|m|h))+|[{][{]params[.][A-Za-z][A-Za-z0-9_]*[}][}])$`
+	// +kubebuilder:validation:MaxLength=64
 	// +optional
 	Timeout string `json:"timeout,omitempty"`
 }
@@ -230,16 +230,16 @@ type PhaseSpec struct {
 	// an hour before the deploy, "5m" five minutes after it. Phases at or before "0"
 	// gate the release; phases after it verify the release.
 	// +kubebuilder:validation:MinLength=1
-	// +kubebuilder:validation:MaxLength=32
-	// +kubebuilder:validation:XValidation:rule="self.matches('^[+-]?(0|([0-9]+([.][0-9]+)?(ns|us|ms|s|m|h))+)$')",message="spec.phases[].at must be a signed Go duration such as -60m, 0 or 5m"
+	// +kubebuilder:validation:MaxLength=64
+	// +kubebuilder:validation:XValidation:rule="self.matches('^[+-]?(0|([0-9]+([.][0-9]+)?(ns|us|ms|s|m|h))+)$') || self.matches('^[{][{]params[.][A-Za-z][A-Za-z0-9_]*[}][}]$')",message="spec.phases[].at must be a signed Go duration such as -60m, 0 or 5m, or a {{params.NAME}}"
 	// +required
 	At string `json:"at"`
 
 	// timeout bounds how long the phase may wait for its checks once it opened. A T-minus
 	// phase without one waits as long as it takes (bounded by spec.window when
 	// spec.deployAt is set); the last T-plus phase defaults to 10m.
-	// +kubebuilder:validation:Pattern=`^([0-9]+(\.[0-9]+)?(ns|us|ms|s|m|h))+$`
-	// +kubebuilder:validation:MaxLength=32
+	// +kubebuilder:validation:Pattern=`^(([0-9]+(\.[0-9]+)?(ns|us|ms|s|m|h))+|[{][{]params[.][A-Za-z][A-Za-z0-9_]*[}][}])$`
+	// +kubebuilder:validation:MaxLength=64
 	// +optional
 	Timeout string `json:"timeout,omitempty"`
 
@@ -274,14 +274,14 @@ type CheckSpec struct {
 
 	// below is the exclusive upper bound a metric must stay under, as a decimal string
 	// ("0.01").
-	// +kubebuilder:validation:MaxLength=32
-	// +kubebuilder:validation:XValidation:rule="self.matches('^[-+]?([0-9]+([.][0-9]*)?|[.][0-9]+)([eE][-+]?[0-9]+)?$')",message="spec.phases[].checks[].below must be a decimal number in a string, e.g. \"0.01\""
+	// +kubebuilder:validation:MaxLength=64
+	// +kubebuilder:validation:XValidation:rule="self.matches('^[-+]?([0-9]+([.][0-9]*)?|[.][0-9]+)([eE][-+]?[0-9]+)?$') || self.matches('^[{][{]params[.][A-Za-z][A-Za-z0-9_]*[}][}]$')",message="spec.phases[].checks[].below must be a decimal number in a string, e.g. \"0.01\", or a {{params.NAME}}"
 	// +optional
 	Below *string `json:"below,omitempty"`
 
 	// above is the exclusive lower bound a metric must stay over, as a decimal string.
-	// +kubebuilder:validation:MaxLength=32
-	// +kubebuilder:validation:XValidation:rule="self.matches('^[-+]?([0-9]+([.][0-9]*)?|[.][0-9]+)([eE][-+]?[0-9]+)?$')",message="spec.phases[].checks[].above must be a decimal number in a string, e.g. \"0.99\""
+	// +kubebuilder:validation:MaxLength=64
+	// +kubebuilder:validation:XValidation:rule="self.matches('^[-+]?([0-9]+([.][0-9]*)?|[.][0-9]+)([eE][-+]?[0-9]+)?$') || self.matches('^[{][{]params[.][A-Za-z][A-Za-z0-9_]*[}][}]$')",message="spec.phases[].checks[].above must be a decimal number in a string, e.g. \"0.99\", or a {{params.NAME}}"
 	// +optional
 	Above *string `json:"above,omitempty"`
 
@@ -355,7 +355,7 @@ type HTTPCheck struct {
 	// url to GET, http:// or https://.
 	// +kubebuilder:validation:MinLength=1
 	// +kubebuilder:validation:MaxLength=2048
-	// +kubebuilder:validation:XValidation:rule="self.matches('^https?://[^/?# ]+([/?#][^ ]*)?$')",message="http.url must be an http:// or https:// URL with a host"
+	// +kubebuilder:validation:XValidation:rule="self.matches('^https?://[^/?# ]+([/?#][^ ]*)?$') || self.matches('^(https?://)?[^ ]*[{][{]params[.][A-Za-z][A-Za-z0-9_]*[}][}][^ ]*$')",message="http.url must be an http:// or https:// URL with a host (or contain a {{params.NAME}})"
 	// +required
 	URL string `json:"url"`
 
@@ -372,8 +372,8 @@ type HTTPCheck struct {
 	BodyMatch string `json:"bodyMatch,omitempty"`
 
 	// timeout bounds the request.
-	// +kubebuilder:validation:Pattern=`^([0-9]+(\.[0-9]+)?(ns|us|ms|s|m|h))+$`
-	// +kubebuilder:validation:MaxLength=32
+	// +kubebuilder:validation:Pattern=`^(([0-9]+(\.[0-9]+)?(ns|us|ms|s|m|h))+|[{][{]params[.][A-Za-z][A-Za-z0-9_]*[}][}])$`
+	// +kubebuilder:validation:MaxLength=64
 	// +kubebuilder:default="5s"
 	// +optional
 	Timeout string `json:"timeout,omitempty"`
@@ -400,14 +400,14 @@ type RollbackTrigger struct {
 	Metric string `json:"metric,omitempty"`
 
 	// above fires the trigger while the metric is greater than this decimal string.
-	// +kubebuilder:validation:MaxLength=32
-	// +kubebuilder:validation:XValidation:rule="self.matches('^[-+]?([0-9]+([.][0-9]*)?|[.][0-9]+)([eE][-+]?[0-9]+)?$')",message="spec.rollbackTriggers[].above must be a decimal number in a string, e.g. \"0.05\""
+	// +kubebuilder:validation:MaxLength=64
+	// +kubebuilder:validation:XValidation:rule="self.matches('^[-+]?([0-9]+([.][0-9]*)?|[.][0-9]+)([eE][-+]?[0-9]+)?$') || self.matches('^[{][{]params[.][A-Za-z][A-Za-z0-9_]*[}][}]$')",message="spec.rollbackTriggers[].above must be a decimal number in a string, e.g. \"0.05\", or a {{params.NAME}}"
 	// +optional
 	Above *string `json:"above,omitempty"`
 
 	// below fires the trigger while the metric is less than this decimal string.
-	// +kubebuilder:validation:MaxLength=32
-	// +kubebuilder:validation:XValidation:rule="self.matches('^[-+]?([0-9]+([.][0-9]*)?|[.][0-9]+)([eE][-+]?[0-9]+)?$')",message="spec.rollbackTriggers[].below must be a decimal number in a string"
+	// +kubebuilder:validation:MaxLength=64
+	// +kubebuilder:validation:XValidation:rule="self.matches('^[-+]?([0-9]+([.][0-9]*)?|[.][0-9]+)([eE][-+]?[0-9]+)?$') || self.matches('^[{][{]params[.][A-Za-z][A-Za-z0-9_]*[}][}]$')",message="spec.rollbackTriggers[].below must be a decimal number in a string, or a {{params.NAME}}"
 	// +optional
 	Below *string `json:"below,omitempty"`
 
@@ -417,8 +417,8 @@ type RollbackTrigger struct {
 
 	// for is how long the condition must hold continuously before the trigger fires.
 	// Without it, one breaching measurement fires.
-	// +kubebuilder:validation:Pattern=`^([0-9]+(\.[0-9]+)?(ns|us|ms|s|m|h))+$`
-	// +kubebuilder:validation:MaxLength=32
+	// +kubebuilder:validation:Pattern=`^(([0-9]+(\.[0-9]+)?(ns|us|ms|s|m|h))+|[{][{]params[.][A-Za-z][A-Za-z0-9_]*[}][}])$`
+	// +kubebuilder:validation:MaxLength=64
 	// +optional
 	For string `json:"for,omitempty"`
 }
@@ -432,11 +432,27 @@ type RollbackSpec struct {
 	Action RollbackAction `json:"action,omitempty"`
 }
 
-// DeploymentChecklistSpec is the checklist a release walks through.
-// +kubebuilder:validation:XValidation:rule="self.phases.all(p, p.checks.all(c, !has(c.metric) || (has(self.metrics) && self.metrics.exists(m, m.name == c.metric))))",message="spec.phases[].checks[].metric must name a metric defined in spec.metrics"
-// +kubebuilder:validation:XValidation:rule="!has(self.rollbackTriggers) || self.rollbackTriggers.all(t, !has(t.metric) || (has(self.metrics) && self.metrics.exists(m, m.name == t.metric)))",message="spec.rollbackTriggers[].metric must name a metric defined in spec.metrics"
-// +kubebuilder:validation:XValidation:rule="!has(self.metrics) || size(self.metrics) == 0 || has(self.prometheus)",message="spec.prometheus is required when spec.metrics is set"
-// +kubebuilder:validation:XValidation:rule="!has(self.prometheus) || !has(self.prometheus.timeout) || !has(self.interval) || !self.prometheus.timeout.matches('^([0-9]+([.][0-9]+)?(ns|us|ms|s|m|h))+$') || !self.interval.matches('^([0-9]+([.][0-9]+)?(ns|us|ms|s|m|h))+$') || duration(self.prometheus.timeout) <= duration(self.interval)",message="spec.prometheus.timeout must not exceed spec.interval"
+// TemplateRef names the template a checklist is made from.
+type TemplateRef struct {
+	// kind is ChecklistTemplate (in the checklist's namespace) or
+	// ClusterChecklistTemplate.
+	// +kubebuilder:validation:Enum=ChecklistTemplate;ClusterChecklistTemplate
+	// +required
+	Kind string `json:"kind"`
+
+	// name of the template.
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=253
+	// +kubebuilder:validation:Pattern=`^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$`
+	// +required
+	Name string `json:"name"`
+}
+
+// DeploymentChecklistSpec is the checklist a release walks through: the release (target,
+// revision, when) and either a template to make the checklist from (templateRef and
+// parameters) or the checklist itself (phases, metrics, triggers…).
+// +kubebuilder:validation:XValidation:rule="has(self.templateRef) != has(self.phases)",message="spec: set exactly one of templateRef and phases"
+// +kubebuilder:validation:XValidation:rule="!has(self.templateRef) || !(has(self.metrics) || has(self.prometheus) || has(self.rollbackTriggers))",message="spec: with templateRef the checklist's metrics, prometheus and rollbackTriggers come from the template; set them there"
 // +kubebuilder:validation:XValidation:rule="!has(self.window) || has(self.deployAt)",message="spec.window applies only with spec.deployAt"
 type DeploymentChecklistSpec struct {
 	// target is the workload held until T-0 and rolled back when a trigger fires. It
@@ -467,6 +483,31 @@ type DeploymentChecklistSpec struct {
 	// +optional
 	Window string `json:"window,omitempty"`
 
+	// templateRef makes the checklist from a ChecklistTemplate or
+	// ClusterChecklistTemplate: its phases, metrics and triggers, with parameters filled
+	// in. The template is resolved once, when the checklist starts, and the resolved
+	// checklist kept in status: editing or deleting the template never changes a
+	// release in flight.
+	// +optional
+	TemplateRef *TemplateRef `json:"templateRef,omitempty"`
+
+	// parameters fill {{params.NAME}} in the template (or in this checklist's own
+	// strings): thresholds, durations, queries, URLs, Job arguments.
+	// +kubebuilder:validation:MaxProperties=32
+	// +optional
+	Parameters map[string]string `json:"parameters,omitempty"`
+
+	ChecklistBody `json:",inline"`
+}
+
+// ChecklistBody is what a checklist checks and how: shared by a DeploymentChecklist and a
+// (Cluster)ChecklistTemplate. Thresholds, durations and URLs may be {{params.NAME}}: a
+// parameter, filled in when the checklist is resolved and validated then.
+// +kubebuilder:validation:XValidation:rule="!has(self.phases) || self.phases.all(p, p.checks.all(c, !has(c.metric) || (has(self.metrics) && self.metrics.exists(m, m.name == c.metric))))",message="spec.phases[].checks[].metric must name a metric defined in spec.metrics"
+// +kubebuilder:validation:XValidation:rule="!has(self.rollbackTriggers) || self.rollbackTriggers.all(t, !has(t.metric) || (has(self.metrics) && self.metrics.exists(m, m.name == t.metric)))",message="spec.rollbackTriggers[].metric must name a metric defined in spec.metrics"
+// +kubebuilder:validation:XValidation:rule="!has(self.metrics) || size(self.metrics) == 0 || has(self.prometheus)",message="spec.prometheus is required when spec.metrics is set"
+// +kubebuilder:validation:XValidation:rule="!has(self.prometheus) || !has(self.prometheus.timeout) || !has(self.interval) || !self.prometheus.timeout.matches('^([0-9]+([.][0-9]+)?(ns|us|ms|s|m|h))+$') || !self.interval.matches('^([0-9]+([.][0-9]+)?(ns|us|ms|s|m|h))+$') || duration(self.prometheus.timeout) <= duration(self.interval)",message="spec.prometheus.timeout must not exceed spec.interval"
+type ChecklistBody struct {
 	// gate is Pause (keep the target paused until T-0) or Observe (never touch the
 	// target, only report). It cannot change: what tminus paused and must undo depends
 	// on it.
@@ -476,9 +517,9 @@ type DeploymentChecklistSpec struct {
 	Gate GateMode `json:"gate,omitempty"`
 
 	// interval is how often metric and http checks and rollback triggers are evaluated.
-	// +kubebuilder:validation:Pattern=`^([0-9]+(\.[0-9]+)?(ns|us|ms|s|m|h))+$`
-	// +kubebuilder:validation:MaxLength=32
-	// +kubebuilder:validation:XValidation:rule="duration(self) >= duration('1s')",message="spec.interval must be at least 1s"
+	// +kubebuilder:validation:Pattern=`^(([0-9]+(\.[0-9]+)?(ns|us|ms|s|m|h))+|[{][{]params[.][A-Za-z][A-Za-z0-9_]*[}][}])$`
+	// +kubebuilder:validation:MaxLength=64
+	// +kubebuilder:validation:XValidation:rule="!self.matches('^([0-9]+([.][0-9]+)?(ns|us|ms|s|m|h))+$') || duration(self) >= duration('1s')",message="spec.interval must be at least 1s"
 	// +kubebuilder:default="30s"
 	// +optional
 	Interval string `json:"interval,omitempty"`
@@ -502,13 +543,14 @@ type DeploymentChecklistSpec struct {
 	// +optional
 	Metrics []MetricSpec `json:"metrics,omitempty"`
 
-	// phases of the checklist, ordered by `at`.
+	// phases of the checklist, ordered by `at`. Required, unless the checklist is made
+	// from a template (templateRef).
 	// +listType=map
 	// +listMapKey=name
 	// +kubebuilder:validation:MinItems=1
 	// +kubebuilder:validation:MaxItems=16
-	// +required
-	Phases []PhaseSpec `json:"phases"`
+	// +optional
+	Phases []PhaseSpec `json:"phases,omitempty"`
 
 	// rollbackTriggers are watched from T-0 until the last phase passes.
 	// +listType=map
@@ -790,6 +832,21 @@ type TargetStatus struct {
 	RestoredAt *metav1.Time `json:"restoredAt,omitempty"`
 }
 
+// TemplateStatus names the template a checklist was made from.
+type TemplateStatus struct {
+	// kind is ChecklistTemplate or ClusterChecklistTemplate.
+	Kind string `json:"kind"`
+	// name of the template.
+	Name string `json:"name"`
+	// generation of the template when it was resolved.
+	Generation int64 `json:"generation"`
+	// resolvedAt is when the checklist was made from it.
+	ResolvedAt metav1.Time `json:"resolvedAt"`
+	// parameters are the values the template was filled in with, defaults included.
+	// +optional
+	Parameters map[string]string `json:"parameters,omitempty"`
+}
+
 // RollbackRecord says what fired and what was done about it.
 type RollbackRecord struct {
 	// reason is the trigger or phase that caused the rollback.
@@ -871,6 +928,19 @@ type DeploymentChecklistStatus struct {
 	// +optional
 	Rollback *RollbackRecord `json:"rollback,omitempty"`
 
+	// template records the template the checklist was made from, when it was resolved.
+	// +optional
+	Template *TemplateStatus `json:"template,omitempty"`
+
+	// resolved is the checklist made from the template with its parameters filled in
+	// (gate, interval, prometheus, metrics, phases, rollbackTriggers…): what tminus walks.
+	// Kept, so editing or deleting the template never changes a release in flight.
+	// +kubebuilder:pruning:PreserveUnknownFields
+	// +kubebuilder:validation:Schemaless
+	// +kubebuilder:validation:Type=object
+	// +optional
+	Resolved *runtime.RawExtension `json:"resolved,omitempty"`
+
 	// conditions: Ready, Reconciling and Stalled (kstatus), AwaitingApproval, Healthy,
 	// Degraded, RolledBack, HeldChange and AdmissionGate.
 	// +listType=map
@@ -888,6 +958,7 @@ type DeploymentChecklistStatus struct {
 // +kubebuilder:resource:shortName=dcl,categories=tminus
 // +kubebuilder:printcolumn:name="Target",type=string,JSONPath=`.spec.target.name`
 // +kubebuilder:printcolumn:name="Revision",type=string,JSONPath=`.spec.revision`
+// +kubebuilder:printcolumn:name="Template",type=string,JSONPath=`.spec.templateRef.name`
 // +kubebuilder:printcolumn:name="Phase",type=string,JSONPath=`.status.phase`
 // +kubebuilder:printcolumn:name="Current",type=string,JSONPath=`.status.currentPhase`
 // +kubebuilder:printcolumn:name="Ready",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].status`

@@ -15,6 +15,8 @@ import (
 	"sigs.k8s.io/yaml"
 
 	deployv1alpha1 "github.com/tminus-dev/tminus/api/v1alpha1"
+	"github.com/tminus-dev/tminus/internal/checklist"
+	"github.com/tminus-dev/tminus/internal/templates"
 	"github.com/tminus-dev/tminus/test/testbed"
 )
 
@@ -23,23 +25,25 @@ func validChecklist(name string) *deployv1alpha1.DeploymentChecklist {
 	return &deployv1alpha1.DeploymentChecklist{
 		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: "default"},
 		Spec: deployv1alpha1.DeploymentChecklistSpec{
-			Target:     deployv1alpha1.TargetRef{Kind: "Deployment", Name: "checkout"},
-			Revision:   "v2.7.0",
-			Prometheus: &deployv1alpha1.PrometheusSpec{Address: "http://prometheus.monitoring.svc:9090"},
-			Metrics: []deployv1alpha1.MetricSpec{
-				{Name: "error-rate", Query: `sum(rate(http_requests_total{code=~"5.."}[5m]))`},
-			},
-			Phases: []deployv1alpha1.PhaseSpec{
-				{Name: "T-60m", At: "-60m", Checks: []deployv1alpha1.CheckSpec{
-					{Name: "baseline-errors", Metric: "error-rate", Below: new("0.01")},
-					{Name: "deployment-lead", Approval: &deployv1alpha1.ApprovalCheck{Role: "deployment-lead"}},
-				}},
-				{Name: "T+5m", At: "5m", Checks: []deployv1alpha1.CheckSpec{
-					{Name: "health", HTTP: &deployv1alpha1.HTTPCheck{URL: "http://checkout.shop.svc/health"}},
-				}},
-			},
-			RollbackTriggers: []deployv1alpha1.RollbackTrigger{
-				{Name: "errors-5pct", Metric: "error-rate", Above: new("0.05"), For: "2m"},
+			Target:   deployv1alpha1.TargetRef{Kind: "Deployment", Name: "checkout"},
+			Revision: "v2.7.0",
+			ChecklistBody: deployv1alpha1.ChecklistBody{
+				Prometheus: &deployv1alpha1.PrometheusSpec{Address: "http://prometheus.monitoring.svc:9090"},
+				Metrics: []deployv1alpha1.MetricSpec{
+					{Name: "error-rate", Query: `sum(rate(http_requests_total{code=~"5.."}[5m]))`},
+				},
+				Phases: []deployv1alpha1.PhaseSpec{
+					{Name: "T-60m", At: "-60m", Checks: []deployv1alpha1.CheckSpec{
+						{Name: "baseline-errors", Metric: "error-rate", Below: new("0.01")},
+						{Name: "deployment-lead", Approval: &deployv1alpha1.ApprovalCheck{Role: "deployment-lead"}},
+					}},
+					{Name: "T+5m", At: "5m", Checks: []deployv1alpha1.CheckSpec{
+						{Name: "health", HTTP: &deployv1alpha1.HTTPCheck{URL: "http://checkout.shop.svc/health"}},
+					}},
+				},
+				RollbackTriggers: []deployv1alpha1.RollbackTrigger{
+					{Name: "errors-5pct", Metric: "error-rate", Above: new("0.05"), For: "2m"},
+				},
 			},
 		},
 	}
@@ -109,6 +113,23 @@ func TestAPIServerRefusesInvalidChecklistsNamingTheField(t *testing.T) {
 		{"trigger names an undefined metric", func(c *deployv1alpha1.DeploymentChecklist) {
 			c.Spec.RollbackTriggers[0].Metric = "p95"
 		}, "spec", "spec.rollbackTriggers[].metric must name a metric defined in spec.metrics"},
+		{"a template and phases together", func(c *deployv1alpha1.DeploymentChecklist) {
+			c.Spec.TemplateRef = &deployv1alpha1.TemplateRef{Kind: "ClusterChecklistTemplate", Name: "web-release"}
+		}, "spec", "set exactly one of templateRef and phases"},
+		{"neither a template nor phases", func(c *deployv1alpha1.DeploymentChecklist) {
+			c.Spec.Phases, c.Spec.Metrics, c.Spec.RollbackTriggers = nil, nil, nil
+		}, "spec", "set exactly one of templateRef and phases"},
+		{"a template and metrics of its own", func(c *deployv1alpha1.DeploymentChecklist) {
+			c.Spec.TemplateRef = &deployv1alpha1.TemplateRef{Kind: "ClusterChecklistTemplate", Name: "web-release"}
+			c.Spec.Phases, c.Spec.RollbackTriggers = nil, nil
+		}, "spec", "with templateRef the checklist's metrics, prometheus and rollbackTriggers come from the template"},
+		{"a template of an unknown kind", func(c *deployv1alpha1.DeploymentChecklist) {
+			c.Spec.TemplateRef = &deployv1alpha1.TemplateRef{Kind: "Template", Name: "web-release"}
+			c.Spec.Phases, c.Spec.Metrics, c.Spec.RollbackTriggers, c.Spec.Prometheus = nil, nil, nil, nil
+		}, "spec.templateRef.kind", "Unsupported value"},
+		{"a threshold that is neither a number nor a parameter", func(c *deployv1alpha1.DeploymentChecklist) {
+			c.Spec.Phases[0].Checks[0].Below = new("{{params.budget")
+		}, "spec.phases[0].checks[0].below", "must be a decimal number"},
 		{"trigger band that every value breaches", func(c *deployv1alpha1.DeploymentChecklist) {
 			c.Spec.RollbackTriggers[0].Above, c.Spec.RollbackTriggers[0].Below = new("0.01"), new("0.05")
 		}, "spec.rollbackTriggers[0]", "below must be less than above"},
@@ -162,9 +183,6 @@ func TestAPIServerRefusesInvalidChecklistsNamingTheField(t *testing.T) {
 		{"interval below one second", func(c *deployv1alpha1.DeploymentChecklist) {
 			c.Spec.Interval = "500ms"
 		}, "spec.interval", "spec.interval must be at least 1s"},
-		{"no phases", func(c *deployv1alpha1.DeploymentChecklist) {
-			c.Spec.Phases = nil
-		}, "spec.phases", "Required value"},
 		{"more phases than status can hold", func(c *deployv1alpha1.DeploymentChecklist) {
 			c.Spec.Phases = nil
 			for i := range deployv1alpha1.MaxPhases + 1 {
@@ -297,4 +315,87 @@ func TestATriggerBandFiresOutsideItsBounds(t *testing.T) {
 	c := validChecklist("band")
 	c.Spec.RollbackTriggers[0].Above, c.Spec.RollbackTriggers[0].Below = new("0.9"), new("0.1")
 	NewWithT(t).Expect(bed.Client.Create(context.Background(), c)).To(Succeed(), "fires below 0.1 or above 0.9")
+}
+
+func TestTemplatesAreValidatedAsFarAsTheirParametersAllow(t *testing.T) {
+	bed := testbed.New(t, testbed.Options{})
+	ctx := context.Background()
+	g := NewWithT(t)
+	template := func(name string, mutate func(*deployv1alpha1.ChecklistBody)) *deployv1alpha1.ClusterChecklistTemplate {
+		body := validChecklist(name).Spec.ChecklistBody
+		mutate(&body)
+		return &deployv1alpha1.ClusterChecklistTemplate{ObjectMeta: metav1.ObjectMeta{Name: name},
+			Spec: deployv1alpha1.ChecklistTemplateSpec{
+				Parameters: []deployv1alpha1.TemplateParameter{{Name: "budget", Default: new("0.01")}, {Name: "soak"}, {Name: "service"}},
+				Template:   body,
+			}}
+	}
+	// Parameters may stand for thresholds, durations, URLs and queries.
+	g.Expect(bed.Client.Create(ctx, template("params", func(b *deployv1alpha1.ChecklistBody) {
+		b.Phases[0].Checks[0].Below = new("{{params.budget}}")
+		b.Phases[1].At = "{{params.soak}}"
+		b.Interval = "{{params.soak}}"
+		b.Phases[1].Checks[0].HTTP.URL = "http://{{params.service}}.shop.svc/health"
+		b.Metrics[0].Query = `rate(x{app="{{params.service}}"}[5m])`
+	}))).To(Succeed())
+
+	for _, tc := range []struct {
+		name           string
+		mutate         func(*deployv1alpha1.ChecklistBody)
+		field, message string
+	}{
+		{"bad-at", func(b *deployv1alpha1.ChecklistBody) { b.Phases[0].At = "60 minutes" },
+			"spec.template.phases[0].at", "must be a signed Go duration"},
+		{"bad-threshold", func(b *deployv1alpha1.ChecklistBody) { b.Phases[0].Checks[0].Below = new("one percent") },
+			"spec.template.phases[0].checks[0].below", "must be a decimal number"},
+		{"no-phases", func(b *deployv1alpha1.ChecklistBody) { b.Phases = nil },
+			"spec", "spec.template.phases is required"},
+		{"bad-metric-ref", func(b *deployv1alpha1.ChecklistBody) { b.Phases[0].Checks[0].Metric = "p95" },
+			"spec.template", "must name a metric defined in spec.metrics"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			g := NewWithT(t)
+			err := bed.Client.Create(ctx, template(tc.name, tc.mutate))
+			g.Expect(err).To(HaveOccurred())
+			g.Expect(apierrors.IsInvalid(err)).To(BeTrue(), "%v", err)
+			g.Expect(err.Error()).To(ContainSubstring(tc.field))
+			g.Expect(err.Error()).To(ContainSubstring(tc.message))
+		})
+	}
+}
+
+// TestTheReadmeTourIsAcceptedAndResolves keeps the README's first example true: the
+// API server takes its template and its ten-line release, and the release resolves.
+func TestTheReadmeTourIsAcceptedAndResolves(t *testing.T) {
+	bed := testbed.New(t, testbed.Options{})
+	ctx := context.Background()
+	g := NewWithT(t)
+
+	root, err := testbed.RepoRoot()
+	g.Expect(err).NotTo(HaveOccurred())
+	readme, err := os.ReadFile(filepath.Join(root, "README.md"))
+	g.Expect(err).NotTo(HaveOccurred())
+	_, tour, ok := strings.Cut(string(readme), "## A short tour")
+	g.Expect(ok).To(BeTrue(), "README has a tour")
+	_, block, ok := strings.Cut(tour, "```yaml\n")
+	g.Expect(ok).To(BeTrue(), "the tour opens with YAML")
+	block, _, _ = strings.Cut(block, "```")
+	docs := strings.Split(block, "\n---\n")
+	g.Expect(docs).To(HaveLen(2), "a template and a release")
+
+	var tmpl deployv1alpha1.ClusterChecklistTemplate
+	var dcl deployv1alpha1.DeploymentChecklist
+	g.Expect(yaml.UnmarshalStrict([]byte(docs[0]), &tmpl)).To(Succeed())
+	g.Expect(yaml.UnmarshalStrict([]byte(docs[1]), &dcl)).To(Succeed())
+	dcl.Namespace = "default"
+	g.Expect(bed.Client.Create(ctx, &tmpl)).To(Succeed())
+	g.Expect(bed.Client.Create(ctx, &dcl)).To(Succeed())
+
+	body, _, err := templates.Resolve(&dcl, templates.From(&tmpl))
+	g.Expect(err).NotTo(HaveOccurred())
+	g.Expect(*body.Phases[1].Checks[0].Below).To(Equal("0.01"), "errorBudget's default")
+	g.Expect(body.Metrics[0].Query).To(ContainSubstring(`app="checkout"`), "{{target}} filled in")
+	resolved := dcl.DeepCopy()
+	resolved.Spec.ChecklistBody = body
+	g.Expect(checklist.Validate(&resolved.Spec)).To(Succeed())
 }

@@ -133,12 +133,22 @@ func run(ctx context.Context, keep bool) error {
 	say("labelled it %s=true, as it would be in Git: from now on a new pod template is held in the write that makes it",
 		deployv1alpha1.GatedLabel)
 
+	tmpl, err := seedTemplate(svc.Addr, prom.URL)
+	if err != nil {
+		return err
+	}
+	if err := c.Create(ctx, tmpl); err != nil {
+		return err
+	}
+	say("applied ClusterChecklistTemplate %s: the seed checklist, written once (minutes compressed to half-seconds)",
+		tmpl.Name)
+
 	var summary []string
 	for _, rel := range []struct {
 		version string
 		expect  deployv1alpha1.ChecklistPhase
 	}{{good, deployv1alpha1.PhaseSucceeded}, {bad, deployv1alpha1.PhaseRolledBack}} {
-		got, err := release(ctx, bed, svc, prom, rel.version, kubeconfigs)
+		got, err := release(ctx, bed, rel.version, kubeconfigs)
 		if err != nil {
 			return err
 		}
@@ -221,18 +231,21 @@ func followImage(ctx context.Context, c client.Client, svc *app.App) {
 
 // release walks one release through its checklist: hold, push the image, sign off,
 // release at T-0, verify, and succeed or roll back.
-func release(ctx context.Context, bed *testbed.Bed, svc *app.App, prom *testbed.Prometheus,
+func release(ctx context.Context, bed *testbed.Bed,
 	version string, kubeconfigs map[string]string) (*deployv1alpha1.DeploymentChecklist, error) {
 	c := bed.Client
 	fmt.Printf("\n=== release %s ===\n", version)
-	dcl, err := seedChecklist(version, svc.Addr, prom.URL)
+	dcl := releaseOf(version)
+	// Printed as written, before the API server adds its defaults.
+	raw, err := yaml.Marshal(dcl.Spec)
 	if err != nil {
 		return nil, err
 	}
 	if err := c.Create(ctx, dcl); err != nil {
 		return nil, err
 	}
-	say("applied DeploymentChecklist %s: the seed checklist, minutes compressed to half-seconds", dcl.Name)
+	say("applied DeploymentChecklist %s, made from the template: its spec is\n%s", dcl.Name,
+		"    "+strings.ReplaceAll(strings.TrimSpace(strings.Replace(string(raw), "rollback: {}\n", "", 1)), "\n", "\n    "))
 	if err := waitFor(ctx, c, dcl, func(d *deployv1alpha1.DeploymentChecklist) bool {
 		return d.Status.CurrentPhase == "T-60m"
 	}); err != nil {
@@ -278,33 +291,36 @@ func release(ctx context.Context, bed *testbed.Bed, svc *app.App, prom *testbed.
 	return done, nil
 }
 
-// seedChecklist is config/samples' checklist for version, compressed: every offset and
-// duration divided by 120 (T+60m is 30s), metric windows of 10s, evaluated every second,
-// and its HTTP checks pointed at the demo service.
-func seedChecklist(version, svcAddr, promURL string) (*deployv1alpha1.DeploymentChecklist, error) {
+// seedTemplate is config/samples' ClusterChecklistTemplate (the seed checklist, written
+// once), compressed for the demo: every offset and duration divided by 120 (T+60m is
+// 30s), metric windows of 10s, evaluated every second, its HTTP checks pointed at the
+// demo service and its queries at the demo's Prometheus.
+func seedTemplate(svcAddr, promURL string) (*deployv1alpha1.ClusterChecklistTemplate, error) {
 	root, err := testbed.RepoRoot()
 	if err != nil {
 		return nil, err
 	}
-	raw, err := os.ReadFile(filepath.Join(root, "config", "samples", "deploy_v1alpha1_deploymentchecklist.yaml"))
+	raw, err := os.ReadFile(filepath.Join(root, "config", "samples", "deploy_v1alpha1_clusterchecklisttemplate.yaml"))
 	if err != nil {
 		return nil, err
 	}
-	var dcl deployv1alpha1.DeploymentChecklist
-	if err := yaml.UnmarshalStrict(raw, &dcl); err != nil {
+	var tmpl deployv1alpha1.ClusterChecklistTemplate
+	if err := yaml.UnmarshalStrict(raw, &tmpl); err != nil {
 		return nil, err
 	}
-	dcl.Name = "checkout-" + strings.ReplaceAll(version, ".", "-")
-	dcl.Namespace = ns
-	dcl.Spec.Revision = version
-	dcl.Spec.Interval = "1s"
-	dcl.Spec.Prometheus.Address = promURL
-	dcl.Spec.Prometheus.Timeout = "1s"
-	for i := range dcl.Spec.Metrics {
-		dcl.Spec.Metrics[i].Query = strings.ReplaceAll(dcl.Spec.Metrics[i].Query, "[5m]", "[10s]")
+	for i := range tmpl.Spec.Parameters {
+		if p := &tmpl.Spec.Parameters[i]; p.Name == "prometheus" {
+			p.Default = &promURL
+		}
 	}
-	for i := range dcl.Spec.Phases {
-		p := &dcl.Spec.Phases[i]
+	b := &tmpl.Spec.Template
+	b.Interval = "1s"
+	b.Prometheus.Timeout = "1s"
+	for i := range b.Metrics {
+		b.Metrics[i].Query = strings.ReplaceAll(b.Metrics[i].Query, "[5m]", "[10s]")
+	}
+	for i := range b.Phases {
+		p := &b.Phases[i]
 		p.At = compress(p.At)
 		if p.Timeout != "" {
 			p.Timeout = compress(p.Timeout)
@@ -315,8 +331,8 @@ func seedChecklist(version, svcAddr, promURL string) (*deployv1alpha1.Deployment
 			}
 		}
 	}
-	for i := range dcl.Spec.RollbackTriggers {
-		t := &dcl.Spec.RollbackTriggers[i]
+	for i := range b.RollbackTriggers {
+		t := &b.RollbackTriggers[i]
 		if t.For != "" {
 			t.For = compress(t.For)
 		}
@@ -324,7 +340,21 @@ func seedChecklist(version, svcAddr, promURL string) (*deployv1alpha1.Deployment
 			t.HTTP.URL = localURL(t.HTTP.URL, svcAddr)
 		}
 	}
-	return &dcl, nil
+	return &tmpl, nil
+}
+
+// releaseOf is the ten-line release of version, made from the template.
+func releaseOf(version string) *deployv1alpha1.DeploymentChecklist {
+	return &deployv1alpha1.DeploymentChecklist{
+		TypeMeta:   metav1.TypeMeta{APIVersion: deployv1alpha1.GroupVersion.String(), Kind: "DeploymentChecklist"},
+		ObjectMeta: metav1.ObjectMeta{Name: "checkout-" + strings.ReplaceAll(version, ".", "-"), Namespace: ns},
+		Spec: deployv1alpha1.DeploymentChecklistSpec{
+			TemplateRef: &deployv1alpha1.TemplateRef{Kind: "ClusterChecklistTemplate", Name: "web-release"},
+			Parameters:  map[string]string{"smokeTestsTag": strings.TrimPrefix(version, "v")},
+			Target:      deployv1alpha1.TargetRef{Kind: "Deployment", Name: name},
+			Revision:    version,
+		},
+	}
 }
 
 func compress(d string) string {

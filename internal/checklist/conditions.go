@@ -260,3 +260,16 @@ func (e *engine) erroring() []string {
 	}
 	return out
 }
+
+// SetStalled marks a checklist that cannot go on (it cannot be made from its template)
+// Stalled and not Ready, saying why; it does nothing to its target.
+func SetStalled(st *deployv1alpha1.DeploymentChecklistStatus, gen int64, reason, msg string) {
+	if st.Phase == "" {
+		st.Phase = deployv1alpha1.PhasePending
+	}
+	st.ObservedGeneration = gen
+	st.NextAction = truncate(msg, 256)
+	setCondition(st, gen, CondStalled, metav1.ConditionTrue, reason, msg)
+	setCondition(st, gen, CondReady, metav1.ConditionFalse, reason, msg)
+	meta.RemoveStatusCondition(&st.Conditions, CondReconciling)
+}

@@ -20,27 +20,29 @@ func newChecklist(opts ...dclOption) *deployv1alpha1.DeploymentChecklist {
 	c := &deployv1alpha1.DeploymentChecklist{
 		ObjectMeta: metav1.ObjectMeta{Name: "checkout-v2", Namespace: "shop", Generation: 1},
 		Spec: deployv1alpha1.DeploymentChecklistSpec{
-			Target:     deployv1alpha1.TargetRef{Kind: "Deployment", Name: "checkout"},
-			Revision:   "v2",
-			Gate:       deployv1alpha1.GatePause,
-			Interval:   "30s",
-			Prometheus: &deployv1alpha1.PrometheusSpec{Address: "http://prometheus:9090"},
-			Metrics: []deployv1alpha1.MetricSpec{
-				{Name: "error-rate", Query: "errors", OnNoData: deployv1alpha1.NoDataHold},
+			Target:   deployv1alpha1.TargetRef{Kind: "Deployment", Name: "checkout"},
+			Revision: "v2",
+			ChecklistBody: deployv1alpha1.ChecklistBody{
+				Gate:       deployv1alpha1.GatePause,
+				Interval:   "30s",
+				Prometheus: &deployv1alpha1.PrometheusSpec{Address: "http://prometheus:9090"},
+				Metrics: []deployv1alpha1.MetricSpec{
+					{Name: "error-rate", Query: "errors", OnNoData: deployv1alpha1.NoDataHold},
+				},
+				Phases: []deployv1alpha1.PhaseSpec{
+					{Name: "T-10m", At: "-10m", Checks: []deployv1alpha1.CheckSpec{
+						{Name: "lead", Approval: &deployv1alpha1.ApprovalCheck{Role: "deployment-lead", Count: 1}},
+						{Name: "errors", Metric: "error-rate", Below: new("0.01")},
+					}},
+					{Name: "T+5m", At: "5m", Checks: []deployv1alpha1.CheckSpec{
+						{Name: "errors", Metric: "error-rate", Below: new("0.01")},
+					}},
+				},
+				RollbackTriggers: []deployv1alpha1.RollbackTrigger{
+					{Name: "errors-5pct", Metric: "error-rate", Above: new("0.05"), For: "2m"},
+				},
+				Rollback: deployv1alpha1.RollbackSpec{Action: deployv1alpha1.RollbackUndo},
 			},
-			Phases: []deployv1alpha1.PhaseSpec{
-				{Name: "T-10m", At: "-10m", Checks: []deployv1alpha1.CheckSpec{
-					{Name: "lead", Approval: &deployv1alpha1.ApprovalCheck{Role: "deployment-lead", Count: 1}},
-					{Name: "errors", Metric: "error-rate", Below: new("0.01")},
-				}},
-				{Name: "T+5m", At: "5m", Checks: []deployv1alpha1.CheckSpec{
-					{Name: "errors", Metric: "error-rate", Below: new("0.01")},
-				}},
-			},
-			RollbackTriggers: []deployv1alpha1.RollbackTrigger{
-				{Name: "errors-5pct", Metric: "error-rate", Above: new("0.05"), For: "2m"},
-			},
-			Rollback: deployv1alpha1.RollbackSpec{Action: deployv1alpha1.RollbackUndo},
 		},
 	}
 	for _, o := range opts {

@@ -2,6 +2,7 @@ package checklist
 
 import (
 	"fmt"
+	"regexp"
 	"slices"
 	"strconv"
 	"time"
@@ -224,3 +225,55 @@ func Interval(dcl *deployv1alpha1.DeploymentChecklist) time.Duration {
 	}
 	return DefaultInterval
 }
+
+// Validate reads a spec as the engine will, and says what is wrong with it, naming the
+// field: thresholds, durations, metric names. The CRD refuses most of it; a checklist
+// made from a template (parameters filled in) is checked here.
+func Validate(spec *deployv1alpha1.DeploymentChecklistSpec) error {
+	if len(spec.Phases) == 0 {
+		return fmt.Errorf("spec.phases: a checklist needs at least one phase")
+	}
+	if _, err := parsePlan(spec); err != nil {
+		return err
+	}
+	if p := spec.Prometheus; p != nil {
+		if !urlPattern.MatchString(p.Address) {
+			return fmt.Errorf("spec.prometheus.address: %q is not an http:// or https:// URL with a host", p.Address)
+		}
+		if p.Timeout != "" {
+			if _, err := positiveDuration("spec.prometheus.timeout", p.Timeout); err != nil {
+				return err
+			}
+		}
+	}
+	httpCheck := func(field string, h *deployv1alpha1.HTTPCheck) error {
+		if !urlPattern.MatchString(h.URL) {
+			return fmt.Errorf("%s.url: %q is not an http:// or https:// URL with a host", field, h.URL)
+		}
+		if h.Timeout != "" {
+			if _, err := positiveDuration(field+".timeout", h.Timeout); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	for i, ph := range spec.Phases {
+		for j := range ph.Checks {
+			if h := ph.Checks[j].HTTP; h != nil {
+				if err := httpCheck(fmt.Sprintf("spec.phases[%d].checks[%d].http", i, j), h); err != nil {
+					return err
+				}
+			}
+		}
+	}
+	for i := range spec.RollbackTriggers {
+		if h := spec.RollbackTriggers[i].HTTP; h != nil {
+			if err := httpCheck(fmt.Sprintf("spec.rollbackTriggers[%d].http", i), h); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+var urlPattern = regexp.MustCompile(`^https?://[^/?# ]+([/?#][^ ]*)?$`)

@@ -34,22 +34,24 @@ func newChecklist(ns string, opts ...option) *deployv1alpha1.DeploymentChecklist
 	c := &deployv1alpha1.DeploymentChecklist{
 		ObjectMeta: metav1.ObjectMeta{Name: "checkout-v2", Namespace: ns},
 		Spec: deployv1alpha1.DeploymentChecklistSpec{
-			Target:     deployv1alpha1.TargetRef{Kind: "Deployment", Name: "checkout"},
-			Revision:   "v2",
-			Interval:   "1s",
-			Prometheus: &deployv1alpha1.PrometheusSpec{Address: "http://prometheus.invalid:9090", Timeout: "1s"},
-			Metrics:    []deployv1alpha1.MetricSpec{{Name: "error-rate", Query: errorQuery}},
-			Phases: []deployv1alpha1.PhaseSpec{
-				{Name: "T-10m", At: "-10m", Checks: []deployv1alpha1.CheckSpec{
-					{Name: "lead", Approval: &deployv1alpha1.ApprovalCheck{Role: "deployment-lead"}},
-					{Name: "errors", Metric: "error-rate", Below: new("0.01")},
-				}},
-				{Name: "T+2s", At: "2s", Checks: []deployv1alpha1.CheckSpec{
-					{Name: "errors", Metric: "error-rate", Below: new("0.01")},
-				}},
-			},
-			RollbackTriggers: []deployv1alpha1.RollbackTrigger{
-				{Name: "errors-5pct", Metric: "error-rate", Above: new("0.05")},
+			Target:   deployv1alpha1.TargetRef{Kind: "Deployment", Name: "checkout"},
+			Revision: "v2",
+			ChecklistBody: deployv1alpha1.ChecklistBody{
+				Interval:   "1s",
+				Prometheus: &deployv1alpha1.PrometheusSpec{Address: "http://prometheus.invalid:9090", Timeout: "1s"},
+				Metrics:    []deployv1alpha1.MetricSpec{{Name: "error-rate", Query: errorQuery}},
+				Phases: []deployv1alpha1.PhaseSpec{
+					{Name: "T-10m", At: "-10m", Checks: []deployv1alpha1.CheckSpec{
+						{Name: "lead", Approval: &deployv1alpha1.ApprovalCheck{Role: "deployment-lead"}},
+						{Name: "errors", Metric: "error-rate", Below: new("0.01")},
+					}},
+					{Name: "T+2s", At: "2s", Checks: []deployv1alpha1.CheckSpec{
+						{Name: "errors", Metric: "error-rate", Below: new("0.01")},
+					}},
+				},
+				RollbackTriggers: []deployv1alpha1.RollbackTrigger{
+					{Name: "errors-5pct", Metric: "error-rate", Above: new("0.05")},
+				},
 			},
 		},
 	}

@@ -188,8 +188,17 @@ func (r *DeploymentChecklistReconciler) reconcile(ctx context.Context, dcl *depl
 	if latest, ok := r.unwritten.take(dcl); ok {
 		dcl.Status = *latest
 	}
+	// The checklist tminus walks: made from its template (resolved once, kept in
+	// status), or its own.
+	eff, stalled, err := r.resolve(ctx, dcl, now)
+	if err != nil {
+		return ctrl.Result{}, err
+	}
+	if stalled {
+		return r.writeStalled(ctx, dcl, stored)
+	}
 	if *obs == nil {
-		o, err := r.observe(ctx, dcl, checklist.NeedsFor(dcl, now), now)
+		o, err := r.observe(ctx, eff, checklist.NeedsFor(eff, now), now)
 		if err != nil {
 			return ctrl.Result{}, err
 		}
@@ -197,8 +206,8 @@ func (r *DeploymentChecklistReconciler) reconcile(ctx context.Context, dcl *depl
 	}
 	// Sign-offs are read from the checklist as read in this attempt.
 	(*obs).Approvals, (*obs).ApprovalProblems = approval.Parse(dcl.Annotations, approval.Revision(dcl), r.VerifiedApprovals)
-	input := dcl.Status
-	decision := checklist.Decide(dcl, **obs, now)
+	input := eff.Status
+	decision := checklist.Decide(eff, **obs, now)
 
 	switch write, change := r.writeNeeded(&stored.Status, &decision, now); {
 	case change == checklist.Unchanged:
@@ -228,7 +237,7 @@ func (r *DeploymentChecklistReconciler) reconcile(ctx context.Context, dcl *depl
 	// starve the rollback triggers.
 	var failed []string
 	for _, a := range decision.Actions {
-		if err := r.act(ctx, dcl, a); err != nil {
+		if err := r.act(ctx, eff, a); err != nil {
 			if apierrors.IsConflict(err) {
 				return ctrl.Result{}, err
 			}
@@ -361,6 +370,10 @@ func (r *DeploymentChecklistReconciler) SetupWithManager(mgr ctrl.Manager) error
 	if err := target.Index(context.Background(), mgr.GetFieldIndexer()); err != nil {
 		return err
 	}
+	if err := mgr.GetFieldIndexer().IndexField(context.Background(), &deployv1alpha1.DeploymentChecklist{}, templateIndex,
+		indexTemplateRefs); err != nil {
+		return err
+	}
 	// The gate controller comes with it: it reads the same indexes.
 	if err := (&GateReconciler{Client: r.Client, APIReader: r.APIReader}).SetupWithManager(mgr); err != nil {
 		return err
@@ -373,6 +386,10 @@ func (r *DeploymentChecklistReconciler) SetupWithManager(mgr ctrl.Manager) error
 		// A checklist that ends (or goes) lets the one it blocked start.
 		Watches(&deployv1alpha1.DeploymentChecklist{}, handler.EnqueueRequestsFromMapFunc(r.blockedSiblings),
 			builder.WithPredicates(phaseChanged())).
+		// A template that appears or changes lets the checklists waiting for it start.
+		Watches(&deployv1alpha1.ChecklistTemplate{}, handler.EnqueueRequestsFromMapFunc(r.checklistsOfTemplate("ChecklistTemplate"))).
+		Watches(&deployv1alpha1.ClusterChecklistTemplate{},
+			handler.EnqueueRequestsFromMapFunc(r.checklistsOfTemplate("ClusterChecklistTemplate"))).
 		WithOptions(controller.Options{MaxConcurrentReconciles: max(1, r.MaxConcurrentReconciles)}).
 		Named("deploymentchecklist").
 		Complete(r)

@@ -108,7 +108,7 @@ func FromChecklist(dcl *deployv1alpha1.DeploymentChecklist) Checklist {
 	c := Checklist{
 		Name:              dcl.Name,
 		Created:           dcl.CreationTimestamp.Time,
-		Observe:           dcl.Spec.Gate == deployv1alpha1.GateObserve,
+		Observe:           gateOf(dcl) == deployv1alpha1.GateObserve,
 		Phase:             dcl.Status.Phase,
 		TargetName:        dcl.Spec.Target.Name,
 		TargetNamespace:   dcl.Namespace,
@@ -134,6 +134,21 @@ func FromChecklist(dcl *deployv1alpha1.DeploymentChecklist) Checklist {
 		c.RollbackMessage = rb.Message
 	}
 	return c
+}
+
+// gateOf is the checklist's gate: its own, or the one of the template it was made from
+// (status.resolved). Unresolved, Pause: the safe reading.
+func gateOf(dcl *deployv1alpha1.DeploymentChecklist) deployv1alpha1.GateMode {
+	if dcl.Spec.TemplateRef == nil {
+		return dcl.Spec.Gate
+	}
+	var body struct {
+		Gate deployv1alpha1.GateMode `json:"gate"`
+	}
+	if r := dcl.Status.Resolved; r != nil && json.Unmarshal(r.Raw, &body) == nil && body.Gate != "" {
+		return body.Gate
+	}
+	return deployv1alpha1.GatePause
 }
 
 // Terminal says whether a checklist in phase has ended.

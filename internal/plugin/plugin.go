@@ -90,7 +90,7 @@ func NewCommand(out, errOut io.Writer) *cobra.Command {
 			return err
 		},
 	}
-	root.AddCommand(approve, revoke, status, why)
+	root.AddCommand(approve, revoke, status, why, o.newCommand())
 	return root
 }
 

@@ -32,9 +32,11 @@ func TestThePluginApprovesRevokesAndReportsAgainstTheTestBed(t *testing.T) {
 		Spec: deployv1alpha1.DeploymentChecklistSpec{
 			Target:   deployv1alpha1.TargetRef{Kind: "Deployment", Name: "checkout"},
 			Revision: "v2",
-			Phases: []deployv1alpha1.PhaseSpec{{Name: "T-15m", At: "-15m", Checks: []deployv1alpha1.CheckSpec{
-				{Name: "security", Approval: &deployv1alpha1.ApprovalCheck{Role: "security-review", Count: 2}},
-			}}},
+			ChecklistBody: deployv1alpha1.ChecklistBody{
+				Phases: []deployv1alpha1.PhaseSpec{{Name: "T-15m", At: "-15m", Checks: []deployv1alpha1.CheckSpec{
+					{Name: "security", Approval: &deployv1alpha1.ApprovalCheck{Role: "security-review", Count: 2}},
+				}}},
+			},
 		},
 	}
 	g.Expect(bed.Client.Create(ctx, dcl)).To(Succeed())
@@ -106,4 +108,19 @@ func TestASignOffThatNoLongerCountsIsGivenAgainUnderANewKey(t *testing.T) {
 		CandidateTemplateHash: "ffffffffffffffff", NotCounted: "given for checkout:v2, but the Deployment now holds checkout:v3"}}
 	g.Expect(resignKey(dcl, "ops", "alice for v2")).To(Equal("ops.alice-0a1b2c3d"))
 	g.Expect(resignKey(dcl, "ops", "alice for v3")).To(BeEmpty(), "a different value is a new sign-off anyway")
+}
+
+func TestNewWritesTheTenLinesOfAReleaseFromATemplate(t *testing.T) {
+	g := NewWithT(t)
+	dcl, err := NewChecklist("checkout-v2-8-0", "shop", newOptions{template: "cluster/web-release", target: "checkout",
+		revision: "v2.8.0", params: []string{"errorBudget=0.02", "soak=10m"}, deployAt: "2026-11-27T20:00:00Z"})
+	g.Expect(err).NotTo(HaveOccurred())
+	g.Expect(dcl.Spec.TemplateRef).To(Equal(&deployv1alpha1.TemplateRef{Kind: "ClusterChecklistTemplate", Name: "web-release"}))
+	g.Expect(dcl.Spec.Parameters).To(Equal(map[string]string{"errorBudget": "0.02", "soak": "10m"}))
+	g.Expect(dcl.Spec.DeployAt.UTC().Format(time.RFC3339)).To(Equal("2026-11-27T20:00:00Z"))
+	ns, err := NewChecklist("x", "shop", newOptions{template: "web-release", target: "checkout", revision: "v1"})
+	g.Expect(err).NotTo(HaveOccurred())
+	g.Expect(ns.Spec.TemplateRef.Kind).To(Equal("ChecklistTemplate"))
+	_, err = NewChecklist("x", "shop", newOptions{template: "web-release", params: []string{"budget"}})
+	g.Expect(err).To(MatchError(ContainSubstring("want KEY=VALUE")))
 }

@@ -7,6 +7,8 @@ package report
 import (
 	"fmt"
 	"io"
+	"maps"
+	"slices"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -15,15 +17,27 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	deployv1alpha1 "github.com/tminus-dev/tminus/api/v1alpha1"
+	"github.com/tminus-dev/tminus/internal/templates"
 )
 
-// Timeline writes the checklist's timeline to w.
+// Timeline writes the checklist's timeline to w: for one made from a template, the
+// checklist as resolved (the values it walks).
 func Timeline(w io.Writer, dcl *deployv1alpha1.DeploymentChecklist, now time.Time) error {
+	if eff, err := templates.Effective(dcl); err == nil {
+		dcl = eff
+	}
 	st := &dcl.Status
 	var b strings.Builder
 	fmt.Fprintf(&b, "%s/%s  target Deployment/%s", dcl.Namespace, dcl.Name, dcl.Spec.Target.Name)
 	if dcl.Spec.Revision != "" {
 		fmt.Fprintf(&b, "  revision %s", dcl.Spec.Revision)
+	}
+	if t := st.Template; t != nil {
+		fmt.Fprintf(&b, "  from %s %s (generation %d", t.Kind, t.Name, t.Generation)
+		for _, k := range slices.Sorted(maps.Keys(t.Parameters)) {
+			fmt.Fprintf(&b, ", %s=%s", k, t.Parameters[k])
+		}
+		b.WriteString(")")
 	}
 	b.WriteString("\n")
 	phase := string(st.Phase)

@@ -17,8 +17,13 @@ func rolledBack(dry bool) *deployv1alpha1.DeploymentChecklist {
 	fired, restored := metav1.NewTime(at), metav1.NewTime(at.Add(5*time.Second))
 	c := &deployv1alpha1.DeploymentChecklist{
 		ObjectMeta: metav1.ObjectMeta{Name: "checkout-v2", Namespace: "shop"},
-		Spec: deployv1alpha1.DeploymentChecklistSpec{Target: deployv1alpha1.TargetRef{Name: "checkout"}, Revision: "v2",
-			Phases: []deployv1alpha1.PhaseSpec{{Name: "T+5m", At: "5m", Checks: []deployv1alpha1.CheckSpec{{Name: "errors", Metric: "error-rate"}}}}},
+		Spec: deployv1alpha1.DeploymentChecklistSpec{
+			Target:   deployv1alpha1.TargetRef{Name: "checkout"},
+			Revision: "v2",
+			ChecklistBody: deployv1alpha1.ChecklistBody{
+				Phases: []deployv1alpha1.PhaseSpec{{Name: "T+5m", At: "5m", Checks: []deployv1alpha1.CheckSpec{{Name: "errors", Metric: "error-rate"}}}},
+			},
+		},
 		Status: deployv1alpha1.DeploymentChecklistStatus{
 			Phase: deployv1alpha1.PhaseRolledBack,
 			Rollback: &deployv1alpha1.RollbackRecord{Reason: "TriggerFired", FiredAt: fired, DryRun: dry,

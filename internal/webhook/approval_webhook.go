@@ -74,14 +74,21 @@ func (w *ApprovalWebhook) Handle(ctx context.Context, req admission.Request) adm
 				obj.Spec.Target.Name, live.Name, phaseOrPending(live.Phase), live.Name, live.Name))
 		}
 	}
+	// The checklist as it will be walked: made from its template, parameters filled in.
+	made, madeOld, msg, err := w.madeChecklists(ctx, req, &obj, &old)
+	if err != nil {
+		return admission.Errored(http.StatusInternalServerError, err)
+	} else if msg != "" {
+		return admission.Denied(msg)
+	}
 	// What the checklist makes the manager do, its author must be allowed to do.
-	if msg, err := w.deputyRules(ctx, req, &obj, &old); err != nil {
+	if msg, err := w.deputyRules(ctx, req, made, madeOld); err != nil {
 		return admission.Errored(http.StatusInternalServerError, err)
 	} else if msg != "" {
 		return admission.Denied(msg)
 	}
 	// Weakening a sign-off requirement needs the right to give that sign-off.
-	if msg, err := w.approvalChecksKept(ctx, req, &obj, &old); err != nil {
+	if msg, err := w.approvalChecksKept(ctx, req, made, madeOld); err != nil {
 		return admission.Errored(http.StatusInternalServerError, err)
 	} else if msg != "" {
 		return admission.Denied(msg)

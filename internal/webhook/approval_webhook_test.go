@@ -167,9 +167,11 @@ func checklist(name string) *deployv1alpha1.DeploymentChecklist {
 		Spec: deployv1alpha1.DeploymentChecklistSpec{
 			Target:   deployv1alpha1.TargetRef{Kind: "Deployment", Name: name},
 			Revision: "v2",
-			Phases: []deployv1alpha1.PhaseSpec{{Name: "T-10m", At: "-10m", Checks: []deployv1alpha1.CheckSpec{
-				{Name: "lead", Approval: &deployv1alpha1.ApprovalCheck{Role: "deployment-lead", Count: 2}},
-			}}},
+			ChecklistBody: deployv1alpha1.ChecklistBody{
+				Phases: []deployv1alpha1.PhaseSpec{{Name: "T-10m", At: "-10m", Checks: []deployv1alpha1.CheckSpec{
+					{Name: "lead", Approval: &deployv1alpha1.ApprovalCheck{Role: "deployment-lead", Count: 2}},
+				}}},
+			},
 		},
 	}
 }

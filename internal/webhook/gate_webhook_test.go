@@ -154,20 +154,22 @@ func release(ns, rev string, verifyFor time.Duration) *deployv1alpha1.Deployment
 		TypeMeta:   metav1.TypeMeta{APIVersion: deployv1alpha1.GroupVersion.String(), Kind: "DeploymentChecklist"},
 		ObjectMeta: metav1.ObjectMeta{Name: "checkout-" + rev, Namespace: ns},
 		Spec: deployv1alpha1.DeploymentChecklistSpec{
-			Target:     deployv1alpha1.TargetRef{Kind: "Deployment", Name: "checkout"},
-			Revision:   rev,
-			Interval:   "1s",
-			Prometheus: &deployv1alpha1.PrometheusSpec{Address: "http://prometheus.invalid:9090", Timeout: "1s"},
-			Metrics:    []deployv1alpha1.MetricSpec{{Name: "error-rate", Query: errorQuery + `{namespace="{{namespace}}"}`}},
-			Phases: []deployv1alpha1.PhaseSpec{
-				{Name: "T-10m", At: "-10m", Checks: []deployv1alpha1.CheckSpec{
-					{Name: "lead", Approval: &deployv1alpha1.ApprovalCheck{Role: "deployment-lead"}},
-				}},
-				{Name: "T+" + strings.TrimSuffix(at, "0s"), At: at, Checks: []deployv1alpha1.CheckSpec{
-					{Name: "errors", Metric: "error-rate", Below: new("0.01")},
-				}},
+			Target:   deployv1alpha1.TargetRef{Kind: "Deployment", Name: "checkout"},
+			Revision: rev,
+			ChecklistBody: deployv1alpha1.ChecklistBody{
+				Interval:   "1s",
+				Prometheus: &deployv1alpha1.PrometheusSpec{Address: "http://prometheus.invalid:9090", Timeout: "1s"},
+				Metrics:    []deployv1alpha1.MetricSpec{{Name: "error-rate", Query: errorQuery + `{namespace="{{namespace}}"}`}},
+				Phases: []deployv1alpha1.PhaseSpec{
+					{Name: "T-10m", At: "-10m", Checks: []deployv1alpha1.CheckSpec{
+						{Name: "lead", Approval: &deployv1alpha1.ApprovalCheck{Role: "deployment-lead"}},
+					}},
+					{Name: "T+" + strings.TrimSuffix(at, "0s"), At: at, Checks: []deployv1alpha1.CheckSpec{
+						{Name: "errors", Metric: "error-rate", Below: new("0.01")},
+					}},
+				},
+				RollbackTriggers: []deployv1alpha1.RollbackTrigger{{Name: "errors-5pct", Metric: "error-rate", Above: new("0.05")}},
 			},
-			RollbackTriggers: []deployv1alpha1.RollbackTrigger{{Name: "errors-5pct", Metric: "error-rate", Above: new("0.05")}},
 		},
 	}
 }

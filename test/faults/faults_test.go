@@ -62,17 +62,19 @@ func checklistFor(ns, url string) *deployv1alpha1.DeploymentChecklist {
 		Spec: deployv1alpha1.DeploymentChecklistSpec{
 			Target:   deployv1alpha1.TargetRef{Kind: "Deployment", Name: "checkout"},
 			Revision: "v2",
-			Interval: "1s",
-			Phases: []deployv1alpha1.PhaseSpec{
-				{Name: "T-10m", At: "-10m", Checks: []deployv1alpha1.CheckSpec{
-					{Name: "lead", Approval: &deployv1alpha1.ApprovalCheck{Role: "deployment-lead"}},
-				}},
-				{Name: "T+2s", At: "2s", Checks: []deployv1alpha1.CheckSpec{
+			ChecklistBody: deployv1alpha1.ChecklistBody{
+				Interval: "1s",
+				Phases: []deployv1alpha1.PhaseSpec{
+					{Name: "T-10m", At: "-10m", Checks: []deployv1alpha1.CheckSpec{
+						{Name: "lead", Approval: &deployv1alpha1.ApprovalCheck{Role: "deployment-lead"}},
+					}},
+					{Name: "T+2s", At: "2s", Checks: []deployv1alpha1.CheckSpec{
+						{Name: "health", HTTP: &deployv1alpha1.HTTPCheck{URL: url, Timeout: "1s"}},
+					}},
+				},
+				RollbackTriggers: []deployv1alpha1.RollbackTrigger{
 					{Name: "health", HTTP: &deployv1alpha1.HTTPCheck{URL: url, Timeout: "1s"}},
-				}},
-			},
-			RollbackTriggers: []deployv1alpha1.RollbackTrigger{
-				{Name: "health", HTTP: &deployv1alpha1.HTTPCheck{URL: url, Timeout: "1s"}},
+				},
 			},
 		},
 	}

@@ -179,3 +179,36 @@ func TestOnlyTheApproverRoleGrantsTheSignOff(t *testing.T) {
 		}
 	}
 }
+
+// TestOnlyTheAdminRoleWritesClusterTemplates: a cluster template is the platform team's
+// checklist for every namespace; a namespace's editors write their own templates and
+// read the cluster's.
+func TestOnlyTheAdminRoleWritesClusterTemplates(t *testing.T) {
+	g := NewWithT(t)
+	verbsOn := map[string]map[string][]any{}
+	for _, o := range build(t, "default") {
+		if o.GetKind() != "ClusterRole" {
+			continue
+		}
+		verbsOn[o.GetName()] = map[string][]any{}
+		rules, _, _ := unstructured.NestedSlice(o.Object, "rules")
+		for _, r := range rules {
+			rule := r.(map[string]any)
+			resources, _ := rule["resources"].([]any)
+			for _, res := range resources {
+				verbsOn[o.GetName()][res.(string)] = append(verbsOn[o.GetName()][res.(string)], rule["verbs"].([]any)...)
+			}
+		}
+	}
+	for role, on := range verbsOn {
+		if role == "tminus-deploymentchecklist-admin-role" {
+			g.Expect(on["clusterchecklisttemplates"]).To(ContainElements("create", "update", "delete"))
+			continue
+		}
+		g.Expect(on["clusterchecklisttemplates"]).NotTo(ContainElement(BeElementOf("create", "update", "patch", "delete", "*")),
+			"%s writes cluster templates", role)
+	}
+	g.Expect(verbsOn["tminus-deploymentchecklist-editor-role"]["clusterchecklisttemplates"]).To(ContainElement("get"))
+	g.Expect(verbsOn["tminus-deploymentchecklist-editor-role"]["checklisttemplates"]).To(ContainElement("create"))
+	g.Expect(verbsOn["tminus-deploymentchecklist-viewer-role"]["checklisttemplates"]).To(ContainElement("list"))
+}

@@ -189,21 +189,23 @@ func checklist(name, target string, interval time.Duration, promURL string) *dep
 	return &deployv1alpha1.DeploymentChecklist{
 		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns},
 		Spec: deployv1alpha1.DeploymentChecklistSpec{
-			Target:     deployv1alpha1.TargetRef{Kind: "Deployment", Name: target},
-			Revision:   "v2",
-			Interval:   interval.String(),
-			Prometheus: &deployv1alpha1.PrometheusSpec{Address: promURL, Timeout: "2s"},
-			Metrics:    []deployv1alpha1.MetricSpec{{Name: metric, Query: errorRateQuery}},
-			Phases: []deployv1alpha1.PhaseSpec{
-				{Name: "T-10m", At: "-10m", Checks: []deployv1alpha1.CheckSpec{
-					{Name: "lead", Approval: &deployv1alpha1.ApprovalCheck{Role: "deployment-lead"}},
-					{Name: "errors", Metric: metric, Below: new("0.01")},
-				}},
-				{Name: "T+1h", At: "1h", Checks: []deployv1alpha1.CheckSpec{
-					{Name: "errors", Metric: metric, Below: new("0.01")},
-				}},
+			Target:   deployv1alpha1.TargetRef{Kind: "Deployment", Name: target},
+			Revision: "v2",
+			ChecklistBody: deployv1alpha1.ChecklistBody{
+				Interval:   interval.String(),
+				Prometheus: &deployv1alpha1.PrometheusSpec{Address: promURL, Timeout: "2s"},
+				Metrics:    []deployv1alpha1.MetricSpec{{Name: metric, Query: errorRateQuery}},
+				Phases: []deployv1alpha1.PhaseSpec{
+					{Name: "T-10m", At: "-10m", Checks: []deployv1alpha1.CheckSpec{
+						{Name: "lead", Approval: &deployv1alpha1.ApprovalCheck{Role: "deployment-lead"}},
+						{Name: "errors", Metric: metric, Below: new("0.01")},
+					}},
+					{Name: "T+1h", At: "1h", Checks: []deployv1alpha1.CheckSpec{
+						{Name: "errors", Metric: metric, Below: new("0.01")},
+					}},
+				},
+				RollbackTriggers: []deployv1alpha1.RollbackTrigger{{Name: "errors-5pct", Metric: metric, Above: new("0.05")}},
 			},
-			RollbackTriggers: []deployv1alpha1.RollbackTrigger{{Name: "errors-5pct", Metric: metric, Above: new("0.05")}},
 		},
 	}
 }
