@@ -217,6 +217,7 @@ type MetricSpec struct {
 }
 
 // PhaseSpec is one block of the checklist, such as "T-60m" or "T+5m".
+// +kubebuilder:validation:XValidation:rule="!(self.at.startsWith('-') || self.at.matches('^[+]?0+([.]0*)?(ns|us|ms|s|m|h)?$')) || self.checks.all(c, !has(c.belowBaseline) && !has(c.aboveBaseline) && !has(c.after))",message="spec.phases[]: belowBaseline, aboveBaseline and after are for T-plus phases (at > 0): before T-0 there is no release to compare with the baseline or to wait for"
 // +kubebuilder:validation:XValidation:rule="!has(self.timeout) || !self.timeout.matches('^([0-9]+([.][0-9]+)?(ns|us|ms|s|m|h))+$') || duration(self.timeout) > duration('0s')",message="spec.phases[].timeout must be positive"
 type PhaseSpec struct {
 	// name of the phase as the checklist reads, e.g. T-60m, T-0 or T+5m.
@@ -255,8 +256,10 @@ type PhaseSpec struct {
 // CheckSpec is one line of the checklist. Exactly one of metric, approval, job and http
 // is set.
 // +kubebuilder:validation:XValidation:rule="[has(self.metric), has(self.approval), has(self.job), has(self.http)].filter(x, x).size() == 1",message="spec.phases[].checks[]: set exactly one of metric, approval, job and http"
-// +kubebuilder:validation:XValidation:rule="!has(self.metric) || has(self.below) || has(self.above)",message="spec.phases[].checks[]: a metric check needs below and/or above"
-// +kubebuilder:validation:XValidation:rule="has(self.metric) || !(has(self.below) || has(self.above))",message="spec.phases[].checks[]: below and above apply only to a metric check"
+// +kubebuilder:validation:XValidation:rule="!has(self.metric) || has(self.below) || has(self.above) || has(self.belowBaseline) || has(self.aboveBaseline)",message="spec.phases[].checks[]: a metric check needs below, above, belowBaseline or aboveBaseline"
+// +kubebuilder:validation:XValidation:rule="has(self.metric) || !(has(self.below) || has(self.above) || has(self.belowBaseline) || has(self.aboveBaseline))",message="spec.phases[].checks[]: below, above, belowBaseline and aboveBaseline apply only to a metric check"
+// +kubebuilder:validation:XValidation:rule="!has(self.after) || has(self.metric) || has(self.http)",message="spec.phases[].checks[].after applies only to metric and http checks"
+// +kubebuilder:validation:XValidation:rule="!(has(self.belowBaseline) && has(self.aboveBaseline)) || !self.belowBaseline.matches('^([0-9]+([.][0-9]*)?|[.][0-9]+)([eE][-+]?[0-9]+)?$') || !self.aboveBaseline.matches('^([0-9]+([.][0-9]*)?|[.][0-9]+)([eE][-+]?[0-9]+)?$') || double(self.aboveBaseline) < double(self.belowBaseline)",message="spec.phases[].checks[]: aboveBaseline must be less than belowBaseline, or no value can pass"
 // +kubebuilder:validation:XValidation:rule="!(has(self.below) && has(self.above)) || !self.below.matches('^[-+]?([0-9]+([.][0-9]*)?|[.][0-9]+)([eE][-+]?[0-9]+)?$') || !self.above.matches('^[-+]?([0-9]+([.][0-9]*)?|[.][0-9]+)([eE][-+]?[0-9]+)?$') || double(self.above) < double(self.below)",message="spec.phases[].checks[]: above must be less than below, or no value can pass"
 type CheckSpec struct {
 	// name of the check, a DNS label unique within its phase.
@@ -284,6 +287,31 @@ type CheckSpec struct {
 	// +kubebuilder:validation:XValidation:rule="self.matches('^[-+]?([0-9]+([.][0-9]*)?|[.][0-9]+)([eE][-+]?[0-9]+)?$') || self.matches('^[{][{]params[.][A-Za-z][A-Za-z0-9_]*[}][}]$')",message="spec.phases[].checks[].above must be a decimal number in a string, e.g. \"0.99\", or a {{params.NAME}}"
 	// +optional
 	Above *string `json:"above,omitempty"`
+
+	// belowBaseline is an upper bound relative to the baseline (the same metric at T-0, as the
+	// version that served before the release): "1.2" passes while the value is below 1.2 ×
+	// the baseline. Only in T-plus phases. A baseline of 0 bounds nothing: then below and
+	// above judge alone, and without them the metric's onNoData decides (docs/prometheus.md).
+	// +kubebuilder:validation:MaxLength=64
+	// +kubebuilder:validation:XValidation:rule="(self.matches('^([0-9]+([.][0-9]*)?|[.][0-9]+)([eE][-+]?[0-9]+)?$') && double(self) > 0.0) || self.matches('^[{][{]params[.][A-Za-z][A-Za-z0-9_]*[}][}]$')",message="spec.phases[].checks[].belowBaseline must be a decimal ratio greater than 0 in a string, e.g. \"1.5\", or a {{params.NAME}}"
+	// +optional
+	BelowBaseline *string `json:"belowBaseline,omitempty"`
+
+	// aboveBaseline is a lower bound relative to the baseline: "0.8" passes while the value is
+	// above 0.8 × the baseline (e.g. throughput). Only in T-plus phases.
+	// +kubebuilder:validation:MaxLength=64
+	// +kubebuilder:validation:XValidation:rule="(self.matches('^([0-9]+([.][0-9]*)?|[.][0-9]+)([eE][-+]?[0-9]+)?$') && double(self) > 0.0) || self.matches('^[{][{]params[.][A-Za-z][A-Za-z0-9_]*[}][}]$')",message="spec.phases[].checks[].aboveBaseline must be a decimal ratio greater than 0 in a string, e.g. \"1.5\", or a {{params.NAME}}"
+	// +optional
+	AboveBaseline *string `json:"aboveBaseline,omitempty"`
+
+	// after is a grace period: the check judges nothing until this long after the
+	// released revision became available (status.target.availableAt), so a rate window
+	// holds only the new version. Set it to at least the query's range window. Only in
+	// T-plus phases; the phase's deadline is at least one interval after it.
+	// +kubebuilder:validation:Pattern=`^(([0-9]+(\.[0-9]+)?(ns|us|ms|s|m|h))+|[{][{]params[.][A-Za-z][A-Za-z0-9_]*[}][}])$`
+	// +kubebuilder:validation:MaxLength=64
+	// +optional
+	After string `json:"after,omitempty"`
 
 	// approval waits for a human sign-off recorded as an annotation.
 	// +optional
@@ -382,8 +410,9 @@ type HTTPCheck struct {
 // RollbackTrigger is a condition watched from T-0 until the last phase passes. It fires
 // when its condition holds continuously for `for` (or once, without `for`).
 // +kubebuilder:validation:XValidation:rule="has(self.metric) != has(self.http)",message="spec.rollbackTriggers[]: set exactly one of metric and http"
-// +kubebuilder:validation:XValidation:rule="!has(self.metric) || has(self.above) || has(self.below)",message="spec.rollbackTriggers[]: a metric trigger needs above and/or below"
-// +kubebuilder:validation:XValidation:rule="has(self.metric) || !(has(self.below) || has(self.above))",message="spec.rollbackTriggers[]: below and above apply only to a metric trigger"
+// +kubebuilder:validation:XValidation:rule="!has(self.metric) || has(self.above) || has(self.below) || has(self.aboveBaseline) || has(self.belowBaseline)",message="spec.rollbackTriggers[]: a metric trigger needs above, below, aboveBaseline or belowBaseline"
+// +kubebuilder:validation:XValidation:rule="has(self.metric) || !(has(self.below) || has(self.above) || has(self.aboveBaseline) || has(self.belowBaseline))",message="spec.rollbackTriggers[]: below, above, aboveBaseline and belowBaseline apply only to a metric trigger"
+// +kubebuilder:validation:XValidation:rule="!(has(self.belowBaseline) && has(self.aboveBaseline)) || !self.belowBaseline.matches('^([0-9]+([.][0-9]*)?|[.][0-9]+)([eE][-+]?[0-9]+)?$') || !self.aboveBaseline.matches('^([0-9]+([.][0-9]*)?|[.][0-9]+)([eE][-+]?[0-9]+)?$') || double(self.belowBaseline) < double(self.aboveBaseline)",message="spec.rollbackTriggers[]: belowBaseline must be less than aboveBaseline, or every value fires"
 // +kubebuilder:validation:XValidation:rule="!has(self.__for__) || !self.__for__.matches('^([0-9]+([.][0-9]+)?(ns|us|ms|s|m|h))+$') || duration(self.__for__) > duration('0s')",message="spec.rollbackTriggers[].for must be positive"
 // +kubebuilder:validation:XValidation:rule="!(has(self.below) && has(self.above)) || !self.below.matches('^[-+]?([0-9]+([.][0-9]*)?|[.][0-9]+)([eE][-+]?[0-9]+)?$') || !self.above.matches('^[-+]?([0-9]+([.][0-9]*)?|[.][0-9]+)([eE][-+]?[0-9]+)?$') || double(self.below) < double(self.above)",message="spec.rollbackTriggers[]: below must be less than above (the trigger fires outside the band below..above), or every value fires"
 type RollbackTrigger struct {
@@ -411,9 +440,35 @@ type RollbackTrigger struct {
 	// +optional
 	Below *string `json:"below,omitempty"`
 
+	// aboveBaseline fires the trigger while the metric is greater than this ratio of the
+	// baseline (the same metric at T-0, as the version that served before the release):
+	// "1.5" fires above 1.5 × the baseline. A baseline of 0 bounds nothing: then above
+	// and below judge alone, and without them the metric's onNoData decides.
+	// +kubebuilder:validation:MaxLength=64
+	// +kubebuilder:validation:XValidation:rule="(self.matches('^([0-9]+([.][0-9]*)?|[.][0-9]+)([eE][-+]?[0-9]+)?$') && double(self) > 0.0) || self.matches('^[{][{]params[.][A-Za-z][A-Za-z0-9_]*[}][}]$')",message="spec.rollbackTriggers[].aboveBaseline must be a decimal ratio greater than 0 in a string, e.g. \"1.5\", or a {{params.NAME}}"
+	// +optional
+	AboveBaseline *string `json:"aboveBaseline,omitempty"`
+
+	// belowBaseline fires the trigger while the metric is less than this ratio of the
+	// baseline: "0.5" fires below half the baseline (e.g. throughput).
+	// +kubebuilder:validation:MaxLength=64
+	// +kubebuilder:validation:XValidation:rule="(self.matches('^([0-9]+([.][0-9]*)?|[.][0-9]+)([eE][-+]?[0-9]+)?$') && double(self) > 0.0) || self.matches('^[{][{]params[.][A-Za-z][A-Za-z0-9_]*[}][}]$')",message="spec.rollbackTriggers[].belowBaseline must be a decimal ratio greater than 0 in a string, e.g. \"1.5\", or a {{params.NAME}}"
+	// +optional
+	BelowBaseline *string `json:"belowBaseline,omitempty"`
+
 	// http fires the trigger while the health check fails.
 	// +optional
 	HTTP *HTTPCheck `json:"http,omitempty"`
+
+	// after is a grace period: the trigger judges nothing until this long after the
+	// released revision became available (status.target.availableAt). With a rate over
+	// a window, set it to at least the window: before that the value still averages in
+	// the version that served before, and a release that fixes a bad error rate would
+	// be rolled back for the old version's errors.
+	// +kubebuilder:validation:Pattern=`^(([0-9]+(\.[0-9]+)?(ns|us|ms|s|m|h))+|[{][{]params[.][A-Za-z][A-Za-z0-9_]*[}][}])$`
+	// +kubebuilder:validation:MaxLength=64
+	// +optional
+	After string `json:"after,omitempty"`
 
 	// for is how long the condition must hold continuously before the trigger fires.
 	// Without it, one breaching measurement fires.
@@ -817,6 +872,17 @@ type TargetStatus struct {
 	// from it.
 	// +optional
 	AvailableAt *metav1.Time `json:"availableAt,omitempty"`
+	// preDeployPodTemplateHash is the pod-template-hash label of the ReplicaSet that
+	// served when the checklist started: {{preDeployPodTemplateHash}} in queries, and
+	// {{podTemplateHash}} in baseline queries.
+	// +kubebuilder:validation:MaxLength=63
+	// +optional
+	PreDeployPodTemplateHash string `json:"preDeployPodTemplateHash,omitempty"`
+	// releasedPodTemplateHash is the pod-template-hash label of the ReplicaSet running the
+	// released template (the newest, after a restart): {{podTemplateHash}} in queries.
+	// +kubebuilder:validation:MaxLength=63
+	// +optional
+	ReleasedPodTemplateHash string `json:"releasedPodTemplateHash,omitempty"`
 	// heldTemplateHash identifies a template that replaced the released one during
 	// verification: it is held (the Deployment stays paused on it) and waits for a
 	// checklist of its own; verification of the released template goes on.
@@ -830,6 +896,40 @@ type TargetStatus struct {
 	// rollback.
 	// +optional
 	RestoredAt *metav1.Time `json:"restoredAt,omitempty"`
+}
+
+// BaselineStatus is one metric's baseline: its query evaluated at T-0, as the version
+// that served before the release ({{podTemplateHash}} standing for the pre-deploy
+// ReplicaSet's hash).
+type BaselineStatus struct {
+	// metric names the entry of spec.metrics.
+	// +kubebuilder:validation:MaxLength=63
+	// +required
+	Metric string `json:"metric"`
+	// result is Value, NoData (empty, NaN or ±Inf: the metric's onNoData decides) or
+	// Error (the query failed: it is asked again every interval, and nothing relative to
+	// it passes or fires meanwhile).
+	// +kubebuilder:validation:Enum=Value;NoData;Error
+	// +required
+	Result string `json:"result"`
+	// value measured, as a decimal string.
+	// +kubebuilder:validation:MaxLength=64
+	// +optional
+	Value string `json:"value,omitempty"`
+	// at is the evaluation time of the query: T-0.
+	// +required
+	At metav1.Time `json:"at"`
+	// query is the PromQL as sent.
+	// +kubebuilder:validation:MaxLength=1024
+	// +optional
+	Query string `json:"query,omitempty"`
+	// message explains an error or a baseline that bounds nothing.
+	// +kubebuilder:validation:MaxLength=512
+	// +optional
+	Message string `json:"message,omitempty"`
+	// lastEvaluated is when the query was last sent.
+	// +optional
+	LastEvaluated *metav1.Time `json:"lastEvaluated,omitempty"`
 }
 
 // TemplateStatus names the template a checklist was made from.
@@ -908,6 +1008,15 @@ type DeploymentChecklistStatus struct {
 	// +kubebuilder:validation:MaxItems=8
 	// +optional
 	Triggers []TriggerStatus `json:"triggers,omitempty"`
+
+	// baselines holds, for each metric a check or trigger compares with its baseline,
+	// the metric's value at T-0 as the version that served before the release: what
+	// belowBaseline and aboveBaseline are ratios of.
+	// +listType=map
+	// +listMapKey=metric
+	// +kubebuilder:validation:MaxItems=16
+	// +optional
+	Baselines []BaselineStatus `json:"baselines,omitempty"`
 
 	// approvals holds the sign-offs seen for the current revision.
 	// +kubebuilder:validation:MaxItems=32

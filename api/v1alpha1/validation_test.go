@@ -70,13 +70,39 @@ func TestAPIServerRefusesInvalidChecklistsNamingTheField(t *testing.T) {
 		}, "spec", "spec.phases[].checks[].metric must name a metric defined in spec.metrics"},
 		{"metric check without a threshold", func(c *deployv1alpha1.DeploymentChecklist) {
 			c.Spec.Phases[0].Checks[0].Below = nil
-		}, "spec.phases[0].checks[0]", "a metric check needs below and/or above"},
+		}, "spec.phases[0].checks[0]", "a metric check needs below, above, belowBaseline or aboveBaseline"},
+		{"a baseline before T-0", func(c *deployv1alpha1.DeploymentChecklist) {
+			c.Spec.Phases[0].Checks[0].BelowBaseline = new("1.2")
+		}, "spec.phases[0]", "belowBaseline, aboveBaseline and after are for T-plus phases (at > 0)"},
+		{"a grace period at T-0", func(c *deployv1alpha1.DeploymentChecklist) {
+			c.Spec.Phases[0].At = "0"
+			c.Spec.Phases[0].Checks[0].After = "5m"
+		}, "spec.phases[0]", "belowBaseline, aboveBaseline and after are for T-plus phases (at > 0)"},
+		{"a ratio of nothing", func(c *deployv1alpha1.DeploymentChecklist) {
+			c.Spec.Phases[1].Checks = append(c.Spec.Phases[1].Checks,
+				deployv1alpha1.CheckSpec{Name: "p95", Metric: "error-rate", BelowBaseline: new("0")})
+		}, "spec.phases[1].checks[1].belowBaseline", "must be a decimal ratio greater than 0"},
+		{"baseline ratios no value can satisfy", func(c *deployv1alpha1.DeploymentChecklist) {
+			c.Spec.Phases[1].Checks = append(c.Spec.Phases[1].Checks, deployv1alpha1.CheckSpec{Name: "p95",
+				Metric: "error-rate", BelowBaseline: new("1.2"), AboveBaseline: new("1.5")})
+		}, "spec.phases[1].checks[1]", "aboveBaseline must be less than belowBaseline"},
+		{"a grace period on a sign-off", func(c *deployv1alpha1.DeploymentChecklist) {
+			c.Spec.Phases[1].Checks = append(c.Spec.Phases[1].Checks, deployv1alpha1.CheckSpec{Name: "ops",
+				Approval: &deployv1alpha1.ApprovalCheck{Role: "ops"}, After: "1m"})
+		}, "spec.phases[1].checks[1]", "after applies only to metric and http checks"},
+		{"a trigger band of ratios that always fires", func(c *deployv1alpha1.DeploymentChecklist) {
+			c.Spec.RollbackTriggers[0].BelowBaseline = new("2")
+			c.Spec.RollbackTriggers[0].AboveBaseline = new("1.5")
+		}, "spec.rollbackTriggers[0]", "belowBaseline must be less than aboveBaseline"},
+		{"a trigger grace period that is not a duration", func(c *deployv1alpha1.DeploymentChecklist) {
+			c.Spec.RollbackTriggers[0].After = "five minutes"
+		}, "spec.rollbackTriggers[0].after", "should match"},
 		{"threshold given as a percentage", func(c *deployv1alpha1.DeploymentChecklist) {
 			c.Spec.Phases[0].Checks[0].Below = new("1%")
 		}, "spec.phases[0].checks[0].below", "must be a decimal number in a string"},
 		{"threshold on a non-metric check", func(c *deployv1alpha1.DeploymentChecklist) {
 			c.Spec.Phases[0].Checks[1].Above = new("1")
-		}, "spec.phases[0].checks[1]", "below and above apply only to a metric check"},
+		}, "spec.phases[0].checks[1]", "below, above, belowBaseline and aboveBaseline apply only to a metric check"},
 		{"bounds no value can satisfy", func(c *deployv1alpha1.DeploymentChecklist) {
 			c.Spec.Phases[0].Checks[0].Above = new("0.5")
 		}, "spec.phases[0].checks[0]", "above must be less than below"},
@@ -109,7 +135,7 @@ func TestAPIServerRefusesInvalidChecklistsNamingTheField(t *testing.T) {
 		}, "spec.rollbackTriggers[0]", "set exactly one of metric and http"},
 		{"metric trigger without a threshold", func(c *deployv1alpha1.DeploymentChecklist) {
 			c.Spec.RollbackTriggers[0].Above = nil
-		}, "spec.rollbackTriggers[0]", "a metric trigger needs above and/or below"},
+		}, "spec.rollbackTriggers[0]", "a metric trigger needs above, below, aboveBaseline or belowBaseline"},
 		{"trigger names an undefined metric", func(c *deployv1alpha1.DeploymentChecklist) {
 			c.Spec.RollbackTriggers[0].Metric = "p95"
 		}, "spec", "spec.rollbackTriggers[].metric must name a metric defined in spec.metrics"},
@@ -398,4 +424,16 @@ func TestTheReadmeTourIsAcceptedAndResolves(t *testing.T) {
 	resolved := dcl.DeepCopy()
 	resolved.Spec.ChecklistBody = body
 	g.Expect(checklist.Validate(&resolved.Spec)).To(Succeed())
+}
+
+func TestBaselineRatiosAndGracePeriodsAreAcceptedAfterT0(t *testing.T) {
+	bed := testbed.New(t, testbed.Options{})
+	g := NewWithT(t)
+	c := validChecklist("relative")
+	c.Spec.Phases[1].Checks = append(c.Spec.Phases[1].Checks,
+		deployv1alpha1.CheckSpec{Name: "p95", Metric: "error-rate", BelowBaseline: new("1.5"), After: "5m"},
+		deployv1alpha1.CheckSpec{Name: "throughput", Metric: "error-rate", AboveBaseline: new("0.8"), Below: new("2")})
+	c.Spec.RollbackTriggers = append(c.Spec.RollbackTriggers, deployv1alpha1.RollbackTrigger{
+		Name: "p95-regression", Metric: "error-rate", AboveBaseline: new("1.5"), After: "5m", For: "1m"})
+	g.Expect(bed.Client.Create(context.Background(), c)).To(Succeed())
 }

@@ -48,7 +48,24 @@ const (
 	name = "checkout"
 	good = "v2.7.0"
 	bad  = "v2.8.0"
+	slow = "v2.9.0"
 )
+
+// behaviours are how each version serves: error rate and latency. v2.8.0 fails a
+// quarter of requests; v2.9.0 doubles latency, still far under "p95 < 2s".
+var behaviours = map[string]struct {
+	errors  float64
+	latency time.Duration
+}{
+	"v2.6.0": {0.001, 100 * time.Millisecond},
+	good:     {0.001, 100 * time.Millisecond},
+	bad:      {0.25, 3 * time.Second},
+	slow:     {0.001, 200 * time.Millisecond},
+}
+
+// versions are the instrumented processes serving each version's pods (kwok's pods run
+// nothing); Prometheus discovers the pods and scrapes the process their template names.
+var versions = map[string]*app.App{}
 
 func main() {
 	keep := flag.Bool("keep", false, "keep the environment running after the demo, until Ctrl-C")
@@ -83,21 +100,23 @@ func run(ctx context.Context, keep bool) error {
 	}()
 	c := bed.Client
 
-	svc, err := app.Start(200)
-	if err != nil {
-		return err
+	for v, b := range behaviours {
+		svc, err := app.Start(200)
+		if err != nil {
+			return err
+		}
+		defer svc.Close()
+		svc.Set(b.errors, b.latency)
+		versions[v] = svc
 	}
-	defer svc.Close()
-	prom, err := testbed.StartPrometheus(ctx, testbed.PrometheusOptions{ScrapeConfigs: fmt.Sprintf(`- job_name: checkout
-  static_configs:
-  - targets: [%q]
-    labels: {namespace: %s, app: checkout}
-`, svc.Addr, ns)})
+	prom, err := testbed.StartPrometheus(ctx,
+		testbed.PrometheusOptions{ScrapeConfigs: testbed.PodScrapeConfig(bed.Kubeconfig, ns)})
 	if err != nil {
 		return err
 	}
 	defer prom.Close()
-	say("Prometheus at %s scrapes the demo service at %s every second", prom.URL, svc.Addr)
+	say("Prometheus at %s discovers the pods of %s through the API server and labels their series pod and "+
+		"pod_template_hash; one instrumented process per version serves its pods' metrics", prom.URL, ns)
 
 	mgrCtx, stopMgr := context.WithCancel(ctx)
 	mgrDone, err := startManager(mgrCtx, bed)
@@ -119,10 +138,10 @@ func run(ctx context.Context, keep bool) error {
 		return err
 	}
 	deploy := testbed.Deployment(ns, name, "checkout:v2.6.0", 3)
+	deploy.Spec.Template.Annotations = map[string]string{testbed.ScrapeAddressAnnotation: versions["v2.6.0"].Addr}
 	if err := c.Create(ctx, deploy); err != nil {
 		return err
 	}
-	go followImage(ctx, c, svc)
 	if err := waitRolledOut(ctx, c, "checkout:v2.6.0"); err != nil {
 		return err
 	}
@@ -133,7 +152,7 @@ func run(ctx context.Context, keep bool) error {
 	say("labelled it %s=true, as it would be in Git: from now on a new pod template is held in the write that makes it",
 		deployv1alpha1.GatedLabel)
 
-	tmpl, err := seedTemplate(svc.Addr, prom.URL)
+	tmpl, err := seedTemplate(versions["v2.6.0"].Addr, prom.URL)
 	if err != nil {
 		return err
 	}
@@ -164,6 +183,17 @@ func run(ctx context.Context, keep bool) error {
 		return err
 	}
 	summary = append(summary, line)
+
+	fmt.Printf("\n=== a slower release: p95 from 100 ms to 200 ms, well under \"p95 < 2s\" ===\n")
+	got, err := release(ctx, bed, slow, kubeconfigs)
+	if err != nil {
+		return err
+	}
+	summary = append(summary, fmt.Sprintf("%-8s %-10s %s", slow, got.Status.Phase, report.Why(got, time.Now())))
+	if got.Status.Phase != deployv1alpha1.PhaseRolledBack {
+		return fmt.Errorf("release %s ended %s, expected %s: only the baseline check should catch it", slow,
+			got.Status.Phase, deployv1alpha1.PhaseRolledBack)
+	}
 
 	var d appsv1.Deployment
 	if err := c.Get(ctx, client.ObjectKeyFromObject(deploy), &d); err != nil {
@@ -199,34 +229,6 @@ func startManager(ctx context.Context, bed *testbed.Bed) (<-chan struct{}, error
 		return nil, err
 	}
 	return m.Done, nil
-}
-
-// followImage makes the demo service behave like the pods that serve: each Ready pod
-// running the bad version adds errors and latency in proportion.
-func followImage(ctx context.Context, c client.Client, svc *app.App) {
-	for ctx.Err() == nil {
-		var pods corev1.PodList
-		if err := c.List(ctx, &pods, client.InNamespace(ns), client.MatchingLabels{"app": name}); err == nil {
-			total, broken := 0, 0
-			for _, p := range pods.Items {
-				if p.DeletionTimestamp != nil || p.Status.Phase != corev1.PodRunning {
-					continue
-				}
-				total++
-				if strings.HasSuffix(p.Spec.Containers[0].Image, ":"+bad) {
-					broken++
-				}
-			}
-			if total > 0 {
-				share := float64(broken) / float64(total)
-				svc.Set(0.001+share*0.25, time.Duration(float64(100*time.Millisecond)+share*float64(3*time.Second)))
-			}
-		}
-		select {
-		case <-ctx.Done():
-		case <-time.After(200 * time.Millisecond):
-		}
-	}
 }
 
 // release walks one release through its checklist: hold, push the image, sign off,
@@ -329,12 +331,18 @@ func seedTemplate(svcAddr, promURL string) (*deployv1alpha1.ClusterChecklistTemp
 			if h := p.Checks[j].HTTP; h != nil {
 				h.URL = localURL(h.URL, svcAddr)
 			}
+			if p.Checks[j].After != "" {
+				p.Checks[j].After = compress(p.Checks[j].After)
+			}
 		}
 	}
 	for i := range b.RollbackTriggers {
 		t := &b.RollbackTriggers[i]
 		if t.For != "" {
 			t.For = compress(t.For)
+		}
+		if t.After != "" {
+			t.After = compress(t.After)
 		}
 		if t.HTTP != nil {
 			t.HTTP.URL = localURL(t.HTTP.URL, svcAddr)
@@ -382,6 +390,7 @@ func setImage(ctx context.Context, c client.Client, image string) error {
 			return err
 		}
 		d.Spec.Template.Spec.Containers[0].Image = image
+		d.Spec.Template.Annotations[testbed.ScrapeAddressAnnotation] = versions[strings.TrimPrefix(image, name+":")].Addr
 		err := c.Update(ctx, &d)
 		if err == nil {
 			return nil
@@ -520,6 +529,7 @@ func selfHeal(ctx context.Context, bed *testbed.Bed) (string, error) {
 		"(server-side apply, field manager argocd-controller)", bad)
 	d := testbed.Deployment(ns, name, "checkout:"+bad, 3)
 	d.Labels = map[string]string{deployv1alpha1.GatedLabel: "true"}
+	d.Spec.Template.Annotations = map[string]string{testbed.ScrapeAddressAnnotation: versions[bad].Addr}
 	raw, err := runtime.DefaultUnstructuredConverter.ToUnstructured(d)
 	if err != nil {
 		return "", err

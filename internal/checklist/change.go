@@ -70,6 +70,9 @@ func clearTiming(st *deployv1alpha1.DeploymentChecklistStatus) {
 	for i := range st.Triggers {
 		st.Triggers[i].LastEvaluated = nil
 	}
+	for i := range st.Baselines {
+		st.Baselines[i].LastEvaluated = nil
+	}
 }
 
 func clearDetail(st *deployv1alpha1.DeploymentChecklistStatus) {
@@ -83,6 +86,12 @@ func clearDetail(st *deployv1alpha1.DeploymentChecklistStatus) {
 	for i := range st.Triggers {
 		tr := &st.Triggers[i]
 		tr.Value, tr.Message, tr.ConsecutiveErrors = "", "", 0
+	}
+	for i := range st.Baselines {
+		b := &st.Baselines[i]
+		if b.Result != BaselineValue {
+			b.Message, b.Query = "", ""
+		}
 	}
 }
 

@@ -55,7 +55,10 @@ func (e *engine) syncRecords() {
 			if !ok || cr.Kind != checkKind(c) {
 				cr = deployv1alpha1.CheckStatus{Name: c.Name, Kind: checkKind(c), Outcome: deployv1alpha1.OutcomePending}
 			}
-			cr.Threshold = passThreshold(c.Below, c.Above)
+			cr.Threshold = ""
+			if c.Metric != "" {
+				cr.Threshold = e.limitText(c.Metric, checkLimits(c), true)
+			}
 			rec.Checks = append(rec.Checks, cr)
 		}
 		phases = append(phases, rec)
@@ -75,7 +78,7 @@ func (e *engine) syncRecords() {
 		if t.HTTP != nil {
 			tr.Threshold = fmt.Sprintf("status != %d", httpExpect(t.HTTP))
 		} else {
-			tr.Threshold = breachThreshold(t.Below, t.Above)
+			tr.Threshold = e.limitText(t.Metric, triggerLimits(&t), false)
 		}
 		triggers = append(triggers, tr)
 	}
@@ -202,13 +205,15 @@ func (e *engine) evaluate(ph phasePlan, rec *deployv1alpha1.PhaseStatus) (allPas
 			if f := e.evaluateJob(ph, c, cr); f != "" && hardFail == "" {
 				hardFail = f
 			}
-		case c.HTTP != nil:
-			if m, ok := e.obs.HTTP[CheckKey(ph.spec.Name, c.Name)]; ok {
-				e.recordHTTP(cr, m)
-			}
-		default:
-			if m, ok := e.obs.Metrics[c.Metric]; ok {
-				e.recordMetric(cr, m, c.Below, c.Above, e.p.metrics[c.Metric].OnNoData)
+		case c.HTTP != nil || c.Metric != "":
+			if grace, why := e.inGrace(e.p.checkAfter[CheckKey(ph.spec.Name, c.Name)]); grace {
+				cr.Outcome, cr.Message = deployv1alpha1.OutcomePending, why
+			} else if c.HTTP != nil {
+				if m, ok := e.obs.HTTP[CheckKey(ph.spec.Name, c.Name)]; ok {
+					e.recordHTTP(cr, m)
+				}
+			} else if m, ok := e.obs.Metrics[c.Metric]; ok {
+				e.recordMetric(cr, m, c.Metric, checkLimits(c))
 			}
 		}
 		if cr.Outcome != before {
@@ -307,21 +312,29 @@ func (e *engine) evaluateJob(ph phasePlan, c *deployv1alpha1.CheckSpec, cr *depl
 
 // recordMetric turns a measurement into the check's outcome. No data follows the
 // metric's onNoData; an error never passes.
-func (e *engine) recordMetric(cr *deployv1alpha1.CheckStatus, m Measurement, below, above *string, onNoData deployv1alpha1.NoDataPolicy) {
+func (e *engine) recordMetric(cr *deployv1alpha1.CheckStatus, m Measurement, metric string, l limits) {
 	cr.Query = truncate(m.Query, 1024)
 	switch m.Kind {
 	case ResultValue:
 		cr.ConsecutiveErrors = 0
 		cr.Value = m.Display
-		if passes(m.Value, below, above) {
+		b := e.bounds(metric, l)
+		switch {
+		case b.decided == deployv1alpha1.OutcomeError:
+			// The baseline's query failed: an error, as the metric's would be.
+			cr.ConsecutiveErrors++
+			cr.Outcome, cr.Message = b.decided, b.why
+		case b.decided != "":
+			cr.Outcome, cr.Message = b.decided, b.why
+		case b.passes(m.Value):
 			cr.Outcome, cr.Message = deployv1alpha1.OutcomePass, ""
-		} else {
+		default:
 			cr.Outcome, cr.Message = deployv1alpha1.OutcomeFail, fmt.Sprintf("%s is not %s", m.Display, cr.Threshold)
 		}
 	case ResultNoData:
 		cr.ConsecutiveErrors = 0
 		cr.Value = m.Display
-		cr.Outcome, cr.Message = noDataOutcome(onNoData)
+		cr.Outcome, cr.Message = noDataOutcome(e.p.metrics[metric].OnNoData)
 	default:
 		cr.ConsecutiveErrors++
 		cr.Outcome, cr.Message = deployv1alpha1.OutcomeError, truncate(m.Message, 512)
@@ -378,6 +391,10 @@ func (e *engine) triggers() bool {
 		} else {
 			m, ok = e.obs.Metrics[t.Metric]
 		}
+		if grace, why := e.inGrace(e.p.triggerAfter[t.Name]); grace {
+			tr.Outcome, tr.Message, tr.BreachingSince = deployv1alpha1.OutcomePending, why, nil
+			continue
+		}
 		if !ok {
 			continue
 		}
@@ -407,7 +424,21 @@ func (e *engine) triggers() bool {
 		default:
 			tr.ConsecutiveErrors = 0
 			tr.Value = m.Display
-			breach = breaches(m.Value, t.Below, t.Above)
+			b := e.bounds(t.Metric, triggerLimits(t))
+			switch b.decided {
+			case "":
+				breach = b.breaches(m.Value)
+			case deployv1alpha1.OutcomeFail:
+				breach = true
+			case deployv1alpha1.OutcomePass:
+			default:
+				// Not measured yet, failed, or no data held: nothing starts or clears.
+				if b.decided == deployv1alpha1.OutcomeError {
+					tr.ConsecutiveErrors++
+				}
+				tr.Outcome, tr.Message = b.decided, b.why
+				known = false
+			}
 		}
 		// An error or a Hold leaves the breach as it was: it neither starts nor clears
 		// one, and only a fresh breaching measurement can fire.

@@ -69,6 +69,10 @@ func Decide(dcl *deployv1alpha1.DeploymentChecklist, obs Observations, now time.
 		return e.d
 	}
 	e.p = p
+	if released(e.st.Phase) && !terminal(e.st.Phase) {
+		e.followRelease()
+		e.recordBaselines()
+	}
 	e.syncRecords()
 	e.syncApprovals()
 

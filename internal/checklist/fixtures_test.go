@@ -103,6 +103,7 @@ func heldTarget() TargetState {
 		Replicas: 3, UpdatedReplicas: 0, AvailableReplicas: 3, TotalReplicas: 3, Available: true,
 		Template: template("checkout:v2"), TemplateHash: "hash-v2", TemplateImages: []string{"checkout:v2"}, Revision: "1",
 		Settled: true, Serving: template("checkout:v1"), ServingHash: "hash-v1", ServingRevision: "1",
+		ServingPodTemplateHash: "rs-v1", PodTemplateHashes: map[string]string{"hash-v1": "rs-v1"},
 		HeldBy: "checklist/checkout-v2",
 	}
 }
@@ -124,6 +125,8 @@ func rolledOutTarget() TargetState {
 	t.Paused, t.HeldBy, t.Generation, t.ObservedGeneration = false, "", 3, 3
 	t.UpdatedReplicas, t.Revision = 3, "2"
 	t.Serving, t.ServingHash, t.ServingRevision = template("checkout:v2"), "hash-v2", "2"
+	t.ServingPodTemplateHash = "rs-v2"
+	t.PodTemplateHashes = map[string]string{"hash-v1": "rs-v1", "hash-v2": "rs-v2"}
 	t.TemplateFirstRan = t0.Add(-time.Minute)
 	return t
 }

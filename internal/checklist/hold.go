@@ -144,6 +144,7 @@ func (e *engine) capture() {
 	ts.PreDeployTemplateHash = t.ServingHash
 	ts.PreDeployRevision = t.ServingRevision
 	ts.PreDeployImages = gate.Images(t.Serving)
+	ts.PreDeployPodTemplateHash = t.ServingPodTemplateHash
 }
 
 // hold keeps the target paused until T-0 (gate Pause). A target already paused, by

@@ -46,6 +46,9 @@ func NeedsFor(dcl *deployv1alpha1.DeploymentChecklist, now time.Time) Needs {
 			if cr != nil && cr.LastEvaluated != nil && cr.Outcome != deployv1alpha1.OutcomePending {
 				last = &cr.LastEvaluated.Time
 			}
+			if tplus && e.inGracePeriod(e.p.checkAfter[CheckKey(ph.spec.Name, c.Name)]) {
+				continue
+			}
 			switch {
 			case c.Job != nil:
 				n.Jobs = append(n.Jobs, CheckKey(ph.spec.Name, c.Name))
@@ -61,25 +64,37 @@ func NeedsFor(dcl *deployv1alpha1.DeploymentChecklist, now time.Time) Needs {
 		}
 	}
 	if released(e.st.Phase) {
-		for i, t := range dcl.Spec.RollbackTriggers {
-			var last *time.Time
-			if i < len(e.st.Triggers) && e.st.Triggers[i].LastEvaluated != nil {
-				last = &e.st.Triggers[i].LastEvaluated.Time
-			}
-			if !due(last) {
-				continue
-			}
-			if t.HTTP != nil {
-				n.HTTP[TriggerKey(t.Name)] = *t.HTTP
-			} else {
-				addMetric(t.Metric)
-			}
-		}
+		e.triggerNeeds(&n, due, addMetric)
 	}
 	// Every consumer of a metric gets the fresh value, so a metric due for one is
 	// queried once for all.
 	slices.Sort(n.Metrics)
+	n.Baselines = e.baselineNeeds(n.Metrics)
 	return n
+}
+
+// baselineNeeds are the baselines to ask for with metrics: each is asked with its
+// metric until it has a value (the metric at T-0 does not change once measured).
+func (e *engine) baselineNeeds(metrics []string) []string {
+	if !released(e.st.Phase) || e.st.Target == nil || e.st.Target.T0At == nil {
+		return nil
+	}
+	var out []string
+	for _, name := range metrics {
+		if b := e.baselineRecord(name); e.p.baselined[name] && (b == nil || b.Result != BaselineValue) {
+			out = append(out, name)
+		}
+	}
+	return out
+}
+
+// inGracePeriod says whether a check or trigger with grace period after judges nothing yet.
+func (e *engine) inGracePeriod(after time.Duration) bool {
+	if after <= 0 {
+		return false
+	}
+	from, ok := e.judgeFrom(after)
+	return !ok || e.now.Before(from)
 }
 
 // LabelValue spells a name (up to 253 characters) as a label value (at most 63): as
@@ -113,18 +128,6 @@ func sortedKeys[V any](m map[string]V) []string {
 	return keys
 }
 
-// ResolveQuery fills in the variables a metric query may use: {{namespace}},
-// {{target}}, {{revision}} and {{checklist}}. Their values are DNS names and the
-// revision's restricted alphabet, so they cannot break out of a quoted label value.
-func ResolveQuery(dcl *deployv1alpha1.DeploymentChecklist, query string) string {
-	return strings.NewReplacer(
-		"{{namespace}}", dcl.Namespace,
-		"{{target}}", dcl.Spec.Target.Name,
-		"{{revision}}", dcl.Spec.Revision,
-		"{{checklist}}", dcl.Name,
-	).Replace(query)
-}
-
 // PhaseSlug spells a phase name with the characters a name or label value allows:
 // T-60m is tm60m, T+5m is tp5m.
 func PhaseSlug(phase string) string {
@@ -147,3 +150,21 @@ func EvaluationTime(now time.Time, interval time.Duration) time.Time {
 // EvaluationSlack is how long after a tick a measurement still evaluates at the tick:
 // how long an answer for that evaluation time may be shared.
 func EvaluationSlack(interval time.Duration) time.Duration { return interval / 2 }
+
+// triggerNeeds adds what the rollback triggers due now measure.
+func (e *engine) triggerNeeds(n *Needs, due func(*time.Time) bool, addMetric func(string)) {
+	for i, t := range e.spec.RollbackTriggers {
+		var last *time.Time
+		if i < len(e.st.Triggers) && e.st.Triggers[i].LastEvaluated != nil {
+			last = &e.st.Triggers[i].LastEvaluated.Time
+		}
+		if !due(last) || e.inGracePeriod(e.p.triggerAfter[t.Name]) {
+			continue
+		}
+		if t.HTTP != nil {
+			n.HTTP[TriggerKey(t.Name)] = *t.HTTP
+		} else {
+			addMetric(t.Metric)
+		}
+	}
+}

@@ -39,15 +39,23 @@ type plan struct {
 	tplus      []phasePlan // at > 0
 	metrics    map[string]*deployv1alpha1.MetricSpec
 	triggerFor map[string]time.Duration
+	// checkAfter (by CheckKey) and triggerAfter (by name) are grace periods.
+	checkAfter   map[string]time.Duration
+	triggerAfter map[string]time.Duration
+	// baselined are the metrics some check or trigger compares with their baseline.
+	baselined map[string]bool
 }
 
 func parsePlan(spec *deployv1alpha1.DeploymentChecklistSpec) (*plan, error) {
 	p := &plan{
-		interval:   DefaultInterval,
-		window:     DefaultWindow,
-		errorLimit: DefaultErrorLimit,
-		metrics:    map[string]*deployv1alpha1.MetricSpec{},
-		triggerFor: map[string]time.Duration{},
+		interval:     DefaultInterval,
+		window:       DefaultWindow,
+		errorLimit:   DefaultErrorLimit,
+		metrics:      map[string]*deployv1alpha1.MetricSpec{},
+		triggerFor:   map[string]time.Duration{},
+		checkAfter:   map[string]time.Duration{},
+		triggerAfter: map[string]time.Duration{},
+		baselined:    map[string]bool{},
 	}
 	var err error
 	if spec.Interval != "" {
@@ -83,12 +91,8 @@ func parsePlan(spec *deployv1alpha1.DeploymentChecklistSpec) (*plan, error) {
 			}
 		}
 		for j := range ph.Checks {
-			c := &ph.Checks[j]
-			if err := checkThresholds(fmt.Sprintf("spec.phases[%d].checks[%d]", i, j), c.Below, c.Above); err != nil {
+			if err := p.addCheck(fmt.Sprintf("spec.phases[%d].checks[%d]", i, j), ph, &ph.Checks[j], at); err != nil {
 				return nil, err
-			}
-			if c.Metric != "" && p.metrics[c.Metric] == nil {
-				return nil, fmt.Errorf("spec.phases[%d].checks[%d].metric: %q is not in spec.metrics", i, j, c.Metric)
 			}
 		}
 		if at <= 0 {
@@ -102,8 +106,18 @@ func parsePlan(spec *deployv1alpha1.DeploymentChecklistSpec) (*plan, error) {
 	slices.SortStableFunc(p.tplus, byAt)
 	for i := range spec.RollbackTriggers {
 		t := &spec.RollbackTriggers[i]
-		if err := checkThresholds(fmt.Sprintf("spec.rollbackTriggers[%d]", i), t.Below, t.Above); err != nil {
+		if err := checkLimitsOf(fmt.Sprintf("spec.rollbackTriggers[%d]", i), triggerLimits(t)); err != nil {
 			return nil, err
+		}
+		if triggerLimits(t).relative() {
+			p.baselined[t.Metric] = true
+		}
+		if t.After != "" {
+			d, err := positiveDuration(fmt.Sprintf("spec.rollbackTriggers[%d].after", i), t.After)
+			if err != nil {
+				return nil, err
+			}
+			p.triggerAfter[t.Name] = d
 		}
 		if t.Metric != "" && p.metrics[t.Metric] == nil {
 			return nil, fmt.Errorf("spec.rollbackTriggers[%d].metric: %q is not in spec.metrics", i, t.Metric)
@@ -119,6 +133,36 @@ func parsePlan(spec *deployv1alpha1.DeploymentChecklistSpec) (*plan, error) {
 	return p, nil
 }
 
+// addCheck checks one check of phase ph (at its offset at) and records its grace
+// period and whether it compares with a baseline.
+func (p *plan) addCheck(field string, ph *deployv1alpha1.PhaseSpec, c *deployv1alpha1.CheckSpec, at time.Duration) error {
+	if err := checkLimitsOf(field, checkLimits(c)); err != nil {
+		return err
+	}
+	if c.Metric != "" && p.metrics[c.Metric] == nil {
+		return fmt.Errorf("%s.metric: %q is not in spec.metrics", field, c.Metric)
+	}
+	if at <= 0 {
+		if err := beforeT0(field, c, p.metrics[c.Metric]); err != nil {
+			return err
+		}
+	}
+	if c.After != "" {
+		if c.Metric == "" && c.HTTP == nil {
+			return fmt.Errorf("%s.after: only metric and http checks wait", field)
+		}
+		d, err := positiveDuration(field+".after", c.After)
+		if err != nil {
+			return err
+		}
+		p.checkAfter[CheckKey(ph.Name, c.Name)] = d
+	}
+	if checkLimits(c).relative() {
+		p.baselined[c.Metric] = true
+	}
+	return nil
+}
+
 func positiveDuration(field, s string) (time.Duration, error) {
 	d, err := time.ParseDuration(s)
 	if err != nil {
@@ -130,14 +174,40 @@ func positiveDuration(field, s string) (time.Duration, error) {
 	return d, nil
 }
 
-func checkThresholds(field string, below, above *string) error {
-	for name, v := range map[string]*string{"below": below, "above": above} {
-		if v == nil {
+// checkLimitsOf checks that thresholds are decimal numbers and ratios of the baseline
+// positive ones.
+func checkLimitsOf(field string, l limits) error {
+	for _, f := range []struct {
+		name  string
+		v     *string
+		ratio bool
+	}{{"below", l.below, false}, {"above", l.above, false}, {"belowBaseline", l.belowBaseline, true},
+		{"aboveBaseline", l.aboveBaseline, true}} {
+		if f.v == nil {
 			continue
 		}
-		if _, err := ParseThreshold(*v); err != nil {
-			return fmt.Errorf("%s.%s: %w", field, name, err)
+		v, err := ParseThreshold(*f.v)
+		if err != nil {
+			return fmt.Errorf("%s.%s: %w", field, f.name, err)
 		}
+		if f.ratio && v <= 0 {
+			return fmt.Errorf("%s.%s: %q is not a ratio greater than 0", field, f.name, *f.v)
+		}
+	}
+	return nil
+}
+
+// beforeT0 refuses in a T-minus phase what needs a release: a baseline, a grace
+// period after the release, a query naming the released pods.
+func beforeT0(field string, c *deployv1alpha1.CheckSpec, m *deployv1alpha1.MetricSpec) error {
+	switch {
+	case c.BelowBaseline != nil || c.AboveBaseline != nil:
+		return fmt.Errorf("%s: belowBaseline and aboveBaseline are for T-plus phases: before T-0 there is no baseline yet", field)
+	case c.After != "":
+		return fmt.Errorf("%s.after: only T-plus phases wait after the release", field)
+	case m != nil && UsesHashes(m.Query):
+		return fmt.Errorf("%s.metric: the query of %q uses {{%s}} or {{%s}}, known only after T-0: use it in T-plus "+
+			"phases and rollback triggers", field, m.Name, VarPodTemplateHash, VarPreDeployPodTemplateHash)
 	}
 	return nil
 }
@@ -161,54 +231,6 @@ func threshold(s *string) (float64, bool) {
 	}
 	v, err := ParseThreshold(*s)
 	return v, err == nil
-}
-
-// passes says whether v is within the check's bounds: below `below` and above `above`.
-func passes(v float64, below, above *string) bool {
-	if b, ok := threshold(below); ok && !(v < b) {
-		return false
-	}
-	if a, ok := threshold(above); ok && !(v > a) {
-		return false
-	}
-	return true
-}
-
-// breaches says whether v trips a trigger: above `above` or below `below`.
-func breaches(v float64, below, above *string) bool {
-	if a, ok := threshold(above); ok && v > a {
-		return true
-	}
-	if b, ok := threshold(below); ok && v < b {
-		return true
-	}
-	return false
-}
-
-// passThreshold renders what a check needs, e.g. "< 0.01" or "> 0.5 and < 1".
-func passThreshold(below, above *string) string {
-	switch {
-	case below != nil && above != nil:
-		return "> " + *above + " and < " + *below
-	case below != nil:
-		return "< " + *below
-	case above != nil:
-		return "> " + *above
-	}
-	return ""
-}
-
-// breachThreshold renders what fires a trigger, e.g. "> 0.05".
-func breachThreshold(below, above *string) string {
-	switch {
-	case below != nil && above != nil:
-		return "> " + *above + " or < " + *below
-	case above != nil:
-		return "> " + *above
-	case below != nil:
-		return "< " + *below
-	}
-	return ""
 }
 
 // nextDue is when a measurement taken at last is due again: the next multiple of the

@@ -102,6 +102,11 @@ type TargetState struct {
 	Serving         *corev1.PodTemplateSpec
 	ServingHash     string
 	ServingRevision string
+	// ServingPodTemplateHash is the serving ReplicaSet's pod-template-hash label.
+	ServingPodTemplateHash string
+	// PodTemplateHashes maps a template hash (gate.TemplateHash) to the pod-template-hash
+	// label of the newest ReplicaSet running it (a restart makes a new one).
+	PodTemplateHashes map[string]string
 	// HeldBy is tminus's held-by annotation: who tminus paused the Deployment for; and
 	// HeldTemplate its held-template annotation: the change it holds.
 	HeldBy       string
@@ -114,8 +119,11 @@ type TargetState struct {
 
 // Observations are the facts gathered once per reconcile.
 type Observations struct {
-	// Metrics holds a measurement for each metric the engine asked for (Needs).
+	// Metrics holds a measurement for each metric the engine asked for (Needs). A
+	// metric whose query names a variable not known yet is left out: not measured.
 	Metrics map[string]Measurement
+	// Baselines holds a measurement of each baseline asked for (Needs.Baselines).
+	Baselines map[string]Measurement
 	// HTTP holds a measurement per HTTP check or trigger key asked for (Needs).
 	HTTP map[string]Measurement
 	// Jobs holds the Job of each job check key (CheckKey) of open phases.
@@ -180,6 +188,9 @@ type Event struct {
 type Needs struct {
 	// Metrics are metric names to query.
 	Metrics []string
+	// Baselines are metric names whose baseline to query: the metric at T-0
+	// (status.target.t0At), as the version that served before (BaselineVars).
+	Baselines []string
 	// HTTP maps keys ("<phase>/<check>" or "trigger/<name>") to the checks to run.
 	HTTP map[string]deployv1alpha1.HTTPCheck
 	// Jobs are job check keys ("<phase>/<check>") to look up.

@@ -265,6 +265,14 @@ func (e *engine) deadline(phases []phasePlan, i int, tplus bool, rec *deployv1al
 	if !ok || limit.Before(d) {
 		d = limit
 	}
+	// A check's grace period gets at least one interval of judging after it.
+	for _, c := range phases[i].spec.Checks {
+		if after := e.p.checkAfter[CheckKey(phases[i].spec.Name, c.Name)]; after <= 0 {
+			continue
+		} else if from, ok := e.judgeFrom(after); ok {
+			d = latest(d, from.Add(e.p.interval))
+		}
+	}
 	return d.Add(extension(rec)), true
 }
 

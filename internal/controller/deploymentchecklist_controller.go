@@ -307,22 +307,51 @@ func (r *DeploymentChecklistReconciler) observe(ctx context.Context, dcl *deploy
 		obs.Jobs[key] = js
 	}
 
-	obs.Metrics = map[string]checklist.Measurement{}
-	for _, name := range needs.Metrics {
-		for _, m := range dcl.Spec.Metrics {
-			if m.Name == name {
-				obs.Metrics[name] = r.Metrics.Measure(ctx, prometheus.Request{
-					Namespace: dcl.Namespace, Spec: dcl.Spec.Prometheus, Query: checklist.ResolveQuery(dcl, m.Query),
-					At: checklist.EvaluationTime(now, checklist.Interval(dcl)), Interval: checklist.Interval(dcl),
-				})
-			}
+	vars := checklist.QueryVars(dcl)
+	if ts := dcl.Status.Target; ts != nil && vars[checklist.VarPodTemplateHash] == "" {
+		// Released in this reconcile's view before status recorded it.
+		if h := obs.Target.PodTemplateHashes[ts.ReleasedTemplateHash]; h != "" && ts.ReleasedTemplateHash != "" {
+			vars[checklist.VarPodTemplateHash] = h
 		}
+	}
+	obs.Metrics = r.measure(ctx, dcl, needs.Metrics, vars, checklist.EvaluationTime(now, checklist.Interval(dcl)), false)
+	if ts := dcl.Status.Target; len(needs.Baselines) > 0 && ts != nil && ts.T0At != nil {
+		obs.Baselines = r.measure(ctx, dcl, needs.Baselines, checklist.BaselineVars(dcl), ts.T0At.Time, true)
 	}
 	obs.HTTP = map[string]checklist.Measurement{}
 	for key, spec := range needs.HTTP {
 		obs.HTTP[key] = r.HTTP.Probe(ctx, spec)
 	}
 	return obs, nil
+}
+
+// measure queries the named metrics at the evaluation time at, their variables filled
+// in from vars. A query naming a variable not known yet (the released ReplicaSet's hash
+// before it exists) is not sent: it would select the wrong series. For a baseline,
+// such a variable is the pre-deploy ReplicaSet's hash, and without one nothing served
+// before the release: the baseline has no data.
+func (r *DeploymentChecklistReconciler) measure(ctx context.Context, dcl *deployv1alpha1.DeploymentChecklist,
+	names []string, vars map[string]string, at time.Time, baseline bool) map[string]checklist.Measurement {
+	out := make(map[string]checklist.Measurement, len(names))
+	for _, name := range names {
+		for _, m := range dcl.Spec.Metrics {
+			if m.Name != name {
+				continue
+			}
+			query := checklist.RenderQuery(m.Query, vars)
+			if checklist.Unresolved(query) {
+				if baseline {
+					out[name] = checklist.Measurement{Kind: checklist.ResultNoData, Query: query,
+						Message: "no ReplicaSet served before the release"}
+				}
+				continue
+			}
+			out[name] = r.Metrics.Measure(ctx, prometheus.Request{
+				Namespace: dcl.Namespace, Spec: dcl.Spec.Prometheus, Query: query, At: at, Interval: checklist.Interval(dcl),
+			})
+		}
+	}
+	return out
 }
 
 func splitKey(key string) (string, string) {

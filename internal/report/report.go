@@ -106,6 +106,9 @@ func Timeline(w io.Writer, dcl *deployv1alpha1.DeploymentChecklist, now time.Tim
 			return err
 		}
 	}
+	if err := baselines(w, st.Baselines); err != nil {
+		return err
+	}
 	if len(st.Approvals) > 0 || len(st.ApprovalErrors) > 0 {
 		put(w, "\nAPPROVALS\n")
 		tw = tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
@@ -244,3 +247,17 @@ func short(s string) string {
 // put writes to a report's writer; a failed write shows up at the tabwriter's Flush or
 // the next write the caller checks.
 func put(w io.Writer, format string, args ...any) { _, _ = fmt.Fprintf(w, format, args...) }
+
+// baselines prints the baselines the checks and triggers compare with, if any.
+func baselines(w io.Writer, list []deployv1alpha1.BaselineStatus) error {
+	if len(list) == 0 {
+		return nil
+	}
+	put(w, "\nBASELINES (each metric at T-0, as the version that served before)\n")
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	put(tw, "METRIC\tRESULT\tVALUE\tAT\tNOTE\n")
+	for _, b := range list {
+		put(tw, "%s\t%s\t%s\t%s\t%s\n", b.Metric, b.Result, dash(b.Value), stamp(&b.At), short(b.Message))
+	}
+	return tw.Flush()
+}

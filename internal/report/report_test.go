@@ -65,3 +65,13 @@ func TestWhyAFailedChecklistSaysWhatTheDeploymentIsLeftWith(t *testing.T) {
 	g.Expect(why).To(ContainSubstring("ended without a verified release (MissedDeployWindow): missed the deploy window"))
 	g.Expect(why).To(ContainSubstring("deploy.tminus.dev/hold-reason"))
 }
+
+func TestTheTimelineShowsEachBaselineWhereItWasMeasured(t *testing.T) {
+	g := NewWithT(t)
+	c := rolledBack(false)
+	c.Status.Baselines = []deployv1alpha1.BaselineStatus{{Metric: "p95", Result: "Value", Value: "0.0975", At: metav1.NewTime(at.Add(-time.Hour))}}
+	var b bytes.Buffer
+	g.Expect(Timeline(&b, c, at)).To(Succeed())
+	g.Expect(b.String()).To(ContainSubstring("BASELINES (each metric at T-0, as the version that served before)"))
+	g.Expect(b.String()).To(MatchRegexp(`p95\s+Value\s+0\.0975\s+2026-11-26T19:00:00Z`))
+}

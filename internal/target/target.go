@@ -83,12 +83,17 @@ func State(d *appsv1.Deployment, rss []appsv1.ReplicaSet) checklist.TargetState 
 	}
 	var withPods []*appsv1.ReplicaSet
 	var current *appsv1.ReplicaSet
+	newest := map[string]*appsv1.ReplicaSet{}
 	for i := range rss {
 		rs := &rss[i]
-		if replicaSetHash(rs) == t.TemplateHash {
+		h := replicaSetHash(rs)
+		if h == t.TemplateHash {
 			if t.TemplateFirstRan.IsZero() || rs.CreationTimestamp.Time.Before(t.TemplateFirstRan) {
 				t.TemplateFirstRan = rs.CreationTimestamp.Time
 			}
+		}
+		if n := newest[h]; n == nil || n.CreationTimestamp.Before(&rs.CreationTimestamp) {
+			newest[h] = rs
 		}
 		if podCount(rs) > 0 {
 			withPods = append(withPods, rs)
@@ -106,6 +111,13 @@ func State(d *appsv1.Deployment, rss []appsv1.ReplicaSet) checklist.TargetState 
 		t.Serving = templateOf(serving)
 		t.ServingHash = gate.TemplateHash(t.Serving)
 		t.ServingRevision = serving.Annotations[RevisionAnnotation]
+		t.ServingPodTemplateHash = serving.Labels[appsv1.DefaultDeploymentUniqueLabelKey]
+	}
+	t.PodTemplateHashes = make(map[string]string, len(newest))
+	for h, rs := range newest {
+		if l := rs.Labels[appsv1.DefaultDeploymentUniqueLabelKey]; l != "" {
+			t.PodTemplateHashes[h] = l
+		}
 	}
 	return t
 }

@@ -112,7 +112,8 @@ func Resolve(dcl *deployv1alpha1.DeploymentChecklist, tmpl *Template) (deployv1a
 	// Then the release's own variables, everywhere (a parameter's default may name
 	// them, e.g. http://{{target}}.{{namespace}}.svc): their values are DNS names and a
 	// revision, which hold no placeholder, so nothing is substituted twice.
-	tree = mapStrings(tree, func(v string) string { return checklist.ResolveQuery(dcl, v) })
+	vars := checklist.BuiltinVars(dcl)
+	tree = mapStrings(tree, func(v string) string { return checklist.RenderQuery(v, vars) })
 	if raw, err = json.Marshal(tree); err != nil {
 		return body, nil, err
 	}

@@ -15,6 +15,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
 
 	deployv1alpha1 "github.com/tminus-dev/tminus/api/v1alpha1"
+	"github.com/tminus-dev/tminus/internal/checklist"
 	"github.com/tminus-dev/tminus/internal/templates"
 )
 
@@ -30,6 +31,13 @@ import (
 func (w *ApprovalWebhook) madeChecklists(ctx context.Context, req admission.Request,
 	obj, old *deployv1alpha1.DeploymentChecklist) (made, madeOld *deployv1alpha1.DeploymentChecklist, deny string, err error) {
 	if obj.Spec.TemplateRef == nil && len(obj.Spec.Parameters) == 0 {
+		// Written inline: what the CRD cannot check (a query naming the released pods in
+		// a T-minus phase) is checked here, as the engine will read it.
+		if req.Operation == admissionv1.Create || !equality.Semantic.DeepEqual(obj.Spec, old.Spec) {
+			if err := checklist.Validate(&obj.Spec); err != nil {
+				return nil, nil, err.Error(), nil
+			}
+		}
 		return obj, old, "", nil
 	}
 	if req.Operation == admissionv1.Update && equality.Semantic.DeepEqual(obj.Spec.TemplateRef, old.Spec.TemplateRef) &&

@@ -216,3 +216,35 @@ func (p *Prometheus) Query(ctx context.Context, query string) (string, error) {
 	}
 	return fmt.Sprint(body.Data.Result[0].Value[1]), nil
 }
+
+// ScrapeAddressAnnotation names, on a pod template, the address of the process that
+// serves that template's metrics: kwok's pods run no process, so the test bed points
+// each version's pods at an instrumented process of its own.
+const ScrapeAddressAnnotation = "test.tminus.dev/scrape-address"
+
+// PodScrapeConfig is a scrape job discovering the pods of namespace through the
+// Kubernetes API (kubernetes_sd_configs, role pod, with the kubeconfig given) and
+// labelling their series namespace, pod, app and pod_template_hash: the relabelling
+// docs/prometheus.md shows users, plus the address from ScrapeAddressAnnotation.
+func PodScrapeConfig(kubeconfig, namespace string) string {
+	return fmt.Sprintf(`- job_name: pods
+  kubernetes_sd_configs:
+  - role: pod
+    kubeconfig_file: %q
+    namespaces: {names: [%q]}
+  relabel_configs:
+  - source_labels: [__meta_kubernetes_pod_annotation_test_tminus_dev_scrape_address]
+    regex: (.+)
+    action: keep
+  - source_labels: [__meta_kubernetes_pod_annotation_test_tminus_dev_scrape_address]
+    target_label: __address__
+  - source_labels: [__meta_kubernetes_namespace]
+    target_label: namespace
+  - source_labels: [__meta_kubernetes_pod_name]
+    target_label: pod
+  - source_labels: [__meta_kubernetes_pod_label_app]
+    target_label: app
+  - source_labels: [__meta_kubernetes_pod_label_pod_template_hash]
+    target_label: pod_template_hash
+`, kubeconfig, namespace)
+}
