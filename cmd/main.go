@@ -17,7 +17,9 @@ limitations under the License.
 package main
 
 import (
+	"cmp"
 	"crypto/tls"
+	"errors"
 	"flag"
 	"fmt"
 	"net/http"
@@ -32,7 +34,10 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
 	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
+	"k8s.io/apimachinery/pkg/util/uuid"
+	"k8s.io/client-go/kubernetes"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	"k8s.io/client-go/rest"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
@@ -41,6 +46,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/webhook"
 
 	deployv1alpha1 "github.com/tminus-dev/tminus/api/v1alpha1"
+	"github.com/tminus-dev/tminus/internal/breaker"
 	"github.com/tminus-dev/tminus/internal/certs"
 	"github.com/tminus-dev/tminus/internal/controller"
 	"github.com/tminus-dev/tminus/internal/httpcheck"
@@ -48,6 +54,7 @@ import (
 	"github.com/tminus-dev/tminus/internal/netguard"
 	"github.com/tminus-dev/tminus/internal/operator"
 	"github.com/tminus-dev/tminus/internal/prometheus"
+	"github.com/tminus-dev/tminus/internal/shard"
 	// +kubebuilder:scaffold:imports
 )
 
@@ -74,7 +81,8 @@ func main() {
 	var secureMetrics bool
 	var enableHTTP2 bool
 	var tlsOpts []func(*tls.Config)
-	var maxConcurrentReconciles, maxQueriesPerPrometheus, kubeAPIBurst int
+	var maxConcurrentReconciles, maxQueriesPerPrometheus, kubeAPIBurst, circuitFailures, shards int
+	var circuitCooldown time.Duration
 	var kubeAPIQPS float64
 	var statusRefresh, leaseDuration, renewDeadline, retryPeriod time.Duration
 	var leaderElectionNamespace string
@@ -96,6 +104,12 @@ func main() {
 		"How long the leader keeps trying to renew before it stops leading (and exits).")
 	flag.DurationVar(&retryPeriod, "leader-elect-retry-period", 2*time.Second,
 		"How often candidates try to acquire or renew the lease.")
+	flag.IntVar(&shards, "shards", 0,
+		"Split the checklists into this many shards (by their Deployment's namespace/name) and run every replica: "+
+			"each holds the Leases (tminus-shard-<i>, in the leader election namespace) of about shards/replicas of them, "+
+			"with the --leader-elect-* timings, and reconciles only theirs; a dead replica's shards are taken over when "+
+			"their Leases expire. 0: one active replica (--leader-elect makes the others standbys). "+
+			"Webhooks are served by every replica either way.")
 	flag.BoolVar(&secureMetrics, "metrics-secure", true,
 		"If set, the metrics endpoint is served securely via HTTPS. Use --metrics-secure=false to use HTTP instead.")
 	flag.StringVar(&webhookCertPath, "webhook-cert-path", "", "The directory that contains the webhook certificate.")
@@ -123,6 +137,11 @@ func main() {
 			"Outcomes, phases and conditions are written at once; an unchanged checklist is never rewritten.")
 	flag.IntVar(&maxConcurrentReconciles, "max-concurrent-reconciles", 4,
 		"How many checklists are reconciled at once.")
+	flag.IntVar(&circuitFailures, "circuit-failures", breaker.DefaultThreshold,
+		"Consecutive failures (no answer, refused, server error) of a Prometheus address or HTTP check URL that open "+
+			"its circuit: measurements against it then fail at once until a probe after --circuit-cooldown.")
+	flag.DurationVar(&circuitCooldown, "circuit-cooldown", breaker.DefaultCooldown,
+		"How long an open circuit refuses measurements before one probe decides whether it closes.")
 	flag.IntVar(&maxQueriesPerPrometheus, "max-queries-per-prometheus", prometheus.DefaultMaxInFlight,
 		"How many queries may be in flight to one Prometheus address.")
 	flag.StringVar(&allowedHosts, "allowed-hosts", "",
@@ -255,6 +274,19 @@ func main() {
 
 	restConfig := ctrl.GetConfigOrDie()
 	restConfig.QPS, restConfig.Burst = float32(kubeAPIQPS), kubeAPIBurst
+	var shardSet *shard.Set
+	if shards > 0 {
+		if enableLeaderElection {
+			setupLog.Info("--shards given: every replica runs and takes shards by Lease; --leader-elect is not used")
+			enableLeaderElection = false
+		}
+		shardSet, err = newShardSet(restConfig, shards, cmp.Or(leaderElectionNamespace, namespace),
+			leaseDuration, renewDeadline, retryPeriod)
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "--shards: %v\n", err)
+			os.Exit(2)
+		}
+	}
 	mgr, err := ctrl.NewManager(restConfig, ctrl.Options{
 		Scheme:                  scheme,
 		Metrics:                 metricsServerOptions,
@@ -283,15 +315,18 @@ func main() {
 			Secrets:     mgr.GetAPIReader(),
 			Guard:       guard,
 			MaxInFlight: maxQueriesPerPrometheus,
+			Breakers:    &breaker.Set{Threshold: circuitFailures, Cooldown: circuitCooldown, OnChange: metrics.CircuitChanged},
 		},
 		HTTP: &httpcheck.Prober{Client: &http.Client{Transport: &http.Transport{
 			DialContext: guard.DialContext, TLSHandshakeTimeout: 10 * time.Second,
-		}}},
+		}}, Breakers: &breaker.Set{Threshold: circuitFailures, Cooldown: circuitCooldown,
+			OnChange: metrics.HTTPCircuitChanged}},
 		MaxConcurrentReconciles:  maxConcurrentReconciles,
 		StatusRefresh:            statusRefresh,
 		Webhooks:                 webhooks,
 		TrustedApprovalWriters:   splitList(trustedApprovalWriters),
 		RequireVerifiedApprovals: new(requireVerified && webhooks),
+		Shards:                   shardSet,
 	}
 	if webhooks {
 		if certManager != nil {
@@ -316,7 +351,15 @@ func main() {
 		os.Exit(1)
 	}
 	// +kubebuilder:scaffold:builder
-	metrics.Register(mgr.GetCache())
+	var owns func(namespace, name string) bool
+	if shardSet != nil {
+		owns = shardSet.Owns
+		if err := mgr.Add(shardSet); err != nil {
+			setupLog.Error(err, "Failed to add the shards")
+			os.Exit(1)
+		}
+	}
+	metrics.Register(mgr.GetCache(), owns)
 
 	if err := mgr.AddHealthzCheck("healthz", healthz.Ping); err != nil {
 		setupLog.Error(err, "Failed to set up health check")
@@ -332,6 +375,35 @@ func main() {
 		setupLog.Error(err, "Failed to run manager")
 		os.Exit(1)
 	}
+}
+
+// newShardSet makes this replica's part of n shards, its Leases in namespace. Lease
+// renewals go through a client of their own, so that they never queue behind the
+// reconcilers' requests.
+func newShardSet(cfg *rest.Config, n int, namespace string, lease, renew, retry time.Duration) (*shard.Set, error) {
+	if namespace == "" {
+		return nil, errors.New("the Leases need a namespace: --leader-elect-namespace, --namespace or $POD_NAMESPACE")
+	}
+	host, err := os.Hostname()
+	if err != nil {
+		return nil, err
+	}
+	leaseCfg := rest.CopyConfig(cfg)
+	leaseCfg.QPS, leaseCfg.Burst = float32(max(20, 4*n)), max(40, 8*n)
+	cs, err := kubernetes.NewForConfig(rest.AddUserAgent(leaseCfg, "shard-leases"))
+	if err != nil {
+		return nil, err
+	}
+	return &shard.Set{
+		Leases: cs.CoordinationV1(), Namespace: namespace, Name: "tminus-shard", Shards: n,
+		Identity:      host + "_" + string(uuid.NewUUID()),
+		LeaseDuration: lease, RenewDeadline: renew, RetryPeriod: retry,
+		OnChange: metrics.ShardChanged, Log: ctrl.Log.WithName("shards"),
+		OnLost: func(err error) {
+			setupLog.Error(err, "Exiting: a shard's work must not go on once another replica may take it")
+			os.Exit(1)
+		},
+	}, nil
 }
 
 // splitList reads a comma-separated flag value, dropping empty entries.

@@ -1,6 +1,10 @@
-// benchscale measures tminus at scale (make bench-scale): for each size N:M, N
-// checklists of which M actively gate, plus releases whose breach is timed to rollback,
-// evaluated every interval. It prints a table and writes the results as JSON.
+// benchscale measures tminus at scale (make bench-scale): for each size N:M[:B][:d][:rR], N
+// checklists of which M actively gate (B of those against a Prometheus that never
+// answers; d: every checklist with two queries of its own; rR: R replicas of the real
+// manager sharing the checklists by shards), plus releases whose breach
+// is timed to rollback, evaluated every interval. It prints a table and writes the
+// results as JSON. Sizes that differ only by B are compared: the releases' tick→rollback
+// p99 beside a dead Prometheus, as a ratio of the healthy run's.
 package main
 
 import (
@@ -22,7 +26,8 @@ import (
 )
 
 func main() {
-	sizes := flag.String("sizes", "1000:100,5000:1000,10000:1000", "comma-separated N:M (checklists:active)")
+	sizes := flag.String("sizes", "1000:100,5000:1000,10000:1000,1010:1000:0,1010:1000:100,1010:1000:0:d,20010:2000:r2",
+		"comma-separated N:M[:B][:d][:rR] (checklists:active[:blackholed][:d for distinct queries][:r and replicas])")
 	releases := flag.Int("releases", 10, "releases whose breach-to-rollback is timed")
 	interval := flag.Duration("interval", 10*time.Second, "evaluation interval of every checklist")
 	rounds := flag.Int("rounds", 3, "intervals measured after the warm-up")
@@ -34,22 +39,19 @@ func main() {
 	list := strings.Split(*sizes, ",")
 	results := make([]scale.Result, 0, len(list))
 	for _, s := range list {
-		n, m, ok := strings.Cut(s, ":")
-		total, err1 := strconv.Atoi(n)
-		active, err2 := strconv.Atoi(m)
-		if !ok || err1 != nil || err2 != nil {
-			fmt.Fprintf(os.Stderr, "bad size %q (want N:M)\n", s)
+		cfg, err := parseSize(s)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
 			os.Exit(2)
 		}
 		var res scale.Result
-		var err error
 		if len(list) == 1 {
-			fmt.Printf("== %d checklists, %d active, %d releases, interval %s\n", total, active, *releases, *interval)
-			res, err = scale.Run(context.Background(), scale.Config{
-				Checklists: total, Active: active, Releases: *releases,
-				Interval: *interval, Rounds: *rounds,
-				Log: func(f string, a ...any) { fmt.Printf("   "+f+"\n", a...) },
-			})
+			fmt.Printf("== %d checklists, %d active (%d against a dead Prometheus, distinct queries %t), "+
+				"%d releases, interval %s, %d replicas\n", cfg.Checklists, cfg.Active, cfg.Blackholed, cfg.DistinctQueries,
+				*releases, *interval, max(1, cfg.Replicas))
+			cfg.Releases, cfg.Interval, cfg.Rounds = *releases, *interval, *rounds
+			cfg.Log = func(f string, a ...any) { fmt.Printf("   "+f+"\n", a...) }
+			res, err = scale.Run(context.Background(), cfg)
 		} else {
 			// Each size in a process of its own: memory figures and latency
 			// histograms must not carry over from the size before.
@@ -61,14 +63,32 @@ func main() {
 		}
 		results = append(results, res)
 	}
-	fmt.Printf("\n| checklists | active | RSS MiB | heap MiB | queries/round | API writes/round |" +
-		" reconcile p50/p99 ms | breach→rollback p50/p99 s | tick→rollback p50/p99 s | breach visible after s |\n")
-	fmt.Printf("|---|---|---|---|---|---|---|---|---|---|\n")
+	fmt.Printf("\n| checklists | active | dead Prometheus | distinct | replicas | RSS MiB (per replica) | heap MiB |" +
+		" queries/round | API writes/round |" +
+		" reconcile p50/p99 ms | breach→rollback p50/p99 s | tick→rollback p50/p99 s | breach visible after s |" +
+		" evaluations/s (expected) | takeover s |\n")
+	fmt.Printf("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n")
 	for _, r := range results {
-		fmt.Printf("| %d | %d | %.0f | %.0f | %.1f | %.1f | %.1f / %.1f | %.1f / %.1f | %.2f / %.2f | %.1f |\n",
-			r.Checklists, r.Active, r.RSSMiB, r.HeapMiB, r.QueriesPerRound, r.WritesPerRound,
-			r.ReconcileP50Ms, r.ReconcileP99Ms, r.BreachToRollbackP50s, r.BreachToRollbackP99s,
-			r.TickToRollbackP50s, r.TickToRollbackP99s, r.BreachVisibleS)
+		rss := fmt.Sprintf("%.0f", r.RSSMiB)
+		if len(r.ReplicaRSSMiB) > 1 {
+			rss = fmt.Sprintf("%.0f", r.ReplicaRSSMiB)
+		}
+		fmt.Printf("| %d | %d | %d | %t | %d | %s | %.0f | %.1f | %.1f | %.1f / %.1f | %.1f / %.1f | %.2f / %.2f | %.1f |"+
+			" %.0f (%.0f) | %.1f |\n",
+			r.Checklists, r.Active, r.Blackholed, r.AllDistinct, r.Replicas, rss, r.HeapMiB, r.QueriesPerRound,
+			r.WritesPerRound, r.ReconcileP50Ms, r.ReconcileP99Ms, r.BreachToRollbackP50s, r.BreachToRollbackP99s,
+			r.TickToRollbackP50s, r.TickToRollbackP99s, r.BreachVisibleS, r.EvaluationsPerSecond, r.ExpectedPerSecond,
+			r.TakeoverS)
+	}
+	for _, dead := range results {
+		for _, healthy := range results {
+			if dead.Blackholed > 0 && healthy.Blackholed == 0 && dead.Checklists == healthy.Checklists &&
+				dead.Active == healthy.Active && dead.AllDistinct == healthy.AllDistinct &&
+				dead.Replicas == healthy.Replicas && healthy.TickToRollbackP99s > 0 {
+				fmt.Printf("\n%d of %d active against a dead Prometheus: the releases' tick→rollback p99 is "+
+					"%.2f× the healthy run's\n", dead.Blackholed, dead.Active, dead.TickToRollbackP99s/healthy.TickToRollbackP99s)
+			}
+		}
 	}
 	raw, _ := json.MarshalIndent(results, "", "  ")
 	if err := os.WriteFile(*out, raw, 0o644); err != nil {
@@ -102,4 +122,38 @@ func runAlone(size string, releases int, interval time.Duration, rounds int) (sc
 		return scale.Result{}, fmt.Errorf("size %s: reading its results: %v", size, err)
 	}
 	return res[0], nil
+}
+
+// parseSize reads N:M[:B][:d][:rR]: N checklists, M active, B of them against a dead
+// Prometheus, d for distinct queries, R replicas of the real manager with --shards.
+func parseSize(s string) (scale.Config, error) {
+	var cfg scale.Config
+	bad := fmt.Errorf("bad size %q (want N:M[:B][:d][:rR])", s)
+	var nums []int
+	for p := range strings.SplitSeq(s, ":") {
+		switch {
+		case p == "d":
+			cfg.DistinctQueries = true
+		case strings.HasPrefix(p, "r"):
+			r, err := strconv.Atoi(p[1:])
+			if err != nil || r < 1 {
+				return cfg, bad
+			}
+			cfg.Replicas = r
+		default:
+			n, err := strconv.Atoi(p)
+			if err != nil {
+				return cfg, bad
+			}
+			nums = append(nums, n)
+		}
+	}
+	if len(nums) < 2 || len(nums) > 3 {
+		return cfg, bad
+	}
+	cfg.Checklists, cfg.Active = nums[0], nums[1]
+	if len(nums) == 3 {
+		cfg.Blackholed = nums[2]
+	}
+	return cfg, nil
 }

@@ -190,7 +190,7 @@ func TestABreachedTriggerRollsBackToTheOldImageExactlyOnce(t *testing.T) {
 	g.Expect(testutil.ToFloat64(tminusmetrics.Rollbacks.WithLabelValues(checklist.ReasonTriggerFired, "false"))).
 		To(Equal(rollbacksBefore + 1))
 	reg := prometheus.NewPedanticRegistry()
-	reg.MustRegister(tminusmetrics.NewStateCollector(bed.Client))
+	reg.MustRegister(tminusmetrics.NewStateCollector(bed.Client, nil))
 	families, err := reg.Gather()
 	g.Expect(err).NotTo(HaveOccurred())
 	rolledBackGauge := 0.0

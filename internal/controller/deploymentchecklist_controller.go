@@ -23,6 +23,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
@@ -44,6 +45,7 @@ import (
 	logf "sigs.k8s.io/controller-runtime/pkg/log"
 	"sigs.k8s.io/controller-runtime/pkg/predicate"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
+	"sigs.k8s.io/controller-runtime/pkg/source"
 
 	deployv1alpha1 "github.com/tminus-dev/tminus/api/v1alpha1"
 	"github.com/tminus-dev/tminus/internal/approval"
@@ -51,6 +53,7 @@ import (
 	"github.com/tminus-dev/tminus/internal/gate"
 	"github.com/tminus-dev/tminus/internal/metrics"
 	"github.com/tminus-dev/tminus/internal/prometheus"
+	"github.com/tminus-dev/tminus/internal/shard"
 	"github.com/tminus-dev/tminus/internal/target"
 )
 
@@ -108,6 +111,9 @@ type DeploymentChecklistReconciler struct {
 	// makes them. Without it (nil, or false) tminus holds them after the fact and the
 	// checklists say so (AdmissionGate=False).
 	AdmissionGate func() bool
+	// Shards, when set, is this replica's part of the shards: it reconciles only the
+	// checklists of the shards it holds (by their target's namespace/name).
+	Shards *shard.Set
 
 	unwritten unwrittenStatuses
 	refusals  jobRefusals
@@ -134,6 +140,12 @@ func (r *DeploymentChecklistReconciler) Reconcile(ctx context.Context, req ctrl.
 		}
 		return ctrl.Result{}, client.IgnoreNotFound(err)
 	}
+	done, ours := begin(r.Shards, dcl.Namespace, dcl.Spec.Target.Name)
+	if !ours {
+		// Another replica's shard: it reconciles this checklist.
+		return ctrl.Result{}, nil
+	}
+	defer done()
 	now := r.Clock.Now()
 	var obs *checklist.Observations
 	for attempt := 1; ; attempt++ {
@@ -314,25 +326,59 @@ func (r *DeploymentChecklistReconciler) observe(ctx context.Context, dcl *deploy
 			vars[checklist.VarPodTemplateHash] = h
 		}
 	}
-	obs.Metrics = r.measure(ctx, dcl, needs.Metrics, vars, checklist.EvaluationTime(now, checklist.Interval(dcl)), false)
+	// Every measurement at once, under one deadline: the interval. A checklist waits
+	// for its slowest measurement, never for the sum of them, and never longer than an
+	// interval (a dead endpoint's circuit opens, and then it waits for nothing).
+	mctx, cancel := context.WithTimeout(ctx, max(checklist.Interval(dcl), time.Second))
+	defer cancel()
+	var ms measurements
+	ms.metrics(mctx, r, dcl, needs.Metrics, vars, checklist.EvaluationTime(now, checklist.Interval(dcl)), false)
 	if ts := dcl.Status.Target; len(needs.Baselines) > 0 && ts != nil && ts.T0At != nil {
-		obs.Baselines = r.measure(ctx, dcl, needs.Baselines, checklist.BaselineVars(dcl), ts.T0At.Time, true)
+		ms.metrics(mctx, r, dcl, needs.Baselines, checklist.BaselineVars(dcl), ts.T0At.Time, true)
 	}
-	obs.HTTP = map[string]checklist.Measurement{}
 	for key, spec := range needs.HTTP {
-		obs.HTTP[key] = r.HTTP.Probe(ctx, spec)
+		ms.run(func() { ms.put(&ms.http, key, r.HTTP.Probe(mctx, spec)) })
+	}
+	ms.wg.Wait()
+	obs.Metrics, obs.Baselines, obs.HTTP = ms.metric, ms.baseline, ms.http
+	if obs.HTTP == nil {
+		obs.HTTP = map[string]checklist.Measurement{}
+	}
+	if obs.Metrics == nil {
+		obs.Metrics = map[string]checklist.Measurement{}
 	}
 	return obs, nil
 }
 
-// measure queries the named metrics at the evaluation time at, their variables filled
+// measurements gathers one reconcile's measurements, taken concurrently.
+type measurements struct {
+	wg                     sync.WaitGroup
+	mu                     sync.Mutex
+	metric, baseline, http map[string]checklist.Measurement
+}
+
+func (ms *measurements) run(f func()) { ms.wg.Go(f) }
+
+func (ms *measurements) put(into *map[string]checklist.Measurement, key string, m checklist.Measurement) {
+	ms.mu.Lock()
+	defer ms.mu.Unlock()
+	if *into == nil {
+		*into = map[string]checklist.Measurement{}
+	}
+	(*into)[key] = m
+}
+
+// metrics queries the named metrics at the evaluation time at, their variables filled
 // in from vars. A query naming a variable not known yet (the released ReplicaSet's hash
 // before it exists) is not sent: it would select the wrong series. For a baseline,
 // such a variable is the pre-deploy ReplicaSet's hash, and without one nothing served
 // before the release: the baseline has no data.
-func (r *DeploymentChecklistReconciler) measure(ctx context.Context, dcl *deployv1alpha1.DeploymentChecklist,
-	names []string, vars map[string]string, at time.Time, baseline bool) map[string]checklist.Measurement {
-	out := make(map[string]checklist.Measurement, len(names))
+func (ms *measurements) metrics(ctx context.Context, r *DeploymentChecklistReconciler, dcl *deployv1alpha1.DeploymentChecklist,
+	names []string, vars map[string]string, at time.Time, baseline bool) {
+	into := &ms.metric
+	if baseline {
+		into = &ms.baseline
+	}
 	for _, name := range names {
 		for _, m := range dcl.Spec.Metrics {
 			if m.Name != name {
@@ -341,17 +387,18 @@ func (r *DeploymentChecklistReconciler) measure(ctx context.Context, dcl *deploy
 			query := checklist.RenderQuery(m.Query, vars)
 			if checklist.Unresolved(query) {
 				if baseline {
-					out[name] = checklist.Measurement{Kind: checklist.ResultNoData, Query: query,
-						Message: "no ReplicaSet served before the release"}
+					ms.put(into, name, checklist.Measurement{Kind: checklist.ResultNoData, Query: query,
+						Message: "no ReplicaSet served before the release"})
 				}
 				continue
 			}
-			out[name] = r.Metrics.Measure(ctx, prometheus.Request{
-				Namespace: dcl.Namespace, Spec: dcl.Spec.Prometheus, Query: query, At: at, Interval: checklist.Interval(dcl),
+			ms.run(func() {
+				ms.put(into, name, r.Metrics.Measure(ctx, prometheus.Request{
+					Namespace: dcl.Namespace, Spec: dcl.Spec.Prometheus, Query: query, At: at, Interval: checklist.Interval(dcl),
+				}))
 			})
 		}
 	}
-	return out
 }
 
 func splitKey(key string) (string, string) {
@@ -403,11 +450,19 @@ func (r *DeploymentChecklistReconciler) SetupWithManager(mgr ctrl.Manager) error
 		indexTemplateRefs); err != nil {
 		return err
 	}
+	queues := newShardQueues()
+	if r.Shards != nil {
+		r.Shards.OnAcquire = func(i int) {
+			queues.acquired(logf.IntoContext(context.Background(), mgr.GetLogger()), r.Client, r.Shards, i)
+		}
+	}
 	// The gate controller comes with it: it reads the same indexes.
-	if err := (&GateReconciler{Client: r.Client, APIReader: r.APIReader}).SetupWithManager(mgr); err != nil {
+	if err := (&GateReconciler{Client: r.Client, APIReader: r.APIReader, Shards: r.Shards,
+		taken: queues.deployments}).SetupWithManager(mgr); err != nil {
 		return err
 	}
 	return ctrl.NewControllerManagedBy(mgr).
+		WatchesRawSource(source.Channel(queues.checklists, &handler.EnqueueRequestForObject{})).
 		For(&deployv1alpha1.DeploymentChecklist{}, builder.WithPredicates(
 			predicate.Or(predicate.GenerationChangedPredicate{}, predicate.AnnotationChangedPredicate{}))).
 		Owns(&batchv1.Job{}).

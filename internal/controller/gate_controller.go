@@ -10,13 +10,16 @@ import (
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/event"
 	"sigs.k8s.io/controller-runtime/pkg/handler"
 	logf "sigs.k8s.io/controller-runtime/pkg/log"
 	"sigs.k8s.io/controller-runtime/pkg/predicate"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
+	"sigs.k8s.io/controller-runtime/pkg/source"
 
 	deployv1alpha1 "github.com/tminus-dev/tminus/api/v1alpha1"
 	"github.com/tminus-dev/tminus/internal/gate"
+	"github.com/tminus-dev/tminus/internal/shard"
 	"github.com/tminus-dev/tminus/internal/target"
 )
 
@@ -28,6 +31,10 @@ type GateReconciler struct {
 	client.Client
 	// APIReader reads from the API server after a write conflict; the Client when nil.
 	APIReader client.Reader
+	// Shards, when set: only the Deployments of the shards this replica holds.
+	Shards *shard.Set
+
+	taken chan event.GenericEvent
 }
 
 // Reconcile brings one Deployment's label and pause in line with its checklists.
@@ -36,6 +43,11 @@ func (r *GateReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.
 	if err := r.Get(ctx, req.NamespacedName, &d); err != nil {
 		return ctrl.Result{}, client.IgnoreNotFound(err)
 	}
+	done, ours := begin(r.Shards, d.Namespace, d.Name)
+	if !ours {
+		return ctrl.Result{}, nil
+	}
+	defer done()
 	cls, err := target.Checklists(ctx, r.Client, d.Namespace, d.Name)
 	if err != nil {
 		return ctrl.Result{}, err
@@ -86,12 +98,12 @@ func ignoreGone(err error) error {
 // SetupWithManager watches the Deployments tminus marked or holds, and every checklist
 // (its creation, change and deletion reach its target).
 func (r *GateReconciler) SetupWithManager(mgr ctrl.Manager) error {
-	marked := predicate.NewPredicateFuncs(func(o client.Object) bool {
-		return o.GetLabels()[deployv1alpha1.GatedLabel] == deployv1alpha1.GatedByChecklist ||
-			o.GetAnnotations()[deployv1alpha1.HeldByAnnotation] != ""
-	})
-	return ctrl.NewControllerManagedBy(mgr).
-		For(&appsv1.Deployment{}, builder.WithPredicates(marked)).
+	b := ctrl.NewControllerManagedBy(mgr).
+		For(&appsv1.Deployment{}, builder.WithPredicates(predicate.NewPredicateFuncs(marked)))
+	if r.taken != nil {
+		b = b.WatchesRawSource(source.Channel(r.taken, &handler.EnqueueRequestForObject{}))
+	}
+	return b.
 		Watches(&deployv1alpha1.DeploymentChecklist{}, handler.EnqueueRequestsFromMapFunc(
 			func(_ context.Context, o client.Object) []reconcile.Request {
 				dcl, ok := o.(*deployv1alpha1.DeploymentChecklist)
@@ -113,4 +125,11 @@ func named(cls []gate.Checklist, heldBy string) bool {
 		}
 	}
 	return false
+}
+
+// marked says whether a Deployment carries tminus's mark or pause: the gate controller
+// looks after those.
+func marked(o client.Object) bool {
+	return o.GetLabels()[deployv1alpha1.GatedLabel] == deployv1alpha1.GatedByChecklist ||
+		o.GetAnnotations()[deployv1alpha1.HeldByAnnotation] != ""
 }

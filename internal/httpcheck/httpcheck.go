@@ -14,6 +14,7 @@ import (
 	"time"
 
 	deployv1alpha1 "github.com/tminus-dev/tminus/api/v1alpha1"
+	"github.com/tminus-dev/tminus/internal/breaker"
 	"github.com/tminus-dev/tminus/internal/checklist"
 )
 
@@ -25,6 +26,10 @@ type Prober struct {
 	// Client sends the requests; its CheckRedirect is overridden so redirects are not
 	// followed (a redirect is answered as its own status code).
 	Client *http.Client
+	// Breakers open a circuit per URL after consecutive requests got no response, so a
+	// hanging endpoint costs its checks no wait until the next probe: they report what
+	// the last requests found (no response). Nil: no circuits.
+	Breakers *breaker.Set
 }
 
 // Probe runs one check. A response, whatever its status, is a measurement; no response
@@ -48,6 +53,14 @@ func (p *Prober) Probe(ctx context.Context, spec deployv1alpha1.HTTPCheck) check
 			return checklist.Measurement{Kind: checklist.ResultError, Message: "bodyMatch is not a valid RE2 pattern: " + err.Error()}
 		}
 	}
+	report := func(bool, string) error { return nil }
+	if p.Breakers != nil {
+		done, err := p.Breakers.Allow(spec.URL)
+		if err != nil {
+			return checklist.Measurement{Kind: checklist.ResultValue, OK: false, Display: "no response", Message: bound(err.Error())}
+		}
+		report = done
+	}
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, spec.URL, nil)
@@ -61,8 +74,12 @@ func (p *Prober) Probe(ctx context.Context, spec deployv1alpha1.HTTPCheck) check
 		if errors.Is(err, context.DeadlineExceeded) {
 			msg = fmt.Sprintf("no response within %s", timeout)
 		}
+		if open := report(false, msg); open != nil {
+			msg = open.Error()
+		}
 		return checklist.Measurement{Kind: checklist.ResultValue, OK: false, Display: "no response", Message: bound(msg)}
 	}
+	_ = report(true, "")
 	defer func() { _ = resp.Body.Close() }()
 	m := checklist.Measurement{Kind: checklist.ResultValue, Value: float64(resp.StatusCode), Display: strconv.Itoa(resp.StatusCode)}
 	if resp.StatusCode != want {

@@ -5,6 +5,7 @@ package metrics
 
 import (
 	"context"
+	"strconv"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -13,6 +14,7 @@ import (
 	crmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
 
 	deployv1alpha1 "github.com/tminus-dev/tminus/api/v1alpha1"
+	"github.com/tminus-dev/tminus/internal/breaker"
 )
 
 var (
@@ -39,16 +41,51 @@ var (
 	}, []string{"address"})
 )
 
+// CircuitState is each measured endpoint's circuit: 0 closed, 1 half-open (a probe is
+// out), 2 open (measurements fail at once until the next probe).
+var CircuitState = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+	Name: "tminus_measurement_circuit_state",
+	Help: "Circuit breaker state per measured endpoint (Prometheus address, or HTTP check URL): 0 closed, 1 half-open, 2 open.",
+}, []string{"kind", "endpoint"})
+
+// CircuitChanged records a Prometheus address's circuit state.
+func CircuitChanged(endpoint string, s breaker.State) {
+	CircuitState.WithLabelValues("prometheus", endpoint).Set(float64(s))
+}
+
+// HTTPCircuitChanged records an HTTP check URL's circuit state.
+func HTTPCircuitChanged(endpoint string, s breaker.State) {
+	CircuitState.WithLabelValues("http", endpoint).Set(float64(s))
+}
+
+// ShardHeld is 1 for each shard this replica holds, 0 for one it held before.
+var ShardHeld = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+	Name: "tminus_shard_held",
+	Help: "1 for each shard this replica holds (it reconciles that shard's checklists), 0 once it let it go.",
+}, []string{"shard"})
+
+// ShardChanged records whether this replica holds shard i.
+func ShardChanged(i int, held bool) {
+	v := 0.0
+	if held {
+		v = 1
+	}
+	ShardHeld.WithLabelValues(strconv.Itoa(i)).Set(v)
+}
+
 // Register adds tminus's metrics, and a collector that counts checklists by phase and
 // those awaiting approval from reader (the manager's cache), to the manager's registry.
-func Register(reader client.Reader) {
-	crmetrics.Registry.MustRegister(CheckEvaluations, Rollbacks, QueryDuration, QueryErrors, NewStateCollector(reader))
+// With shards, owns says which checklists (by their target's namespace and name) this
+// replica counts, so the replicas' figures add up to the cluster's.
+func Register(reader client.Reader, owns func(namespace, name string) bool) {
+	crmetrics.Registry.MustRegister(CheckEvaluations, Rollbacks, QueryDuration, QueryErrors, CircuitState, ShardHeld,
+		NewStateCollector(reader, owns))
 }
 
 // NewStateCollector counts checklists by phase, and those awaiting approval, at scrape
-// time.
-func NewStateCollector(reader client.Reader) prometheus.Collector {
-	return &stateCollector{reader: reader}
+// time: those owns says this replica holds (all when owns is nil).
+func NewStateCollector(reader client.Reader, owns func(namespace, name string) bool) prometheus.Collector {
+	return &stateCollector{reader: reader, owns: owns}
 }
 
 var (
@@ -60,7 +97,10 @@ var (
 
 // stateCollector reads checklists from the cache at scrape time, so the gauges are
 // always what the cluster holds, never a count that drifted.
-type stateCollector struct{ reader client.Reader }
+type stateCollector struct {
+	reader client.Reader
+	owns   func(namespace, name string) bool
+}
 
 func (c *stateCollector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- checklistsDesc
@@ -84,6 +124,9 @@ func (c *stateCollector) Collect(ch chan<- prometheus.Metric) {
 	}
 	awaiting := 0
 	for i := range list.Items {
+		if c.owns != nil && !c.owns(list.Items[i].Namespace, list.Items[i].Spec.Target.Name) {
+			continue
+		}
 		st := &list.Items[i].Status
 		phase := st.Phase
 		if phase == "" {

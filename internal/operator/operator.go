@@ -12,8 +12,11 @@ import (
 	crwebhook "sigs.k8s.io/controller-runtime/pkg/webhook"
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
 
+	"github.com/tminus-dev/tminus/internal/breaker"
 	"github.com/tminus-dev/tminus/internal/controller"
 	"github.com/tminus-dev/tminus/internal/httpcheck"
+	"github.com/tminus-dev/tminus/internal/metrics"
+	"github.com/tminus-dev/tminus/internal/shard"
 	"github.com/tminus-dev/tminus/internal/webhook"
 )
 
@@ -41,12 +44,16 @@ type Options struct {
 	// certificate manager's or probe's Installed); with Webhooks and no AdmissionGate
 	// it is taken as installed.
 	AdmissionGate func() bool
+	// Shards, when set, is this replica's part of the shards (internal/shard): it
+	// reconciles only their checklists and Deployments. Nil: everything (one active
+	// replica, by leader election).
+	Shards *shard.Set
 }
 
 // Setup adds tminus to mgr and returns its checklist reconciler.
 func Setup(mgr ctrl.Manager, o Options) (*controller.DeploymentChecklistReconciler, error) {
 	if o.HTTP == nil {
-		o.HTTP = &httpcheck.Prober{}
+		o.HTTP = &httpcheck.Prober{Breakers: &breaker.Set{OnChange: metrics.HTTPCircuitChanged}}
 	}
 	if o.Clock == nil {
 		o.Clock = clock.RealClock{}
@@ -71,6 +78,7 @@ func Setup(mgr ctrl.Manager, o Options) (*controller.DeploymentChecklistReconcil
 		RequireVerifiedApprovals: o.Webhooks,
 		StatusRefresh:            o.StatusRefresh,
 		AdmissionGate:            gateUp,
+		Shards:                   o.Shards,
 	}
 	if o.RequireVerifiedApprovals != nil {
 		r.RequireVerifiedApprovals = *o.RequireVerifiedApprovals

@@ -3,6 +3,7 @@ package prometheus
 import (
 	"context"
 	"errors"
+	"fmt"
 	"math"
 	"net/http"
 	"strings"
@@ -14,6 +15,7 @@ import (
 	"github.com/prometheus/common/model"
 
 	deployv1alpha1 "github.com/tminus-dev/tminus/api/v1alpha1"
+	"github.com/tminus-dev/tminus/internal/breaker"
 	"github.com/tminus-dev/tminus/internal/checklist"
 )
 
@@ -83,4 +85,21 @@ func TestAnUnsetTimeoutIsNeverLongerThanTheInterval(t *testing.T) {
 	g.Expect(Timeout(&deployv1alpha1.PrometheusSpec{}, 30*time.Second)).To(Equal(10 * time.Second))
 	g.Expect(Timeout(&deployv1alpha1.PrometheusSpec{}, 5*time.Second)).To(Equal(5 * time.Second))
 	g.Expect(Timeout(&deployv1alpha1.PrometheusSpec{Timeout: "2s"}, 5*time.Second)).To(Equal(2 * time.Second))
+}
+
+func TestAQueryPrometheusGaveUpOnLeavesTheCircuitClosed(t *testing.T) {
+	g := NewWithT(t)
+	calls := 0
+	set := &breaker.Set{Threshold: 2}
+	p := &Provider{Breakers: set, NewQuerier: func(string, *http.Client) (Querier, error) {
+		calls++
+		return fakeQuerier{err: &promv1.Error{Type: promv1.ErrTimeout, Msg: "query timed out in expression evaluation"}}, nil
+	}}
+	for i := range 5 {
+		m := p.Measure(context.Background(), Request{Spec: &deployv1alpha1.PrometheusSpec{Address: "http://prom:9090"},
+			Query: fmt.Sprintf("expensive%d", i), At: time.Now()})
+		g.Expect(m.Kind).To(Equal(checklist.ResultError))
+	}
+	g.Expect(calls).To(Equal(5), "every query was sent: Prometheus answers, the query is too slow")
+	g.Expect(set.State("http://prom:9090")).To(Equal(breaker.Closed))
 }

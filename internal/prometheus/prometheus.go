@@ -34,6 +34,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	deployv1alpha1 "github.com/tminus-dev/tminus/api/v1alpha1"
+	"github.com/tminus-dev/tminus/internal/breaker"
 	"github.com/tminus-dev/tminus/internal/checklist"
 	"github.com/tminus-dev/tminus/internal/metrics"
 	"github.com/tminus-dev/tminus/internal/netguard"
@@ -77,6 +78,11 @@ type Provider struct {
 	MaxInFlight int
 	// NewQuerier builds the querier for an address; tests replace it.
 	NewQuerier func(address string, c *http.Client) (Querier, error)
+	// Breakers open a circuit per address that stops answering (no answer, refused,
+	// a server error; not a query Prometheus itself timed out or refused), so
+	// measurements against a dead Prometheus fail at once instead of each waiting its
+	// timeout. Nil: a set with the breaker package's defaults.
+	Breakers *breaker.Set
 
 	sent atomic.Int64
 
@@ -116,6 +122,17 @@ func (p *Provider) Measure(ctx context.Context, req Request) checklist.Measureme
 		select {
 		case <-c.done:
 			return c.m
+		default:
+		}
+		// In flight: unless it is the probe of an open circuit, which may take the
+		// whole timeout and which nobody else waits for.
+		if err := p.breakers().Refusal(req.Spec.Address); err != nil {
+			metrics.QueryErrors.WithLabelValues(req.Spec.Address).Inc()
+			return errorf(req.Query, "prometheus %s: %v", req.Spec.Address, err)
+		}
+		select {
+		case <-c.done:
+			return c.m
 		case <-ctx.Done():
 			return errorf(req.Query, "prometheus %s: %v", req.Spec.Address, ctx.Err())
 		}
@@ -138,8 +155,27 @@ func (p *Provider) Measure(ctx context.Context, req Request) checklist.Measureme
 
 func (p *Provider) query(ctx context.Context, req Request, creds *credentials, at time.Time) checklist.Measurement {
 	timeout := Timeout(req.Spec, req.Interval)
-	ctx, cancel := context.WithTimeout(ctx, timeout)
+	done, err := p.breakers().Allow(req.Spec.Address)
+	if err != nil {
+		metrics.QueryErrors.WithLabelValues(req.Spec.Address).Inc()
+		return errorf(req.Query, "prometheus %s: %v", req.Spec.Address, err)
+	}
+	// Prometheus is asked to give up at timeout; the client waits a little longer, so
+	// a live Prometheus answers "query timed out" (the query's fault) and only a dead
+	// one leaves the client waiting (the address's fault, for the breaker).
+	ctx, cancel := context.WithTimeout(ctx, timeout+clientGrace(timeout))
 	defer cancel()
+	reported := false
+	report := func(ok bool, why string) error {
+		reported = true
+		return done(ok, why)
+	}
+	// Whatever ends the attempt early (no free slot, no client) counts as no answer.
+	defer func() {
+		if !reported {
+			_ = done(false, "")
+		}
+	}()
 
 	sem := p.semaphore(req.Spec.Address)
 	select {
@@ -166,8 +202,16 @@ func (p *Provider) query(ctx context.Context, req Request, creds *credentials, a
 	v, _, _, err := q.Query(ctx, req.Query, at, promv1.WithTimeout(timeout))
 	metrics.QueryDuration.WithLabelValues(req.Spec.Address).Observe(time.Since(began).Seconds())
 	m := Classify(req.Query, v)
+	answered := err == nil || answeredAnyway(err)
 	if err != nil {
-		m = errorf(req.Query, "prometheus %s: %s", req.Spec.Address, describeError(err, timeout))
+		why := describeError(err, timeout)
+		if open := report(answered, why); open != nil {
+			// Left open: say what every refused measurement says.
+			why = open.Error()
+		}
+		m = errorf(req.Query, "prometheus %s: %s", req.Spec.Address, why)
+	} else {
+		_ = report(true, "")
 	}
 	if m.Kind == checklist.ResultError {
 		metrics.QueryErrors.WithLabelValues(req.Spec.Address).Inc()
@@ -187,6 +231,33 @@ func Timeout(spec *deployv1alpha1.PrometheusSpec, interval time.Duration) time.D
 		return interval
 	}
 	return checklist.DefaultPrometheusTimeout
+}
+
+// clientGrace is how much longer than Prometheus's own query timeout the client waits.
+func clientGrace(timeout time.Duration) time.Duration { return min(time.Second, timeout/2) }
+
+// answeredAnyway says whether an error came from a Prometheus that answered: it refused
+// or gave up on this query (bad PromQL, its own timeout, too many samples). Only
+// silence, refused connections and server errors count against the address.
+func answeredAnyway(err error) bool {
+	apiErr, ok := errors.AsType[*promv1.Error](err)
+	if !ok {
+		return false
+	}
+	switch apiErr.Type {
+	case promv1.ErrBadData, promv1.ErrExec, promv1.ErrTimeout, promv1.ErrCanceled:
+		return true
+	}
+	return false
+}
+
+func (p *Provider) breakers() *breaker.Set {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.Breakers == nil {
+		p.Breakers = &breaker.Set{OnChange: metrics.CircuitChanged}
+	}
+	return p.Breakers
 }
 
 // describeError says what went wrong without echoing a response body.

@@ -31,6 +31,7 @@ import (
 	"sigs.k8s.io/yaml"
 
 	deployv1alpha1 "github.com/tminus-dev/tminus/api/v1alpha1"
+	"github.com/tminus-dev/tminus/internal/breaker"
 	"github.com/tminus-dev/tminus/internal/checklist"
 	"github.com/tminus-dev/tminus/internal/prometheus"
 	"github.com/tminus-dev/tminus/test/app"
@@ -472,4 +473,91 @@ func BenchmarkSharedQueries(b *testing.B) {
 	}
 	b.ReportMetric(float64(checklists), "checklists/round")
 	b.ReportMetric(float64(p.Sent())/float64(rounds), "queries-sent/round")
+}
+
+// blackhole accepts connections and never answers, and counts them.
+func blackhole(t *testing.T) (string, *atomic.Int64) {
+	t.Helper()
+	b, err := testbed.StartBlackhole()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(b.Close)
+	return b.URL, &b.Accepted
+}
+
+func TestADeadPrometheusOpensItsCircuitAndNoMeasurementWaitsForIt(t *testing.T) {
+	g := NewWithT(t)
+	addr, accepted := blackhole(t)
+	p := &prometheus.Provider{Secrets: bed.Client, Breakers: &breaker.Set{Threshold: 2, Cooldown: time.Hour}}
+	s := spec(addr)
+	s.Timeout = "200ms"
+	for i := range 2 {
+		m := measure(p, s, fmt.Sprintf("vector(%d)", i))
+		g.Expect(m.Kind).To(Equal(checklist.ResultError))
+		g.Expect(m.Message).To(ContainSubstring("no answer within 200ms"))
+	}
+	// Open: every checklist using it gets an error at once, naming the circuit, and
+	// nothing more is sent.
+	for i := range 5 {
+		m := measure(p, s, fmt.Sprintf("vector(%d)", 10+i))
+		g.Expect(m.Kind).To(Equal(checklist.ResultError))
+		g.Expect(m.Message).To(ContainSubstring("circuit open for " + addr + " "))
+		g.Expect(m.Message).To(ContainSubstring("after 2 consecutive failures (last: no answer within 200ms)"))
+	}
+	g.Expect(accepted.Load()).To(BeEquivalentTo(2))
+	g.Expect(p.Breakers.State(addr)).To(Equal(breaker.Open))
+
+	// Another Prometheus is not affected.
+	g.Expect(measure(p, spec(prom.URL), `vector(1)`).Kind).To(Equal(checklist.ResultValue))
+}
+
+func TestAHalfOpenCircuitClosesWhenPrometheusAnswersAgain(t *testing.T) {
+	g := NewWithT(t)
+	slow := newSlowProxy(t, prom.URL, 0, nil)
+	var down atomic.Bool
+	down.Store(true)
+	gate := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if down.Load() {
+			http.Error(w, "bad gateway", http.StatusBadGateway)
+			return
+		}
+		slow.Config.Handler.ServeHTTP(w, r)
+	}))
+	t.Cleanup(gate.Close)
+	p := &prometheus.Provider{Secrets: bed.Client, Breakers: &breaker.Set{Threshold: 1, Cooldown: 300 * time.Millisecond}}
+	g.Expect(measure(p, spec(gate.URL), `vector(1)`).Message).To(ContainSubstring("server error: 502"))
+	g.Expect(measure(p, spec(gate.URL), `vector(2)`).Message).To(ContainSubstring("circuit open"))
+	down.Store(false)
+	eventually(t, func() checklist.Measurement { return measure(p, spec(gate.URL), `vector(3)`) },
+		func(g Gomega, m checklist.Measurement) { g.Expect(m.Kind).To(Equal(checklist.ResultValue), m.Message) })
+	g.Expect(p.Breakers.State(gate.URL)).To(Equal(breaker.Closed))
+}
+
+func TestNobodyWaitsForTheProbeOfAnOpenCircuit(t *testing.T) {
+	g := NewWithT(t)
+	addr, _ := blackhole(t)
+	p := &prometheus.Provider{Secrets: bed.Client, Breakers: &breaker.Set{Threshold: 1, Cooldown: 100 * time.Millisecond}}
+	s := spec(addr)
+	s.Timeout = "500ms"
+	at := time.Now()
+	ask := func() checklist.Measurement {
+		return p.Measure(context.Background(), prometheus.Request{Namespace: ns, Spec: s, Query: "vector(1)", At: at})
+	}
+	// Open, then its cooldown passes: the next measurement is the probe, and it waits
+	// for the dead Prometheus.
+	g.Expect(measure(p, s, "vector(0)").Kind).To(Equal(checklist.ResultError))
+	time.Sleep(150 * time.Millisecond)
+	probe := make(chan checklist.Measurement, 1)
+	go func() { probe <- ask() }()
+	g.Eventually(func() breaker.State { return p.Breakers.State(addr) }, 5*time.Second, 5*time.Millisecond).
+		Should(Equal(breaker.HalfOpen))
+
+	// Every other checklist asking the same question at the same time would share the
+	// probe's answer: it is refused at once instead, while the probe is still out.
+	m := ask()
+	g.Expect(m.Kind).To(Equal(checklist.ResultError))
+	g.Expect(m.Message).To(ContainSubstring("circuit open for " + addr))
+	g.Expect(probe).NotTo(Receive(), "the probe is still waiting")
+	g.Expect((<-probe).Message).To(Equal(m.Message), "the failed probe tells the same story")
 }

@@ -7,7 +7,6 @@ package scale
 import (
 	"context"
 	"fmt"
-	"os"
 	"runtime"
 	"slices"
 	"strconv"
@@ -15,6 +14,7 @@ import (
 	"sync"
 	"time"
 
+	prometheusclient "github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -26,6 +26,7 @@ import (
 
 	deployv1alpha1 "github.com/tminus-dev/tminus/api/v1alpha1"
 	engine "github.com/tminus-dev/tminus/internal/checklist"
+	tminusmetrics "github.com/tminus-dev/tminus/internal/metrics"
 	"github.com/tminus-dev/tminus/internal/prometheus"
 	"github.com/tminus-dev/tminus/test/app"
 	"github.com/tminus-dev/tminus/test/manager"
@@ -44,7 +45,20 @@ type Config struct {
 	Interval time.Duration
 	// Rounds of Interval measured after the warm-up.
 	Rounds int
-	Log    func(format string, args ...any)
+	// Blackholed of the active checklists ask a Prometheus that accepts connections and
+	// never answers: the others, and the releases, must not wait for them.
+	Blackholed int
+	// DistinctQueries gives every checklist two metrics of its own, so nothing is
+	// shared: every measurement is a query sent.
+	DistinctQueries bool
+	// Replicas, when more than one, runs the real manager binary that many times with
+	// --shards Shards (8 when zero) instead of one manager in the harness's process;
+	// the run ends by killing one replica and timing the takeover of its shards.
+	Replicas, Shards int
+	// Lease is the fleet's shard lease duration (the renew deadline two thirds of it,
+	// the retry period an eighth); the manager's default, 15s, when zero.
+	Lease time.Duration
+	Log   func(format string, args ...any)
 }
 
 // Result is what one size measured.
@@ -73,6 +87,19 @@ type Result struct {
 	// restored: tminus's own share. Breach to rollback is the wait for that tick (at
 	// most one interval) plus this.
 	TickToRollbackP50s, TickToRollbackP99s float64
+	// Blackholed and AllDistinct (Config.DistinctQueries) are the run's configuration.
+	Blackholed  int
+	AllDistinct bool
+	// EvaluationsPerSecond are the metric checks and triggers evaluated per second in the
+	// measured rounds; ExpectedPerSecond is what every checklist measuring on schedule
+	// would make; QueriesPerSecond went to Prometheus.
+	EvaluationsPerSecond, ExpectedPerSecond, QueriesPerSecond float64
+	// Replicas and Shards of a fleet run; ReplicaRSSMiB is each replica's resident
+	// memory (RSSMiB is then the largest), TakeoverS how long after one replica was
+	// killed every shard it held was held by another.
+	Replicas, Shards int
+	ReplicaRSSMiB    []float64
+	TakeoverS        float64
 }
 
 const (
@@ -81,6 +108,10 @@ const (
 	// errorRateQuery is every checklist's metric; the trigger fires above 0.05.
 	errorRateQuery = `(sum(rate(http_requests_total{namespace="` + ns + `",code=~"5.."}[10s])) or vector(0)) / ` +
 		`sum(rate(http_requests_total{namespace="` + ns + `"}[10s]))`
+	// p95 and p95Query are the second metric of DistinctQueries checklists.
+	p95      = "p95"
+	p95Query = `histogram_quantile(0.95, sum by (le) ` +
+		`(rate(http_request_duration_seconds_bucket{namespace="` + ns + `"}[10s])))`
 )
 
 // ManagerQPS and ManagerBurst are the manager's client limits in the benchmark: the
@@ -95,8 +126,19 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 	if cfg.Log == nil {
 		cfg.Log = func(string, ...any) {}
 	}
+	if cfg.Releases+cfg.Active > cfg.Checklists {
+		return Result{}, fmt.Errorf("%d checklists cannot hold %d releases and %d active others", cfg.Checklists,
+			cfg.Releases, cfg.Active)
+	}
+	if cfg.Replicas > 1 && cfg.Shards == 0 {
+		cfg.Shards = 8
+	}
 	res := Result{Checklists: cfg.Checklists, Active: cfg.Active, Releases: cfg.Releases,
-		IntervalSeconds: cfg.Interval.Seconds(), Rounds: cfg.Rounds, DistinctQueries: 1}
+		IntervalSeconds: cfg.Interval.Seconds(), Rounds: cfg.Rounds, DistinctQueries: 1,
+		Blackholed: cfg.Blackholed, AllDistinct: cfg.DistinctQueries, Replicas: max(1, cfg.Replicas), Shards: cfg.Shards}
+	if cfg.DistinctQueries {
+		res.DistinctQueries = 2 * (cfg.Active + cfg.Releases) // two metrics each
+	}
 	bed, err := testbed.Start(ctx, testbed.Options{Cluster: cfg.Releases > 0})
 	if err != nil {
 		return res, err
@@ -115,6 +157,16 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 	}
 	defer prom.Close()
 
+	dead := ""
+	if cfg.Blackholed > 0 {
+		hole, err := testbed.StartBlackhole()
+		if err != nil {
+			return res, err
+		}
+		defer hole.Close()
+		dead = hole.URL
+	}
+
 	// The harness writes thousands of objects: no client-side throttling for it.
 	fast := rest.CopyConfig(bed.Config)
 	fast.QPS, fast.Burst = 2000, 4000
@@ -126,28 +178,42 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 		return res, err
 	}
 	start := time.Now()
-	if err := populate(ctx, c, cfg, prom.URL); err != nil {
+	if err := populate(ctx, c, cfg, prom.URL, dead); err != nil {
 		return res, err
 	}
 	cfg.Log("created %d checklists (%d active, %d releases) in %s",
 		cfg.Checklists, cfg.Active, cfg.Releases, time.Since(start).Round(time.Second))
 
-	provider := &prometheus.Provider{Secrets: c}
-	mgrCtx, stopMgr := context.WithCancel(ctx)
-	mgr, err := startManager(mgrCtx, bed, provider)
-	if err != nil {
-		stopMgr()
-		return res, err
+	var run running
+	if cfg.Replicas > 1 {
+		f, err := startFleet(ctx, bed, c, cfg)
+		if err != nil {
+			return res, err
+		}
+		defer f.stop()
+		if err := f.waitShardsHeld(ctx); err != nil {
+			return res, err
+		}
+		run = f
+	} else {
+		provider := &prometheus.Provider{Secrets: c}
+		mgrCtx, stopMgr := context.WithCancel(ctx)
+		mgr, err := startManager(mgrCtx, bed, provider)
+		if err != nil {
+			stopMgr()
+			return res, err
+		}
+		defer func() {
+			stopMgr()
+			<-mgr.Done
+		}()
+		run = &inProcess{mgr: mgr, provider: provider}
 	}
-	defer func() {
-		stopMgr()
-		<-mgr.Done
-	}()
 
 	// Warm-up: every checklist reconciled at least once and the releases verifying.
-	// Polled from the manager's cache: listing thousands of checklists from the API
-	// server every second would load it more than the manager does.
-	if err := waitSettled(ctx, mgr.Cache, cfg); err != nil {
+	// Polled from a cache: listing thousands of checklists from the API server every
+	// second would load it more than the manager does.
+	if err := waitSettled(ctx, run.reader(), cfg); err != nil {
 		return res, err
 	}
 	cfg.Log("settled in %s", time.Since(start).Round(time.Second))
@@ -157,16 +223,25 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 	if err != nil {
 		return res, err
 	}
-	sent0 := provider.Sent()
+	sent0, evals0 := run.sent(ctx), run.evaluations(ctx)
 	time.Sleep(time.Duration(cfg.Rounds) * cfg.Interval)
+	window := (time.Duration(cfg.Rounds) * cfg.Interval).Seconds()
+	sent := run.sent(ctx) - sent0
+	res.EvaluationsPerSecond = (run.evaluations(ctx) - evals0) / window
+	res.QueriesPerSecond = sent / window
+	perChecklist := 1.0
+	if cfg.DistinctQueries {
+		perChecklist = 2
+	}
+	res.ExpectedPerSecond = (perChecklist*float64(cfg.Active) + float64(cfg.Releases)) / cfg.Interval.Seconds()
 	writes1, err := apiWrites(ctx, bed)
 	if err != nil {
 		return res, err
 	}
-	res.QueriesPerRound = float64(provider.Sent()-sent0) / float64(cfg.Rounds)
+	res.QueriesPerRound = sent / float64(cfg.Rounds)
 	res.WritesPerRound = (writes1 - writes0) / float64(cfg.Rounds)
-	res.RSSMiB, res.HeapMiB = memory()
-	res.ReconcileP50Ms, res.ReconcileP99Ms = reconcileLatency()
+	res.RSSMiB, res.HeapMiB, res.ReplicaRSSMiB = run.memory()
+	res.ReconcileP50Ms, res.ReconcileP99Ms = run.reconcileLatency(ctx)
 
 	if cfg.Releases > 0 {
 		lat, visible, tick, err := breachToRollback(ctx, c, cfg, svc, prom)
@@ -182,11 +257,55 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 		}
 		res.TickToRollbackP50s, res.TickToRollbackP99s = quantile(fromTick, 0.5), quantile(fromTick, 0.99)
 	}
+	if f, ok := run.(*fleet); ok {
+		takeover, err := f.kill(ctx, c, 0)
+		if err != nil {
+			return res, err
+		}
+		res.TakeoverS = takeover.Seconds()
+	}
 	return res, nil
 }
 
-func checklist(name, target string, interval time.Duration, promURL string) *deployv1alpha1.DeploymentChecklist {
-	return &deployv1alpha1.DeploymentChecklist{
+// running is the manager under measurement: in the harness's process, or a fleet of
+// replicas.
+type running interface {
+	reader() client.Reader
+	sent(ctx context.Context) float64
+	evaluations(ctx context.Context) float64
+	memory() (rssMiB, heapMiB float64, perReplica []float64)
+	reconcileLatency(ctx context.Context) (p50, p99 float64)
+}
+
+type inProcess struct {
+	mgr      *manager.Manager
+	provider *prometheus.Provider
+}
+
+func (m *inProcess) reader() client.Reader                               { return m.mgr.Cache }
+func (m *inProcess) sent(context.Context) float64                        { return float64(m.provider.Sent()) }
+func (m *inProcess) evaluations(context.Context) float64                 { return evaluations() }
+func (m *inProcess) reconcileLatency(context.Context) (p50, p99 float64) { return reconcileLatency() }
+func (m *inProcess) memory() (rssMiB, heapMiB float64, perReplica []float64) {
+	rss, heap := memory()
+	return rss, heap, []float64{rss}
+}
+
+func (f *fleet) reader() client.Reader { return f.cache }
+func (f *fleet) memory() (rssMiB, heapMiB float64, perReplica []float64) {
+	per := f.rss()
+	for _, r := range per {
+		rssMiB = max(rssMiB, r)
+	}
+	return rssMiB, 0, per
+}
+
+// newChecklist is one checklist of the harness: an error-rate check before T-0 and a
+// trigger after it. With distinct, it has a second metric and both queries are its
+// own (the same values, written so no other checklist sends the same text).
+func newChecklist(name, target string, interval time.Duration, promURL string,
+	distinct bool) *deployv1alpha1.DeploymentChecklist {
+	dcl := &deployv1alpha1.DeploymentChecklist{
 		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns},
 		Spec: deployv1alpha1.DeploymentChecklistSpec{
 			Target:   deployv1alpha1.TargetRef{Kind: "Deployment", Name: target},
@@ -208,19 +327,27 @@ func checklist(name, target string, interval time.Duration, promURL string) *dep
 			},
 		},
 	}
+	if distinct {
+		own := func(q string) string { return "(" + q + `) + 0 * count(up{job="svc",checklist!="` + name + `"})` }
+		dcl.Spec.Metrics = []deployv1alpha1.MetricSpec{
+			{Name: metric, Query: own(errorRateQuery)}, {Name: p95, Query: own(p95Query)}}
+		dcl.Spec.Phases[0].Checks = append(dcl.Spec.Phases[0].Checks,
+			deployv1alpha1.CheckSpec{Name: p95, Metric: p95, Below: new("2")})
+	}
+	return dcl
 }
 
 // populate creates the checklists: finished ones (status Succeeded), active ones
 // (waiting for a sign-off while measuring, target held), and releases (approved; their
 // Deployment rolls out v2 through kube-controller-manager and kwok).
-func populate(ctx context.Context, c client.Client, cfg Config, promURL string) error {
+func populate(ctx context.Context, c client.Client, cfg Config, promURL, dead string) error {
 	work := make(chan int)
 	errs := make(chan error, 1)
 	var wg sync.WaitGroup
 	for range 16 {
 		wg.Go(func() {
 			for i := range work {
-				if err := create(ctx, c, cfg, promURL, i); err != nil {
+				if err := create(ctx, c, cfg, promURL, dead, i); err != nil {
 					select {
 					case errs <- err:
 					default:
@@ -242,8 +369,11 @@ func populate(ctx context.Context, c client.Client, cfg Config, promURL string) 
 	}
 }
 
-func create(ctx context.Context, c client.Client, cfg Config, promURL string, i int) error {
+func create(ctx context.Context, c client.Client, cfg Config, promURL, dead string, i int) error {
 	name := "c" + strconv.Itoa(i)
+	checklist := func(name, target string, interval time.Duration, promURL string) *deployv1alpha1.DeploymentChecklist {
+		return newChecklist(name, target, interval, promURL, cfg.DistinctQueries)
+	}
 	switch {
 	case i < cfg.Releases:
 		// v1 rolls out first, so there is a pre-deploy template to come back to.
@@ -274,6 +404,9 @@ func create(ctx context.Context, c client.Client, cfg Config, promURL string, i 
 		held.Spec.Paused = true
 		if err := c.Create(ctx, held); err != nil {
 			return err
+		}
+		if i < cfg.Releases+cfg.Blackholed {
+			return c.Create(ctx, checklist(name, name, cfg.Interval, dead))
 		}
 		return c.Create(ctx, checklist(name, name, cfg.Interval, promURL))
 	default:
@@ -348,16 +481,7 @@ func apiWrites(ctx context.Context, bed *testbed.Bed) (float64, error) {
 func memory() (rssMiB, heapMiB float64) {
 	var ms runtime.MemStats
 	runtime.ReadMemStats(&ms)
-	heapMiB = float64(ms.HeapInuse) / (1 << 20)
-	if raw, err := os.ReadFile("/proc/self/status"); err == nil {
-		for line := range strings.SplitSeq(string(raw), "\n") {
-			if f := strings.Fields(line); len(f) >= 2 && f[0] == "VmRSS:" {
-				kb, _ := strconv.ParseFloat(f[1], 64)
-				rssMiB = kb / 1024
-			}
-		}
-	}
-	return rssMiB, heapMiB
+	return rssOf("self"), float64(ms.HeapInuse) / (1 << 20)
 }
 
 // reconcileLatency reads controller-runtime's reconcile time histogram.
@@ -378,6 +502,31 @@ func reconcileLatency() (p50, p99 float64) {
 		}
 	}
 	return 0, 0
+}
+
+// evaluations reads how many metric checks and triggers have been evaluated (tminus's
+// counter, which the harness's in-process manager does not serve).
+func evaluations() float64 {
+	reg := prometheusclient.NewRegistry()
+	if err := reg.Register(tminusmetrics.CheckEvaluations); err != nil {
+		return 0
+	}
+	families, err := reg.Gather()
+	if err != nil {
+		return 0
+	}
+	var n float64
+	for _, f := range families {
+		if f.GetName() != "tminus_check_evaluations_total" {
+			continue
+		}
+		for _, m := range f.GetMetric() {
+			if k := labelValue(m, "kind"); k == "Metric" || k == "Trigger" {
+				n += m.GetCounter().GetValue()
+			}
+		}
+	}
+	return n
 }
 
 func labelValue(m *dto.Metric, name string) string {

@@ -24,3 +24,39 @@ func TestScaleSmoke(t *testing.T) {
 		"a checklist that measures the same answer again writes nothing; finished ones write nothing")
 	g.Expect(res.BreachToRollbackP99s).To(BeNumerically(">", 0))
 }
+
+// TestScaleSmokeBesideADeadPrometheus runs the harness with a quarter of the active
+// checklists against a Prometheus that never answers and every query distinct: the
+// releases still roll back, and every healthy checklist keeps measuring.
+func TestScaleSmokeBesideADeadPrometheus(t *testing.T) {
+	g := NewWithT(t)
+	res, err := Run(context.Background(), Config{Checklists: 40, Active: 20, Blackholed: 5, DistinctQueries: true,
+		Releases: 2, Interval: 2 * time.Second, Rounds: 3, Log: t.Logf})
+	g.Expect(err).NotTo(HaveOccurred())
+	t.Logf("%+v", res)
+	g.Expect(res.BreachToRollbackP99s).To(BeNumerically(">", 0))
+	// Nothing is shared: every healthy checklist's two queries go out each round; the
+	// dead Prometheus's circuit is open, so its checklists send almost nothing.
+	g.Expect(res.QueriesPerRound).To(BeNumerically(">=", 2*15))
+	g.Expect(res.EvaluationsPerSecond).To(BeNumerically(">", 0))
+}
+
+// TestScaleSmokeAcrossTwoReplicas runs the harness with two real manager processes
+// sharing four shards: each holds two, the releases still roll back, each replica
+// shares its queries, and killing one hands its shards to the other within the lease
+// and two retries (plus slack for a loaded machine).
+func TestScaleSmokeAcrossTwoReplicas(t *testing.T) {
+	g := NewWithT(t)
+	lease := 4 * time.Second
+	res, err := Run(context.Background(), Config{Checklists: 60, Active: 20, Releases: 2, Interval: 2 * time.Second,
+		Rounds: 3, Replicas: 2, Shards: 4, Lease: lease, Log: t.Logf})
+	g.Expect(err).NotTo(HaveOccurred())
+	t.Logf("%+v", res)
+	g.Expect(res.ReplicaRSSMiB).To(HaveLen(2))
+	g.Expect(res.ReplicaRSSMiB).To(HaveEach(BeNumerically(">", 0)))
+	g.Expect(res.BreachToRollbackP99s).To(BeNumerically(">", 0))
+	g.Expect(res.QueriesPerRound).To(BeNumerically("<=", 2*2), "one distinct query, shared within each replica")
+	g.Expect(res.EvaluationsPerSecond).To(BeNumerically(">", 0))
+	g.Expect(res.TakeoverS).To(BeNumerically(">", 0))
+	g.Expect(res.TakeoverS).To(BeNumerically("<=", (lease + 2*lease/8 + 3*time.Second).Seconds()))
+}

@@ -1,0 +1,207 @@
+package shard
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/go-logr/logr"
+	. "github.com/onsi/gomega"
+	coordinationv1 "k8s.io/api/coordination/v1"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/tminus-dev/tminus/test/testbed"
+)
+
+var bed *testbed.Bed
+
+func TestMain(m *testing.M) {
+	os.Exit(testbed.Main(m, testbed.Options{}, func(b *testbed.Bed) error { bed = b; return nil }))
+}
+
+func TestAKeyAlwaysFallsToTheSameShardAndShardsAreEven(t *testing.T) {
+	g := NewWithT(t)
+	g.Expect(Of("team-a", "checkout", 8)).To(Equal(Of("team-a", "checkout", 8)))
+	g.Expect(Of("team-a", "checkout", 1)).To(Equal(0))
+	// The namespace and the name are kept apart: a/bc and ab/c differ.
+	counts := make([]int, 8)
+	for n := range 8000 {
+		counts[Of(fmt.Sprintf("team-%d", n%50), fmt.Sprintf("app-%d", n), 8)]++
+	}
+	for i, c := range counts {
+		g.Expect(c).To(BeNumerically("~", 1000, 150), "shard %d", i)
+	}
+}
+
+// timeline records, for every shard, which replicas held it when.
+type timeline struct {
+	mu      sync.Mutex
+	holders map[int]map[string]bool
+	overlap []string
+}
+
+func (tl *timeline) onChange(identity string) func(int, bool) {
+	return func(i int, held bool) {
+		tl.mu.Lock()
+		defer tl.mu.Unlock()
+		if tl.holders[i] == nil {
+			tl.holders[i] = map[string]bool{}
+		}
+		if held && len(tl.holders[i]) > 0 {
+			tl.overlap = append(tl.overlap, fmt.Sprintf("shard %d taken by %s while %v held it", i, identity, tl.holders[i]))
+		}
+		if held {
+			tl.holders[i][identity] = true
+		} else {
+			delete(tl.holders[i], identity)
+		}
+	}
+}
+
+func (tl *timeline) heldBy(identity string) int {
+	tl.mu.Lock()
+	defer tl.mu.Unlock()
+	n := 0
+	for _, h := range tl.holders {
+		if h[identity] {
+			n++
+		}
+	}
+	return n
+}
+
+// replica starts a Set as identity; stop ends it and returns what Start returned.
+func replica(t *testing.T, ns, identity string, tl *timeline) (s *Set, stop func() error) {
+	t.Helper()
+	cfg := rest.CopyConfig(bed.Config)
+	cfg.QPS, cfg.Burst = 200, 400
+	cs, err := kubernetes.NewForConfig(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s = &Set{
+		Leases: cs.CoordinationV1(), Namespace: ns, Name: "tminus-shard", Shards: 6, Identity: identity,
+		LeaseDuration: 3 * time.Second, RenewDeadline: 2 * time.Second, RetryPeriod: 250 * time.Millisecond,
+		OnChange: tl.onChange(identity), Log: logr.Discard(),
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- s.Start(ctx) }()
+	var once sync.Once
+	var result error
+	stop = func() error {
+		once.Do(func() { cancel(); result = <-done })
+		return result
+	}
+	t.Cleanup(func() { _ = stop() })
+	return s, stop
+}
+
+func TestReplicasSplitTheShardsAndAStoppedReplicaHandsItsShardsOverWithNoOverlap(t *testing.T) {
+	g := NewWithT(t)
+	ctx := context.Background()
+	ns := "shards-split"
+	g.Expect(bed.Client.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}})).To(Succeed())
+	tl := &timeline{holders: map[int]map[string]bool{}}
+
+	a, stopA := replica(t, ns, "replica-a", tl)
+	g.Eventually(func() int { return tl.heldBy("replica-a") }, 20*time.Second, 50*time.Millisecond).Should(Equal(6))
+
+	// A second replica joins: each ends with half, a's in-flight work done before b
+	// begins any of what it hands over.
+	// a hands back its highest shards; take work of shard 5 before b comes.
+	app := "checkout"
+	for n := 0; Of("team", app, 6) != 5; n++ {
+		app = fmt.Sprintf("checkout-%d", n)
+	}
+	begun, ok := a.Begin("team", app)
+	g.Expect(ok).To(BeTrue())
+	var once sync.Once
+	done := func() { once.Do(begun) }
+	t.Cleanup(done)
+	b, _ := replica(t, ns, "replica-b", tl)
+	g.Eventually(func() int { return tl.heldBy("replica-a") }, 20*time.Second, 50*time.Millisecond).
+		Should(BeNumerically("<=", 5))
+	g.Eventually(func() bool { return a.Owns("team", app) }, 10*time.Second, 50*time.Millisecond).Should(BeFalse(),
+		"a stops beginning work of a shard it hands back at once")
+	// While a's work of it is in flight, b does not get it.
+	g.Consistently(func() bool { return b.Owns("team", app) }, 2*time.Second, 50*time.Millisecond).Should(BeFalse())
+	done()
+	g.Eventually(func() bool { return b.Owns("team", app) }, 10*time.Second, 50*time.Millisecond).Should(BeTrue())
+	g.Eventually(func() []int { return []int{tl.heldBy("replica-a"), tl.heldBy("replica-b")} }, 30*time.Second,
+		50*time.Millisecond).Should(Equal([]int{3, 3}))
+
+	// a stops cleanly: its Leases are released, b takes every shard without waiting
+	// for them to expire.
+	g.Expect(stopA()).To(Succeed())
+	g.Eventually(func() int { return tl.heldBy("replica-b") }, 10*time.Second, 50*time.Millisecond).Should(Equal(6))
+	g.Expect(a.Held()).To(BeEmpty())
+
+	tl.mu.Lock()
+	defer tl.mu.Unlock()
+	g.Expect(tl.overlap).To(BeEmpty())
+}
+
+func TestAShardWhoseHolderStoppedRenewingIsTakenOverOneLeaseDurationAfterItsLastRenewal(t *testing.T) {
+	g := NewWithT(t)
+	ctx := context.Background()
+	ns := "shards-ghost"
+	g.Expect(bed.Client.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}})).To(Succeed())
+	// A replica that died a moment ago: it holds every shard and is a member, and
+	// renews nothing any more.
+	ghost := "replica-ghost"
+	last := metav1.NewMicroTime(time.Now())
+	secs := int32(3)
+	for _, name := range []string{"tminus-shard-0", "tminus-shard-1", "tminus-shard-2", "tminus-shard-3",
+		"tminus-shard-4", "tminus-shard-5", "tminus-shard-member-ghost"} {
+		g.Expect(bed.Client.Create(ctx, &coordinationv1.Lease{
+			ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns, Labels: map[string]string{SetLabel: "tminus-shard"}},
+			Spec: coordinationv1.LeaseSpec{HolderIdentity: &ghost, LeaseDurationSeconds: &secs, AcquireTime: &last,
+				RenewTime: &last},
+		})).To(Succeed())
+	}
+	tl := &timeline{holders: map[int]map[string]bool{}}
+	started := time.Now()
+	replica(t, ns, "replica-a", tl)
+
+	// Not before the lease duration: the ghost may be alive and slow.
+	g.Consistently(func() int { return tl.heldBy("replica-a") }, 2*time.Second, 50*time.Millisecond).Should(BeZero())
+	g.Eventually(func() int { return tl.heldBy("replica-a") }, 10*time.Second, 20*time.Millisecond).Should(Equal(6))
+	took := time.Since(started)
+	t.Logf("took the dead replica's shards %s after starting (lease 3s, retry 250ms)", took.Round(time.Millisecond))
+	// Observed from the start, so the lease duration and two retry periods after its
+	// first look, and a second of slack for a loaded machine.
+	g.Expect(took).To(BeNumerically("<=", 3*time.Second+2*250*time.Millisecond+time.Second))
+}
+
+func TestAReplicaWhoseShardWasTakenStopsActingAndSaysWhy(t *testing.T) {
+	g := NewWithT(t)
+	ctx := context.Background()
+	ns := "shards-taken"
+	g.Expect(bed.Client.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}})).To(Succeed())
+	tl := &timeline{holders: map[int]map[string]bool{}}
+	a, stop := replica(t, ns, "replica-a", tl)
+	g.Eventually(func() int { return tl.heldBy("replica-a") }, 20*time.Second, 50*time.Millisecond).Should(Equal(6))
+
+	// Someone else writes itself into shard 2's Lease (a replica that thought it
+	// expired, a human): a must not go on with work another may be doing.
+	g.Eventually(func() error {
+		var l coordinationv1.Lease
+		if err := bed.Client.Get(ctx, client.ObjectKey{Namespace: ns, Name: "tminus-shard-2"}, &l); err != nil {
+			return err
+		}
+		l.Spec.HolderIdentity = new("intruder")
+		return bed.Client.Update(ctx, &l)
+	}, 5*time.Second, 50*time.Millisecond).Should(Succeed())
+	g.Eventually(func() int { return tl.heldBy("replica-a") }, 5*time.Second, 20*time.Millisecond).Should(BeZero())
+	err := stop()
+	g.Expect(err).To(MatchError(ContainSubstring(`shard 2: lost the Lease shards-taken/tminus-shard-2: it is held by "intruder"`)))
+	g.Expect(a.Held()).To(BeEmpty())
+}
