@@ -1037,6 +1037,12 @@ type DeploymentChecklistStatus struct {
 	// +optional
 	Rollback *RollbackRecord `json:"rollback,omitempty"`
 
+	// record names the ConfigMap in this namespace that keeps this release's record
+	// (docs/records.md), once the release ended and it was written. The record
+	// outlives the checklist: `kubectl checklist record <name>`.
+	// +optional
+	Record string `json:"record,omitempty"`
+
 	// template records the template the checklist was made from, when it was resolved.
 	// +optional
 	Template *TemplateStatus `json:"template,omitempty"`

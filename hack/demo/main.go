@@ -37,6 +37,7 @@ import (
 	deployv1alpha1 "github.com/tminus-dev/tminus/api/v1alpha1"
 	"github.com/tminus-dev/tminus/internal/plugin"
 	"github.com/tminus-dev/tminus/internal/prometheus"
+	"github.com/tminus-dev/tminus/internal/record"
 	"github.com/tminus-dev/tminus/internal/report"
 	"github.com/tminus-dev/tminus/test/app"
 	"github.com/tminus-dev/tminus/test/manager"
@@ -175,6 +176,11 @@ func run(ctx context.Context, keep bool) error {
 		summary = append(summary, line)
 		if got.Status.Phase != rel.expect {
 			return fmt.Errorf("release %s ended %s, expected %s", rel.version, got.Status.Phase, rel.expect)
+		}
+		if rel.expect == deployv1alpha1.PhaseRolledBack {
+			if err := printRecord(ctx, c, got); err != nil {
+				return err
+			}
 		}
 	}
 
@@ -576,4 +582,30 @@ func selfHeal(ctx context.Context, bed *testbed.Bed) (string, error) {
 	}
 	return fmt.Sprintf("%-8s %-10s %d self-heal writes of the rolled-back template refused at admission; %s still serves",
 		bad, "Refused", writes, good), nil
+}
+
+// printRecord prints the release record tminus kept of dcl, as `kubectl checklist
+// record` does: what a change ticket would take.
+func printRecord(ctx context.Context, c client.Client, dcl *deployv1alpha1.DeploymentChecklist) error {
+	deadline := time.Now().Add(30 * time.Second)
+	for dcl.Status.Record == "" {
+		if time.Now().After(deadline) {
+			return fmt.Errorf("checklist %s ended %s but kept no record", dcl.Name, dcl.Status.Phase)
+		}
+		time.Sleep(200 * time.Millisecond)
+		if err := c.Get(ctx, client.ObjectKeyFromObject(dcl), dcl); err != nil {
+			return err
+		}
+	}
+	var cm corev1.ConfigMap
+	if err := c.Get(ctx, client.ObjectKey{Namespace: dcl.Namespace, Name: dcl.Status.Record}, &cm); err != nil {
+		return err
+	}
+	r, err := record.Parse(&cm)
+	if err != nil {
+		return err
+	}
+	fmt.Printf("\n=== the record tminus kept (ConfigMap %s; kubectl checklist record %s) ===\n%s", cm.Name, dcl.Name,
+		record.Markdown(r))
+	return nil
 }

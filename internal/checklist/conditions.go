@@ -27,6 +27,16 @@ const (
 	// CondAdmissionGate says whether the target's template changes are held in the
 	// same write that makes them (True), or only after tminus sees them (False).
 	CondAdmissionGate = "AdmissionGate"
+	// CondRecorded says whether the release record of a checklist that ended in this
+	// version is kept (True, naming its ConfigMap) or still to be written (False).
+	// Checklists that ended before records existed have none and get none.
+	CondRecorded = "Recorded"
+)
+
+// Reasons of the Recorded condition.
+const (
+	ReasonRecordPending = "RecordPending"
+	ReasonRecordKept    = "RecordKept"
 )
 
 // Reasons, on conditions and events. docs/conditions.md says what each means and what

@@ -109,6 +109,9 @@ func released(phase deployv1alpha1.ChecklistPhase) bool {
 // nothing before T-0 any more.
 func PastT0(phase deployv1alpha1.ChecklistPhase) bool { return released(phase) || terminal(phase) }
 
+// Ended says whether phase is a final one: Succeeded, Failed or RolledBack.
+func Ended(phase deployv1alpha1.ChecklistPhase) bool { return terminal(phase) }
+
 // WatchingTriggers says whether the checklist is watching a live release's rollback
 // triggers (deploying or verifying).
 func WatchingTriggers(phase deployv1alpha1.ChecklistPhase) bool {
@@ -192,6 +195,12 @@ func (e *engine) finish(oldPhase deployv1alpha1.ChecklistPhase) {
 	}
 	e.st.NextAction = truncate(e.next, 256)
 	e.setConditions()
+	if e.st.Phase != oldPhase && terminal(e.st.Phase) && !terminal(oldPhase) {
+		// Ended in this decision: its record is owed (the reconciler writes it once the
+		// release has ended, a rollback restored).
+		setCondition(e.st, e.dcl.Generation, CondRecorded, metav1.ConditionFalse, ReasonRecordPending,
+			"the release record is written once the release has ended (docs/records.md)")
+	}
 
 	// nextActionAt shows the next scheduled event (a phase opening, T-0, a deadline, a
 	// trigger's duration ending), not the next measurement: that one moves every

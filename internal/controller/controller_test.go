@@ -11,6 +11,7 @@ import (
 	. "github.com/onsi/gomega"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
+	dto "github.com/prometheus/client_model/go"
 	appsv1 "k8s.io/api/apps/v1"
 	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -21,6 +22,7 @@ import (
 	deployv1alpha1 "github.com/tminus-dev/tminus/api/v1alpha1"
 	"github.com/tminus-dev/tminus/internal/checklist"
 	tminusmetrics "github.com/tminus-dev/tminus/internal/metrics"
+	"github.com/tminus-dev/tminus/internal/record"
 )
 
 const errorQuery = "error_rate"
@@ -157,6 +159,8 @@ func TestABreachedTriggerRollsBackToTheOldImageExactlyOnce(t *testing.T) {
 	c := newChecklist(ns, withLongVerification)
 	releaseV2(t, ns, d, c)
 	rollbacksBefore := testutil.ToFloat64(tminusmetrics.Rollbacks.WithLabelValues(checklist.ReasonTriggerFired, "false"))
+	rolledBackBefore := testutil.ToFloat64(tminusmetrics.Releases.WithLabelValues("RolledBack", "true"))
+	restoresBefore := sampleCount(tminusmetrics.TimeToRestore)
 
 	metrics.set(errorQuery, 0.07)
 	rolled := waitPhase(t, c, deployv1alpha1.PhaseRolledBack)
@@ -170,6 +174,21 @@ func TestABreachedTriggerRollsBackToTheOldImageExactlyOnce(t *testing.T) {
 		g.Expect(cur.Status.Rollback.CompletedAt).NotTo(BeNil())
 		g.Expect(meta.IsStatusConditionTrue(cur.Status.Conditions, checklist.CondRolledBack)).To(BeTrue())
 		g.Expect(meta.IsStatusConditionTrue(cur.Status.Conditions, checklist.CondStalled)).To(BeTrue())
+	}, time.Minute, 100*time.Millisecond).Should(Succeed())
+
+	// Its record names the trigger, the value and when the old version was back.
+	g.Eventually(func(g Gomega) {
+		cur := getChecklist(g, c)
+		g.Expect(cur.Status.Record).NotTo(BeEmpty())
+		var cm corev1.ConfigMap
+		g.Expect(bed.Client.Get(context.Background(), client.ObjectKey{Namespace: ns, Name: cur.Status.Record}, &cm)).
+			To(Succeed())
+		kept, err := record.Parse(&cm)
+		g.Expect(err).NotTo(HaveOccurred())
+		g.Expect(kept.Result).To(Equal("RolledBack"))
+		g.Expect(kept.Rollback.Message).To(ContainSubstring("errors-5pct fired: 0.07 > 0.05"))
+		g.Expect(kept.Timings.Restored).NotTo(BeNil())
+		g.Expect(kept.Triggers[0].Value).To(Equal("0.07"))
 	}, time.Minute, 100*time.Millisecond).Should(Succeed())
 
 	// Exactly once: the template changes no more, even while the metric stays bad.
@@ -189,6 +208,11 @@ func TestABreachedTriggerRollsBackToTheOldImageExactlyOnce(t *testing.T) {
 	// The operator's metrics say so too.
 	g.Expect(testutil.ToFloat64(tminusmetrics.Rollbacks.WithLabelValues(checklist.ReasonTriggerFired, "false"))).
 		To(Equal(rollbacksBefore + 1))
+	// Delivery metrics: a release that went out and was rolled back, and how long the
+	// bad version was out after its first breach.
+	g.Expect(testutil.ToFloat64(tminusmetrics.Releases.WithLabelValues("RolledBack", "true"))).
+		To(BeNumerically(">=", rolledBackBefore+1))
+	g.Expect(sampleCount(tminusmetrics.TimeToRestore)).To(BeNumerically(">=", restoresBefore+1))
 	reg := prometheus.NewPedanticRegistry()
 	reg.MustRegister(tminusmetrics.NewStateCollector(bed.Client, nil))
 	families, err := reg.Gather()
@@ -403,4 +427,13 @@ func TestATargetDeletedMidRunIsReportedAndNothingPanics(t *testing.T) {
 	g.Consistently(func(g Gomega) deployv1alpha1.ChecklistPhase {
 		return getChecklist(g, c).Status.Phase
 	}, 2*time.Second, 200*time.Millisecond).Should(Equal(deployv1alpha1.PhaseVerifying), "no rollback of a Deployment that is gone")
+}
+
+// sampleCount is how many observations a histogram has.
+func sampleCount(h prometheus.Histogram) uint64 {
+	var m dto.Metric
+	if err := h.Write(&m); err != nil {
+		return 0
+	}
+	return m.GetHistogram().GetSampleCount()
 }

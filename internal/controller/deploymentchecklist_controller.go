@@ -126,6 +126,7 @@ type DeploymentChecklistReconciler struct {
 // +kubebuilder:rbac:groups=apps,resources=replicasets,verbs=get;list;watch
 // +kubebuilder:rbac:groups=batch,resources=jobs,verbs=get;list;watch;create
 // +kubebuilder:rbac:groups="",resources=secrets,verbs=get
+// +kubebuilder:rbac:groups="",resources=configmaps,verbs=create
 // +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
 // +kubebuilder:rbac:groups="",resources=events,verbs=create;patch
 
@@ -236,7 +237,7 @@ func (r *DeploymentChecklistReconciler) reconcile(ctx context.Context, dcl *depl
 			return ctrl.Result{}, fmt.Errorf("patching status: %w", err)
 		}
 	}
-	recordMetrics(&input, &decision.Status)
+	recordMetrics(dcl.CreationTimestamp.Time, &input, &decision.Status)
 	// Events first: an action that fails must not take the event that explains it
 	// with it.
 	for _, e := range decision.Events {
@@ -258,6 +259,13 @@ func (r *DeploymentChecklistReconciler) reconcile(ctx context.Context, dcl *depl
 			continue
 		}
 		log.Info("acted", "checklist", key, "phase", decision.Status.Phase, "action", a.Kind, "check", a.Check)
+	}
+	if err := r.keepRecord(ctx, dcl, &decision.Status); err != nil {
+		if apierrors.IsConflict(err) {
+			return ctrl.Result{}, err
+		}
+		failed = append(failed, err.Error())
+		log.Error(err, "writing the release record", "checklist", key)
 	}
 	res := ctrl.Result{RequeueAfter: decision.RequeueAfter, Priority: new(priority(decision.Status.Phase))}
 	if len(failed) > 0 {
@@ -535,7 +543,7 @@ func phaseChanged() predicate.Funcs {
 }
 
 // recordMetrics counts the evaluations and the rollback a decision made.
-func recordMetrics(before, after *deployv1alpha1.DeploymentChecklistStatus) {
+func recordMetrics(created time.Time, before, after *deployv1alpha1.DeploymentChecklistStatus) {
 	evaluated := func(old, cur *metav1.Time) bool { return cur != nil && (old == nil || !old.Equal(cur)) }
 	measured := map[[2]string]*metav1.Time{}
 	for _, p := range before.Phases {
@@ -561,6 +569,39 @@ func recordMetrics(before, after *deployv1alpha1.DeploymentChecklistStatus) {
 	}
 	if before.Rollback == nil && after.Rollback != nil {
 		metrics.Rollbacks.WithLabelValues(after.Rollback.Reason, fmt.Sprint(after.Rollback.DryRun)).Inc()
+	}
+	recordDelivery(created, before, after)
+}
+
+// recordDelivery observes the delivery metrics at the transitions they measure: T-0
+// reached (lead time), the old version back after a rollback (time to restore), and
+// the end (releases by result).
+func recordDelivery(created time.Time, before, after *deployv1alpha1.DeploymentChecklistStatus) {
+	t0 := func(st *deployv1alpha1.DeploymentChecklistStatus) *metav1.Time {
+		if st.Target == nil {
+			return nil
+		}
+		return st.Target.T0At
+	}
+	if t0(before) == nil && t0(after) != nil {
+		metrics.LeadTime.Observe(max(0, t0(after).Sub(created).Seconds()))
+	}
+	restored := func(st *deployv1alpha1.DeploymentChecklistStatus) bool {
+		return st.Rollback != nil && st.Rollback.CompletedAt != nil
+	}
+	if !restored(before) && restored(after) {
+		// From the first breach of a trigger that was breaching when it fired (a
+		// trigger with for: breaches before it fires), or from the firing.
+		from := after.Rollback.FiredAt.Time
+		for _, t := range after.Triggers {
+			if t.BreachingSince != nil && t.BreachingSince.Time.Before(from) {
+				from = t.BreachingSince.Time
+			}
+		}
+		metrics.TimeToRestore.Observe(max(0, after.Rollback.CompletedAt.Sub(from).Seconds()))
+	}
+	if !checklist.Ended(before.Phase) && checklist.Ended(after.Phase) {
+		metrics.Releases.WithLabelValues(string(after.Phase), fmt.Sprint(t0(after) != nil)).Inc()
 	}
 }
 

@@ -41,6 +41,30 @@ var (
 	}, []string{"address"})
 )
 
+// Delivery metrics (DORA): what ended, how long a release waited for its gates, and how
+// long a bad release stayed out.
+var (
+	// Releases counts checklists that ended, by result (Succeeded, Failed, RolledBack)
+	// and whether the release went out (released: past T-0).
+	Releases = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "tminus_releases_total",
+		Help: "Releases that ended, by result (Succeeded, Failed, RolledBack) and released (true once past T-0).",
+	}, []string{"result", "released"})
+	// LeadTime observes the time from a checklist's creation to its T-0.
+	LeadTime = prometheus.NewHistogram(prometheus.HistogramOpts{
+		Name:    "tminus_release_lead_time_seconds",
+		Help:    "Time from a DeploymentChecklist's creation to its T-0 (every gate before the deploy passed).",
+		Buckets: []float64{60, 300, 900, 1800, 3600, 2 * 3600, 4 * 3600, 12 * 3600, 24 * 3600, 3 * 24 * 3600, 7 * 24 * 3600},
+	})
+	// TimeToRestore observes the time from a trigger's first breach to the old version
+	// being back.
+	TimeToRestore = prometheus.NewHistogram(prometheus.HistogramOpts{
+		Name:    "tminus_release_time_to_restore_seconds",
+		Help:    "Time from the first breaching measurement of the trigger (or the failed phase) to the pre-deploy template being restored.",
+		Buckets: []float64{1, 5, 10, 30, 60, 120, 300, 600, 1800, 3600},
+	})
+)
+
 // CircuitState is each measured endpoint's circuit: 0 closed, 1 half-open (a probe is
 // out), 2 open (measurements fail at once until the next probe).
 var CircuitState = prometheus.NewGaugeVec(prometheus.GaugeOpts{
@@ -79,7 +103,7 @@ func ShardChanged(i int, held bool) {
 // replica counts, so the replicas' figures add up to the cluster's.
 func Register(reader client.Reader, owns func(namespace, name string) bool) {
 	crmetrics.Registry.MustRegister(CheckEvaluations, Rollbacks, QueryDuration, QueryErrors, CircuitState, ShardHeld,
-		NewStateCollector(reader, owns))
+		Releases, LeadTime, TimeToRestore, NewStateCollector(reader, owns))
 }
 
 // NewStateCollector counts checklists by phase, and those awaiting approval, at scrape

@@ -13,6 +13,7 @@ import (
 
 	"github.com/spf13/cobra"
 	authenticationv1 "k8s.io/api/authentication/v1"
+	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
@@ -90,7 +91,7 @@ func NewCommand(out, errOut io.Writer) *cobra.Command {
 			return err
 		},
 	}
-	root.AddCommand(approve, revoke, status, why, o.newCommand())
+	root.AddCommand(approve, revoke, status, why, o.newCommand(), o.recordCommand())
 	return root
 }
 
@@ -105,6 +106,9 @@ func (o *options) client() (client.Client, string, error) {
 	}
 	scheme := runtime.NewScheme()
 	if err := deployv1alpha1.AddToScheme(scheme); err != nil {
+		return nil, "", err
+	}
+	if err := corev1.AddToScheme(scheme); err != nil {
 		return nil, "", err
 	}
 	c, err := client.New(cfg, client.Options{Scheme: scheme})

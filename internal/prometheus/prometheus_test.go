@@ -336,6 +336,7 @@ func TestBasicAuthAgainstPrometheusWebConfig(t *testing.T) {
 	secured, err := testbed.StartPrometheus(context.Background(), testbed.PrometheusOptions{
 		ScrapeConfigs: scrapeConfig(svc.Addr),
 		WebConfig:     fmt.Sprintf("basic_auth_users:\n  tminus: %q\n", hash),
+		BasicAuth:     [2]string{"tminus", "s3cret-pw"},
 	})
 	g.Expect(err).NotTo(HaveOccurred())
 	defer secured.Close()

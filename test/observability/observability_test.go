@@ -73,14 +73,18 @@ func TestTheAlertsLoadAndEvaluateAndTheDashboardQueriesAreValid(t *testing.T) {
 			} `json:"data"`
 		}
 		getJSON(t, prom.URL+"/api/v1/rules", &rules)
-		g.Expect(rules.Data.Groups).To(HaveLen(1))
-		names := make([]string, 0, len(rules.Data.Groups[0].Rules))
-		for _, r := range rules.Data.Groups[0].Rules {
-			g.Expect(r.Health).To(Equal("ok"), "%s: %s", r.Name, r.Error)
-			names = append(names, r.Name)
+		g.Expect(rules.Data.Groups).To(HaveLen(2))
+		var names []string
+		for _, group := range rules.Data.Groups {
+			for _, r := range group.Rules {
+				g.Expect(r.Health).To(Equal("ok"), "%s: %s", r.Name, r.Error)
+				names = append(names, r.Name)
+			}
 		}
 		g.Expect(names).To(ConsistOf("TminusRollbackHappened", "TminusPrometheusErrors",
-			"TminusChecklistsHoldingTooLong", "TminusChecklistsDegraded"))
+			"TminusChecklistsHoldingTooLong", "TminusChecklistsDegraded",
+			"tminus:releases_out:increase1d", "tminus:change_failure_rate:ratio7d",
+			"tminus:lead_time_seconds:p50_7d", "tminus:time_to_restore_seconds:p50_7d"))
 	}, 30*time.Second, 250*time.Millisecond).Should(Succeed())
 
 	var dash struct {

@@ -29,6 +29,9 @@ type PrometheusOptions struct {
 	ScrapeConfigs string
 	// WebConfig, when set, is written to --web.config.file (basic auth, TLS).
 	WebConfig string
+	// BasicAuth is a user and password WebConfig accepts: readiness is asked with them
+	// (without, a server behind basic auth answers 401 whether it is ready or not).
+	BasicAuth [2]string
 	// TLS says the web config serves https.
 	TLS bool
 	// RuleFiles are rule files (recording and alerting rules) Prometheus loads; it
@@ -135,7 +138,7 @@ func prometheusConfig(opts PrometheusOptions) string {
 	return b.String()
 }
 
-// waitReady polls /-/ready. Behind basic auth or TLS any HTTP answer means it serves.
+// waitReady polls /-/ready until it answers 200 (with Options.BasicAuth when set).
 func (p *Prometheus) waitReady(ctx context.Context) error {
 	client := &http.Client{
 		Timeout: 2 * time.Second,
@@ -146,10 +149,17 @@ func (p *Prometheus) waitReady(ctx context.Context) error {
 		if ended, err := p.proc.exited(); ended {
 			return fmt.Errorf("prometheus exited (%v) before it was ready:\n%s", err, p.proc.logTail())
 		}
-		resp, err := client.Get(p.URL + "/-/ready")
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, p.URL+"/-/ready", nil)
+		if err != nil {
+			return err
+		}
+		if u := p.opts.BasicAuth; u[0] != "" {
+			req.SetBasicAuth(u[0], u[1])
+		}
+		resp, err := client.Do(req)
 		if err == nil {
 			_ = resp.Body.Close()
-			if resp.StatusCode == http.StatusOK || p.opts.WebConfig != "" {
+			if resp.StatusCode == http.StatusOK {
 				return nil
 			}
 		}

@@ -1,0 +1,107 @@
+package controller
+
+import (
+	"bytes"
+	"context"
+	"testing"
+	"time"
+
+	. "github.com/onsi/gomega"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	deployv1alpha1 "github.com/tminus-dev/tminus/api/v1alpha1"
+	tminusmetrics "github.com/tminus-dev/tminus/internal/metrics"
+	"github.com/tminus-dev/tminus/internal/plugin"
+	"github.com/tminus-dev/tminus/internal/record"
+)
+
+// kubectlChecklist runs the kubectl plugin against the test bed in ns.
+func kubectlChecklist(ns string, args ...string) (string, error) {
+	var out, errOut bytes.Buffer
+	cmd := plugin.NewCommand(&out, &errOut)
+	cmd.SetArgs(append([]string{"--kubeconfig", bed.Kubeconfig, "--namespace", ns}, args...))
+	err := cmd.ExecuteContext(context.Background())
+	return out.String(), err
+}
+
+func TestAReleaseThatEndsLeavesARecordThatOutlivesItsChecklist(t *testing.T) {
+	g := NewWithT(t)
+	ctx := context.Background()
+	ns := newNamespace(t)
+	d := deployment(t, ns, "checkout:v1")
+	startManagerIn(t, ns, healthyMetrics(), nil)
+	c := newChecklist(ns)
+	create(t, c)
+	waitPaused(t, d)
+
+	// Before the release ends there is no record to print.
+	_, err := kubectlChecklist(ns, "record", c.Name)
+	g.Expect(err).To(MatchError(ContainSubstring("its record is written when the release ends")))
+
+	succeededBefore := testutil.ToFloat64(tminusmetrics.Releases.WithLabelValues("Succeeded", "true"))
+	leadTimesBefore := sampleCount(tminusmetrics.LeadTime)
+	setImage(t, d, "checkout:v2")
+	approve(t, c, "deployment-lead", "alice for v2")
+	waitRunning(t, d, "checkout:v2")
+	waitPhase(t, c, deployv1alpha1.PhaseSucceeded)
+
+	var done *deployv1alpha1.DeploymentChecklist
+	g.Eventually(func(g Gomega) string {
+		done = getChecklist(g, c)
+		return done.Status.Record
+	}, time.Minute, 100*time.Millisecond).ShouldNot(BeEmpty())
+	var cm corev1.ConfigMap
+	g.Expect(bed.Client.Get(ctx, types.NamespacedName{Namespace: ns, Name: done.Status.Record}, &cm)).To(Succeed())
+	g.Expect(cm.Immutable).To(HaveValue(BeTrue()))
+	g.Expect(cm.OwnerReferences).To(BeEmpty())
+	g.Expect(cm.Labels).To(HaveKeyWithValue(record.ResultLabel, "Succeeded"))
+
+	// Delivery metrics: one more release out and succeeded, and its lead time to T-0.
+	g.Expect(testutil.ToFloat64(tminusmetrics.Releases.WithLabelValues("Succeeded", "true"))).
+		To(BeNumerically(">=", succeededBefore+1))
+	g.Expect(sampleCount(tminusmetrics.LeadTime)).To(BeNumerically(">=", leadTimesBefore+1))
+
+	// It says what the status says.
+	kept, err := record.Parse(&cm)
+	g.Expect(err).NotTo(HaveOccurred())
+	g.Expect(kept).To(Equal(record.Build(done)))
+	g.Expect(kept.SignOffs).To(HaveLen(1))
+	g.Expect(kept.SignOffs[0].Approver).To(Equal("alice"))
+	g.Expect(kept.Target.PreDeployImages).To(Equal([]string{"checkout:v1"}))
+	g.Expect(kept.Target.ReleasedImages).To(Equal([]string{"checkout:v2"}))
+	g.Expect(kept.Timings.T0).NotTo(BeNil())
+	g.Expect(kept.Phases[0].Checks[1].Query).To(Equal(errorQuery))
+
+	// Written once: one event, and reconciles after it change nothing.
+	g.Consistently(func(g Gomega) int {
+		var events corev1.EventList
+		g.Expect(bed.Client.List(ctx, &events, client.InNamespace(ns))).To(Succeed())
+		n := 0
+		for _, e := range events.Items {
+			if e.Reason == ReasonRecorded {
+				n++
+			}
+		}
+		return n
+	}, 2*time.Second, 200*time.Millisecond).Should(Equal(1))
+
+	// The checklist is deleted (a GitOps prune): its record stays, and the plugin finds
+	// it by the checklist's name.
+	g.Expect(bed.Client.Delete(ctx, done)).To(Succeed())
+	g.Eventually(func() bool {
+		return client.IgnoreNotFound(bed.Client.Get(ctx, client.ObjectKeyFromObject(c), &deployv1alpha1.DeploymentChecklist{})) == nil &&
+			bed.Client.Get(ctx, client.ObjectKeyFromObject(c), &deployv1alpha1.DeploymentChecklist{}) != nil
+	}, 30*time.Second, 100*time.Millisecond).Should(BeTrue())
+	g.Expect(bed.Client.Get(ctx, types.NamespacedName{Namespace: ns, Name: done.Status.Record}, &cm)).To(Succeed())
+	md, err := kubectlChecklist(ns, "record", c.Name)
+	g.Expect(err).NotTo(HaveOccurred())
+	g.Expect(md).To(ContainSubstring("# Release record: " + ns + "/checkout-v2 (v2)"))
+	g.Expect(md).To(ContainSubstring("- **Result:** Succeeded"))
+	g.Expect(md).To(ContainSubstring("| deployment-lead | alice |"))
+	js, err := kubectlChecklist(ns, "record", c.Name, "-o", "json")
+	g.Expect(err).NotTo(HaveOccurred())
+	g.Expect(js).To(ContainSubstring(`"schema": "` + record.Schema + `"`))
+}
