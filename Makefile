@@ -1,5 +1,8 @@
 # Image URL to use all building/pushing image targets
 IMG ?= controller:latest
+# VERSION is what the manager and the plugin say with --version.
+VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+LDFLAGS ?= -X github.com/tminus-dev/tminus/internal/version.Version=$(VERSION)
 # YEAR defines the year value used for substituting the YEAR placeholder in the boilerplate header.
 YEAR ?= $(shell date +%Y)
 
@@ -115,11 +118,11 @@ lint-config: golangci-lint ## Verify golangci-lint linter configuration
 
 .PHONY: build
 build: manifests generate fmt vet ## Build manager binary.
-	go build -o bin/manager cmd/main.go
+	go build -ldflags "$(LDFLAGS)" -o bin/manager ./cmd
 
 .PHONY: plugin
 plugin: ## Install the kubectl plugin (kubectl checklist ...) into $GOBIN.
-	go install ./cmd/kubectl-checklist
+	go install -ldflags "$(LDFLAGS)" ./cmd/kubectl-checklist
 
 .PHONY: deploy-with-cert-manager
 deploy-with-cert-manager: manifests kustomize ## Deploy with cert-manager making the webhook certificate.

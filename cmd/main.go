@@ -55,6 +55,7 @@ import (
 	"github.com/tminus-dev/tminus/internal/operator"
 	"github.com/tminus-dev/tminus/internal/prometheus"
 	"github.com/tminus-dev/tminus/internal/shard"
+	"github.com/tminus-dev/tminus/internal/version"
 	// +kubebuilder:scaffold:imports
 )
 
@@ -175,7 +176,12 @@ func main() {
 	flag.StringVar(&trustedApprovalWriters, "trusted-approval-writers", "",
 		"Comma-separated usernames (GitOps controllers' service accounts) whose approvals naming "+
 			"someone else are accepted as committed.")
+	showVersion := flag.Bool("version", false, "Print the version and exit.")
 	flag.Parse()
+	if *showVersion {
+		fmt.Println(version.String("tminus"))
+		return
+	}
 	guard, err := netguard.New(splitList(allowedHosts))
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "--allowed-hosts: %v\n", err)
@@ -370,7 +376,7 @@ func main() {
 		os.Exit(1)
 	}
 
-	setupLog.Info("Starting manager")
+	setupLog.Info("Starting manager", "version", version.Version)
 	if err := mgr.Start(ctrl.SetupSignalHandler()); err != nil {
 		setupLog.Error(err, "Failed to run manager")
 		os.Exit(1)

@@ -25,6 +25,7 @@ import (
 	deployv1alpha1 "github.com/tminus-dev/tminus/api/v1alpha1"
 	"github.com/tminus-dev/tminus/internal/approval"
 	"github.com/tminus-dev/tminus/internal/report"
+	"github.com/tminus-dev/tminus/internal/version"
 )
 
 type options struct {
@@ -40,7 +41,9 @@ func NewCommand(out, errOut io.Writer) *cobra.Command {
 		Short:         "Approve, inspect and explain tminus DeploymentChecklists",
 		SilenceUsage:  true,
 		SilenceErrors: true,
+		Version:       version.String("kubectl-checklist"),
 	}
+	root.SetVersionTemplate("{{.Version}}\n")
 	o.flags.AddFlags(root.PersistentFlags())
 
 	var role, approver string

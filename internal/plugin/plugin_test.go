@@ -3,6 +3,7 @@ package plugin
 import (
 	"bytes"
 	"context"
+	"strings"
 	"testing"
 	"time"
 
@@ -11,6 +12,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	deployv1alpha1 "github.com/tminus-dev/tminus/api/v1alpha1"
+	"github.com/tminus-dev/tminus/internal/version"
 	"github.com/tminus-dev/tminus/test/testbed"
 )
 
@@ -123,4 +125,17 @@ func TestNewWritesTheTenLinesOfAReleaseFromATemplate(t *testing.T) {
 	g.Expect(ns.Spec.TemplateRef.Kind).To(Equal("ChecklistTemplate"))
 	_, err = NewChecklist("x", "shop", newOptions{template: "web-release", params: []string{"budget"}})
 	g.Expect(err).To(MatchError(ContainSubstring("want KEY=VALUE")))
+}
+
+func TestThePluginSaysItsVersion(t *testing.T) {
+	var out, errOut bytes.Buffer
+	cmd := NewCommand(&out, &errOut)
+	cmd.SetOut(&out)
+	cmd.SetArgs([]string{"--version"})
+	if err := cmd.ExecuteContext(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.HasPrefix(out.String(), "kubectl-checklist "+version.Version+" ") {
+		t.Fatalf("--version said %q", out.String())
+	}
 }
