@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -24,6 +25,18 @@ var bed *testbed.Bed
 
 func TestMain(m *testing.M) {
 	os.Exit(testbed.Main(m, testbed.Options{}, func(b *testbed.Bed) error { bed = b; return nil }))
+}
+
+var namespaces atomic.Int32
+
+// newNamespace makes a namespace of its own for a test's Leases.
+func newNamespace(t *testing.T, prefix string) string {
+	t.Helper()
+	name := fmt.Sprintf("%s-%d", prefix, namespaces.Add(1))
+	if err := bed.Client.Create(context.Background(), &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: name}}); err != nil {
+		t.Fatal(err)
+	}
+	return name
 }
 
 func TestAKeyAlwaysFallsToTheSameShardAndShardsAreEven(t *testing.T) {
@@ -106,9 +119,7 @@ func replica(t *testing.T, ns, identity string, tl *timeline) (s *Set, stop func
 
 func TestReplicasSplitTheShardsAndAStoppedReplicaHandsItsShardsOverWithNoOverlap(t *testing.T) {
 	g := NewWithT(t)
-	ctx := context.Background()
-	ns := "shards-split"
-	g.Expect(bed.Client.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}})).To(Succeed())
+	ns := newNamespace(t, "shards-split")
 	tl := &timeline{holders: map[int]map[string]bool{}}
 
 	a, stopA := replica(t, ns, "replica-a", tl)
@@ -152,8 +163,7 @@ func TestReplicasSplitTheShardsAndAStoppedReplicaHandsItsShardsOverWithNoOverlap
 func TestAShardWhoseHolderStoppedRenewingIsTakenOverOneLeaseDurationAfterItsLastRenewal(t *testing.T) {
 	g := NewWithT(t)
 	ctx := context.Background()
-	ns := "shards-ghost"
-	g.Expect(bed.Client.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}})).To(Succeed())
+	ns := newNamespace(t, "shards-ghost")
 	// A replica that died a moment ago: it holds every shard and is a member, and
 	// renews nothing any more.
 	ghost := "replica-ghost"
@@ -184,8 +194,7 @@ func TestAShardWhoseHolderStoppedRenewingIsTakenOverOneLeaseDurationAfterItsLast
 func TestAReplicaWhoseShardWasTakenStopsActingAndSaysWhy(t *testing.T) {
 	g := NewWithT(t)
 	ctx := context.Background()
-	ns := "shards-taken"
-	g.Expect(bed.Client.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}})).To(Succeed())
+	ns := newNamespace(t, "shards-taken")
 	tl := &timeline{holders: map[int]map[string]bool{}}
 	a, stop := replica(t, ns, "replica-a", tl)
 	g.Eventually(func() int { return tl.heldBy("replica-a") }, 20*time.Second, 50*time.Millisecond).Should(Equal(6))
@@ -202,6 +211,6 @@ func TestAReplicaWhoseShardWasTakenStopsActingAndSaysWhy(t *testing.T) {
 	}, 5*time.Second, 50*time.Millisecond).Should(Succeed())
 	g.Eventually(func() int { return tl.heldBy("replica-a") }, 5*time.Second, 20*time.Millisecond).Should(BeZero())
 	err := stop()
-	g.Expect(err).To(MatchError(ContainSubstring(`shard 2: lost the Lease shards-taken/tminus-shard-2: it is held by "intruder"`)))
+	g.Expect(err).To(MatchError(ContainSubstring(`shard 2: lost the Lease ` + ns + `/tminus-shard-2: it is held by "intruder"`)))
 	g.Expect(a.Held()).To(BeEmpty())
 }

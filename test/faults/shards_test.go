@@ -89,8 +89,9 @@ func TestTwoReplicasSplitTheChecklistsAndTheSurvivorTakesOverAKilledOnesShardsWi
 	// One release in every shard, each held for its sign-off.
 	svc := service(t)
 	nsOf := make([]string, shardCount)
+	prefix := fmt.Sprintf("sharded%d-", nsCounter.Add(1))
 	for n := 0; slices.Contains(nsOf, ""); n++ {
-		name := fmt.Sprintf("sharded-%d", n)
+		name := fmt.Sprintf("%s%d", prefix, n)
 		if i := shard.Of(name, "checkout", shardCount); nsOf[i] == "" {
 			nsOf[i] = name
 		}
