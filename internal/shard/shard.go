@@ -32,6 +32,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	coordinationclient "k8s.io/client-go/kubernetes/typed/coordination/v1"
+	"k8s.io/client-go/util/retry"
 	"k8s.io/utils/clock"
 )
 
@@ -451,14 +452,20 @@ func (s *Set) release(ctx context.Context, i int) {
 	s.leading[i], s.draining[i] = false, false
 	s.mu.Unlock()
 	leases := s.Leases.Leases(s.Namespace)
-	l, err := leases.Get(ctx, s.LeaseName(i), metav1.GetOptions{})
-	if err != nil || holderOf(l) != s.Identity {
-		return
-	}
-	t := metav1.NewMicroTime(s.Clock.Now())
-	one := int32(1)
-	l.Spec.HolderIdentity, l.Spec.RenewTime, l.Spec.LeaseDurationSeconds = new(""), &t, &one
-	if _, err := leases.Update(ctx, l, metav1.UpdateOptions{}); err != nil && ctx.Err() == nil {
+	// The renewal loop may write the Lease meanwhile: read again on a conflict.
+	err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		l, err := leases.Get(ctx, s.LeaseName(i), metav1.GetOptions{})
+		if err != nil || holderOf(l) != s.Identity {
+			return err
+		}
+		t := metav1.NewMicroTime(s.Clock.Now())
+		one := int32(1)
+		l.Spec.HolderIdentity, l.Spec.RenewTime, l.Spec.LeaseDurationSeconds = new(""), &t, &one
+		_, err = leases.Update(ctx, l, metav1.UpdateOptions{})
+		return err
+	})
+	if err != nil && ctx.Err() == nil {
+		// Not released: it expires by itself a lease duration after its last renewal.
 		s.Log.Error(err, "releasing a shard's Lease", "shard", i)
 	}
 }
