@@ -102,6 +102,22 @@ func TestTheDeployManifestsAreValidOnARealAPIServer(t *testing.T) {
 		"Role/tminus-webhook-certificate",
 	))
 
+	// Two replicas sharing the checklists in shards.
+	sharded := build(t, "sharded")
+	applied, skipped = dryRun(t, bed, sharded)
+	g.Expect(skipped).To(BeEmpty())
+	g.Expect(applied).To(ContainElement("Deployment/tminus-controller-manager"))
+	for _, o := range sharded {
+		if o.GetKind() != "Deployment" {
+			continue
+		}
+		replicas, _, _ := unstructured.NestedInt64(o.Object, "spec", "replicas")
+		g.Expect(replicas).To(BeEquivalentTo(2))
+		containers, _, _ := unstructured.NestedSlice(o.Object, "spec", "template", "spec", "containers")
+		args, _, _ := unstructured.NestedStringSlice(containers[0].(map[string]any), "args")
+		g.Expect(args).To(ContainElement("--shards=8"))
+	}
+
 	applied, skipped = dryRun(t, bed, build(t, "with-cert-manager"))
 	g.Expect(applied).To(ContainElements("MutatingWebhookConfiguration/tminus-admission", "Service/tminus-webhook-service"))
 	g.Expect(skipped).To(ConsistOf("Issuer/tminus-selfsigned-issuer", "Certificate/tminus-webhook-cert"),
