@@ -33,11 +33,12 @@ func begin(shards *shard.Set, namespace, name string) (done func(), ok bool) {
 }
 
 // acquired queues every checklist and marked Deployment of shard i, read from the
-// cache.
+// cache without copies (only names are read; a replica may take all its shards at
+// once, each a list of everything).
 func (q *shardQueues) acquired(ctx context.Context, c client.Reader, shards *shard.Set, i int) {
 	log := logf.FromContext(ctx).WithValues("shard", i)
 	var cls deployv1alpha1.DeploymentChecklistList
-	if err := c.List(ctx, &cls); err != nil {
+	if err := c.List(ctx, &cls, client.UnsafeDisableDeepCopy); err != nil {
 		log.Error(err, "listing the checklists of a shard taken over")
 	}
 	n := 0
@@ -48,7 +49,7 @@ func (q *shardQueues) acquired(ctx context.Context, c client.Reader, shards *sha
 		}
 	}
 	var ds appsv1.DeploymentList
-	if err := c.List(ctx, &ds); err != nil {
+	if err := c.List(ctx, &ds, client.UnsafeDisableDeepCopy); err != nil {
 		log.Error(err, "listing the Deployments of a shard taken over")
 	}
 	for j := range ds.Items {

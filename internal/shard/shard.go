@@ -316,17 +316,18 @@ func (s *Set) renew(ctx context.Context, byName map[string]*coordinationv1.Lease
 // overdue loses any shard not renewed within the renew deadline.
 func (s *Set) overdue(now time.Time) error {
 	s.mu.Lock()
-	var late []int
+	late := -1
 	for i, l := range s.leading {
 		if l && now.Sub(s.renewed[i]) > s.RenewDeadline {
-			late = append(late, i)
+			late = i
+			break
 		}
 	}
 	s.mu.Unlock()
-	for _, i := range late {
-		return s.lose(i, fmt.Sprintf("it was not renewed within %s", s.RenewDeadline))
+	if late < 0 {
+		return nil
 	}
-	return nil
+	return s.lose(late, fmt.Sprintf("it was not renewed within %s", s.RenewDeadline))
 }
 
 // lose stops work of shard i beginning and says why the replica must stop.

@@ -3,10 +3,8 @@ package faults
 import (
 	"context"
 	"fmt"
-	"os"
 	"os/exec"
 	"path/filepath"
-	"regexp"
 	"slices"
 	"strings"
 	"syscall"
@@ -40,11 +38,9 @@ func runShardedManager(t *testing.T, bin string) *exec.Cmd {
 
 // identityOf reads the shard identity a manager logged when it started.
 func identityOf(g Gomega, bin string) string {
-	raw, err := os.ReadFile(filepath.Join(bed.Dir, filepath.Base(bin)+".log"))
-	g.Expect(err).NotTo(HaveOccurred())
-	m := regexp.MustCompile(`"taking part in the shards","identity":"([^"]+)"`).FindSubmatch(raw)
-	g.Expect(m).NotTo(BeNil(), "the manager logs its shard identity")
-	return string(m[1])
+	id := testbed.ShardIdentity(filepath.Join(bed.Dir, filepath.Base(bin)+".log"))
+	g.Expect(id).NotTo(BeEmpty(), "the manager logs its shard identity")
+	return id
 }
 
 // shardLeases reads who holds each shard, and since when.

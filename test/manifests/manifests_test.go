@@ -140,36 +140,52 @@ func TestTheManagerRunsWithTheRestrictedPodSecurityProfile(t *testing.T) {
 	}
 }
 
-// TestRBACNeverListsOrWatchesSecrets: cluster-wide, the manager may only get a Secret
-// (Prometheus credentials a checklist names); in its own namespace it may also create
-// its webhook certificate's Secret and update that one, by name. Nothing lists or
-// watches Secrets.
-func TestRBACNeverListsOrWatchesSecrets(t *testing.T) {
-	g := NewWithT(t)
+// roleRule is one rule of a shipped Role or ClusterRole.
+type roleRule struct {
+	kind, role string
+	rule       map[string]any
+}
+
+// roleRules lists every rule of the Roles and ClusterRoles config/default installs.
+func roleRules(t *testing.T) []roleRule {
+	t.Helper()
+	var out []roleRule
 	for _, o := range build(t, "default") {
 		if o.GetKind() != "ClusterRole" && o.GetKind() != "Role" {
 			continue
 		}
 		rules, _, _ := unstructured.NestedSlice(o.Object, "rules")
 		for _, r := range rules {
-			rule := r.(map[string]any)
-			resources, _ := rule["resources"].([]any)
-			for _, res := range resources {
-				if res != "secrets" {
-					continue
-				}
-				g.Expect(rule["verbs"]).NotTo(ContainElement(BeElementOf("list", "watch", "*")), "%s", o.GetName())
-				if o.GetKind() == "ClusterRole" {
-					g.Expect(rule["verbs"]).To(ConsistOf("get"), "%s may only get Secrets", o.GetName())
-					continue
-				}
-				g.Expect(o.GetName()).To(Equal("tminus-webhook-certificate"))
-				if _, named := rule["resourceNames"]; named {
-					g.Expect(rule["resourceNames"]).To(ConsistOf("tminus-webhook-cert"))
-					g.Expect(rule["verbs"]).To(ConsistOf("get", "update"))
-				} else {
-					g.Expect(rule["verbs"]).To(ConsistOf("create"), "create cannot be limited by name")
-				}
+			out = append(out, roleRule{kind: o.GetKind(), role: o.GetName(), rule: r.(map[string]any)})
+		}
+	}
+	return out
+}
+
+// TestRBACNeverListsOrWatchesSecrets: cluster-wide, the manager may only get a Secret
+// (Prometheus credentials a checklist names); in its own namespace it may also create
+// its webhook certificate's Secret and update that one, by name. Nothing lists or
+// watches Secrets.
+func TestRBACNeverListsOrWatchesSecrets(t *testing.T) {
+	g := NewWithT(t)
+	for _, rr := range roleRules(t) {
+		rule := rr.rule
+		resources, _ := rule["resources"].([]any)
+		for _, res := range resources {
+			if res != "secrets" {
+				continue
+			}
+			g.Expect(rule["verbs"]).NotTo(ContainElement(BeElementOf("list", "watch", "*")), "%s", rr.role)
+			if rr.kind == "ClusterRole" {
+				g.Expect(rule["verbs"]).To(ConsistOf("get"), "%s may only get Secrets", rr.role)
+				continue
+			}
+			g.Expect(rr.role).To(Equal("tminus-webhook-certificate"))
+			if _, named := rule["resourceNames"]; named {
+				g.Expect(rule["resourceNames"]).To(ConsistOf("tminus-webhook-cert"))
+				g.Expect(rule["verbs"]).To(ConsistOf("get", "update"))
+			} else {
+				g.Expect(rule["verbs"]).To(ConsistOf("create"), "create cannot be limited by name")
 			}
 		}
 	}
@@ -180,19 +196,13 @@ func TestRBACNeverListsOrWatchesSecrets(t *testing.T) {
 // explicitly or through '*'.
 func TestOnlyTheApproverRoleGrantsTheSignOff(t *testing.T) {
 	g := NewWithT(t)
-	for _, o := range build(t, "default") {
-		if o.GetKind() != "ClusterRole" && o.GetKind() != "Role" {
+	for _, rr := range roleRules(t) {
+		verbs, _ := rr.rule["verbs"].([]any)
+		if rr.role == "tminus-deploymentchecklist-approver-role" {
+			g.Expect(verbs).To(ContainElement("approve"))
 			continue
 		}
-		rules, _, _ := unstructured.NestedSlice(o.Object, "rules")
-		for _, r := range rules {
-			verbs, _ := r.(map[string]any)["verbs"].([]any)
-			if o.GetName() == "tminus-deploymentchecklist-approver-role" {
-				g.Expect(verbs).To(ContainElement("approve"))
-				continue
-			}
-			g.Expect(verbs).NotTo(ContainElement(BeElementOf("approve", "*")), "%s grants the sign-off", o.GetName())
-		}
+		g.Expect(verbs).NotTo(ContainElement(BeElementOf("approve", "*")), "%s grants the sign-off", rr.role)
 	}
 }
 
@@ -202,18 +212,16 @@ func TestOnlyTheApproverRoleGrantsTheSignOff(t *testing.T) {
 func TestOnlyTheAdminRoleWritesClusterTemplates(t *testing.T) {
 	g := NewWithT(t)
 	verbsOn := map[string]map[string][]any{}
-	for _, o := range build(t, "default") {
-		if o.GetKind() != "ClusterRole" {
+	for _, rr := range roleRules(t) {
+		if rr.kind != "ClusterRole" {
 			continue
 		}
-		verbsOn[o.GetName()] = map[string][]any{}
-		rules, _, _ := unstructured.NestedSlice(o.Object, "rules")
-		for _, r := range rules {
-			rule := r.(map[string]any)
-			resources, _ := rule["resources"].([]any)
-			for _, res := range resources {
-				verbsOn[o.GetName()][res.(string)] = append(verbsOn[o.GetName()][res.(string)], rule["verbs"].([]any)...)
-			}
+		if verbsOn[rr.role] == nil {
+			verbsOn[rr.role] = map[string][]any{}
+		}
+		resources, _ := rr.rule["resources"].([]any)
+		for _, res := range resources {
+			verbsOn[rr.role][res.(string)] = append(verbsOn[rr.role][res.(string)], rr.rule["verbs"].([]any)...)
 		}
 	}
 	for role, on := range verbsOn {

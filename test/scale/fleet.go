@@ -8,7 +8,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"regexp"
 	"strconv"
 	"strings"
 	"syscall"
@@ -32,10 +31,9 @@ const fleetLeaseNamespace = "tminus-system"
 // replica is one manager process of a fleet: the real binary (cmd/), taking shards by
 // Lease, its metrics served on loopback.
 type replica struct {
-	cmd      *exec.Cmd
-	metrics  string
-	log      string
-	identity string
+	cmd     *exec.Cmd
+	metrics string
+	log     string
 }
 
 // fleet is Replicas manager processes sharing Shards, and a harness-side cache of the
@@ -222,19 +220,9 @@ func (f *fleet) reconcileLatency(ctx context.Context) (p50, p99 float64) {
 	return p50, p99
 }
 
-var identityLine = regexp.MustCompile(`"taking part in the shards","identity":"([^"]+)"`)
-
 // identity is the shard identity replica i logged.
 func (f *fleet) identity(i int) string {
-	r := f.replicas[i]
-	if r.identity == "" {
-		if raw, err := os.ReadFile(r.log); err == nil {
-			if m := identityLine.FindSubmatch(raw); m != nil {
-				r.identity = string(m[1])
-			}
-		}
-	}
-	return r.identity
+	return testbed.ShardIdentity(f.replicas[i].log)
 }
 
 // kill SIGKILLs replica i and measures how long until every shard it held is held by

@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"syscall"
 	"time"
@@ -97,3 +98,18 @@ func FreePort() (int, error) {
 func hostPort(port int) string { return net.JoinHostPort("127.0.0.1", strconv.Itoa(port)) }
 
 var errNotBuilt = errors.New("not built")
+
+var shardIdentityLine = regexp.MustCompile(`"taking part in the shards","identity":"([^"]+)"`)
+
+// ShardIdentity is the shard identity a manager started with --shards logged (its
+// "taking part in the shards" line) in the log at path; empty until it has.
+func ShardIdentity(path string) string {
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		return ""
+	}
+	if m := shardIdentityLine.FindSubmatch(raw); m != nil {
+		return string(m[1])
+	}
+	return ""
+}
