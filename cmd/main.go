@@ -146,7 +146,8 @@ func main() {
 	flag.IntVar(&maxQueriesPerPrometheus, "max-queries-per-prometheus", prometheus.DefaultMaxInFlight,
 		"How many queries may be in flight to one Prometheus address.")
 	flag.StringVar(&allowedHosts, "allowed-hosts", "",
-		"Comma-separated host names (exact or *.suffix), IPs and CIDRs that Prometheus queries and HTTP checks "+
+		"Comma-separated host names (exact or *.suffix), IPs and CIDRs that Prometheus queries, HTTP checks and "+
+			"notifications "+
 			"may connect to. Empty: any host but link-local, cloud metadata, loopback, unspecified and NAT64 "+
 			"addresses, which are only reachable when a CIDR listed here covers them (docs/prometheus.md).")
 	flag.BoolVar(&webhooks, "webhooks", true,
@@ -333,6 +334,9 @@ func main() {
 		TrustedApprovalWriters:   splitList(trustedApprovalWriters),
 		RequireVerifiedApprovals: new(requireVerified && webhooks),
 		Shards:                   shardSet,
+		NotifyHTTP: &http.Client{Transport: &http.Transport{
+			DialContext: guard.DialContext, TLSHandshakeTimeout: 10 * time.Second,
+		}},
 	}
 	if webhooks {
 		if certManager != nil {

@@ -1043,6 +1043,14 @@ type DeploymentChecklistStatus struct {
 	// +optional
 	Record string `json:"record,omitempty"`
 
+	// notifications holds, for each transition a NotificationPolicy of the namespace
+	// notifies, its message to each receiver: pending, sent (when) or failed (why).
+	// What is here is never sent again, across restarts and replicas.
+	// +listType=atomic
+	// +kubebuilder:validation:MaxItems=64
+	// +optional
+	Notifications []NotificationStatus `json:"notifications,omitempty"`
+
 	// template records the template the checklist was made from, when it was resolved.
 	// +optional
 	Template *TemplateStatus `json:"template,omitempty"`
@@ -1057,7 +1065,7 @@ type DeploymentChecklistStatus struct {
 	Resolved *runtime.RawExtension `json:"resolved,omitempty"`
 
 	// conditions: Ready, Reconciling and Stalled (kstatus), AwaitingApproval, Healthy,
-	// Degraded, RolledBack, HeldChange and AdmissionGate.
+	// Degraded, RolledBack, HeldChange, AdmissionGate, Recorded and Notified.
 	// +listType=map
 	// +listMapKey=type
 	// +kubebuilder:validation:MaxItems=16

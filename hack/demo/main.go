@@ -35,6 +35,7 @@ import (
 	"sigs.k8s.io/yaml"
 
 	deployv1alpha1 "github.com/tminus-dev/tminus/api/v1alpha1"
+	"github.com/tminus-dev/tminus/internal/notify"
 	"github.com/tminus-dev/tminus/internal/plugin"
 	"github.com/tminus-dev/tminus/internal/prometheus"
 	"github.com/tminus-dev/tminus/internal/record"
@@ -138,6 +139,11 @@ func run(ctx context.Context, keep bool) error {
 	if err != nil {
 		return err
 	}
+	rcv, err := notifications(ctx, c)
+	if err != nil {
+		return err
+	}
+	defer rcv.Close()
 	deploy := testbed.Deployment(ns, name, "checkout:v2.6.0", 3)
 	deploy.Spec.Template.Annotations = map[string]string{testbed.ScrapeAddressAnnotation: versions["v2.6.0"].Addr}
 	if err := c.Create(ctx, deploy); err != nil {
@@ -199,6 +205,10 @@ func run(ctx context.Context, keep bool) error {
 	if got.Status.Phase != deployv1alpha1.PhaseRolledBack {
 		return fmt.Errorf("release %s ended %s, expected %s: only the baseline check should catch it", slow,
 			got.Status.Phase, deployv1alpha1.PhaseRolledBack)
+	}
+
+	if err := printNotifications(ctx, c, rcv); err != nil {
+		return err
 	}
 
 	var d appsv1.Deployment
@@ -607,5 +617,73 @@ func printRecord(ctx context.Context, c client.Client, dcl *deployv1alpha1.Deplo
 	}
 	fmt.Printf("\n=== the record tminus kept (ConfigMap %s; kubectl checklist record %s) ===\n%s", cm.Name, dcl.Name,
 		record.Markdown(r))
+	return nil
+}
+
+// signingKey signs the demo's webhook notifications, kept in the Secret notifySecret.
+const (
+	signingKey   = "demo-hmac-key"
+	notifySecret = "release-notifications"
+)
+
+// notifications starts a local receiver and a NotificationPolicy of the namespace that
+// sends every transition to it twice: as Slack would take it, and as tminus's signed
+// JSON (docs/notifications.md).
+func notifications(ctx context.Context, c client.Client) (*testbed.Receiver, error) {
+	rcv := testbed.NewReceiver([]byte(signingKey))
+	err := c.Create(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: notifySecret},
+		StringData: map[string]string{"slack-url": rcv.URL + "/slack", "hmac-key": signingKey}})
+	if err == nil {
+		err = c.Create(ctx, &deployv1alpha1.NotificationPolicy{
+			ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "release-team"},
+			Spec: deployv1alpha1.NotificationPolicySpec{Receivers: []deployv1alpha1.NotificationReceiver{
+				{Name: "channel", Slack: &deployv1alpha1.SlackReceiver{
+					URLSecretRef: deployv1alpha1.SecretKeyRef{Name: notifySecret, Key: "slack-url"}}},
+				{Name: "change-log", Webhook: &deployv1alpha1.WebhookReceiver{URL: rcv.URL + "/hook",
+					SigningSecretRef: &deployv1alpha1.SecretKeyRef{Name: notifySecret, Key: "hmac-key"}}},
+			}},
+		})
+	}
+	if err != nil {
+		rcv.Close()
+		return nil, err
+	}
+	say("NotificationPolicy release-team sends each transition to a local receiver at %s: Slack's payload "+
+		"on /slack, tminus's HMAC-signed JSON on /hook", rcv.URL)
+	return rcv, nil
+}
+
+// printNotifications waits until every message the checklists owe is settled and prints
+// what the receiver got on its signed webhook.
+func printNotifications(ctx context.Context, c client.Client, rcv *testbed.Receiver) error {
+	err := poll(ctx, 30*time.Second, func() (bool, error) {
+		var list deployv1alpha1.DeploymentChecklistList
+		if err := c.List(ctx, &list, client.InNamespace(ns)); err != nil {
+			return false, err
+		}
+		for _, dcl := range list.Items {
+			if notify.Pending(&dcl.Status) {
+				return false, nil
+			}
+		}
+		return true, nil
+	})
+	if err != nil {
+		return fmt.Errorf("waiting for the notifications to be sent: %w", err)
+	}
+	got := rcv.Accepted("/hook")
+	fmt.Printf("\n=== notifications tminus sent (%d signed webhook messages, %d Slack messages; "+
+		"docs/notifications.md) ===\n", len(got), len(rcv.Accepted("/slack")))
+	for _, r := range got {
+		var m notify.Message
+		if err := r.Decode(&m); err != nil {
+			return err
+		}
+		signed := "signature ok"
+		if !r.SignatureOK {
+			signed = "SIGNATURE BAD"
+		}
+		fmt.Printf("%-16s %-22s %-13s %s\n", m.Checklist.Name, m.Key, signed, trim(m.Summary, 140))
+	}
 	return nil
 }

@@ -52,6 +52,7 @@ import (
 	"github.com/tminus-dev/tminus/internal/checklist"
 	"github.com/tminus-dev/tminus/internal/gate"
 	"github.com/tminus-dev/tminus/internal/metrics"
+	"github.com/tminus-dev/tminus/internal/notify"
 	"github.com/tminus-dev/tminus/internal/prometheus"
 	"github.com/tminus-dev/tminus/internal/shard"
 	"github.com/tminus-dev/tminus/internal/target"
@@ -77,6 +78,11 @@ type MetricSource interface {
 // HTTPProber runs one HTTP check. internal/httpcheck implements it.
 type HTTPProber interface {
 	Probe(ctx context.Context, spec deployv1alpha1.HTTPCheck) checklist.Measurement
+}
+
+// Notifier is told of a checklist whose status holds messages to send.
+type Notifier interface {
+	Notify(key types.NamespacedName)
 }
 
 // EventRecorder is the part of the events API the reconciler uses.
@@ -114,6 +120,9 @@ type DeploymentChecklistReconciler struct {
 	// Shards, when set, is this replica's part of the shards: it reconciles only the
 	// checklists of the shards it holds (by their target's namespace/name).
 	Shards *shard.Set
+	// Notifier sends the messages notification policies owe (internal/notify's
+	// Dispatcher); none are planned when nil.
+	Notifier Notifier
 
 	unwritten unwrittenStatuses
 	refusals  jobRefusals
@@ -122,6 +131,7 @@ type DeploymentChecklistReconciler struct {
 // +kubebuilder:rbac:groups=deploy.tminus.dev,resources=deploymentchecklists,verbs=get;list;watch;update;patch
 // +kubebuilder:rbac:groups=deploy.tminus.dev,resources=deploymentchecklists/status,verbs=get;update;patch
 // +kubebuilder:rbac:groups=deploy.tminus.dev,resources=deploymentchecklists/finalizers,verbs=update
+// +kubebuilder:rbac:groups=deploy.tminus.dev,resources=notificationpolicies,verbs=get;list;watch
 // +kubebuilder:rbac:groups=apps,resources=deployments,verbs=get;list;watch;update;patch
 // +kubebuilder:rbac:groups=apps,resources=replicasets,verbs=get;list;watch
 // +kubebuilder:rbac:groups=batch,resources=jobs,verbs=get;list;watch;create
@@ -221,6 +231,15 @@ func (r *DeploymentChecklistReconciler) reconcile(ctx context.Context, dcl *depl
 	(*obs).Approvals, (*obs).ApprovalProblems = approval.Parse(dcl.Annotations, approval.Revision(dcl), r.VerifiedApprovals)
 	input := eff.Status
 	decision := checklist.Decide(eff, **obs, now)
+	// The messages the namespace's notification policies owe for what was decided:
+	// written with the decision, sent by the dispatcher after.
+	if r.Notifier != nil {
+		var policies deployv1alpha1.NotificationPolicyList
+		if err := r.List(ctx, &policies, client.InNamespace(dcl.Namespace)); err != nil {
+			return ctrl.Result{}, fmt.Errorf("listing notification policies: %w", err)
+		}
+		notify.Plan(policies.Items, eff, &decision.Status)
+	}
 
 	switch write, change := r.writeNeeded(&stored.Status, &decision, now); {
 	case change == checklist.Unchanged:
@@ -238,6 +257,9 @@ func (r *DeploymentChecklistReconciler) reconcile(ctx context.Context, dcl *depl
 		}
 	}
 	recordMetrics(dcl.CreationTimestamp.Time, &input, &decision.Status)
+	if r.Notifier != nil && notify.Pending(&decision.Status) {
+		r.Notifier.Notify(key)
+	}
 	// Events first: an action that fails must not take the event that explains it
 	// with it.
 	for _, e := range decision.Events {
@@ -482,6 +504,9 @@ func (r *DeploymentChecklistReconciler) SetupWithManager(mgr ctrl.Manager) error
 		Watches(&deployv1alpha1.ChecklistTemplate{}, handler.EnqueueRequestsFromMapFunc(r.checklistsOfTemplate("ChecklistTemplate"))).
 		Watches(&deployv1alpha1.ClusterChecklistTemplate{},
 			handler.EnqueueRequestsFromMapFunc(r.checklistsOfTemplate("ClusterChecklistTemplate"))).
+		// A notification policy that appears or changes is told of the transitions
+		// still holding (a wait for sign-off, an outage, a held change).
+		Watches(&deployv1alpha1.NotificationPolicy{}, handler.EnqueueRequestsFromMapFunc(r.liveChecklists)).
 		WithOptions(controller.Options{MaxConcurrentReconciles: max(1, r.MaxConcurrentReconciles)}).
 		Named("deploymentchecklist").
 		Complete(r)
@@ -503,6 +528,22 @@ func (r *DeploymentChecklistReconciler) checklistsForDeployment(ctx context.Cont
 		st := c.Status
 		restoring := st.Phase == deployv1alpha1.PhaseRolledBack && st.Target != nil && st.Target.RestoredAt == nil
 		if !gate.Terminal(st.Phase) || restoring || heldBy == deployv1alpha1.HeldByChecklist(c.Name) {
+			reqs = append(reqs, reconcile.Request{NamespacedName: client.ObjectKeyFromObject(c)})
+		}
+	}
+	return reqs
+}
+
+// liveChecklists maps a namespaced object to the checklists of its namespace that have
+// not ended.
+func (r *DeploymentChecklistReconciler) liveChecklists(ctx context.Context, o client.Object) []reconcile.Request {
+	var list deployv1alpha1.DeploymentChecklistList
+	if err := r.List(ctx, &list, client.InNamespace(o.GetNamespace()), client.UnsafeDisableDeepCopy); err != nil {
+		return nil
+	}
+	var reqs []reconcile.Request
+	for i := range list.Items {
+		if c := &list.Items[i]; !gate.Terminal(c.Status.Phase) {
 			reqs = append(reqs, reconcile.Request{NamespacedName: client.ObjectKeyFromObject(c)})
 		}
 	}

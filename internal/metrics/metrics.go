@@ -17,12 +17,15 @@ import (
 	"github.com/tminus-dev/tminus/internal/breaker"
 )
 
+// labelKind is the label of a check's, endpoint's or receiver's kind.
+const labelKind = "kind"
+
 var (
 	// CheckEvaluations counts check and trigger evaluations by kind and outcome.
 	CheckEvaluations = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "tminus_check_evaluations_total",
 		Help: "Evaluations of checks and rollback triggers, by kind (Metric, HTTP, Job, Approval, Trigger) and outcome.",
-	}, []string{"kind", "outcome"})
+	}, []string{labelKind, "outcome"})
 	// Rollbacks counts rollbacks by reason; dry runs are counted apart.
 	Rollbacks = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "tminus_rollbacks_total",
@@ -65,12 +68,19 @@ var (
 	})
 )
 
+// Notifications counts messages to receivers by receiver kind (slack, teams, webhook)
+// and result: sent; retry (an attempt failed, another follows); failed (given up).
+var Notifications = prometheus.NewCounterVec(prometheus.CounterOpts{
+	Name: "tminus_notifications_total",
+	Help: "Notification attempts by receiver kind (slack, teams, webhook) and result: sent, retry (failed, will be tried again), failed (given up).",
+}, []string{labelKind, "result"})
+
 // CircuitState is each measured endpoint's circuit: 0 closed, 1 half-open (a probe is
 // out), 2 open (measurements fail at once until the next probe).
 var CircuitState = prometheus.NewGaugeVec(prometheus.GaugeOpts{
 	Name: "tminus_measurement_circuit_state",
 	Help: "Circuit breaker state per measured endpoint (Prometheus address, or HTTP check URL): 0 closed, 1 half-open, 2 open.",
-}, []string{"kind", "endpoint"})
+}, []string{labelKind, "endpoint"})
 
 // CircuitChanged records a Prometheus address's circuit state.
 func CircuitChanged(endpoint string, s breaker.State) {
@@ -103,7 +113,7 @@ func ShardChanged(i int, held bool) {
 // replica counts, so the replicas' figures add up to the cluster's.
 func Register(reader client.Reader, owns func(namespace, name string) bool) {
 	crmetrics.Registry.MustRegister(CheckEvaluations, Rollbacks, QueryDuration, QueryErrors, CircuitState, ShardHeld,
-		Releases, LeadTime, TimeToRestore, NewStateCollector(reader, owns))
+		Releases, LeadTime, TimeToRestore, Notifications, NewStateCollector(reader, owns))
 }
 
 // NewStateCollector counts checklists by phase, and those awaiting approval, at scrape

@@ -5,6 +5,7 @@
 package operator
 
 import (
+	"net/http"
 	"time"
 
 	"k8s.io/utils/clock"
@@ -16,6 +17,7 @@ import (
 	"github.com/tminus-dev/tminus/internal/controller"
 	"github.com/tminus-dev/tminus/internal/httpcheck"
 	"github.com/tminus-dev/tminus/internal/metrics"
+	"github.com/tminus-dev/tminus/internal/notify"
 	"github.com/tminus-dev/tminus/internal/shard"
 	"github.com/tminus-dev/tminus/internal/webhook"
 )
@@ -48,6 +50,12 @@ type Options struct {
 	// reconciles only their checklists and Deployments. Nil: everything (one active
 	// replica, by leader election).
 	Shards *shard.Set
+	// NotifyHTTP posts notifications; it should dial through the manager's
+	// netguard.Guard. A client with DefaultSendTimeout when nil.
+	NotifyHTTP *http.Client
+	// NotifyBackoff and NotifyMaxAttempts: see notify.Dispatcher (defaults when zero).
+	NotifyBackoff     time.Duration
+	NotifyMaxAttempts int32
 }
 
 // Setup adds tminus to mgr and returns its checklist reconciler.
@@ -80,6 +88,18 @@ func Setup(mgr ctrl.Manager, o Options) (*controller.DeploymentChecklistReconcil
 		AdmissionGate:            gateUp,
 		Shards:                   o.Shards,
 	}
+	dispatcher := &notify.Dispatcher{
+		Client: mgr.GetClient(), Fresh: mgr.GetAPIReader(), Recorder: r.Recorder, Clock: o.Clock,
+		Sender:  &notify.Sender{HTTP: o.NotifyHTTP, Secrets: mgr.GetAPIReader()},
+		Backoff: o.NotifyBackoff, MaxAttempts: o.NotifyMaxAttempts,
+	}
+	if o.Shards != nil {
+		dispatcher.Owns = o.Shards.Owns
+	}
+	if err := mgr.Add(dispatcher); err != nil {
+		return nil, err
+	}
+	r.Notifier = dispatcher
 	if o.RequireVerifiedApprovals != nil {
 		r.RequireVerifiedApprovals = *o.RequireVerifiedApprovals
 	}

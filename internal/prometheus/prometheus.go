@@ -28,9 +28,6 @@ import (
 	"github.com/prometheus/client_golang/api"
 	promv1 "github.com/prometheus/client_golang/api/prometheus/v1"
 	"github.com/prometheus/common/model"
-	corev1 "k8s.io/api/core/v1"
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
-	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	deployv1alpha1 "github.com/tminus-dev/tminus/api/v1alpha1"
@@ -38,6 +35,7 @@ import (
 	"github.com/tminus-dev/tminus/internal/checklist"
 	"github.com/tminus-dev/tminus/internal/metrics"
 	"github.com/tminus-dev/tminus/internal/netguard"
+	"github.com/tminus-dev/tminus/internal/secretref"
 )
 
 // maxMessage bounds error messages kept in status and events.
@@ -401,27 +399,9 @@ func (p *Provider) credentials(ctx context.Context, ns string, spec *deployv1alp
 	return c, nil
 }
 
-// secretValue reads one key of a Secret in ns. Its errors name the field and the
-// Secret, never the value.
+// secretValue reads one key of a Secret in ns (internal/secretref).
 func (p *Provider) secretValue(ctx context.Context, ns string, ref *deployv1alpha1.SecretKeyRef, field string) (string, error) {
-	if p.Secrets == nil {
-		return "", fmt.Errorf("%s: no Secret reader configured", field)
-	}
-	var s corev1.Secret
-	if err := p.Secrets.Get(ctx, types.NamespacedName{Namespace: ns, Name: ref.Name}, &s); err != nil {
-		if apierrors.IsNotFound(err) {
-			return "", fmt.Errorf("%s: Secret %s/%s not found", field, ns, ref.Name)
-		}
-		if apierrors.IsForbidden(err) {
-			return "", fmt.Errorf("%s: reading Secret %s/%s is forbidden", field, ns, ref.Name)
-		}
-		return "", fmt.Errorf("%s: reading Secret %s/%s: %v", field, ns, ref.Name, err)
-	}
-	v, ok := s.Data[ref.Key]
-	if !ok {
-		return "", fmt.Errorf("%s: Secret %s/%s has no key %q", field, ns, ref.Name, ref.Key)
-	}
-	return strings.TrimSpace(string(v)), nil
+	return secretref.Value(ctx, p.Secrets, ns, ref, field)
 }
 
 type authTransport struct {

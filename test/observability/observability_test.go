@@ -82,7 +82,7 @@ func TestTheAlertsLoadAndEvaluateAndTheDashboardQueriesAreValid(t *testing.T) {
 			}
 		}
 		g.Expect(names).To(ConsistOf("TminusRollbackHappened", "TminusPrometheusErrors",
-			"TminusChecklistsHoldingTooLong", "TminusChecklistsDegraded",
+			"TminusChecklistsHoldingTooLong", "TminusChecklistsDegraded", "TminusNotificationsFailing",
 			"tminus:releases_out:increase1d", "tminus:change_failure_rate:ratio7d",
 			"tminus:lead_time_seconds:p50_7d", "tminus:time_to_restore_seconds:p50_7d"))
 	}, 30*time.Second, 250*time.Millisecond).Should(Succeed())

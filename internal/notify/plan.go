@@ -1,0 +1,242 @@
+// Package notify tells people of a checklist's transitions: awaiting sign-off,
+// released, succeeded, rolled back, failed, degraded, a held change. Plan, pure, adds
+// to a status the messages its namespace's NotificationPolicies owe; the Dispatcher,
+// outside the reconcile, sends them to Slack, Microsoft Teams or a signed JSON webhook
+// and records each one sent in the status, so it is never sent twice.
+package notify
+
+import (
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
+
+	deployv1alpha1 "github.com/tminus-dev/tminus/api/v1alpha1"
+	"github.com/tminus-dev/tminus/internal/approval"
+	"github.com/tminus-dev/tminus/internal/checklist"
+)
+
+// MaxEntries bounds status.notifications (the CRD's MaxItems).
+const MaxEntries = 64
+
+// creationSlack: a transition this long before a policy was created still counts as
+// after it (clocks of the API server and the manager differ a little).
+const creationSlack = 5 * time.Second
+
+// Transition is one transition a checklist's status shows.
+type Transition struct {
+	Event deployv1alpha1.NotificationEvent
+	// Key is one per transition: the event and what it is about.
+	Key string
+	// At is when it happened.
+	At time.Time
+	// Summary says what happened and why, in one paragraph.
+	Summary string
+	// Ongoing transitions (a wait for sign-off, an outage, a held change) still hold:
+	// they are notified to a policy created after they began.
+	Ongoing bool
+}
+
+// Transitions lists the transitions st shows for dcl (the checklist as walked: its
+// spec resolved from its template).
+func Transitions(dcl *deployv1alpha1.DeploymentChecklist, st *deployv1alpha1.DeploymentChecklistStatus) []Transition {
+	var out []Transition
+	who := fmt.Sprintf("%s/%s (Deployment %s, revision %s)", dcl.Namespace, dcl.Name, dcl.Spec.Target.Name,
+		approval.Revision(dcl))
+	cond := func(typ string) *metav1.Condition {
+		c := meta.FindStatusCondition(st.Conditions, typ)
+		if c == nil || c.Status != metav1.ConditionTrue {
+			return nil
+		}
+		return c
+	}
+	if c := cond(checklist.CondAwaitingApproval); c != nil && !checklist.Ended(st.Phase) {
+		phase := cmpOr(st.CurrentPhase, string(st.Phase))
+		out = append(out, Transition{Event: deployv1alpha1.NotifyAwaitingSignOff, Key: "AwaitingSignOff/" + phase,
+			At: c.LastTransitionTime.Time, Ongoing: true,
+			Summary: fmt.Sprintf("%s is at %s and needs sign-off: %s.", who, phase, c.Message)})
+	}
+	if ts := st.Target; ts != nil && ts.ReleasedAt != nil {
+		s := fmt.Sprintf("%s released: %s", who, images(ts.CandidateImages))
+		if len(ts.PreDeployImages) > 0 {
+			s += " (was " + images(ts.PreDeployImages) + ")"
+		}
+		out = append(out, Transition{Event: deployv1alpha1.NotifyReleased, Key: "Released", At: ts.ReleasedAt.Time,
+			Summary: s + "."})
+	}
+	ready := meta.FindStatusCondition(st.Conditions, checklist.CondReady)
+	switch {
+	case st.Phase == deployv1alpha1.PhaseSucceeded && ready != nil:
+		out = append(out, Transition{Event: deployv1alpha1.NotifySucceeded, Key: "Succeeded", At: ready.LastTransitionTime.Time,
+			Summary: fmt.Sprintf("%s verified: every phase passed.", who)})
+	case st.Phase == deployv1alpha1.PhaseRolledBack && st.Rollback != nil:
+		out = append(out, Transition{Event: deployv1alpha1.NotifyRolledBack, Key: "RolledBack", At: st.Rollback.FiredAt.Time,
+			Summary: rollbackSummary(who, dcl, st)})
+	case st.Phase == deployv1alpha1.PhaseFailed && ready != nil:
+		out = append(out, Transition{Event: deployv1alpha1.NotifyFailed, Key: "Failed", At: ready.LastTransitionTime.Time,
+			Summary: fmt.Sprintf("%s failed (%s): %s", who, ready.Reason, ready.Message)})
+	}
+	if c := cond(checklist.CondDegraded); c != nil {
+		out = append(out, Transition{Event: deployv1alpha1.NotifyDegraded,
+			Key: "Degraded/" + c.LastTransitionTime.UTC().Format(time.RFC3339), At: c.LastTransitionTime.Time, Ongoing: true,
+			Summary: fmt.Sprintf("%s is degraded and holds (an outage never passes a gate nor rolls back): %s", who, c.Message)})
+	}
+	if c := cond(checklist.CondHeldChange); c != nil && st.Target != nil && st.Target.HeldTemplateHash != "" {
+		out = append(out, Transition{Event: deployv1alpha1.NotifyHeldChange, Key: "HeldChange/" + st.Target.HeldTemplateHash,
+			At: c.LastTransitionTime.Time, Ongoing: true, Summary: fmt.Sprintf("%s holds a change: %s", who, c.Message)})
+	}
+	return out
+}
+
+// Trigger is the rollback trigger that fired, as the notification tells it.
+type Trigger struct {
+	Name      string `json:"name"`
+	Value     string `json:"value,omitempty"`
+	Threshold string `json:"threshold,omitempty"`
+	// Query is the trigger metric's query as sent (variables filled in).
+	Query string `json:"query,omitempty"`
+}
+
+// FiredTrigger finds the trigger whose firing rolled st back, if a trigger did.
+func FiredTrigger(dcl *deployv1alpha1.DeploymentChecklist, st *deployv1alpha1.DeploymentChecklistStatus) *Trigger {
+	if st.Rollback == nil || st.Rollback.Reason != checklist.ReasonTriggerFired {
+		return nil
+	}
+	for _, t := range st.Triggers {
+		if !strings.HasPrefix(st.Rollback.Message, "rollback trigger "+t.Name+" fired") {
+			continue
+		}
+		out := &Trigger{Name: t.Name, Value: t.Value, Threshold: t.Threshold}
+		for _, spec := range dcl.Spec.RollbackTriggers {
+			if spec.Name != t.Name || spec.Metric == "" {
+				continue
+			}
+			walked := *dcl // the query's variables as st has them
+			walked.Status = *st
+			for _, m := range dcl.Spec.Metrics {
+				if m.Name == spec.Metric {
+					out.Query = checklist.ResolveQuery(&walked, m.Query)
+				}
+			}
+		}
+		return out
+	}
+	return nil
+}
+
+func rollbackSummary(who string, dcl *deployv1alpha1.DeploymentChecklist, st *deployv1alpha1.DeploymentChecklistStatus) string {
+	rb := st.Rollback
+	verb := "rolled back"
+	if rb.DryRun {
+		verb = "would have been rolled back (dry run: nothing was changed)"
+	}
+	s := fmt.Sprintf("%s %s: %s", who, verb, rb.Message)
+	if t := FiredTrigger(dcl, st); t != nil && t.Query != "" {
+		s += fmt.Sprintf(" (query: %s)", t.Query)
+	}
+	if ts := st.Target; ts != nil && !rb.DryRun && len(ts.PreDeployImages) > 0 {
+		s += ". Restored: " + images(ts.PreDeployImages)
+	}
+	return s + "."
+}
+
+// Selects says whether policy p notifies event e of dcl.
+func Selects(p *deployv1alpha1.NotificationPolicy, dcl *deployv1alpha1.DeploymentChecklist, e deployv1alpha1.NotificationEvent) bool {
+	if len(p.Spec.On) > 0 && !slices.Contains(p.Spec.On, e) {
+		return false
+	}
+	if p.Spec.Selector == nil {
+		return true
+	}
+	sel, err := metav1.LabelSelectorAsSelector(p.Spec.Selector)
+	if err != nil {
+		return false
+	}
+	return sel.Matches(labels.Set(dcl.Labels))
+}
+
+// ReceiverID names a policy's receiver in status: <policy>/<receiver>.
+func ReceiverID(policy, receiver string) string { return policy + "/" + receiver }
+
+// Plan adds to st a pending message, per receiver, for each transition st shows that
+// a policy notifies and st has no message for. A transition that ended before a policy
+// was created is not notified by it (a new policy does not announce last month's
+// releases); one still holding is. It returns how many it added.
+func Plan(policies []deployv1alpha1.NotificationPolicy, dcl *deployv1alpha1.DeploymentChecklist,
+	st *deployv1alpha1.DeploymentChecklistStatus) int {
+	if len(policies) == 0 {
+		return 0
+	}
+	added := 0
+	for _, t := range Transitions(dcl, st) {
+		for i := range policies {
+			p := &policies[i]
+			if !Selects(p, dcl, t.Event) {
+				continue
+			}
+			if !t.Ongoing && t.At.Before(p.CreationTimestamp.Add(-creationSlack)) {
+				continue
+			}
+			for _, r := range p.Spec.Receivers {
+				id := ReceiverID(p.Name, r.Name)
+				if slices.ContainsFunc(st.Notifications, func(n deployv1alpha1.NotificationStatus) bool {
+					return n.Key == t.Key && n.Receiver == id
+				}) {
+					continue
+				}
+				st.Notifications = append(st.Notifications, deployv1alpha1.NotificationStatus{
+					Event: t.Event, Key: t.Key, Receiver: id, Summary: truncate(t.Summary, 2048),
+					At: metav1.NewTime(t.At), State: deployv1alpha1.NotificationPending,
+				})
+				added++
+			}
+		}
+	}
+	if added > 0 {
+		st.Notifications = trim(st.Notifications)
+	}
+	return added
+}
+
+// trim keeps at most MaxEntries: the oldest settled (sent or failed) messages go first.
+func trim(ns []deployv1alpha1.NotificationStatus) []deployv1alpha1.NotificationStatus {
+	for len(ns) > MaxEntries {
+		i := max(0, slices.IndexFunc(ns, func(n deployv1alpha1.NotificationStatus) bool {
+			return n.State != deployv1alpha1.NotificationPending
+		}))
+		ns = slices.Delete(ns, i, i+1)
+	}
+	return ns
+}
+
+// Pending says whether st holds a message not sent yet.
+func Pending(st *deployv1alpha1.DeploymentChecklistStatus) bool {
+	return slices.ContainsFunc(st.Notifications, func(n deployv1alpha1.NotificationStatus) bool {
+		return n.State == deployv1alpha1.NotificationPending
+	})
+}
+
+func images(imgs []string) string {
+	if len(imgs) == 0 {
+		return "(images unknown)"
+	}
+	return strings.Join(imgs, ", ")
+}
+
+func cmpOr(a, b string) string {
+	if a != "" {
+		return a
+	}
+	return b
+}
+
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n-3] + "..."
+}
