@@ -1033,6 +1033,11 @@ type DeploymentChecklistStatus struct {
 	// +optional
 	Target *TargetStatus `json:"target,omitempty"`
 
+	// breakGlass records a release started during a change freeze: which freezes, who
+	// signed the exception and why.
+	// +optional
+	BreakGlass *BreakGlassRecord `json:"breakGlass,omitempty"`
+
 	// rollback records the rollback, once it happened.
 	// +optional
 	Rollback *RollbackRecord `json:"rollback,omitempty"`
@@ -1065,7 +1070,7 @@ type DeploymentChecklistStatus struct {
 	Resolved *runtime.RawExtension `json:"resolved,omitempty"`
 
 	// conditions: Ready, Reconciling and Stalled (kstatus), AwaitingApproval, Healthy,
-	// Degraded, RolledBack, HeldChange, AdmissionGate, Recorded and Notified.
+	// Degraded, RolledBack, HeldChange, AdmissionGate, Recorded, Notified and Frozen.
 	// +listType=map
 	// +listMapKey=type
 	// +kubebuilder:validation:MaxItems=16

@@ -165,6 +165,8 @@ func (e *engine) setConditions() {
 		}
 	}
 
+	e.setFrozen()
+
 	wasDegraded := meta.IsStatusConditionTrue(e.dcl.Status.Conditions, CondDegraded)
 	errs := e.erroring()
 	switch {

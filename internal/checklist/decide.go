@@ -51,6 +51,9 @@ type engine struct {
 	outage string
 	// released is set when this call released the candidate (its Release is queued).
 	released bool
+	// frozenBy says which change freezes hold T-0 now; deployAtFrozen, which will
+	// hold deployAt.
+	frozenBy, deployAtFrozen string
 }
 
 // Decide computes, from the checklist, what this reconcile observed and the time, the

@@ -30,6 +30,7 @@ func (e *engine) beforeT0() bool {
 	if e.p.deployAt != nil {
 		e.wakeAt(e.p.deployAt.Add(e.p.window))
 	}
+	e.deployAtInFreeze()
 	t := e.obs.Target
 	if !t.Found {
 		e.next = fmt.Sprintf("waiting for Deployment %s to exist", e.spec.Target.Name)
@@ -78,12 +79,19 @@ func (e *engine) beforeT0() bool {
 			e.wakeAt(*e.p.deployAt)
 			return false
 		}
+		// T-0 never happens inside a change freeze (or outside an allowed window).
+		if e.frozen() {
+			return false
+		}
 		now := e.stamp()
 		e.st.Target.T0At = &now
 	} else if e.waitingForRevokedApprovals() {
 		// An approval removed before the release revokes it, also while T-0 waits for
 		// the new template.
 		e.st.Target.T0At = nil
+		return false
+	} else if e.target().CandidateTemplateHash != "" && e.frozen() {
+		// T-0 passed while the new template had not arrived; it arrived in a freeze.
 		return false
 	}
 	return e.releaseAtT0()

@@ -10,6 +10,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 
 	deployv1alpha1 "github.com/tminus-dev/tminus/api/v1alpha1"
+	"github.com/tminus-dev/tminus/internal/freeze"
 )
 
 // ResultKind classifies one measurement. The kinds are never folded together.
@@ -142,6 +143,9 @@ type Observations struct {
 	// AdmissionServed says whether the manager serves the Deployment admission webhook,
 	// so a gated target's template changes are held in the write that makes them.
 	AdmissionServed bool
+	// Freezes are the change freezes that apply to the checklist (its namespace's and
+	// the cluster's that select it). Only read before the release.
+	Freezes []freeze.Freeze
 }
 
 // ActionKind is what the reconciler must do to the cluster.

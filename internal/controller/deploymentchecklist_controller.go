@@ -335,6 +335,9 @@ func (r *DeploymentChecklistReconciler) observe(ctx context.Context, dcl *deploy
 	siblings = slices.DeleteFunc(siblings, func(c gate.Checklist) bool { return c.Name == dcl.Name })
 	siblings = append(siblings, gate.FromChecklist(dcl))
 	obs.Blocker = gate.Blocker(siblings, dcl.Name)
+	if obs.Freezes, err = r.freezesFor(ctx, dcl); err != nil {
+		return obs, err
+	}
 
 	obs.Jobs = map[string]checklist.JobState{}
 	for _, key := range needs.Jobs {
@@ -507,6 +510,9 @@ func (r *DeploymentChecklistReconciler) SetupWithManager(mgr ctrl.Manager) error
 		// A notification policy that appears or changes is told of the transitions
 		// still holding (a wait for sign-off, an outage, a held change).
 		Watches(&deployv1alpha1.NotificationPolicy{}, handler.EnqueueRequestsFromMapFunc(r.liveChecklists)).
+		// A freeze declared, changed or lifted is looked at by the releases it may hold.
+		Watches(&deployv1alpha1.ChangeFreeze{}, handler.EnqueueRequestsFromMapFunc(r.liveChecklists)).
+		Watches(&deployv1alpha1.ClusterChangeFreeze{}, handler.EnqueueRequestsFromMapFunc(r.liveChecklists)).
 		WithOptions(controller.Options{MaxConcurrentReconciles: max(1, r.MaxConcurrentReconciles)}).
 		Named("deploymentchecklist").
 		Complete(r)
@@ -534,8 +540,8 @@ func (r *DeploymentChecklistReconciler) checklistsForDeployment(ctx context.Cont
 	return reqs
 }
 
-// liveChecklists maps a namespaced object to the checklists of its namespace that have
-// not ended.
+// liveChecklists maps an object to the checklists that have not ended: those of its
+// namespace, or of every namespace for a cluster-scoped object.
 func (r *DeploymentChecklistReconciler) liveChecklists(ctx context.Context, o client.Object) []reconcile.Request {
 	var list deployv1alpha1.DeploymentChecklistList
 	if err := r.List(ctx, &list, client.InNamespace(o.GetNamespace()), client.UnsafeDisableDeepCopy); err != nil {

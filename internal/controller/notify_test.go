@@ -158,6 +158,19 @@ func TestAReceiverThatFailsIsRetriedAndReportedWhileTheRollbackGoesAhead(t *test
 	}
 }
 
+// createSample creates the shipped sample config/samples/<file> in ns, as obj.
+func createSample(t *testing.T, ns, file string, obj client.Object) {
+	t.Helper()
+	g := NewWithT(t)
+	root, err := testbed.RepoRoot()
+	g.Expect(err).NotTo(HaveOccurred())
+	raw, err := os.ReadFile(filepath.Join(root, "config", "samples", file))
+	g.Expect(err).NotTo(HaveOccurred())
+	g.Expect(yaml.UnmarshalStrict(raw, obj)).To(Succeed())
+	obj.SetNamespace(ns)
+	g.Expect(bed.Client.Create(context.Background(), obj)).To(Succeed())
+}
+
 func countFor(ns []deployv1alpha1.NotificationStatus, receiver string) int {
 	n := 0
 	for _, s := range ns {
@@ -172,14 +185,7 @@ func TestAnInvalidNotificationPolicyIsRefusedNamingTheField(t *testing.T) {
 	g := NewWithT(t)
 	ns := newNamespace(t)
 	// The shipped sample is accepted as it is.
-	root, err := testbed.RepoRoot()
-	g.Expect(err).NotTo(HaveOccurred())
-	raw, err := os.ReadFile(filepath.Join(root, "config", "samples", "deploy_v1alpha1_notificationpolicy.yaml"))
-	g.Expect(err).NotTo(HaveOccurred())
-	var sample deployv1alpha1.NotificationPolicy
-	g.Expect(yaml.UnmarshalStrict(raw, &sample)).To(Succeed())
-	sample.Namespace = ns
-	g.Expect(bed.Client.Create(context.Background(), &sample)).To(Succeed())
+	createSample(t, ns, "deploy_v1alpha1_notificationpolicy.yaml", &deployv1alpha1.NotificationPolicy{})
 
 	both := &deployv1alpha1.NotificationPolicy{
 		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "both"},
@@ -187,7 +193,7 @@ func TestAnInvalidNotificationPolicyIsRefusedNamingTheField(t *testing.T) {
 			Slack:   &deployv1alpha1.SlackReceiver{URLSecretRef: deployv1alpha1.SecretKeyRef{Name: "s", Key: "url"}},
 			Webhook: &deployv1alpha1.WebhookReceiver{URL: "https://example.com/hook"}}}},
 	}
-	err = bed.Client.Create(context.Background(), both)
+	err := bed.Client.Create(context.Background(), both)
 	g.Expect(err).To(MatchError(ContainSubstring("spec.receivers[0]: Invalid value")))
 	g.Expect(err).To(MatchError(ContainSubstring("give exactly one of slack, teams and webhook")))
 

@@ -94,7 +94,7 @@ func NewCommand(out, errOut io.Writer) *cobra.Command {
 			return err
 		},
 	}
-	root.AddCommand(approve, revoke, status, why, o.newCommand(), o.recordCommand())
+	root.AddCommand(approve, revoke, status, why, o.newCommand(), o.recordCommand(), o.freezesCommand())
 	return root
 }
 

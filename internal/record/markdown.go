@@ -41,6 +41,10 @@ func Markdown(r Record) string {
 			w("| %s | %s |\n", e.name, stamp(e.at))
 		}
 	}
+	if bg := r.BreakGlass; bg != nil {
+		w("\n## Change freeze broken\n\n- **Freezes:** %s\n- **By:** %s\n- **Why:** %s\n- **At:** %s\n",
+			cell(strings.Join(bg.Freezes, ", ")), cell(strings.Join(bg.Approvers, ", ")), cell(bg.Reason), stamp(&bg.At))
+	}
 	if rb := r.Rollback; rb != nil {
 		w("\n## Rollback\n\n- **Cause:** %s", rb.Reason)
 		if rb.Value != "" {

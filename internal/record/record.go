@@ -57,6 +57,17 @@ type Record struct {
 	// Baselines the relative checks were judged against.
 	Baselines []Baseline `json:"baselines,omitempty"`
 	Rollback  *Rollback  `json:"rollback,omitempty"`
+	// BreakGlass says the release started during a change freeze, by whose sign-offs
+	// and why.
+	BreakGlass *BreakGlass `json:"breakGlass,omitempty"`
+}
+
+// BreakGlass is a release started during a change freeze.
+type BreakGlass struct {
+	Freezes   []string  `json:"freezes"`
+	Reason    string    `json:"reason"`
+	Approvers []string  `json:"approvers"`
+	At        time.Time `json:"at"`
 }
 
 // Checklist identifies the checklist the record is of.
@@ -249,6 +260,9 @@ func Build(dcl *deployv1alpha1.DeploymentChecklist) Record {
 	if rb := st.Rollback; rb != nil {
 		r.Rollback = &Rollback{Reason: rb.Reason, Message: rb.Message, Value: rb.Value, FiredAt: rb.FiredAt.UTC(),
 			CompletedAt: ptime(rb.CompletedAt), DryRun: rb.DryRun, NothingToRestore: rb.NothingToRestore}
+	}
+	if bg := st.BreakGlass; bg != nil {
+		r.BreakGlass = &BreakGlass{Freezes: bg.Freezes, Reason: bg.Reason, Approvers: bg.Approvers, At: bg.At.UTC()}
 	}
 	return r
 }

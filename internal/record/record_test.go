@@ -113,3 +113,15 @@ func TestARecordNameIsUniquePerChecklistAndValid(t *testing.T) {
 	long.Name = strings.Repeat("a", 250)
 	g.Expect(len(Name(long))).To(BeNumerically("<=", 253))
 }
+
+func TestARecordSaysAChangeFreezeWasBrokenByWhomAndWhy(t *testing.T) {
+	g := NewWithT(t)
+	dcl := rolledBack()
+	dcl.Status.BreakGlass = &deployv1alpha1.BreakGlassRecord{Freezes: []string{"ClusterChangeFreeze holidays (holiday freeze)"},
+		Reason: "INC-4211", Approvers: []string{"carol", "dave"}, At: at(3)}
+	r := Build(dcl)
+	g.Expect(r.BreakGlass).To(Equal(&BreakGlass{Freezes: []string{"ClusterChangeFreeze holidays (holiday freeze)"},
+		Reason: "INC-4211", Approvers: []string{"carol", "dave"}, At: at(3).UTC()}))
+	g.Expect(Markdown(r)).To(ContainSubstring("## Change freeze broken\n\n- **Freezes:** ClusterChangeFreeze holidays " +
+		"(holiday freeze)\n- **By:** carol, dave\n- **Why:** INC-4211\n- **At:** 2026-11-27T14:03:00Z\n"))
+}

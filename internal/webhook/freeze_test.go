@@ -1,0 +1,106 @@
+package webhook_test
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	. "github.com/onsi/gomega"
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	deployv1alpha1 "github.com/tminus-dev/tminus/api/v1alpha1"
+	engine "github.com/tminus-dev/tminus/internal/checklist"
+	"github.com/tminus-dev/tminus/test/testbed"
+)
+
+func TestABreakGlassReleasesDuringAFreezeWithTwoVerifiedSignOffsAndAReason(t *testing.T) {
+	g := NewWithT(t)
+	ctx := context.Background()
+	d := testbed.Deployment(ns, "hotfix", "checkout:v1", 1)
+	g.Expect(bed.Client.Create(ctx, d)).To(Succeed())
+	waitRolledOut(t, d, "checkout:v1")
+	// The namespace is frozen for the holidays (for checklists labelled so: the other
+	// tests of this namespace run beside it); release managers may break the glass.
+	freeze := &deployv1alpha1.ChangeFreeze{
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "holidays"},
+		Spec: deployv1alpha1.ChangeFreezeSpec{Reason: "holiday freeze", ExceptionRole: "release-manager",
+			Selector: &metav1.LabelSelector{MatchLabels: map[string]string{"freeze": "holidays"}},
+			Windows: []deployv1alpha1.FreezeWindow{{Start: new(metav1.NewTime(time.Now().Add(-time.Hour))),
+				End: new(metav1.NewTime(time.Now().Add(24 * time.Hour)))}}},
+	}
+	g.Expect(bed.Client.Create(ctx, freeze)).To(Succeed())
+	c := checklist("hotfix")
+	c.Labels = map[string]string{"freeze": "holidays"}
+	g.Expect(as(t, "alice").Create(ctx, c)).To(Succeed())
+	setImage(t, d, "checkout:v2")
+	g.Expect(annotate(as(t, "alice"), "hotfix", map[string]string{"approve.tminus.dev/deployment-lead": "alice for v2"})).To(Succeed())
+	g.Expect(annotate(as(t, "bob"), "hotfix", map[string]string{"approve.tminus.dev/deployment-lead.bob": "bob for v2"})).To(Succeed())
+
+	status := func(g Gomega) deployv1alpha1.DeploymentChecklistStatus {
+		var cur deployv1alpha1.DeploymentChecklist
+		g.Expect(bed.Client.Get(ctx, client.ObjectKeyFromObject(c), &cur)).To(Succeed())
+		return cur.Status
+	}
+	frozen := func(g Gomega) *metav1.Condition {
+		cond := meta.FindStatusCondition(status(g).Conditions, engine.CondFrozen)
+		g.Expect(cond).NotTo(BeNil())
+		return cond
+	}
+	g.Eventually(func(g Gomega) {
+		g.Expect(frozen(g).Message).To(ContainSubstring("break-glass: 0 of 2 sign-offs of release-manager"))
+	}, time.Minute, 100*time.Millisecond).Should(Succeed())
+
+	// One release manager is not enough.
+	g.Expect(annotate(as(t, "alice"), "hotfix", map[string]string{"approve.tminus.dev/release-manager.alice": "alice for v2"})).
+		To(Succeed())
+	g.Eventually(func(g Gomega) {
+		g.Expect(frozen(g).Message).To(ContainSubstring("break-glass: 1 of 2 sign-offs of release-manager"))
+	}, time.Minute, 100*time.Millisecond).Should(Succeed())
+	// A second, verified by the webhook; the reason is still missing.
+	g.Expect(annotate(as(t, "bob"), "hotfix", map[string]string{"approve.tminus.dev/release-manager.bob": "bob for v2"})).
+		To(Succeed())
+	g.Eventually(func(g Gomega) {
+		g.Expect(frozen(g).Message).To(ContainSubstring("has no annotation deploy.tminus.dev/break-glass-reason"))
+		g.Expect(status(g).Phase).To(Equal(deployv1alpha1.PhaseHolding))
+	}, time.Minute, 100*time.Millisecond).Should(Succeed())
+	var sets appsv1.ReplicaSetList
+	g.Expect(bed.Client.List(ctx, &sets, client.InNamespace(ns))).To(Succeed())
+	for _, rs := range sets.Items {
+		if len(rs.OwnerReferences) > 0 && rs.OwnerReferences[0].Name == "hotfix" {
+			g.Expect(rs.Spec.Template.Spec.Containers[0].Image).To(Equal("checkout:v1"), "nothing rolled during the freeze")
+		}
+	}
+
+	g.Expect(annotate(as(t, "alice"), "hotfix", map[string]string{deployv1alpha1.BreakGlassReasonAnnotation: "INC-4211 payment outage fix"})).
+		To(Succeed())
+	var st deployv1alpha1.DeploymentChecklistStatus
+	g.Eventually(func(g Gomega) {
+		st = status(g)
+		g.Expect(st.BreakGlass).NotTo(BeNil())
+		g.Expect(st.Target.ReleasedAt).NotTo(BeNil())
+	}, time.Minute, 100*time.Millisecond).Should(Succeed())
+	waitRolledOut(t, d, "checkout:v2")
+	g.Expect(st.BreakGlass.Approvers).To(Equal([]string{"alice", "bob"}))
+	g.Expect(st.BreakGlass.Reason).To(Equal("INC-4211 payment outage fix"))
+	g.Expect(st.BreakGlass.Freezes).To(Equal([]string{"ChangeFreeze shop/holidays (holiday freeze)"}))
+	for _, a := range st.Approvals {
+		if a.Role == "release-manager" {
+			g.Expect(a.Verified).To(BeTrue(), "%s's sign-off was verified by the webhook", a.Approver)
+		}
+	}
+	var events corev1.EventList
+	g.Expect(bed.Client.List(ctx, &events, client.InNamespace(ns))).To(Succeed())
+	broken := 0
+	for _, e := range events.Items {
+		if e.Reason == engine.ReasonFreezeBroken && e.InvolvedObject.Name == "hotfix" {
+			broken++
+			g.Expect(e.Type).To(Equal(corev1.EventTypeWarning))
+			g.Expect(e.Message).To(ContainSubstring("break-glass by alice, bob: INC-4211 payment outage fix"))
+		}
+	}
+	g.Expect(broken).To(Equal(1))
+}
