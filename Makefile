@@ -1,5 +1,11 @@
+# RELEASE is the version being prepared: the image dist/install.yaml and the Helm chart
+# name, the plugin archives' krew manifest.
+RELEASE ?= $(shell cat hack/release-version)
 # Image URL to use all building/pushing image targets
-IMG ?= controller:latest
+IMG ?= ghcr.io/tminus-dev/tminus:$(RELEASE)
+# PLATFORMS of the manager image; PLUGIN_PLATFORMS of the kubectl plugin's archives.
+IMAGE_PLATFORMS ?= linux/amd64,linux/arm64
+PLUGIN_PLATFORMS ?= linux/amd64,linux/arm64,darwin/amd64,darwin/arm64,windows/amd64,windows/arm64
 # VERSION is what the manager and the plugin say with --version.
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS ?= -X github.com/tminus-dev/tminus/internal/version.Version=$(VERSION)
@@ -99,8 +105,8 @@ demo: testbins ## Run the demo: a local control plane, Prometheus, a demo servic
 	env $(TESTBINS_ENV) go run ./hack/demo $(DEMO_ARGS)
 
 .PHONY: verify-generated
-verify-generated: manifests generate ## Fail when generated files differ from what is committed.
-	@git diff --exit-code -- api config docs/api.md || { echo "run 'make manifests generate' and commit the result"; exit 1; }
+verify-generated: manifests generate build-installer ## Fail when generated files differ from what is committed.
+	@git diff --exit-code -- api config docs/api.md dist/install.yaml || { echo "run 'make manifests generate build-installer' and commit the result"; exit 1; }
 
 .PHONY: lint
 lint: golangci-lint ## Run golangci-lint linter
@@ -126,8 +132,7 @@ plugin: ## Install the kubectl plugin (kubectl checklist ...) into $GOBIN.
 
 .PHONY: deploy-with-cert-manager
 deploy-with-cert-manager: manifests kustomize ## Deploy with cert-manager making the webhook certificate.
-	cd config/manager && "$(KUSTOMIZE)" edit set image controller=${IMG}
-	"$(KUSTOMIZE)" build config/with-cert-manager | "$(KUBECTL)" apply -f -
+	"$(KUSTOMIZE)" build config/with-cert-manager | sed 's|image: controller:latest|image: $(IMG)|' | "$(KUBECTL)" apply -f -
 
 .PHONY: run
 run: manifests generate fmt vet ## Run a controller from your host.
@@ -164,10 +169,17 @@ docker-buildx: ## Build and push docker image for the manager for cross-platform
 	rm Dockerfile.cross
 
 .PHONY: build-installer
-build-installer: manifests generate kustomize ## Generate a consolidated YAML with CRDs and deployment.
+build-installer: manifests generate kustomize ## Render dist/install.yaml (CRDs, RBAC, manager, webhooks) for image IMG; sources untouched.
 	mkdir -p dist
-	cd config/manager && "$(KUSTOMIZE)" edit set image controller=${IMG}
-	"$(KUSTOMIZE)" build config/default > dist/install.yaml
+	"$(KUSTOMIZE)" build config/default | sed 's|image: controller:latest|image: $(IMG)|' > dist/install.yaml
+
+.PHONY: image
+image: ## Build the manager's multi-arch OCI image (IMAGE_PLATFORMS) into dist/image, offline, no Docker.
+	go run ./hack/release image --version $(RELEASE) --ref $(IMG) --platforms $(IMAGE_PLATFORMS) --out dist/image
+
+.PHONY: plugin-archives
+plugin-archives: ## Build the kubectl plugin's archives (PLUGIN_PLATFORMS) and krew manifest into dist/plugin.
+	go run ./hack/release plugins --version $(RELEASE) --platforms $(PLUGIN_PLATFORMS) --out dist/plugin
 
 ##@ Deployment
 
@@ -187,8 +199,7 @@ uninstall: manifests kustomize ## Uninstall CRDs from the K8s cluster specified 
 
 .PHONY: deploy
 deploy: manifests kustomize ## Deploy controller to the K8s cluster specified in ~/.kube/config.
-	cd config/manager && "$(KUSTOMIZE)" edit set image controller=${IMG}
-	"$(KUSTOMIZE)" build config/default | "$(KUBECTL)" apply -f -
+	"$(KUSTOMIZE)" build config/default | sed 's|image: controller:latest|image: $(IMG)|' | "$(KUBECTL)" apply -f -
 
 .PHONY: undeploy
 undeploy: kustomize ## Undeploy controller from the K8s cluster specified in ~/.kube/config. Call with ignore-not-found=true to ignore resource not found errors during deletion.

@@ -27,6 +27,10 @@ import (
 	"strings"
 	"time"
 
+	// Root certificates for HTTPS (Slack, Teams, webhooks, Prometheus) when the image
+	// has none: it is a static binary on an empty base.
+	_ "golang.org/x/crypto/x509roots/fallback"
+
 	// Import all Kubernetes client auth plugins (e.g. Azure, GCP, OIDC, etc.)
 	// to ensure that exec-entrypoint and run can make use of them.
 	_ "k8s.io/client-go/plugin/pkg/client/auth"

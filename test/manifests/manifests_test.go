@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	. "github.com/onsi/gomega"
@@ -24,8 +25,9 @@ import (
 	"github.com/tminus-dev/tminus/test/testbed"
 )
 
-// build runs the kustomize the Makefile installs (TMINUS_KUSTOMIZE, or bin/kustomize).
-func build(t *testing.T, dir string) []*unstructured.Unstructured {
+// render runs the kustomize the Makefile installs (TMINUS_KUSTOMIZE, or bin/kustomize)
+// on config/dir.
+func render(t *testing.T, dir string) []byte {
 	t.Helper()
 	root, err := testbed.RepoRoot()
 	if err != nil {
@@ -42,6 +44,18 @@ func build(t *testing.T, dir string) []*unstructured.Unstructured {
 		}
 		t.Fatalf("kustomize build config/%s: %v (run make kustomize)", dir, err)
 	}
+	return out
+}
+
+// build renders config/dir into objects.
+func build(t *testing.T, dir string) []*unstructured.Unstructured {
+	t.Helper()
+	return decode(t, render(t, dir))
+}
+
+// decode reads a multi-document YAML stream into objects.
+func decode(t *testing.T, out []byte) []*unstructured.Unstructured {
+	t.Helper()
 	var objs []*unstructured.Unstructured
 	dec := utilyaml.NewYAMLOrJSONDecoder(bytes.NewReader(out), 4096)
 	for {
@@ -122,6 +136,23 @@ func TestTheDeployManifestsAreValidOnARealAPIServer(t *testing.T) {
 	g.Expect(applied).To(ContainElements("MutatingWebhookConfiguration/tminus-admission", "Service/tminus-webhook-service"))
 	g.Expect(skipped).To(ConsistOf("Issuer/tminus-selfsigned-issuer", "Certificate/tminus-webhook-cert"),
 		"only cert-manager's kinds are not installed on the test bed")
+}
+
+// TestDistInstallYAMLIsTheDefaultConfigWithTheReleaseImage: `kubectl apply -f
+// dist/install.yaml` installs what config/default does, with the release's image
+// (make build-installer).
+func TestDistInstallYAMLIsTheDefaultConfigWithTheReleaseImage(t *testing.T) {
+	g := NewWithT(t)
+	root, err := testbed.RepoRoot()
+	g.Expect(err).NotTo(HaveOccurred())
+	release, err := os.ReadFile(filepath.Join(root, "hack", "release-version"))
+	g.Expect(err).NotTo(HaveOccurred())
+	image := "ghcr.io/tminus-dev/tminus:" + strings.TrimSpace(string(release))
+	want := strings.ReplaceAll(string(render(t, "default")), "image: controller:latest", "image: "+image)
+	got, err := os.ReadFile(filepath.Join(root, "dist", "install.yaml"))
+	g.Expect(err).NotTo(HaveOccurred())
+	g.Expect(string(got)).To(Equal(want), "dist/install.yaml is stale: run make build-installer")
+	g.Expect(string(got)).To(ContainSubstring("image: " + image))
 }
 
 func TestTheManagerRunsWithTheRestrictedPodSecurityProfile(t *testing.T) {
@@ -225,13 +256,17 @@ func TestOnlyTheAdminRoleWritesClusterTemplates(t *testing.T) {
 		}
 	}
 	for role, on := range verbsOn {
-		if role == "tminus-deploymentchecklist-admin-role" {
-			g.Expect(on["clusterchecklisttemplates"]).To(ContainElements("create", "update", "delete"))
-			continue
+		for _, res := range []string{"clusterchecklisttemplates", "clusterchangefreezes"} {
+			if role == "tminus-deploymentchecklist-admin-role" {
+				g.Expect(on[res]).To(ContainElements("create", "update", "delete"))
+				continue
+			}
+			g.Expect(on[res]).NotTo(ContainElement(BeElementOf("create", "update", "patch", "delete", "*")),
+				"%s writes %s", role, res)
 		}
-		g.Expect(on["clusterchecklisttemplates"]).NotTo(ContainElement(BeElementOf("create", "update", "patch", "delete", "*")),
-			"%s writes cluster templates", role)
 	}
+	g.Expect(verbsOn["tminus-deploymentchecklist-editor-role"]["changefreezes"]).To(ContainElement("create"))
+	g.Expect(verbsOn["tminus-deploymentchecklist-editor-role"]["notificationpolicies"]).To(ContainElement("create"))
 	g.Expect(verbsOn["tminus-deploymentchecklist-editor-role"]["clusterchecklisttemplates"]).To(ContainElement("get"))
 	g.Expect(verbsOn["tminus-deploymentchecklist-editor-role"]["checklisttemplates"]).To(ContainElement("create"))
 	g.Expect(verbsOn["tminus-deploymentchecklist-viewer-role"]["checklisttemplates"]).To(ContainElement("list"))
