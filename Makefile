@@ -105,8 +105,9 @@ demo: testbins ## Run the demo: a local control plane, Prometheus, a demo servic
 	env $(TESTBINS_ENV) go run ./hack/demo $(DEMO_ARGS)
 
 .PHONY: verify-generated
-verify-generated: manifests generate build-installer ## Fail when generated files differ from what is committed.
-	@git diff --exit-code -- api config docs/api.md dist/install.yaml || { echo "run 'make manifests generate build-installer' and commit the result"; exit 1; }
+verify-generated: manifests generate build-installer chart ## Fail when generated files differ from what is committed.
+	@git diff --exit-code -- api config docs/api.md dist/install.yaml charts || { echo "run 'make manifests generate build-installer chart' and commit the result"; exit 1; }
+	@test -z "$$(git status --porcelain -- charts dist/install.yaml | grep '^??')" || { git status --porcelain -- charts; echo "untracked generated files: add them"; exit 1; }
 
 .PHONY: lint
 lint: golangci-lint ## Run golangci-lint linter
@@ -257,3 +258,8 @@ endef
 define gomodver
 $(shell go list -m -f '{{if .Replace}}{{.Replace.Version}}{{else}}{{.Version}}{{end}}' $(1) 2>/dev/null)
 endef
+
+.PHONY: chart
+chart: manifests kustomize ## Regenerate the Helm chart's CRDs, RBAC, webhook, rules, dashboard and README from config/.
+	go run ./hack/chart --default <("$(KUSTOMIZE)" build config/default) \
+		--prometheus <("$(KUSTOMIZE)" build config/prometheus) --out charts/tminus

@@ -128,6 +128,7 @@ func rolledOutTarget() TargetState {
 	t.ServingPodTemplateHash = "rs-v2"
 	t.PodTemplateHashes = map[string]string{"hash-v1": "rs-v1", "hash-v2": "rs-v2"}
 	t.TemplateFirstRan = t0.Add(-time.Minute)
+	t.ReleasedRevisions = []string{"v2"}
 	return t
 }
 

@@ -2,6 +2,7 @@ package checklist
 
 import (
 	"fmt"
+	"slices"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -78,6 +79,15 @@ func (e *engine) deploying() {
 		e.rollback(ReasonRolloutStalled, fmt.Sprintf("Deployment %s exceeded its progress deadline rolling out %s",
 			e.spec.Target.Name, images(e.st.Target.CandidateImages)), "")
 		return
+	}
+	if e.pauses() && !e.released && !t.Paused && t.TemplateHash == e.st.Target.ReleasedTemplateHash &&
+		!slices.Contains(t.ReleasedRevisions, e.revision()) {
+		// The release's write was lost after status recorded it (it conflicted with
+		// the Deployment controller's writes a few times over, and the reconcile that
+		// read the checklist again found it released): the revision is not recorded
+		// on the Deployment, so a re-applied old checklist would not know it. Release
+		// again; it is idempotent.
+		e.action(Action{Kind: ActionRelease, Revision: e.revision()})
 	}
 	if !e.rolledOut() {
 		e.next = fmt.Sprintf("waiting for the rollout: %d of %d replicas updated, %d available",
