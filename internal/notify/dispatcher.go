@@ -75,30 +75,31 @@ type Dispatcher struct {
 	MaxBackoff  time.Duration
 	MaxAttempts int32
 
-	queue workqueue.TypedDelayingInterface[types.NamespacedName]
+	queue     workqueue.TypedDelayingInterface[types.NamespacedName]
+	queueOnce sync.Once
 	// unrecorded holds results sent but not yet written to status.
 	mu         sync.Mutex
 	unrecorded map[types.NamespacedName][]outcome
 }
 
-// NewDispatcher makes d's queue; call before Notify.
-func (d *Dispatcher) init() {
-	if d.queue == nil {
+// ensureQueue makes d's queue the first time it is needed (Notify may come before Start).
+func (d *Dispatcher) ensureQueue() {
+	d.queueOnce.Do(func() {
 		d.queue = workqueue.NewTypedDelayingQueueWithConfig(workqueue.TypedDelayingQueueConfig[types.NamespacedName]{
 			Name: "notifications"})
-	}
+	})
 }
 
 // Notify queues a checklist that holds pending messages.
 func (d *Dispatcher) Notify(key types.NamespacedName) {
-	d.init()
+	d.ensureQueue()
 	d.queue.Add(key)
 }
 
 // Start runs the workers until ctx ends (a manager Runnable; with leader election,
 // only the leader's runs).
 func (d *Dispatcher) Start(ctx context.Context) error {
-	d.init()
+	d.ensureQueue()
 	if d.Clock == nil {
 		d.Clock = clock.RealClock{}
 	}
