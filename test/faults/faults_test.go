@@ -105,6 +105,17 @@ func waitPhase(t *testing.T, ns string, phase deployv1alpha1.ChecklistPhase) {
 	}, 3*time.Minute, 100*time.Millisecond).Should(Equal(phase))
 }
 
+// pushImage sets the Deployment's image, as a pipeline's commit does (retrying a write
+// that lost a race with the manager's).
+func pushImage(t *testing.T, ns, image string) {
+	t.Helper()
+	NewWithT(t).Eventually(func(g Gomega) error {
+		d := getDeployment(g, ns)
+		d.Spec.Template.Spec.Containers[0].Image = image
+		return bed.Client.Update(context.Background(), d)
+	}, 10*time.Second, 100*time.Millisecond).Should(Succeed())
+}
+
 // approve adds the sign-off as `kubectl annotate` does: a merge patch of the one
 // annotation, which no other writer's change conflicts with.
 func approve(t *testing.T, ns string) {

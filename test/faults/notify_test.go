@@ -69,11 +69,7 @@ func TestEachTransitionReachesEachReceiverOnceAcrossAManagerKilledMidRelease(t *
 	// The manager dies without a word; another starts, and the release goes on.
 	g.Expect(a.Process.Signal(syscall.SIGKILL)).To(Succeed())
 	_ = a.Wait()
-	g.Eventually(func(g Gomega) error {
-		d := getDeployment(g, ns)
-		d.Spec.Template.Spec.Containers[0].Image = "checkout:v2"
-		return bed.Client.Update(ctx, d)
-	}, 10*time.Second, 100*time.Millisecond).Should(Succeed())
+	pushImage(t, ns, "checkout:v2")
 	runManagerWith(t, bins[1], args...)
 	approve(t, ns)
 	waitPhase(t, ns, deployv1alpha1.PhaseSucceeded)

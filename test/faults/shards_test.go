@@ -103,11 +103,7 @@ func TestTwoReplicasSplitTheChecklistsAndTheSurvivorTakesOverAKilledOnesShardsWi
 	for _, ns := range nsOf {
 		g.Eventually(func(g Gomega) bool { return getDeployment(g, ns).Spec.Paused }, time.Minute, 100*time.Millisecond).
 			Should(BeTrue())
-		g.Eventually(func(g Gomega) error {
-			d := getDeployment(g, ns)
-			d.Spec.Template.Spec.Containers[0].Image = "checkout:v2"
-			return bed.Client.Update(ctx, d)
-		}, 10*time.Second, 100*time.Millisecond).Should(Succeed())
+		pushImage(t, ns, "checkout:v2")
 	}
 	for _, ns := range nsOf {
 		g.Eventually(func(g Gomega) string { return getChecklist(g, ns).Status.NextAction }, time.Minute, 100*time.Millisecond).

@@ -64,11 +64,7 @@ func TestAReleaseHeldByThePreviousManagerIsFinishedByTheNewOneAfterAnUpgrade(t *
 	waitRolledOut(t, ns, "checkout:v1")
 	g.Expect(bed.Client.Create(ctx, checklistFor(ns, svc.URL))).To(Succeed())
 	g.Eventually(func(g Gomega) bool { return getDeployment(g, ns).Spec.Paused }, time.Minute, 100*time.Millisecond).Should(BeTrue())
-	g.Eventually(func(g Gomega) error {
-		d := getDeployment(g, ns)
-		d.Spec.Template.Spec.Containers[0].Image = "checkout:v2"
-		return bed.Client.Update(ctx, d)
-	}, 10*time.Second, 100*time.Millisecond).Should(Succeed())
+	pushImage(t, ns, "checkout:v2")
 	var before deployv1alpha1.DeploymentChecklistStatus
 	g.Eventually(func(g Gomega) {
 		before = getChecklist(g, ns).Status
