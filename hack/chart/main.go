@@ -230,6 +230,8 @@ func readme(out string) error {
 	b.WriteString("```sh\nhelm install tminus charts/tminus --namespace tminus-system --create-namespace\n```\n\n")
 	b.WriteString("CRDs are in `crds/`: Helm installs them once and never upgrades them; on an upgrade apply them first\n")
 	b.WriteString("(`kubectl apply --server-side -f charts/tminus/crds/`, docs/operations.md).\n\n")
+	b.WriteString("`values.schema.json` refuses a value of the wrong shape or an unknown key before anything is\n")
+	b.WriteString("installed, naming it (`at '/replicas': got string, want integer`).\n\n")
 	b.WriteString("## Values\n\n| key | default | description |\n|---|---|---|\n")
 	for _, r := range rows {
 		def := r.def

@@ -145,6 +145,25 @@ func TestTheChartsDefaultRenderingIsDistInstallYAML(t *testing.T) {
 	}
 }
 
+func TestAValueOfTheWrongShapeIsRefusedNamingIt(t *testing.T) {
+	g := NewWithT(t)
+	ch := loadChart(t)
+	for _, tc := range []struct {
+		values map[string]any
+		want   string
+	}{
+		{map[string]any{"replicas": "two"}, "replicas"},
+		{map[string]any{"replicas": 0}, "replicas"},
+		{map[string]any{"webhooks": map[string]any{"enable": false}}, "enable"},
+		{map[string]any{"extraArgs": []any{"shards=4"}}, "extraArgs"},
+		{map[string]any{"image": map[string]any{"pullPolicy": "Sometimes"}}, "pullPolicy"},
+	} {
+		_, err := util.ToRenderValuesWithSchemaValidation(ch, tc.values, common.ReleaseOptions{Name: "tminus",
+			Namespace: "tminus-system", IsInstall: true}, nil, false)
+		g.Expect(err).To(MatchError(ContainSubstring(tc.want)), "%v", tc.values)
+	}
+}
+
 func TestEveryChartRenderingIsAcceptedByARealAPIServer(t *testing.T) {
 	bed := testbed.New(t, testbed.Options{})
 	ch := loadChart(t)
