@@ -40,9 +40,9 @@ type FreezeWindow struct {
 	// rrule is an RFC 5545 recurrence rule for the windows' starts, e.g.
 	// "FREQ=WEEKLY;BYDAY=MO,TU,WE,TH;BYHOUR=9;BYMINUTE=0;BYSECOND=0", in timeZone,
 	// counted from 2024-01-01T00:00:00 there (give BYHOUR, BYMINUTE and BYSECOND for
-	// the time of day).
+	// the time of day). FREQ is YEARLY, MONTHLY, WEEKLY or DAILY; use cron for finer.
 	// +kubebuilder:validation:MaxLength=512
-	// +kubebuilder:validation:Pattern=`^(RRULE:)?FREQ=(YEARLY|MONTHLY|WEEKLY|DAILY|HOURLY)(;[A-Z]+=[-+,A-Za-z0-9]+)*$`
+	// +kubebuilder:validation:Pattern=`^(RRULE:)?FREQ=(YEARLY|MONTHLY|WEEKLY|DAILY)(;[A-Z]+=[-+,A-Za-z0-9]+)*$`
 	// +optional
 	RRule string `json:"rrule,omitempty"`
 

@@ -109,11 +109,16 @@ func compile(i int, w *deployv1alpha1.FreezeWindow) (window, error) {
 			return window{}, fmt.Errorf("%s.rrule: %v", field, err)
 		}
 		opt.Dtstart = time.Date(anchor[0], time.Month(anchor[1]), anchor[2], 0, 0, 0, 0, loc)
-		r, err := rrule.NewRRule(*opt)
-		if err != nil {
+		if _, err := rrule.NewRRule(*opt); err != nil {
 			return window{}, fmt.Errorf("%s.rrule: %v", field, err)
 		}
 		out.next = func(after time.Time) (time.Time, bool) {
+			o := *opt
+			o.Dtstart = advance(&o, after.Add(-d))
+			r, err := rrule.NewRRule(o)
+			if err != nil {
+				return time.Time{}, false
+			}
 			t := r.After(after.In(loc), false)
 			return t, !t.IsZero()
 		}
@@ -130,6 +135,39 @@ func compile(i int, w *deployv1alpha1.FreezeWindow) (window, error) {
 		return window{}, fmt.Errorf("%s: neither start and end, nor rrule or cron", field)
 	}
 	return out, nil
+}
+
+// advance moves a rule's start from the anchor towards before by whole multiples of its
+// period times its interval, in the zone's calendar, so that walking the rule from it
+// gives the same occurrences as walking it from the anchor but costs days, not years. A
+// rule with COUNT counts from the anchor and is left there.
+func advance(o *rrule.ROption, before time.Time) time.Time {
+	start := o.Dtstart
+	interval := max(o.Interval, 1)
+	if o.Count > 0 || !before.After(start) {
+		return start
+	}
+	// Two periods of margin before `before`; a period is at most this long.
+	longest := map[rrule.Frequency]time.Duration{rrule.YEARLY: 367 * 24 * time.Hour,
+		rrule.MONTHLY: 32 * 24 * time.Hour, rrule.WEEKLY: 7*24*time.Hour + time.Hour, rrule.DAILY: 25 * time.Hour}[o.Freq]
+	if longest == 0 {
+		return start
+	}
+	periods := int(before.Sub(start)/longest) - 2
+	k := periods / interval * interval
+	if k <= 0 {
+		return start
+	}
+	switch o.Freq {
+	case rrule.YEARLY:
+		return start.AddDate(k, 0, 0)
+	case rrule.MONTHLY:
+		return start.AddDate(0, k, 0)
+	case rrule.WEEKLY:
+		return start.AddDate(0, 0, 7*k)
+	default:
+		return start.AddDate(0, 0, k)
+	}
 }
 
 // containing returns the window holding t, if one does.

@@ -5,6 +5,7 @@ import (
 	"time"
 
 	. "github.com/onsi/gomega"
+	"github.com/teambition/rrule-go"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	deployv1alpha1 "github.com/tminus-dev/tminus/api/v1alpha1"
@@ -153,4 +154,30 @@ func TestSelectorsPickChecklistsAndNamespaces(t *testing.T) {
 	g.Expect(Applies(payments, prod, map[string]string{"team": "payments"}, map[string]string{"env": "prod"})).To(BeTrue())
 	g.Expect(Applies(payments, prod, map[string]string{"team": "search"}, map[string]string{"env": "prod"})).To(BeFalse())
 	g.Expect(Applies(nil, prod, nil, map[string]string{"env": "staging"})).To(BeFalse())
+}
+
+func TestWalkingARuleFromItsAdvancedStartGivesTheSameWindowsAsFromItsAnchor(t *testing.T) {
+	g := NewWithT(t)
+	for _, rule := range []string{
+		"FREQ=WEEKLY;INTERVAL=2;BYDAY=FR;BYHOUR=12;BYMINUTE=0;BYSECOND=0",
+		"FREQ=DAILY;INTERVAL=3;BYHOUR=1;BYMINUTE=30;BYSECOND=0",
+		"FREQ=MONTHLY;BYDAY=1MO;BYHOUR=9;BYMINUTE=0;BYSECOND=0",
+		"FREQ=MONTHLY;INTERVAL=5;BYMONTHDAY=31;BYHOUR=23;BYMINUTE=0;BYSECOND=0",
+		"FREQ=YEARLY;BYMONTH=12;BYMONTHDAY=24;BYHOUR=0;BYMINUTE=0;BYSECOND=0",
+		"FREQ=WEEKLY;BYDAY=SU;BYHOUR=2;BYMINUTE=30;BYSECOND=0",
+	} {
+		fast, err := compile(0, &deployv1alpha1.FreezeWindow{RRule: rule, Duration: "3h", TimeZone: "Europe/Berlin"})
+		g.Expect(err).NotTo(HaveOccurred())
+		opt, err := rrule.StrToROption(rule)
+		g.Expect(err).NotTo(HaveOccurred())
+		berlin, _ := time.LoadLocation("Europe/Berlin")
+		opt.Dtstart = time.Date(2024, 1, 1, 0, 0, 0, 0, berlin)
+		slow, err := rrule.NewRRule(*opt)
+		g.Expect(err).NotTo(HaveOccurred())
+		for at := utc("2024-01-02T00:00:00Z"); at.Before(utc("2029-01-01T00:00:00Z")); at = at.Add(97*time.Hour + 13*time.Minute) {
+			got, ok := fast.next(at)
+			g.Expect(ok).To(BeTrue())
+			g.Expect(got).To(BeTemporally("==", slow.After(at.In(berlin), false)), "%s after %s", rule, at)
+		}
+	}
 }
