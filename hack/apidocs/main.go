@@ -24,6 +24,9 @@ var crds = []string{
 	"config/crd/bases/deploy.tminus.dev_deploymentchecklists.yaml",
 	"config/crd/bases/deploy.tminus.dev_clusterchecklisttemplates.yaml",
 	"config/crd/bases/deploy.tminus.dev_checklisttemplates.yaml",
+	"config/crd/bases/deploy.tminus.dev_notificationpolicies.yaml",
+	"config/crd/bases/deploy.tminus.dev_changefreezes.yaml",
+	"config/crd/bases/deploy.tminus.dev_clusterchangefreezes.yaml",
 }
 
 // shared names the subtrees documented elsewhere, with where.
