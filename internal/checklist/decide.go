@@ -276,6 +276,9 @@ func defaultNext(st *deployv1alpha1.DeploymentChecklistStatus) string {
 	return "evaluating"
 }
 
+// Truncate cuts s to at most n bytes, ending in "..." when cut, never inside a rune.
+func Truncate(s string, n int) string { return truncate(s, n) }
+
 // truncate cuts s to at most n bytes, ending in "..." when cut, never inside a rune.
 func truncate(s string, n int) string {
 	if len(s) <= n {

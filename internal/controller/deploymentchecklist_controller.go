@@ -235,7 +235,8 @@ func (r *DeploymentChecklistReconciler) reconcile(ctx context.Context, dcl *depl
 	// written with the decision, sent by the dispatcher after.
 	if r.Notifier != nil {
 		var policies deployv1alpha1.NotificationPolicyList
-		if err := r.List(ctx, &policies, client.InNamespace(dcl.Namespace)); err != nil {
+		// Read from the cache without copies: every reconcile asks, and Plan only reads.
+		if err := r.List(ctx, &policies, client.InNamespace(dcl.Namespace), client.UnsafeDisableDeepCopy); err != nil {
 			return ctrl.Result{}, fmt.Errorf("listing notification policies: %w", err)
 		}
 		notify.Plan(policies.Items, eff, &decision.Status)

@@ -24,17 +24,19 @@ func (r *DeploymentChecklistReconciler) freezesFor(ctx context.Context, dcl *dep
 	}
 	var out []freeze.Freeze
 	var local deployv1alpha1.ChangeFreezeList
-	if err := r.List(ctx, &local, client.InNamespace(dcl.Namespace)); err != nil {
+	// Read from the cache without copies: every reconcile before T-0 asks, and the
+	// freezes are only read.
+	if err := r.List(ctx, &local, client.InNamespace(dcl.Namespace), client.UnsafeDisableDeepCopy); err != nil {
 		return nil, fmt.Errorf("listing change freezes: %w", err)
 	}
 	for i := range local.Items {
 		f := &local.Items[i]
 		if freeze.Applies(f.Spec.Selector, nil, dcl.Labels, nil) {
-			out = append(out, freeze.Freeze{Kind: "ChangeFreeze", Name: f.Namespace + "/" + f.Name, Spec: f.Spec})
+			out = append(out, freeze.Of(f))
 		}
 	}
 	var cluster deployv1alpha1.ClusterChangeFreezeList
-	if err := r.List(ctx, &cluster); err != nil {
+	if err := r.List(ctx, &cluster, client.UnsafeDisableDeepCopy); err != nil {
 		return nil, fmt.Errorf("listing cluster change freezes: %w", err)
 	}
 	var nsLabels map[string]string
@@ -51,7 +53,7 @@ func (r *DeploymentChecklistReconciler) freezesFor(ctx context.Context, dcl *dep
 			}
 		}
 		if freeze.Applies(f.Spec.Selector, f.Spec.NamespaceSelector, dcl.Labels, nsLabels) {
-			out = append(out, freeze.Freeze{Kind: "ClusterChangeFreeze", Name: f.Name, Spec: f.Spec.ChangeFreezeSpec})
+			out = append(out, freeze.OfCluster(f))
 		}
 	}
 	return out, nil

@@ -127,14 +127,10 @@ func TestAnInvalidChangeFreezeIsRefusedNamingTheField(t *testing.T) {
 	// The shipped sample is accepted.
 	var sample deployv1alpha1.ChangeFreeze
 	createSample(t, ns, "deploy_v1alpha1_changefreeze.yaml", &sample)
-	f := freezeOf(&sample)
+	f := freeze.Of(&sample)
 	// Thursday 26 November 2026, 17:00 in Berlin: after hours; Monday 10:00: allowed.
 	_, held := f.At(time.Date(2026, 11, 26, 16, 0, 0, 0, time.UTC))
 	g.Expect(held).To(BeTrue())
 	_, held = f.At(time.Date(2026, 11, 30, 9, 0, 0, 0, time.UTC))
 	g.Expect(held).To(BeFalse())
-}
-
-func freezeOf(f *deployv1alpha1.ChangeFreeze) *freeze.Freeze {
-	return &freeze.Freeze{Kind: "ChangeFreeze", Name: f.Namespace + "/" + f.Name, Spec: f.Spec}
 }

@@ -38,6 +38,17 @@ type Freeze struct {
 	Spec deployv1alpha1.ChangeFreezeSpec
 }
 
+// Of is the freeze a ChangeFreeze declares.
+func Of(f *deployv1alpha1.ChangeFreeze) Freeze {
+	return Freeze{Kind: "ChangeFreeze", Name: f.Namespace + "/" + f.Name, Spec: f.Spec}
+}
+
+// OfCluster is the freeze a ClusterChangeFreeze declares (its namespaceSelector is the
+// caller's to apply).
+func OfCluster(f *deployv1alpha1.ClusterChangeFreeze) Freeze {
+	return Freeze{Kind: "ClusterChangeFreeze", Name: f.Name, Spec: f.Spec.ChangeFreezeSpec}
+}
+
 // ID names the freeze for people: "ChangeFreeze shop/holidays".
 func (f *Freeze) ID() string { return f.Kind + " " + f.Name }
 

@@ -1,6 +1,7 @@
 package notify
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -21,6 +22,7 @@ import (
 	logf "sigs.k8s.io/controller-runtime/pkg/log"
 
 	deployv1alpha1 "github.com/tminus-dev/tminus/api/v1alpha1"
+	"github.com/tminus-dev/tminus/internal/checklist"
 	"github.com/tminus-dev/tminus/internal/metrics"
 	"github.com/tminus-dev/tminus/internal/templates"
 )
@@ -187,7 +189,7 @@ func (d *Dispatcher) process(ctx context.Context, key types.NamespacedName) (tim
 // send makes one attempt of message n; it returns the receiver's kind.
 func (d *Dispatcher) send(ctx context.Context, dcl *deployv1alpha1.DeploymentChecklist,
 	n *deployv1alpha1.NotificationStatus) (string, error) {
-	policy, receiver, found := cutReceiver(n.Receiver)
+	policy, receiver, found := strings.Cut(n.Receiver, "/")
 	if !found {
 		return "", PermanentError{fmt.Errorf("receiver %q is not <policy>/<receiver>", n.Receiver)}
 	}
@@ -205,8 +207,6 @@ func (d *Dispatcher) send(ctx context.Context, dcl *deployv1alpha1.DeploymentChe
 	}
 	return "", PermanentError{fmt.Errorf("NotificationPolicy %s has no receiver %s any more", policy, receiver)}
 }
-
-func cutReceiver(id string) (string, string, bool) { return strings.Cut(id, "/") }
 
 // record writes the results into the checklist's status, reading it again and
 // applying them again if someone wrote it meanwhile. Results it could not write are
@@ -263,7 +263,7 @@ func (d *Dispatcher) takeUnrecorded(key types.NamespacedName) []outcome {
 func (d *Dispatcher) report(dcl *deployv1alpha1.DeploymentChecklist, results []outcome,
 	gaveUp []deployv1alpha1.NotificationStatus) {
 	for _, r := range results {
-		kind := cmpOr(r.kind, "unknown")
+		kind := cmp.Or(r.kind, "unknown")
 		switch {
 		case r.err == nil:
 			// No event per message sent: events share one budget per checklist, and
@@ -303,7 +303,7 @@ func (d *Dispatcher) apply(st *deployv1alpha1.DeploymentChecklistStatus, results
 				n.State, n.SentAt, n.Error = deployv1alpha1.NotificationSent, &at, ""
 				continue
 			}
-			n.Error = truncate(r.err.Error(), 1024)
+			n.Error = checklist.Truncate(r.err.Error(), 1024)
 			if _, permanent := errors.AsType[PermanentError](r.err); permanent || n.Attempts >= maxAttempts {
 				n.State = deployv1alpha1.NotificationFailed
 				gaveUp = append(gaveUp, *n)
@@ -369,19 +369,17 @@ func (d *Dispatcher) nextAttempt(n *deployv1alpha1.NotificationStatus) time.Time
 // pending.
 func (d *Dispatcher) wait(st *deployv1alpha1.DeploymentChecklistStatus) time.Duration {
 	var next time.Time
+	pending := false
 	for i := range st.Notifications {
 		n := &st.Notifications[i]
 		if n.State != deployv1alpha1.NotificationPending {
 			continue
 		}
-		if t := d.nextAttempt(n); next.IsZero() || t.Before(next) {
-			next = t
+		if t := d.nextAttempt(n); !pending || t.Before(next) {
+			next, pending = t, true
 		}
 	}
-	if next.IsZero() {
-		if Pending(st) {
-			return time.Millisecond
-		}
+	if !pending {
 		return 0
 	}
 	return max(next.Sub(d.Clock.Now()), time.Millisecond)

@@ -12,6 +12,7 @@ import (
 
 	deployv1alpha1 "github.com/tminus-dev/tminus/api/v1alpha1"
 	"github.com/tminus-dev/tminus/internal/approval"
+	"github.com/tminus-dev/tminus/internal/checklist"
 )
 
 // Schema names the generic webhook's JSON (docs/notifications.md).
@@ -161,18 +162,18 @@ func SlackBody(m Message) ([]byte, error) {
 		Elements []text `json:"elements,omitempty"`
 	}
 	blocks := []block{
-		{Type: "header", Text: &text{Type: "plain_text", Text: truncate(m.title(), 150)}},
-		{Type: section, Text: &text{Type: mrkdwn, Text: truncate(slackEscape(m.Summary), 3000)}},
+		{Type: "header", Text: &text{Type: "plain_text", Text: checklist.Truncate(m.title(), 150)}},
+		{Type: section, Text: &text{Type: mrkdwn, Text: checklist.Truncate(slackEscape(m.Summary), 3000)}},
 	}
 	facts := m.facts()
 	fields := make([]text, 0, len(facts))
 	for _, f := range facts {
-		fields = append(fields, text{Type: mrkdwn, Text: truncate("*"+f[0]+"*\n"+slackEscape(f[1]), 2000)})
+		fields = append(fields, text{Type: mrkdwn, Text: checklist.Truncate("*"+f[0]+"*\n"+slackEscape(f[1]), 2000)})
 	}
 	blocks = append(blocks, block{Type: section, Fields: fields[:min(len(fields), 10)]})
 	if t := m.Trigger; t != nil && t.Query != "" {
 		blocks = append(blocks, block{Type: section,
-			Text: &text{Type: mrkdwn, Text: truncate("*Query*\n```"+slackEscape(t.Query)+"```", 3000)}})
+			Text: &text{Type: mrkdwn, Text: checklist.Truncate("*Query*\n```"+slackEscape(t.Query)+"```", 3000)}})
 	}
 	blocks = append(blocks, block{Type: "context", Elements: []text{{Type: mrkdwn,
 		Text: "`" + m.Command + "` · tminus · " + m.At.Format(time.RFC3339)}}})

@@ -6,6 +6,7 @@
 package notify
 
 import (
+	"cmp"
 	"fmt"
 	"slices"
 	"strings"
@@ -55,7 +56,7 @@ func Transitions(dcl *deployv1alpha1.DeploymentChecklist, st *deployv1alpha1.Dep
 		return c
 	}
 	if c := cond(checklist.CondAwaitingApproval); c != nil && !checklist.Ended(st.Phase) {
-		phase := cmpOr(st.CurrentPhase, string(st.Phase))
+		phase := cmp.Or(st.CurrentPhase, string(st.Phase))
 		out = append(out, Transition{Event: deployv1alpha1.NotifyAwaitingSignOff, Key: "AwaitingSignOff/" + phase,
 			At: c.LastTransitionTime.Time, Ongoing: true,
 			Summary: fmt.Sprintf("%s is at %s and needs sign-off: %s.", who, phase, c.Message)})
@@ -189,7 +190,7 @@ func Plan(policies []deployv1alpha1.NotificationPolicy, dcl *deployv1alpha1.Depl
 					continue
 				}
 				st.Notifications = append(st.Notifications, deployv1alpha1.NotificationStatus{
-					Event: t.Event, Key: t.Key, Receiver: id, Summary: truncate(t.Summary, 2048),
+					Event: t.Event, Key: t.Key, Receiver: id, Summary: checklist.Truncate(t.Summary, 2048),
 					At: metav1.NewTime(t.At), State: deployv1alpha1.NotificationPending,
 				})
 				added++
@@ -225,18 +226,4 @@ func images(imgs []string) string {
 		return "(images unknown)"
 	}
 	return strings.Join(imgs, ", ")
-}
-
-func cmpOr(a, b string) string {
-	if a != "" {
-		return a
-	}
-	return b
-}
-
-func truncate(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	return s[:n-3] + "..."
 }

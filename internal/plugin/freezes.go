@@ -53,9 +53,9 @@ func (o *options) freezes(ctx context.Context, now time.Time) error {
 		selector string
 	}
 	var rows []row
-	for _, f := range local.Items {
-		rows = append(rows, row{freeze.Freeze{Kind: "ChangeFreeze", Name: f.Namespace + "/" + f.Name, Spec: f.Spec},
-			selectorText(f.Spec.Selector)})
+	for i := range local.Items {
+		f := &local.Items[i]
+		rows = append(rows, row{freeze.Of(f), selectorText(f.Spec.Selector)})
 	}
 	var cluster deployv1alpha1.ClusterChangeFreezeList
 	if err := c.List(ctx, &cluster); err != nil {
@@ -69,12 +69,12 @@ func (o *options) freezes(ctx context.Context, now time.Time) error {
 	} else {
 		nsLabels = nsObj.Labels
 	}
-	for _, f := range cluster.Items {
+	for i := range cluster.Items {
+		f := &cluster.Items[i]
 		if note == "" && !freeze.Applies(nil, f.Spec.NamespaceSelector, nil, nsLabels) {
 			continue
 		}
-		rows = append(rows, row{freeze.Freeze{Kind: "ClusterChangeFreeze", Name: f.Name, Spec: f.Spec.ChangeFreezeSpec},
-			selectorText(f.Spec.Selector)})
+		rows = append(rows, row{freeze.OfCluster(f), selectorText(f.Spec.Selector)})
 	}
 	if len(rows) == 0 {
 		_, err := fmt.Fprintf(o.out, "No change freeze or allowed window applies to namespace %s.\n", ns)

@@ -368,40 +368,35 @@ func (p *Provider) credentials(ctx context.Context, ns string, spec *deployv1alp
 	c := &credentials{headers: http.Header{}}
 	var err error
 	if spec.BearerTokenSecretRef != nil {
-		if c.bearer, err = p.secretValue(ctx, ns, spec.BearerTokenSecretRef, "spec.prometheus.bearerTokenSecretRef"); err != nil {
+		if c.bearer, err = secretref.Value(ctx, p.Secrets, ns, spec.BearerTokenSecretRef, "spec.prometheus.bearerTokenSecretRef"); err != nil {
 			return nil, err
 		}
 	}
 	if spec.BasicAuth != nil {
-		if c.username, err = p.secretValue(ctx, ns, &spec.BasicAuth.Username, "spec.prometheus.basicAuth.username"); err != nil {
+		if c.username, err = secretref.Value(ctx, p.Secrets, ns, &spec.BasicAuth.Username, "spec.prometheus.basicAuth.username"); err != nil {
 			return nil, err
 		}
-		if c.password, err = p.secretValue(ctx, ns, &spec.BasicAuth.Password, "spec.prometheus.basicAuth.password"); err != nil {
+		if c.password, err = secretref.Value(ctx, p.Secrets, ns, &spec.BasicAuth.Password, "spec.prometheus.basicAuth.password"); err != nil {
 			return nil, err
 		}
 	}
 	for i, h := range spec.Headers {
 		v := h.Value
 		if h.SecretKeyRef != nil {
-			if v, err = p.secretValue(ctx, ns, h.SecretKeyRef, fmt.Sprintf("spec.prometheus.headers[%d].secretKeyRef", i)); err != nil {
+			if v, err = secretref.Value(ctx, p.Secrets, ns, h.SecretKeyRef, fmt.Sprintf("spec.prometheus.headers[%d].secretKeyRef", i)); err != nil {
 				return nil, err
 			}
 		}
 		c.headers.Set(h.Name, v)
 	}
 	if spec.TLS != nil && spec.TLS.CASecretRef != nil {
-		ca, err := p.secretValue(ctx, ns, spec.TLS.CASecretRef, "spec.prometheus.tls.caSecretRef")
+		ca, err := secretref.Value(ctx, p.Secrets, ns, spec.TLS.CASecretRef, "spec.prometheus.tls.caSecretRef")
 		if err != nil {
 			return nil, err
 		}
 		c.ca = []byte(ca)
 	}
 	return c, nil
-}
-
-// secretValue reads one key of a Secret in ns (internal/secretref).
-func (p *Provider) secretValue(ctx context.Context, ns string, ref *deployv1alpha1.SecretKeyRef, field string) (string, error) {
-	return secretref.Value(ctx, p.Secrets, ns, ref, field)
 }
 
 type authTransport struct {
