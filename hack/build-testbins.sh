@@ -47,8 +47,10 @@ build_in() {
   log "built $(basename "$out") in $((SECONDS - start))s"
 }
 
+# build_k8s [BINARY...]: the named Kubernetes binaries (default: all four).
 build_k8s() {
-  local want=(kube-apiserver kube-controller-manager kube-scheduler kubectl)
+  local want=("$@")
+  [ ${#want[@]} -eq 0 ] && want=(kube-apiserver kube-controller-manager kube-scheduler kubectl)
   local missing=()
   for b in "${want[@]}"; do [ -x "$K8S_DIR/$b" ] || missing+=("$b"); done
   if [ ${#missing[@]} -eq 0 ]; then return; fi
@@ -156,6 +158,7 @@ for t in "${targets[@]}"; do
       log "all test bed binaries ready in $((SECONDS - start))s"
       ;;
     k8s) build_k8s ;;
+    kube-apiserver|kube-controller-manager|kube-scheduler|kubectl) build_k8s "$t" ;;
     etcd) build_etcd ;;
     kwok) build_kwok ;;
     prometheus) build_prometheus ;;
