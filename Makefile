@@ -79,9 +79,22 @@ TESTBINS_ENV = $(shell hack/build-testbins.sh --print-env)
 testbins: ## Build the test bed's binaries from Go modules (once; cached in bin/).
 	hack/build-testbins.sh all
 
+.PHONY: testbins-demo
+testbins-demo: ## Build what make demo runs (all of the test bed's binaries but kubectl).
+	hack/build-testbins.sh demo
+
 .PHONY: test
 test: manifests generate fmt vet testbins kustomize ## Run all tests against the real test bed.
 	env $(TESTBINS_ENV) TMINUS_KUSTOMIZE=$(KUSTOMIZE) go test ./... -count=1 -timeout 30m $(TEST_ARGS)
+
+.PHONY: release-check
+release-check: ## Build and check the release for every platform (IMAGE_PLATFORMS, PLUGIN_PLATFORMS); make test checks this machine's only.
+	TMINUS_IMAGE_PLATFORMS=$(IMAGE_PLATFORMS) TMINUS_PLUGIN_PLATFORMS=$(PLUGIN_PLATFORMS) go test ./test/release -count=1 -timeout 45m
+
+RUNS ?= 5
+.PHONY: test-loaded
+test-loaded: ## Run make test RUNS (5) times, each beside a make demo in a loop; lists every test that failed once.
+	hack/loaded-tests.sh $(RUNS)
 
 FUZZTIME ?= 10s
 FUZZ_TARGETS = ./internal/approval:FuzzParseEntry ./internal/checklist:FuzzParseThreshold \
@@ -101,7 +114,7 @@ bench-scale: testbins ## Measure sizes, a dead Prometheus, distinct queries and 
 	env $(TESTBINS_ENV) go run ./hack/benchscale $(if $(SIZES),--sizes $(SIZES))
 
 .PHONY: demo
-demo: testbins ## Run the demo: a local control plane, Prometheus, a demo service, a good release and a rolled-back one.
+demo: testbins-demo ## Run the demo: a local control plane, Prometheus, a demo service, a good release and a rolled-back one.
 	env $(TESTBINS_ENV) go run ./hack/demo $(DEMO_ARGS)
 
 .PHONY: verify-generated

@@ -23,6 +23,10 @@ func TestABreakGlassReleasesDuringAFreezeWithTwoVerifiedSignOffsAndAReason(t *te
 	d := testbed.Deployment(ns, "hotfix", "checkout:v1", 1)
 	g.Expect(bed.Client.Create(ctx, d)).To(Succeed())
 	waitRolledOut(t, d, "checkout:v1")
+	// The Deployment is gated in Git, so the new image is held in the write that brings
+	// it, whatever the reconciler is doing at that moment (without the label, whether v2
+	// rolled would depend on the checklist's first reconcile winning a race with it).
+	label(t, d)
 	// The namespace is frozen for the holidays (for checklists labelled so: the other
 	// tests of this namespace run beside it); release managers may break the glass.
 	freeze := &deployv1alpha1.ChangeFreeze{
@@ -36,7 +40,7 @@ func TestABreakGlassReleasesDuringAFreezeWithTwoVerifiedSignOffsAndAReason(t *te
 	c := checklist("hotfix")
 	c.Labels = map[string]string{"freeze": "holidays"}
 	g.Expect(as(t, "alice").Create(ctx, c)).To(Succeed())
-	setImage(t, d, "checkout:v2")
+	g.Expect(setImage(t, d, "checkout:v2").Spec.Paused).To(BeTrue(), "the gate holds the new image in the write that brings it")
 	g.Expect(annotate(as(t, "alice"), "hotfix", map[string]string{"approve.tminus.dev/deployment-lead": "alice for v2"})).To(Succeed())
 	g.Expect(annotate(as(t, "bob"), "hotfix", map[string]string{"approve.tminus.dev/deployment-lead.bob": "bob for v2"})).To(Succeed())
 
