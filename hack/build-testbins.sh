@@ -30,6 +30,76 @@ PROM_DIR=$BIN/prometheus-$PROMETHEUS_VERSION-k8ssd
 
 log() { printf '[build-testbins] %s\n' "$*" >&2; }
 
+# Published release files pinned by checksum (hack/testbins.sums) are fetched instead of
+# built where they can be: TESTBINS_FETCH=0 never fetches; TESTBINS_SUMS names another
+# pin file (tests, mirrors); TESTBINS_BUILD=0 fails instead of building (tests).
+SUMS=${TESTBINS_SUMS:-$ROOT/hack/testbins.sums}
+PLATFORM=$(go env GOOS)/$(go env GOARCH)
+
+# pins COMPONENT VERSION: the pinned lines (sha256 url [member]) for this platform.
+pins() {
+  [ -f "$SUMS" ] || return 0
+  awk -v c="$1" -v v="$2" -v p="$PLATFORM" '$1 == c && $2 == v && $3 == p { print $4, $5, $6 }' "$SUMS"
+}
+
+# fetch_one SHA URL MEMBER OUT: download URL (a few seconds to connect), check its
+# SHA-256, and write the binary (the file itself, or MEMBER of the .tar.gz) to OUT.
+fetch_one() {
+  local sha=$1 url=$2 member=$3 out=$4 tmp
+  tmp=$(mktemp -d)
+  if ! curl -fsSL --connect-timeout 3 --max-time 600 -o "$tmp/download" "$url" 2>"$tmp/err"; then
+    log "could not fetch $url: $(tr '\n' ' ' <"$tmp/err")"
+    rm -rf "$tmp"; return 1
+  fi
+  local got
+  got=$(sha256sum "$tmp/download" | cut -d' ' -f1)
+  if [ "$got" != "$sha" ]; then
+    log "REFUSED $url: its sha256 is $got, the pin says $sha"
+    rm -rf "$tmp"; return 1
+  fi
+  if [ -n "$member" ]; then
+    if ! tar -xzf "$tmp/download" -C "$tmp" "$member" 2>"$tmp/err"; then
+      log "$url holds no $member: $(tr '\n' ' ' <"$tmp/err")"
+      rm -rf "$tmp"; return 1
+    fi
+    mv "$tmp/$member" "$out.tmp"
+  else
+    mv "$tmp/download" "$out.tmp"
+  fi
+  chmod +x "$out.tmp" && mv "$out.tmp" "$out"
+  rm -rf "$tmp"
+}
+
+# fetch COMPONENT VERSION DIR [BINARY...]: fetch every pinned file of the component into
+# DIR; succeeds only when each BINARY wanted (default: every pinned one) is there.
+fetch() {
+  local comp=$1 version=$2 dir=$3; shift 3
+  [ "${TESTBINS_FETCH:-1}" = 0 ] && return 1
+  local lines
+  lines=$(pins "$comp" "$version")
+  if [ -z "$lines" ]; then
+    log "$comp $version: no pinned release file for $PLATFORM in $(basename "$SUMS"); building it"
+    return 1
+  fi
+  mkdir -p "$dir"
+  local sha url member name start=$SECONDS
+  while read -r sha url member; do
+    name=$(basename "${member:-$url}")
+    if [ $# -gt 0 ] && ! printf '%s\n' "$@" | grep -qx "$name"; then continue; fi
+    [ -x "$dir/$name" ] && continue
+    fetch_one "$sha" "$url" "$member" "$dir/$name" || { log "$comp $version: building it instead"; return 1; }
+  done <<<"$lines"
+  for name in "$@"; do [ -x "$dir/$name" ] || { log "$comp $version: no pin for $name; building it"; return 1; }; done
+  log "fetched $comp $version in $((SECONDS - start))s (sha256 checked)"
+}
+
+# may_build WHAT: where TESTBINS_BUILD=0, say so and fail instead of building.
+may_build() {
+  [ "${TESTBINS_BUILD:-1}" != 0 ] && return 0
+  log "TESTBINS_BUILD=0: not building $1"
+  return 1
+}
+
 # scratch_module DIR: a throwaway module whose go.mod the caller fills in.
 scratch_module() {
   rm -rf "$1" && mkdir -p "$1"
@@ -54,6 +124,8 @@ build_k8s() {
   local missing=()
   for b in "${want[@]}"; do [ -x "$K8S_DIR/$b" ] || missing+=("$b"); done
   if [ ${#missing[@]} -eq 0 ]; then return; fi
+  fetch k8s "$K8S_VERSION" "$K8S_DIR" "${missing[@]}" && return
+  may_build "${missing[*]}" || return 1
   local work=$BIN/.work/k8s-$K8S_VERSION
   scratch_module "$work"
   # k8s.io/kubernetes points each k8s.io/<staging> module at ./staging; outside its
@@ -88,6 +160,8 @@ build_k8s() {
 
 build_etcd() {
   [ -x "$ETCD_DIR/etcd" ] && return
+  fetch etcd "$ETCD_VERSION" "$ETCD_DIR" etcd && return
+  may_build etcd || return 1
   local work=$BIN/.work/etcd-$ETCD_VERSION
   scratch_module "$work"
   printf '\nrequire go.etcd.io/etcd/server/v3 %s\n' "$ETCD_VERSION" >>"$work/go.mod"
@@ -97,17 +171,20 @@ build_etcd() {
 }
 
 build_kwok() {
-  [ -x "$KWOK_DIR/kwok" ] && return
+  [ -x "$KWOK_DIR/kwok" ] && [ -d "$KWOK_DIR/stage" ] && return
   local work=$BIN/.work/kwok-$KWOK_VERSION
   scratch_module "$work"
   printf '\nrequire sigs.k8s.io/kwok %s\n' "$KWOK_VERSION" >>"$work/go.mod"
   mkdir -p "$KWOK_DIR"
-  build_in "$work" "$KWOK_DIR/kwok" sigs.k8s.io/kwok/cmd/kwok \
-    "-X sigs.k8s.io/kwok/pkg/consts.Version=$KWOK_VERSION"
+  if ! fetch kwok "$KWOK_VERSION" "$KWOK_DIR" kwok; then
+    may_build kwok || return 1
+    build_in "$work" "$KWOK_DIR/kwok" sigs.k8s.io/kwok/cmd/kwok \
+      "-X sigs.k8s.io/kwok/pkg/consts.Version=$KWOK_VERSION"
+  fi
   # kwok does nothing without stages; keep the stage files the module carries beside
   # it (YAML only: Go files under bin/ would join this module's ./...).
   local src f
-  src=$(cd "$work" && go list -m -f '{{.Dir}}' sigs.k8s.io/kwok)
+  src=$(cd "$work" && go mod download -json "sigs.k8s.io/kwok@$KWOK_VERSION" | sed -n 's/.*"Dir": "\(.*\)".*/\1/p')
   rm -rf "$KWOK_DIR/stage"
   (cd "$src/kustomize/stage" && find . -name '*.yaml' -not -path '*/testdata/*') | while read -r f; do
     mkdir -p "$KWOK_DIR/stage/$(dirname "$f")"
@@ -118,6 +195,8 @@ build_kwok() {
 
 build_prometheus() {
   [ -x "$PROM_DIR/prometheus" ] && return
+  fetch prometheus "$PROMETHEUS_VERSION" "$PROM_DIR" prometheus && return
+  may_build prometheus || return 1
   local work=$BIN/.work/prometheus-$PROMETHEUS_VERSION
   scratch_module "$work"
   printf '\nrequire github.com/prometheus/prometheus %s\n' "$PROMETHEUS_VERSION" >>"$work/go.mod"
