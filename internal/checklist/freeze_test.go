@@ -44,7 +44,7 @@ func TestAReleaseHeldByAFreezeStartsWhenTheFreezeEnds(t *testing.T) {
 
 	d = run(c, obs, t0.Add(30*time.Minute))
 	g.Expect(c.Status.Phase).To(Equal(deployv1alpha1.PhaseDeploying))
-	g.Expect(d.Actions).To(ContainElement(Action{Kind: ActionRelease, Revision: "v2"}))
+	g.Expect(d.Actions).To(ContainElement(Action{Kind: ActionRelease, Revision: "v2", TemplateHash: "hash-v2"}))
 	g.Expect(condition(c, CondFrozen).Reason).To(Equal(ReasonNotFrozen))
 	g.Expect(c.Status.BreakGlass).To(BeNil())
 }

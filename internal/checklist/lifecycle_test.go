@@ -45,7 +45,7 @@ func TestSignOffsCommittedUpFrontWaitForTheNewTemplateThenReleaseIt(t *testing.T
 	d = run(c, obs, t0.Add(time.Minute))
 	g.Expect(c.Status.Phase).To(Equal(deployv1alpha1.PhaseDeploying))
 	g.Expect(c.Status.Target.ReleasedTemplateHash).To(Equal("hash-v2"))
-	g.Expect(d.Actions).To(Equal([]Action{{Kind: ActionRelease, Revision: "v2"}}))
+	g.Expect(d.Actions).To(Equal([]Action{{Kind: ActionRelease, Revision: "v2", TemplateHash: "hash-v2"}}))
 	g.Expect(reasons(d.Events)).To(ContainElements(ReasonCandidateSeen, ReasonReleased))
 
 	// v2 rolls out and is verified: never v1.
@@ -409,13 +409,13 @@ func TestAReleaseWhoseWriteWasLostIsWrittenAgainWhileItRollsOut(t *testing.T) {
 	g := NewWithT(t)
 	c := newChecklist()
 	d := run(c, Observations{Target: heldTarget(), Approvals: approved("deployment-lead"), Metrics: errorRate(0.001, "0.001")}, t0)
-	g.Expect(d.Actions).To(ContainElement(Action{Kind: ActionRelease, Revision: "v2"}))
+	g.Expect(d.Actions).To(ContainElement(Action{Kind: ActionRelease, Revision: "v2", TemplateHash: "hash-v2"}))
 	// The status was written, the Deployment's patch was not (it conflicted): the
 	// Deployment rolls v2 (the fallback let it go) without the revision recorded.
 	rolling := rolledOutTarget()
 	rolling.UpdatedReplicas, rolling.ReleasedRevisions = 1, nil
 	d = run(c, Observations{Target: rolling}, t0.Add(time.Second))
-	g.Expect(d.Actions).To(Equal([]Action{{Kind: ActionRelease, Revision: "v2"}}))
+	g.Expect(d.Actions).To(Equal([]Action{{Kind: ActionRelease, Revision: "v2", TemplateHash: "hash-v2"}}))
 	// Once recorded, never again.
 	d = run(c, Observations{Target: rolledOutTarget()}, t0.Add(2*time.Second))
 	g.Expect(kinds(d.Actions)).NotTo(ContainElement(ActionRelease))
