@@ -8,6 +8,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 
 	deployv1alpha1 "github.com/tminus-dev/tminus/api/v1alpha1"
+	"github.com/tminus-dev/tminus/internal/freeze"
 )
 
 // releaseAtT0 runs once T-0 has passed: it releases the candidate, or, when the
@@ -28,6 +29,11 @@ func (e *engine) releaseAtT0() bool {
 		// Nothing to hold: take tminus's own pause off.
 		if t := e.obs.Target; e.pauses() && t.Paused && t.HeldBy == e.mine() {
 			e.action(Action{Kind: ActionResume, TemplateHash: t.TemplateHash})
+		}
+		// A freeze that starts (or an allowed window that closes) while the template
+		// has not arrived takes T-0 back and holds the Deployment again: look then.
+		if at, ok := freeze.NextHold(e.obs.Freezes, e.now); ok {
+			e.wakeAt(at)
 		}
 		e.pollIn(e.p.interval)
 		return false
