@@ -9,6 +9,7 @@ import (
 
 	. "github.com/onsi/gomega"
 	appsv1 "k8s.io/api/apps/v1"
+	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/client-go/util/retry"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -78,4 +79,44 @@ func TestAPushLandingAsT0ReleasesIsNotUnpausedUnderTheSignOffsOfTheTemplateBefor
 	}, time.Minute, 100*time.Millisecond).Should(Succeed())
 	g.Consistently(func() []string { return rolledImages(t, ns) }, 2*time.Second, 200*time.Millisecond).
 		ShouldNot(ContainElement("checkout:v3"))
+}
+
+func TestOfTwoChecklistsCreatedInTheSameInstantOnlyTheFirstActsAndTheOtherSaysItIsBlocked(t *testing.T) {
+	t.Parallel()
+	g := NewWithT(t)
+	ns := newNamespace(t)
+	d := deployment(t, ns, "checkout:v1")
+	first := newChecklist(ns, func(c *deployv1alpha1.DeploymentChecklist) { c.Labels = map[string]string{"race": "first"} })
+	second := newChecklist(ns, func(c *deployv1alpha1.DeploymentChecklist) {
+		c.Name, c.Spec.Revision, c.Labels = "checkout-v3", "v3", map[string]string{"race": "second"}
+	})
+
+	// Both are created at once, with no admission webhook to refuse the second; the
+	// manager sees only the second at first (its cache had not seen the first yet), so
+	// the second starts: it captures v1 and holds the Deployment.
+	late := startManagerSeeing(t, ns, labels.SelectorFromSet(labels.Set{"race": "second"}), healthyMetrics(), nil)
+	create(t, first)
+	create(t, second)
+	started := waitPhase(t, second, deployv1alpha1.PhaseRunning)
+	g.Expect(started.Status.Target.CapturedAt).NotTo(BeNil())
+	waitPaused(t, d)
+	late.stop()
+
+	// The manager sees both: the first comes first (created no later, and first by
+	// name). The second stops, captured nothing any more, touches nothing.
+	startManagerIn(t, ns, healthyMetrics(), nil)
+	blocked := waitPhase(t, second, deployv1alpha1.PhaseBlocked)
+	g.Expect(blocked.Status.NextAction).To(ContainSubstring("checklist checkout-v2 is live on Deployment checkout"))
+	g.Expect(blocked.Status.Target).To(BeNil())
+	g.Expect(condition(g, second, checklist.CondReady).Reason).To(Equal(checklist.ReasonBlocked))
+	running := waitPhase(t, first, deployv1alpha1.PhaseRunning)
+	g.Expect(running.Status.Target.PreDeployImages).To(Equal([]string{"checkout:v1"}))
+
+	// The first releases v2 and ends; then the second starts from what serves.
+	setImage(t, d, "checkout:v2")
+	approve(t, first, "deployment-lead", "alice for v2")
+	waitPhase(t, first, deployv1alpha1.PhaseSucceeded)
+	waitRunning(t, d, "checkout:v2")
+	again := waitPhase(t, second, deployv1alpha1.PhaseRunning)
+	g.Expect(again.Status.Target.PreDeployImages).To(Equal([]string{"checkout:v2"}))
 }
