@@ -131,7 +131,7 @@ func terminal(phase deployv1alpha1.ChecklistPhase) bool {
 }
 
 func (e *engine) run() {
-	if !started(e.st.Phase) && !e.start() {
+	if !e.start() {
 		return
 	}
 	if !released(e.st.Phase) && !e.beforeT0() {
@@ -146,10 +146,15 @@ func (e *engine) run() {
 }
 
 // start waits while another live checklist holds the target (one live checklist per
-// Deployment) and reports whether this one may run.
+// Deployment) and reports whether this one may run. The blocker (gate.Blocker: the
+// one releasing, then the oldest, then by name) is asked at every reconcile, not only
+// before the start: two checklists created in the same instant may both have started,
+// neither seeing the other. The one that does not come first stops (yield).
 func (e *engine) start() bool {
 	if b := e.obs.Blocker; b != "" {
-		if e.st.Phase != deployv1alpha1.PhaseBlocked {
+		if started(e.st.Phase) {
+			e.yield(b)
+		} else if e.st.Phase != deployv1alpha1.PhaseBlocked {
 			e.event(corev1.EventTypeNormal, ReasonBlocked, fmt.Sprintf(
 				"checklist %s is live on Deployment %s: this one waits for it to end and touches nothing meanwhile", b, e.spec.Target.Name))
 		}
@@ -159,8 +164,24 @@ func (e *engine) start() bool {
 		e.pollIn(e.p.interval)
 		return false
 	}
-	e.st.Phase = deployv1alpha1.PhaseRunning
+	if !started(e.st.Phase) {
+		e.st.Phase = deployv1alpha1.PhaseRunning
+	}
 	return true
+}
+
+// yield stops a checklist that started without seeing the checklist that comes first
+// on its Deployment: it forgets what it captured and walked, touches nothing from now
+// on (the other one decides the target's pause), and starts over once the other ends,
+// from what the Deployment serves then.
+func (e *engine) yield(blocker string) {
+	e.event(corev1.EventTypeWarning, ReasonBlocked, fmt.Sprintf(
+		"checklist %s is live on Deployment %s and comes first (it is releasing, or was created earlier); this one "+
+			"started without seeing it (%s): it stops, touches nothing, and starts over when %s ends",
+		blocker, e.spec.Target.Name, e.st.Phase, blocker))
+	e.st.Target, e.st.Phases, e.st.Triggers, e.st.Baselines, e.st.BreakGlass = nil, nil, nil, nil, nil
+	e.st.CurrentPhase = ""
+	e.syncRecords()
 }
 
 // mine is the held-by annotation value of a hold made for this checklist.

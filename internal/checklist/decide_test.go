@@ -82,7 +82,7 @@ func TestReleaseWithoutDeployAtHappensWhenEveryTMinusPhasePassed(t *testing.T) {
 
 	d := run(c, Observations{Target: heldTarget(), Approvals: approved("deployment-lead"), Metrics: errorRate(0.004, "0.004")}, t0.Add(time.Second))
 	g.Expect(c.Status.Phase).To(Equal(deployv1alpha1.PhaseDeploying))
-	g.Expect(d.Actions).To(Equal([]Action{{Kind: ActionRelease, Revision: "v2"}}))
+	g.Expect(d.Actions).To(Equal([]Action{{Kind: ActionRelease, Revision: "v2", TemplateHash: "hash-v2"}}))
 	g.Expect(phaseState(c, "T-10m")).To(Equal(deployv1alpha1.PhaseStatePassed))
 	g.Expect(c.Status.Target.ReleasedAt.Time).To(Equal(t0.Add(time.Second)))
 	g.Expect(c.Status.Target.ReleasedTemplateHash).To(Equal("hash-v2"))

@@ -96,7 +96,7 @@ func (e *engine) releaseOwnPause() {
 	unreleased := (t.TemplateFirstRan.IsZero() || heldHere) &&
 		(ts == nil || (t.TemplateHash != ts.ReleasedTemplateHash && t.TemplateHash != ts.PreDeployTemplateHash))
 	if !unreleased {
-		e.action(Action{Kind: ActionResume})
+		e.action(Action{Kind: ActionResume, TemplateHash: t.TemplateHash})
 		return
 	}
 	e.action(Action{Kind: ActionHold, HeldBy: deployv1alpha1.HeldByAdmission, Reason: e.unreleasedReason(), HeldTemplate: t.TemplateHash})

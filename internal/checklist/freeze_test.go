@@ -44,7 +44,7 @@ func TestAReleaseHeldByAFreezeStartsWhenTheFreezeEnds(t *testing.T) {
 
 	d = run(c, obs, t0.Add(30*time.Minute))
 	g.Expect(c.Status.Phase).To(Equal(deployv1alpha1.PhaseDeploying))
-	g.Expect(d.Actions).To(ContainElement(Action{Kind: ActionRelease, Revision: "v2"}))
+	g.Expect(d.Actions).To(ContainElement(Action{Kind: ActionRelease, Revision: "v2", TemplateHash: "hash-v2"}))
 	g.Expect(condition(c, CondFrozen).Reason).To(Equal(ReasonNotFrozen))
 	g.Expect(c.Status.BreakGlass).To(BeNil())
 }
@@ -130,4 +130,85 @@ func TestAFreezeNeverStopsVerificationNorARollback(t *testing.T) {
 	d := run(c, obs, t0.Add(3*time.Minute))
 	g.Expect(c.Status.Phase).To(Equal(deployv1alpha1.PhaseRolledBack))
 	g.Expect(kinds(d.Actions)).To(ContainElement(ActionRestore))
+}
+
+// landed is the Deployment serving v1 with v2 pushed while tminus holds it paused: v2
+// never ran.
+func landed() TargetState {
+	t := servingV1()
+	t.Paused, t.HeldBy = true, "checklist/checkout-v2"
+	t.Template, t.TemplateHash, t.TemplateImages = template("checkout:v2"), "hash-v2", []string{"checkout:v2"}
+	t.TemplateFirstRan = time.Time{}
+	return t
+}
+
+func TestAFreezeThatStartsWhileT0WaitsForTheImageHoldsTheImageThatLandsInIt(t *testing.T) {
+	g := NewWithT(t)
+	c := newChecklist()
+	// A freeze declared ahead, from 10 to 40 minutes after T-0.
+	later := []freeze.Freeze{{Kind: "ChangeFreeze", Name: "shop/incident", Spec: deployv1alpha1.ChangeFreezeSpec{
+		Reason: "INC-4211", Windows: []deployv1alpha1.FreezeWindow{{Start: new(metav1.NewTime(t0.Add(10 * time.Minute))),
+			End: new(metav1.NewTime(t0.Add(40 * time.Minute)))}}}}}
+	obs := Observations{Target: servingV1(), Approvals: approved("deployment-lead"), Metrics: errorRate(0.001, "0.001"),
+		Freezes: later}
+
+	// T-0 passes while the image is still being built: nothing to release yet. It looks
+	// again when the freeze starts.
+	run(c, obs, t0)
+	g.Expect(c.Status.Phase).To(Equal(deployv1alpha1.PhaseHolding))
+	g.Expect(condition(c, CondReconciling).Reason).To(Equal(ReasonWaitingForTemplate))
+	g.Expect(c.Status.NextActionAt.Time).To(Equal(t0.Add(10 * time.Minute)))
+
+	// The freeze starts: T-0 is taken back and the Deployment held again, so the image
+	// cannot land unpaused.
+	d := run(c, obs, t0.Add(10*time.Minute))
+	g.Expect(c.Status.Target.T0At).To(BeNil())
+	g.Expect(kinds(d.Actions)).To(Equal([]ActionKind{ActionHold}))
+	g.Expect(condition(c, CondReady).Reason).To(Equal(ReasonFrozen))
+	g.Expect(condition(c, CondReconciling).Reason).To(Equal(ReasonFrozen))
+	g.Expect(condition(c, CondFrozen).Status).To(Equal(metav1.ConditionTrue))
+
+	// The image lands in the freeze: it is the candidate, held, not released.
+	obs.Target = landed()
+	d = run(c, obs, t0.Add(15*time.Minute))
+	g.Expect(c.Status.Target.CandidateImages).To(Equal([]string{"checkout:v2"}))
+	g.Expect(kinds(d.Actions)).NotTo(ContainElement(ActionRelease))
+	g.Expect(c.Status.Phase).To(Equal(deployv1alpha1.PhaseHolding))
+	g.Expect(condition(c, CondReady).Reason).To(Equal(ReasonFrozen))
+	g.Expect(condition(c, CondFrozen).Message).To(ContainSubstring("ChangeFreeze shop/incident (INC-4211)"))
+	g.Expect(c.Status.NextActionAt.Time).To(Equal(t0.Add(40 * time.Minute)))
+
+	// The freeze ends: released.
+	d = run(c, obs, t0.Add(40*time.Minute))
+	g.Expect(c.Status.Phase).To(Equal(deployv1alpha1.PhaseDeploying))
+	g.Expect(d.Actions).To(ContainElement(Action{Kind: ActionRelease, Revision: "v2", TemplateHash: "hash-v2"}))
+	g.Expect(condition(c, CondFrozen).Reason).To(Equal(ReasonNotFrozen))
+}
+
+func TestAnImageThatLandsAfterItsAllowedWindowClosedWaitsForTheNextOne(t *testing.T) {
+	g := NewWithT(t)
+	c := newChecklist()
+	allow := []freeze.Freeze{{Kind: "ChangeFreeze", Name: "shop/business-hours", Spec: deployv1alpha1.ChangeFreezeSpec{
+		Mode: deployv1alpha1.FreezeModeAllow, Reason: "releases Mon-Thu 09:00-16:00",
+		Windows: []deployv1alpha1.FreezeWindow{{Cron: "0 9 * * 1-4", Duration: "7h", TimeZone: "Europe/Berlin"}}}}}
+	obs := Observations{Target: servingV1(), Approvals: approved("deployment-lead"), Metrics: errorRate(0.001, "0.001"),
+		Freezes: allow}
+	// Thursday 10:00 in Berlin: T-0, inside the window, without the image.
+	thursday := time.Date(2026, 11, 26, 9, 0, 0, 0, time.UTC)
+	run(c, obs, thursday)
+	g.Expect(condition(c, CondReconciling).Reason).To(Equal(ReasonWaitingForTemplate))
+	closes := time.Date(2026, 11, 26, 15, 0, 0, 0, time.UTC)
+	g.Expect(c.Status.NextActionAt.Time).To(Equal(closes))
+
+	// The window closes; the image lands at 17:00 in Berlin.
+	d := run(c, obs, closes)
+	g.Expect(kinds(d.Actions)).To(Equal([]ActionKind{ActionHold}))
+	obs.Target = landed()
+	d = run(c, obs, closes.Add(time.Hour))
+	g.Expect(kinds(d.Actions)).NotTo(ContainElement(ActionRelease))
+	g.Expect(condition(c, CondReady).Reason).To(Equal(ReasonFrozen))
+
+	// Monday 09:00 in Berlin: released.
+	d = run(c, obs, time.Date(2026, 11, 30, 8, 0, 0, 0, time.UTC))
+	g.Expect(d.Actions).To(ContainElement(Action{Kind: ActionRelease, Revision: "v2", TemplateHash: "hash-v2"}))
 }

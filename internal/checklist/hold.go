@@ -90,8 +90,14 @@ func (e *engine) beforeT0() bool {
 		// the new template.
 		e.st.Target.T0At = nil
 		return false
-	} else if e.target().CandidateTemplateHash != "" && e.frozen() {
-		// T-0 passed while the new template had not arrived; it arrived in a freeze.
+	} else if e.frozen() {
+		// T-0 passed while the new template had not arrived, and a change freeze (or
+		// the end of an allowed window) came first. T-0 is taken back: the Deployment
+		// is held again, here and at admission (the gate admits a new template
+		// unpaused only after T-0), so a template that lands in the freeze waits for
+		// it to end, or a break-glass, like a T-0 in a freeze.
+		e.st.Target.T0At = nil
+		e.hold()
 		return false
 	}
 	return e.releaseAtT0()
@@ -163,7 +169,11 @@ func (e *engine) hold() {
 	}
 	reason := fmt.Sprintf("held by checklist %s until T-0", e.dcl.Name)
 	e.action(Action{Kind: ActionHold, Reason: reason})
-	e.event(corev1.EventTypeNormal, ReasonTargetPaused, fmt.Sprintf("paused Deployment %s until every T-minus phase passes", e.spec.Target.Name))
+	msg := fmt.Sprintf("paused Deployment %s until every T-minus phase passes", e.spec.Target.Name)
+	if e.frozenBy != "" {
+		msg = fmt.Sprintf("paused Deployment %s while a change freeze holds T-0", e.spec.Target.Name)
+	}
+	e.event(corev1.EventTypeNormal, ReasonTargetPaused, msg)
 }
 
 // followCandidate records the template the checklist will release: the one, other than

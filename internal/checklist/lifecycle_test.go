@@ -45,7 +45,7 @@ func TestSignOffsCommittedUpFrontWaitForTheNewTemplateThenReleaseIt(t *testing.T
 	d = run(c, obs, t0.Add(time.Minute))
 	g.Expect(c.Status.Phase).To(Equal(deployv1alpha1.PhaseDeploying))
 	g.Expect(c.Status.Target.ReleasedTemplateHash).To(Equal("hash-v2"))
-	g.Expect(d.Actions).To(Equal([]Action{{Kind: ActionRelease, Revision: "v2"}}))
+	g.Expect(d.Actions).To(Equal([]Action{{Kind: ActionRelease, Revision: "v2", TemplateHash: "hash-v2"}}))
 	g.Expect(reasons(d.Events)).To(ContainElements(ReasonCandidateSeen, ReasonReleased))
 
 	// v2 rolls out and is verified: never v1.
@@ -409,14 +409,52 @@ func TestAReleaseWhoseWriteWasLostIsWrittenAgainWhileItRollsOut(t *testing.T) {
 	g := NewWithT(t)
 	c := newChecklist()
 	d := run(c, Observations{Target: heldTarget(), Approvals: approved("deployment-lead"), Metrics: errorRate(0.001, "0.001")}, t0)
-	g.Expect(d.Actions).To(ContainElement(Action{Kind: ActionRelease, Revision: "v2"}))
+	g.Expect(d.Actions).To(ContainElement(Action{Kind: ActionRelease, Revision: "v2", TemplateHash: "hash-v2"}))
 	// The status was written, the Deployment's patch was not (it conflicted): the
 	// Deployment rolls v2 (the fallback let it go) without the revision recorded.
 	rolling := rolledOutTarget()
 	rolling.UpdatedReplicas, rolling.ReleasedRevisions = 1, nil
 	d = run(c, Observations{Target: rolling}, t0.Add(time.Second))
-	g.Expect(d.Actions).To(Equal([]Action{{Kind: ActionRelease, Revision: "v2"}}))
+	g.Expect(d.Actions).To(Equal([]Action{{Kind: ActionRelease, Revision: "v2", TemplateHash: "hash-v2"}}))
 	// Once recorded, never again.
 	d = run(c, Observations{Target: rolledOutTarget()}, t0.Add(2*time.Second))
 	g.Expect(kinds(d.Actions)).NotTo(ContainElement(ActionRelease))
+}
+
+func TestAChecklistThatStartedWithoutSeeingTheOneThatComesFirstStopsAndTouchesNothing(t *testing.T) {
+	g := NewWithT(t)
+	c := newChecklist()
+	// checkout-v2 starts alone: it captures v1 and holds the Deployment.
+	obs := Observations{Target: servingV1(), Metrics: errorRate(0.001, "0.001")}
+	d := run(c, obs, t0)
+	g.Expect(c.Status.Phase).To(Equal(deployv1alpha1.PhaseRunning))
+	g.Expect(kinds(d.Actions)).To(Equal([]ActionKind{ActionHold}))
+
+	// checkout-v1, created in the same instant, comes first: its creation was seen
+	// late. checkout-v2 stops, forgets what it captured and touches nothing.
+	held := landed()
+	obs.Target, obs.Approvals, obs.Blocker = held, approved("deployment-lead"), "checkout-v1"
+	d = run(c, obs, t0.Add(time.Second))
+	g.Expect(c.Status.Phase).To(Equal(deployv1alpha1.PhaseBlocked))
+	g.Expect(d.Actions).To(BeEmpty())
+	g.Expect(c.Status.Target).To(BeNil())
+	g.Expect(c.Status.NextAction).To(ContainSubstring("checklist checkout-v1 is live on Deployment checkout"))
+	g.Expect(condition(c, CondReady).Reason).To(Equal(ReasonBlocked))
+	g.Expect(reasons(d.Events)).To(Equal([]string{ReasonBlocked}))
+	for _, ph := range c.Status.Phases {
+		g.Expect(ph.State).To(Equal(deployv1alpha1.PhaseStatePending), ph.Name)
+	}
+	// Also with every T-minus phase passed and the image there: it releases nothing.
+	d = run(c, obs, t0.Add(time.Minute))
+	g.Expect(d.Actions).To(BeEmpty())
+	g.Expect(d.Events).To(BeEmpty(), "reported once")
+
+	// checkout-v1 released the template it held and ended: checkout-v2 starts over
+	// from what serves now.
+	rolled := rolledOutTarget()
+	rolled.ReleasedRevisions = []string{"v1"}
+	obs.Target, obs.Blocker = rolled, ""
+	run(c, obs, t0.Add(time.Hour))
+	g.Expect(c.Status.Phase).NotTo(Equal(deployv1alpha1.PhaseBlocked))
+	g.Expect(c.Status.Target.PreDeployTemplateHash).To(Equal("hash-v2"))
 }

@@ -8,6 +8,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 
 	deployv1alpha1 "github.com/tminus-dev/tminus/api/v1alpha1"
+	"github.com/tminus-dev/tminus/internal/freeze"
 )
 
 // releaseAtT0 runs once T-0 has passed: it releases the candidate, or, when the
@@ -27,7 +28,12 @@ func (e *engine) releaseAtT0() bool {
 		e.next = fmt.Sprintf("T-0 passed: waiting for the new template (Deployment %s serves %s)", e.spec.Target.Name, images(ts.PreDeployImages))
 		// Nothing to hold: take tminus's own pause off.
 		if t := e.obs.Target; e.pauses() && t.Paused && t.HeldBy == e.mine() {
-			e.action(Action{Kind: ActionResume})
+			e.action(Action{Kind: ActionResume, TemplateHash: t.TemplateHash})
+		}
+		// A freeze that starts (or an allowed window that closes) while the template
+		// has not arrived takes T-0 back and holds the Deployment again: look then.
+		if at, ok := freeze.NextHold(e.obs.Freezes, e.now); ok {
+			e.wakeAt(at)
 		}
 		e.pollIn(e.p.interval)
 		return false
@@ -54,7 +60,7 @@ func (e *engine) release() {
 	}
 	e.event(corev1.EventTypeNormal, ReasonReleased, msg)
 	if e.pauses() {
-		e.action(Action{Kind: ActionRelease, Revision: e.revision()})
+		e.action(Action{Kind: ActionRelease, Revision: e.revision(), TemplateHash: e.st.Target.ReleasedTemplateHash})
 		e.released = true
 	}
 }
@@ -73,7 +79,7 @@ func (e *engine) deploying() {
 		}
 		// tminus's pause (the release's resume did not land yet, or the webhook's cache
 		// lagged): release again, it is idempotent.
-		e.action(Action{Kind: ActionRelease, Revision: e.revision()})
+		e.action(Action{Kind: ActionRelease, Revision: e.revision(), TemplateHash: e.st.Target.ReleasedTemplateHash})
 	}
 	if e.progressDeadlineExceeded() {
 		e.rollback(ReasonRolloutStalled, fmt.Sprintf("Deployment %s exceeded its progress deadline rolling out %s",
@@ -87,7 +93,7 @@ func (e *engine) deploying() {
 		// read the checklist again found it released): the revision is not recorded
 		// on the Deployment, so a re-applied old checklist would not know it. Release
 		// again; it is idempotent.
-		e.action(Action{Kind: ActionRelease, Revision: e.revision()})
+		e.action(Action{Kind: ActionRelease, Revision: e.revision(), TemplateHash: e.st.Target.ReleasedTemplateHash})
 	}
 	if !e.rolledOut() {
 		e.next = fmt.Sprintf("waiting for the rollout: %d of %d replicas updated, %d available",

@@ -19,7 +19,7 @@ func (e *engine) verifying() {
 	// tminus's pause on the released template (a held change was reverted) comes off.
 	if e.pauses() && t.Paused && t.TemplateHash == e.st.Target.ReleasedTemplateHash &&
 		(t.HeldBy == e.mine() || t.HeldBy == deployv1alpha1.HeldByAdmission) {
-		e.action(Action{Kind: ActionResume})
+		e.action(Action{Kind: ActionResume, TemplateHash: t.TemplateHash})
 	}
 	if e.walk(e.p.tplus, true) {
 		e.st.Phase = deployv1alpha1.PhaseSucceeded

@@ -20,6 +20,7 @@ package controller
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"strings"
@@ -272,11 +273,15 @@ func (r *DeploymentChecklistReconciler) reconcile(ctx context.Context, dcl *depl
 	// again at the next measurement, never backed off past it: a refused Job must not
 	// starve the rollback triggers.
 	var failed []string
+	moved := false
 	for _, a := range decision.Actions {
 		if err := r.act(ctx, eff, a); err != nil {
 			if apierrors.IsConflict(err) {
 				return ctrl.Result{}, err
 			}
+			// The target's template changed since this reconcile read it: the action
+			// was not written, and the next reconcile decides on what it holds now.
+			moved = moved || errors.Is(err, target.ErrTemplateChanged)
 			failed = append(failed, err.Error())
 			log.Error(err, "action failed", "checklist", key, "action", a.Kind, "check", a.Check)
 			continue
@@ -296,6 +301,9 @@ func (r *DeploymentChecklistReconciler) reconcile(ctx context.Context, dcl *depl
 			checklist.EventNote(strings.Join(failed, "; ")))
 		if interval := checklist.Interval(dcl); res.RequeueAfter == 0 || res.RequeueAfter > interval {
 			res.RequeueAfter = interval
+		}
+		if moved {
+			res.RequeueAfter = min(res.RequeueAfter, conflictRetry)
 		}
 	}
 	return res, nil
@@ -450,9 +458,9 @@ func (r *DeploymentChecklistReconciler) act(ctx context.Context, dcl *deployv1al
 		}
 		return target.Hold(ctx, r.Client, r.fresh(), key, heldBy, a.Reason, a.HeldTemplate)
 	case checklist.ActionResume:
-		return target.Resume(ctx, r.Client, r.fresh(), key)
+		return target.Resume(ctx, r.Client, r.fresh(), key, a.TemplateHash)
 	case checklist.ActionRelease:
-		return target.Release(ctx, r.Client, r.fresh(), key, a.Revision)
+		return target.Release(ctx, r.Client, r.fresh(), key, a.Revision, a.TemplateHash)
 	case checklist.ActionRestore:
 		return target.Restore(ctx, r.Client, r.fresh(), key, a.Template)
 	case checklist.ActionCreateJob:

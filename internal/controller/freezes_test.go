@@ -134,3 +134,51 @@ func TestAnInvalidChangeFreezeIsRefusedNamingTheField(t *testing.T) {
 	_, held = f.At(time.Date(2026, 11, 30, 9, 0, 0, 0, time.UTC))
 	g.Expect(held).To(BeFalse())
 }
+
+func TestAnImageThatLandsInAFreezeAfterT0IsHeldUntilTheFreezeEnds(t *testing.T) {
+	t.Parallel()
+	g := NewWithT(t)
+	ctx := context.Background()
+	ns := newNamespace(t)
+	d := deployment(t, ns, "checkout:v1")
+	startManagerIn(t, ns, healthyMetrics(), nil)
+
+	// Sign-offs committed up front: T-0 passes while the image is still being built.
+	c := newChecklist(ns, withSignOff)
+	create(t, c)
+	holding := waitPhase(t, c, deployv1alpha1.PhaseHolding)
+	g.Expect(holding.Status.NextAction).To(HavePrefix("T-0 passed: waiting for the new template"))
+
+	// An incident freeze is declared.
+	cf := &deployv1alpha1.ChangeFreeze{
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "inc-4212"},
+		Spec: deployv1alpha1.ChangeFreezeSpec{Reason: "INC-4212 payments degraded",
+			Windows: []deployv1alpha1.FreezeWindow{{Start: new(metav1.NewTime(time.Now().Add(-time.Hour))),
+				End: new(metav1.NewTime(time.Now().Add(time.Hour)))}}},
+	}
+	g.Expect(bed.Client.Create(ctx, cf)).To(Succeed())
+	g.Eventually(func(g Gomega) {
+		frozen := condition(g, c, checklist.CondFrozen)
+		g.Expect(frozen.Status).To(Equal(metav1.ConditionTrue))
+		g.Expect(frozen.Message).To(ContainSubstring("ChangeFreeze " + ns + "/inc-4212 (INC-4212 payments degraded)"))
+	}, time.Minute, 100*time.Millisecond).Should(Succeed())
+	waitPaused(t, d)
+
+	// The image lands in the freeze: it is the candidate, held, and does not roll.
+	setImage(t, d, "checkout:v2")
+	g.Eventually(func(g Gomega) {
+		cur := getChecklist(g, c)
+		g.Expect(cur.Status.Target.CandidateImages).To(Equal([]string{"checkout:v2"}))
+		g.Expect(cur.Status.Phase).To(Equal(deployv1alpha1.PhaseHolding))
+		g.Expect(condition(g, c, checklist.CondReady).Reason).To(Equal(checklist.ReasonFrozen))
+	}, time.Minute, 100*time.Millisecond).Should(Succeed())
+	g.Consistently(func() []string { return rolledImages(t, ns) }, 2*time.Second, 200*time.Millisecond).
+		ShouldNot(ContainElement("checkout:v2"))
+	g.Expect(getDeployment(t, d).Spec.Paused).To(BeTrue())
+
+	// The freeze is lifted: v2 is released, rolls out and is verified.
+	g.Expect(bed.Client.Delete(ctx, cf)).To(Succeed())
+	done := waitPhase(t, c, deployv1alpha1.PhaseSucceeded)
+	waitRunning(t, d, "checkout:v2")
+	g.Expect(meta.FindStatusCondition(done.Status.Conditions, checklist.CondFrozen).Reason).To(Equal(checklist.ReasonNotFrozen))
+}

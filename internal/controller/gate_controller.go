@@ -2,6 +2,7 @@ package controller
 
 import (
 	"context"
+	"errors"
 	"fmt"
 
 	appsv1 "k8s.io/api/apps/v1"
@@ -77,7 +78,14 @@ func (r *GateReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.
 	switch {
 	case gate.ShouldResume(&view, cls):
 		log.Info("taking tminus's pause off: nothing holds it", "heldBy", view.HeldBy)
-		return ctrl.Result{}, ignoreGone(target.Resume(ctx, r.Client, fresh, req.NamespacedName))
+		err := target.Resume(ctx, r.Client, fresh, req.NamespacedName, view.TemplateHash)
+		if errors.Is(err, target.ErrTemplateChanged) {
+			// A push landed since the Deployment was read: its update event brings it
+			// back, to be decided on what it holds now.
+			log.Info("not resumed: the pod template changed since it was read", "error", err.Error())
+			return ctrl.Result{}, nil
+		}
+		return ctrl.Result{}, ignoreGone(err)
 	case gate.Active(cls) == nil && view.HeldBy != deployv1alpha1.HeldByAdmission && !named(cls, view.HeldBy):
 		// Held for a checklist that is gone: the change it held stays held, in the
 		// admission's name, saying how to go on.

@@ -14,6 +14,7 @@ import (
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/utils/clock"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
@@ -100,10 +101,22 @@ type manager struct {
 func startManagerIn(t *testing.T, ns string, metrics MetricSource, wrap func(client.Client, context.CancelFunc) client.Client,
 	opts ...func(*DeploymentChecklistReconciler)) *manager {
 	t.Helper()
+	return startManagerSeeing(t, ns, nil, metrics, wrap, opts...)
+}
+
+// startManagerSeeing is startManagerIn with a manager whose cache holds only the
+// checklists that sel selects (every one when nil): a manager that has not seen the
+// others yet.
+func startManagerSeeing(t *testing.T, ns string, sel labels.Selector, metrics MetricSource,
+	wrap func(client.Client, context.CancelFunc) client.Client, opts ...func(*DeploymentChecklistReconciler)) *manager {
+	t.Helper()
 	skip := true
 	cacheOpts := CacheOptions()
 	if ns != "" {
 		cacheOpts.DefaultNamespaces = map[string]cache.Config{ns: {}}
+	}
+	if sel != nil {
+		cacheOpts.ByObject = map[client.Object]cache.ByObject{&deployv1alpha1.DeploymentChecklist{}: {Label: sel}}
 	}
 	mgr, err := ctrl.NewManager(bed.Config, ctrl.Options{
 		Scheme:                 bed.Client.Scheme(),

@@ -355,3 +355,34 @@ func Applies(sel, nsSel *metav1.LabelSelector, checklistLabels, namespaceLabels 
 	}
 	return true
 }
+
+// NextHold is the first time after t at which a freeze of fs that does not hold
+// releases at t starts to: a Freeze window opening, or the allowed window t is in
+// closing. A release waiting after T-0 for its new template looks again then, so a
+// template landing in the freeze is held, not rolled. ok is false when none will.
+func NextHold(fs []Freeze, t time.Time) (next time.Time, ok bool) {
+	for i := range fs {
+		c := compileAll(&fs[i])
+		if c.err != nil {
+			continue // it holds at every time
+		}
+		var at time.Time
+		end, in := c.inWindow(t)
+		if fs[i].Spec.Mode == deployv1alpha1.FreezeModeAllow {
+			if !in {
+				continue
+			}
+			at = end
+		} else {
+			s, found := c.nextStart(t)
+			if in || !found {
+				continue
+			}
+			at = s.start
+		}
+		if !ok || at.Before(next) {
+			next, ok = at, true
+		}
+	}
+	return next.UTC(), ok
+}

@@ -7,6 +7,7 @@ package target
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"maps"
 	"slices"
@@ -287,21 +288,52 @@ func Hold(ctx context.Context, c client.Client, fresh client.Reader, key types.N
 	})
 }
 
-// Resume takes tminus's pause off the Deployment, with its annotations. A Deployment
-// someone else paused (no held-by annotation) is left as it is.
-func Resume(ctx context.Context, c client.Client, fresh client.Reader, key types.NamespacedName) error {
-	return update(ctx, c, fresh, key, func(d *appsv1.Deployment) {
-		if d.Annotations[deployv1alpha1.HeldByAnnotation] == "" {
+// ErrTemplateChanged is returned by Release and Resume when the Deployment no longer
+// holds the pod template the write was decided on: a push landed between the decision
+// and the write (or its retry after a conflict). Nothing was written; the next
+// reconcile decides again on what the Deployment holds now.
+var ErrTemplateChanged = errors.New("the pod template changed since the decision")
+
+// holds says whether d still holds the template decided on (gate.TemplateHash), and
+// otherwise why not, wrapping ErrTemplateChanged.
+func holds(d *appsv1.Deployment, templateHash, what string) error {
+	if h := gate.TemplateHash(&d.Spec.Template); h != templateHash {
+		return fmt.Errorf("%w: Deployment %s/%s now holds %s (template %s), not the template %s was decided on (%s); not written",
+			ErrTemplateChanged, d.Namespace, d.Name, gate.ImageList(gate.Images(&d.Spec.Template)), h, what, templateHash)
+	}
+	return nil
+}
+
+// Resume takes tminus's pause off the Deployment, with its annotations, if it still
+// holds templateHash: the template the resume was decided on (ErrTemplateChanged
+// otherwise). A Deployment someone else paused (no held-by annotation) is left as it is.
+func Resume(ctx context.Context, c client.Client, fresh client.Reader, key types.NamespacedName, templateHash string) error {
+	var moved error
+	err := update(ctx, c, fresh, key, func(d *appsv1.Deployment) {
+		// Checked on every attempt: a retry after a conflict reads a Deployment that
+		// may hold another template.
+		if moved = holds(d, templateHash, "the resume"); moved != nil || d.Annotations[deployv1alpha1.HeldByAnnotation] == "" {
 			return
 		}
 		unhold(d)
 	})
+	if err != nil {
+		return err
+	}
+	return moved
 }
 
 // Release resumes the Deployment at T-0, whoever paused it, and records the revision
-// among those released on it.
-func Release(ctx context.Context, c client.Client, fresh client.Reader, key types.NamespacedName, revision string) error {
-	return update(ctx, c, fresh, key, func(d *appsv1.Deployment) {
+// among those released on it, if it still holds templateHash: the candidate the
+// release was decided on, signed off and checked for. A push that landed since (even
+// between a conflict and its retry) is not released under another template's
+// sign-offs: ErrTemplateChanged, and nothing is written.
+func Release(ctx context.Context, c client.Client, fresh client.Reader, key types.NamespacedName, revision, templateHash string) error {
+	var moved error
+	err := update(ctx, c, fresh, key, func(d *appsv1.Deployment) {
+		if moved = holds(d, templateHash, "the release of "+revision); moved != nil {
+			return
+		}
 		unhold(d)
 		revs := ReleasedRevisions(d)
 		if len(revs) == 0 || revs[0] != revision {
@@ -313,6 +345,10 @@ func Release(ctx context.Context, c client.Client, fresh client.Reader, key type
 			setAnnotation(d, deployv1alpha1.ReleasedRevisionsAnnotation, strings.Join(revs, ","))
 		}
 	})
+	if err != nil {
+		return err
+	}
+	return moved
 }
 
 // Restore puts tmpl back as the Deployment's template and resumes it, as `kubectl

@@ -1,0 +1,106 @@
+package target_test
+
+import (
+	"context"
+	"errors"
+	"os"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"testing"
+
+	. "github.com/onsi/gomega"
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/util/retry"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	deployv1alpha1 "github.com/tminus-dev/tminus/api/v1alpha1"
+	"github.com/tminus-dev/tminus/internal/gate"
+	"github.com/tminus-dev/tminus/internal/target"
+	"github.com/tminus-dev/tminus/test/testbed"
+)
+
+// bed is an API server for the package; each test works in a namespace of its own.
+var bed *testbed.Bed
+
+func TestMain(m *testing.M) {
+	os.Exit(testbed.Main(m, testbed.Options{}, func(b *testbed.Bed) error { bed = b; return nil }))
+}
+
+var nsCounter atomic.Int32
+
+func newNamespace(t *testing.T) string {
+	t.Helper()
+	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "t" + strconv.Itoa(int(nsCounter.Add(1)))}}
+	NewWithT(t).Expect(bed.Client.Create(context.Background(), ns)).To(Succeed())
+	return ns.Name
+}
+
+// pushFirst is tminus's client, with a pipeline's push of image landing on the
+// Deployment just before tminus's first write reaches the API server: that write,
+// built on the Deployment read before the push, conflicts and is retried on the
+// Deployment read afresh.
+type pushFirst struct {
+	client.Client
+	image string
+	once  sync.Once
+	err   error
+}
+
+func (p *pushFirst) Patch(ctx context.Context, obj client.Object, patch client.Patch, opts ...client.PatchOption) error {
+	p.once.Do(func() {
+		p.err = retry.RetryOnConflict(retry.DefaultRetry, func() error {
+			var d appsv1.Deployment
+			if err := bed.Client.Get(ctx, client.ObjectKeyFromObject(obj), &d); err != nil {
+				return err
+			}
+			d.Spec.Template.Spec.Containers[0].Image = p.image
+			return bed.Client.Update(ctx, &d)
+		})
+	})
+	return p.Client.Patch(ctx, obj, patch, opts...)
+}
+
+func TestAReleaseOrResumeDecidedOnOneTemplateWritesNothingWhenAnotherIsPushedBeforeItsRetry(t *testing.T) {
+	ctx := context.Background()
+	for name, write := range map[string]func(c client.Client, key types.NamespacedName, hash string) error{
+		"release": func(c client.Client, key types.NamespacedName, hash string) error {
+			return target.Release(ctx, c, bed.Client, key, "v2", hash)
+		},
+		"resume": func(c client.Client, key types.NamespacedName, hash string) error {
+			return target.Resume(ctx, c, bed.Client, key, hash)
+		},
+	} {
+		t.Run(name, func(t *testing.T) {
+			g := NewWithT(t)
+			// v2 is held for checklist checkout-v2, which signed it off and decides to
+			// write; v3 is pushed as it writes.
+			d := testbed.Deployment(newNamespace(t), "checkout", "checkout:v2", 3)
+			d.Spec.Paused = true
+			d.Annotations = map[string]string{deployv1alpha1.HeldByAnnotation: deployv1alpha1.HeldByChecklist("checkout-v2")}
+			g.Expect(bed.Client.Create(ctx, d)).To(Succeed())
+			decided := gate.TemplateHash(&d.Spec.Template)
+			push := &pushFirst{Client: bed.Client, image: "checkout:v3"}
+
+			err := write(push, client.ObjectKeyFromObject(d), decided)
+			g.Expect(push.err).NotTo(HaveOccurred())
+			g.Expect(errors.Is(err, target.ErrTemplateChanged)).To(BeTrue(), "got %v", err)
+			g.Expect(err.Error()).To(ContainSubstring("now holds checkout:v3"))
+
+			var cur appsv1.Deployment
+			g.Expect(bed.Client.Get(ctx, client.ObjectKeyFromObject(d), &cur)).To(Succeed())
+			g.Expect(cur.Spec.Template.Spec.Containers[0].Image).To(Equal("checkout:v3"))
+			g.Expect(cur.Spec.Paused).To(BeTrue(), "v3 stays paused")
+			g.Expect(cur.Annotations).To(HaveKeyWithValue(deployv1alpha1.HeldByAnnotation, "checklist/checkout-v2"))
+			g.Expect(cur.Annotations).NotTo(HaveKey(deployv1alpha1.ReleasedRevisionsAnnotation))
+
+			// Decided again on v3, it is written.
+			g.Expect(write(bed.Client, client.ObjectKeyFromObject(d), gate.TemplateHash(&cur.Spec.Template))).To(Succeed())
+			g.Expect(bed.Client.Get(ctx, client.ObjectKeyFromObject(d), &cur)).To(Succeed())
+			g.Expect(cur.Spec.Paused).To(BeFalse())
+		})
+	}
+}
