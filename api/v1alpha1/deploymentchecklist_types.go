@@ -20,6 +20,7 @@ import (
 	batchv1 "k8s.io/api/batch/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/types"
 )
 
 // List bounds. Every list in spec and status is bounded so that a checklist, however
@@ -726,6 +727,12 @@ type CheckStatus struct {
 	// +kubebuilder:validation:MaxItems=10
 	// +optional
 	History []Measurement `json:"history,omitempty"`
+	// jobUID is the uid of the Job tminus created for this job check. A Job of the
+	// check's name with another uid (made by someone else, with or without an owner
+	// reference to the checklist) is never taken as the check's result: the check fails
+	// naming it.
+	// +optional
+	JobUID types.UID `json:"jobUID,omitempty"`
 }
 
 // PhaseStatus is the record of one checklist phase.
@@ -1048,13 +1055,24 @@ type DeploymentChecklistStatus struct {
 	// +optional
 	Record string `json:"record,omitempty"`
 
+	// recordUID is the uid of the ConfigMap tminus created for the record: a ConfigMap
+	// of that name with another uid is not this release's record.
+	// +optional
+	RecordUID types.UID `json:"recordUID,omitempty"`
+
 	// notifications holds, for each transition a NotificationPolicy of the namespace
 	// notifies, its message to each receiver: pending, sent (when) or failed (why).
-	// What is here is never sent again, across restarts and replicas.
+	// Past 64 entries the oldest sent or failed ones go; notified keeps them.
 	// +listType=atomic
 	// +kubebuilder:validation:MaxItems=64
 	// +optional
 	Notifications []NotificationStatus `json:"notifications,omitempty"`
+
+	// notified remembers, one entry per transition, every receiver its message was
+	// sent to or given up on: what is here is never sent again, across restarts and
+	// replicas, while the checklist lives.
+	// +optional
+	Notified *NotifiedStatus `json:"notified,omitempty"`
 
 	// template records the template the checklist was made from, when it was resolved.
 	// +optional

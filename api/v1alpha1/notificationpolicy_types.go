@@ -201,6 +201,45 @@ type NotificationStatus struct {
 	Error string `json:"error,omitempty"`
 }
 
+// NotifiedStatus is every message of a checklist sent or given up on, kept compact:
+// its size grows with the transitions, not with transitions times receivers.
+type NotifiedStatus struct {
+	// receivers lists each receiver (<policy>/<receiver>) a message of this checklist
+	// was owed to, in the order first owed; transitions name them by index. A
+	// receiver beyond the last is not notified.
+	// +kubebuilder:validation:MaxItems=256
+	// +kubebuilder:validation:items:MaxLength=253
+	// +optional
+	Receivers []string `json:"receivers,omitempty"`
+
+	// transitions holds one entry per transition key, the oldest first. Past 64 the
+	// oldest no longer shown go (a transition shown again is a new one: a new
+	// degradation or held change has a key of its own).
+	// +listType=map
+	// +listMapKey=key
+	// +kubebuilder:validation:MaxItems=64
+	// +optional
+	Transitions []NotifiedTransition `json:"transitions,omitempty"`
+}
+
+// NotifiedTransition is one transition's messages sent or given up on.
+type NotifiedTransition struct {
+	// key identifies the transition (see notifications' key).
+	// +kubebuilder:validation:MaxLength=253
+	// +required
+	Key string `json:"key"`
+
+	// sent lists the receivers that accepted its message, by index in receivers.
+	// +kubebuilder:validation:MaxItems=256
+	// +optional
+	Sent []int32 `json:"sent,omitempty"`
+
+	// failed lists the receivers given up on, by index in receivers.
+	// +kubebuilder:validation:MaxItems=256
+	// +optional
+	Failed []int32 `json:"failed,omitempty"`
+}
+
 func init() {
 	SchemeBuilder.Register(func(s *runtime.Scheme) error {
 		s.AddKnownTypes(SchemeGroupVersion, &NotificationPolicy{}, &NotificationPolicyList{})

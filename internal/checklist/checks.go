@@ -276,10 +276,20 @@ func (e *engine) evaluateJob(ph phasePlan, c *deployv1alpha1.CheckSpec, cr *depl
 	name := JobName(e.dcl.Name, ph.spec.Name, c.Name)
 	js, ok := e.obs.Jobs[CheckKey(ph.spec.Name, c.Name)]
 	t := e.stamp()
-	if cr.LastEvaluated != nil && (js.Failed && cr.Outcome == deployv1alpha1.OutcomeFail) {
+	if cr.LastEvaluated != nil && ((js.Failed || js.NotOurs != "") && cr.Outcome == deployv1alpha1.OutcomeFail) {
 		t = *cr.LastEvaluated
 	}
+	if ok && js.UID != "" {
+		cr.JobUID = js.UID
+	}
 	switch {
+	case ok && js.NotOurs != "":
+		// Someone made a Job of the check's name (an owner reference to the
+		// checklist is easy to write): its result is theirs, never the check's.
+		cr.Outcome = deployv1alpha1.OutcomeFail
+		cr.Message = truncate(fmt.Sprintf("Job %s was not created by tminus for this check (%s): it is not taken as "+
+			"the check's result; delete it to run the check", name, js.NotOurs), 512)
+		cr.LastEvaluated = &t
 	case ok && js.Refused != "":
 		// The API server refused the Job (quota, policy, an invalid template): say so
 		// on the check, and try again at the next measurement. It never passes.

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/types"
 
 	deployv1alpha1 "github.com/tminus-dev/tminus/api/v1alpha1"
 	"github.com/tminus-dev/tminus/internal/freeze"
@@ -52,6 +53,13 @@ type JobState struct {
 	Failed    bool
 	// Message says why a Job failed.
 	Message string
+	// UID is the uid of the Job tminus created for the check, recorded in the check's
+	// status (jobUID).
+	UID types.UID
+	// NotOurs, when set, says why the Job of the check's name is not the one tminus
+	// created for it (made by someone else, or left by a deleted checklist of the
+	// same name): it is never taken as the check's result.
+	NotOurs string
 }
 
 // Approval is one sign-off that names the checklist's revision.

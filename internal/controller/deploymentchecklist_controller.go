@@ -127,6 +127,8 @@ type DeploymentChecklistReconciler struct {
 
 	unwritten unwrittenStatuses
 	refusals  jobRefusals
+	jobs      createdJobs
+	records   createdRecords
 }
 
 // +kubebuilder:rbac:groups=deploy.tminus.dev,resources=deploymentchecklists,verbs=get;list;watch;update;patch

@@ -11,7 +11,10 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/util/retry"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
+	logf "sigs.k8s.io/controller-runtime/pkg/log"
 
 	deployv1alpha1 "github.com/tminus-dev/tminus/api/v1alpha1"
 	"github.com/tminus-dev/tminus/internal/checklist"
@@ -24,9 +27,11 @@ const (
 	LabelCheck     = "deploy.tminus.dev/check"
 )
 
-// observeJob reads the Job of a job check. A Job of that name that this checklist does
-// not own (left by a deleted checklist of the same name) is reported as not done, so it
-// is never taken for this checklist's result.
+// observeJob reads the Job of a job check. Its name is known to anyone who can read the
+// checklist, and an owner reference to the checklist is easy to write: only the Job
+// tminus created, by its uid (recorded in the check's status, or remembered from the
+// create until status records it), is the check's. Any other Job of that name is
+// reported as not ours, and never taken for the check's result.
 func (r *DeploymentChecklistReconciler) observeJob(ctx context.Context, dcl *deployv1alpha1.DeploymentChecklist,
 	phase, check string) (checklist.JobState, error) {
 	var job batchv1.Job
@@ -37,10 +42,21 @@ func (r *DeploymentChecklistReconciler) observeJob(ctx context.Context, dcl *dep
 		}
 		return checklist.JobState{}, fmt.Errorf("reading Job %s: %w", key, err)
 	}
-	if !metav1.IsControlledBy(&job, dcl) {
-		return checklist.JobState{Exists: true, Message: "a Job of that name exists that this checklist does not own"}, nil
+	ckey := checklist.CheckKey(phase, check)
+	recorded := recordedJobUID(dcl, phase, check)
+	created := r.jobs.get(dcl, ckey)
+	switch {
+	case recorded != "" && job.UID == recorded:
+		r.jobs.forget(dcl, ckey)
+	case created != "" && job.UID == created:
+	default:
+		why := fmt.Sprintf("its uid %s is not the one tminus recorded creating", job.UID)
+		if !metav1.IsControlledBy(&job, dcl) {
+			why = "this checklist does not own it"
+		}
+		return checklist.JobState{Exists: true, NotOurs: why}, nil
 	}
-	js := checklist.JobState{Exists: true}
+	js := checklist.JobState{Exists: true, UID: job.UID}
 	for _, c := range job.Status.Conditions {
 		if c.Status != corev1.ConditionTrue {
 			continue
@@ -88,9 +104,27 @@ func (r *DeploymentChecklistReconciler) createJob(ctx context.Context, dcl *depl
 	key := checklist.CheckKey(phase, check)
 	err := r.Create(ctx, job)
 	switch {
-	case err == nil || apierrors.IsAlreadyExists(err):
+	case err == nil:
+		// The check's Job is this one, by its uid: remembered at once, and written to
+		// the check's status now rather than with the next decision, so that a restart
+		// in between rarely finds a Job it cannot vouch for.
+		r.jobs.set(dcl, key, job.UID)
 		r.refusals.set(dcl, key, "")
+		if err := r.noteJob(ctx, dcl, phase, check, job.UID); err != nil {
+			logf.FromContext(ctx).Error(err, "recording the uid of the Job created; the next decision records it",
+				"job", job.Name)
+		}
 		return nil
+	case apierrors.IsAlreadyExists(err):
+		r.refusals.set(dcl, key, "")
+		if r.jobs.get(dcl, key) != "" {
+			// This manager's own, not in the cache yet.
+			return nil
+		}
+		// Not created by tminus as far as it knows: no event of its creation will
+		// come, so the failure brings the next measurement, which judges whose it is.
+		return fmt.Errorf("creating Job %s for check %s/%s: a Job of that name exists that tminus did not create "+
+			"for this check", job.Name, phase, check)
 	case refused(err):
 		// The API server will refuse it again until the spec, a quota or a policy
 		// changes: the check reports it (and tries again at the next measurement),
@@ -99,6 +133,35 @@ func (r *DeploymentChecklistReconciler) createJob(ctx context.Context, dcl *depl
 		return nil
 	}
 	return fmt.Errorf("creating Job %s for check %s/%s: %w", job.Name, phase, check, err)
+}
+
+// noteJob records in the check's status the uid of the Job just created for it. It is
+// written even if the reconcile is being cancelled: the Job exists now.
+func (r *DeploymentChecklistReconciler) noteJob(ctx context.Context, dcl *deployv1alpha1.DeploymentChecklist,
+	phase, check string, uid types.UID) error {
+	ctx = context.WithoutCancel(ctx)
+	return retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		var cur deployv1alpha1.DeploymentChecklist
+		if err := r.fresh().Get(ctx, client.ObjectKeyFromObject(dcl), &cur); err != nil {
+			return client.IgnoreNotFound(err)
+		}
+		if cur.UID != dcl.UID {
+			return nil
+		}
+		before := cur.DeepCopy()
+		for i := range cur.Status.Phases {
+			if cur.Status.Phases[i].Name != phase {
+				continue
+			}
+			for j := range cur.Status.Phases[i].Checks {
+				if cr := &cur.Status.Phases[i].Checks[j]; cr.Name == check && cr.JobUID != uid {
+					cr.JobUID = uid
+					return r.Status().Patch(ctx, &cur, client.MergeFromWithOptions(before, client.MergeFromWithOptimisticLock{}))
+				}
+			}
+		}
+		return nil
+	})
 }
 
 // refused says whether the API server refused a create for what it is (invalid,
@@ -128,6 +191,42 @@ func (j *jobRefusals) set(dcl *deployv1alpha1.DeploymentChecklist, check, msg st
 func (j *jobRefusals) get(dcl *deployv1alpha1.DeploymentChecklist, check string) string {
 	if v, ok := j.m.Load(refusalKey(dcl, check)); ok {
 		return v.(string)
+	}
+	return ""
+}
+
+// createdJobs remembers, per checklist and job check, the uid of the Job this manager
+// created, until the check's status records it (the decision after the create writes
+// it). A restart in between forgets it: the Job is then not known as tminus's, and the
+// check fails saying so rather than taking a result it cannot vouch for.
+type createdJobs struct{ m sync.Map }
+
+func (j *createdJobs) set(dcl *deployv1alpha1.DeploymentChecklist, check string, uid types.UID) {
+	j.m.Store(refusalKey(dcl, check), uid)
+}
+
+func (j *createdJobs) get(dcl *deployv1alpha1.DeploymentChecklist, check string) types.UID {
+	if v, ok := j.m.Load(refusalKey(dcl, check)); ok {
+		return v.(types.UID)
+	}
+	return ""
+}
+
+func (j *createdJobs) forget(dcl *deployv1alpha1.DeploymentChecklist, check string) {
+	j.m.Delete(refusalKey(dcl, check))
+}
+
+// recordedJobUID is the uid of the Job status records tminus created for a job check.
+func recordedJobUID(dcl *deployv1alpha1.DeploymentChecklist, phase, check string) types.UID {
+	for _, p := range dcl.Status.Phases {
+		if p.Name != phase {
+			continue
+		}
+		for _, c := range p.Checks {
+			if c.Name == check {
+				return c.JobUID
+			}
+		}
 	}
 	return ""
 }

@@ -3,11 +3,13 @@ package controller
 import (
 	"context"
 	"fmt"
+	"sync"
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	deployv1alpha1 "github.com/tminus-dev/tminus/api/v1alpha1"
@@ -15,14 +17,26 @@ import (
 	"github.com/tminus-dev/tminus/internal/record"
 )
 
-// ReasonRecorded is the event of a release record written.
-const ReasonRecorded = "Recorded"
+// Events of the release record.
+const (
+	// ReasonRecorded: the record was written.
+	ReasonRecorded = "Recorded"
+	// ReasonRecordNameTaken: a ConfigMap of the record's name was there, not written
+	// by tminus; the record went under another name.
+	ReasonRecordNameTaken = "RecordNameTaken"
+)
 
 // keepRecord writes the release's record once it has ended (status as decided; dcl as
-// stored), and notes its name in status. The engine owes a record (Recorded=False)
-// when a checklist ends, so one that ended before records existed costs no write when
-// the manager starts. The ConfigMap's name is fixed by the checklist, so a retry, a
-// restarted manager or a second replica finds it written and only notes it.
+// stored), and notes its name and uid in status. The engine owes a record
+// (Recorded=False) when a checklist ends, so one that ended before records existed
+// costs no write when the manager starts.
+//
+// The record's name is known to anyone who can read the checklist, so a ConfigMap of
+// that name may be there before tminus writes it: only a ConfigMap this manager
+// created (its uid, remembered until status notes it) is taken as the record. Any
+// other is named in the condition and an event, and the record is written under a
+// name the API server chooses. A manager restarted between writing the record and
+// noting it writes it again that way (the first copy says the same).
 func (r *DeploymentChecklistReconciler) keepRecord(ctx context.Context, dcl *deployv1alpha1.DeploymentChecklist,
 	decided *deployv1alpha1.DeploymentChecklistStatus) error {
 	owed := meta.FindStatusCondition(dcl.Status.Conditions, checklist.CondRecorded)
@@ -31,22 +45,75 @@ func (r *DeploymentChecklistReconciler) keepRecord(ctx context.Context, dcl *dep
 		// reconcile): a record says what the stored status says.
 		return nil
 	}
-	cm, err := record.ConfigMap(dcl)
-	if err != nil {
-		return err
-	}
-	switch err := r.Create(ctx, cm); {
-	case err == nil:
+	kept, ok := r.records.get(dcl)
+	if !ok {
+		cm, err := record.ConfigMap(dcl)
+		if err != nil {
+			return err
+		}
+		switch err := r.Create(ctx, cm); {
+		case err == nil:
+		case apierrors.IsAlreadyExists(err):
+			kept.taken = cm.Name
+			cm.GenerateName, cm.Name, cm.ResourceVersion = cm.Name+"-", "", ""
+			if err := r.Create(ctx, cm); err != nil {
+				return fmt.Errorf("writing the release record beside ConfigMap %s, which tminus did not write: %w",
+					kept.taken, err)
+			}
+		default:
+			return fmt.Errorf("writing the release record %s: %w", cm.Name, err)
+		}
+		kept.name, kept.uid = cm.Name, cm.UID
+		r.records.set(dcl, kept)
 		r.Recorder.Eventf(dcl, nil, corev1.EventTypeNormal, ReasonRecorded, "Reconcile",
-			"release record kept in ConfigMap %s (kubectl checklist record %s)", cm.Name, dcl.Name)
-	case apierrors.IsAlreadyExists(err):
-	default:
-		return fmt.Errorf("writing the release record %s: %w", cm.Name, err)
+			"release record kept in ConfigMap %s (kubectl checklist record %s)", kept.name, dcl.Name)
+		if kept.taken != "" {
+			r.Recorder.Eventf(dcl, nil, corev1.EventTypeWarning, ReasonRecordNameTaken, "Reconcile", "%s", kept.takenNote())
+		}
 	}
 	before := dcl.DeepCopy()
-	dcl.Status.Record = cm.Name
+	dcl.Status.Record, dcl.Status.RecordUID = kept.name, kept.uid
+	msg := fmt.Sprintf("release record kept in ConfigMap %s (kubectl checklist record %s)", kept.name, dcl.Name)
+	if kept.taken != "" {
+		msg += "; " + kept.takenNote()
+	}
 	meta.SetStatusCondition(&dcl.Status.Conditions, metav1.Condition{Type: checklist.CondRecorded,
 		Status: metav1.ConditionTrue, Reason: checklist.ReasonRecordKept, ObservedGeneration: dcl.Generation,
-		Message: fmt.Sprintf("release record kept in ConfigMap %s (kubectl checklist record %s)", cm.Name, dcl.Name)})
-	return r.Status().Patch(ctx, dcl, client.MergeFromWithOptions(before, client.MergeFromWithOptimisticLock{}))
+		Message: msg})
+	if err := r.Status().Patch(ctx, dcl, client.MergeFromWithOptions(before, client.MergeFromWithOptimisticLock{})); err != nil {
+		return err
+	}
+	r.records.forget(dcl)
+	return nil
 }
+
+// keptRecord is a record this manager wrote: its ConfigMap's name and uid, and the
+// name it could not take.
+type keptRecord struct {
+	name, taken string
+	uid         types.UID
+}
+
+func (k keptRecord) takenNote() string {
+	return fmt.Sprintf("ConfigMap %s, of the record's usual name, was not written by tminus for this release "+
+		"(made by someone else, or written just before a manager restart) and is not its record", k.taken)
+}
+
+// createdRecords remembers, per checklist, the record this manager wrote until status
+// notes it: a write of status that conflicts is decided again, and must find the
+// record it wrote, not take the name's holder for it.
+type createdRecords struct{ m sync.Map }
+
+func (c *createdRecords) set(dcl *deployv1alpha1.DeploymentChecklist, k keptRecord) {
+	c.m.Store(dcl.UID, k)
+}
+
+func (c *createdRecords) get(dcl *deployv1alpha1.DeploymentChecklist) (keptRecord, bool) {
+	v, ok := c.m.Load(dcl.UID)
+	if !ok {
+		return keptRecord{}, false
+	}
+	return v.(keptRecord), true
+}
+
+func (c *createdRecords) forget(dcl *deployv1alpha1.DeploymentChecklist) { c.m.Delete(dcl.UID) }

@@ -3,16 +3,20 @@ package controller
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"testing"
 	"time"
 
 	. "github.com/onsi/gomega"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	deployv1alpha1 "github.com/tminus-dev/tminus/api/v1alpha1"
+	"github.com/tminus-dev/tminus/internal/checklist"
 	tminusmetrics "github.com/tminus-dev/tminus/internal/metrics"
 	"github.com/tminus-dev/tminus/internal/plugin"
 	"github.com/tminus-dev/tminus/internal/record"
@@ -104,4 +108,84 @@ func TestAReleaseThatEndsLeavesARecordThatOutlivesItsChecklist(t *testing.T) {
 	js, err := kubectlChecklist(ns, "record", c.Name, "-o", "json")
 	g.Expect(err).NotTo(HaveOccurred())
 	g.Expect(js).To(ContainSubstring(`"schema": "` + record.Schema + `"`))
+}
+
+func TestAConfigMapPreCreatedUnderTheRecordsNameIsNotTakenForTheRecord(t *testing.T) {
+	g := NewWithT(t)
+	ctx := context.Background()
+	ns := newNamespace(t)
+	d := deployment(t, ns, "checkout:v1")
+	startManagerIn(t, ns, healthyMetrics(), nil)
+	c := newChecklist(ns)
+	create(t, c)
+	waitPaused(t, d)
+
+	// Mallory may create ConfigMaps in the namespace. The record's name follows from
+	// the checklist's name and uid, both readable: she writes a record of her own
+	// there before the release ends, saying it was signed off by someone who did not.
+	running := getChecklist(g, c)
+	lie := record.Build(running)
+	lie.Result = "Succeeded"
+	lie.SignOffs = []record.SignOff{{Role: "security", Approver: "ciso", Verified: true, Counted: true}}
+	raw, err := json.Marshal(lie)
+	g.Expect(err).NotTo(HaveOccurred())
+	forged := &corev1.ConfigMap{
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: record.Name(running), Labels: map[string]string{
+			record.KindLabel: record.KindValue, record.ChecklistLabel: c.Name, record.ResultLabel: "Succeeded"}},
+		Immutable: new(true),
+		Data:      map[string]string{record.DataKey: string(raw)},
+	}
+	g.Expect(bed.Client.Create(ctx, forged)).To(Succeed())
+
+	// The release goes on and ends.
+	setImage(t, d, "checkout:v2")
+	approve(t, c, "deployment-lead", "alice for v2")
+	waitPhase(t, c, deployv1alpha1.PhaseSucceeded)
+
+	// status.record names the record tminus wrote, by name and uid, never hers.
+	var done *deployv1alpha1.DeploymentChecklist
+	g.Eventually(func(g Gomega) string {
+		done = getChecklist(g, c)
+		return done.Status.Record
+	}, time.Minute, 100*time.Millisecond).ShouldNot(BeEmpty())
+	g.Expect(done.Status.Record).NotTo(Equal(forged.Name))
+	var cm corev1.ConfigMap
+	g.Expect(bed.Client.Get(ctx, types.NamespacedName{Namespace: ns, Name: done.Status.Record}, &cm)).To(Succeed())
+	g.Expect(done.Status.RecordUID).To(Equal(cm.UID))
+	kept, err := record.Parse(&cm)
+	g.Expect(err).NotTo(HaveOccurred())
+	g.Expect(kept).To(Equal(record.Build(done)))
+	g.Expect(kept.SignOffs).To(ConsistOf(HaveField("Approver", "alice")))
+
+	// The checklist and an event name the ConfigMap that is not the record.
+	recorded := meta.FindStatusCondition(done.Status.Conditions, checklist.CondRecorded)
+	g.Expect(recorded).NotTo(BeNil())
+	g.Expect(recorded.Message).To(ContainSubstring("ConfigMap " + forged.Name + ", of the record's usual name, " +
+		"was not written by tminus for this release"))
+	g.Eventually(func(g Gomega) []string {
+		var events corev1.EventList
+		g.Expect(bed.Client.List(ctx, &events, client.InNamespace(ns))).To(Succeed())
+		var notes []string
+		for _, e := range events.Items {
+			if e.Reason == ReasonRecordNameTaken {
+				notes = append(notes, e.Message)
+			}
+		}
+		return notes
+	}, 30*time.Second, 100*time.Millisecond).Should(ConsistOf(ContainSubstring(forged.Name)))
+
+	// The plugin prints tminus's record.
+	md, err := kubectlChecklist(ns, "record", c.Name)
+	g.Expect(err).NotTo(HaveOccurred())
+	g.Expect(md).To(ContainSubstring("| deployment-lead | alice |"))
+	g.Expect(md).NotTo(ContainSubstring("ciso"))
+
+	// Mallory deletes the record and makes hers under its name: the plugin says the
+	// ConfigMap is not the record.
+	g.Expect(bed.Client.Delete(ctx, &cm)).To(Succeed())
+	swapped := forged.DeepCopy()
+	swapped.Name, swapped.ResourceVersion, swapped.UID = cm.Name, "", ""
+	g.Expect(bed.Client.Create(ctx, swapped)).To(Succeed())
+	_, err = kubectlChecklist(ns, "record", c.Name)
+	g.Expect(err).To(MatchError(ContainSubstring("ConfigMap " + ns + "/" + cm.Name + " is not the record tminus wrote")))
 }

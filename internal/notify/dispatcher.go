@@ -68,9 +68,12 @@ type Dispatcher struct {
 	Sender   *Sender
 	Recorder EventRecorder
 	Clock    clock.PassiveClock
-	// Owns, when set, says whether this replica holds a checklist's shard (by the
-	// target's namespace and name); others' checklists are theirs to notify.
-	Owns func(namespace, name string) bool
+	// Begin, when set, says whether this replica holds a checklist's shard (by the
+	// target's namespace and name; others' checklists are theirs to notify), and
+	// counts the sending as work of the shard in flight until done: a shard is not
+	// handed back while a message of it is being sent and its result written, so the
+	// next holder never sends it again (shard.Set's Begin).
+	Begin func(namespace, name string) (done func(), ok bool)
 	// Workers send for this many checklists at once (4).
 	Workers     int
 	Backoff     time.Duration
@@ -151,8 +154,18 @@ func (d *Dispatcher) process(ctx context.Context, key types.NamespacedName) (tim
 	if err := d.Fresh.Get(ctx, key, &dcl); err != nil {
 		return 0, client.IgnoreNotFound(err)
 	}
-	if d.Owns != nil && !d.Owns(dcl.Namespace, dcl.Spec.Target.Name) {
-		return 0, nil
+	if d.Begin != nil {
+		done, ok := d.Begin(dcl.Namespace, dcl.Spec.Target.Name)
+		if !ok {
+			return 0, nil
+		}
+		defer done()
+		// Read again now that the shard is held: what was read before may predate
+		// the results its previous holder wrote before handing it over.
+		dcl = deployv1alpha1.DeploymentChecklist{}
+		if err := d.Fresh.Get(ctx, key, &dcl); err != nil {
+			return 0, client.IgnoreNotFound(err)
+		}
 	}
 	// Results of an earlier round that could not be written go first, unsent again.
 	if earlier := d.takeUnrecorded(key); len(earlier) > 0 {
@@ -175,6 +188,11 @@ func (d *Dispatcher) process(ctx context.Context, key types.NamespacedName) (tim
 		if n.State != deployv1alpha1.NotificationPending || d.nextAttempt(n).After(now) {
 			continue
 		}
+		if !d.held(&dcl) {
+			// The shard is being handed back: what was sent is written, the rest
+			// is for the next holder. The hand-back waits for one send, not all.
+			break
+		}
 		kind, err := d.send(ctx, eff, n)
 		results = append(results, outcome{key: n.Key, receiver: n.Receiver, kind: kind, err: err, at: d.Clock.Now()})
 	}
@@ -184,6 +202,18 @@ func (d *Dispatcher) process(ctx context.Context, key types.NamespacedName) (tim
 		}
 	}
 	return d.wait(&dcl.Status), nil
+}
+
+// held says whether this replica still holds dcl's shard.
+func (d *Dispatcher) held(dcl *deployv1alpha1.DeploymentChecklist) bool {
+	if d.Begin == nil {
+		return true
+	}
+	done, ok := d.Begin(dcl.Namespace, dcl.Spec.Target.Name)
+	if ok {
+		done()
+	}
+	return ok
 }
 
 // send makes one attempt of message n; it returns the receiver's kind.
@@ -291,54 +321,79 @@ func (d *Dispatcher) apply(st *deployv1alpha1.DeploymentChecklistStatus, results
 	}
 	var gaveUp []deployv1alpha1.NotificationStatus
 	for _, r := range results {
-		for i := range st.Notifications {
-			n := &st.Notifications[i]
-			if n.Key != r.key || n.Receiver != r.receiver || n.State != deployv1alpha1.NotificationPending {
-				continue
-			}
-			at := metav1.NewTime(r.at.Truncate(time.Second))
-			n.Attempts++
-			n.LastAttempt = &at
+		i := slices.IndexFunc(st.Notifications, func(n deployv1alpha1.NotificationStatus) bool {
+			return n.Key == r.key && n.Receiver == r.receiver
+		})
+		if i < 0 {
+			// Its entry was dropped meanwhile (more than MaxEntries at once): a
+			// message sent is remembered all the same, never to be sent again.
 			if r.err == nil {
-				n.State, n.SentAt, n.Error = deployv1alpha1.NotificationSent, &at, ""
-				continue
+				rememberResult(st, r.key, r.receiver, true)
 			}
-			n.Error = checklist.Truncate(r.err.Error(), 1024)
-			if _, permanent := errors.AsType[PermanentError](r.err); permanent || n.Attempts >= maxAttempts {
-				n.State = deployv1alpha1.NotificationFailed
-				gaveUp = append(gaveUp, *n)
-			}
+			continue
+		}
+		n := &st.Notifications[i]
+		if n.State != deployv1alpha1.NotificationPending {
+			continue
+		}
+		at := metav1.NewTime(r.at.Truncate(time.Second))
+		n.Attempts++
+		n.LastAttempt = &at
+		if r.err == nil {
+			n.State, n.SentAt, n.Error = deployv1alpha1.NotificationSent, &at, ""
+			remember(st, n)
+			continue
+		}
+		n.Error = checklist.Truncate(r.err.Error(), 1024)
+		if _, permanent := errors.AsType[PermanentError](r.err); permanent || n.Attempts >= maxAttempts {
+			n.State = deployv1alpha1.NotificationFailed
+			remember(st, n)
+			gaveUp = append(gaveUp, *n)
 		}
 	}
 	return gaveUp
 }
 
-// setNotified sets the Notified condition from the entries: a message given up on
-// outweighs one being retried, which outweighs all sent.
+// setNotified sets the Notified condition from the entries and what notified keeps:
+// a message given up on outweighs one being retried, which outweighs all sent.
 func setNotified(dcl *deployv1alpha1.DeploymentChecklist) {
-	if len(dcl.Status.Notifications) == 0 {
+	st := &dcl.Status
+	if len(st.Notifications) == 0 && st.Notified == nil {
 		return
 	}
 	cond := metav1.Condition{Type: CondNotified, Status: metav1.ConditionTrue, Reason: ReasonNotificationsSent,
 		ObservedGeneration: dcl.Generation}
-	sent := 0
-	for _, n := range dcl.Status.Notifications {
+	sent, pending := 0, 0
+	if st.Notified != nil {
+		for _, tr := range st.Notified.Transitions {
+			sent += len(tr.Sent)
+			// One given up on whose entry is gone is still said, without its error.
+			for _, i := range tr.Failed {
+				if int(i) < len(st.Notified.Receivers) && cond.Reason != ReasonNotificationFailed {
+					cond.Status, cond.Reason = metav1.ConditionFalse, ReasonNotificationFailed
+					cond.Message = fmt.Sprintf("gave up on the %s message to %s", tr.Key, st.Notified.Receivers[i])
+				}
+			}
+		}
+	}
+	for _, n := range st.Notifications {
 		switch {
 		case n.State == deployv1alpha1.NotificationFailed:
 			cond.Status, cond.Reason = metav1.ConditionFalse, ReasonNotificationFailed
 			cond.Message = fmt.Sprintf("gave up on the %s message to %s after %d attempts: %s", n.Event, n.Receiver,
 				n.Attempts, n.Error)
-		case n.State == deployv1alpha1.NotificationPending && n.Attempts > 0 && cond.Reason != ReasonNotificationFailed:
-			cond.Status, cond.Reason = metav1.ConditionFalse, ReasonNotificationRetrying
-			cond.Message = fmt.Sprintf("retrying the %s message to %s (%d attempts so far): %s", n.Event, n.Receiver,
-				n.Attempts, n.Error)
-		case n.State == deployv1alpha1.NotificationSent:
-			sent++
+		case n.State == deployv1alpha1.NotificationPending:
+			pending++
+			if n.Attempts > 0 && cond.Reason != ReasonNotificationFailed {
+				cond.Status, cond.Reason = metav1.ConditionFalse, ReasonNotificationRetrying
+				cond.Message = fmt.Sprintf("retrying the %s message to %s (%d attempts so far): %s", n.Event, n.Receiver,
+					n.Attempts, n.Error)
+			}
 		}
 	}
 	if cond.Status == metav1.ConditionTrue {
 		cond.Message = fmt.Sprintf("%d messages sent", sent)
-		if pending := len(dcl.Status.Notifications) - sent; pending > 0 {
+		if pending > 0 {
 			cond.Message += fmt.Sprintf(", %d to send", pending)
 		}
 	}

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"flag"
+	"fmt"
 	"os"
 	"path/filepath"
 	"testing"
@@ -130,6 +131,44 @@ func TestStatusKeepsAtMostItsLimitDroppingTheOldestSentFirst(t *testing.T) {
 	out := trim(ns)
 	g.Expect(out).To(HaveLen(MaxEntries))
 	g.Expect(out[0].State).To(Equal(deployv1alpha1.NotificationPending), "a message not sent yet is kept")
+}
+
+func TestAMessageSentIsNeverPlannedAgainThoughItsEntryWasDropped(t *testing.T) {
+	g := NewWithT(t)
+	dcl := rolledBack()
+	st := dcl.Status.DeepCopy()
+	// Forty receivers: released and rolled back owe 80 messages, more than the 64
+	// entries status.notifications holds.
+	p := policy(at(0))
+	p.Spec.Receivers = nil
+	for i := range 40 {
+		p.Spec.Receivers = append(p.Spec.Receivers, deployv1alpha1.NotificationReceiver{Name: fmt.Sprintf("r%d", i),
+			Webhook: &deployv1alpha1.WebhookReceiver{URL: "https://audit.example/hook"}})
+	}
+	policies := []deployv1alpha1.NotificationPolicy{p}
+	d := &Dispatcher{}
+	sent := map[string]int{}
+	// The reconcile plans, the dispatcher sends every pending message and records it,
+	// again and again.
+	for range 5 {
+		Plan(policies, dcl, st)
+		g.Expect(len(st.Notifications)).To(BeNumerically("<=", MaxEntries))
+		var results []outcome
+		for _, n := range st.Notifications {
+			if n.State == deployv1alpha1.NotificationPending {
+				sent[n.Key+" to "+n.Receiver]++
+				results = append(results, outcome{key: n.Key, receiver: n.Receiver, at: at(10).Time})
+			}
+		}
+		d.apply(st, results)
+	}
+	g.Expect(sent).To(HaveLen(80))
+	for m, n := range sent {
+		g.Expect(n).To(Equal(1), m)
+	}
+	g.Expect(Plan(policies, dcl, st)).To(BeZero())
+	g.Expect(st.Notified.Transitions).To(HaveLen(2))
+	g.Expect(st.Notified.Transitions[0].Sent).To(HaveLen(40))
 }
 
 // golden compares got with testdata/name, or writes it with -update.

@@ -164,16 +164,21 @@ func Selects(p *deployv1alpha1.NotificationPolicy, dcl *deployv1alpha1.Deploymen
 func ReceiverID(policy, receiver string) string { return policy + "/" + receiver }
 
 // Plan adds to st a pending message, per receiver, for each transition st shows that
-// a policy notifies and st has no message for. A transition that ended before a policy
-// was created is not notified by it (a new policy does not announce last month's
-// releases); one still holding is. It returns how many it added.
+// a policy notifies and st has no message for, pending or settled. A transition that
+// ended before a policy was created is not notified by it (a new policy does not
+// announce last month's releases); one still holding is. It returns how many it added.
 func Plan(policies []deployv1alpha1.NotificationPolicy, dcl *deployv1alpha1.DeploymentChecklist,
 	st *deployv1alpha1.DeploymentChecklistStatus) int {
+	// Entries settled under an earlier version are remembered before any is dropped.
+	for i := range st.Notifications {
+		remember(st, &st.Notifications[i])
+	}
 	if len(policies) == 0 {
 		return 0
 	}
 	added := 0
-	for _, t := range Transitions(dcl, st) {
+	shown := Transitions(dcl, st)
+	for _, t := range shown {
 		for i := range policies {
 			p := &policies[i]
 			if !Selects(p, dcl, t.Event) {
@@ -184,9 +189,12 @@ func Plan(policies []deployv1alpha1.NotificationPolicy, dcl *deployv1alpha1.Depl
 			}
 			for _, r := range p.Spec.Receivers {
 				id := ReceiverID(p.Name, r.Name)
-				if slices.ContainsFunc(st.Notifications, func(n deployv1alpha1.NotificationStatus) bool {
-					return n.Key == t.Key && n.Receiver == id
-				}) {
+				if Owed(st, t.Key, id) {
+					continue
+				}
+				if receiverIndex(st, id, true) < 0 {
+					// More receivers than status can remember: one it could not
+					// remember sending to might be sent to twice.
 					continue
 				}
 				st.Notifications = append(st.Notifications, deployv1alpha1.NotificationStatus{
@@ -197,13 +205,112 @@ func Plan(policies []deployv1alpha1.NotificationPolicy, dcl *deployv1alpha1.Depl
 			}
 		}
 	}
-	if added > 0 {
-		st.Notifications = trim(st.Notifications)
-	}
+	st.Notifications = trim(st.Notifications)
+	forgetUnshown(st, shown)
 	return added
 }
 
-// trim keeps at most MaxEntries: the oldest settled (sent or failed) messages go first.
+// Owed says whether st already holds the message of transition key to receiver id:
+// pending, sent or given up on.
+func Owed(st *deployv1alpha1.DeploymentChecklistStatus, key, id string) bool {
+	if slices.ContainsFunc(st.Notifications, func(n deployv1alpha1.NotificationStatus) bool {
+		return n.Key == key && n.Receiver == id
+	}) {
+		return true
+	}
+	tr, i := notified(st, key), receiverIndex(st, id, false)
+	return tr != nil && i >= 0 && (slices.Contains(tr.Sent, i) || slices.Contains(tr.Failed, i))
+}
+
+// MaxReceivers and MaxTransitions bound status.notified (the CRD's MaxItems).
+const (
+	MaxReceivers   = 256
+	MaxTransitions = 64
+)
+
+// receiverIndex is id's index in st's notified receivers; with add, id is added if it
+// is not there and there is room. -1 when it is not there.
+func receiverIndex(st *deployv1alpha1.DeploymentChecklistStatus, id string, add bool) int32 {
+	if st.Notified != nil {
+		if i := slices.Index(st.Notified.Receivers, id); i >= 0 {
+			return int32(i)
+		}
+	}
+	if !add {
+		return -1
+	}
+	if st.Notified == nil {
+		st.Notified = &deployv1alpha1.NotifiedStatus{}
+	}
+	if len(st.Notified.Receivers) >= MaxReceivers {
+		return -1
+	}
+	st.Notified.Receivers = append(st.Notified.Receivers, id)
+	return int32(len(st.Notified.Receivers) - 1)
+}
+
+// notified is transition key's entry in st.notified, nil when it has none.
+func notified(st *deployv1alpha1.DeploymentChecklistStatus, key string) *deployv1alpha1.NotifiedTransition {
+	if st.Notified == nil {
+		return nil
+	}
+	for i := range st.Notified.Transitions {
+		if st.Notified.Transitions[i].Key == key {
+			return &st.Notified.Transitions[i]
+		}
+	}
+	return nil
+}
+
+// remember records message n in st.notified once it is sent or given up on.
+func remember(st *deployv1alpha1.DeploymentChecklistStatus, n *deployv1alpha1.NotificationStatus) {
+	if n.State != deployv1alpha1.NotificationSent && n.State != deployv1alpha1.NotificationFailed {
+		return
+	}
+	rememberResult(st, n.Key, n.Receiver, n.State == deployv1alpha1.NotificationSent)
+}
+
+// rememberResult records that the message of transition key to receiver id was sent
+// (or given up on).
+func rememberResult(st *deployv1alpha1.DeploymentChecklistStatus, key, id string, sent bool) {
+	i := receiverIndex(st, id, true)
+	if i < 0 {
+		return
+	}
+	tr := notified(st, key)
+	if tr == nil {
+		st.Notified.Transitions = append(st.Notified.Transitions, deployv1alpha1.NotifiedTransition{Key: key})
+		tr = &st.Notified.Transitions[len(st.Notified.Transitions)-1]
+	}
+	list := &tr.Failed
+	if sent {
+		list = &tr.Sent
+	}
+	if !slices.Contains(*list, i) {
+		*list = append(*list, i)
+		slices.Sort(*list)
+	}
+}
+
+// forgetUnshown keeps st.notified within MaxTransitions: the oldest transitions st no
+// longer shows go first (one never shown again is never planned again); those still
+// shown stay, so none is sent twice.
+func forgetUnshown(st *deployv1alpha1.DeploymentChecklistStatus, shown []Transition) {
+	if st.Notified == nil {
+		return
+	}
+	trs := &st.Notified.Transitions
+	for i := 0; len(*trs) > MaxTransitions && i < len(*trs); {
+		if slices.ContainsFunc(shown, func(t Transition) bool { return t.Key == (*trs)[i].Key }) {
+			i++
+			continue
+		}
+		*trs = slices.Delete(*trs, i, i+1)
+	}
+}
+
+// trim keeps at most MaxEntries: the oldest settled (sent or failed) messages go first,
+// remembered in notified.
 func trim(ns []deployv1alpha1.NotificationStatus) []deployv1alpha1.NotificationStatus {
 	for len(ns) > MaxEntries {
 		i := max(0, slices.IndexFunc(ns, func(n deployv1alpha1.NotificationStatus) bool {

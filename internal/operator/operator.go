@@ -94,7 +94,7 @@ func Setup(mgr ctrl.Manager, o Options) (*controller.DeploymentChecklistReconcil
 		Backoff: o.NotifyBackoff, MaxAttempts: o.NotifyMaxAttempts,
 	}
 	if o.Shards != nil {
-		dispatcher.Owns = o.Shards.Owns
+		dispatcher.Begin = o.Shards.Begin
 	}
 	if err := mgr.Add(dispatcher); err != nil {
 		return nil, err

@@ -59,6 +59,11 @@ func (o *options) findRecord(ctx context.Context, name string) (*corev1.ConfigMa
 		if err := c.Get(ctx, types.NamespacedName{Namespace: ns, Name: dcl.Status.Record}, &cm); err != nil {
 			return nil, err
 		}
+		if uid := dcl.Status.RecordUID; uid != "" && cm.UID != uid {
+			return nil, fmt.Errorf("ConfigMap %s/%s is not the record tminus wrote for checklist %s: its uid is %s, "+
+				"the record's was %s (status.recordUID); the record was deleted and something else made under its name",
+				ns, cm.Name, name, cm.UID, uid)
+		}
 		return &cm, nil
 	case err == nil:
 		return nil, fmt.Errorf("checklist %s/%s is %s: its record is written when the release ends", ns, name,

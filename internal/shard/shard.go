@@ -105,7 +105,7 @@ func (s *Set) Begin(namespace, name string) (done func(), ok bool) {
 	i := Of(namespace, name, s.Shards)
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if !s.held[i] {
+	if !s.acting(i) {
 		return nil, false
 	}
 	s.inFlight[i]++
@@ -122,7 +122,16 @@ func (s *Set) Owns(namespace, name string) bool {
 	i := Of(namespace, name, s.Shards)
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return s.held[i]
+	return s.acting(i)
+}
+
+// acting says whether this replica may act on shard i: it holds it and renewed its
+// Lease within the renew deadline, by its own clock. The renewal loop drops a shard
+// it could not renew, but only once its calls return; a call that hangs must not
+// keep the shard acted on past the point where another replica may take it. s.mu is
+// held.
+func (s *Set) acting(i int) bool {
+	return s.held[i] && s.Clock.Since(s.renewed[i]) <= s.RenewDeadline
 }
 
 // Held lists the shards this replica holds.
@@ -224,16 +233,21 @@ func (s *Set) leave(ctx context.Context) {
 }
 
 // round is one retry period's work: observe every Lease of the set, renew what this
-// replica holds, take free shards while below its share and hand back above it.
+// replica holds, take free shards while below its share and hand back above it. Its
+// calls share one deadline, the renew deadline, as client-go's leader election bounds
+// a renewal: a List or Update that hangs ends there, and the shards not renewed by
+// then are lost (while it hangs, acting already refuses them).
 func (s *Set) round(ctx context.Context) error {
 	leases := s.Leases.Leases(s.Namespace)
 	now := s.Clock.Now()
-	list, err := leases.List(ctx, metav1.ListOptions{LabelSelector: SetLabel + "=" + s.Name})
+	call, cancel := context.WithTimeout(ctx, s.RenewDeadline)
+	defer cancel()
+	list, err := leases.List(call, metav1.ListOptions{LabelSelector: SetLabel + "=" + s.Name})
 	if err != nil {
 		if ctx.Err() == nil {
 			s.Log.Error(err, "listing the shard Leases")
 		}
-		return s.overdue(now)
+		return s.overdue()
 	}
 	byName := make(map[string]*coordinationv1.Lease, len(list.Items))
 	members := 1 // this replica
@@ -245,13 +259,13 @@ func (s *Set) round(ctx context.Context) error {
 			members++
 		}
 	}
-	if err := s.renewMember(ctx, byName[s.memberName()], now); err != nil && ctx.Err() == nil {
+	if err := s.renewMember(call, byName[s.memberName()], now); err != nil && ctx.Err() == nil {
 		s.Log.Error(err, "renewing the member Lease")
 	}
-	if err := s.renew(ctx, byName, now); err != nil {
+	if err := s.renew(call, byName, now); err != nil {
 		return err
 	}
-	s.balance(ctx, byName, members, now)
+	s.balance(ctx, call, byName, members, now)
 	return nil
 }
 
@@ -310,11 +324,14 @@ func (s *Set) renew(ctx context.Context, byName map[string]*coordinationv1.Lease
 		s.renewed[i] = now
 		s.mu.Unlock()
 	}
-	return s.overdue(now)
+	return s.overdue()
 }
 
-// overdue loses any shard not renewed within the renew deadline.
-func (s *Set) overdue(now time.Time) error {
+// overdue loses any shard not renewed within the renew deadline, by the clock now (a
+// round's calls may have taken up to the deadline). A renewal counts from when its
+// round began: the Lease's record cannot have changed before.
+func (s *Set) overdue() error {
+	now := s.Clock.Now()
 	s.mu.Lock()
 	late := -1
 	for i, l := range s.leading {
@@ -354,8 +371,9 @@ func (s *Set) share(members int) int {
 }
 
 // balance takes free shards while below the share and hands back the highest shards
-// above it.
-func (s *Set) balance(ctx context.Context, byName map[string]*coordinationv1.Lease, members int, now time.Time) {
+// above it. Its takes are calls of the round (call); a hand-back outlives the round
+// (ctx).
+func (s *Set) balance(ctx, call context.Context, byName map[string]*coordinationv1.Lease, members int, now time.Time) {
 	want := s.share(members)
 	s.mu.Lock()
 	holding := 0
@@ -383,7 +401,7 @@ func (s *Set) balance(ctx context.Context, byName map[string]*coordinationv1.Lea
 		if holding >= want {
 			return
 		}
-		if s.acquire(ctx, i, byName[s.LeaseName(i)], now) {
+		if s.acquire(call, i, byName[s.LeaseName(i)], now) {
 			holding++
 		}
 	}
@@ -447,11 +465,14 @@ func (s *Set) handBack(ctx context.Context, i int) {
 }
 
 // release gives shard i's Lease up: no holder, so the next replica to look takes it
-// at once.
+// at once. Its calls end by the renew deadline: a Lease not released expires by
+// itself.
 func (s *Set) release(ctx context.Context, i int) {
 	s.mu.Lock()
 	s.leading[i], s.draining[i] = false, false
 	s.mu.Unlock()
+	ctx, cancel := context.WithTimeout(ctx, s.RenewDeadline)
+	defer cancel()
 	leases := s.Leases.Leases(s.Namespace)
 	// The renewal loop may write the Lease meanwhile: read again on a conflict.
 	err := retry.RetryOnConflict(retry.DefaultRetry, func() error {

@@ -15,6 +15,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
+	coordinationclient "k8s.io/client-go/kubernetes/typed/coordination/v1"
 	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -93,23 +94,27 @@ func (tl *timeline) heldBy(identity string) int {
 // replica starts a Set as identity; stop ends it and returns what Start returned.
 func replica(t *testing.T, ns, identity string, tl *timeline) (s *Set, stop func() error) {
 	t.Helper()
+	return replicaWith(t, ns, identity, &Set{}, tl.onChange(identity))
+}
+
+// replicaWith starts s as identity, telling onChange of its shards.
+func replicaWith(t *testing.T, ns, identity string, s *Set, onChange func(int, bool)) (*Set, func() error) {
+	t.Helper()
 	cfg := rest.CopyConfig(bed.Config)
 	cfg.QPS, cfg.Burst = 200, 400
 	cs, err := kubernetes.NewForConfig(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
-	s = &Set{
-		Leases: cs.CoordinationV1(), Namespace: ns, Name: "tminus-shard", Shards: 6, Identity: identity,
-		LeaseDuration: 3 * time.Second, RenewDeadline: 2 * time.Second, RetryPeriod: 250 * time.Millisecond,
-		OnChange: tl.onChange(identity), Log: logr.Discard(),
-	}
+	s.Leases, s.Namespace, s.Name, s.Shards, s.Identity = cs.CoordinationV1(), ns, "tminus-shard", 6, identity
+	s.LeaseDuration, s.RenewDeadline, s.RetryPeriod = 3*time.Second, 2*time.Second, 250*time.Millisecond
+	s.OnChange, s.Log = onChange, logr.Discard()
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- s.Start(ctx) }()
 	var once sync.Once
 	var result error
-	stop = func() error {
+	stop := func() error {
 		once.Do(func() { cancel(); result = <-done })
 		return result
 	}
@@ -212,5 +217,98 @@ func TestAReplicaWhoseShardWasTakenStopsActingAndSaysWhy(t *testing.T) {
 	g.Eventually(func() int { return tl.heldBy("replica-a") }, 5*time.Second, 20*time.Millisecond).Should(BeZero())
 	err := stop()
 	g.Expect(err).To(MatchError(ContainSubstring(`shard 2: lost the Lease ` + ns + `/tminus-shard-2: it is held by "intruder"`)))
+	g.Expect(a.Held()).To(BeEmpty())
+}
+
+// stalling is a replica's Lease client whose List and Update, once stalled, hang until
+// their context ends, as calls to an API server that stopped answering do.
+type stalling struct {
+	coordinationclient.LeasesGetter
+	stalled atomic.Bool
+}
+
+func (s *stalling) Leases(ns string) coordinationclient.LeaseInterface {
+	return stallingLeases{LeaseInterface: s.LeasesGetter.Leases(ns), stalled: &s.stalled}
+}
+
+type stallingLeases struct {
+	coordinationclient.LeaseInterface
+	stalled *atomic.Bool
+}
+
+func (l stallingLeases) List(ctx context.Context, opts metav1.ListOptions) (*coordinationv1.LeaseList, error) {
+	if l.stalled.Load() {
+		<-ctx.Done()
+		return nil, ctx.Err()
+	}
+	return l.LeaseInterface.List(ctx, opts)
+}
+
+func (l stallingLeases) Update(ctx context.Context, lease *coordinationv1.Lease,
+	opts metav1.UpdateOptions) (*coordinationv1.Lease, error) {
+	if l.stalled.Load() {
+		<-ctx.Done()
+		return nil, ctx.Err()
+	}
+	return l.LeaseInterface.Update(ctx, lease, opts)
+}
+
+func TestAReplicaWhoseLeaseCallsHangStopsActingBeforeAnotherCanTakeItsShards(t *testing.T) {
+	g := NewWithT(t)
+	ns := newNamespace(t, "shards-hung")
+	cs, err := kubernetes.NewForConfig(rest.CopyConfig(bed.Config))
+	g.Expect(err).NotTo(HaveOccurred())
+	leases := &stalling{LeasesGetter: cs.CoordinationV1()}
+	tl := &timeline{holders: map[int]map[string]bool{}}
+	a := &Set{
+		Leases: leases, Namespace: ns, Name: "tminus-shard", Shards: 6, Identity: "replica-a",
+		LeaseDuration: 3 * time.Second, RenewDeadline: 2 * time.Second, RetryPeriod: 250 * time.Millisecond,
+		OnChange: tl.onChange("replica-a"), Log: logr.Discard(),
+	}
+	ended := make(chan error, 1)
+	go func() { ended <- a.Start(t.Context()) }()
+	g.Eventually(func() int { return tl.heldBy("replica-a") }, 20*time.Second, 50*time.Millisecond).Should(Equal(6))
+	// A Deployment of each shard.
+	apps := map[int]string{}
+	for n := 0; len(apps) < 6; n++ {
+		app := fmt.Sprintf("checkout-%d", n)
+		if _, ok := apps[Of("team", app, 6)]; !ok {
+			apps[Of("team", app, 6)] = app
+		}
+	}
+
+	// The API server stops answering a's List and Update: they hang.
+	leases.stalled.Store(true)
+	// b comes, and takes each shard once a's Lease of it expired. At that moment a
+	// must not be acting on it any more.
+	var mu sync.Mutex
+	var actedWhileTaken []string
+	b := &Set{}
+	_, stopB := replicaWith(t, ns, "replica-b", b, func(i int, held bool) {
+		if !held {
+			return
+		}
+		if done, ok := a.Begin("team", apps[i]); ok {
+			done()
+			mu.Lock()
+			actedWhileTaken = append(actedWhileTaken, fmt.Sprintf("shard %d", i))
+			mu.Unlock()
+		}
+	})
+	defer func() { _ = stopB() }()
+	g.Eventually(func() int {
+		n := 0
+		for i := range 6 {
+			if b.Owns("team", apps[i]) {
+				n++
+			}
+		}
+		return n
+	}, 30*time.Second, 50*time.Millisecond).Should(Equal(6))
+	mu.Lock()
+	g.Expect(actedWhileTaken).To(BeEmpty(), "a went on acting on shards b had taken")
+	mu.Unlock()
+	// a did not wait for its hung calls: it gave up at the renew deadline and said why.
+	g.Eventually(ended, 10*time.Second).Should(Receive(MatchError(ContainSubstring("was not renewed within 2s"))))
 	g.Expect(a.Held()).To(BeEmpty())
 }

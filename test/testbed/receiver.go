@@ -42,6 +42,13 @@ type Receiver struct {
 	received []Received
 	status   map[string]int
 	hang     map[string]time.Duration
+	held     map[string]*hold
+}
+
+// hold keeps the requests to a path waiting until it is released.
+type hold struct {
+	arrived, released chan struct{}
+	once              sync.Once
 }
 
 // NewReceiver starts a Receiver checking signatures with key (none when nil).
@@ -67,6 +74,27 @@ func (r *Receiver) Hang(path string, d time.Duration) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.hang[path] = d
+}
+
+// Hold makes requests to path wait, once they arrive, until release is called (or
+// the sender gives up): a test can act while a message is in flight. arrived is
+// closed when the first request arrives.
+func (r *Receiver) Hold(path string) (arrived <-chan struct{}, release func()) {
+	h := &hold{arrived: make(chan struct{}), released: make(chan struct{})}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.held == nil {
+		r.held = map[string]*hold{}
+	}
+	r.held[path] = h
+	return h.arrived, func() {
+		r.mu.Lock()
+		defer r.mu.Unlock()
+		if r.held[path] == h {
+			delete(r.held, path)
+		}
+		close(h.released)
+	}
 }
 
 // Received returns the requests taken on path so far, answered with a 2xx or not.
@@ -105,8 +133,15 @@ func (r *Receiver) serve(w http.ResponseWriter, req *http.Request) {
 		rec.SignatureOK = r.key != nil && hmac.Equal([]byte(sig), []byte(want)) && strings.HasPrefix(sig, "sha256=")
 	}
 	r.mu.Lock()
-	status, hang := r.status[req.URL.Path], r.hang[req.URL.Path]
+	status, hang, held := r.status[req.URL.Path], r.hang[req.URL.Path], r.held[req.URL.Path]
 	r.mu.Unlock()
+	if held != nil {
+		held.once.Do(func() { close(held.arrived) })
+		select {
+		case <-held.released:
+		case <-req.Context().Done():
+		}
+	}
 	if hang > 0 {
 		select {
 		case <-time.After(hang):
