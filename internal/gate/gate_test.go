@@ -55,6 +55,14 @@ func TestAdmitHoldsWhatNoChecklistReleasedAndLetsEverythingElseThrough(t *testin
 		ReleasedHash: "v2", RolledBackHash: "v2", RolledBackAt: t0, RollbackMessage: "rollback trigger errors fired: 0.07 > 0.05"}
 	observe := holding
 	observe.Observe = true
+	// What a replica's cache may still show of the checklist that has just rolled v2
+	// back, and the Deployment as the rollback left it (v1 restored, marked).
+	verifyingAsCached := verifying
+	verifyingAsCached.UID = "uid-2"
+	restored := deployment("v1", false, rs("v1", 3), rs("v2", 0))
+	restored.RolledBack = RolledBack{Checklist: "checkout-v2", UID: "uid-2", Hash: "v2"}
+	recreated := verifyingAsCached
+	recreated.UID = "uid-3"
 
 	cases := []struct {
 		name       string
@@ -90,6 +98,11 @@ func TestAdmitHoldsWhatNoChecklistReleasedAndLetsEverythingElseThrough(t *testin
 		{"a rolled-back template is refused, naming the checklist and the way forward",
 			deployment("v1", false, rs("v1", 3), rs("v2", 0)), deployment("v2", false, rs("v1", 3), rs("v2", 0)), []Checklist{rolledBack},
 			"", "rolled back by checklist checkout-v2"},
+		{"the template the Deployment is marked as rolled back is refused while the cache still shows the checklist verifying",
+			restored, deployment("v2", false, rs("v1", 3), rs("v2", 0)), []Checklist{verifyingAsCached},
+			"", "rolled back by checklist checkout-v2"},
+		{"the mark of a checklist that no longer exists refuses nothing",
+			restored, deployment("v2", false, rs("v1", 3), rs("v2", 0)), []Checklist{recreated}, "", ""},
 		{"gate Observe holds nothing",
 			deployment("v1", false, serving...), deployment("v2", false, serving...), []Checklist{observe}, "", ""},
 	}

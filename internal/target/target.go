@@ -132,6 +132,7 @@ func GateView(d *appsv1.Deployment, rss []appsv1.ReplicaSet) gate.Deployment {
 		Paused:       d.Spec.Paused,
 		HeldBy:       d.Annotations[deployv1alpha1.HeldByAnnotation],
 		HeldTemplate: d.Annotations[deployv1alpha1.HeldTemplateAnnotation],
+		RolledBack:   gate.ParseRolledBack(d.Annotations[deployv1alpha1.RolledBackAnnotation]),
 	}
 	for i := range rss {
 		g.ReplicaSets = append(g.ReplicaSets, gate.ReplicaSet{
@@ -316,11 +317,16 @@ func Release(ctx context.Context, c client.Client, fresh client.Reader, key type
 }
 
 // Restore puts tmpl back as the Deployment's template and resumes it, as `kubectl
-// rollout undo` does. Restoring a Deployment that already runs tmpl changes nothing.
-func Restore(ctx context.Context, c client.Client, fresh client.Reader, key types.NamespacedName, tmpl *corev1.PodTemplateSpec) error {
+// rollout undo` does, and marks (RolledBackAnnotation, unless mark is empty) which
+// template was rolled back in the same write: the admission webhook refuses it again
+// from the Deployment itself, before its cache shows the rollback.
+func Restore(ctx context.Context, c client.Client, fresh client.Reader, key types.NamespacedName, tmpl *corev1.PodTemplateSpec, mark string) error {
 	return update(ctx, c, fresh, key, func(d *appsv1.Deployment) {
 		d.Spec.Template = *tmpl.DeepCopy()
 		unhold(d)
+		if mark != "" {
+			setAnnotation(d, deployv1alpha1.RolledBackAnnotation, mark)
+		}
 	})
 }
 

@@ -35,7 +35,8 @@ type DeploymentGate struct {
 	Reader client.Reader
 	// Fresh reads from the API server: a write about to be held or refused is decided
 	// again on fresh data, so a cache a moment behind (a release just written) never
-	// holds what a checklist released.
+	// holds what a checklist released. The other way round, a cache that does not show
+	// a rollback yet is covered by the Deployment's own mark (RolledBackAnnotation).
 	Fresh   client.Reader
 	Decoder admission.Decoder
 }
