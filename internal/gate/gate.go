@@ -14,6 +14,8 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
@@ -144,10 +146,42 @@ func gateOf(dcl *deployv1alpha1.DeploymentChecklist) deployv1alpha1.GateMode {
 	if dcl.Spec.TemplateRef == nil {
 		return dcl.Spec.Gate
 	}
+	r := dcl.Status.Resolved
+	if r == nil {
+		return deployv1alpha1.GatePause
+	}
+	if dcl.UID == "" || dcl.ResourceVersion == "" {
+		return resolvedGate(r.Raw)
+	}
+	key := string(dcl.UID) + "/" + dcl.ResourceVersion
+	if g, ok := resolvedGates.Load(key); ok {
+		return g.(deployv1alpha1.GateMode)
+	}
+	g := resolvedGate(r.Raw)
+	if resolvedGateCount.Add(1) > maxResolvedGates {
+		resolvedGates.Clear()
+		resolvedGateCount.Store(0)
+	}
+	resolvedGates.Store(key, g)
+	return g
+}
+
+// resolvedGates remembers the gate read from a checklist's status.resolved by UID and
+// resourceVersion: the resolved body is a whole checklist, and every admission of a
+// Deployment write reads every checklist of the Deployment, its history included. It is
+// emptied when it grows past maxResolvedGates entries.
+var (
+	resolvedGates     sync.Map
+	resolvedGateCount atomic.Int64
+)
+
+const maxResolvedGates = 50000
+
+func resolvedGate(raw []byte) deployv1alpha1.GateMode {
 	var body struct {
 		Gate deployv1alpha1.GateMode `json:"gate"`
 	}
-	if r := dcl.Status.Resolved; r != nil && json.Unmarshal(r.Raw, &body) == nil && body.Gate != "" {
+	if json.Unmarshal(raw, &body) == nil && body.Gate != "" {
 		return body.Gate
 	}
 	return deployv1alpha1.GatePause

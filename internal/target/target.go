@@ -245,9 +245,41 @@ func ReplicaSets(ctx context.Context, c client.Reader, d *appsv1.Deployment) ([]
 }
 
 // ReplicaSetsFromAPI lists the ReplicaSets the Deployment owns from the API server,
-// which knows no cache index: it lists the namespace.
+// which knows no cache index: those its selector matches (the namespace when it has
+// none that parses), of which those it owns.
 func ReplicaSetsFromAPI(ctx context.Context, c client.Reader, d *appsv1.Deployment) ([]appsv1.ReplicaSet, error) {
+	if d.Spec.Selector != nil {
+		if sel, err := metav1.LabelSelectorAsSelector(d.Spec.Selector); err == nil && !sel.Empty() {
+			return replicaSets(ctx, c, d, client.MatchingLabelsSelector{Selector: sel})
+		}
+	}
 	return replicaSets(ctx, c, d)
+}
+
+// RefreshChecklists reads again from the API server (c), one by one, the checklists of
+// cls that stale says may be stale for the decision at hand; a checklist gone (or
+// made again for another Deployment) is dropped. The others are returned as they are.
+func RefreshChecklists(ctx context.Context, c client.Reader, namespace string, cls []gate.Checklist,
+	stale func(*gate.Checklist) bool) ([]gate.Checklist, error) {
+	out := make([]gate.Checklist, 0, len(cls))
+	for i := range cls {
+		if !stale(&cls[i]) {
+			out = append(out, cls[i])
+			continue
+		}
+		var dcl deployv1alpha1.DeploymentChecklist
+		if err := c.Get(ctx, types.NamespacedName{Namespace: namespace, Name: cls[i].Name}, &dcl); err != nil {
+			if apierrors.IsNotFound(err) {
+				continue
+			}
+			return nil, fmt.Errorf("reading checklist %s/%s: %w", namespace, cls[i].Name, err)
+		}
+		if dcl.Spec.Target.Name != cls[i].TargetName {
+			continue // made again under the same name for another Deployment
+		}
+		out = append(out, gate.FromChecklist(&dcl))
+	}
+	return out, nil
 }
 
 func replicaSets(ctx context.Context, c client.Reader, d *appsv1.Deployment, opts ...client.ListOption) ([]appsv1.ReplicaSet, error) {
