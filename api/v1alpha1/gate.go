@@ -36,6 +36,13 @@ const (
 	ReleasedRevisionsAnnotation = "deploy.tminus.dev/released-revisions"
 	// MaxReleasedRevisions bounds ReleasedRevisionsAnnotation.
 	MaxReleasedRevisions = 20
+
+	// RolledBackAnnotation names the template tminus last rolled back on the
+	// Deployment and the checklist that did: "<checklist>/<checklist uid>/<template
+	// hash>". The rollback writes it in the same patch as the restored template, so the
+	// admission webhook refuses the rolled-back template again even where its cache
+	// does not show the rollback yet. It refuses only while that checklist exists.
+	RolledBackAnnotation = "deploy.tminus.dev/rolled-back"
 )
 
 // HeldByChecklist is HeldByAnnotation's value for a hold made for the named checklist.

@@ -63,14 +63,23 @@ type Set struct {
 	Threshold int
 	// Cooldown is how long an open circuit refuses calls before a probe.
 	Cooldown time.Duration
-	// OnChange, if set, is told every change of state (for a metric).
+	// OnChange, if set, is told every change of state (for a metric), and Closed when
+	// an open circuit is forgotten.
 	OnChange func(endpoint string, s State)
+	// Idle is how long a circuit nobody asked about is kept (DefaultIdle if 0, never
+	// less than twice the cooldown). A closed circuit without failures is the normal
+	// state and is not kept at all: the endpoints checklists choose come and go.
+	Idle time.Duration
 	// Now is the clock; time.Now if nil.
 	Now func() time.Time
 
-	mu       sync.Mutex
-	circuits map[string]*circuit
+	mu        sync.Mutex
+	circuits  map[string]*circuit
+	lastSweep time.Time
 }
+
+// DefaultIdle is how long a Set keeps a circuit nobody asked about.
+const DefaultIdle = 10 * time.Minute
 
 type circuit struct {
 	state    State
@@ -78,6 +87,7 @@ type circuit struct {
 	last     string
 	since    time.Time // when it opened (kept across failed probes)
 	until    time.Time // the next probe
+	used     time.Time // when it was last asked about
 }
 
 // Allow asks to call endpoint. It returns the function to report the call's outcome
@@ -110,8 +120,9 @@ func (s *Set) Allow(endpoint string) (func(ok bool, why string) error, error) {
 func (s *Set) Refusal(endpoint string) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	c := s.circuit(endpoint)
-	if c.state == HalfOpen || (c.state == Open && s.now().Before(c.until)) {
+	c, ok := s.circuits[endpoint]
+	if ok && (c.state == HalfOpen || (c.state == Open && s.now().Before(c.until))) {
+		c.used = s.now()
 		return s.refusal(endpoint, c)
 	}
 	return nil
@@ -121,7 +132,17 @@ func (s *Set) Refusal(endpoint string) error {
 func (s *Set) State(endpoint string) State {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return s.circuit(endpoint).state
+	if c, ok := s.circuits[endpoint]; ok {
+		return c.state
+	}
+	return Closed
+}
+
+// Len is how many circuits the set keeps: those with failures, open or probing.
+func (s *Set) Len() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.circuits)
 }
 
 func (s *Set) report(endpoint string, probe, ok bool, why string) error {
@@ -129,10 +150,11 @@ func (s *Set) report(endpoint string, probe, ok bool, why string) error {
 	defer s.mu.Unlock()
 	c := s.circuit(endpoint)
 	if ok {
-		c.failures, c.last = 0, ""
 		if c.state != Closed {
 			s.set(endpoint, c, Closed)
 		}
+		// Closed without failures: nothing to remember.
+		delete(s.circuits, endpoint)
 		return nil
 	}
 	switch {
@@ -166,16 +188,48 @@ func (s *Set) set(endpoint string, c *circuit, st State) {
 	}
 }
 
+// circuit is endpoint's circuit, made closed if the set keeps none. Called with s.mu
+// held.
 func (s *Set) circuit(endpoint string) *circuit {
+	now := s.now()
 	if s.circuits == nil {
 		s.circuits = map[string]*circuit{}
 	}
+	s.sweep(now)
 	c, ok := s.circuits[endpoint]
 	if !ok {
 		c = &circuit{}
 		s.circuits[endpoint] = c
 	}
+	c.used = now
 	return c
+}
+
+// sweep forgets, at most once per idle period, the circuits nobody asked about for
+// that long: an endpoint no checklist measures any more (a closed circuit with a
+// failure or two, an open one nobody probes, a probe whose answer never came).
+func (s *Set) sweep(now time.Time) {
+	idle := s.idle()
+	if now.Sub(s.lastSweep) < idle {
+		return
+	}
+	s.lastSweep = now
+	for endpoint, c := range s.circuits {
+		if now.Sub(c.used) >= idle {
+			delete(s.circuits, endpoint)
+			if c.state != Closed && s.OnChange != nil {
+				s.OnChange(endpoint, Closed)
+			}
+		}
+	}
+}
+
+func (s *Set) idle() time.Duration {
+	idle := s.Idle
+	if idle <= 0 {
+		idle = DefaultIdle
+	}
+	return max(idle, 2*s.cooldown())
 }
 
 func (s *Set) threshold() int {

@@ -2,6 +2,9 @@ package breaker
 
 import (
 	"errors"
+	"fmt"
+	"maps"
+	"slices"
 	"testing"
 	"time"
 
@@ -81,4 +84,37 @@ func TestCircuitsAreKeptPerEndpoint(t *testing.T) {
 	g.Expect(err).To(HaveOccurred())
 	_, err = s.Allow("http://alive:9090")
 	g.Expect(err).NotTo(HaveOccurred())
+}
+
+// TestEndpointsThatCameAndWentLeaveNoCircuitBehind: checklists name their own
+// endpoints; 10,000 of them answered once or failed a few times and were never asked
+// about again. The set keeps nothing for those that answered, and forgets the others
+// (open ones included, telling the metric they are closed) once idle.
+func TestEndpointsThatCameAndWentLeaveNoCircuitBehind(t *testing.T) {
+	g := NewWithT(t)
+	c := &clock{t: time.Date(2026, 11, 27, 12, 0, 0, 0, time.UTC)}
+	open := map[string]bool{}
+	s := &Set{Threshold: 2, Cooldown: 30 * time.Second, Now: c.now, OnChange: func(e string, st State) { open[e] = st != Closed }}
+	ask := func(endpoint string, ok bool) {
+		if done, err := s.Allow(endpoint); err == nil {
+			_ = done(ok, "refused")
+		}
+	}
+	for i := range 10000 {
+		endpoint := fmt.Sprintf("http://prom-%d:9090", i)
+		switch i % 3 {
+		case 0:
+			ask(endpoint, true)
+		case 1:
+			ask(endpoint, false)
+		default:
+			ask(endpoint, false)
+			ask(endpoint, false)
+		}
+	}
+	g.Expect(s.Len()).To(BeNumerically("<=", 6667), "those that answered left nothing")
+	c.t = c.t.Add(DefaultIdle)
+	ask("http://prom-live:9090", true)
+	g.Expect(s.Len()).To(BeZero())
+	g.Expect(slices.Collect(maps.Values(open))).NotTo(ContainElement(true), "every forgotten open circuit was reported closed")
 }

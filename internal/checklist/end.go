@@ -132,7 +132,13 @@ func (e *engine) ensureRestored() {
 		e.next = err.Error()
 		return
 	}
-	e.action(Action{Kind: ActionRestore, Template: tmpl})
+	// The template rolled back stays refused (gate.FromChecklist's RolledBackHash): the
+	// Deployment carries the mark in the same write.
+	rolledBack := ""
+	if e.pauses() {
+		rolledBack = st.Target.ReleasedTemplateHash
+	}
+	e.action(Action{Kind: ActionRestore, Template: tmpl, RolledBack: rolledBack})
 	e.next = fmt.Sprintf("restoring Deployment %s to %s (revision %s)", e.spec.Target.Name, images(st.Target.PreDeployImages), st.Target.PreDeployRevision)
 	e.pollIn(e.p.interval)
 }

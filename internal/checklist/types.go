@@ -180,8 +180,10 @@ type Action struct {
 	Kind ActionKind
 	// Phase and Check name the job check (ActionCreateJob).
 	Phase, Check string
-	// Template is what ActionRestore writes.
-	Template *corev1.PodTemplateSpec
+	// Template is what ActionRestore writes, and RolledBack the template hash it rolls
+	// back (marked on the Deployment in the same write; empty: no mark).
+	Template   *corev1.PodTemplateSpec
+	RolledBack string
 	// Reason is the hold's reason, HeldBy whom it is made for (this checklist when
 	// empty) and HeldTemplate the change it holds (ActionHold).
 	Reason, HeldBy, HeldTemplate string

@@ -464,7 +464,11 @@ func (r *DeploymentChecklistReconciler) act(ctx context.Context, dcl *deployv1al
 	case checklist.ActionRelease:
 		return target.Release(ctx, r.Client, r.fresh(), key, a.Revision, a.TemplateHash)
 	case checklist.ActionRestore:
-		return target.Restore(ctx, r.Client, r.fresh(), key, a.Template)
+		mark := ""
+		if a.RolledBack != "" {
+			mark = gate.RolledBackMark(dcl.Name, string(dcl.UID), a.RolledBack)
+		}
+		return target.Restore(ctx, r.Client, r.fresh(), key, a.Template, mark)
 	case checklist.ActionCreateJob:
 		return r.createJob(ctx, dcl, a.Phase, a.Check)
 	}

@@ -14,6 +14,8 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
@@ -78,6 +80,7 @@ func ImageList(images []string) string {
 // Checklist is what the gate needs to know of one checklist targeting the Deployment.
 type Checklist struct {
 	Name    string
+	UID     string
 	Created time.Time
 	// Observe: gate Observe, which never holds anything.
 	Observe bool
@@ -107,6 +110,7 @@ type Checklist struct {
 func FromChecklist(dcl *deployv1alpha1.DeploymentChecklist) Checklist {
 	c := Checklist{
 		Name:              dcl.Name,
+		UID:               string(dcl.UID),
 		Created:           dcl.CreationTimestamp.Time,
 		Observe:           gateOf(dcl) == deployv1alpha1.GateObserve,
 		Phase:             dcl.Status.Phase,
@@ -142,10 +146,42 @@ func gateOf(dcl *deployv1alpha1.DeploymentChecklist) deployv1alpha1.GateMode {
 	if dcl.Spec.TemplateRef == nil {
 		return dcl.Spec.Gate
 	}
+	r := dcl.Status.Resolved
+	if r == nil {
+		return deployv1alpha1.GatePause
+	}
+	if dcl.UID == "" || dcl.ResourceVersion == "" {
+		return resolvedGate(r.Raw)
+	}
+	key := string(dcl.UID) + "/" + dcl.ResourceVersion
+	if g, ok := resolvedGates.Load(key); ok {
+		return g.(deployv1alpha1.GateMode)
+	}
+	g := resolvedGate(r.Raw)
+	if resolvedGateCount.Add(1) > maxResolvedGates {
+		resolvedGates.Clear()
+		resolvedGateCount.Store(0)
+	}
+	resolvedGates.Store(key, g)
+	return g
+}
+
+// resolvedGates remembers the gate read from a checklist's status.resolved by UID and
+// resourceVersion: the resolved body is a whole checklist, and every admission of a
+// Deployment write reads every checklist of the Deployment, its history included. It is
+// emptied when it grows past maxResolvedGates entries.
+var (
+	resolvedGates     sync.Map
+	resolvedGateCount atomic.Int64
+)
+
+const maxResolvedGates = 50000
+
+func resolvedGate(raw []byte) deployv1alpha1.GateMode {
 	var body struct {
 		Gate deployv1alpha1.GateMode `json:"gate"`
 	}
-	if r := dcl.Status.Resolved; r != nil && json.Unmarshal(r.Raw, &body) == nil && body.Gate != "" {
+	if json.Unmarshal(raw, &body) == nil && body.Gate != "" {
 		return body.Gate
 	}
 	return deployv1alpha1.GatePause
@@ -221,6 +257,44 @@ func RolledBackBy(cls []Checklist, hash string) *Checklist {
 	return nil
 }
 
+// RolledBackMark is the value of RolledBackAnnotation for a rollback of the template
+// hash by the checklist: what the restore writes with the template it restores.
+func RolledBackMark(checklist, uid, hash string) string {
+	return checklist + "/" + uid + "/" + hash
+}
+
+// RolledBack is a Deployment's RolledBackAnnotation, read: which checklist rolled which
+// template back.
+type RolledBack struct {
+	Checklist, UID, Hash string
+}
+
+// ParseRolledBack reads RolledBackAnnotation; the zero value when it is absent or not
+// tminus's.
+func ParseRolledBack(v string) RolledBack {
+	name, rest, ok := strings.Cut(v, "/")
+	uid, hash, ok2 := strings.Cut(rest, "/")
+	if !ok || !ok2 || name == "" || uid == "" || hash == "" {
+		return RolledBack{}
+	}
+	return RolledBack{Checklist: name, UID: uid, Hash: hash}
+}
+
+// markedRolledBack is the checklist the Deployment's own mark says rolled back hash,
+// while that checklist exists (a cache a moment behind may show it still verifying).
+func markedRolledBack(d *Deployment, cls []Checklist, hash string) *Checklist {
+	m := d.RolledBack
+	if m.Hash == "" || m.Hash != hash {
+		return nil
+	}
+	for i := range cls {
+		if cls[i].Name == m.Checklist && cls[i].UID == m.UID {
+			return &cls[i]
+		}
+	}
+	return nil
+}
+
 // WantsMark says whether tminus wants its label on the Deployment: while a checklist
 // that gates it (gate Pause) is live, or guards a template it rolled back.
 func WantsMark(cls []Checklist) bool {
@@ -251,7 +325,10 @@ type Deployment struct {
 	// HeldTemplate its HeldTemplateAnnotation.
 	HeldBy       string
 	HeldTemplate string
-	ReplicaSets  []ReplicaSet
+	// RolledBack is tminus's RolledBackAnnotation: the last template a checklist rolled
+	// back on it.
+	RolledBack  RolledBack
+	ReplicaSets []ReplicaSet
 }
 
 // Ran says whether a ReplicaSet of the template exists: the Deployment ran it (or
@@ -308,7 +385,9 @@ type Verdict struct {
 
 // Admit decides a write (old is nil on create) of a gated Deployment, given its
 // ReplicaSets (in cur) and the checklists targeting it:
-//   - a template a checklist rolled back is refused, naming the checklist;
+//   - a template a checklist rolled back is refused, naming the checklist; so is the
+//     one the stored Deployment (old) is marked as rolled back by a checklist that
+//     exists, whatever phase the checklists as read still show;
 //   - while the active checklist holds the Deployment before T-0, it stays paused;
 //   - a new template nothing released is held (paused in the same write), or refused
 //     while the Deployment is between two versions, where a pause would freeze both;
@@ -324,6 +403,15 @@ func Admit(old *Deployment, cur *Deployment, cls []Checklist) Verdict {
 				"or delete checklist %s to allow this template again",
 				cur.Namespace, cur.Name, ImageList(cur.Images), c.Name, c.RolledBackAt.UTC().Format(time.RFC3339),
 				c.RollbackMessage, c.Name)}
+		}
+		if old != nil {
+			if c := markedRolledBack(old, cls, cur.TemplateHash); c != nil {
+				return Verdict{Deny: fmt.Sprintf("Deployment %s/%s: this pod template (%s) was rolled back by checklist %s "+
+					"(tminus restored the template that served before it). "+
+					"It stays refused while that checklist exists: commit a new revision with a checklist of its own, "+
+					"or delete checklist %s to allow this template again",
+					cur.Namespace, cur.Name, ImageList(cur.Images), c.Name, c.Name)}
+			}
 		}
 	}
 	active := Active(cls)

@@ -9,6 +9,7 @@ import (
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
 
 	deployv1alpha1 "github.com/tminus-dev/tminus/api/v1alpha1"
 )
@@ -55,6 +56,14 @@ func TestAdmitHoldsWhatNoChecklistReleasedAndLetsEverythingElseThrough(t *testin
 		ReleasedHash: "v2", RolledBackHash: "v2", RolledBackAt: t0, RollbackMessage: "rollback trigger errors fired: 0.07 > 0.05"}
 	observe := holding
 	observe.Observe = true
+	// What a replica's cache may still show of the checklist that has just rolled v2
+	// back, and the Deployment as the rollback left it (v1 restored, marked).
+	verifyingAsCached := verifying
+	verifyingAsCached.UID = "uid-2"
+	restored := deployment("v1", false, rs("v1", 3), rs("v2", 0))
+	restored.RolledBack = RolledBack{Checklist: "checkout-v2", UID: "uid-2", Hash: "v2"}
+	recreated := verifyingAsCached
+	recreated.UID = "uid-3"
 
 	cases := []struct {
 		name       string
@@ -90,6 +99,11 @@ func TestAdmitHoldsWhatNoChecklistReleasedAndLetsEverythingElseThrough(t *testin
 		{"a rolled-back template is refused, naming the checklist and the way forward",
 			deployment("v1", false, rs("v1", 3), rs("v2", 0)), deployment("v2", false, rs("v1", 3), rs("v2", 0)), []Checklist{rolledBack},
 			"", "rolled back by checklist checkout-v2"},
+		{"the template the Deployment is marked as rolled back is refused while the cache still shows the checklist verifying",
+			restored, deployment("v2", false, rs("v1", 3), rs("v2", 0)), []Checklist{verifyingAsCached},
+			"", "rolled back by checklist checkout-v2"},
+		{"the mark of a checklist that no longer exists refuses nothing",
+			restored, deployment("v2", false, rs("v1", 3), rs("v2", 0)), []Checklist{recreated}, "", ""},
 		{"gate Observe holds nothing",
 			deployment("v1", false, serving...), deployment("v2", false, serving...), []Checklist{observe}, "", ""},
 	}
@@ -169,4 +183,24 @@ func TestHoldReasonsFitAnAnnotationAndNameTheImages(t *testing.T) {
 	v := Admit(deployment("v1", false, rs("v1", 3)), deployment("v2", false, rs("v1", 3)), nil)
 	g.Expect(v.Hold).To(ContainSubstring("checkout:v2"))
 	g.Expect(strings.Contains(v.Hold, "\n")).To(BeFalse())
+}
+
+// TestTheResolvedGateIsDecodedOncePerChecklistVersion: every admission reads every
+// checklist of the Deployment; the gate of a templated one is read from its resolved
+// body once per resourceVersion, not once per admission.
+func TestTheResolvedGateIsDecodedOncePerChecklistVersion(t *testing.T) {
+	g := NewWithT(t)
+	dcl := &deployv1alpha1.DeploymentChecklist{
+		ObjectMeta: metav1.ObjectMeta{Name: "checkout-v2", Namespace: "shop", UID: "uid-decoded-once", ResourceVersion: "7"},
+		Spec:       deployv1alpha1.DeploymentChecklistSpec{TemplateRef: &deployv1alpha1.TemplateRef{Name: "standard"}},
+	}
+	dcl.Status.Resolved = &runtime.RawExtension{Raw: []byte(`{"gate":"Observe","phases":[]}`)}
+	g.Expect(FromChecklist(dcl).Observe).To(BeTrue())
+	// The same version read again is not decoded again (a stored version never changes;
+	// the body is changed here only to see whether it is read).
+	dcl.Status.Resolved.Raw = []byte(`{"gate":"Pause"}`)
+	g.Expect(FromChecklist(dcl).Observe).To(BeTrue())
+	// A new version is.
+	dcl.ResourceVersion = "8"
+	g.Expect(FromChecklist(dcl).Observe).To(BeFalse())
 }

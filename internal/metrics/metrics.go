@@ -1,6 +1,7 @@
 // Package metrics holds tminus's own metrics, served on the manager's metrics endpoint.
-// Labels are bounded: phases, kinds, outcomes and reasons are small enums and a
-// Prometheus address is configuration; no revision, checklist name or value is a label.
+// Labels are bounded: phases, kinds, outcomes and reasons are small enums; Prometheus
+// addresses and endpoints, which checklists choose, are bounded in number and dropped
+// when idle (labels.go); no revision, checklist name or value is a label.
 package metrics
 
 import (
@@ -31,16 +32,16 @@ var (
 		Name: "tminus_rollbacks_total",
 		Help: "Rollbacks decided, by reason (TriggerFired, VerificationFailed, RolloutStalled) and dry_run.",
 	}, []string{"reason", "dry_run"})
-	// QueryDuration observes Prometheus queries actually sent, by address.
+	// QueryDuration observes Prometheus queries actually sent, by address (QueryTook).
 	QueryDuration = prometheus.NewHistogramVec(prometheus.HistogramOpts{
 		Name:    "tminus_prometheus_query_duration_seconds",
-		Help:    "Latency of PromQL queries sent, by Prometheus address.",
+		Help:    "Latency of PromQL queries sent, by Prometheus address (at most 64 at once; the rest as \"other\").",
 		Buckets: []float64{0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10},
 	}, []string{"address"})
-	// QueryErrors counts queries that ended in an error, by address.
+	// QueryErrors counts queries that ended in an error, by address (QueryFailed).
 	QueryErrors = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "tminus_prometheus_query_errors_total",
-		Help: "PromQL queries that failed (unreachable, timeout, HTTP error, bad or ambiguous answer), by address.",
+		Help: "PromQL queries that failed (unreachable, timeout, HTTP error, bad or ambiguous answer), by address (at most 64 at once; the rest as \"other\").",
 	}, []string{"address"})
 )
 
@@ -75,21 +76,22 @@ var Notifications = prometheus.NewCounterVec(prometheus.CounterOpts{
 	Help: "Notification attempts by receiver kind (slack, teams, webhook) and result: sent, retry (failed, will be tried again), failed (given up).",
 }, []string{labelKind, "result"})
 
-// CircuitState is each measured endpoint's circuit: 0 closed, 1 half-open (a probe is
-// out), 2 open (measurements fail at once until the next probe).
+// CircuitState is each measured endpoint's circuit that is not closed: 1 half-open (a
+// probe is out), 2 open (measurements fail at once until the next probe). A closed
+// circuit has no series.
 var CircuitState = prometheus.NewGaugeVec(prometheus.GaugeOpts{
 	Name: "tminus_measurement_circuit_state",
-	Help: "Circuit breaker state per measured endpoint (Prometheus address, or HTTP check URL): 0 closed, 1 half-open, 2 open.",
+	Help: "Circuit breaker state per measured endpoint (Prometheus address, or HTTP check URL) whose circuit is not closed: 1 half-open, 2 open.",
 }, []string{labelKind, "endpoint"})
 
 // CircuitChanged records a Prometheus address's circuit state.
 func CircuitChanged(endpoint string, s breaker.State) {
-	CircuitState.WithLabelValues("prometheus", endpoint).Set(float64(s))
+	circuitChanged(promCircuits, "prometheus", endpoint, s)
 }
 
 // HTTPCircuitChanged records an HTTP check URL's circuit state.
 func HTTPCircuitChanged(endpoint string, s breaker.State) {
-	CircuitState.WithLabelValues("http", endpoint).Set(float64(s))
+	circuitChanged(httpCircuits, "http", endpoint, s)
 }
 
 // ShardHeld is 1 for each shard this replica holds, 0 for one it held before.

@@ -68,7 +68,9 @@ type Request struct {
 // Provider measures metrics against the Prometheus a checklist names.
 type Provider struct {
 	// Secrets reads credentials; it should be an uncached reader (the manager's
-	// APIReader), so tminus never lists or watches Secrets.
+	// APIReader), so tminus never lists or watches Secrets. A Secret read is used for
+	// the requesting checklist's interval (the checklists sharing it cost one Get per
+	// interval), so a rotated credential is used from the next interval on.
 	Secrets client.Reader
 	// Guard decides which addresses may be dialed (netguard); nil checks nothing (tests).
 	Guard *netguard.Guard
@@ -84,11 +86,34 @@ type Provider struct {
 
 	sent atomic.Int64
 
+	secretsOnce sync.Once
+	secrets     *secretref.Cache
+
 	mu         sync.Mutex
-	sems       map[string]chan struct{}
-	transports map[string]*http.Transport
+	sems       map[string]*semaphore
+	transports map[string]*transport
 	calls      map[string]*call
+	lastSweep  time.Time
+	// now is the clock; time.Now if nil.
+	now func() time.Time
 }
+
+// semaphore bounds the queries in flight to one address; it is forgotten when nobody
+// uses it, so addresses that came and went leave nothing behind.
+type semaphore struct {
+	slots chan struct{}
+	users int
+}
+
+// transport is shared by the requests with the same TLS settings; it is closed and
+// forgotten once unused for transportIdle.
+type transport struct {
+	tr   *http.Transport
+	used time.Time
+}
+
+// transportIdle is how long a transport nobody used is kept.
+const transportIdle = 10 * time.Minute
 
 type call struct {
 	done chan struct{}
@@ -104,7 +129,7 @@ func (p *Provider) Measure(ctx context.Context, req Request) checklist.Measureme
 	if req.Spec == nil {
 		return errorf(req.Query, "spec.prometheus is not set")
 	}
-	creds, err := p.credentials(ctx, req.Namespace, req.Spec)
+	creds, err := p.credentials(ctx, req.Namespace, req.Spec, secretMaxAge(req.Interval))
 	if err != nil {
 		return errorf(req.Query, "prometheus %s: %v", req.Spec.Address, err)
 	}
@@ -125,7 +150,7 @@ func (p *Provider) Measure(ctx context.Context, req Request) checklist.Measureme
 		// In flight: unless it is the probe of an open circuit, which may take the
 		// whole timeout and which nobody else waits for.
 		if err := p.breakers().Refusal(req.Spec.Address); err != nil {
-			metrics.QueryErrors.WithLabelValues(req.Spec.Address).Inc()
+			metrics.QueryFailed(req.Spec.Address)
 			return errorf(req.Query, "prometheus %s: %v", req.Spec.Address, err)
 		}
 		select {
@@ -155,7 +180,7 @@ func (p *Provider) query(ctx context.Context, req Request, creds *credentials, a
 	timeout := Timeout(req.Spec, req.Interval)
 	done, err := p.breakers().Allow(req.Spec.Address)
 	if err != nil {
-		metrics.QueryErrors.WithLabelValues(req.Spec.Address).Inc()
+		metrics.QueryFailed(req.Spec.Address)
 		return errorf(req.Query, "prometheus %s: %v", req.Spec.Address, err)
 	}
 	// Prometheus is asked to give up at timeout; the client waits a little longer, so
@@ -176,9 +201,10 @@ func (p *Provider) query(ctx context.Context, req Request, creds *credentials, a
 	}()
 
 	sem := p.semaphore(req.Spec.Address)
+	defer p.unuse(req.Spec.Address, sem)
 	select {
-	case sem <- struct{}{}:
-		defer func() { <-sem }()
+	case sem.slots <- struct{}{}:
+		defer func() { <-sem.slots }()
 	case <-ctx.Done():
 		return errorf(req.Query, "prometheus %s: no free query slot within %s", req.Spec.Address, timeout)
 	}
@@ -198,7 +224,7 @@ func (p *Provider) query(ctx context.Context, req Request, creds *credentials, a
 	p.sent.Add(1)
 	began := time.Now()
 	v, _, _, err := q.Query(ctx, req.Query, at, promv1.WithTimeout(timeout))
-	metrics.QueryDuration.WithLabelValues(req.Spec.Address).Observe(time.Since(began).Seconds())
+	metrics.QueryTook(req.Spec.Address, time.Since(began).Seconds())
 	m := Classify(req.Query, v)
 	answered := err == nil || answeredAnyway(err)
 	if err != nil {
@@ -212,7 +238,7 @@ func (p *Provider) query(ctx context.Context, req Request, creds *credentials, a
 		_ = report(true, "")
 	}
 	if m.Kind == checklist.ResultError {
-		metrics.QueryErrors.WithLabelValues(req.Spec.Address).Inc()
+		metrics.QueryFailed(req.Spec.Address)
 	}
 	return m
 }
@@ -281,11 +307,12 @@ func defaultQuerier(address string, c *http.Client) (Querier, error) {
 	return promv1.NewAPI(ac), nil
 }
 
-func (p *Provider) semaphore(address string) chan struct{} {
+// semaphore is address's semaphore, counted as used until unuse.
+func (p *Provider) semaphore(address string) *semaphore {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.sems == nil {
-		p.sems = map[string]chan struct{}{}
+		p.sems = map[string]*semaphore{}
 	}
 	s, ok := p.sems[address]
 	if !ok {
@@ -293,10 +320,19 @@ func (p *Provider) semaphore(address string) chan struct{} {
 		if n <= 0 {
 			n = DefaultMaxInFlight
 		}
-		s = make(chan struct{}, n)
+		s = &semaphore{slots: make(chan struct{}, n)}
 		p.sems[address] = s
 	}
+	s.users++
 	return s
+}
+
+func (p *Provider) unuse(address string, s *semaphore) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if s.users--; s.users == 0 && p.sems[address] == s {
+		delete(p.sems, address)
+	}
 }
 
 // httpClient sends requests through a transport shared by every checklist with the same
@@ -312,9 +348,11 @@ func (p *Provider) httpClient(spec *deployv1alpha1.PrometheusSpec, creds *creden
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.transports == nil {
-		p.transports = map[string]*http.Transport{}
+		p.transports = map[string]*transport{}
 	}
-	tr, ok := p.transports[key]
+	now := p.clock()
+	p.sweepTransports(now)
+	t, ok := p.transports[key]
 	if !ok {
 		cfg := &tls.Config{MinVersion: tls.VersionTLS12}
 		if spec.TLS != nil {
@@ -328,20 +366,44 @@ func (p *Provider) httpClient(spec *deployv1alpha1.PrometheusSpec, creds *creden
 			}
 			cfg.RootCAs = pool
 		}
-		tr = &http.Transport{
+		t = &transport{tr: &http.Transport{
 			DialContext:         p.Guard.DialContext,
 			TLSClientConfig:     cfg,
 			MaxIdleConnsPerHost: DefaultMaxInFlight,
 			IdleConnTimeout:     90 * time.Second,
 			TLSHandshakeTimeout: 10 * time.Second,
 			ForceAttemptHTTP2:   true,
-		}
-		p.transports[key] = tr
+		}}
+		p.transports[key] = t
 	}
+	t.used = now
 	return &http.Client{
-		Transport:     &authTransport{next: tr, creds: creds},
+		Transport:     &authTransport{next: t.tr, creds: creds},
 		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
 	}, nil
+}
+
+// sweepTransports closes and forgets, at most once per transportIdle, the transports
+// nobody used for transportIdle (the TLS settings of checklists that ended). Called
+// with p.mu held.
+func (p *Provider) sweepTransports(now time.Time) {
+	if now.Sub(p.lastSweep) < transportIdle {
+		return
+	}
+	p.lastSweep = now
+	for k, t := range p.transports {
+		if now.Sub(t.used) >= transportIdle {
+			t.tr.CloseIdleConnections()
+			delete(p.transports, k)
+		}
+	}
+}
+
+func (p *Provider) clock() time.Time {
+	if p.now != nil {
+		return p.now()
+	}
+	return time.Now()
 }
 
 // credentials read from Secrets for one request.
@@ -364,33 +426,47 @@ func (c *credentials) fingerprint() string {
 	return hex.EncodeToString(h.Sum(nil))
 }
 
-func (p *Provider) credentials(ctx context.Context, ns string, spec *deployv1alpha1.PrometheusSpec) (*credentials, error) {
+// secretMaxAge is how long a Secret read serves a checklist measuring every interval.
+func secretMaxAge(interval time.Duration) time.Duration {
+	if interval <= 0 {
+		return checklist.DefaultInterval
+	}
+	return interval
+}
+
+func (p *Provider) secretCache() *secretref.Cache {
+	p.secretsOnce.Do(func() { p.secrets = &secretref.Cache{Reader: p.Secrets, Now: p.now} })
+	return p.secrets
+}
+
+func (p *Provider) credentials(ctx context.Context, ns string, spec *deployv1alpha1.PrometheusSpec, maxAge time.Duration) (*credentials, error) {
 	c := &credentials{headers: http.Header{}}
+	secrets := p.secretCache()
 	var err error
 	if spec.BearerTokenSecretRef != nil {
-		if c.bearer, err = secretref.Value(ctx, p.Secrets, ns, spec.BearerTokenSecretRef, "spec.prometheus.bearerTokenSecretRef"); err != nil {
+		if c.bearer, err = secrets.Value(ctx, ns, spec.BearerTokenSecretRef, "spec.prometheus.bearerTokenSecretRef", maxAge); err != nil {
 			return nil, err
 		}
 	}
 	if spec.BasicAuth != nil {
-		if c.username, err = secretref.Value(ctx, p.Secrets, ns, &spec.BasicAuth.Username, "spec.prometheus.basicAuth.username"); err != nil {
+		if c.username, err = secrets.Value(ctx, ns, &spec.BasicAuth.Username, "spec.prometheus.basicAuth.username", maxAge); err != nil {
 			return nil, err
 		}
-		if c.password, err = secretref.Value(ctx, p.Secrets, ns, &spec.BasicAuth.Password, "spec.prometheus.basicAuth.password"); err != nil {
+		if c.password, err = secrets.Value(ctx, ns, &spec.BasicAuth.Password, "spec.prometheus.basicAuth.password", maxAge); err != nil {
 			return nil, err
 		}
 	}
 	for i, h := range spec.Headers {
 		v := h.Value
 		if h.SecretKeyRef != nil {
-			if v, err = secretref.Value(ctx, p.Secrets, ns, h.SecretKeyRef, fmt.Sprintf("spec.prometheus.headers[%d].secretKeyRef", i)); err != nil {
+			if v, err = secrets.Value(ctx, ns, h.SecretKeyRef, fmt.Sprintf("spec.prometheus.headers[%d].secretKeyRef", i), maxAge); err != nil {
 				return nil, err
 			}
 		}
 		c.headers.Set(h.Name, v)
 	}
 	if spec.TLS != nil && spec.TLS.CASecretRef != nil {
-		ca, err := secretref.Value(ctx, p.Secrets, ns, spec.TLS.CASecretRef, "spec.prometheus.tls.caSecretRef")
+		ca, err := secrets.Value(ctx, ns, spec.TLS.CASecretRef, "spec.prometheus.tls.caSecretRef", maxAge)
 		if err != nil {
 			return nil, err
 		}

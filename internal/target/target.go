@@ -133,6 +133,7 @@ func GateView(d *appsv1.Deployment, rss []appsv1.ReplicaSet) gate.Deployment {
 		Paused:       d.Spec.Paused,
 		HeldBy:       d.Annotations[deployv1alpha1.HeldByAnnotation],
 		HeldTemplate: d.Annotations[deployv1alpha1.HeldTemplateAnnotation],
+		RolledBack:   gate.ParseRolledBack(d.Annotations[deployv1alpha1.RolledBackAnnotation]),
 	}
 	for i := range rss {
 		g.ReplicaSets = append(g.ReplicaSets, gate.ReplicaSet{
@@ -245,9 +246,41 @@ func ReplicaSets(ctx context.Context, c client.Reader, d *appsv1.Deployment) ([]
 }
 
 // ReplicaSetsFromAPI lists the ReplicaSets the Deployment owns from the API server,
-// which knows no cache index: it lists the namespace.
+// which knows no cache index: those its selector matches (the namespace when it has
+// none that parses), of which those it owns.
 func ReplicaSetsFromAPI(ctx context.Context, c client.Reader, d *appsv1.Deployment) ([]appsv1.ReplicaSet, error) {
+	if d.Spec.Selector != nil {
+		if sel, err := metav1.LabelSelectorAsSelector(d.Spec.Selector); err == nil && !sel.Empty() {
+			return replicaSets(ctx, c, d, client.MatchingLabelsSelector{Selector: sel})
+		}
+	}
 	return replicaSets(ctx, c, d)
+}
+
+// RefreshChecklists reads again from the API server (c), one by one, the checklists of
+// cls that stale says may be stale for the decision at hand; a checklist gone (or
+// made again for another Deployment) is dropped. The others are returned as they are.
+func RefreshChecklists(ctx context.Context, c client.Reader, namespace string, cls []gate.Checklist,
+	stale func(*gate.Checklist) bool) ([]gate.Checklist, error) {
+	out := make([]gate.Checklist, 0, len(cls))
+	for i := range cls {
+		if !stale(&cls[i]) {
+			out = append(out, cls[i])
+			continue
+		}
+		var dcl deployv1alpha1.DeploymentChecklist
+		if err := c.Get(ctx, types.NamespacedName{Namespace: namespace, Name: cls[i].Name}, &dcl); err != nil {
+			if apierrors.IsNotFound(err) {
+				continue
+			}
+			return nil, fmt.Errorf("reading checklist %s/%s: %w", namespace, cls[i].Name, err)
+		}
+		if dcl.Spec.Target.Name != cls[i].TargetName {
+			continue // made again under the same name for another Deployment
+		}
+		out = append(out, gate.FromChecklist(&dcl))
+	}
+	return out, nil
 }
 
 func replicaSets(ctx context.Context, c client.Reader, d *appsv1.Deployment, opts ...client.ListOption) ([]appsv1.ReplicaSet, error) {
@@ -352,11 +385,16 @@ func Release(ctx context.Context, c client.Client, fresh client.Reader, key type
 }
 
 // Restore puts tmpl back as the Deployment's template and resumes it, as `kubectl
-// rollout undo` does. Restoring a Deployment that already runs tmpl changes nothing.
-func Restore(ctx context.Context, c client.Client, fresh client.Reader, key types.NamespacedName, tmpl *corev1.PodTemplateSpec) error {
+// rollout undo` does, and marks (RolledBackAnnotation, unless mark is empty) which
+// template was rolled back in the same write: the admission webhook refuses it again
+// from the Deployment itself, before its cache shows the rollback.
+func Restore(ctx context.Context, c client.Client, fresh client.Reader, key types.NamespacedName, tmpl *corev1.PodTemplateSpec, mark string) error {
 	return update(ctx, c, fresh, key, func(d *appsv1.Deployment) {
 		d.Spec.Template = *tmpl.DeepCopy()
 		unhold(d)
+		if mark != "" {
+			setAnnotation(d, deployv1alpha1.RolledBackAnnotation, mark)
+		}
 	})
 }
 

@@ -3,8 +3,10 @@ package webhook_test
 import (
 	"context"
 	"encoding/json"
+	"os"
 	"slices"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -141,4 +143,80 @@ func BenchmarkDeploymentGate(b *testing.B) {
 			b.ReportMetric(float64(times[len(times)*99/100].Microseconds()), "p99-µs")
 		})
 	}
+}
+
+// BenchmarkARefusedSelfHealStorm times the refusal of a self-heal storm after a
+// rollback, in a namespace with a history: TMINUS_BENCH_STORM="<finished checklists of
+// the Deployment>,<ReplicaSets of other Deployments>" (500,5000 unless set). Each
+// iteration is one refused write of the rolled-back template; it reports the API
+// requests and objects read per write and the p50/p99 of one admission.
+//
+//	go test ./internal/webhook -run XXX -bench ARefusedSelfHealStorm -benchtime 20x   (with the test bed's env)
+func BenchmarkARefusedSelfHealStorm(b *testing.B) {
+	g := NewWithT(b)
+	ctx := context.Background()
+	checklists, replicaSets := 500, 5000
+	if v := os.Getenv("TMINUS_BENCH_STORM"); v != "" {
+		c, r, _ := strings.Cut(v, ",")
+		checklists, _ = strconv.Atoi(c)
+		replicaSets, _ = strconv.Atoi(r)
+	}
+	ns := "storm-" + strconv.Itoa(checklists) + "-" + strconv.Itoa(replicaSets)
+	if err := bed.Client.Create(ctx, namespaceObj(ns)); err != nil {
+		b.Fatal(err) // a namespace per size: run each size once per test bed
+	}
+	metrics.set(errorsIn(ns), 0.001)
+	d := testbed.Deployment(ns, "checkout", "checkout:v1", 1)
+	g.Expect(bed.Client.Create(ctx, d)).To(Succeed())
+	g.Eventually(func() error {
+		var cur appsv1.Deployment
+		_ = bed.Client.Get(ctx, client.ObjectKeyFromObject(d), &cur)
+		return testbed.RolledOut(&cur, "checkout:v1")
+	}, 2*time.Minute, 100*time.Millisecond).Should(Succeed())
+	g.Eventually(func() error {
+		var cur appsv1.Deployment
+		if err := bed.Client.Get(ctx, client.ObjectKeyFromObject(d), &cur); err != nil {
+			return err
+		}
+		cur.Labels = map[string]string{deployv1alpha1.GatedLabel: deployv1alpha1.GatedByUser}
+		return bed.Client.Update(ctx, &cur)
+	}, 10*time.Second, 100*time.Millisecond).Should(Succeed())
+	began := time.Now()
+	restored := rolledBack(b, ns)
+	metrics.set(errorsIn(ns), 0.001)
+	otherReplicaSets(b, ns, replicaSets)
+	finishedChecklists(b, ns, checklists)
+	g.Eventually(func(g Gomega) {
+		var rss appsv1.ReplicaSetList
+		g.Expect(cached.List(ctx, &rss, client.InNamespace(ns))).To(Succeed())
+		g.Expect(len(rss.Items)).To(BeNumerically(">=", replicaSets+2))
+		var cls deployv1alpha1.DeploymentChecklistList
+		g.Expect(cached.List(ctx, &cls, client.InNamespace(ns))).To(Succeed())
+		g.Expect(len(cls.Items)).To(BeNumerically(">=", checklists+1))
+	}, 5*time.Minute, 200*time.Millisecond).Should(Succeed())
+	b.Logf("namespace %s: %d finished checklists, %d other ReplicaSets, set up in %s", ns, checklists, replicaSets,
+		time.Since(began).Round(time.Second))
+
+	api := &countingReader{Reader: fresh}
+	h := &webhook.DeploymentGate{Reader: cached, Fresh: api, Decoder: admission.NewDecoder(bed.Client.Scheme())}
+	selfHeal := restored.DeepCopy()
+	selfHeal.Spec.Template.Spec.Containers[0].Image = "checkout:v2"
+	req := updateRequest(b, restored, selfHeal)
+	times := make([]time.Duration, 0, b.N)
+	api.reset()
+	writes := 0
+	for b.Loop() {
+		start := time.Now()
+		resp := h.Handle(ctx, req)
+		times = append(times, time.Since(start))
+		writes++
+		if resp.Allowed {
+			b.Fatalf("the rolled-back template was admitted")
+		}
+	}
+	slices.Sort(times)
+	b.ReportMetric(float64(api.requests.Load())/float64(writes), "requests/write")
+	b.ReportMetric(float64(api.objects.Load())/float64(writes), "objects/write")
+	b.ReportMetric(float64(times[len(times)/2].Microseconds()), "p50-µs")
+	b.ReportMetric(float64(times[len(times)*99/100].Microseconds()), "p99-µs")
 }

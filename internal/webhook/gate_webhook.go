@@ -35,7 +35,8 @@ type DeploymentGate struct {
 	Reader client.Reader
 	// Fresh reads from the API server: a write about to be held or refused is decided
 	// again on fresh data, so a cache a moment behind (a release just written) never
-	// holds what a checklist released.
+	// holds what a checklist released. The other way round, a cache that does not show
+	// a rollback yet is covered by the Deployment's own mark (RolledBackAnnotation).
 	Fresh   client.Reader
 	Decoder admission.Decoder
 }
@@ -52,10 +53,7 @@ func (w *DeploymentGate) Handle(ctx context.Context, req admission.Request) admi
 			return admission.Errored(http.StatusBadRequest, err)
 		}
 	}
-	v, err := w.decide(ctx, false, old, cur)
-	if err == nil && (v.Deny != "" || v.Hold != "") && w.Fresh != nil {
-		v, err = w.decide(ctx, true, old, cur)
-	}
+	v, err := w.decide(ctx, old, cur)
 	if err != nil {
 		return admission.Errored(http.StatusInternalServerError, err)
 	}
@@ -90,31 +88,49 @@ func (w *DeploymentGate) Handle(ctx context.Context, req admission.Request) admi
 	return resp
 }
 
-// decide applies the rule to the write, on the cache's view or (fresh) the API
-// server's.
-func (w *DeploymentGate) decide(ctx context.Context, fresh bool, old, cur *appsv1.Deployment) (gate.Verdict, error) {
-	checklists, replicaSets := target.Checklists, target.ReplicaSets
-	r := w.Reader
-	if fresh {
-		checklists, replicaSets, r = target.ChecklistsFromAPI, target.ReplicaSetsFromAPI, w.Fresh
-	}
-	cls, err := checklists(ctx, r, cur.Namespace, cur.Name)
+// decide applies the rule to the write on the cache's view. A write it would hold or
+// refuse is decided again on the API server's view of what can loosen the decision:
+// the checklists that are live or refuse the template, read one by one (a checklist
+// the cache does not know yet has no release to loosen anything with), and the
+// Deployment's ReplicaSets, listed by its selector. A refused self-heal storm then
+// costs the API server two small reads per write, not the namespace's history.
+func (w *DeploymentGate) decide(ctx context.Context, old, cur *appsv1.Deployment) (gate.Verdict, error) {
+	cls, err := target.Checklists(ctx, w.Reader, cur.Namespace, cur.Name)
 	if err != nil {
 		return gate.Verdict{}, err
 	}
 	var rss []appsv1.ReplicaSet
 	if cur.UID != "" {
-		if rss, err = replicaSets(ctx, r, cur); err != nil {
+		if rss, err = target.ReplicaSets(ctx, w.Reader, cur); err != nil {
 			return gate.Verdict{}, err
 		}
 	}
+	v := admit(old, cur, rss, cls)
+	if (v.Deny == "" && v.Hold == "") || w.Fresh == nil {
+		return v, nil
+	}
+	hash := gate.TemplateHash(&cur.Spec.Template)
+	if cls, err = target.RefreshChecklists(ctx, w.Fresh, cur.Namespace, cls, func(c *gate.Checklist) bool {
+		return c.Live() || c.RolledBackHash == hash
+	}); err != nil {
+		return gate.Verdict{}, err
+	}
+	if cur.UID != "" {
+		if rss, err = target.ReplicaSetsFromAPI(ctx, w.Fresh, cur); err != nil {
+			return gate.Verdict{}, err
+		}
+	}
+	return admit(old, cur, rss, cls), nil
+}
+
+func admit(old, cur *appsv1.Deployment, rss []appsv1.ReplicaSet, cls []gate.Checklist) gate.Verdict {
 	curView := target.GateView(cur, rss)
 	var oldView *gate.Deployment
 	if old != nil {
 		v := target.GateView(old, rss)
 		oldView = &v
 	}
-	return gate.Admit(oldView, &curView, cls), nil
+	return gate.Admit(oldView, &curView, cls)
 }
 
 // gateFields is the part of a Deployment the gate reads: decoding only it keeps the
@@ -129,6 +145,7 @@ type gateFields struct {
 	} `json:"metadata"`
 	Spec struct {
 		Paused   bool                   `json:"paused"`
+		Selector *metav1.LabelSelector  `json:"selector"`
 		Template corev1.PodTemplateSpec `json:"template"`
 	} `json:"spec"`
 }
@@ -140,6 +157,6 @@ func decodeGateFields(raw []byte) (*appsv1.Deployment, error) {
 	}
 	m := f.Metadata
 	d := &appsv1.Deployment{ObjectMeta: metav1.ObjectMeta{Name: m.Name, Namespace: m.Namespace, UID: m.UID, Annotations: m.Annotations}}
-	d.Spec.Paused, d.Spec.Template = f.Spec.Paused, f.Spec.Template
+	d.Spec.Paused, d.Spec.Selector, d.Spec.Template = f.Spec.Paused, f.Spec.Selector, f.Spec.Template
 	return d, nil
 }
