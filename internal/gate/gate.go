@@ -26,10 +26,12 @@ import (
 // restart is not a new template.
 const RestartedAtAnnotation = "kubectl.kubernetes.io/restartedAt"
 
-// TemplateHash identifies a pod template for tminus: the pod-template-hash label the
-// Deployment controller adds to its ReplicaSets and the restart annotation `kubectl
-// rollout restart` sets are left out, so a Deployment's template, the ReplicaSet made
-// from it and the same template restarted hash alike.
+// TemplateHash identifies a pod template for tminus: the SHA-256 of its JSON, in hex.
+// The pod-template-hash label the Deployment controller adds to its ReplicaSets and the
+// restart annotation `kubectl rollout restart` sets are left out, so a Deployment's
+// template, the ReplicaSet made from it and the same template restarted hash alike.
+// The whole digest: a template made to collide with a released one is not a birthday
+// search away (earlier versions kept 8 bytes; see SameTemplate).
 func TemplateHash(tmpl *corev1.PodTemplateSpec) string {
 	t := tmpl.DeepCopy()
 	if t.Labels != nil {
@@ -49,7 +51,30 @@ func TemplateHash(tmpl *corev1.PodTemplateSpec) string {
 		return ""
 	}
 	sum := sha256.Sum256(raw)
-	return hex.EncodeToString(sum[:8])
+	return hex.EncodeToString(sum[:])
+}
+
+// legacyHashLen is the length of the template hashes earlier versions stored (the first
+// 8 bytes of the same digest, in hex) in checklist status and tminus's annotations.
+const legacyHashLen = 16
+
+// SameTemplate says whether a stored template hash names the template whose hash
+// (TemplateHash) is hash. A hash an earlier version stored is the first 16 hex digits of
+// the same digest, so it names a template whose full hash starts with it: a release in
+// flight across an upgrade keeps its identities (with the 64 bits it had), and whatever
+// tminus stores from now on is the whole digest. Empty names nothing.
+func SameTemplate(stored, hash string) bool {
+	if stored == "" || hash == "" {
+		return false
+	}
+	if stored == hash {
+		return true
+	}
+	short, long := stored, hash
+	if len(short) > len(long) {
+		short, long = long, short
+	}
+	return len(short) == legacyHashLen && len(long) == 2*sha256.Size && strings.HasPrefix(long, short)
 }
 
 // Images lists a template's container images, in order, at most 16.
@@ -214,7 +239,7 @@ func (c *Checklist) holdsBeforeT0() bool {
 // RolledBackBy is the checklist that rolled the template back, if any.
 func RolledBackBy(cls []Checklist, hash string) *Checklist {
 	for i := range cls {
-		if hash != "" && cls[i].RolledBackHash == hash {
+		if SameTemplate(cls[i].RolledBackHash, hash) {
 			return &cls[i]
 		}
 	}
@@ -285,10 +310,10 @@ func UnreleasedChange(d *Deployment, cls []Checklist) bool {
 // rollout undo`, the restore of a rollback).
 func releasable(d *Deployment, hash string, active *Checklist) bool {
 	if active != nil {
-		if hash == active.ReleasedHash {
+		if SameTemplate(active.ReleasedHash, hash) {
 			return true
 		}
-		if active.T0 && active.ReleasedHash == "" && hash != active.PreDeployHash {
+		if active.T0 && active.ReleasedHash == "" && !SameTemplate(active.PreDeployHash, hash) {
 			return true
 		}
 	}
@@ -373,7 +398,7 @@ func heldReason(d *Deployment, active *Checklist) string {
 // released (that one stays held until a checklist of its own releases it): neither the
 // change it held nor a template that never ran.
 func ShouldResume(d *Deployment, cls []Checklist) bool {
-	if !d.Paused || d.HeldBy == "" || (d.HeldTemplate != "" && d.HeldTemplate == d.TemplateHash) {
+	if !d.Paused || d.HeldBy == "" || SameTemplate(d.HeldTemplate, d.TemplateHash) {
 		return false
 	}
 	active := Active(cls)

@@ -170,3 +170,32 @@ func TestHoldReasonsFitAnAnnotationAndNameTheImages(t *testing.T) {
 	g.Expect(v.Hold).To(ContainSubstring("checkout:v2"))
 	g.Expect(strings.Contains(v.Hold, "\n")).To(BeFalse())
 }
+
+func TestATemplateIsIdentifiedByTheWholeDigest(t *testing.T) {
+	g := NewWithT(t)
+	h := TemplateHash(tmpl("checkout:v1"))
+	g.Expect(h).To(MatchRegexp(`^[0-9a-f]{64}$`), "SHA-256, all of it")
+}
+
+// TestAHashStoredBeforeTheUpgradeStillNamesItsTemplate: a release in flight across the
+// upgrade stored 16 hex digits (the digest's first 8 bytes); they still name the
+// template, and nothing else.
+func TestAHashStoredBeforeTheUpgradeStillNamesItsTemplate(t *testing.T) {
+	g := NewWithT(t)
+	v1, v2 := TemplateHash(tmpl("checkout:v1")), TemplateHash(tmpl("checkout:v2"))
+	legacy := v2[:16]
+	g.Expect(SameTemplate(legacy, v2)).To(BeTrue())
+	g.Expect(SameTemplate(v2, legacy)).To(BeTrue())
+	g.Expect(SameTemplate(legacy, v1)).To(BeFalse())
+	g.Expect(SameTemplate("", v1)).To(BeFalse(), "empty names nothing")
+	g.Expect(SameTemplate(v2[:8], v2)).To(BeFalse(), "only the length earlier versions stored")
+
+	// A template rolled back before the upgrade stays refused...
+	rb := Checklist{Name: "checkout-v2", Phase: deployv1alpha1.PhaseRolledBack, RolledBackHash: legacy, RolledBackAt: t0}
+	g.Expect(Admit(deployment(v1, false, rs(v1, 3)), deployment(v2, false, rs(v1, 3)), []Checklist{rb}).Deny).To(ContainSubstring("rolled back"))
+	// ...and a change held before it stays held (it had started to roll: without the
+	// admission gate, tminus holds after the fact).
+	held := deployment(v2, true, rs(v1, 3), rs(v2, 1))
+	held.HeldBy, held.HeldTemplate = deployv1alpha1.HeldByAdmission, legacy
+	g.Expect(ShouldResume(held, nil)).To(BeFalse())
+}
