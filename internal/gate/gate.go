@@ -116,7 +116,11 @@ type Checklist struct {
 	ReleasedHash string
 	// RolledBackHash is the template the checklist rolled back; it stays refused while
 	// the checklist exists.
-	RolledBackHash    string
+	RolledBackHash string
+	// RestoreHash is the pre-deploy template of a checklist that rolled back: its
+	// restore puts it back, and is never held (the Deployment served it when the
+	// checklist started, even if its ReplicaSet has been cleaned up since).
+	RestoreHash       string
 	RolledBackAt      time.Time
 	RollbackMessage   string
 	RolledBackImages  []string
@@ -154,6 +158,7 @@ func FromChecklist(dcl *deployv1alpha1.DeploymentChecklist) Checklist {
 	if rb := dcl.Status.Rollback; rb != nil && dcl.Status.Phase == deployv1alpha1.PhaseRolledBack &&
 		!rb.DryRun && !rb.NothingToRestore && !c.Observe && c.ReleasedHash != "" {
 		c.RolledBackHash = c.ReleasedHash
+		c.RestoreHash = c.PreDeployHash
 		c.RolledBackImages = c.ReleasedImages
 		c.RolledBackAt = rb.FiredAt.Time
 		c.RollbackMessage = rb.Message
@@ -246,6 +251,17 @@ func RolledBackBy(cls []Checklist, hash string) *Checklist {
 	return nil
 }
 
+// RestoreOf is the checklist that rolled back to the template, if any: the template is
+// the one it restores.
+func RestoreOf(cls []Checklist, hash string) *Checklist {
+	for i := range cls {
+		if SameTemplate(cls[i].RestoreHash, hash) {
+			return &cls[i]
+		}
+	}
+	return nil
+}
+
 // WantsMark says whether tminus wants its label on the Deployment: while a checklist
 // that gates it (gate Pause) is live, or guards a template it rolled back.
 func WantsMark(cls []Checklist) bool {
@@ -301,14 +317,15 @@ func (d *Deployment) Settled() bool {
 // ReplicaSet of it exists, and it is not a live checklist's released or (after T-0)
 // arriving candidate.
 func UnreleasedChange(d *Deployment, cls []Checklist) bool {
-	return !releasable(d, d.TemplateHash, Active(cls))
+	return !releasable(d, d.TemplateHash, cls, Active(cls))
 }
 
 // releasable says whether hash may roll out on the Deployment: the active checklist
 // released it, or is past T-0 waiting for a new template (this one becomes its
 // candidate and is released at once), or the Deployment ran it before (`kubectl
-// rollout undo`, the restore of a rollback).
-func releasable(d *Deployment, hash string, active *Checklist) bool {
+// rollout undo`), or it is the pre-deploy template a checklist rolled back to (its
+// restore, whose ReplicaSet may be gone: revisionHistoryLimit).
+func releasable(d *Deployment, hash string, cls []Checklist, active *Checklist) bool {
 	if active != nil {
 		if SameTemplate(active.ReleasedHash, hash) {
 			return true
@@ -317,7 +334,7 @@ func releasable(d *Deployment, hash string, active *Checklist) bool {
 			return true
 		}
 	}
-	return d.Ran(hash)
+	return d.Ran(hash) || RestoreOf(cls, hash) != nil
 }
 
 // Verdict is the admission decision for a write of a gated Deployment.
@@ -362,7 +379,7 @@ func Admit(old *Deployment, cur *Deployment, cls []Checklist) Verdict {
 		}
 		return Verdict{}
 	}
-	if releasable(cur, cur.TemplateHash, active) {
+	if releasable(cur, cur.TemplateHash, cls, active) {
 		return Verdict{}
 	}
 	if !changed {

@@ -55,6 +55,8 @@ func TestAdmitHoldsWhatNoChecklistReleasedAndLetsEverythingElseThrough(t *testin
 		ReleasedHash: "v2", RolledBackHash: "v2", RolledBackAt: t0, RollbackMessage: "rollback trigger errors fired: 0.07 > 0.05"}
 	observe := holding
 	observe.Observe = true
+	restoring := rolledBack
+	restoring.RestoreHash = "v1"
 
 	cases := []struct {
 		name       string
@@ -92,6 +94,8 @@ func TestAdmitHoldsWhatNoChecklistReleasedAndLetsEverythingElseThrough(t *testin
 			"", "rolled back by checklist checkout-v2"},
 		{"gate Observe holds nothing",
 			deployment("v1", false, serving...), deployment("v2", false, serving...), []Checklist{observe}, "", ""},
+		{"the restore of a rolled-back checklist's pre-deploy template passes, its ReplicaSet cleaned up",
+			deployment("v2", false, rs("v2", 3)), deployment("v1", false, rs("v2", 3)), []Checklist{restoring}, "", ""},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
