@@ -137,7 +137,7 @@ func FromChecklist(dcl *deployv1alpha1.DeploymentChecklist) Checklist {
 	c := Checklist{
 		Name:              dcl.Name,
 		Created:           dcl.CreationTimestamp.Time,
-		Observe:           gateOf(dcl) == deployv1alpha1.GateObserve,
+		Observe:           GateOf(dcl) == deployv1alpha1.GateObserve,
 		Phase:             dcl.Status.Phase,
 		TargetName:        dcl.Spec.Target.Name,
 		TargetNamespace:   dcl.Namespace,
@@ -166,17 +166,22 @@ func FromChecklist(dcl *deployv1alpha1.DeploymentChecklist) Checklist {
 	return c
 }
 
-// gateOf is the checklist's gate: its own, or the one of the template it was made from
-// (status.resolved). Unresolved, Pause: the safe reading.
-func gateOf(dcl *deployv1alpha1.DeploymentChecklist) deployv1alpha1.GateMode {
-	if dcl.Spec.TemplateRef == nil {
-		return dcl.Spec.Gate
+// GateOf is the gate tminus applies for the checklist: spec.gate, fixed at creation
+// (for a checklist made from a template, the checklist webhook writes the template's
+// gate there, and a resolution that disagrees stalls), or what a checklist resolved by
+// an earlier version kept in status.resolved. Anything but Observe is Pause: the safe
+// reading.
+func GateOf(dcl *deployv1alpha1.DeploymentChecklist) deployv1alpha1.GateMode {
+	if dcl.Spec.TemplateRef != nil {
+		var body struct {
+			Gate deployv1alpha1.GateMode `json:"gate"`
+		}
+		if r := dcl.Status.Resolved; r != nil && json.Unmarshal(r.Raw, &body) == nil && body.Gate != "" {
+			return body.Gate
+		}
 	}
-	var body struct {
-		Gate deployv1alpha1.GateMode `json:"gate"`
-	}
-	if r := dcl.Status.Resolved; r != nil && json.Unmarshal(r.Raw, &body) == nil && body.Gate != "" {
-		return body.Gate
+	if dcl.Spec.Gate == deployv1alpha1.GateObserve {
+		return deployv1alpha1.GateObserve
 	}
 	return deployv1alpha1.GatePause
 }
@@ -292,7 +297,9 @@ type Deployment struct {
 	// HeldTemplate its HeldTemplateAnnotation.
 	HeldBy       string
 	HeldTemplate string
-	ReplicaSets  []ReplicaSet
+	// GateLabel is its GatedLabel: GatedByUser when its owner gates it.
+	GateLabel   string
+	ReplicaSets []ReplicaSet
 }
 
 // Ran says whether a ReplicaSet of the template exists: the Deployment ran it (or
@@ -324,9 +331,10 @@ func UnreleasedChange(d *Deployment, cls []Checklist) bool {
 // released it, or is past T-0 waiting for a new template (this one becomes its
 // candidate and is released at once), or the Deployment ran it before (`kubectl
 // rollout undo`), or it is the pre-deploy template a checklist rolled back to (its
-// restore, whose ReplicaSet may be gone: revisionHistoryLimit).
+// restore, whose ReplicaSet may be gone: revisionHistoryLimit). An Observe checklist
+// releases nothing: it never holds, so it has nothing to let go.
 func releasable(d *Deployment, hash string, cls []Checklist, active *Checklist) bool {
-	if active != nil {
+	if active != nil && !active.Observe {
 		if SameTemplate(active.ReleasedHash, hash) {
 			return true
 		}
@@ -370,7 +378,15 @@ func Admit(old *Deployment, cur *Deployment, cls []Checklist) Verdict {
 	}
 	active := Active(cls)
 	if active != nil && active.Observe {
-		return Verdict{}
+		// An Observe checklist holds nothing, so it lets new templates through; but it
+		// never switches off the gate the Deployment's owner put on (labelled
+		// gated=true: only the label's break-glass does that), and never takes a pause
+		// off a template the Deployment did not run (a held change stays held).
+		resumes := old != nil && old.Paused && !cur.Paused && !releasable(cur, cur.TemplateHash, cls, nil)
+		if cur.GateLabel != deployv1alpha1.GatedByUser && !resumes {
+			return Verdict{}
+		}
+		active = nil
 	}
 	if active != nil && active.holdsBeforeT0() {
 		if !cur.Paused {

@@ -41,6 +41,12 @@ func deployment(hash string, paused bool, rss ...ReplicaSet) *Deployment {
 		Paused: paused, ReplicaSets: rss}
 }
 
+// labelled is d labelled deploy.tminus.dev/gated=true by its owner.
+func labelled(d *Deployment) *Deployment {
+	d.GateLabel = deployv1alpha1.GatedByUser
+	return d
+}
+
 func rs(hash string, pods int32) ReplicaSet {
 	return ReplicaSet{Hash: hash, Created: t0.Add(-time.Hour), Replicas: pods}
 }
@@ -94,6 +100,13 @@ func TestAdmitHoldsWhatNoChecklistReleasedAndLetsEverythingElseThrough(t *testin
 			"", "rolled back by checklist checkout-v2"},
 		{"gate Observe holds nothing",
 			deployment("v1", false, serving...), deployment("v2", false, serving...), []Checklist{observe}, "", ""},
+		{"gate Observe does not switch off the gate of a Deployment its owner labelled gated=true",
+			labelled(deployment("v1", false, serving...)), labelled(deployment("v2", false, serving...)), []Checklist{observe},
+			"released by no checklist", ""},
+		{"gate Observe does not resume a held change",
+			deployment("v3", true, serving...), deployment("v3", false, serving...), []Checklist{observe}, "released by no checklist", ""},
+		{"gate Observe does not let a new template out of a held Deployment in the same write",
+			deployment("v3", true, serving...), deployment("v4", false, serving...), []Checklist{observe}, "released by no checklist", ""},
 		{"the restore of a rolled-back checklist's pre-deploy template passes, its ReplicaSet cleaned up",
 			deployment("v2", false, rs("v2", 3)), deployment("v1", false, rs("v2", 3)), []Checklist{restoring}, "", ""},
 	}

@@ -132,6 +132,7 @@ func GateView(d *appsv1.Deployment, rss []appsv1.ReplicaSet) gate.Deployment {
 		Paused:       d.Spec.Paused,
 		HeldBy:       d.Annotations[deployv1alpha1.HeldByAnnotation],
 		HeldTemplate: d.Annotations[deployv1alpha1.HeldTemplateAnnotation],
+		GateLabel:    d.Labels[deployv1alpha1.GatedLabel],
 	}
 	for i := range rss {
 		g.ReplicaSets = append(g.ReplicaSets, gate.ReplicaSet{

@@ -140,6 +140,7 @@ type gateFields struct {
 		Name        string            `json:"name"`
 		Namespace   string            `json:"namespace"`
 		UID         types.UID         `json:"uid"`
+		Labels      map[string]string `json:"labels"`
 		Annotations map[string]string `json:"annotations"`
 	} `json:"metadata"`
 	Spec struct {
@@ -154,7 +155,7 @@ func decodeGateFields(raw []byte) (*appsv1.Deployment, error) {
 		return nil, err
 	}
 	m := f.Metadata
-	d := &appsv1.Deployment{ObjectMeta: metav1.ObjectMeta{Name: m.Name, Namespace: m.Namespace, UID: m.UID, Annotations: m.Annotations}}
+	d := &appsv1.Deployment{ObjectMeta: metav1.ObjectMeta{Name: m.Name, Namespace: m.Namespace, UID: m.UID, Labels: m.Labels, Annotations: m.Annotations}}
 	d.Spec.Paused, d.Spec.Template = f.Spec.Paused, f.Spec.Template
 	return d, nil
 }
