@@ -62,6 +62,7 @@ func Decide(dcl *deployv1alpha1.DeploymentChecklist, obs Observations, now time.
 	e := &engine{dcl: dcl, spec: &dcl.Spec, obs: obs, now: now}
 	e.st = dcl.Status.DeepCopy()
 	e.st.ObservedGeneration = dcl.Generation
+	e.upgradeHashes()
 
 	p, err := parsePlan(&dcl.Spec)
 	if err != nil {

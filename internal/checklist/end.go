@@ -104,7 +104,10 @@ func (e *engine) releaseOwnPause() {
 
 // ensureRestored puts the pre-deploy template back and resumes the target, until it is
 // seen done. Seeing the target already restored (the manager died between the patch and
-// the status write) records it without writing again.
+// the status write) records it without writing again. It never fights a later release:
+// while another checklist is live on the target it writes nothing (that one holds and
+// releases it now), and once the rolled-back template neither is the Deployment's nor
+// serves (a later checklist released another), there is nothing left to restore.
 func (e *engine) ensureRestored() {
 	st := e.st
 	switch {
@@ -114,6 +117,9 @@ func (e *engine) ensureRestored() {
 		return
 	case !e.obs.Target.Found:
 		e.next = fmt.Sprintf("Deployment %s is gone; nothing to restore", e.spec.Target.Name)
+		return
+	case e.obs.Blocker != "":
+		e.next = fmt.Sprintf("checklist %s is live on Deployment %s: the restore is left to it", e.obs.Blocker, e.spec.Target.Name)
 		return
 	}
 	t := e.obs.Target
@@ -125,6 +131,18 @@ func (e *engine) ensureRestored() {
 		}
 		e.event(corev1.EventTypeNormal, ReasonRestored, fmt.Sprintf("Deployment %s runs its pre-deploy template again (%s, revision %s)",
 			e.spec.Target.Name, images(st.Target.PreDeployImages), st.Target.PreDeployRevision))
+		return
+	}
+	if bad := st.Target.ReleasedTemplateHash; t.TemplateHash != bad && t.TemplateHash != st.Target.PreDeployTemplateHash && t.ServingHash != bad {
+		// Another template than the two this checklist knows: restore only over the
+		// rolled-back release serving, never over a rollout of another.
+		if t.Settled {
+			e.next = fmt.Sprintf("Deployment %s moved on to %s: the rolled-back release no longer serves; nothing to restore",
+				e.spec.Target.Name, images(t.TemplateImages))
+			return
+		}
+		e.next = fmt.Sprintf("waiting for Deployment %s to settle before restoring it", e.spec.Target.Name)
+		e.pollIn(e.p.interval)
 		return
 	}
 	tmpl, err := PreDeployTemplate(st)

@@ -1,6 +1,7 @@
 package controller
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -53,6 +54,10 @@ func (r *DeploymentChecklistReconciler) resolve(ctx context.Context, dcl *deploy
 		body, values, err := templates.Resolve(dcl, tmpl)
 		if err != nil {
 			return nil, r.stallOn(dcl, err), nonTemplateError(err)
+		}
+		if msg := gateChanged(dcl, tmpl, &body); msg != "" {
+			checklist.SetStalled(&dcl.Status, dcl.Generation, templates.ReasonTemplateInvalid, msg)
+			return nil, true, nil
 		}
 		t := metav1.NewTime(now.Truncate(time.Second))
 		dcl.Status.Template = &deployv1alpha1.TemplateStatus{Kind: tmpl.Kind, Name: tmpl.Name, Generation: tmpl.Generation,
@@ -153,4 +158,18 @@ func indexTemplateRefs(o client.Object) []string {
 		return []string{ref.Kind + "/" + ref.Name}
 	}
 	return nil
+}
+
+// gateChanged says why the resolved checklist may not be walked ("" when it may): its
+// gate is not the one the checklist was created with (spec.gate, where the checklist
+// webhook records the template's gate). The template changed between the checklist's
+// admission and its resolution, or the checklist was created without the webhook: a
+// gate that changes after creation could switch a release's hold off.
+func gateChanged(dcl *deployv1alpha1.DeploymentChecklist, tmpl *templates.Template, body *deployv1alpha1.ChecklistBody) string {
+	want, got := cmp.Or(dcl.Spec.Gate, deployv1alpha1.GatePause), cmp.Or(body.Gate, deployv1alpha1.GatePause)
+	if want == got {
+		return ""
+	}
+	return fmt.Sprintf("spec.gate: this checklist gates with %s, fixed when it was created, but %s %s now says gate: %s; "+
+		"create a new checklist (spec.gate: %s) to release with it", want, tmpl.Kind, tmpl.Name, got, got)
 }

@@ -166,3 +166,34 @@ func TestAParameterTheTemplateDoesNotTakeIsStalledNamingIt(t *testing.T) {
 	}, 30*time.Second, 100*time.Millisecond).Should(ContainSubstring("spec.parameters.errorBudegt: ClusterChecklistTemplate web-release-" + ns + " takes no parameter"))
 	g.Consistently(func() bool { return getDeployment(t, d).Spec.Paused }, time.Second, 200*time.Millisecond).Should(BeFalse())
 }
+
+// TestATemplateThatArrivesWithAnotherGateThanTheChecklistsStalls: a checklist is
+// created (spec.gate Pause, the default) from a template that does not exist yet; a
+// template of that name arrives saying gate: Observe. The gate is fixed at creation:
+// the checklist stalls naming spec.gate, and never becomes an Observe checklist that
+// would switch off the Deployment's gate.
+func TestATemplateThatArrivesWithAnotherGateThanTheChecklistsStalls(t *testing.T) {
+	t.Parallel()
+	g := NewWithT(t)
+	ns := newNamespace(t)
+	deployment(t, ns, "checkout:v1")
+	startManagerIn(t, ns, healthyMetrics(), nil)
+	c := fromTemplate(ns, "later-"+ns, nil)
+	create(t, c)
+	g.Eventually(func(g Gomega) string {
+		cond := meta.FindStatusCondition(getChecklist(g, c).Status.Conditions, checklist.CondStalled)
+		g.Expect(cond).NotTo(BeNil())
+		return cond.Reason
+	}, 30*time.Second, 100*time.Millisecond).Should(Equal(templates.ReasonTemplateNotFound))
+
+	observe := webRelease("later-" + ns)
+	observe.Spec.Template.Gate = deployv1alpha1.GateObserve
+	createTemplate(t, observe)
+	g.Eventually(func(g Gomega) string {
+		cond := meta.FindStatusCondition(getChecklist(g, c).Status.Conditions, checklist.CondStalled)
+		g.Expect(cond).NotTo(BeNil())
+		return cond.Message
+	}, 30*time.Second, 100*time.Millisecond).Should(ContainSubstring("spec.gate: this checklist gates with Pause, fixed when it was created, " +
+		"but ClusterChecklistTemplate later-" + ns + " now says gate: Observe"))
+	g.Expect(getChecklist(g, c).Status.Resolved).To(BeNil(), "nothing resolved, nothing walked")
+}

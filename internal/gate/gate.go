@@ -28,10 +28,12 @@ import (
 // restart is not a new template.
 const RestartedAtAnnotation = "kubectl.kubernetes.io/restartedAt"
 
-// TemplateHash identifies a pod template for tminus: the pod-template-hash label the
-// Deployment controller adds to its ReplicaSets and the restart annotation `kubectl
-// rollout restart` sets are left out, so a Deployment's template, the ReplicaSet made
-// from it and the same template restarted hash alike.
+// TemplateHash identifies a pod template for tminus: the SHA-256 of its JSON, in hex.
+// The pod-template-hash label the Deployment controller adds to its ReplicaSets and the
+// restart annotation `kubectl rollout restart` sets are left out, so a Deployment's
+// template, the ReplicaSet made from it and the same template restarted hash alike.
+// The whole digest: a template made to collide with a released one is not a birthday
+// search away (earlier versions kept 8 bytes; see SameTemplate).
 func TemplateHash(tmpl *corev1.PodTemplateSpec) string {
 	t := tmpl.DeepCopy()
 	if t.Labels != nil {
@@ -51,7 +53,30 @@ func TemplateHash(tmpl *corev1.PodTemplateSpec) string {
 		return ""
 	}
 	sum := sha256.Sum256(raw)
-	return hex.EncodeToString(sum[:8])
+	return hex.EncodeToString(sum[:])
+}
+
+// legacyHashLen is the length of the template hashes earlier versions stored (the first
+// 8 bytes of the same digest, in hex) in checklist status and tminus's annotations.
+const legacyHashLen = 16
+
+// SameTemplate says whether a stored template hash names the template whose hash
+// (TemplateHash) is hash. A hash an earlier version stored is the first 16 hex digits of
+// the same digest, so it names a template whose full hash starts with it: a release in
+// flight across an upgrade keeps its identities (with the 64 bits it had), and whatever
+// tminus stores from now on is the whole digest. Empty names nothing.
+func SameTemplate(stored, hash string) bool {
+	if stored == "" || hash == "" {
+		return false
+	}
+	if stored == hash {
+		return true
+	}
+	short, long := stored, hash
+	if len(short) > len(long) {
+		short, long = long, short
+	}
+	return len(short) == legacyHashLen && len(long) == 2*sha256.Size && strings.HasPrefix(long, short)
 }
 
 // Images lists a template's container images, in order, at most 16.
@@ -94,7 +119,11 @@ type Checklist struct {
 	ReleasedHash string
 	// RolledBackHash is the template the checklist rolled back; it stays refused while
 	// the checklist exists.
-	RolledBackHash    string
+	RolledBackHash string
+	// RestoreHash is the pre-deploy template of a checklist that rolled back: its
+	// restore puts it back, and is never held (the Deployment served it when the
+	// checklist started, even if its ReplicaSet has been cleaned up since).
+	RestoreHash       string
 	RolledBackAt      time.Time
 	RollbackMessage   string
 	RolledBackImages  []string
@@ -112,7 +141,7 @@ func FromChecklist(dcl *deployv1alpha1.DeploymentChecklist) Checklist {
 		Name:              dcl.Name,
 		UID:               string(dcl.UID),
 		Created:           dcl.CreationTimestamp.Time,
-		Observe:           gateOf(dcl) == deployv1alpha1.GateObserve,
+		Observe:           GateOf(dcl) == deployv1alpha1.GateObserve,
 		Phase:             dcl.Status.Phase,
 		TargetName:        dcl.Spec.Target.Name,
 		TargetNamespace:   dcl.Namespace,
@@ -133,6 +162,7 @@ func FromChecklist(dcl *deployv1alpha1.DeploymentChecklist) Checklist {
 	if rb := dcl.Status.Rollback; rb != nil && dcl.Status.Phase == deployv1alpha1.PhaseRolledBack &&
 		!rb.DryRun && !rb.NothingToRestore && !c.Observe && c.ReleasedHash != "" {
 		c.RolledBackHash = c.ReleasedHash
+		c.RestoreHash = c.PreDeployHash
 		c.RolledBackImages = c.ReleasedImages
 		c.RolledBackAt = rb.FiredAt.Time
 		c.RollbackMessage = rb.Message
@@ -140,15 +170,29 @@ func FromChecklist(dcl *deployv1alpha1.DeploymentChecklist) Checklist {
 	return c
 }
 
-// gateOf is the checklist's gate: its own, or the one of the template it was made from
-// (status.resolved). Unresolved, Pause: the safe reading.
-func gateOf(dcl *deployv1alpha1.DeploymentChecklist) deployv1alpha1.GateMode {
-	if dcl.Spec.TemplateRef == nil {
-		return dcl.Spec.Gate
+// GateOf is the gate tminus applies for the checklist: spec.gate, fixed at creation
+// (for a checklist made from a template, the checklist webhook writes the template's
+// gate there, and a resolution that disagrees stalls), or what a checklist resolved by
+// an earlier version kept in status.resolved. Anything but Observe is Pause: the safe
+// reading.
+func GateOf(dcl *deployv1alpha1.DeploymentChecklist) deployv1alpha1.GateMode {
+	if dcl.Spec.TemplateRef != nil {
+		if g := resolvedGateOf(dcl); g != "" {
+			return g
+		}
 	}
+	if dcl.Spec.Gate == deployv1alpha1.GateObserve {
+		return deployv1alpha1.GateObserve
+	}
+	return deployv1alpha1.GatePause
+}
+
+// resolvedGateOf is the gate kept in the checklist's status.resolved ("" without one),
+// decoded once per checklist version.
+func resolvedGateOf(dcl *deployv1alpha1.DeploymentChecklist) deployv1alpha1.GateMode {
 	r := dcl.Status.Resolved
 	if r == nil {
-		return deployv1alpha1.GatePause
+		return ""
 	}
 	if dcl.UID == "" || dcl.ResourceVersion == "" {
 		return resolvedGate(r.Raw)
@@ -177,14 +221,15 @@ var (
 
 const maxResolvedGates = 50000
 
+// resolvedGate reads the gate of a resolved checklist body ("" when it names none).
 func resolvedGate(raw []byte) deployv1alpha1.GateMode {
 	var body struct {
 		Gate deployv1alpha1.GateMode `json:"gate"`
 	}
-	if json.Unmarshal(raw, &body) == nil && body.Gate != "" {
+	if json.Unmarshal(raw, &body) == nil {
 		return body.Gate
 	}
-	return deployv1alpha1.GatePause
+	return ""
 }
 
 // Terminal says whether a checklist in phase has ended.
@@ -250,7 +295,18 @@ func (c *Checklist) holdsBeforeT0() bool {
 // RolledBackBy is the checklist that rolled the template back, if any.
 func RolledBackBy(cls []Checklist, hash string) *Checklist {
 	for i := range cls {
-		if hash != "" && cls[i].RolledBackHash == hash {
+		if SameTemplate(cls[i].RolledBackHash, hash) {
+			return &cls[i]
+		}
+	}
+	return nil
+}
+
+// RestoreOf is the checklist that rolled back to the template, if any: the template is
+// the one it restores.
+func RestoreOf(cls []Checklist, hash string) *Checklist {
+	for i := range cls {
+		if SameTemplate(cls[i].RestoreHash, hash) {
 			return &cls[i]
 		}
 	}
@@ -284,7 +340,7 @@ func ParseRolledBack(v string) RolledBack {
 // while that checklist exists (a cache a moment behind may show it still verifying).
 func markedRolledBack(d *Deployment, cls []Checklist, hash string) *Checklist {
 	m := d.RolledBack
-	if m.Hash == "" || m.Hash != hash {
+	if !SameTemplate(m.Hash, hash) {
 		return nil
 	}
 	for i := range cls {
@@ -327,7 +383,9 @@ type Deployment struct {
 	HeldTemplate string
 	// RolledBack is tminus's RolledBackAnnotation: the last template a checklist rolled
 	// back on it.
-	RolledBack  RolledBack
+	RolledBack RolledBack
+	// GateLabel is its GatedLabel: GatedByUser when its owner gates it.
+	GateLabel   string
 	ReplicaSets []ReplicaSet
 }
 
@@ -353,23 +411,25 @@ func (d *Deployment) Settled() bool {
 // ReplicaSet of it exists, and it is not a live checklist's released or (after T-0)
 // arriving candidate.
 func UnreleasedChange(d *Deployment, cls []Checklist) bool {
-	return !releasable(d, d.TemplateHash, Active(cls))
+	return !releasable(d, d.TemplateHash, cls, Active(cls))
 }
 
 // releasable says whether hash may roll out on the Deployment: the active checklist
 // released it, or is past T-0 waiting for a new template (this one becomes its
 // candidate and is released at once), or the Deployment ran it before (`kubectl
-// rollout undo`, the restore of a rollback).
-func releasable(d *Deployment, hash string, active *Checklist) bool {
-	if active != nil {
-		if hash == active.ReleasedHash {
+// rollout undo`), or it is the pre-deploy template a checklist rolled back to (its
+// restore, whose ReplicaSet may be gone: revisionHistoryLimit). An Observe checklist
+// releases nothing: it never holds, so it has nothing to let go.
+func releasable(d *Deployment, hash string, cls []Checklist, active *Checklist) bool {
+	if active != nil && !active.Observe {
+		if SameTemplate(active.ReleasedHash, hash) {
 			return true
 		}
-		if active.T0 && active.ReleasedHash == "" && hash != active.PreDeployHash {
+		if active.T0 && active.ReleasedHash == "" && !SameTemplate(active.PreDeployHash, hash) {
 			return true
 		}
 	}
-	return d.Ran(hash)
+	return d.Ran(hash) || RestoreOf(cls, hash) != nil
 }
 
 // Verdict is the admission decision for a write of a gated Deployment.
@@ -416,7 +476,15 @@ func Admit(old *Deployment, cur *Deployment, cls []Checklist) Verdict {
 	}
 	active := Active(cls)
 	if active != nil && active.Observe {
-		return Verdict{}
+		// An Observe checklist holds nothing, so it lets new templates through; but it
+		// never switches off the gate the Deployment's owner put on (labelled
+		// gated=true: only the label's break-glass does that), and never takes a pause
+		// off a template the Deployment did not run (a held change stays held).
+		resumes := old != nil && old.Paused && !cur.Paused && !releasable(cur, cur.TemplateHash, cls, nil)
+		if cur.GateLabel != deployv1alpha1.GatedByUser && !resumes {
+			return Verdict{}
+		}
+		active = nil
 	}
 	if active != nil && active.holdsBeforeT0() {
 		if !cur.Paused {
@@ -425,7 +493,7 @@ func Admit(old *Deployment, cur *Deployment, cls []Checklist) Verdict {
 		}
 		return Verdict{}
 	}
-	if releasable(cur, cur.TemplateHash, active) {
+	if releasable(cur, cur.TemplateHash, cls, active) {
 		return Verdict{}
 	}
 	if !changed {
@@ -461,7 +529,7 @@ func heldReason(d *Deployment, active *Checklist) string {
 // released (that one stays held until a checklist of its own releases it): neither the
 // change it held nor a template that never ran.
 func ShouldResume(d *Deployment, cls []Checklist) bool {
-	if !d.Paused || d.HeldBy == "" || (d.HeldTemplate != "" && d.HeldTemplate == d.TemplateHash) {
+	if !d.Paused || d.HeldBy == "" || SameTemplate(d.HeldTemplate, d.TemplateHash) {
 		return false
 	}
 	active := Active(cls)

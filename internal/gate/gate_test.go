@@ -42,6 +42,12 @@ func deployment(hash string, paused bool, rss ...ReplicaSet) *Deployment {
 		Paused: paused, ReplicaSets: rss}
 }
 
+// labelled is d labelled deploy.tminus.dev/gated=true by its owner.
+func labelled(d *Deployment) *Deployment {
+	d.GateLabel = deployv1alpha1.GatedByUser
+	return d
+}
+
 func rs(hash string, pods int32) ReplicaSet {
 	return ReplicaSet{Hash: hash, Created: t0.Add(-time.Hour), Replicas: pods}
 }
@@ -64,6 +70,8 @@ func TestAdmitHoldsWhatNoChecklistReleasedAndLetsEverythingElseThrough(t *testin
 	restored.RolledBack = RolledBack{Checklist: "checkout-v2", UID: "uid-2", Hash: "v2"}
 	recreated := verifyingAsCached
 	recreated.UID = "uid-3"
+	restoring := rolledBack
+	restoring.RestoreHash = "v1"
 
 	cases := []struct {
 		name       string
@@ -106,6 +114,15 @@ func TestAdmitHoldsWhatNoChecklistReleasedAndLetsEverythingElseThrough(t *testin
 			restored, deployment("v2", false, rs("v1", 3), rs("v2", 0)), []Checklist{recreated}, "", ""},
 		{"gate Observe holds nothing",
 			deployment("v1", false, serving...), deployment("v2", false, serving...), []Checklist{observe}, "", ""},
+		{"gate Observe does not switch off the gate of a Deployment its owner labelled gated=true",
+			labelled(deployment("v1", false, serving...)), labelled(deployment("v2", false, serving...)), []Checklist{observe},
+			"released by no checklist", ""},
+		{"gate Observe does not resume a held change",
+			deployment("v3", true, serving...), deployment("v3", false, serving...), []Checklist{observe}, "released by no checklist", ""},
+		{"gate Observe does not let a new template out of a held Deployment in the same write",
+			deployment("v3", true, serving...), deployment("v4", false, serving...), []Checklist{observe}, "released by no checklist", ""},
+		{"the restore of a rolled-back checklist's pre-deploy template passes, its ReplicaSet cleaned up",
+			deployment("v2", false, rs("v2", 3)), deployment("v1", false, rs("v2", 3)), []Checklist{restoring}, "", ""},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -203,4 +220,33 @@ func TestTheResolvedGateIsDecodedOncePerChecklistVersion(t *testing.T) {
 	// A new version is.
 	dcl.ResourceVersion = "8"
 	g.Expect(FromChecklist(dcl).Observe).To(BeFalse())
+}
+
+func TestATemplateIsIdentifiedByTheWholeDigest(t *testing.T) {
+	g := NewWithT(t)
+	h := TemplateHash(tmpl("checkout:v1"))
+	g.Expect(h).To(MatchRegexp(`^[0-9a-f]{64}$`), "SHA-256, all of it")
+}
+
+// TestAHashStoredBeforeTheUpgradeStillNamesItsTemplate: a release in flight across the
+// upgrade stored 16 hex digits (the digest's first 8 bytes); they still name the
+// template, and nothing else.
+func TestAHashStoredBeforeTheUpgradeStillNamesItsTemplate(t *testing.T) {
+	g := NewWithT(t)
+	v1, v2 := TemplateHash(tmpl("checkout:v1")), TemplateHash(tmpl("checkout:v2"))
+	legacy := v2[:16]
+	g.Expect(SameTemplate(legacy, v2)).To(BeTrue())
+	g.Expect(SameTemplate(v2, legacy)).To(BeTrue())
+	g.Expect(SameTemplate(legacy, v1)).To(BeFalse())
+	g.Expect(SameTemplate("", v1)).To(BeFalse(), "empty names nothing")
+	g.Expect(SameTemplate(v2[:8], v2)).To(BeFalse(), "only the length earlier versions stored")
+
+	// A template rolled back before the upgrade stays refused...
+	rb := Checklist{Name: "checkout-v2", Phase: deployv1alpha1.PhaseRolledBack, RolledBackHash: legacy, RolledBackAt: t0}
+	g.Expect(Admit(deployment(v1, false, rs(v1, 3)), deployment(v2, false, rs(v1, 3)), []Checklist{rb}).Deny).To(ContainSubstring("rolled back"))
+	// ...and a change held before it stays held (it had started to roll: without the
+	// admission gate, tminus holds after the fact).
+	held := deployment(v2, true, rs(v1, 3), rs(v2, 1))
+	held.HeldBy, held.HeldTemplate = deployv1alpha1.HeldByAdmission, legacy
+	g.Expect(ShouldResume(held, nil)).To(BeFalse())
 }

@@ -134,6 +134,7 @@ func GateView(d *appsv1.Deployment, rss []appsv1.ReplicaSet) gate.Deployment {
 		HeldBy:       d.Annotations[deployv1alpha1.HeldByAnnotation],
 		HeldTemplate: d.Annotations[deployv1alpha1.HeldTemplateAnnotation],
 		RolledBack:   gate.ParseRolledBack(d.Annotations[deployv1alpha1.RolledBackAnnotation]),
+		GateLabel:    d.Labels[deployv1alpha1.GatedLabel],
 	}
 	for i := range rss {
 		g.ReplicaSets = append(g.ReplicaSets, gate.ReplicaSet{

@@ -81,14 +81,7 @@ func (w *ApprovalWebhook) Handle(ctx context.Context, req admission.Request) adm
 	} else if msg != "" {
 		return admission.Denied(msg)
 	}
-	// What the checklist makes the manager do, its author must be allowed to do.
-	if msg, err := w.deputyRules(ctx, req, made, madeOld); err != nil {
-		return admission.Errored(http.StatusInternalServerError, err)
-	} else if msg != "" {
-		return admission.Denied(msg)
-	}
-	// Weakening a sign-off requirement needs the right to give that sign-off.
-	if msg, err := w.approvalChecksKept(ctx, req, made, madeOld); err != nil {
+	if msg, err := w.rules(ctx, req, made, madeOld, &old); err != nil {
 		return admission.Errored(http.StatusInternalServerError, err)
 	} else if msg != "" {
 		return admission.Denied(msg)
@@ -136,7 +129,8 @@ func (w *ApprovalWebhook) Handle(ctx context.Context, req admission.Request) adm
 		}
 		want[approval.VerifiedPrefix+key] = approval.VerifiedValue(value, user)
 	}
-	if maps.Equal(want, obj.Annotations) || (len(want) == 0 && len(obj.Annotations) == 0) {
+	gateSet := recordGate(req, &obj, made)
+	if !gateSet && (maps.Equal(want, obj.Annotations) || (len(want) == 0 && len(obj.Annotations) == 0)) {
 		return admission.Allowed("")
 	}
 	obj.Annotations = want
@@ -145,6 +139,24 @@ func (w *ApprovalWebhook) Handle(ctx context.Context, req admission.Request) adm
 		return admission.Errored(http.StatusInternalServerError, err)
 	}
 	return admission.PatchResponseFromRaw(req.Object.Raw, raw)
+}
+
+// rules says why the requesting user may not write the checklist as made ("" when it
+// may), by the rules about what it makes tminus do.
+func (w *ApprovalWebhook) rules(ctx context.Context, req admission.Request, made, madeOld, old *deployv1alpha1.DeploymentChecklist) (string, error) {
+	for _, rule := range []func() (string, error){
+		// The gate is fixed at creation, and Observe switches no owner's gate off.
+		func() (string, error) { return w.gateKept(ctx, req, made, old) },
+		// What the checklist makes the manager do, its author must be allowed to do.
+		func() (string, error) { return w.deputyRules(ctx, req, made, madeOld) },
+		// Weakening a sign-off requirement needs the right to give that sign-off.
+		func() (string, error) { return w.approvalChecksKept(ctx, req, made, madeOld) },
+	} {
+		if msg, err := rule(); err != nil || msg != "" {
+			return msg, err
+		}
+	}
+	return "", nil
 }
 
 // mayApprove says why the requesting user may not sign off role on the checklist ("" when

@@ -2,9 +2,12 @@ package webhook
 
 import (
 	"context"
-	"encoding/json"
+	"maps"
 	"net/http"
+	"slices"
+	"strings"
 
+	"gomodules.xyz/jsonpatch/v2"
 	admissionv1 "k8s.io/api/admission/v1"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -63,29 +66,41 @@ func (w *DeploymentGate) Handle(ctx context.Context, req admission.Request) admi
 	case v.Hold == "":
 		return admission.Allowed("")
 	}
-	var full appsv1.Deployment
-	if err := w.Decoder.DecodeRaw(req.Object, &full); err != nil {
-		return admission.Errored(http.StatusBadRequest, err)
-	}
-	held := full.DeepCopy()
-	held.Spec.Paused = true
-	if held.Annotations == nil {
-		held.Annotations = map[string]string{}
-	}
-	held.Annotations[deployv1alpha1.HeldByAnnotation] = v.HeldBy
-	held.Annotations[deployv1alpha1.HoldReasonAnnotation] = v.Hold
-	if v.HeldTemplate != "" {
-		held.Annotations[deployv1alpha1.HeldTemplateAnnotation] = v.HeldTemplate
-	} else {
-		delete(held.Annotations, deployv1alpha1.HeldTemplateAnnotation)
-	}
-	raw, err := json.Marshal(held)
-	if err != nil {
-		return admission.Errored(http.StatusInternalServerError, err)
-	}
-	resp := admission.PatchResponseFromRaw(req.Object.Raw, raw)
+	resp := admission.Patched("", holdPatch(cur.Annotations, v)...)
 	resp.Warnings = append(resp.Warnings, "tminus held this Deployment (spec.paused): "+v.Hold)
 	return resp
+}
+
+// holdPatch is the JSON patch of a hold: spec.paused and tminus's hold annotations,
+// nothing else. It is written against the object as the API server sent it, never
+// from a typed copy re-encoded: a field this build's types do not know (a pod-spec
+// field newer than its k8s.io/api) would be removed by a diff of the two.
+// annotations are the object's, nil when it has none.
+func holdPatch(annotations map[string]string, v gate.Verdict) []jsonpatch.JsonPatchOperation {
+	want := map[string]string{
+		deployv1alpha1.HeldByAnnotation:     v.HeldBy,
+		deployv1alpha1.HoldReasonAnnotation: v.Hold,
+	}
+	if v.HeldTemplate != "" {
+		want[deployv1alpha1.HeldTemplateAnnotation] = v.HeldTemplate
+	}
+	ops := []jsonpatch.JsonPatchOperation{jsonpatch.NewOperation("add", "/spec/paused", true)}
+	if annotations == nil {
+		return append(ops, jsonpatch.NewOperation("add", "/metadata/annotations", want))
+	}
+	for _, k := range slices.Sorted(maps.Keys(want)) {
+		ops = append(ops, jsonpatch.NewOperation("add", "/metadata/annotations/"+pointerEscape(k), want[k]))
+	}
+	if _, ok := annotations[deployv1alpha1.HeldTemplateAnnotation]; ok && v.HeldTemplate == "" {
+		ops = append(ops, jsonpatch.NewOperation("remove", "/metadata/annotations/"+pointerEscape(deployv1alpha1.HeldTemplateAnnotation), nil))
+	}
+	return ops
+}
+
+// pointerEscape escapes a JSON pointer's reference token (RFC 6901): annotation keys
+// hold "/".
+func pointerEscape(s string) string {
+	return strings.NewReplacer("~", "~0", "/", "~1").Replace(s)
 }
 
 // decide applies the rule to the write on the cache's view. A write it would hold or
@@ -111,7 +126,7 @@ func (w *DeploymentGate) decide(ctx context.Context, old, cur *appsv1.Deployment
 	}
 	hash := gate.TemplateHash(&cur.Spec.Template)
 	if cls, err = target.RefreshChecklists(ctx, w.Fresh, cur.Namespace, cls, func(c *gate.Checklist) bool {
-		return c.Live() || c.RolledBackHash == hash
+		return c.Live() || gate.SameTemplate(c.RolledBackHash, hash)
 	}); err != nil {
 		return gate.Verdict{}, err
 	}
@@ -141,6 +156,7 @@ type gateFields struct {
 		Name        string            `json:"name"`
 		Namespace   string            `json:"namespace"`
 		UID         types.UID         `json:"uid"`
+		Labels      map[string]string `json:"labels"`
 		Annotations map[string]string `json:"annotations"`
 	} `json:"metadata"`
 	Spec struct {
@@ -156,7 +172,7 @@ func decodeGateFields(raw []byte) (*appsv1.Deployment, error) {
 		return nil, err
 	}
 	m := f.Metadata
-	d := &appsv1.Deployment{ObjectMeta: metav1.ObjectMeta{Name: m.Name, Namespace: m.Namespace, UID: m.UID, Annotations: m.Annotations}}
+	d := &appsv1.Deployment{ObjectMeta: metav1.ObjectMeta{Name: m.Name, Namespace: m.Namespace, UID: m.UID, Labels: m.Labels, Annotations: m.Annotations}}
 	d.Spec.Paused, d.Spec.Selector, d.Spec.Template = f.Spec.Paused, f.Spec.Selector, f.Spec.Template
 	return d, nil
 }

@@ -1,0 +1,42 @@
+package checklist
+
+import "github.com/tminus-dev/tminus/internal/gate"
+
+// upgradeHashes replaces each template hash an earlier version stored in status (the
+// first 16 hex digits of the digest, see gate.SameTemplate) with the whole digest of
+// the template it names, when this reconcile sees that template: the Deployment's
+// template, the one serving, one of its ReplicaSets', or the recorded pre-deploy one.
+// Every comparison the engine makes is of a stored hash with an observed one, or of two
+// stored hashes naming one template, so after this pass == compares them as before the
+// upgrade, and the next status write stores the whole digests. A stored hash whose
+// template is seen nowhere is left as it is: nothing observed can be that template.
+func (e *engine) upgradeHashes() {
+	ts := e.st.Target
+	if ts == nil {
+		return
+	}
+	t := e.obs.Target
+	known := make([]string, 0, 3+len(t.PodTemplateHashes))
+	known = append(known, t.TemplateHash, t.ServingHash)
+	for h := range t.PodTemplateHashes {
+		known = append(known, h)
+	}
+	if tmpl, err := PreDeployTemplate(e.st); err == nil {
+		known = append(known, gate.TemplateHash(tmpl))
+	}
+	upgrade := func(h *string) {
+		for _, k := range known {
+			if k != *h && gate.SameTemplate(*h, k) {
+				*h = k
+				return
+			}
+		}
+	}
+	upgrade(&ts.PreDeployTemplateHash)
+	upgrade(&ts.CandidateTemplateHash)
+	upgrade(&ts.ReleasedTemplateHash)
+	upgrade(&ts.HeldTemplateHash)
+	for i := range e.st.Approvals {
+		upgrade(&e.st.Approvals[i].CandidateTemplateHash)
+	}
+}
