@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"maps"
 	"slices"
+	"time"
 
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
 
@@ -31,36 +32,53 @@ func (w *ApprovalWebhook) deputyRules(ctx context.Context, req admission.Request
 }
 
 // approvalChecksKept says why the requesting user may not weaken the checklist's sign-off
-// requirements ("" when they may): removing an approval check, or lowering its count,
+// requirements ("" when they may): removing an approval check, lowering its count, or
+// moving it from a T-minus phase to a T-plus one (the release then starts without it)
 // needs the right to give that sign-off, like signing it.
 func (w *ApprovalWebhook) approvalChecksKept(ctx context.Context, req admission.Request, dcl, old *deployv1alpha1.DeploymentChecklist) (string, error) {
-	before, after := approvalsNeeded(old), approvalsNeeded(dcl)
+	before, beforeT0 := approvalsNeeded(old)
+	after, afterT0 := approvalsNeeded(dcl)
 	for _, role := range slices.Sorted(maps.Keys(before)) {
-		if after[role] >= before[role] {
+		var lowered string
+		switch {
+		case after[role] < before[role]:
+			lowered = fmt.Sprintf("lowers the sign-offs role %s needs from %d to %d", role, before[role], after[role])
+		case afterT0[role] < beforeT0[role]:
+			lowered = fmt.Sprintf("lowers the sign-offs role %s needs before T-0 from %d to %d (an approval check in a T-plus "+
+				"phase no longer holds the release)", role, beforeT0[role], afterT0[role])
+		default:
 			continue
 		}
 		msg, err := w.mayApprove(ctx, req, dcl.Namespace, dcl.Name, role)
-		if err != nil || msg == "" {
-			if err != nil {
-				return "", err
-			}
-			continue
+		if err != nil {
+			return "", err
 		}
-		return fmt.Sprintf("spec.phases: this change lowers the sign-offs role %s needs from %d to %d, which takes the right to "+
-			"give them: %s", role, before[role], after[role], msg), nil
+		if msg != "" {
+			return fmt.Sprintf("spec.phases: this change %s, which takes the right to give them: %s", lowered, msg), nil
+		}
 	}
 	return "", nil
 }
 
-// approvalsNeeded counts, by role, the sign-offs the checklist's approval checks need.
-func approvalsNeeded(dcl *deployv1alpha1.DeploymentChecklist) map[string]int32 {
-	out := map[string]int32{}
+// approvalsNeeded counts, by role, the sign-offs the checklist's approval checks need:
+// in all, and before T-0 (in the T-minus phases, at <= 0, which hold the release). An
+// approval check in a T-plus phase holds only its phase: the release has started.
+func approvalsNeeded(dcl *deployv1alpha1.DeploymentChecklist) (all, beforeT0 map[string]int32) {
+	all, beforeT0 = map[string]int32{}, map[string]int32{}
 	for _, ph := range dcl.Spec.Phases {
+		// An offset that does not parse is refused by validation; counted before T-0
+		// here, so it never reads as a weakening of what it replaces.
+		at, err := time.ParseDuration(ph.At)
+		tminus := err != nil || at <= 0
 		for _, c := range ph.Checks {
 			if c.Approval != nil {
-				out[c.Approval.Role] += max(c.Approval.Count, 1)
+				n := max(c.Approval.Count, 1)
+				all[c.Approval.Role] += n
+				if tminus {
+					beforeT0[c.Approval.Role] += n
+				}
 			}
 		}
 	}
-	return out
+	return all, beforeT0
 }

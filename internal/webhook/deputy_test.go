@@ -132,3 +132,27 @@ func TestAnEditorWhoChangesAJobThatRunsAsAServiceAccountNeedsToImpersonateIt(t *
 	// An edit beside the Job is erin's to make.
 	g.Expect(edit(erin, c, func(d *deployv1alpha1.DeploymentChecklist) { d.Spec.Revision = "v3" })).To(Succeed())
 }
+
+func TestMovingASignOffAfterT0TakesTheRightToGiveIt(t *testing.T) {
+	g := NewWithT(t)
+	c := withRoles(checklist("move-sign-off"), "security-review")
+	c.Spec.Phases = append(c.Spec.Phases, deployv1alpha1.PhaseSpec{Name: "T+5m", At: "5m", Checks: []deployv1alpha1.CheckSpec{
+		{Name: "operations", Approval: &deployv1alpha1.ApprovalCheck{Role: "operations"}}}})
+	g.Expect(bed.Client.Create(context.Background(), c)).To(Succeed())
+	// The security sign-off's phase moves to T+5m: the role still counts one sign-off,
+	// but T-0 would happen without it.
+	moveAfterT0 := func(d *deployv1alpha1.DeploymentChecklist) { d.Spec.Phases[0].At = "5m" }
+	err := edit(as(t, "mallory"), c, moveAfterT0)
+	g.Expect(err).To(MatchError(ContainSubstring("spec.phases: this change lowers the sign-offs role security-review needs " +
+		"before T-0 from 1 to 0 (an approval check in a T-plus phase no longer holds the release)")))
+	g.Expect(err).To(MatchError(ContainSubstring(`user "mallory" may not approve role security-review`)))
+	g.Expect(edit(as(t, "tess"), c, moveAfterT0)).To(MatchError(ContainSubstring(`user "tess" may not approve role security-review`)))
+
+	// Moving a sign-off within T-minus, or a T-plus one later, weakens nothing.
+	g.Expect(edit(as(t, "mallory"), c, func(d *deployv1alpha1.DeploymentChecklist) {
+		d.Spec.Phases[0].At = "-1m"
+		d.Spec.Phases[1].At = "30m"
+	})).To(Succeed())
+	// Who may give the sign-off may move it.
+	g.Expect(edit(as(t, "alice"), c, moveAfterT0)).To(Succeed())
+}
