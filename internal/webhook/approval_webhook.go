@@ -108,6 +108,12 @@ func (w *ApprovalWebhook) Handle(ctx context.Context, req admission.Request) adm
 			delete(want, k)
 		}
 	}
+	// So is the record of who wrote what a checklist made from a template is made of:
+	// the controller judges the template it resolves as them.
+	delete(want, deputy.AuthorsAnnotation)
+	if rec, ok := authorsRecord(req, &obj, &old); ok {
+		want[deputy.AuthorsAnnotation] = rec
+	}
 	for _, k := range slices.Sorted(maps.Keys(obj.Annotations)) {
 		key, ok := strings.CutPrefix(k, approval.Prefix)
 		if !ok {
