@@ -79,3 +79,40 @@ func ChecklistReferences(dcl *deployv1alpha1.DeploymentChecklist) []Reference {
 	}
 	return out
 }
+
+// PolicyReferences lists the Secrets a notification policy makes the manager read in
+// its namespace: a Slack or Teams URL (the URL is the credential: it is its own
+// context), a webhook's URL Secret, and a webhook's signing key, judged with where the
+// signed messages go (the receiver's URL, or the Secret holding it).
+func PolicyReferences(np *deployv1alpha1.NotificationPolicy) []Reference {
+	if np == nil {
+		return nil
+	}
+	ns := np.Namespace
+	var out []Reference
+	for i, r := range np.Spec.Receivers {
+		field := fmt.Sprintf("spec.receivers[%d]", i)
+		switch {
+		case r.Slack != nil:
+			out = append(out, secretRef(ns, field+".slack.urlSecretRef", &r.Slack.URLSecretRef,
+				[]Use{use(field+".slack.urlSecretRef", r.Slack.URLSecretRef)}))
+		case r.Teams != nil:
+			out = append(out, secretRef(ns, field+".teams.urlSecretRef", &r.Teams.URLSecretRef,
+				[]Use{use(field+".teams.urlSecretRef", r.Teams.URLSecretRef)}))
+		case r.Webhook != nil:
+			w := r.Webhook
+			context := []Use{
+				use(field+".webhook.url", w.URL),
+				use(field+".webhook.urlSecretRef", w.URLSecretRef),
+				use(field+".webhook.signingSecretRef", w.SigningSecretRef),
+			}
+			if w.URLSecretRef != nil {
+				out = append(out, secretRef(ns, field+".webhook.urlSecretRef", w.URLSecretRef, context))
+			}
+			if w.SigningSecretRef != nil {
+				out = append(out, secretRef(ns, field+".webhook.signingSecretRef", w.SigningSecretRef, context))
+			}
+		}
+	}
+	return out
+}

@@ -74,3 +74,18 @@ func TestAJobIsJudgedWithItsWholeTemplate(t *testing.T) {
 	g.Expect(keys(swapped)).NotTo(ContainElements(keys(was)))
 	g.Expect(changed(was[1].Context, swapped[1].Context)).To(Equal([]string{"spec.phases[0].checks[0].job.template"}))
 }
+
+// A signing key is judged with where the signed messages go.
+func TestASigningKeyIsJudgedWithItsReceiver(t *testing.T) {
+	g := NewWithT(t)
+	policy := func(url string) *deployv1alpha1.NotificationPolicy {
+		np := &deployv1alpha1.NotificationPolicy{}
+		np.Spec.Receivers = []deployv1alpha1.NotificationReceiver{{Name: "audit", Webhook: &deployv1alpha1.WebhookReceiver{
+			URL: url, SigningSecretRef: &deployv1alpha1.SecretKeyRef{Name: "signing", Key: "key"}}}}
+		return np
+	}
+	was, moved := PolicyReferences(policy("https://audit.example")), PolicyReferences(policy("https://mallory.example"))
+	g.Expect(was).To(HaveLen(1))
+	g.Expect(moved[0].key()).NotTo(Equal(was[0].key()))
+	g.Expect(changed(was[0].Context, moved[0].Context)).To(Equal([]string{"spec.receivers[0].webhook.url"}))
+}
