@@ -18,6 +18,7 @@ import (
 
 	deployv1alpha1 "github.com/tminus-dev/tminus/api/v1alpha1"
 	"github.com/tminus-dev/tminus/internal/checklist"
+	"github.com/tminus-dev/tminus/internal/deputy"
 	"github.com/tminus-dev/tminus/internal/templates"
 )
 
@@ -59,6 +60,16 @@ func (r *DeploymentChecklistReconciler) resolve(ctx context.Context, dcl *deploy
 			checklist.SetStalled(&dcl.Status, dcl.Generation, templates.ReasonTemplateInvalid, msg)
 			return nil, true, nil
 		}
+		if r.VerifiedApprovals {
+			reason, msg, err := r.judgeAuthors(ctx, dcl, tmpl, body)
+			if err != nil {
+				return nil, false, err
+			}
+			if msg != "" {
+				checklist.SetStalled(&dcl.Status, dcl.Generation, reason, msg)
+				return nil, true, nil
+			}
+		}
 		t := metav1.NewTime(now.Truncate(time.Second))
 		dcl.Status.Template = &deployv1alpha1.TemplateStatus{Kind: tmpl.Kind, Name: tmpl.Name, Generation: tmpl.Generation,
 			ResolvedAt: t, Parameters: values}
@@ -69,6 +80,37 @@ func (r *DeploymentChecklistReconciler) resolve(ctx context.Context, dcl *deploy
 		return nil, r.stallOn(dcl, err), nonTemplateError(err)
 	}
 	return eff, false, nil
+}
+
+// judgeAuthors says why the template a checklist resolves may not be used ("" when it
+// may), with the Stalled reason. The webhook judged the checklist when it was written,
+// but a template is read later (a checklist waiting for its template takes whatever
+// appears under that name): what the resolved checklist makes tminus do (Secrets,
+// Jobs, service accounts, with what decides their use) is judged now, as each author
+// the webhook recorded. Only with the webhook installed (VerifiedApprovals): its record
+// can be believed then, and nothing is judged without it.
+func (r *DeploymentChecklistReconciler) judgeAuthors(ctx context.Context, dcl *deployv1alpha1.DeploymentChecklist,
+	tmpl *templates.Template, body deployv1alpha1.ChecklistBody) (reason, msg string, err error) {
+	authors, err := deputy.Authors(dcl.Annotations)
+	if err != nil || len(authors) == 0 {
+		return deputy.ReasonAuthorUnknown, fmt.Sprintf("metadata.annotations[%s]: the checklist's authors were not recorded "+
+			"(written before tminus recorded them), so %s %s is not resolved for it: a template is judged as who wrote the "+
+			"checklist; create the checklist again", deputy.AuthorsAnnotation, tmpl.Kind, tmpl.Name), nil
+	}
+	made := dcl.DeepCopy()
+	made.Spec.ChecklistBody = body
+	refs := deputy.ChecklistReferences(made)
+	for _, a := range authors {
+		refusal, err := deputy.Judge(ctx, r.Client, a, refs, nil)
+		if err != nil {
+			return "", "", err
+		}
+		if refusal != nil {
+			return deputy.ReasonAuthorNotAllowed, fmt.Sprintf("%s %s, as resolved: %s; %q wrote this checklist, so its "+
+				"template may not make tminus do it", tmpl.Kind, tmpl.Name, refusal.Message(), a.User), nil
+		}
+	}
+	return "", "", nil
 }
 
 // stallOn sets a resolution error's conditions and reports whether it was one.

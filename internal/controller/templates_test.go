@@ -6,12 +6,14 @@ import (
 	"time"
 
 	. "github.com/onsi/gomega"
+	rbacv1 "k8s.io/api/rbac/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	deployv1alpha1 "github.com/tminus-dev/tminus/api/v1alpha1"
 	"github.com/tminus-dev/tminus/internal/checklist"
+	"github.com/tminus-dev/tminus/internal/deputy"
 	"github.com/tminus-dev/tminus/internal/templates"
 )
 
@@ -196,4 +198,62 @@ func TestATemplateThatArrivesWithAnotherGateThanTheChecklistsStalls(t *testing.T
 	}, 30*time.Second, 100*time.Millisecond).Should(ContainSubstring("spec.gate: this checklist gates with Pause, fixed when it was created, " +
 		"but ClusterChecklistTemplate later-" + ns + " now says gate: Observe"))
 	g.Expect(getChecklist(g, c).Status.Resolved).To(BeNil(), "nothing resolved, nothing walked")
+}
+
+// TestATemplateThatAppearsLaterIsJudgedAsTheChecklistsAuthor: mallory, who may not read
+// Secret prom-token, writes a checklist from a template that does not exist yet (the
+// webhook records her as its author: here, with no webhook served in this package, the
+// test writes the record as the webhook would; internal/webhook pins that nobody else
+// can). Someone then creates a template under that name reading Prometheus with the
+// token. The checklist resolves what appeared, as mallory: it ends Stalled naming the
+// right she lacks, and tminus neither measures nor holds anything for it. Once she is
+// granted the right, the same template resolves.
+func TestATemplateThatAppearsLaterIsJudgedAsTheChecklistsAuthor(t *testing.T) {
+	t.Parallel()
+	g := NewWithT(t)
+	ctx := context.Background()
+	ns := newNamespace(t)
+	d := deployment(t, ns, "checkout:v1")
+	metrics := healthyMetrics()
+	startManagerIn(t, ns, metrics, nil, func(r *DeploymentChecklistReconciler) { r.VerifiedApprovals = true })
+	c := fromTemplate(ns, "late-"+ns, nil)
+	c.Annotations = map[string]string{deputy.AuthorsAnnotation: `[{"user":"mallory","groups":["system:authenticated"]}]`}
+	create(t, c)
+	stalled := func(g Gomega) *metav1.Condition {
+		cond := meta.FindStatusCondition(getChecklist(g, c).Status.Conditions, checklist.CondStalled)
+		g.Expect(cond).NotTo(BeNil())
+		return cond
+	}
+	g.Eventually(func(g Gomega) string { return stalled(g).Reason }, 30*time.Second, 100*time.Millisecond).
+		Should(Equal(templates.ReasonTemplateNotFound))
+
+	// A template appears under that name, sending the token to its Prometheus.
+	tmpl := webRelease("late-" + ns)
+	tmpl.Spec.Template.Prometheus.BearerTokenSecretRef = &deployv1alpha1.SecretKeyRef{Name: "prom-token", Key: "token"}
+	createTemplate(t, tmpl)
+	g.Eventually(func(g Gomega) {
+		cond := stalled(g)
+		g.Expect(cond.Reason).To(Equal(deputy.ReasonAuthorNotAllowed))
+		g.Expect(cond.Message).To(ContainSubstring(`spec.prometheus.bearerTokenSecretRef: user "mallory" may not get Secret prom-token in namespace ` + ns))
+		g.Expect(cond.Message).To(ContainSubstring("ClusterChecklistTemplate late-" + ns))
+	}, 30*time.Second, 100*time.Millisecond).Should(Succeed())
+	g.Consistently(func(g Gomega) {
+		g.Expect(getChecklist(g, c).Status.Resolved).To(BeNil(), "nothing resolved into use")
+		g.Expect(getDeployment(t, d).Spec.Paused).To(BeFalse())
+		metrics.mu.Lock()
+		defer metrics.mu.Unlock()
+		g.Expect(metrics.queries).To(BeZero(), "no query was sent with the token")
+	}, 2*time.Second, 200*time.Millisecond).Should(Succeed())
+
+	// Granted the right, mallory's checklist starts on the same template.
+	g.Expect(bed.Client.Create(ctx, &rbacv1.Role{ObjectMeta: metav1.ObjectMeta{Name: "prom-token-reader", Namespace: ns},
+		Rules: []rbacv1.PolicyRule{{APIGroups: []string{""}, Resources: []string{"secrets"}, ResourceNames: []string{"prom-token"}, Verbs: []string{"get"}}},
+	})).To(Succeed())
+	g.Expect(bed.Client.Create(ctx, &rbacv1.RoleBinding{ObjectMeta: metav1.ObjectMeta{Name: "mallory-prom-token", Namespace: ns},
+		RoleRef:  rbacv1.RoleRef{APIGroup: "rbac.authorization.k8s.io", Kind: "Role", Name: "prom-token-reader"},
+		Subjects: []rbacv1.Subject{{Kind: "User", APIGroup: "rbac.authorization.k8s.io", Name: "mallory"}},
+	})).To(Succeed())
+	NewWithT(t).Eventually(func() bool { return getDeployment(t, d).Spec.Paused }, 3*time.Minute, 200*time.Millisecond).Should(BeTrue(),
+		"resolved at the next look (within a minute)")
+	g.Expect(getChecklist(g, c).Status.Template.Name).To(Equal("late-" + ns))
 }

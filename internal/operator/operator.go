@@ -34,8 +34,8 @@ type Options struct {
 	MaxConcurrentReconciles int
 	// StatusRefresh: see DeploymentChecklistReconciler.StatusRefresh.
 	StatusRefresh time.Duration
-	// Webhooks serves the admission webhooks (the Deployment gate and the checklist
-	// webhook) on the manager's webhook server.
+	// Webhooks serves the admission webhooks (the Deployment gate, the checklist
+	// webhook and the NotificationPolicy webhook) on the manager's webhook server.
 	Webhooks bool
 	// TrustedApprovalWriters may write approvals naming someone else (GitOps).
 	TrustedApprovalWriters []string
@@ -114,6 +114,9 @@ func Setup(mgr ctrl.Manager, o Options) (*controller.DeploymentChecklistReconcil
 		}})
 		srv.Register(webhook.GatePath, &crwebhook.Admission{Handler: &webhook.DeploymentGate{
 			Reader: mgr.GetClient(), Fresh: mgr.GetAPIReader(), Decoder: decoder,
+		}})
+		srv.Register(webhook.PolicyPath, &crwebhook.Admission{Handler: &webhook.NotificationPolicyWebhook{
+			Client: mgr.GetClient(), Decoder: decoder,
 		}})
 	}
 	return r, nil

@@ -24,6 +24,7 @@ import (
 
 	deployv1alpha1 "github.com/tminus-dev/tminus/api/v1alpha1"
 	"github.com/tminus-dev/tminus/internal/approval"
+	"github.com/tminus-dev/tminus/internal/deputy"
 	"github.com/tminus-dev/tminus/internal/gate"
 	"github.com/tminus-dev/tminus/internal/target"
 )
@@ -99,6 +100,12 @@ func (w *ApprovalWebhook) Handle(ctx context.Context, req admission.Request) adm
 		if strings.HasPrefix(k, approval.VerifiedPrefix) {
 			delete(want, k)
 		}
+	}
+	// So is the record of who wrote what a checklist made from a template is made of:
+	// the controller judges the template it resolves as them.
+	delete(want, deputy.AuthorsAnnotation)
+	if rec, ok := authorsRecord(req, &obj, &old); ok {
+		want[deputy.AuthorsAnnotation] = rec
 	}
 	for _, k := range slices.Sorted(maps.Keys(obj.Annotations)) {
 		key, ok := strings.CutPrefix(k, approval.Prefix)
@@ -180,18 +187,7 @@ func (w *ApprovalWebhook) mayApprove(ctx context.Context, req admission.Request,
 
 // allowed asks the API server whether the requesting user may do what attrs say.
 func (w *ApprovalWebhook) allowed(ctx context.Context, req admission.Request, attrs authorizationv1.ResourceAttributes) (bool, error) {
-	extra := map[string]authorizationv1.ExtraValue{}
-	for k, v := range req.UserInfo.Extra {
-		extra[k] = authorizationv1.ExtraValue(v)
-	}
-	sar := &authorizationv1.SubjectAccessReview{Spec: authorizationv1.SubjectAccessReviewSpec{
-		User: req.UserInfo.Username, Groups: req.UserInfo.Groups, UID: req.UserInfo.UID, Extra: extra,
-		ResourceAttributes: &attrs,
-	}}
-	if err := w.Client.Create(ctx, sar); err != nil {
-		return false, err
-	}
-	return sar.Status.Allowed, nil
+	return deputy.Allowed(ctx, w.Client, deputy.SubjectOf(req.UserInfo), attrs)
 }
 
 // liveChecklist is a checklist, other than obj, that is live on obj's target.

@@ -16,6 +16,7 @@ import (
 
 	deployv1alpha1 "github.com/tminus-dev/tminus/api/v1alpha1"
 	"github.com/tminus-dev/tminus/internal/checklist"
+	"github.com/tminus-dev/tminus/internal/deputy"
 	"github.com/tminus-dev/tminus/internal/templates"
 )
 
@@ -109,4 +110,31 @@ func (w *ApprovalWebhook) template(ctx context.Context, ns string, ref *deployv1
 		}
 	}
 	return nil, nil
+}
+
+// authorsRecord is the authors record (deputy.AuthorsAnnotation) a checklist made from a
+// template carries after this write (ok false: none). On create it is the creator; on
+// update, the record it had, with the writer added when the write changes the
+// templateRef or the parameters (only possible before the template is resolved: then
+// they are fixed). A checklist that had a template and no record (written before
+// tminus recorded authors) gets none: the controller will not resolve a template for
+// an author it does not know. One that gets a templateRef in place of its own phases
+// starts a record with the writer, whose phases were judged at admission.
+func authorsRecord(req admission.Request, obj, old *deployv1alpha1.DeploymentChecklist) (string, bool) {
+	if obj.Spec.TemplateRef == nil {
+		return "", false
+	}
+	me := deputy.SubjectOf(req.UserInfo)
+	if req.Operation == admissionv1.Create || old.Spec.TemplateRef == nil {
+		return deputy.WithAuthor(nil, me), true
+	}
+	rec, had := old.Annotations[deputy.AuthorsAnnotation]
+	authors, err := deputy.Authors(old.Annotations)
+	if !had || err != nil {
+		return "", false
+	}
+	if equality.Semantic.DeepEqual(obj.Spec.TemplateRef, old.Spec.TemplateRef) && maps.Equal(obj.Spec.Parameters, old.Spec.Parameters) {
+		return rec, true
+	}
+	return deputy.WithAuthor(authors, me), true
 }

@@ -8,6 +8,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	deployv1alpha1 "github.com/tminus-dev/tminus/api/v1alpha1"
+	"github.com/tminus-dev/tminus/internal/deputy"
 )
 
 // clusterTemplate is checklist()'s body as a ClusterChecklistTemplate reading Prometheus
@@ -89,4 +90,32 @@ func TestAStartedReleasesParametersAreFixedAndSayWhereItsValuesAre(t *testing.T)
 	g.Expect(stored.Spec.Parameters).To(HaveKeyWithValue("budget", "0.02"), "the refused edit left nothing behind")
 	stored.Labels = map[string]string{"team": "checkout"}
 	g.Expect(as(t, "alice").Update(ctx, stored)).To(Succeed())
+}
+
+// TestTheAuthorsOfATemplatedChecklistAreRecordedAndCannotBeForged: the controller judges
+// a template it resolves as the checklist's authors (internal/controller:
+// TestATemplateThatAppearsLaterIsJudgedAsTheChecklistsAuthor), so the record is the
+// webhook's alone, like a sign-off's.
+func TestTheAuthorsOfATemplatedChecklistAreRecordedAndCannotBeForged(t *testing.T) {
+	g := NewWithT(t)
+	ctx := context.Background()
+	tmpl := clusterTemplate("web-release-plain")
+	tmpl.Spec.Template.Prometheus.BearerTokenSecretRef = nil
+	g.Expect(bed.Client.Create(ctx, tmpl)).To(Succeed())
+
+	// mallory creates a checklist claiming alice wrote it.
+	c := fromClusterTemplate("tmpl-authors", "web-release-plain", nil)
+	c.Annotations = map[string]string{deputy.AuthorsAnnotation: `[{"user":"alice"}]`}
+	g.Expect(as(t, "mallory").Create(ctx, c)).To(Succeed())
+	authors := func() []deputy.Subject {
+		a, err := deputy.Authors(annotations(t, "tmpl-authors"))
+		g.Expect(err).NotTo(HaveOccurred())
+		return a
+	}
+	g.Expect(authors()).To(ConsistOf(HaveField("User", "mallory")))
+	// She cannot rewrite the record, nor remove it.
+	g.Expect(annotate(as(t, "mallory"), "tmpl-authors", map[string]string{deputy.AuthorsAnnotation: `[{"user":"alice"}]`})).To(Succeed())
+	g.Expect(authors()).To(ConsistOf(HaveField("User", "mallory")))
+	g.Expect(annotate(as(t, "mallory"), "tmpl-authors", map[string]string{deputy.AuthorsAnnotation: ""})).To(Succeed())
+	g.Expect(authors()).To(ConsistOf(HaveField("User", "mallory")))
 }
