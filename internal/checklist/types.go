@@ -125,6 +125,8 @@ type TargetState struct {
 	ReleasedRevisions []string
 	// GateLabel is its deploy.tminus.dev/gated label, "" when absent.
 	GateLabel string
+	// Labels are the Deployment's labels (change freezes select by them too); only read.
+	Labels map[string]string
 }
 
 // Observations are the facts gathered once per reconcile.

@@ -96,6 +96,12 @@ func (w *ApprovalWebhook) Handle(ctx context.Context, req admission.Request) adm
 	} else if msg != "" {
 		return admission.Denied(msg)
 	}
+	// A label change that takes the checklist out of a change freeze is the freeze's to allow.
+	if msg, err := w.freezeLabels(ctx, req, &obj, &old); err != nil {
+		return admission.Errored(http.StatusInternalServerError, err)
+	} else if msg != "" {
+		return admission.Denied(msg)
+	}
 	want, msg, err := w.verified(ctx, req, &obj, &old)
 	if err != nil {
 		return admission.Errored(http.StatusInternalServerError, err)
