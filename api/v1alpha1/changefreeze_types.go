@@ -87,7 +87,13 @@ type ChangeFreezeSpec struct {
 	// +required
 	Windows []FreezeWindow `json:"windows"`
 
-	// selector picks the checklists it applies to by their labels; all when empty.
+	// selector picks the checklists it applies to: those whose labels, or whose target
+	// Deployment's labels, it matches; all when empty. A checklist's author cannot take it
+	// out of a freeze by a label edit without the right to update the freeze (the
+	// checklist webhook judges label changes). A selector the manager cannot read (a
+	// label key of the wrong form) makes the freeze hold every checklist of its scope.
+	// +kubebuilder:validation:XValidation:rule="!has(self.matchExpressions) || self.matchExpressions.all(e, e.operator in ['In', 'NotIn', 'Exists', 'DoesNotExist'])",message="matchExpressions: operator must be In, NotIn, Exists or DoesNotExist (spelled so)"
+	// +kubebuilder:validation:XValidation:rule="!has(self.matchExpressions) || self.matchExpressions.all(e, (e.operator in ['In', 'NotIn']) == (has(e.values) && size(e.values) > 0))",message="matchExpressions: In and NotIn need at least one value; Exists and DoesNotExist take none"
 	// +optional
 	Selector *metav1.LabelSelector `json:"selector,omitempty"`
 
@@ -140,7 +146,10 @@ type ChangeFreezeList struct {
 type ClusterChangeFreezeSpec struct {
 	ChangeFreezeSpec `json:",inline"`
 
-	// namespaceSelector picks the namespaces by their labels; all when empty.
+	// namespaceSelector picks the namespaces by their labels; all when empty. One the
+	// manager cannot read makes the freeze hold every namespace.
+	// +kubebuilder:validation:XValidation:rule="!has(self.matchExpressions) || self.matchExpressions.all(e, e.operator in ['In', 'NotIn', 'Exists', 'DoesNotExist'])",message="matchExpressions: operator must be In, NotIn, Exists or DoesNotExist (spelled so)"
+	// +kubebuilder:validation:XValidation:rule="!has(self.matchExpressions) || self.matchExpressions.all(e, (e.operator in ['In', 'NotIn']) == (has(e.values) && size(e.values) > 0))",message="matchExpressions: In and NotIn need at least one value; Exists and DoesNotExist take none"
 	// +optional
 	NamespaceSelector *metav1.LabelSelector `json:"namespaceSelector,omitempty"`
 }

@@ -9,8 +9,15 @@
 // empty, the checklist's own name stands for the revision.
 //
 // When the admission webhook is installed, it records each approval it verified in an
-// annotation verified.approve.tminus.dev/<key>: "<approval value> | <username>"; only the
-// webhook can write those (it overwrites whatever a request sends).
+// annotation verified.approve.tminus.dev/<key>:
+//
+//	"<approval value> | <username> | template <hash>"
+//
+// where <hash> identifies the target Deployment's pod template when the sign-off was
+// admitted (gate.TemplateHash; "none" when the Deployment did not exist): the template
+// the signer was shown, which the sign-off is for. Records written before the template
+// was recorded ("<approval value> | <username>") are still read. Only the webhook can
+// write records (it overwrites whatever a request sends).
 package approval
 
 import (
@@ -105,16 +112,40 @@ func Parse(annotations map[string]string, revision string, trustVerified bool) (
 			continue
 		}
 		verified := trustVerified && IsVerified(annotations, e.Key, annotations[Prefix+e.Key])
-		out[e.Role] = append(out[e.Role], checklist.Approval{
-			Key: e.Key, Role: e.Role, Approver: e.Approver, Revision: e.Revision, Verified: verified,
-		})
+		a := checklist.Approval{Key: e.Key, Role: e.Role, Approver: e.Approver, Revision: e.Revision, Verified: verified}
+		if verified {
+			a.AdmittedTemplate = AdmittedTemplate(annotations[VerifiedPrefix+e.Key])
+		}
+		out[e.Role] = append(out[e.Role], a)
 	}
 	return out, problems
 }
 
+// templateField opens the last part of a verification record.
+const templateField = " | template "
+
 // VerifiedValue is the webhook's record that the approval value of key was verified for
-// the user username.
-func VerifiedValue(value, username string) string { return value + " | " + username }
+// the user username while the target Deployment's pod template was template (its
+// gate.TemplateHash, or checklist.NoTemplate when the Deployment did not exist).
+func VerifiedValue(value, username, template string) string {
+	return value + " | " + username + templateField + template
+}
+
+// AdmittedTemplate reads, from a verification record, the template the target held when
+// the sign-off was admitted: a hash, checklist.NoTemplate, or "" for a record written
+// before the webhook recorded it. The template is the record's last part (the webhook
+// always writes it last), so a username cannot stand in for it.
+func AdmittedTemplate(record string) string {
+	i := strings.LastIndex(record, templateField)
+	if i < 0 {
+		return ""
+	}
+	t := record[i+len(templateField):]
+	if t == "" || strings.ContainsAny(t, " |") {
+		return ""
+	}
+	return t
+}
 
 // IsVerified says whether the webhook recorded the current value of approval key.
 func IsVerified(annotations map[string]string, key, value string) bool {

@@ -72,3 +72,24 @@ func FuzzParseEntry(f *testing.F) {
 		}
 	})
 }
+
+func TestTheWebhooksRecordSaysWhichTemplateTheSignOffWasFor(t *testing.T) {
+	g := NewWithT(t)
+	ann := map[string]string{
+		"approve.tminus.dev/security-review":          "bob for v2",
+		"verified.approve.tminus.dev/security-review": VerifiedValue("bob for v2", "bob", "3f2a"),
+		"approve.tminus.dev/operations":               "carol for v2",
+		"verified.approve.tminus.dev/operations":      "carol for v2 | carol", // before templates were recorded
+		"approve.tminus.dev/ops":                      "erin for v2",
+		"verified.approve.tminus.dev/ops":             VerifiedValue("erin for v2", "erin | template 3f2a", checklist.NoTemplate),
+	}
+	got, _ := Parse(ann, "v2", true)
+	g.Expect(got["security-review"][0].AdmittedTemplate).To(Equal("3f2a"))
+	g.Expect(got["security-review"][0].Verified).To(BeTrue())
+	g.Expect(got["operations"][0].AdmittedTemplate).To(BeEmpty(), "an old record is read, its template unknown")
+	g.Expect(got["operations"][0].Verified).To(BeTrue())
+	g.Expect(got["ops"][0].AdmittedTemplate).To(Equal(checklist.NoTemplate), "the record's last part, whatever the username says")
+
+	got, _ = Parse(ann, "v2", false)
+	g.Expect(got["security-review"][0].AdmittedTemplate).To(BeEmpty(), "without the webhook, records are not believed")
+}

@@ -158,19 +158,34 @@ func approvalID(key, role, approver, revision string) string {
 }
 
 // judgeApprovals decides, before the release, which sign-offs count. A sign-off is for
-// the template the Deployment held for release when it was given (one given before any
-// new template arrived binds to the first that does): if the template changes after,
-// it no longer counts and must be given again. With verified sign-offs required, one
-// the approval webhook did not verify does not count either.
+// the template the Deployment held when it was given: the approval webhook records the
+// Deployment's template at admission, and the sign-off is bound to it, so a push that
+// lands between the sign-off and this reconcile does not inherit it. One given before
+// any new template arrived (the Deployment on its pre-deploy template, or not there yet)
+// is for the next one: it binds to the first candidate followed after. One whose
+// template is not recorded (written before the webhook recorded it, or not verified)
+// binds to the candidate held when the controller first judges it. If the template
+// changes after, the sign-off no longer counts and must be given again. With verified
+// sign-offs required, one the approval webhook did not verify does not count either.
 func (e *engine) judgeApprovals() {
 	var cand string
 	var candImages []string
 	if ts := e.st.Target; ts != nil {
 		cand, candImages = ts.CandidateTemplateHash, ts.CandidateImages
 	}
+	admitted := map[string]string{}
+	for _, list := range e.obs.Approvals {
+		for _, a := range list {
+			admitted[approvalID(a.Key, a.Role, a.Approver, a.Revision)] = a.AdmittedTemplate
+		}
+	}
 	for i := range e.st.Approvals {
 		rec := &e.st.Approvals[i]
-		if cand != "" && rec.CandidateTemplateHash == "" {
+		if h := e.signedFor(admitted[approvalID(rec.Key, rec.Role, rec.Approver, rec.Revision)]); h != "" {
+			if rec.CandidateTemplateHash != h {
+				rec.CandidateTemplateHash, rec.CandidateImages = h, e.imagesOf(h)
+			}
+		} else if cand != "" && rec.CandidateTemplateHash == "" {
 			rec.CandidateTemplateHash, rec.CandidateImages = cand, candImages
 		}
 		why := ""
@@ -178,8 +193,11 @@ func (e *engine) judgeApprovals() {
 		case e.obs.RequireVerified && !rec.Verified:
 			why = "not verified by the approval webhook, and only verified sign-offs count (requireVerifiedApprovals)"
 		case cand != "" && rec.CandidateTemplateHash != cand:
-			why = fmt.Sprintf("given for %s, but the Deployment now holds %s for release: sign again",
-				images(rec.CandidateImages), images(candImages))
+			given := images(rec.CandidateImages)
+			if len(rec.CandidateImages) == 0 {
+				given = fmt.Sprintf("the template Deployment %s held when it was given (%s)", e.spec.Target.Name, shortHash(rec.CandidateTemplateHash))
+			}
+			why = fmt.Sprintf("given for %s, but the Deployment now holds %s for release: sign again", given, images(candImages))
 		}
 		if why != "" && why != rec.NotCounted {
 			e.event(corev1.EventTypeWarning, ReasonApprovalNotCounted, fmt.Sprintf("%s's %s sign-off (annotation %s%s) does not count: %s",
@@ -187,6 +205,38 @@ func (e *engine) judgeApprovals() {
 		}
 		rec.NotCounted = why
 	}
+}
+
+// signedFor is the template a sign-off is bound to by what the webhook recorded at its
+// admission: the Deployment's template then, unless that was no new template (the
+// pre-deploy one, or no Deployment), or is not known yet (the target not captured, so the
+// pre-deploy template is not known) or not recorded; "" in those cases.
+func (e *engine) signedFor(admitted string) string {
+	if admitted == "" || admitted == NoTemplate || !e.captured() {
+		return ""
+	}
+	if ts := e.st.Target; ts.PreDeployTemplate != nil && admitted == ts.PreDeployTemplateHash {
+		return ""
+	}
+	return admitted
+}
+
+// imagesOf lists the images of template hash h, when it is one the engine knows.
+func (e *engine) imagesOf(h string) []string {
+	switch {
+	case e.st.Target != nil && h == e.st.Target.CandidateTemplateHash:
+		return e.st.Target.CandidateImages
+	case h == e.obs.Target.TemplateHash:
+		return e.obs.Target.TemplateImages
+	}
+	return nil
+}
+
+func shortHash(h string) string {
+	if len(h) > 12 {
+		h = h[:12]
+	}
+	return "template " + h
 }
 
 // evaluate updates the records of an open phase's checks from the observations. It

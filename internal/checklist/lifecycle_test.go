@@ -458,3 +458,49 @@ func TestAChecklistThatStartedWithoutSeeingTheOneThatComesFirstStopsAndTouchesNo
 	g.Expect(c.Status.Phase).NotTo(Equal(deployv1alpha1.PhaseBlocked))
 	g.Expect(c.Status.Target.PreDeployTemplateHash).To(Equal("hash-v2"))
 }
+
+func TestASignOffIsForTheTemplateHeldWhenTheWebhookAdmittedIt(t *testing.T) {
+	g := NewWithT(t)
+	c := newChecklist()
+	obs := Observations{Target: heldTarget(), Metrics: errorRate(0.001, "0.001"), RequireVerified: true}
+	run(c, obs, t0.Add(-time.Minute))
+	g.Expect(c.Status.Target.CandidateTemplateHash).To(Equal("hash-v2"))
+
+	swapped := heldTarget()
+	swapped.Template, swapped.TemplateHash, swapped.TemplateImages = template("checkout:v2-evil"), "hash-evil", []string{"checkout:v2-evil"}
+	obs.Target = swapped
+	obs.Approvals = map[string][]Approval{"deployment-lead": {{Key: "deployment-lead", Role: "deployment-lead", Approver: "alice",
+		Revision: "v2", Verified: true, AdmittedTemplate: "hash-v2"}}}
+	d := run(c, obs, t0)
+	g.Expect(c.Status.Phase).NotTo(Equal(deployv1alpha1.PhaseDeploying), "never released on a sign-off for another template")
+	g.Expect(kinds(d.Actions)).NotTo(ContainElement(ActionRelease))
+	g.Expect(c.Status.Approvals[0].CandidateTemplateHash).To(Equal("hash-v2"))
+	g.Expect(c.Status.Approvals[0].NotCounted).To(Equal("given for the template Deployment checkout held when it was given (template hash-v2), " +
+		"but the Deployment now holds checkout:v2-evil for release: sign again"))
+	g.Expect(check(c, "T-10m", "lead").Outcome).To(Equal(deployv1alpha1.OutcomePending))
+
+	// Given again with v2-evil held, it counts for v2-evil.
+	obs.Approvals["deployment-lead"][0].Key, obs.Approvals["deployment-lead"][0].AdmittedTemplate = "deployment-lead.alice-2", "hash-evil"
+	run(c, obs, t0.Add(time.Second))
+	g.Expect(c.Status.Approvals[0].NotCounted).To(BeEmpty())
+	g.Expect(c.Status.Phase).To(Equal(deployv1alpha1.PhaseDeploying))
+}
+
+func TestASignOffAdmittedBeforeTheImageIsForTheFirstImageThatArrives(t *testing.T) {
+	for _, admitted := range []string{"hash-v1", NoTemplate} {
+		t.Run(admitted, func(t *testing.T) {
+			g := NewWithT(t)
+			c := newChecklist()
+			obs := Observations{Target: servingV1(), Metrics: errorRate(0.001, "0.001"), RequireVerified: true}
+			run(c, obs, t0.Add(-time.Minute))
+			g.Expect(c.Status.Target.CandidateTemplateHash).To(BeEmpty())
+
+			obs.Target = heldTarget()
+			obs.Approvals = map[string][]Approval{"deployment-lead": {{Key: "deployment-lead", Role: "deployment-lead", Approver: "alice",
+				Revision: "v2", Verified: true, AdmittedTemplate: admitted}}}
+			run(c, obs, t0)
+			g.Expect(c.Status.Approvals[0].CandidateImages).To(Equal([]string{"checkout:v2"}))
+			g.Expect(c.Status.Phase).To(Equal(deployv1alpha1.PhaseDeploying))
+		})
+	}
+}

@@ -70,7 +70,16 @@ type Approval struct {
 	Approver string
 	Revision string
 	Verified bool
+	// AdmittedTemplate is the hash (gate.TemplateHash) of the target Deployment's pod
+	// template when the approval webhook admitted the sign-off: the template its signer
+	// was shown. NoTemplate when the Deployment did not exist then; "" when not known
+	// (not verified, or verified before the webhook recorded it).
+	AdmittedTemplate string
 }
+
+// NoTemplate is the AdmittedTemplate of a sign-off given while its target Deployment
+// did not exist.
+const NoTemplate = "none"
 
 // TargetState is what was observed of the target Deployment.
 type TargetState struct {
@@ -124,6 +133,8 @@ type TargetState struct {
 	ReleasedRevisions []string
 	// GateLabel is its deploy.tminus.dev/gated label, "" when absent.
 	GateLabel string
+	// Labels are the Deployment's labels (change freezes select by them too); only read.
+	Labels map[string]string
 }
 
 // Observations are the facts gathered once per reconcile.

@@ -346,7 +346,7 @@ func (r *DeploymentChecklistReconciler) observe(ctx context.Context, dcl *deploy
 	siblings = slices.DeleteFunc(siblings, func(c gate.Checklist) bool { return c.Name == dcl.Name })
 	siblings = append(siblings, gate.FromChecklist(dcl))
 	obs.Blocker = gate.Blocker(siblings, dcl.Name)
-	if obs.Freezes, err = r.freezesFor(ctx, dcl); err != nil {
+	if obs.Freezes, err = r.freezesFor(ctx, dcl, obs.Target.Labels); err != nil {
 		return obs, err
 	}
 

@@ -2,6 +2,7 @@ package controller
 
 import (
 	"context"
+	"strings"
 	"testing"
 	"time"
 
@@ -181,4 +182,67 @@ func TestAnImageThatLandsInAFreezeAfterT0IsHeldUntilTheFreezeEnds(t *testing.T) 
 	done := waitPhase(t, c, deployv1alpha1.PhaseSucceeded)
 	waitRunning(t, d, "checkout:v2")
 	g.Expect(meta.FindStatusCondition(done.Status.Conditions, checklist.CondFrozen).Reason).To(Equal(checklist.ReasonNotFrozen))
+}
+
+func TestAFreezeWhoseSelectorCannotBeReadHoldsTheReleaseAndSaysWhy(t *testing.T) {
+	g := NewWithT(t)
+	ctx := context.Background()
+	ns := newNamespace(t)
+	d := deployment(t, ns, "checkout:v1")
+	startManagerIn(t, ns, healthyMetrics(), nil)
+	g.Expect(bed.Client.Create(ctx, &deployv1alpha1.ChangeFreeze{
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "holidays"},
+		Spec: deployv1alpha1.ChangeFreezeSpec{Reason: "holiday freeze",
+			Selector: &metav1.LabelSelector{MatchLabels: map[string]string{"tier frontend": "web"}},
+			Windows: []deployv1alpha1.FreezeWindow{{Start: new(metav1.NewTime(time.Now().Add(-time.Hour))),
+				End: new(metav1.NewTime(time.Now().Add(24 * time.Hour)))}}},
+	})).To(Succeed())
+
+	c := newChecklist(ns)
+	create(t, c)
+	waitPaused(t, d)
+	setImage(t, d, "checkout:v2")
+	approve(t, c, "deployment-lead", "alice for v2")
+	g.Eventually(func(g Gomega) {
+		cur := getChecklist(g, c)
+		frozen := meta.FindStatusCondition(cur.Status.Conditions, checklist.CondFrozen)
+		g.Expect(frozen).NotTo(BeNil())
+		g.Expect(frozen.Status).To(Equal(metav1.ConditionTrue))
+		g.Expect(frozen.Message).To(ContainSubstring("ChangeFreeze " + ns + "/holidays (holiday freeze) cannot be read, and holds " +
+			"until it is fixed: selector: "))
+		g.Expect(frozen.Message).To(ContainSubstring(`"tier frontend"`))
+		g.Expect(cur.Status.Phase).To(Equal(deployv1alpha1.PhaseHolding))
+	}, time.Minute, 100*time.Millisecond).Should(Succeed())
+	g.Expect(getDeployment(t, d).Spec.Paused).To(BeTrue())
+	g.Expect(rolledImages(t, ns)).NotTo(ContainElement("checkout:v2"))
+}
+
+func TestAFreezeSelectorWithAnOperatorOrValuesOfTheWrongFormIsRefusedNamingTheField(t *testing.T) {
+	g := NewWithT(t)
+	ns := newNamespace(t)
+	windows := []deployv1alpha1.FreezeWindow{{Cron: "0 9 * * *", Duration: "1h"}}
+	for _, tc := range []struct {
+		req  metav1.LabelSelectorRequirement
+		want string
+	}{
+		{req: metav1.LabelSelectorRequirement{Key: "tier", Operator: "in", Values: []string{"web"}},
+			want: "spec.selector: Invalid value: matchExpressions: operator must be In, NotIn, Exists or DoesNotExist"},
+		{req: metav1.LabelSelectorRequirement{Key: "tier", Operator: metav1.LabelSelectorOpIn},
+			want: "spec.selector: Invalid value: matchExpressions: In and NotIn need at least one value"},
+		{req: metav1.LabelSelectorRequirement{Key: "tier", Operator: metav1.LabelSelectorOpExists, Values: []string{"web"}},
+			want: "Exists and DoesNotExist take none"},
+	} {
+		sel := &metav1.LabelSelector{MatchExpressions: []metav1.LabelSelectorRequirement{tc.req}}
+		err := bed.Client.Create(context.Background(), &deployv1alpha1.ChangeFreeze{
+			ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "bad"},
+			Spec:       deployv1alpha1.ChangeFreezeSpec{Reason: "r", Windows: windows, Selector: sel},
+		})
+		g.Expect(err).To(MatchError(ContainSubstring(tc.want)))
+		err = bed.Client.Create(context.Background(), &deployv1alpha1.ClusterChangeFreeze{
+			ObjectMeta: metav1.ObjectMeta{Name: "bad-" + ns},
+			Spec: deployv1alpha1.ClusterChangeFreezeSpec{NamespaceSelector: sel,
+				ChangeFreezeSpec: deployv1alpha1.ChangeFreezeSpec{Reason: "r", Windows: windows}},
+		})
+		g.Expect(err).To(MatchError(ContainSubstring(strings.Replace(tc.want, "spec.selector", "spec.namespaceSelector", 1))))
+	}
 }

@@ -36,6 +36,9 @@ type Freeze struct {
 	// Name is namespace/name of a ChangeFreeze, the name of a ClusterChangeFreeze.
 	Name string
 	Spec deployv1alpha1.ChangeFreezeSpec
+	// NamespaceSelector is a ClusterChangeFreeze's (the caller applies it, ForNamespace
+	// does); nil for a ChangeFreeze. One that does not parse makes the freeze unreadable.
+	NamespaceSelector *metav1.LabelSelector
 }
 
 // Of is the freeze a ChangeFreeze declares.
@@ -46,7 +49,30 @@ func Of(f *deployv1alpha1.ChangeFreeze) Freeze {
 // OfCluster is the freeze a ClusterChangeFreeze declares (its namespaceSelector is the
 // caller's to apply).
 func OfCluster(f *deployv1alpha1.ClusterChangeFreeze) Freeze {
-	return Freeze{Kind: "ClusterChangeFreeze", Name: f.Name, Spec: f.Spec.ChangeFreezeSpec}
+	return Freeze{Kind: "ClusterChangeFreeze", Name: f.Name, Spec: f.Spec.ChangeFreezeSpec, NamespaceSelector: f.Spec.NamespaceSelector}
+}
+
+// Selects says whether f applies to a checklist: its selector takes in the checklist's
+// labels or its target workload's (whose labels the checklist's author cannot drop
+// without the right to switch the gate off as well: docs/decisions.md). A selector that
+// does not parse takes in every checklist: the freeze cannot be read, and holds.
+func (f *Freeze) Selects(checklistLabels, workloadLabels map[string]string) bool {
+	if f.Spec.Selector == nil || f.selectorErr() != nil {
+		return true
+	}
+	m, _ := metav1.LabelSelectorAsSelector(f.Spec.Selector)
+	return m.Matches(labels.Set(checklistLabels)) || (workloadLabels != nil && m.Matches(labels.Set(workloadLabels)))
+}
+
+// selectorErr says which selector of f does not parse, and why.
+func (f *Freeze) selectorErr() error {
+	if _, err := metav1.LabelSelectorAsSelector(f.Spec.Selector); err != nil {
+		return fmt.Errorf("selector: %v", err)
+	}
+	if _, err := metav1.LabelSelectorAsSelector(f.NamespaceSelector); err != nil {
+		return fmt.Errorf("namespaceSelector: %v", err)
+	}
+	return nil
 }
 
 // ID names the freeze for people: "ChangeFreeze shop/holidays".
@@ -212,6 +238,9 @@ type compiled struct {
 
 func compileAll(f *Freeze) compiled {
 	c := compiled{f: f}
+	if c.err = f.selectorErr(); c.err != nil {
+		return c
+	}
 	for i := range f.Spec.Windows {
 		w, err := compile(i, &f.Spec.Windows[i])
 		if err != nil {
@@ -339,7 +368,8 @@ func (f *Freeze) Now(now time.Time) Window {
 }
 
 // Applies says whether f's selectors take in a checklist with these labels, in a
-// namespace with these labels (namespaceSelector: ClusterChangeFreeze only).
+// namespace with these labels (namespaceSelector: ClusterChangeFreeze only). A selector
+// that does not parse takes everything in: a freeze that cannot be read holds.
 func Applies(sel, nsSel *metav1.LabelSelector, checklistLabels, namespaceLabels map[string]string) bool {
 	for _, s := range []struct {
 		sel *metav1.LabelSelector
@@ -349,7 +379,7 @@ func Applies(sel, nsSel *metav1.LabelSelector, checklistLabels, namespaceLabels 
 			continue
 		}
 		m, err := metav1.LabelSelectorAsSelector(s.sel)
-		if err != nil || !m.Matches(labels.Set(s.set)) {
+		if err == nil && !m.Matches(labels.Set(s.set)) {
 			return false
 		}
 	}

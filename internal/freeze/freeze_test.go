@@ -181,3 +181,32 @@ func TestWalkingARuleFromItsAdvancedStartGivesTheSameWindowsAsFromItsAnchor(t *t
 		}
 	}
 }
+
+func TestAFreezeWhoseSelectorCannotBeReadAppliesAndHoldsNamingTheField(t *testing.T) {
+	g := NewWithT(t)
+	window := []deployv1alpha1.FreezeWindow{oneOff("2026-12-23T00:00:00Z", "2027-01-04T00:00:00Z")}
+	for field, f := range map[string]Freeze{
+		"selector: ": {Kind: "ChangeFreeze", Name: "shop/holidays", Spec: deployv1alpha1.ChangeFreezeSpec{Reason: "holidays", Windows: window,
+			Selector: &metav1.LabelSelector{MatchExpressions: []metav1.LabelSelectorRequirement{{Key: "tier", Operator: "in", Values: []string{"web"}}}}}},
+		"namespaceSelector: ": {Kind: "ClusterChangeFreeze", Name: "holidays", Spec: deployv1alpha1.ChangeFreezeSpec{Reason: "holidays", Windows: window},
+			NamespaceSelector: &metav1.LabelSelector{MatchExpressions: []metav1.LabelSelectorRequirement{{Key: "env", Operator: metav1.LabelSelectorOpIn}}}},
+	} {
+		g.Expect(f.Selects(map[string]string{"tier": "api"}, nil)).To(BeTrue(), field)
+		// Outside its window too: what it would hold cannot be told.
+		b, held := f.At(utc("2026-11-01T00:00:00Z"))
+		g.Expect(held).To(BeTrue(), field)
+		g.Expect(b.Err).To(HavePrefix(field))
+		g.Expect(b.Describe()).To(ContainSubstring("cannot be read, and holds until it is fixed: " + field))
+		g.Expect(Applies(f.Spec.Selector, f.NamespaceSelector, nil, nil)).To(BeTrue(), field)
+	}
+}
+
+func TestAFreezeSelectsByTheChecklistsLabelsOrItsWorkloads(t *testing.T) {
+	g := NewWithT(t)
+	f := Freeze{Spec: deployv1alpha1.ChangeFreezeSpec{Selector: &metav1.LabelSelector{MatchLabels: map[string]string{"tier": "payments"}}}}
+	g.Expect(f.Selects(map[string]string{"tier": "payments"}, nil)).To(BeTrue())
+	g.Expect(f.Selects(nil, map[string]string{"tier": "payments", "app": "ledger"})).To(BeTrue(), "the workload's label holds it")
+	g.Expect(f.Selects(map[string]string{"tier": "web"}, map[string]string{"tier": "payments"})).To(BeTrue())
+	g.Expect(f.Selects(map[string]string{"tier": "web"}, map[string]string{"app": "ledger"})).To(BeFalse())
+	g.Expect((&Freeze{}).Selects(nil, nil)).To(BeTrue(), "no selector: all")
+}

@@ -72,6 +72,7 @@ func State(d *appsv1.Deployment, rss []appsv1.ReplicaSet) checklist.TargetState 
 		HeldTemplate:       d.Annotations[deployv1alpha1.HeldTemplateAnnotation],
 		ReleasedRevisions:  ReleasedRevisions(d),
 		GateLabel:          d.Labels[deployv1alpha1.GatedLabel],
+		Labels:             d.Labels,
 	}
 	for _, cond := range d.Status.Conditions {
 		switch cond.Type {

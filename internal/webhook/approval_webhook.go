@@ -18,12 +18,15 @@ import (
 	"strings"
 
 	admissionv1 "k8s.io/api/admission/v1"
+	appsv1 "k8s.io/api/apps/v1"
 	authorizationv1 "k8s.io/api/authorization/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
 
 	deployv1alpha1 "github.com/tminus-dev/tminus/api/v1alpha1"
 	"github.com/tminus-dev/tminus/internal/approval"
+	"github.com/tminus-dev/tminus/internal/checklist"
 	"github.com/tminus-dev/tminus/internal/deputy"
 	"github.com/tminus-dev/tminus/internal/gate"
 	"github.com/tminus-dev/tminus/internal/target"
@@ -87,10 +90,41 @@ func (w *ApprovalWebhook) Handle(ctx context.Context, req admission.Request) adm
 	} else if msg != "" {
 		return admission.Denied(msg)
 	}
+	// A label change that takes the checklist out of a change freeze is the freeze's to allow.
+	if msg, err := w.freezeLabels(ctx, req, &obj, &old); err != nil {
+		return admission.Errored(http.StatusInternalServerError, err)
+	} else if msg != "" {
+		return admission.Denied(msg)
+	}
+	want, msg, err := w.verified(ctx, req, &obj, &old)
+	if err != nil {
+		return admission.Errored(http.StatusInternalServerError, err)
+	} else if msg != "" {
+		return admission.Denied(msg)
+	}
+	gateSet := recordGate(req, &obj, made)
+	if !gateSet && (maps.Equal(want, obj.Annotations) || (len(want) == 0 && len(obj.Annotations) == 0)) {
+		return admission.Allowed("")
+	}
+	obj.Annotations = want
+	raw, err := json.Marshal(&obj)
+	if err != nil {
+		return admission.Errored(http.StatusInternalServerError, err)
+	}
+	return admission.PatchResponseFromRaw(req.Object.Raw, raw)
+}
+
+// verified is the checklist's annotations with the verification records this webhook
+// derives: the request's own records dropped, an unchanged approval's record kept, and a
+// record for each added or changed approval the requesting user may give (msg says why
+// not, when not).
+func (w *ApprovalWebhook) verified(ctx context.Context, req admission.Request, obj, old *deployv1alpha1.DeploymentChecklist) (
+	want map[string]string, msg string, err error) {
 	user := req.UserInfo.Username
 	trusted := slices.Contains(w.TrustedWriters, user)
+	template := ""
 
-	want := maps.Clone(obj.Annotations)
+	want = maps.Clone(obj.Annotations)
 	if want == nil {
 		want = map[string]string{}
 	}
@@ -104,7 +138,7 @@ func (w *ApprovalWebhook) Handle(ctx context.Context, req admission.Request) adm
 	// So is the record of who wrote what a checklist made from a template is made of:
 	// the controller judges the template it resolves as them.
 	delete(want, deputy.AuthorsAnnotation)
-	if rec, ok := authorsRecord(req, &obj, &old); ok {
+	if rec, ok := authorsRecord(req, obj, old); ok {
 		want[deputy.AuthorsAnnotation] = rec
 	}
 	for _, k := range slices.Sorted(maps.Keys(obj.Annotations)) {
@@ -123,29 +157,25 @@ func (w *ApprovalWebhook) Handle(ctx context.Context, req admission.Request) adm
 		}
 		e, err := approval.ParseEntry(key, value)
 		if err != nil {
-			return admission.Denied(err.Error())
+			return nil, err.Error(), nil
 		}
 		if msg, err := w.mayApprove(ctx, req, obj.Namespace, obj.Name, e.Role); err != nil {
-			return admission.Errored(http.StatusInternalServerError, fmt.Errorf("checking whether %s may approve: %w", user, err))
+			return nil, "", fmt.Errorf("checking whether %s may approve: %w", user, err)
 		} else if msg != "" {
-			return admission.Denied(msg)
+			return nil, msg, nil
 		}
 		if e.Approver != user && !trusted {
-			return admission.Denied(fmt.Sprintf("approval %s%s names %q but was written by %q: approve as yourself (kubectl checklist approve), or commit it through a trusted GitOps writer",
-				approval.Prefix, key, e.Approver, user))
+			return nil, fmt.Sprintf("approval %s%s names %q but was written by %q: approve as yourself (kubectl checklist approve), or commit it through a trusted GitOps writer",
+				approval.Prefix, key, e.Approver, user), nil
 		}
-		want[approval.VerifiedPrefix+key] = approval.VerifiedValue(value, user)
+		if template == "" {
+			if template, err = w.admittedTemplate(ctx, obj); err != nil {
+				return nil, "", err
+			}
+		}
+		want[approval.VerifiedPrefix+key] = approval.VerifiedValue(value, user, template)
 	}
-	gateSet := recordGate(req, &obj, made)
-	if !gateSet && (maps.Equal(want, obj.Annotations) || (len(want) == 0 && len(obj.Annotations) == 0)) {
-		return admission.Allowed("")
-	}
-	obj.Annotations = want
-	raw, err := json.Marshal(&obj)
-	if err != nil {
-		return admission.Errored(http.StatusInternalServerError, err)
-	}
-	return admission.PatchResponseFromRaw(req.Object.Raw, raw)
+	return want, "", nil
 }
 
 // rules says why the requesting user may not write the checklist as made ("" when it
@@ -183,6 +213,24 @@ func (w *ApprovalWebhook) mayApprove(ctx context.Context, req admission.Request,
 	return fmt.Sprintf("user %q may not approve role %s: it needs the verb %q on deploymentchecklists/%s "+
 		"(that role) or deploymentchecklists (every role), group deploy.tminus.dev, in namespace %s",
 		req.UserInfo.Username, role, ApproveVerb, role, ns), nil
+}
+
+// admittedTemplate identifies the target Deployment's pod template as the API server
+// holds it now (gate.TemplateHash): what a sign-off admitted now is for. The candidate a
+// signer was shown is the one held now; a push after this read is another template.
+// checklist.NoTemplate when the Deployment does not exist.
+func (w *ApprovalWebhook) admittedTemplate(ctx context.Context, dcl *deployv1alpha1.DeploymentChecklist) (string, error) {
+	var r client.Reader = w.Client
+	if w.Fresh != nil {
+		r = w.Fresh
+	}
+	var d appsv1.Deployment
+	if err := r.Get(ctx, client.ObjectKey{Namespace: dcl.Namespace, Name: dcl.Spec.Target.Name}, &d); apierrors.IsNotFound(err) {
+		return checklist.NoTemplate, nil
+	} else if err != nil {
+		return "", fmt.Errorf("reading Deployment %s/%s, whose template a sign-off is for: %w", dcl.Namespace, dcl.Spec.Target.Name, err)
+	}
+	return gate.TemplateHash(&d.Spec.Template), nil
 }
 
 // allowed asks the API server whether the requesting user may do what attrs say.

@@ -220,13 +220,13 @@ func TestAnAllowedApproverSigningAsHerselfIsVerified(t *testing.T) {
 	g := NewWithT(t)
 	g.Expect(bed.Client.Create(context.Background(), checklist("allowed"))).To(Succeed())
 	g.Expect(annotate(as(t, "alice"), "allowed", map[string]string{"approve.tminus.dev/deployment-lead": "alice for v2"})).To(Succeed())
-	g.Expect(annotations(t, "allowed")).To(HaveKeyWithValue("verified.approve.tminus.dev/deployment-lead", "alice for v2 | alice"))
+	g.Expect(annotations(t, "allowed")).To(HaveKeyWithValue("verified.approve.tminus.dev/deployment-lead", "alice for v2 | alice | template none"))
 
 	// Four-eyes: bob signs the same role under his own key.
 	g.Expect(annotate(as(t, "bob"), "allowed", map[string]string{"approve.tminus.dev/deployment-lead.bob": "bob for v2"})).To(Succeed())
 	ann := annotations(t, "allowed")
-	g.Expect(ann).To(HaveKeyWithValue("verified.approve.tminus.dev/deployment-lead.bob", "bob for v2 | bob"))
-	g.Expect(ann).To(HaveKeyWithValue("verified.approve.tminus.dev/deployment-lead", "alice for v2 | alice"), "kept when unchanged")
+	g.Expect(ann).To(HaveKeyWithValue("verified.approve.tminus.dev/deployment-lead.bob", "bob for v2 | bob | template none"))
+	g.Expect(ann).To(HaveKeyWithValue("verified.approve.tminus.dev/deployment-lead", "alice for v2 | alice | template none"), "kept when unchanged")
 }
 
 func TestAUserWithoutTheApproveVerbIsDenied(t *testing.T) {
@@ -249,7 +249,7 @@ func TestATrustedGitOpsWritersCommittedApprovalIsAccepted(t *testing.T) {
 	c := checklist("gitops")
 	c.Annotations = map[string]string{"approve.tminus.dev/deployment-lead": "carol for v2"}
 	g.Expect(as(t, gitops).Create(context.Background(), c)).To(Succeed())
-	g.Expect(annotations(t, "gitops")).To(HaveKeyWithValue("verified.approve.tminus.dev/deployment-lead", "carol for v2 | "+gitops))
+	g.Expect(annotations(t, "gitops")).To(HaveKeyWithValue("verified.approve.tminus.dev/deployment-lead", "carol for v2 | "+gitops+" | template none"))
 }
 
 func TestVerificationRecordsCannotBeForgedOrRemoved(t *testing.T) {
@@ -271,7 +271,7 @@ func TestVerificationRecordsCannotBeForgedOrRemoved(t *testing.T) {
 	})).To(Succeed())
 	ann := annotations(t, "forgery")
 	g.Expect(ann).NotTo(HaveKey("verified.approve.tminus.dev/security-review"))
-	g.Expect(ann).To(HaveKeyWithValue("verified.approve.tminus.dev/deployment-lead", "alice for v2 | alice"))
+	g.Expect(ann).To(HaveKeyWithValue("verified.approve.tminus.dev/deployment-lead", "alice for v2 | alice | template none"))
 }
 
 func TestAMalformedApprovalIsRefusedWithTheExpectedForm(t *testing.T) {

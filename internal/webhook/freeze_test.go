@@ -2,6 +2,7 @@ package webhook_test
 
 import (
 	"context"
+	"encoding/json"
 	"testing"
 	"time"
 
@@ -10,6 +11,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	deployv1alpha1 "github.com/tminus-dev/tminus/api/v1alpha1"
@@ -107,4 +109,82 @@ func TestABreakGlassReleasesDuringAFreezeWithTwoVerifiedSignOffsAndAReason(t *te
 		}
 	}
 	g.Expect(broken).To(Equal(1))
+}
+
+// TestAnEditorCannotTakeAChecklistOutOfAFreezeByItsLabels: a freeze in force selects
+// checklists labelled freeze=quarter-close. Mallory, who may edit checklists but not the
+// freeze, removes the label, then tries to change it: both are refused, naming the field
+// and the freeze. Whoever may update the freeze may do it (it is lifting it).
+func TestAnEditorCannotTakeAChecklistOutOfAFreezeByItsLabels(t *testing.T) {
+	g := NewWithT(t)
+	ctx := context.Background()
+	f := &deployv1alpha1.ChangeFreeze{
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "quarter-close"},
+		Spec: deployv1alpha1.ChangeFreezeSpec{Reason: "quarter close",
+			Selector: &metav1.LabelSelector{MatchLabels: map[string]string{"freeze": "quarter-close"}},
+			Windows: []deployv1alpha1.FreezeWindow{{Start: new(metav1.NewTime(time.Now().Add(-time.Hour))),
+				End: new(metav1.NewTime(time.Now().Add(24 * time.Hour)))}}},
+	}
+	g.Expect(bed.Client.Create(ctx, f)).To(Succeed())
+	t.Cleanup(func() { _ = bed.Client.Delete(context.Background(), f) })
+	c := checklist("relabel")
+	c.Labels = map[string]string{"freeze": "quarter-close", "team": "shop"}
+	g.Expect(bed.Client.Create(ctx, c)).To(Succeed())
+
+	relabel := func(cl client.Client, labels map[string]any) error {
+		raw, err := json.Marshal(map[string]any{"metadata": map[string]any{"labels": labels}})
+		g.Expect(err).NotTo(HaveOccurred())
+		return cl.Patch(ctx, &deployv1alpha1.DeploymentChecklist{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "relabel"}},
+			client.RawPatch(types.MergePatchType, raw))
+	}
+	mallory := as(t, "mallory")
+	err := relabel(mallory, map[string]any{"freeze": nil})
+	g.Expect(err).To(MatchError(ContainSubstring("metadata.labels: this change takes checklist relabel out of ChangeFreeze " + ns +
+		"/quarter-close (quarter close), which holds or will hold its release; user \"mallory\" may not lift that freeze: " +
+		"it needs the verb update on changefreezes quarter-close")))
+	g.Expect(relabel(mallory, map[string]any{"freeze": "none"})).To(MatchError(ContainSubstring("takes checklist relabel out of")))
+	// Labels that keep it in the freeze are hers to change.
+	g.Expect(relabel(mallory, map[string]any{"team": "checkout"})).To(Succeed())
+
+	// The freeze's owner may.
+	g.Expect(relabel(bed.Client, map[string]any{"freeze": nil})).To(Succeed())
+	var cur deployv1alpha1.DeploymentChecklist
+	g.Expect(bed.Client.Get(ctx, client.ObjectKeyFromObject(c), &cur)).To(Succeed())
+	g.Expect(cur.Labels).To(Equal(map[string]string{"team": "checkout"}))
+}
+
+// TestAChecklistCreatedWithoutTheFreezesLabelIsHeldByItsWorkloadsLabel: creating the
+// checklist without the label is the same escape as removing it; a freeze also selects by
+// the target Deployment's labels, which a checklist's author does not write.
+func TestAChecklistCreatedWithoutTheFreezesLabelIsHeldByItsWorkloadsLabel(t *testing.T) {
+	g := NewWithT(t)
+	ctx := context.Background()
+	f := &deployv1alpha1.ChangeFreeze{
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "payments-freeze"},
+		Spec: deployv1alpha1.ChangeFreezeSpec{Reason: "payments freeze",
+			Selector: &metav1.LabelSelector{MatchLabels: map[string]string{"tier": "payments"}},
+			Windows: []deployv1alpha1.FreezeWindow{{Start: new(metav1.NewTime(time.Now().Add(-time.Hour))),
+				End: new(metav1.NewTime(time.Now().Add(24 * time.Hour)))}}},
+	}
+	g.Expect(bed.Client.Create(ctx, f)).To(Succeed())
+	t.Cleanup(func() { _ = bed.Client.Delete(context.Background(), f) })
+	d := testbed.Deployment(ns, "ledger", "checkout:v1", 1)
+	d.Labels = map[string]string{"tier": "payments"}
+	g.Expect(bed.Client.Create(ctx, d)).To(Succeed())
+	waitRolledOut(t, d, "checkout:v1")
+
+	// Mallory writes the checklist without the label, pushes and gets her sign-offs.
+	g.Expect(as(t, "mallory").Create(ctx, oneSignOff("ledger"))).To(Succeed())
+	setImage(t, d, "checkout:v2")
+	g.Expect(annotate(as(t, "alice"), "ledger", map[string]string{"approve.tminus.dev/deployment-lead": "alice for v2"})).To(Succeed())
+	g.Eventually(func(g Gomega) {
+		var cur deployv1alpha1.DeploymentChecklist
+		g.Expect(bed.Client.Get(ctx, client.ObjectKey{Namespace: ns, Name: "ledger"}, &cur)).To(Succeed())
+		frozen := meta.FindStatusCondition(cur.Status.Conditions, engine.CondFrozen)
+		g.Expect(frozen).NotTo(BeNil())
+		g.Expect(frozen.Message).To(ContainSubstring("ChangeFreeze " + ns + "/payments-freeze (payments freeze) is in force"))
+		g.Expect(cur.Status.Phase).To(Equal(deployv1alpha1.PhaseHolding))
+		g.Expect(cur.Status.Phases[0].Checks[0].Outcome).To(Equal(deployv1alpha1.OutcomePass))
+	}, time.Minute, 100*time.Millisecond).Should(Succeed())
+	g.Expect(get(t, d).Spec.Paused).To(BeTrue())
 }

@@ -30,7 +30,7 @@ func TestASignOffRightIsGrantedRoleByRole(t *testing.T) {
 	g.Expect(annotate(as(t, "tess"), "roles", map[string]string{"approve.tminus.dev/technical-review": "tess for v2"})).To(Succeed())
 	err := annotate(as(t, "tess"), "roles", map[string]string{"approve.tminus.dev/operations": "tess for v2"})
 	g.Expect(err).To(MatchError(ContainSubstring(`user "tess" may not approve role operations: it needs the verb "approve" on deploymentchecklists/operations`)))
-	g.Expect(annotations(t, "roles")).To(HaveKeyWithValue("verified.approve.tminus.dev/technical-review", "tess for v2 | tess"))
+	g.Expect(annotations(t, "roles")).To(HaveKeyWithValue("verified.approve.tminus.dev/technical-review", "tess for v2 | tess | template none"))
 }
 
 func TestRemovingASignOffRequirementTakesTheRightToGiveIt(t *testing.T) {

@@ -1,0 +1,70 @@
+package webhook
+
+import (
+	"context"
+	"fmt"
+	"maps"
+	"strings"
+	"time"
+
+	admissionv1 "k8s.io/api/admission/v1"
+	appsv1 "k8s.io/api/apps/v1"
+	authorizationv1 "k8s.io/api/authorization/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
+
+	deployv1alpha1 "github.com/tminus-dev/tminus/api/v1alpha1"
+	"github.com/tminus-dev/tminus/internal/checklist"
+	"github.com/tminus-dev/tminus/internal/freeze"
+)
+
+// freezeLabels says why the requesting user may not change the checklist's labels so (""
+// when it may). A change freeze selects checklists by labels their author writes: a
+// label edit that takes a checklist before its release out of a freeze that holds, or
+// will hold, is the freeze's to allow, so it needs the right to change that freeze
+// (update on it), which is what lifting it for one checklist amounts to. Its
+// break-glass stays the way to release during it. A checklist created without the
+// label is not judged here: a freeze also selects by the target workload's labels
+// (freeze.Selects), which the checklist's author cannot drop without the right to switch
+// the gate off as well (docs/decisions.md).
+func (w *ApprovalWebhook) freezeLabels(ctx context.Context, req admission.Request, obj, old *deployv1alpha1.DeploymentChecklist) (string, error) {
+	if req.Operation != admissionv1.Update || maps.Equal(obj.Labels, old.Labels) || checklist.PastT0(old.Status.Phase) {
+		return "", nil
+	}
+	fs, err := freeze.ForNamespace(ctx, w.Client, obj.Namespace)
+	if err != nil || len(fs) == 0 {
+		return "", err
+	}
+	var d appsv1.Deployment
+	if err := w.Client.Get(ctx, client.ObjectKey{Namespace: obj.Namespace, Name: obj.Spec.Target.Name}, &d); err != nil && !apierrors.IsNotFound(err) {
+		return "", fmt.Errorf("reading Deployment %s, whose labels change freezes select: %w", obj.Spec.Target.Name, err)
+	}
+	now := time.Now()
+	for i := range fs {
+		f := &fs[i]
+		if !f.Selects(old.Labels, d.Labels) || f.Selects(obj.Labels, d.Labels) {
+			continue
+		}
+		if s := f.Now(now); !s.InForce && s.NextStart.IsZero() {
+			continue // its windows are over
+		}
+		attrs := authorizationv1.ResourceAttributes{Verb: "update", Group: deployv1alpha1.GroupVersion.Group,
+			Resource: "clusterchangefreezes", Name: f.Name}
+		if f.Kind == "ChangeFreeze" {
+			attrs.Namespace, attrs.Name, _ = strings.Cut(f.Name, "/")
+			attrs.Resource = "changefreezes"
+		}
+		if ok, err := w.allowed(ctx, req, attrs); err != nil || ok {
+			if err != nil {
+				return "", err
+			}
+			continue
+		}
+		return fmt.Sprintf("metadata.labels: this change takes checklist %s out of %s (%s), which holds or will hold its release; "+
+			"user %q may not lift that freeze: it needs the verb update on %s %s. Change the freeze's selector, or release "+
+			"during it by its break-glass (docs/freezes.md)", obj.Name, f.ID(), f.Spec.Reason, req.UserInfo.Username,
+			attrs.Resource, attrs.Name), nil
+	}
+	return "", nil
+}
