@@ -34,7 +34,10 @@ const (
 	// pausedGrace: a pause no live checklist and no held change explains may last this
 	// long (a killed replica's lease, a reconcile).
 	pausedGrace = 30 * time.Second
-	// settleLimit bounds the end of a run, waiting for the obligations still open.
+	// settleMin is the least a run's end waits after its last event and its faults
+	// (for tminus to react to them); settleLimit bounds the wait for the obligations
+	// still open.
+	settleMin   = 10 * time.Second
 	settleLimit = 90 * time.Second
 	// checksPerRound is the number of invariants each round evaluates.
 	checksPerRound = 6
@@ -53,8 +56,9 @@ func (v *Violation) Error() string { return v.Invariant + ": " + v.Message }
 type invariantState struct {
 	initialHash string
 	// pausedSince is when the Deployment was first seen paused with nothing to
-	// explain it (zero when it is not).
-	pausedSince time.Time
+	// explain it (zero when it is not); unmarkedSince, held in the admission's name
+	// without the mark of its template.
+	pausedSince, unmarkedSince time.Time
 }
 
 // check evaluates every invariant on what the run's namespace saw so far. pending is
@@ -314,7 +318,9 @@ func later(a, b time.Time) time.Time {
 
 // noUnexplainedPause is invariant 3: the Deployment does not stay paused (the run
 // never pauses it: any pause is tminus's) without a live checklist that holds it or a
-// held change it reports (the held-template mark on the template it holds).
+// held change it reports: a template that never ran, with a hold-reason. A held change
+// held in the admission's name also carries the held-template mark naming it (the gate
+// package's contract: "set for changes"): checked apart, as 3b.
 func (r *run) noUnexplainedPause(h *history, now time.Time) (*Violation, time.Time) {
 	d, ok := latest(h.deployment)
 	if !ok || d.Deleted {
@@ -323,29 +329,58 @@ func (r *run) noUnexplainedPause(h *history, now time.Time) (*Violation, time.Ti
 	live := ""
 	for _, name := range h.order {
 		c, _ := latest(h.checklists[name])
-		if !c.Deleted && c.Obj.DeletionTimestamp == nil && !gate.Terminal(c.Obj.Status.Phase) {
-			live = name
+		if c.Deleted || c.Obj.DeletionTimestamp != nil || gate.Terminal(c.Obj.Status.Phase) {
+			continue
 		}
+		live = name
 	}
 	ann := d.Obj.Annotations
-	heldChange := ann[deployv1alpha1.HeldTemplateAnnotation] != "" &&
-		ann[deployv1alpha1.HeldTemplateAnnotation] == gate.TemplateHash(&d.Obj.Spec.Template) &&
-		ann[deployv1alpha1.HoldReasonAnnotation] != ""
-	if !d.Obj.Spec.Paused || live != "" || heldChange {
-		r.inv.pausedSince = time.Time{}
-		return nil, time.Time{}
+	hash := gate.TemplateHash(&d.Obj.Spec.Template)
+	ran := false
+	for _, vs := range h.replicaSets {
+		for _, s := range vs {
+			if rsReplicas(s.Obj) > 0 && gate.TemplateHash(&s.Obj.Spec.Template) == hash {
+				ran = true
+			}
+		}
 	}
-	if r.inv.pausedSince.IsZero() {
-		r.inv.pausedSince = now
+	heldChange := !ran && ann[deployv1alpha1.HoldReasonAnnotation] != ""
+	unexplained := d.Obj.Spec.Paused && live == "" && !heldChange
+	unmarked := d.Obj.Spec.Paused && live == "" && ann[deployv1alpha1.HeldByAnnotation] == deployv1alpha1.HeldByAdmission &&
+		ann[deployv1alpha1.HeldTemplateAnnotation] != hash
+	describe := func() string {
+		return fmt.Sprintf("held-by %q, held-template %q, template %s %v, hold-reason %q", ann[deployv1alpha1.HeldByAnnotation],
+			ann[deployv1alpha1.HeldTemplateAnnotation], hash, gate.Images(&d.Obj.Spec.Template),
+			oneLine(ann[deployv1alpha1.HoldReasonAnnotation], 160))
 	}
-	due := r.inv.pausedSince.Add(pausedGrace)
-	if now.Before(due) {
-		return nil, due
+	var pending time.Time
+	for _, c := range []struct {
+		on    bool
+		since *time.Time
+		name  string
+		what  string
+	}{
+		{unexplained, &r.inv.pausedSince, "3 (no pause without a live checklist or a held change)",
+			"paused with no live checklist, on a template that ran or with no hold-reason"},
+		{unmarked, &r.inv.unmarkedSince, "3b (a change held in the admission's name is marked with its template)",
+			"paused in the admission's name with no live checklist, its held-template mark not naming its template"},
+	} {
+		if !c.on {
+			*c.since = time.Time{}
+			continue
+		}
+		if c.since.IsZero() {
+			*c.since = now
+		}
+		due := c.since.Add(pausedGrace)
+		if now.Before(due) {
+			pending = later(pending, due)
+			continue
+		}
+		return &Violation{Invariant: c.name, At: now, Message: fmt.Sprintf("the Deployment has been %s since %s (%s)",
+			c.what, r.since(*c.since), describe())}, time.Time{}
 	}
-	return &Violation{Invariant: "3 (no pause without a live checklist or a held change)", At: now, Message: fmt.Sprintf(
-		"the Deployment has been paused since %s (held-by %q, held-template %q, template %s %v) with no live checklist",
-		r.since(r.inv.pausedSince), ann[deployv1alpha1.HeldByAnnotation], ann[deployv1alpha1.HeldTemplateAnnotation],
-		gate.TemplateHash(&d.Obj.Spec.Template), gate.Images(&d.Obj.Spec.Template))}, time.Time{}
+	return nil, pending
 }
 
 // During an outage, a measurement stamped before Prometheus went away may still be

@@ -117,7 +117,7 @@ func (w *World) Run(ctx context.Context, seed uint64, events []Event, kept []int
 		// The end: the run's own faults are over; every obligation still open (a
 		// restore due, a pause that must come off) gets its deadline.
 		r.faults.Wait()
-		deadline := time.Now().Add(settleLimit)
+		settled, deadline := time.Now().Add(settleMin), time.Now().Add(settleLimit)
 		for {
 			v, pending := r.check(true)
 			res.Checks += checksPerRound
@@ -125,7 +125,7 @@ func (w *World) Run(ctx context.Context, seed uint64, events []Event, kept []int
 				res.Violation = v
 				break
 			}
-			if pending.IsZero() || time.Now().After(pending) || time.Now().After(deadline) {
+			if now := time.Now(); now.After(settled) && (pending.IsZero() || now.After(pending)) || now.After(deadline) {
 				break
 			}
 			time.Sleep(time.Second)
