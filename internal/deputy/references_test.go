@@ -19,7 +19,7 @@ func withToken() *deployv1alpha1.DeploymentChecklist {
 }
 
 func keys(refs []Reference) []string {
-	var out []string
+	out := make([]string, 0, len(refs))
 	for i := range refs {
 		out = append(out, refs[i].key())
 	}

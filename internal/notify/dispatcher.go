@@ -377,12 +377,12 @@ func setNotified(dcl *deployv1alpha1.DeploymentChecklist) {
 		}
 	}
 	for _, n := range st.Notifications {
-		switch {
-		case n.State == deployv1alpha1.NotificationFailed:
+		switch n.State {
+		case deployv1alpha1.NotificationFailed:
 			cond.Status, cond.Reason = metav1.ConditionFalse, ReasonNotificationFailed
 			cond.Message = fmt.Sprintf("gave up on the %s message to %s after %d attempts: %s", n.Event, n.Receiver,
 				n.Attempts, n.Error)
-		case n.State == deployv1alpha1.NotificationPending:
+		case deployv1alpha1.NotificationPending:
 			pending++
 			if n.Attempts > 0 && cond.Reason != ReasonNotificationFailed {
 				cond.Status, cond.Reason = metav1.ConditionFalse, ReasonNotificationRetrying

@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"regexp"
+	"slices"
 	"strings"
 	"sync"
 
@@ -34,7 +35,8 @@ func newAuditTail(path string) *auditTail {
 
 // tminusWrites reads what the log gained and returns tminus's writes to ns's
 // Deployments and checklists so far, and the writes to the shards' Leases.
-func (a *auditTail) tminusWrites(ns string) (writes []testbed.AuditEvent, leases map[string][]testbed.AuditEvent, err error) {
+func (a *auditTail) tminusWrites(ns string) (writes []testbed.AuditEvent, leases map[string][]testbed.AuditEvent,
+	err error) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	if err := a.readLocked(); err != nil {
@@ -42,10 +44,10 @@ func (a *auditTail) tminusWrites(ns string) (writes []testbed.AuditEvent, leases
 	}
 	leases = make(map[string][]testbed.AuditEvent, len(a.leases))
 	for name, ls := range a.leases {
-		leases[name] = ls[:len(ls):len(ls)]
+		leases[name] = slices.Clip(ls)
 	}
 	w := a.writes[ns]
-	return w[:len(w):len(w)], leases, nil
+	return slices.Clip(w), leases, nil
 }
 
 func (a *auditTail) readLocked() error {
@@ -72,8 +74,11 @@ func (a *auditTail) readLocked() error {
 	for line := range bytes.SplitSeq(buf[:last], []byte{'\n'}) {
 		// Most lines are other writers' (leases, the Deployment controller): skip them
 		// before decoding.
-		if !bytes.Contains(line, []byte(`"userAgent":"`+userAgentPrefix)) || !(bytes.Contains(line, []byte(`"resource":"deployments"`)) ||
-			bytes.Contains(line, []byte(`"resource":"deploymentchecklists"`)) || bytes.Contains(line, []byte(`"resource":"leases"`))) {
+		ours := bytes.Contains(line, []byte(`"userAgent":"`+userAgentPrefix))
+		watched := bytes.Contains(line, []byte(`"resource":"deployments"`)) ||
+			bytes.Contains(line, []byte(`"resource":"deploymentchecklists"`)) ||
+			bytes.Contains(line, []byte(`"resource":"leases"`))
+		if !ours || !watched {
 			continue
 		}
 		var e testbed.AuditEvent

@@ -28,7 +28,8 @@ var (
 	lengthFlag   = flag.Int("chaos.length", 30, "events per seed, with -chaos.seeds or -chaos.seed")
 	parallelFlag = flag.Int("chaos.parallel", 4, "seeds run at once, each in its own namespace")
 	seedFlag     = flag.Uint64("chaos.seed", 0, "replay this one seed")
-	keepFlag     = flag.String("chaos.events", "", "with -chaos.seed: run only these events (indexes, comma-separated), as a failure prints them")
+	keepFlag     = flag.String("chaos.events", "",
+		"with -chaos.seed: run only these events (indexes, comma-separated), as a failure prints them")
 	minimizeFlag = flag.Bool("chaos.minimize", false, "shrink each failing seed's event list (reruns it many times)")
 	verboseFlag  = flag.Bool("chaos.verbose", false, "print every run's events and history, not only a failed one's")
 )

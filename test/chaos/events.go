@@ -99,7 +99,8 @@ func (e Event) String() string {
 	case PrometheusDown, Wait:
 		fmt.Fprintf(&b, " %s", e.For)
 	case KillManager:
-		fmt.Fprintf(&b, " %c %s, back after %s", 'a'+rune(e.Replica), map[bool]string{true: "SIGTERM", false: "SIGKILL"}[e.Term], e.For)
+		fmt.Fprintf(&b, " %c %s, back after %s", 'a'+rune(e.Replica), map[bool]string{true: "SIGTERM",
+			false: "SIGKILL"}[e.Term], e.For)
 	}
 	fmt.Fprintf(&b, " (then %s)", e.Pause)
 	return b.String()

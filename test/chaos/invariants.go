@@ -3,7 +3,6 @@ package chaos
 import (
 	"fmt"
 	"slices"
-	"sort"
 	"strings"
 	"time"
 
@@ -63,7 +62,7 @@ type invariantState struct {
 
 // check evaluates every invariant on what the run's namespace saw so far. pending is
 // the latest time an obligation still open is due (zero when none is).
-func (r *run) check(final bool) (v *Violation, pending time.Time) {
+func (r *run) check() (v *Violation, pending time.Time) {
 	now := time.Now()
 	writes, leases, err := r.w.audit.tminusWrites(r.ns)
 	if err != nil {
@@ -214,7 +213,7 @@ func (r *run) releasedList(rel map[string][]release) []string {
 			out = append(out, fmt.Sprintf("%s by %s at %s", hash, x.checklist, r.since(x.at)))
 		}
 	}
-	sort.Strings(out)
+	slices.Sort(out)
 	return out
 }
 
@@ -245,7 +244,10 @@ func servingAt(h *history, t time.Time) map[string]int32 {
 // template was legitimately changed meanwhile (another checklist released one, a user
 // undid, or the checklist was deleted); and once it recorded the restore, tminus
 // writes nothing to the Deployment until the next user action on the namespace.
-func (r *run) rollbackRestoresAndStaysQuiet(h *history, writes []testbed.AuditEvent, now time.Time) (*Violation, time.Time) {
+//
+//nolint:gocyclo // one invariant over one history, read top to bottom
+func (r *run) rollbackRestoresAndStaysQuiet(h *history, writes []testbed.AuditEvent, now time.Time) (*Violation,
+	time.Time) {
 	rel := releases(h)
 	var pending time.Time
 	for _, rb := range rollbacks(h) {
@@ -276,7 +278,8 @@ func (r *run) rollbackRestoresAndStaysQuiet(h *history, writes []testbed.AuditEv
 				pending = later(pending, end)
 			} else {
 				return &Violation{Invariant: "2 (a rollback restores the pre-deploy template)", At: end, Message: fmt.Sprintf(
-					"checklist %s reported RolledBack at %s; its pre-deploy template %s was not the only one serving by %s (serving then: %v)",
+					"checklist %s reported RolledBack at %s; its pre-deploy template %s was not the only one serving by %s "+
+						"(serving then: %v)",
 					rb.checklist, r.since(rb.seen), rb.pre, r.since(end), servingAt(h, end))}, time.Time{}
 			}
 		}
@@ -291,10 +294,12 @@ func (r *run) rollbackRestoresAndStaysQuiet(h *history, writes []testbed.AuditEv
 			}
 		}
 		for _, e := range writes {
-			if e.ObjectRef.Resource == "deployments" && e.ObjectRef.Name == deploymentName && e.RequestReceived.After(quietFrom) && e.RequestReceived.Before(quietUntil) {
+			if e.ObjectRef.Resource == "deployments" && e.ObjectRef.Name == deploymentName &&
+				e.RequestReceived.After(quietFrom) && e.RequestReceived.Before(quietUntil) {
 				return &Violation{Invariant: "2 (nothing written after a rollback)", At: e.RequestReceived, Message: fmt.Sprintf(
-					"%s %s the Deployment (%s) at %s, after checklist %s recorded its restore at %s, with no user action since",
-					e.UserAgent, e.Verb, e.ObjectRef.Subresource, r.since(e.RequestReceived), rb.checklist, r.since(rb.restored))}, time.Time{}
+						"%s %s the Deployment (%s) at %s, after checklist %s recorded its restore at %s, with no user action since",
+						e.UserAgent, e.Verb, e.ObjectRef.Subresource, r.since(e.RequestReceived), rb.checklist, r.since(rb.restored))},
+					time.Time{}
 			}
 		}
 	}
@@ -346,10 +351,12 @@ func (r *run) noUnexplainedPause(h *history, now time.Time) (*Violation, time.Ti
 	}
 	heldChange := !ran && ann[deployv1alpha1.HoldReasonAnnotation] != ""
 	unexplained := d.Obj.Spec.Paused && live == "" && !heldChange
-	unmarked := d.Obj.Spec.Paused && live == "" && ann[deployv1alpha1.HeldByAnnotation] == deployv1alpha1.HeldByAdmission &&
+	unmarked := d.Obj.Spec.Paused && live == "" &&
+		ann[deployv1alpha1.HeldByAnnotation] == deployv1alpha1.HeldByAdmission &&
 		ann[deployv1alpha1.HeldTemplateAnnotation] != hash
 	describe := func() string {
-		return fmt.Sprintf("held-by %q, held-template %q, template %s %v, hold-reason %q", ann[deployv1alpha1.HeldByAnnotation],
+		return fmt.Sprintf("held-by %q, held-template %q, template %s %v, hold-reason %q",
+			ann[deployv1alpha1.HeldByAnnotation],
 			ann[deployv1alpha1.HeldTemplateAnnotation], hash, gate.Images(&d.Obj.Spec.Template),
 			oneLine(ann[deployv1alpha1.HoldReasonAnnotation], 160))
 	}
@@ -417,7 +424,8 @@ func (r *run) outageNeitherPassesNorRollsBack(h *history, outages []outage, now 
 		for _, s := range h.checklists[cl] {
 			st := s.Obj.Status
 			for _, p := range st.Phases {
-				if p.State == deployv1alpha1.PhaseStatePassed && p.CompletedAt != nil && inOutage(outages, p.CompletedAt.Time, now) {
+				if p.State == deployv1alpha1.PhaseStatePassed && p.CompletedAt != nil && inOutage(outages, p.CompletedAt.Time,
+					now) {
 					return &Violation{Invariant: name, At: p.CompletedAt.Time, Message: fmt.Sprintf(
 						"checklist %s: phase %s passed at %s, inside an outage", cl, p.Name, r.since(p.CompletedAt.Time))}, time.Time{}
 				}
@@ -435,7 +443,8 @@ func (r *run) outageNeitherPassesNorRollsBack(h *history, outages []outage, now 
 				}
 			}
 			for _, tr := range st.Triggers {
-				if tr.Outcome == deployv1alpha1.OutcomeFail && tr.LastEvaluated != nil && inOutage(outages, tr.LastEvaluated.Time, now) {
+				if tr.Outcome == deployv1alpha1.OutcomeFail && tr.LastEvaluated != nil && inOutage(outages, tr.LastEvaluated.Time,
+					now) {
 					return &Violation{Invariant: name, At: tr.LastEvaluated.Time, Message: fmt.Sprintf(
 						"checklist %s: trigger %s breached (%s) at %s, inside an outage", cl, tr.Name, tr.Value,
 						r.since(tr.LastEvaluated.Time))}, time.Time{}
@@ -459,23 +468,29 @@ func (r *run) since(t time.Time) string {
 // a replica made to the run's Deployment or checklists came while it held the shard
 // they fall to: the last successful write to that shard's Lease before it was the
 // writer's own, at most a lease duration earlier.
-func (r *run) writesWithinLeaseTerms(writes []testbed.AuditEvent, leases map[string][]testbed.AuditEvent) (*Violation, time.Time) {
+func (r *run) writesWithinLeaseTerms(writes []testbed.AuditEvent, leases map[string][]testbed.AuditEvent) (*Violation,
+	time.Time) {
 	lease := fmt.Sprintf("tminus-shard-%d", shard.Of(r.ns, deploymentName, shardCount))
 	terms := leases[lease]
 	for _, w := range writes {
 		who := replicaOf(w.UserAgent)
-		i := sort.Search(len(terms), func(i int) bool { return !terms[i].RequestReceived.Before(w.RequestReceived) })
+		i, _ := slices.BinarySearchFunc(terms, w.RequestReceived, func(e testbed.AuditEvent, t time.Time) int {
+			return e.RequestReceived.Compare(t)
+		})
 		if i == 0 {
-			return &Violation{Invariant: "8 (writes only within the writer's Lease term)", At: w.RequestReceived, Message: fmt.Sprintf(
-				"%s %s %s/%s at %s before any write to Lease %s", w.UserAgent, w.Verb, w.ObjectRef.Resource, w.ObjectRef.Subresource,
-				r.since(w.RequestReceived), lease)}, time.Time{}
+			return &Violation{Invariant: "8 (writes only within the writer's Lease term)", At: w.RequestReceived,
+				Message: fmt.Sprintf(
+					"%s %s %s/%s at %s before any write to Lease %s", w.UserAgent, w.Verb, w.ObjectRef.Resource,
+					w.ObjectRef.Subresource,
+					r.since(w.RequestReceived), lease)}, time.Time{}
 		}
 		last := terms[i-1]
 		if holder := replicaOf(last.UserAgent); holder != who || w.RequestReceived.Sub(last.RequestReceived) > leaseDuration {
-			return &Violation{Invariant: "8 (writes only within the writer's Lease term)", At: w.RequestReceived, Message: fmt.Sprintf(
-				"replica %s %s %s %s/%s at %s; the last write to Lease %s before it was by replica %s at %s",
-				who, w.Verb, w.ObjectRef.Resource, w.ObjectRef.Name, w.ObjectRef.Subresource, r.since(w.RequestReceived), lease,
-				holder, r.since(last.RequestReceived))}, time.Time{}
+			return &Violation{Invariant: "8 (writes only within the writer's Lease term)", At: w.RequestReceived,
+				Message: fmt.Sprintf(
+					"replica %s %s %s %s/%s at %s; the last write to Lease %s before it was by replica %s at %s",
+					who, w.Verb, w.ObjectRef.Resource, w.ObjectRef.Name, w.ObjectRef.Subresource, r.since(w.RequestReceived), lease,
+					holder, r.since(last.RequestReceived))}, time.Time{}
 		}
 	}
 	return nil, time.Time{}

@@ -52,7 +52,8 @@ func startRecorder(ctx, synced context.Context, cfg *rest.Config, scheme *runtim
 		return nil, err
 	}
 	r := &recorder{ns: map[string]*history{}}
-	for _, obj := range []client.Object{&appsv1.Deployment{}, &appsv1.ReplicaSet{}, &deployv1alpha1.DeploymentChecklist{}} {
+	for _, obj := range []client.Object{&appsv1.Deployment{}, &appsv1.ReplicaSet{},
+		&deployv1alpha1.DeploymentChecklist{}} {
 		inf, err := c.GetInformer(synced, obj)
 		if err != nil {
 			return nil, err

@@ -15,11 +15,13 @@ import (
 func (r *run) report(v *Violation) string {
 	var b strings.Builder
 	if v != nil {
-		fmt.Fprintf(&b, "seed %d (namespace %s): invariant %s broken at %s:\n  %s\n", r.seed, r.ns, v.Invariant, r.since(v.At), v.Message)
+		fmt.Fprintf(&b, "seed %d (namespace %s): invariant %s broken at %s:\n  %s\n", r.seed, r.ns, v.Invariant,
+			r.since(v.At), v.Message)
 	} else {
 		fmt.Fprintf(&b, "seed %d (namespace %s): every invariant held\n", r.seed, r.ns)
 	}
-	fmt.Fprintf(&b, "replay: go test ./test/chaos -run TestSeeds -chaos.seed=%d -chaos.events=%s\n", r.seed, joinInts(r.kept))
+	fmt.Fprintf(&b, "replay: go test ./test/chaos -run TestSeeds -chaos.seed=%d -chaos.events=%s\n", r.seed,
+		joinInts(r.kept))
 	b.WriteString("events:\n")
 	for _, a := range r.actions {
 		fmt.Fprintf(&b, "  %s #%d %s", r.since(a.At), a.Index, a.Event)
@@ -34,7 +36,8 @@ func (r *run) report(v *Violation) string {
 	if o := r.w.Outages(); len(o) > 0 {
 		b.WriteString("prometheus outages:")
 		for _, x := range o {
-			fmt.Fprintf(&b, " [%s, %s]", r.since(x.Stopped), map[bool]string{true: "-", false: r.since(x.Ready)}[x.Ready.IsZero()])
+			fmt.Fprintf(&b, " [%s, %s]", r.since(x.Stopped), map[bool]string{true: "-",
+				false: r.since(x.Ready)}[x.Ready.IsZero()])
 		}
 		b.WriteByte('\n')
 	}
@@ -91,7 +94,8 @@ func (r *run) report(v *Violation) string {
 					}
 				}
 				if rb := st.Rollback; rb != nil {
-					line += fmt.Sprintf(" rollback %s (%s) fired %s", rb.Reason, oneLine(rb.Message, 100), rb.FiredAt.UTC().Format(time.TimeOnly))
+					line += fmt.Sprintf(" rollback %s (%s) fired %s", rb.Reason, oneLine(rb.Message, 100),
+						rb.FiredAt.UTC().Format(time.TimeOnly))
 				}
 				if s.Obj.DeletionTimestamp != nil {
 					line += " deleting"

@@ -88,6 +88,9 @@ type runChecklist struct {
 
 // Run runs events (the subset kept, all when kept is nil) in a namespace of its own
 // and checks the invariants after every step and at the end.
+// errorsMetric is the checklists' one metric: the error rate of what serves.
+const errorsMetric = "errors"
+
 func (w *World) Run(ctx context.Context, seed uint64, events []Event, kept []int) Result {
 	if kept == nil {
 		for i := range events {
@@ -106,7 +109,7 @@ func (w *World) Run(ctx context.Context, seed uint64, events []Event, kept []int
 		e := events[i]
 		r.apply(ctx, i, e)
 		time.Sleep(e.Pause)
-		v, _ := r.check(false)
+		v, _ := r.check()
 		res.Checks += checksPerRound
 		if v != nil {
 			res.Violation = v
@@ -119,7 +122,7 @@ func (w *World) Run(ctx context.Context, seed uint64, events []Event, kept []int
 		r.faults.Wait()
 		settled, deadline := time.Now().Add(settleMin), time.Now().Add(settleLimit)
 		for {
-			v, pending := r.check(true)
+			v, pending := r.check()
 			res.Checks += checksPerRound
 			if v != nil {
 				res.Violation = v
@@ -209,19 +212,19 @@ func (r *run) checklist(name, revision string) *deployv1alpha1.DeploymentCheckli
 			ChecklistBody: deployv1alpha1.ChecklistBody{
 				Interval:   "1s",
 				Prometheus: &deployv1alpha1.PrometheusSpec{Address: r.w.Prom.URL, Timeout: "1s"},
-				Metrics: []deployv1alpha1.MetricSpec{{Name: "errors", Query: errorRateQuery(r.ns),
+				Metrics: []deployv1alpha1.MetricSpec{{Name: errorsMetric, Query: errorRateQuery(r.ns),
 					OnNoData: deployv1alpha1.NoDataHold}},
 				Phases: []deployv1alpha1.PhaseSpec{
 					{Name: "T-5s", At: "-5s", Checks: []deployv1alpha1.CheckSpec{
-						{Name: "baseline", Metric: "errors", Below: new("0.1")},
+						{Name: "baseline", Metric: errorsMetric, Below: new("0.1")},
 						{Name: "lead", Approval: &deployv1alpha1.ApprovalCheck{Role: role}},
 					}},
 					{Name: "T+3s", At: "3s", Timeout: "15s", Checks: []deployv1alpha1.CheckSpec{
-						{Name: "errors", Metric: "errors", Below: new("0.1")},
+						{Name: errorsMetric, Metric: errorsMetric, Below: new("0.1")},
 					}},
 				},
 				RollbackTriggers: []deployv1alpha1.RollbackTrigger{
-					{Name: "errors", Metric: "errors", Above: new("0.3"), For: "2s"},
+					{Name: errorsMetric, Metric: errorsMetric, Above: new("0.3"), For: "2s"},
 				},
 			},
 		},
@@ -319,7 +322,8 @@ func (r *run) apply(ctx context.Context, i int, e Event) {
 			return
 		}
 		a.Note, cl.deleted = cl.name, true
-		a.Err = c.Delete(ctx, &deployv1alpha1.DeploymentChecklist{ObjectMeta: metav1.ObjectMeta{Namespace: r.ns, Name: cl.name}})
+		a.Err = c.Delete(ctx, &deployv1alpha1.DeploymentChecklist{ObjectMeta: metav1.ObjectMeta{Namespace: r.ns,
+			Name: cl.name}})
 	case SelfHeal:
 		image := r.images[e.Pick%len(r.images)]
 		a.Note = image
@@ -348,16 +352,14 @@ func (r *run) apply(ctx context.Context, i int, e Event) {
 		if !rep.kill(sig, e.For, func(err error) { r.w.log("restarting %s: %v", rep.name, err) }) {
 			a.Note = "already down"
 		}
-		r.faults.Add(1)
-		go func() {
-			defer r.faults.Done()
+		r.faults.Go(func() {
 			_ = poll(context.Background(), time.Minute, func() error {
 				if !rep.up() {
 					return errors.New("down")
 				}
 				return nil
 			})
-		}()
+		})
 	case Wait:
 		time.Sleep(e.For)
 	}

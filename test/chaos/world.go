@@ -104,7 +104,8 @@ func StartWorld(ctx context.Context, bed *testbed.Bed, log func(format string, a
 		return nil, err
 	}
 	w.Bad.Set(0.5, 50*time.Millisecond)
-	if w.Prom, err = testbed.StartPrometheus(ctx, testbed.PrometheusOptions{ScrapeConfigs: scrapeConfig(bed.Kubeconfig)}); err != nil {
+	if w.Prom, err = testbed.StartPrometheus(ctx,
+		testbed.PrometheusOptions{ScrapeConfigs: scrapeConfig(bed.Kubeconfig)}); err != nil {
 		return nil, err
 	}
 	// The recorder watches until Close, not until ctx (the start's deadline) ends.
@@ -272,7 +273,7 @@ func (w *World) Outages() []outage {
 
 // ManagerLogs are the replicas' log files.
 func (w *World) ManagerLogs() []string {
-	var out []string
+	out := make([]string, 0, len(w.replicas))
 	for _, r := range w.replicas {
 		out = append(out, r.log)
 	}

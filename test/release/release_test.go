@@ -168,7 +168,7 @@ func TestEveryPluginArchiveHoldsTheBinaryItsKrewManifestNamesWithAMatchingChecks
 	g.Expect(m.Metadata.Name).To(Equal("checklist"))
 	g.Expect(m.Spec.Version).To(Equal(version))
 	g.Expect(m.Spec.Platforms).To(HaveLen(len(want)))
-	var listed []string
+	listed := make([]string, 0, len(m.Spec.Platforms))
 	for _, p := range m.Spec.Platforms {
 		goos, arch := p.Selector.MatchLabels["os"], p.Selector.MatchLabels["arch"]
 		listed = append(listed, goos+"/"+arch)
