@@ -55,27 +55,6 @@ type outage struct {
 	Stopped, Ready time.Time
 }
 
-// scrapeConfig discovers every pod of the runs' namespaces and scrapes the process its
-// template names (testbed.ScrapeAddressAnnotation): the metrics follow the version each
-// pod runs, as a real service's do.
-func scrapeConfig(kubeconfig string) string {
-	return fmt.Sprintf(`- job_name: pods
-  kubernetes_sd_configs:
-  - role: pod
-    kubeconfig_file: %q
-  relabel_configs:
-  - source_labels: [__meta_kubernetes_pod_annotation_test_tminus_dev_scrape_address]
-    regex: (.+)
-    action: keep
-  - source_labels: [__meta_kubernetes_pod_annotation_test_tminus_dev_scrape_address]
-    target_label: __address__
-  - source_labels: [__meta_kubernetes_namespace]
-    target_label: namespace
-  - source_labels: [__meta_kubernetes_pod_name]
-    target_label: pod
-`, kubeconfig)
-}
-
 // StartWorld starts, on bed (started with Cluster and Audit), everything the runs
 // share. Close stops it.
 func StartWorld(ctx context.Context, bed *testbed.Bed, log func(format string, args ...any)) (_ *World, err error) {
@@ -105,7 +84,7 @@ func StartWorld(ctx context.Context, bed *testbed.Bed, log func(format string, a
 	}
 	w.Bad.Set(0.5, 50*time.Millisecond)
 	if w.Prom, err = testbed.StartPrometheus(ctx,
-		testbed.PrometheusOptions{ScrapeConfigs: scrapeConfig(bed.Kubeconfig)}); err != nil {
+		testbed.PrometheusOptions{ScrapeConfigs: testbed.PodScrapeConfig(bed.Kubeconfig, "")}); err != nil {
 		return nil, err
 	}
 	// The recorder watches until Close, not until ctx (the start's deadline) ends.

@@ -232,16 +232,20 @@ func (p *Prometheus) Query(ctx context.Context, query string) (string, error) {
 // each version's pods at an instrumented process of its own.
 const ScrapeAddressAnnotation = "test.tminus.dev/scrape-address"
 
-// PodScrapeConfig is a scrape job discovering the pods of namespace through the
-// Kubernetes API (kubernetes_sd_configs, role pod, with the kubeconfig given) and
-// labelling their series namespace, pod, app and pod_template_hash: the relabelling
-// docs/prometheus.md shows users, plus the address from ScrapeAddressAnnotation.
+// PodScrapeConfig is a scrape job discovering the pods of namespace (every namespace
+// when it is "") through the Kubernetes API (kubernetes_sd_configs, role pod, with the
+// kubeconfig given) and labelling their series namespace, pod, app and
+// pod_template_hash: the relabelling docs/prometheus.md shows users, plus the address
+// from ScrapeAddressAnnotation.
 func PodScrapeConfig(kubeconfig, namespace string) string {
+	namespaces := ""
+	if namespace != "" {
+		namespaces = fmt.Sprintf("\n    namespaces: {names: [%q]}", namespace)
+	}
 	return fmt.Sprintf(`- job_name: pods
   kubernetes_sd_configs:
   - role: pod
-    kubeconfig_file: %q
-    namespaces: {names: [%q]}
+    kubeconfig_file: %q%s
   relabel_configs:
   - source_labels: [__meta_kubernetes_pod_annotation_test_tminus_dev_scrape_address]
     regex: (.+)
@@ -256,5 +260,5 @@ func PodScrapeConfig(kubeconfig, namespace string) string {
     target_label: app
   - source_labels: [__meta_kubernetes_pod_label_pod_template_hash]
     target_label: pod_template_hash
-`, kubeconfig, namespace)
+`, kubeconfig, namespaces)
 }
