@@ -156,7 +156,7 @@ func (e *engine) ensureRestored() {
 	if e.pauses() {
 		rolledBack = st.Target.ReleasedTemplateHash
 	}
-	e.action(Action{Kind: ActionRestore, Template: tmpl, RolledBack: rolledBack})
+	e.action(Action{Kind: ActionRestore, Template: tmpl, RolledBack: rolledBack, TemplateHash: t.TemplateHash})
 	e.next = fmt.Sprintf("restoring Deployment %s to %s (revision %s)", e.spec.Target.Name, images(st.Target.PreDeployImages), st.Target.PreDeployRevision)
 	e.pollIn(e.p.interval)
 }

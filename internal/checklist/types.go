@@ -200,10 +200,11 @@ type Action struct {
 	Reason, HeldBy, HeldTemplate string
 	// Revision is what ActionRelease records.
 	Revision string
-	// TemplateHash is the pod template ActionRelease and ActionResume were decided on:
-	// they write only to a Deployment that still holds it, so a push landing between
-	// the decision and the write (or its retry) is decided again, never released
-	// under another template's sign-offs.
+	// TemplateHash is the pod template ActionRelease, ActionResume and ActionRestore
+	// were decided on: they write only to a Deployment that still holds it (a restore
+	// also over its own template), so a push landing between the decision and the
+	// write (or its retry) is decided again: never released under another template's
+	// sign-offs, never overwritten by a restore.
 	TemplateHash string
 }
 

@@ -468,7 +468,7 @@ func (r *DeploymentChecklistReconciler) act(ctx context.Context, dcl *deployv1al
 		if a.RolledBack != "" {
 			mark = gate.RolledBackMark(dcl.Name, string(dcl.UID), a.RolledBack)
 		}
-		return target.Restore(ctx, r.Client, r.fresh(), key, a.Template, mark)
+		return target.Restore(ctx, r.Client, r.fresh(), key, a.Template, a.TemplateHash, mark)
 	case checklist.ActionCreateJob:
 		return r.createJob(ctx, dcl, a.Phase, a.Check)
 	}

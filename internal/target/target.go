@@ -311,7 +311,7 @@ func ReleasedRevisions(d *appsv1.Deployment) []string {
 // Hold pauses the Deployment for heldBy, recording why in tminus's annotations, and for
 // a held change the template it holds.
 func Hold(ctx context.Context, c client.Client, fresh client.Reader, key types.NamespacedName, heldBy, reason, heldTemplate string) error {
-	return update(ctx, c, fresh, key, func(d *appsv1.Deployment) {
+	return update(ctx, c, fresh, key, func(d *appsv1.Deployment) error {
 		d.Spec.Paused = true
 		setAnnotation(d, deployv1alpha1.HeldByAnnotation, heldBy)
 		setAnnotation(d, deployv1alpha1.HoldReasonAnnotation, reason)
@@ -320,10 +320,11 @@ func Hold(ctx context.Context, c client.Client, fresh client.Reader, key types.N
 		} else {
 			delete(d.Annotations, deployv1alpha1.HeldTemplateAnnotation)
 		}
+		return nil
 	})
 }
 
-// ErrTemplateChanged is returned by Release and Resume when the Deployment no longer
+// ErrTemplateChanged is returned by Release, Resume and Restore when the Deployment no longer
 // holds the pod template the write was decided on: a push landed between the decision
 // and the write (or its retry after a conflict). Nothing was written; the next
 // reconcile decides again on what the Deployment holds now.
@@ -343,19 +344,15 @@ func holds(d *appsv1.Deployment, templateHash, what string) error {
 // holds templateHash: the template the resume was decided on (ErrTemplateChanged
 // otherwise). A Deployment someone else paused (no held-by annotation) is left as it is.
 func Resume(ctx context.Context, c client.Client, fresh client.Reader, key types.NamespacedName, templateHash string) error {
-	var moved error
-	err := update(ctx, c, fresh, key, func(d *appsv1.Deployment) {
-		// Checked on every attempt: a retry after a conflict reads a Deployment that
-		// may hold another template.
-		if moved = holds(d, templateHash, "the resume"); moved != nil || d.Annotations[deployv1alpha1.HeldByAnnotation] == "" {
-			return
+	return update(ctx, c, fresh, key, func(d *appsv1.Deployment) error {
+		if err := holds(d, templateHash, "the resume"); err != nil {
+			return err
 		}
-		unhold(d)
+		if d.Annotations[deployv1alpha1.HeldByAnnotation] != "" {
+			unhold(d)
+		}
+		return nil
 	})
-	if err != nil {
-		return err
-	}
-	return moved
 }
 
 // Release resumes the Deployment at T-0, whoever paused it, and records the revision
@@ -364,10 +361,9 @@ func Resume(ctx context.Context, c client.Client, fresh client.Reader, key types
 // between a conflict and its retry) is not released under another template's
 // sign-offs: ErrTemplateChanged, and nothing is written.
 func Release(ctx context.Context, c client.Client, fresh client.Reader, key types.NamespacedName, revision, templateHash string) error {
-	var moved error
-	err := update(ctx, c, fresh, key, func(d *appsv1.Deployment) {
-		if moved = holds(d, templateHash, "the release of "+revision); moved != nil {
-			return
+	return update(ctx, c, fresh, key, func(d *appsv1.Deployment) error {
+		if err := holds(d, templateHash, "the release of "+revision); err != nil {
+			return err
 		}
 		unhold(d)
 		revs := ReleasedRevisions(d)
@@ -379,31 +375,38 @@ func Release(ctx context.Context, c client.Client, fresh client.Reader, key type
 			}
 			setAnnotation(d, deployv1alpha1.ReleasedRevisionsAnnotation, strings.Join(revs, ","))
 		}
+		return nil
 	})
-	if err != nil {
-		return err
-	}
-	return moved
 }
 
 // Restore puts tmpl back as the Deployment's template and resumes it, as `kubectl
 // rollout undo` does, and marks (RolledBackAnnotation, unless mark is empty) which
 // template was rolled back in the same write: the admission webhook refuses it again
-// from the Deployment itself, before its cache shows the rollback.
-func Restore(ctx context.Context, c client.Client, fresh client.Reader, key types.NamespacedName, tmpl *corev1.PodTemplateSpec, mark string) error {
-	return update(ctx, c, fresh, key, func(d *appsv1.Deployment) {
+// from the Deployment itself, before its cache shows the rollback. It writes only over
+// templateHash, the template the restore was decided on, or over tmpl itself (a
+// restore written before, still paused): a push that landed since is not overwritten
+// (ErrTemplateChanged, nothing written).
+func Restore(ctx context.Context, c client.Client, fresh client.Reader, key types.NamespacedName, tmpl *corev1.PodTemplateSpec,
+	templateHash, mark string) error {
+	return update(ctx, c, fresh, key, func(d *appsv1.Deployment) error {
+		if gate.TemplateHash(&d.Spec.Template) != gate.TemplateHash(tmpl) {
+			if err := holds(d, templateHash, "the restore"); err != nil {
+				return err
+			}
+		}
 		d.Spec.Template = *tmpl.DeepCopy()
 		unhold(d)
 		if mark != "" {
 			setAnnotation(d, deployv1alpha1.RolledBackAnnotation, mark)
 		}
+		return nil
 	})
 }
 
 // Mark sets or removes tminus's gated label. A label the user set (any other value) is
 // never touched.
 func Mark(ctx context.Context, c client.Client, fresh client.Reader, key types.NamespacedName, want bool) error {
-	return update(ctx, c, fresh, key, func(d *appsv1.Deployment) {
+	return update(ctx, c, fresh, key, func(d *appsv1.Deployment) error {
 		cur, ok := d.Labels[deployv1alpha1.GatedLabel]
 		switch {
 		case want && !ok:
@@ -414,6 +417,7 @@ func Mark(ctx context.Context, c client.Client, fresh client.Reader, key types.N
 		case !want && cur == deployv1alpha1.GatedByChecklist:
 			delete(d.Labels, deployv1alpha1.GatedLabel)
 		}
+		return nil
 	})
 }
 
@@ -434,8 +438,11 @@ func setAnnotation(d *appsv1.Deployment, k, v string) {
 // update patches the Deployment with mutate's change, with an optimistic lock; no
 // change, no request. When another writer (a GitOps sync, kubectl) changed the
 // Deployment since it was read, it reads it again from the API server (fresh: the cache
-// may still hold the old one) and applies the change to that, a few times.
-func update(ctx context.Context, c client.Client, fresh client.Reader, key types.NamespacedName, mutate func(*appsv1.Deployment)) error {
+// may still hold the old one) and applies the change to that, a few times. mutate runs
+// on every attempt and may refuse the object it is given (its error is returned and
+// nothing is written): a decision is applied only to the object it was decided on.
+func update(ctx context.Context, c client.Client, fresh client.Reader, key types.NamespacedName,
+	mutate func(*appsv1.Deployment) error) error {
 	reader := client.Reader(c)
 	return retry.RetryOnConflict(retry.DefaultRetry, func() error {
 		var d appsv1.Deployment
@@ -444,7 +451,9 @@ func update(ctx context.Context, c client.Client, fresh client.Reader, key types
 		}
 		reader = fresh
 		before := d.DeepCopy()
-		mutate(&d)
+		if err := mutate(&d); err != nil {
+			return err
+		}
 		patch := client.MergeFromWithOptions(before, client.MergeFromWithOptimisticLock{})
 		raw, err := patch.Data(&d)
 		if err != nil {

@@ -104,3 +104,40 @@ func TestAReleaseOrResumeDecidedOnOneTemplateWritesNothingWhenAnotherIsPushedBef
 		})
 	}
 }
+
+// TestARestoreDecidedOverOneTemplateDoesNotOverwriteOnePushedBeforeItsRetry: checklist
+// checkout-v2 rolls v2 back to v1; v3 (a new release, with a checklist of its own) is
+// pushed as the restore writes. The restore's retry finds v3 and writes nothing: the
+// next reconcile decides on what the Deployment holds now.
+func TestARestoreDecidedOverOneTemplateDoesNotOverwriteOnePushedBeforeItsRetry(t *testing.T) {
+	g := NewWithT(t)
+	ctx := context.Background()
+	d := testbed.Deployment(newNamespace(t), "checkout", "checkout:v2", 3)
+	g.Expect(bed.Client.Create(ctx, d)).To(Succeed())
+	decided := gate.TemplateHash(&d.Spec.Template)
+	preDeploy := d.Spec.Template.DeepCopy()
+	preDeploy.Spec.Containers[0].Image = "checkout:v1"
+	push := &pushFirst{Client: bed.Client, image: "checkout:v3"}
+
+	err := target.Restore(ctx, push, bed.Client, client.ObjectKeyFromObject(d), preDeploy, decided, "")
+	g.Expect(push.err).NotTo(HaveOccurred())
+	g.Expect(errors.Is(err, target.ErrTemplateChanged)).To(BeTrue(), "got %v", err)
+	var cur appsv1.Deployment
+	g.Expect(bed.Client.Get(ctx, client.ObjectKeyFromObject(d), &cur)).To(Succeed())
+	g.Expect(cur.Spec.Template.Spec.Containers[0].Image).To(Equal("checkout:v3"), "the push is not overwritten")
+
+	// Over the template it was decided on, or over its own (written before, still
+	// paused), the restore is written.
+	cur.Spec.Template.Spec.Containers[0].Image = "checkout:v2"
+	cur.Spec.Paused = true
+	g.Expect(bed.Client.Update(ctx, &cur)).To(Succeed())
+	g.Expect(target.Restore(ctx, bed.Client, bed.Client, client.ObjectKeyFromObject(d), preDeploy, decided, "")).To(Succeed())
+	g.Expect(bed.Client.Get(ctx, client.ObjectKeyFromObject(d), &cur)).To(Succeed())
+	g.Expect(cur.Spec.Template.Spec.Containers[0].Image).To(Equal("checkout:v1"))
+	g.Expect(cur.Spec.Paused).To(BeFalse())
+	cur.Spec.Paused = true
+	g.Expect(bed.Client.Update(ctx, &cur)).To(Succeed())
+	g.Expect(target.Restore(ctx, bed.Client, bed.Client, client.ObjectKeyFromObject(d), preDeploy, decided, "")).To(Succeed())
+	g.Expect(bed.Client.Get(ctx, client.ObjectKeyFromObject(d), &cur)).To(Succeed())
+	g.Expect(cur.Spec.Paused).To(BeFalse())
+}
