@@ -150,9 +150,14 @@ func (e *engine) run() {
 // Deployment) and reports whether this one may run. The blocker (gate.Blocker: the
 // one releasing, then the oldest, then by name) is asked at every reconcile, not only
 // before the start: two checklists created in the same instant may both have started,
-// neither seeing the other. The one that does not come first stops (yield).
+// neither seeing the other. The one that does not come first stops (yield), unless it
+// has released.
 func (e *engine) start() bool {
-	if b := e.obs.Blocker; b != "" {
+	// A checklist that released goes on verifying what it released whatever appears
+	// beside it: yielding would stop watching a release that serves (its triggers and
+	// its rollback). The other one is the one to wait (gate.Blocker puts the checklist
+	// releasing first).
+	if b := e.obs.Blocker; b != "" && !released(e.st.Phase) {
 		if started(e.st.Phase) {
 			e.yield(b)
 		} else if e.st.Phase != deployv1alpha1.PhaseBlocked {

@@ -504,3 +504,19 @@ func TestASignOffAdmittedBeforeTheImageIsForTheFirstImageThatArrives(t *testing.
 		})
 	}
 }
+
+// TestAChecklistThatReleasedGoesOnVerifyingWhateverAppearsBesideIt: a blocker reported
+// for a checklist verifying its release (another checklist created in the same instant,
+// seen late) must not make it forget its release: it keeps its target, its triggers
+// and its verification, and rolls back on a breach as before.
+func TestAChecklistThatReleasedGoesOnVerifyingWhateverAppearsBesideIt(t *testing.T) {
+	g := NewWithT(t)
+	c := releasedChecklist()
+	g.Expect(c.Status.Phase).To(Equal(deployv1alpha1.PhaseVerifying))
+	d := run(c, Observations{Target: rolledOutTarget(), Approvals: approved("deployment-lead"), Metrics: errorRate(0.001, "0.001"),
+		Blocker: "checkout-v1"}, t0.Add(time.Second))
+	g.Expect(c.Status.Phase).To(Equal(deployv1alpha1.PhaseVerifying))
+	g.Expect(c.Status.Target).NotTo(BeNil())
+	g.Expect(c.Status.Target.ReleasedTemplateHash).To(Equal("hash-v2"))
+	g.Expect(reasons(d.Events)).NotTo(ContainElement(ReasonBlocked))
+}
