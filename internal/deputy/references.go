@@ -4,6 +4,7 @@ import (
 	"fmt"
 
 	authorizationv1 "k8s.io/api/authorization/v1"
+	corev1 "k8s.io/api/core/v1"
 
 	deployv1alpha1 "github.com/tminus-dev/tminus/api/v1alpha1"
 )
@@ -69,8 +70,8 @@ func ChecklistReferences(dcl *deployv1alpha1.DeploymentChecklist) []Reference {
 				Attrs:   authorizationv1.ResourceAttributes{Namespace: ns, Verb: "create", Group: "batch", Resource: "jobs"},
 				What:    "create Jobs",
 				Context: context})
-			if sa := c.Job.Template.Spec.Template.Spec.ServiceAccountName; sa != "" && sa != "default" {
-				out = append(out, Reference{Field: field + ".template.spec.template.spec.serviceAccountName",
+			if sa, saField := jobServiceAccount(&c.Job.Template.Spec.Template.Spec); sa != "" && sa != "default" {
+				out = append(out, Reference{Field: field + ".template.spec.template.spec." + saField,
 					Attrs:   authorizationv1.ResourceAttributes{Namespace: ns, Verb: "impersonate", Resource: "serviceaccounts", Name: sa},
 					What:    fmt.Sprintf("impersonate ServiceAccount %s (the Job would run as it)", sa),
 					Context: context})
@@ -78,6 +79,16 @@ func ChecklistReferences(dcl *deployv1alpha1.DeploymentChecklist) []Reference {
 		}
 	}
 	return out
+}
+
+// jobServiceAccount is the service account a Job's pods run as, and the field that
+// names it: serviceAccountName, or, without it, the deprecated serviceAccount, which
+// the API server takes in its place.
+func jobServiceAccount(spec *corev1.PodSpec) (name, field string) {
+	if spec.ServiceAccountName != "" {
+		return spec.ServiceAccountName, "serviceAccountName"
+	}
+	return spec.DeprecatedServiceAccount, "serviceAccount"
 }
 
 // PolicyReferences lists the Secrets a notification policy makes the manager read in

@@ -75,6 +75,24 @@ func TestAJobIsJudgedWithItsWholeTemplate(t *testing.T) {
 	g.Expect(changed(was[1].Context, swapped[1].Context)).To(Equal([]string{"spec.phases[0].checks[0].job.template"}))
 }
 
+// A Job naming its service account in the deprecated serviceAccount field (the API
+// server runs it as that account when serviceAccountName is empty) needs the same
+// impersonate right.
+func TestAJobNamingItsServiceAccountInTheDeprecatedFieldNeedsToImpersonateIt(t *testing.T) {
+	g := NewWithT(t)
+	dcl := &deployv1alpha1.DeploymentChecklist{}
+	dcl.Namespace = "shop"
+	dcl.Spec.Phases = []deployv1alpha1.PhaseSpec{{Name: "T-10m", At: "-10m", Checks: []deployv1alpha1.CheckSpec{{Name: "backup",
+		Job: &deployv1alpha1.JobCheck{Template: deployv1alpha1.JobTemplate{Spec: batchv1.JobSpec{Template: corev1.PodTemplateSpec{
+			Spec: corev1.PodSpec{DeprecatedServiceAccount: "cluster-admin-sa",
+				Containers: []corev1.Container{{Name: "backup", Image: "backup:1"}}}}}}}}}}}
+	refs := ChecklistReferences(dcl)
+	g.Expect(refs).To(HaveLen(2))
+	g.Expect(refs[1].Field).To(Equal("spec.phases[0].checks[0].job.template.spec.template.spec.serviceAccount"))
+	g.Expect(refs[1].Attrs.Verb).To(Equal("impersonate"))
+	g.Expect(refs[1].Attrs.Name).To(Equal("cluster-admin-sa"))
+}
+
 // A signing key is judged with where the signed messages go.
 func TestASigningKeyIsJudgedWithItsReceiver(t *testing.T) {
 	g := NewWithT(t)

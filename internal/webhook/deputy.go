@@ -60,7 +60,8 @@ func (w *ApprovalWebhook) approvalChecksKept(ctx context.Context, req admission.
 	return "", nil
 }
 
-// approvalsNeeded counts, by role, the sign-offs the checklist's approval checks need:
+// approvalsNeeded says, by role, how many distinct sign-offs the checklist's approval
+// checks need:
 // in all, and before T-0 (in the T-minus phases, at <= 0, which hold the release). An
 // approval check in a T-plus phase holds only its phase: the release has started.
 func approvalsNeeded(dcl *deployv1alpha1.DeploymentChecklist) (all, beforeT0 map[string]int32) {
@@ -72,10 +73,14 @@ func approvalsNeeded(dcl *deployv1alpha1.DeploymentChecklist) (all, beforeT0 map
 		tminus := err != nil || at <= 0
 		for _, c := range ph.Checks {
 			if c.Approval != nil {
+				// The engine counts one set of distinct approvers per role, and each
+				// check of the role needs its count of them: what a role needs is its
+				// largest count, not their sum (two checks of one sign-off each are
+				// passed by one person).
 				n := max(c.Approval.Count, 1)
-				all[c.Approval.Role] += n
+				all[c.Approval.Role] = max(all[c.Approval.Role], n)
 				if tminus {
-					beforeT0[c.Approval.Role] += n
+					beforeT0[c.Approval.Role] = max(beforeT0[c.Approval.Role], n)
 				}
 			}
 		}

@@ -37,17 +37,33 @@ func TestRemovingASignOffRequirementTakesTheRightToGiveIt(t *testing.T) {
 	g := NewWithT(t)
 	c := withRoles(checklist("weaken"), "technical-review", "operations")
 	g.Expect(bed.Client.Create(context.Background(), c)).To(Succeed())
+	// edit writes again when the manager wrote the status in between (a refusal is
+	// never retried).
 	patch := func(user string, roles ...string) error {
-		var cur deployv1alpha1.DeploymentChecklist
-		g.Expect(bed.Client.Get(context.Background(), keyOf(c), &cur)).To(Succeed())
-		withRoles(&cur, roles...)
-		return as(t, user).Update(context.Background(), &cur)
+		return edit(as(t, user), c, func(cur *deployv1alpha1.DeploymentChecklist) { withRoles(cur, roles...) })
 	}
 	err := patch("mallory", "technical-review")
 	g.Expect(err).To(MatchError(ContainSubstring("lowers the sign-offs role operations needs from 1 to 0")))
 	g.Expect(patch("tess", "technical-review")).To(MatchError(ContainSubstring(`user "tess" may not approve role operations`)))
 	g.Expect(patch("alice", "technical-review")).To(Succeed(), "who may sign operations may drop it")
 	g.Expect(patch("mallory", "technical-review", "security-review")).To(Succeed(), "adding a requirement needs nothing")
+}
+
+// TestSplittingATwoPersonSignOffIntoTwoChecksTakesTheRightToGiveIt: one check needing
+// two operations sign-offs, replaced by two checks needing one each, is passed by one
+// person: it lowers what the role needs from 2 to 1.
+func TestSplittingATwoPersonSignOffIntoTwoChecksTakesTheRightToGiveIt(t *testing.T) {
+	g := NewWithT(t)
+	c := checklist("split")
+	c.Spec.Phases[0].Checks = []deployv1alpha1.CheckSpec{{Name: "ops", Approval: &deployv1alpha1.ApprovalCheck{Role: "operations", Count: 2}}}
+	g.Expect(bed.Client.Create(context.Background(), c)).To(Succeed())
+	err := edit(as(t, "mallory"), c, func(cur *deployv1alpha1.DeploymentChecklist) {
+		cur.Spec.Phases[0].Checks = []deployv1alpha1.CheckSpec{
+			{Name: "ops", Approval: &deployv1alpha1.ApprovalCheck{Role: "operations", Count: 1}},
+			{Name: "ops-again", Approval: &deployv1alpha1.ApprovalCheck{Role: "operations", Count: 1}},
+		}
+	})
+	g.Expect(err).To(MatchError(ContainSubstring("lowers the sign-offs role operations needs from 2 to 1")))
 }
 
 func TestAChecklistCannotMakeTminusReadASecretItsAuthorCannot(t *testing.T) {
