@@ -21,6 +21,7 @@ import (
 
 	deployv1alpha1 "github.com/tminus-dev/tminus/api/v1alpha1"
 	"github.com/tminus-dev/tminus/internal/checklist"
+	"github.com/tminus-dev/tminus/internal/gate"
 	tminusmetrics "github.com/tminus-dev/tminus/internal/metrics"
 	"github.com/tminus-dev/tminus/internal/record"
 )
@@ -250,6 +251,32 @@ func TestAMissedTMinusDeadlineFailsWithTheWorkloadOnWhatItRanAndTheNewTemplateHe
 	}, time.Minute, 100*time.Millisecond).Should(Succeed())
 	g.Expect(rolledImages(t, ns)).To(Equal([]string{"checkout:v1"}))
 	g.Expect(getDeployment(t, d).Status.AvailableReplicas).To(BeEquivalentTo(3))
+}
+
+// TestAChangeHeldForADeletedChecklistIsHeldInTheAdmissionsNameNamingItsTemplate: the
+// checklist held the Deployment (its own hold names no template); v2 is pushed under
+// that hold; the checklist is deleted. The change stays held in the admission's name,
+// and the hold names the template it holds, as every held change does (found by
+// test/chaos, seed 5: the mark was left empty).
+func TestAChangeHeldForADeletedChecklistIsHeldInTheAdmissionsNameNamingItsTemplate(t *testing.T) {
+	g := NewWithT(t)
+	ns := newNamespace(t)
+	d := deployment(t, ns, "checkout:v1")
+	startManagerIn(t, ns, newFakeMetrics(), nil)
+	c := newChecklist(ns)
+	create(t, c)
+	waitPaused(t, d)
+	setImage(t, d, "checkout:v2")
+	v2 := getDeployment(t, d)
+	g.Expect(bed.Client.Delete(context.Background(), c)).To(Succeed())
+
+	g.Eventually(func(g Gomega) {
+		cur := getDeployment(t, d)
+		g.Expect(cur.Spec.Paused).To(BeTrue())
+		g.Expect(cur.Annotations).To(HaveKeyWithValue(deployv1alpha1.HeldByAnnotation, deployv1alpha1.HeldByAdmission))
+		g.Expect(cur.Annotations).To(HaveKeyWithValue(deployv1alpha1.HeldTemplateAnnotation, gate.TemplateHash(&v2.Spec.Template)))
+	}, time.Minute, 100*time.Millisecond).Should(Succeed())
+	g.Expect(rolledImages(t, ns)).To(Equal([]string{"checkout:v1"}))
 }
 
 func TestDeployAtInTheFutureHoldsUntilTheClockReachesIt(t *testing.T) {

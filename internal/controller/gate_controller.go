@@ -91,7 +91,8 @@ func (r *GateReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.
 		// admission's name, saying how to go on.
 		reason := fmt.Sprintf("pod template (%s) is released by no checklist (it was held for %s, which is gone); "+
 			"create a DeploymentChecklist targeting %s to release it", gate.ImageList(view.Images), view.HeldBy, d.Name)
-		return ctrl.Result{}, ignoreGone(target.Hold(ctx, r.Client, fresh, req.NamespacedName, deployv1alpha1.HeldByAdmission, reason, view.HeldTemplate))
+		// The hold names the template it holds now (a checklist's own hold named none).
+		return ctrl.Result{}, ignoreGone(target.Hold(ctx, r.Client, fresh, req.NamespacedName, deployv1alpha1.HeldByAdmission, reason, view.TemplateHash))
 	}
 	return ctrl.Result{}, nil
 }
