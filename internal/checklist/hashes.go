@@ -1,6 +1,10 @@
 package checklist
 
-import "github.com/tminus-dev/tminus/internal/gate"
+import (
+	"slices"
+
+	"github.com/tminus-dev/tminus/internal/gate"
+)
 
 // upgradeHashes replaces each template hash an earlier version stored in status (the
 // first 16 hex digits of the digest, see gate.SameTemplate) with the whole digest of
@@ -13,6 +17,15 @@ import "github.com/tminus-dev/tminus/internal/gate"
 func (e *engine) upgradeHashes() {
 	ts := e.st.Target
 	if ts == nil {
+		return
+	}
+	stored := []*string{&ts.PreDeployTemplateHash, &ts.CandidateTemplateHash, &ts.ReleasedTemplateHash, &ts.HeldTemplateHash}
+	for i := range e.st.Approvals {
+		stored = append(stored, &e.st.Approvals[i].CandidateTemplateHash)
+	}
+	// Every reconcile asks; only a release in flight across the upgrade has work here
+	// (decoding the pre-deploy template and hashing it is not free).
+	if !slices.ContainsFunc(stored, func(h *string) bool { return gate.IsLegacyHash(*h) }) {
 		return
 	}
 	t := e.obs.Target
@@ -32,11 +45,7 @@ func (e *engine) upgradeHashes() {
 			}
 		}
 	}
-	upgrade(&ts.PreDeployTemplateHash)
-	upgrade(&ts.CandidateTemplateHash)
-	upgrade(&ts.ReleasedTemplateHash)
-	upgrade(&ts.HeldTemplateHash)
-	for i := range e.st.Approvals {
-		upgrade(&e.st.Approvals[i].CandidateTemplateHash)
+	for _, h := range stored {
+		upgrade(h)
 	}
 }

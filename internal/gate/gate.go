@@ -79,6 +79,10 @@ func SameTemplate(stored, hash string) bool {
 	return len(short) == legacyHashLen && len(long) == 2*sha256.Size && strings.HasPrefix(long, short)
 }
 
+// IsLegacyHash says whether a stored template hash is of the length earlier versions
+// stored: one SameTemplate may match to a whole digest.
+func IsLegacyHash(stored string) bool { return len(stored) == legacyHashLen }
+
 // Images lists a template's container images, in order, at most 16.
 func Images(tmpl *corev1.PodTemplateSpec) []string {
 	if tmpl == nil {
