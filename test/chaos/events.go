@@ -43,19 +43,43 @@ const (
 	KillManager
 	// Wait lets time pass.
 	Wait
+	// Freeze creates a ChangeFreeze of the run's namespace whose one window opens a
+	// moment later and ends by itself after a while (its exception: one sign-off of
+	// the release-manager role).
+	Freeze
+	// Unfreeze deletes the newest freeze.
+	Unfreeze
+	// BreakGlass gives the newest checklist the freeze's exception: a reason and
+	// alice's release-manager sign-off.
+	BreakGlass
+	// ReceiverDown makes the run's notification receiver answer 503 for a while.
+	ReceiverDown
 	kinds
 )
 
 var kindNames = [kinds]string{"push", "create-checklist", "sign-off", "revoke", "delete-checklist", "self-heal",
-	"undo", "restart", "resume", "scale", "prometheus-down", "kill-manager", "wait"}
+	"undo", "restart", "resume", "scale", "prometheus-down", "kill-manager", "wait", "freeze", "unfreeze", "break-glass",
+	"receiver-down"}
 
 func (k Kind) String() string { return kindNames[k] }
 
-// weights of each kind in a generated list (out of their sum).
-var weights = [kinds]int{
-	Push: 14, CreateChecklist: 8, SignOff: 13, Revoke: 3, DeleteChecklist: 4, SelfHeal: 4,
-	Undo: 3, Restart: 2, Resume: 2, Scale: 3, PrometheusDown: 3, KillManager: 3, Wait: 6,
+// Weights are how often each kind is drawn (out of their sum).
+type Weights [kinds]int
+
+// Generations of the generator: a seed gives the same list for ever within one. A new
+// kind of event gets a new generation, and the seeds kept under an earlier one replay
+// the lists they were found with (the kinds are drawn by their weights in order, so a
+// kind of weight 0 after the others leaves the draws of the others as they were).
+var generations = []Weights{
+	1: {Push: 14, CreateChecklist: 8, SignOff: 13, Revoke: 3, DeleteChecklist: 4, SelfHeal: 4,
+		Undo: 3, Restart: 2, Resume: 2, Scale: 3, PrometheusDown: 3, KillManager: 3, Wait: 6},
+	2: {Push: 14, CreateChecklist: 8, SignOff: 13, Revoke: 3, DeleteChecklist: 4, SelfHeal: 4,
+		Undo: 3, Restart: 2, Resume: 2, Scale: 3, PrometheusDown: 3, KillManager: 3, Wait: 6,
+		Freeze: 3, Unfreeze: 1, BreakGlass: 2, ReceiverDown: 2},
 }
+
+// currentGeneration is the generator random seeds are drawn with.
+const currentGeneration = 2
 
 // Event is one step of a run. Which fields mean something depends on Kind.
 type Event struct {
@@ -96,7 +120,7 @@ func (e Event) String() string {
 		fmt.Fprintf(&b, " pick=%d", e.Pick)
 	case Scale:
 		fmt.Fprintf(&b, " %d", e.Replicas)
-	case PrometheusDown, Wait:
+	case PrometheusDown, Wait, Freeze, ReceiverDown:
 		fmt.Fprintf(&b, " %s", e.For)
 	case KillManager:
 		fmt.Fprintf(&b, " %c %s, back after %s", 'a'+rune(e.Replica), map[bool]string{true: "SIGTERM",
@@ -106,9 +130,10 @@ func (e Event) String() string {
 	return b.String()
 }
 
-// Generate is the seed's event list: n events drawn with the kinds' weights. The same
-// seed always gives the same list.
-func Generate(seed uint64, n int) []Event {
+// Generate is the seed's event list: n events drawn with the kinds' weights of the
+// generation gen. The same seed and generation always give the same list.
+func Generate(gen int, seed uint64, n int) []Event {
+	weights := generations[gen]
 	r := rand.New(rand.NewPCG(seed, seed^0x7a11c0de))
 	total := 0
 	for _, w := range weights {
@@ -140,6 +165,10 @@ func Generate(seed uint64, n int) []Event {
 			e.For = time.Duration(r.IntN(4000)) * time.Millisecond
 		case Wait:
 			e.For = time.Duration(1+r.IntN(4)) * time.Second
+		case Freeze:
+			e.For = time.Duration(5+r.IntN(16)) * time.Second
+		case ReceiverDown:
+			e.For = time.Duration(3+r.IntN(8)) * time.Second
 		}
 		out = append(out, e)
 	}

@@ -20,8 +20,8 @@ func (r *run) report(v *Violation) string {
 	} else {
 		fmt.Fprintf(&b, "seed %d (namespace %s): every invariant held\n", r.seed, r.ns)
 	}
-	fmt.Fprintf(&b, "replay: go test ./test/chaos -run TestSeeds -chaos.seed=%d -chaos.events=%s\n", r.seed,
-		joinInts(r.kept))
+	fmt.Fprintf(&b, "replay: go test ./test/chaos -run TestSeeds -chaos.gen=%d -chaos.seed=%d -chaos.events=%s\n", r.gen,
+		r.seed, joinInts(r.kept))
 	b.WriteString("events:\n")
 	for _, a := range r.actions {
 		fmt.Fprintf(&b, "  %s #%d %s", r.since(a.At), a.Index, a.Event)
@@ -38,6 +38,16 @@ func (r *run) report(v *Violation) string {
 		for _, x := range o {
 			fmt.Fprintf(&b, " [%s, %s]", r.since(x.Stopped), map[bool]string{true: "-",
 				false: r.since(x.Ready)}[x.Ready.IsZero()])
+		}
+		b.WriteByte('\n')
+	}
+	if len(r.freezes) > 0 {
+		b.WriteString("freezes:")
+		for _, f := range r.freezes {
+			fmt.Fprintf(&b, " %s [%s, %s]", f.name, r.since(f.start), r.since(f.end))
+			if !f.deleted.IsZero() {
+				fmt.Fprintf(&b, " deleted %s", r.since(f.deleted))
+			}
 		}
 		b.WriteByte('\n')
 	}
@@ -92,6 +102,18 @@ func (r *run) report(v *Violation) string {
 					if t.RestoredAt != nil {
 						line += " restored"
 					}
+					if t.T0At != nil {
+						line += " t0 " + r.since(t.T0At.Time)
+					}
+				}
+				if st.BreakGlass != nil {
+					line += fmt.Sprintf(" break-glass %v by %v", st.BreakGlass.Freezes, st.BreakGlass.Approvers)
+				}
+				for _, a := range st.Approvals {
+					line += fmt.Sprintf(" signed %s by %s verified=%v for %s", a.Role, a.Approver, a.Verified, a.CandidateImages)
+					if a.NotCounted != "" {
+						line += " (not counted)"
+					}
 				}
 				if rb := st.Rollback; rb != nil {
 					line += fmt.Sprintf(" rollback %s (%s) fired %s", rb.Reason, oneLine(rb.Message, 100),
@@ -143,7 +165,7 @@ func (w *World) Minimize(ctx context.Context, failed Result, logf func(string, .
 	best := failed
 	for i := 0; i < len(best.Kept); {
 		trial := slices.Delete(slices.Clone(best.Kept), i, i+1)
-		res := w.Run(ctx, best.Seed, best.Events, trial)
+		res := w.Run(ctx, best.Gen, best.Seed, best.Events, trial)
 		if res.Violation != nil && res.Violation.Invariant == failed.Violation.Invariant {
 			logf("minimizing seed %d: still fails without event #%d (%d events left)", best.Seed, best.Kept[i], len(trial))
 			best = res

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net/http"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -45,6 +46,8 @@ type action struct {
 
 // Result is how one run ended.
 type Result struct {
+	// Gen is the generation of the generator Events were drawn with.
+	Gen    int
 	Seed   uint64
 	Events []Event
 	// Kept are the indexes of Events that were run (all of them, but for a
@@ -66,6 +69,7 @@ type Result struct {
 // run is one seed's run in its own namespace.
 type run struct {
 	w      *World
+	gen    int
 	seed   uint64
 	events []Event
 	kept   []int
@@ -76,9 +80,13 @@ type run struct {
 	images []string
 	// checklists created, oldest first; deleted ones are left out of "the newest".
 	checklists []runChecklist
-	actions    []action
-	faults     sync.WaitGroup
-	inv        invariantState
+	// freezes created, oldest first.
+	freezes []runFreeze
+	// receiverDown are the times the run's receiver answered 503 (each end as planned).
+	receiverDown []outage
+	actions      []action
+	faults       sync.WaitGroup
+	inv          invariantState
 }
 
 type runChecklist struct {
@@ -86,20 +94,38 @@ type runChecklist struct {
 	deleted        bool
 }
 
-// Run runs events (the subset kept, all when kept is nil) in a namespace of its own
-// and checks the invariants after every step and at the end.
+// runFreeze is a freeze the run created: its one window, and when it was deleted (the
+// moment the delete was sent; zero while it exists).
+type runFreeze struct {
+	name       string
+	start, end time.Time
+	deleted    time.Time
+}
+
+const (
+	// exceptionRole is the freezes' exception role: one sign-off of it, with a
+	// reason, breaks the glass.
+	exceptionRole = "release-manager"
+	// freezeLead is how long before its window opens a freeze is created, so the
+	// managers know it when it starts (the window opens on a whole second, as stored).
+	freezeLead = 4 * time.Second
+)
+
 // errorsMetric is the checklists' one metric: the error rate of what serves.
 const errorsMetric = "errors"
 
-func (w *World) Run(ctx context.Context, seed uint64, events []Event, kept []int) Result {
+// Run runs events (the subset kept, all when kept is nil; drawn from seed by the
+// generator's generation gen) in a namespace of its own and checks the invariants
+// after every step and at the end. It returns once the run's own faults are over.
+func (w *World) Run(ctx context.Context, gen int, seed uint64, events []Event, kept []int) Result {
 	if kept == nil {
 		for i := range events {
 			kept = append(kept, i)
 		}
 	}
-	r := &run{w: w, seed: seed, events: events, kept: kept,
+	r := &run{w: w, gen: gen, seed: seed, events: events, kept: kept,
 		ns: fmt.Sprintf("%s%d-%d", namespacePrefix, seed, runCounter.Add(1)), start: time.Now()}
-	res := Result{Seed: seed, Events: events, Kept: kept, Namespace: r.ns}
+	res := Result{Gen: gen, Seed: seed, Events: events, Kept: kept, Namespace: r.ns}
 	if err := r.setup(ctx); err != nil {
 		res.Err = fmt.Errorf("seed %d: setting up %s: %w", seed, r.ns, err)
 		res.Elapsed = time.Since(r.start)
@@ -116,10 +142,11 @@ func (w *World) Run(ctx context.Context, seed uint64, events []Event, kept []int
 			break
 		}
 	}
+	// The end: the run's own faults are over (a failed run too: none of them acts on
+	// the world after Run returns); every obligation still open (a restore due, a pause
+	// that must come off) gets its deadline.
+	r.faults.Wait()
 	if res.Violation == nil {
-		// The end: the run's own faults are over; every obligation still open (a
-		// restore due, a pause that must come off) gets its deadline.
-		r.faults.Wait()
 		settled, deadline := time.Now().Add(settleMin), time.Now().Add(settleLimit)
 		for {
 			v, pending := r.check()
@@ -167,6 +194,13 @@ func (r *run) setup(ctx context.Context) error {
 		return err
 	}
 	r.images = append(r.images, "app:v0-good")
+	if err := c.Create(ctx, &deployv1alpha1.NotificationPolicy{
+		ObjectMeta: metav1.ObjectMeta{Namespace: r.ns, Name: "chaos"},
+		Spec: deployv1alpha1.NotificationPolicySpec{Receivers: []deployv1alpha1.NotificationReceiver{{
+			Name: "hook", Webhook: &deployv1alpha1.WebhookReceiver{URL: r.w.Receiver.URL + r.receiverPath()}}}},
+	}); err != nil {
+		return err
+	}
 	// As stored, with the API server's defaults: what the ReplicaSets carry.
 	r.inv.initialHash = gate.TemplateHash(&d.Spec.Template)
 	return c.Patch(ctx, &appsv1.Deployment{ObjectMeta: metav1.ObjectMeta{Namespace: r.ns, Name: deploymentName}},
@@ -362,5 +396,72 @@ func (r *run) apply(ctx context.Context, i int, e Event) {
 		})
 	case Wait:
 		time.Sleep(e.For)
+	case Freeze:
+		a.Note, a.Err = r.createFreeze(ctx, e.For)
+	case ReceiverDown:
+		path := r.receiverPath()
+		start := time.Now()
+		r.receiverDown = append(r.receiverDown, outage{Stopped: start, Ready: start.Add(e.For)})
+		r.w.Receiver.Answer(path, http.StatusServiceUnavailable)
+		r.faults.Go(func() {
+			time.Sleep(e.For)
+			r.w.Receiver.Answer(path, http.StatusOK)
+		})
+	case Unfreeze:
+		f := r.newestFreeze()
+		if f == nil {
+			a.Note = "no freeze"
+			return
+		}
+		a.Note = f.name
+		sent := time.Now()
+		if a.Err = c.Delete(ctx, &deployv1alpha1.ChangeFreeze{ObjectMeta: metav1.ObjectMeta{Namespace: r.ns,
+			Name: f.name}}); a.Err == nil {
+			f.deleted = sent
+		}
+	case BreakGlass:
+		cl := r.newest()
+		if cl == nil {
+			a.Note = "no checklist"
+			return
+		}
+		a.Note = cl.name
+		patch := `{"metadata":{"annotations":{"` + deployv1alpha1.BreakGlassReasonAnnotation + `":"chaos: the fix must ship",` +
+			`"` + deployv1alpha1.ApprovalAnnotationPrefix + exceptionRole + `":"alice for ` + cl.revision + `"}}}`
+		a.Err = r.w.users["alice"].Patch(ctx, &deployv1alpha1.DeploymentChecklist{ObjectMeta: metav1.ObjectMeta{
+			Namespace: r.ns, Name: cl.name}}, client.RawPatch(types.MergePatchType, []byte(patch)))
 	}
+}
+
+// receiverPath is the run's path on the receiver.
+func (r *run) receiverPath() string { return "/" + r.ns }
+
+// createFreeze creates a freeze of the namespace's checklists whose window opens
+// freezeLead from now (on a whole second) and lasts d.
+func (r *run) createFreeze(ctx context.Context, d time.Duration) (string, error) {
+	name := fmt.Sprintf("freeze-%d", len(r.freezes)+1)
+	start := time.Now().Add(freezeLead).Truncate(time.Second)
+	end := start.Add(d)
+	err := r.w.Bed.Client.Create(ctx, &deployv1alpha1.ChangeFreeze{
+		ObjectMeta: metav1.ObjectMeta{Namespace: r.ns, Name: name},
+		Spec: deployv1alpha1.ChangeFreezeSpec{
+			Mode: deployv1alpha1.FreezeModeFreeze, Reason: "chaos " + name,
+			Windows:       []deployv1alpha1.FreezeWindow{{Start: &metav1.Time{Time: start}, End: &metav1.Time{Time: end}}},
+			ExceptionRole: exceptionRole, ExceptionCount: 1,
+		},
+	})
+	if err == nil {
+		r.freezes = append(r.freezes, runFreeze{name: name, start: start, end: end})
+	}
+	return fmt.Sprintf("%s [%s, %s]", name, r.since(start), r.since(end)), err
+}
+
+// newestFreeze is the newest freeze the run created and did not delete.
+func (r *run) newestFreeze() *runFreeze {
+	for i := len(r.freezes) - 1; i >= 0; i-- {
+		if r.freezes[i].deleted.IsZero() {
+			return &r.freezes[i]
+		}
+	}
+	return nil
 }

@@ -14,7 +14,6 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/yaml"
 
@@ -32,6 +31,9 @@ type World struct {
 	// Good and Bad serve the metrics of good and bad versions' pods: none and half of
 	// their requests fail.
 	Good, Bad *app.App
+	// Receiver takes every run's notifications, each run's on a path of its own (the
+	// namespace's).
+	Receiver *testbed.Receiver
 
 	rec      *recorder
 	audit    *auditTail
@@ -83,6 +85,7 @@ func StartWorld(ctx context.Context, bed *testbed.Bed, log func(format string, a
 		return nil, err
 	}
 	w.Bad.Set(0.5, 50*time.Millisecond)
+	w.Receiver = testbed.NewReceiver(nil)
 	if w.Prom, err = testbed.StartPrometheus(ctx,
 		testbed.PrometheusOptions{ScrapeConfigs: testbed.PodScrapeConfig(bed.Kubeconfig, "")}); err != nil {
 		return nil, err
@@ -102,7 +105,8 @@ func StartWorld(ctx context.Context, bed *testbed.Bed, log func(format string, a
 }
 
 // addUsers grants alice the sign-off (approve on checklists) and mallory only what
-// writing an annotation needs, and makes a client impersonating each.
+// writing an annotation needs, and makes a client authenticated as each (the test
+// bed's users).
 func (w *World) addUsers(ctx context.Context) error {
 	edit := rbacv1.PolicyRule{APIGroups: []string{"deploy.tminus.dev"}, Resources: []string{"deploymentchecklists"},
 		Verbs: []string{"get", "list", "watch", "update", "patch"}}
@@ -121,8 +125,10 @@ func (w *World) addUsers(ctx context.Context) error {
 		})); err != nil {
 			return err
 		}
-		cfg := rest.CopyConfig(w.Bed.Config)
-		cfg.Impersonate = rest.ImpersonationConfig{UserName: user}
+		cfg, err := w.Bed.AddUser(user)
+		if err != nil {
+			return err
+		}
 		c, err := client.New(cfg, client.Options{Scheme: w.Bed.Client.Scheme()})
 		if err != nil {
 			return err
@@ -144,7 +150,7 @@ func (w *World) startManagers(ctx context.Context) error {
 	if err := w.installWebhooks(ctx, frontPort); err != nil {
 		return err
 	}
-	bins, err := buildManager(w.Bed.Dir, userAgentPrefix+"a", userAgentPrefix+"b")
+	bins, err := testbed.BuildManager(w.Bed.Dir, userAgentPrefix+"a", userAgentPrefix+"b")
 	if err != nil {
 		return err
 	}
@@ -272,6 +278,9 @@ func (w *World) Close() {
 	}
 	if w.Prom != nil {
 		w.Prom.Close()
+	}
+	if w.Receiver != nil {
+		w.Receiver.Close()
 	}
 	for _, a := range []*app.App{w.Good, w.Bad} {
 		if a != nil {
