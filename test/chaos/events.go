@@ -54,12 +54,18 @@ const (
 	BreakGlass
 	// ReceiverDown makes the run's notification receiver answer 503 for a while.
 	ReceiverDown
+	// PrometheusFault makes the Prometheus the managers ask (through a proxy; the
+	// real one runs on) answer 503, slowly, NaN or with two series, for a while.
+	PrometheusFault
+	// WebhookDown makes the webhook front refuse every connection for a while: the
+	// API server cannot reach either replica's webhooks.
+	WebhookDown
 	kinds
 )
 
 var kindNames = [kinds]string{"push", "create-checklist", "sign-off", "revoke", "delete-checklist", "self-heal",
 	"undo", "restart", "resume", "scale", "prometheus-down", "kill-manager", "wait", "freeze", "unfreeze", "break-glass",
-	"receiver-down"}
+	"receiver-down", "prometheus-fault", "webhook-down"}
 
 func (k Kind) String() string { return kindNames[k] }
 
@@ -74,8 +80,8 @@ var generations = []Weights{
 	1: {Push: 14, CreateChecklist: 8, SignOff: 13, Revoke: 3, DeleteChecklist: 4, SelfHeal: 4,
 		Undo: 3, Restart: 2, Resume: 2, Scale: 3, PrometheusDown: 3, KillManager: 3, Wait: 6},
 	2: {Push: 14, CreateChecklist: 8, SignOff: 13, Revoke: 3, DeleteChecklist: 4, SelfHeal: 4,
-		Undo: 3, Restart: 2, Resume: 2, Scale: 3, PrometheusDown: 3, KillManager: 3, Wait: 6,
-		Freeze: 3, Unfreeze: 1, BreakGlass: 2, ReceiverDown: 2},
+		Undo: 3, Restart: 2, Resume: 2, Scale: 3, PrometheusDown: 2, KillManager: 3, Wait: 6,
+		Freeze: 3, Unfreeze: 1, BreakGlass: 2, ReceiverDown: 2, PrometheusFault: 2, WebhookDown: 2},
 }
 
 // currentGeneration is the generator random seeds are drawn with.
@@ -98,6 +104,8 @@ type Event struct {
 	// Replica of the manager killed (0 or 1); Term sends SIGTERM instead of SIGKILL.
 	Replica int
 	Term    bool
+	// Fault is what Prometheus answers (PrometheusFault).
+	Fault PromFault
 	// For is how long a fault or a wait lasts.
 	For time.Duration
 	// Pause is the time after the event before the next one (invariants are checked
@@ -120,8 +128,10 @@ func (e Event) String() string {
 		fmt.Fprintf(&b, " pick=%d", e.Pick)
 	case Scale:
 		fmt.Fprintf(&b, " %d", e.Replicas)
-	case PrometheusDown, Wait, Freeze, ReceiverDown:
+	case PrometheusDown, Wait, Freeze, ReceiverDown, WebhookDown:
 		fmt.Fprintf(&b, " %s", e.For)
+	case PrometheusFault:
+		fmt.Fprintf(&b, " %s %s", e.Fault, e.For)
 	case KillManager:
 		fmt.Fprintf(&b, " %c %s, back after %s", 'a'+rune(e.Replica), map[bool]string{true: "SIGTERM",
 			false: "SIGKILL"}[e.Term], e.For)
@@ -169,6 +179,11 @@ func Generate(gen int, seed uint64, n int) []Event {
 			e.For = time.Duration(5+r.IntN(16)) * time.Second
 		case ReceiverDown:
 			e.For = time.Duration(3+r.IntN(8)) * time.Second
+		case PrometheusFault:
+			e.For = time.Duration(2+r.IntN(5)) * time.Second
+			e.Fault = PromFault(r.IntN(int(promFaults)))
+		case WebhookDown:
+			e.For = time.Duration(2+r.IntN(7)) * time.Second
 		}
 		out = append(out, e)
 	}

@@ -132,7 +132,20 @@ type frontend struct {
 	l        net.Listener
 	backends []string
 	next     int
+	// refusing counts the faults that have it refuse every connection.
+	refusing int
 	mu       sync.Mutex
+}
+
+// refuse turns refusing on (or off: each on is matched by one off).
+func (f *frontend) refuse(on bool) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if on {
+		f.refusing++
+	} else {
+		f.refusing--
+	}
 }
 
 func startFrontend(port int, backends []string) (*frontend, error) {
@@ -158,9 +171,12 @@ func (f *frontend) serve() {
 func (f *frontend) pass(c net.Conn) {
 	defer func() { _ = c.Close() }()
 	f.mu.Lock()
-	first := f.next
+	first, refusing := f.next, f.refusing > 0
 	f.next = (f.next + 1) % len(f.backends)
 	f.mu.Unlock()
+	if refusing {
+		return
+	}
 	var b net.Conn
 	for i := range f.backends {
 		var err error

@@ -34,13 +34,23 @@ func (r *run) report(v *Violation) string {
 		b.WriteByte('\n')
 	}
 	if o := r.w.Outages(); len(o) > 0 {
-		b.WriteString("prometheus outages:")
+		b.WriteString("prometheus outages (stopped or answering with a fault):")
 		for _, x := range o {
 			fmt.Fprintf(&b, " [%s, %s]", r.since(x.Stopped), map[bool]string{true: "-",
 				false: r.since(x.Ready)}[x.Ready.IsZero()])
 		}
 		b.WriteByte('\n')
 	}
+	r.w.promMu.Lock()
+	if o := r.w.webhookOutages; len(o) > 0 {
+		b.WriteString("webhook refused:")
+		for _, x := range o {
+			fmt.Fprintf(&b, " [%s, %s]", r.since(x.Stopped), map[bool]string{true: "-",
+				false: r.since(x.Ready)}[x.Ready.IsZero()])
+		}
+		b.WriteByte('\n')
+	}
+	r.w.promMu.Unlock()
 	if len(r.freezes) > 0 {
 		b.WriteString("freezes:")
 		for _, f := range r.freezes {
@@ -132,6 +142,21 @@ func (r *run) report(v *Violation) string {
 			}
 		}
 	})
+	b.WriteString("notifications taken:")
+	for _, rec := range r.w.Receiver.Received(r.receiverPath()) {
+		var m notification
+		_ = rec.Decode(&m)
+		fmt.Fprintf(&b, " %s/%s=%d", m.Checklist.Name, m.Key, rec.Answered)
+	}
+	b.WriteString("\nrecords:")
+	r.w.rec.view(r.ns, func(h *history) {
+		for name, vs := range h.records {
+			if s, ok := latest(vs); ok {
+				fmt.Fprintf(&b, " %s (checklist %s, deleted=%v)", name, s.Obj.Labels[recordChecklistLabel], s.Deleted)
+			}
+		}
+	})
+	b.WriteByte('\n')
 	if writes, _, err := r.w.audit.tminusWrites(r.ns); err == nil {
 		b.WriteString("tminus's writes (audit log):\n")
 		for _, e := range writes {

@@ -245,7 +245,7 @@ func (r *run) checklist(name, revision string) *deployv1alpha1.DeploymentCheckli
 			Revision: revision,
 			ChecklistBody: deployv1alpha1.ChecklistBody{
 				Interval:   "1s",
-				Prometheus: &deployv1alpha1.PrometheusSpec{Address: r.w.Prom.URL, Timeout: "1s"},
+				Prometheus: &deployv1alpha1.PrometheusSpec{Address: r.w.promProxy.URL(), Timeout: "1s"},
 				Metrics: []deployv1alpha1.MetricSpec{{Name: errorsMetric, Query: errorRateQuery(r.ns),
 					OnNoData: deployv1alpha1.NoDataHold}},
 				Phases: []deployv1alpha1.PhaseSpec{
@@ -377,6 +377,12 @@ func (r *run) apply(ctx context.Context, i int, e Event) {
 	case PrometheusDown:
 		r.faults.Add(1)
 		r.w.prometheusDown(e.For, r.faults.Done)
+	case PrometheusFault:
+		r.faults.Add(1)
+		r.w.prometheusFault(e.Fault, e.For, r.faults.Done)
+	case WebhookDown:
+		r.faults.Add(1)
+		r.w.webhookDown(e.For, r.faults.Done)
 	case KillManager:
 		sig := syscall.SIGKILL
 		if e.Term {

@@ -35,10 +35,11 @@ type World struct {
 	// namespace's).
 	Receiver *testbed.Receiver
 
-	rec      *recorder
-	audit    *auditTail
-	replicas []*replica
-	front    *frontend
+	rec       *recorder
+	audit     *auditTail
+	promProxy *promProxy
+	replicas  []*replica
+	front     *frontend
 	// users impersonated for sign-offs: alice holds the approve right, mallory does not.
 	users map[string]client.Client
 	log   func(format string, args ...any)
@@ -48,7 +49,13 @@ type World struct {
 
 	promMu   sync.Mutex
 	promDown int
-	outages  []outage
+	// downOutage is the index in outages of the stop going on while promDown > 0.
+	downOutage int
+	// outages are the times Prometheus was stopped, or answered through its proxy
+	// with a fault: the measurements did not answer.
+	outages []outage
+	// webhookOutages are the times the webhook front refused.
+	webhookOutages []outage
 }
 
 // outage is a time Prometheus was down: from when its process was gone to when it
@@ -88,6 +95,9 @@ func StartWorld(ctx context.Context, bed *testbed.Bed, log func(format string, a
 	w.Receiver = testbed.NewReceiver(nil)
 	if w.Prom, err = testbed.StartPrometheus(ctx,
 		testbed.PrometheusOptions{ScrapeConfigs: testbed.PodScrapeConfig(bed.Kubeconfig, "")}); err != nil {
+		return nil, err
+	}
+	if w.promProxy, err = startPromProxy(w.Prom.URL); err != nil {
 		return nil, err
 	}
 	// The recorder watches until Close, not until ctx (the start's deadline) ends.
@@ -226,6 +236,7 @@ func (w *World) prometheusDown(d time.Duration, done func()) {
 	w.promMu.Lock()
 	if w.promDown == 0 {
 		w.Prom.Stop()
+		w.downOutage = len(w.outages)
 		w.outages = append(w.outages, outage{Stopped: time.Now()})
 		w.log("prometheus stopped")
 	}
@@ -244,8 +255,46 @@ func (w *World) prometheusDown(d time.Duration, done func()) {
 		if err := w.Prom.Restart(ctx); err != nil {
 			w.log("restarting prometheus: %v", err)
 		}
-		w.outages[len(w.outages)-1].Ready = time.Now()
-		w.log("prometheus back after %s", time.Since(w.outages[len(w.outages)-1].Stopped).Round(time.Millisecond))
+		w.outages[w.downOutage].Ready = time.Now()
+		w.log("prometheus back after %s", time.Since(w.outages[w.downOutage].Stopped).Round(time.Millisecond))
+	}()
+}
+
+// prometheusFault has the Prometheus proxy answer with fault for d; done is called
+// once it answers normally again.
+func (w *World) prometheusFault(fault PromFault, d time.Duration, done func()) {
+	w.promMu.Lock()
+	w.promProxy.set(fault, true)
+	i := len(w.outages)
+	w.outages = append(w.outages, outage{Stopped: time.Now()})
+	w.promMu.Unlock()
+	w.log("prometheus answers %s", fault)
+	go func() {
+		defer done()
+		time.Sleep(d)
+		w.promMu.Lock()
+		defer w.promMu.Unlock()
+		w.promProxy.set(fault, false)
+		w.outages[i].Ready = time.Now()
+	}()
+}
+
+// webhookDown has the webhook front refuse every connection for d; done is called once
+// it passes them again.
+func (w *World) webhookDown(d time.Duration, done func()) {
+	w.promMu.Lock()
+	w.front.refuse(true)
+	i := len(w.webhookOutages)
+	w.webhookOutages = append(w.webhookOutages, outage{Stopped: time.Now()})
+	w.promMu.Unlock()
+	w.log("webhook refused")
+	go func() {
+		defer done()
+		time.Sleep(d)
+		w.promMu.Lock()
+		defer w.promMu.Unlock()
+		w.front.refuse(false)
+		w.webhookOutages[i].Ready = time.Now()
 	}()
 }
 
@@ -281,6 +330,9 @@ func (w *World) Close() {
 	}
 	if w.Receiver != nil {
 		w.Receiver.Close()
+	}
+	if w.promProxy != nil {
+		w.promProxy.close()
 	}
 	for _, a := range []*app.App{w.Good, w.Bad} {
 		if a != nil {
