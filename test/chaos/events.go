@@ -60,12 +60,15 @@ const (
 	// WebhookDown makes the webhook front refuse every connection for a while: the
 	// API server cannot reach either replica's webhooks.
 	WebhookDown
+	// EditChecklist edits the newest checklist as its GitOps tool would: a new
+	// revision (the sign-offs given name the old one), or the T-plus threshold moved.
+	EditChecklist
 	kinds
 )
 
 var kindNames = [kinds]string{"push", "create-checklist", "sign-off", "revoke", "delete-checklist", "self-heal",
 	"undo", "restart", "resume", "scale", "prometheus-down", "kill-manager", "wait", "freeze", "unfreeze", "break-glass",
-	"receiver-down", "prometheus-fault", "webhook-down"}
+	"receiver-down", "prometheus-fault", "webhook-down", "edit-checklist"}
 
 func (k Kind) String() string { return kindNames[k] }
 
@@ -81,7 +84,7 @@ var generations = []Weights{
 		Undo: 3, Restart: 2, Resume: 2, Scale: 3, PrometheusDown: 3, KillManager: 3, Wait: 6},
 	2: {Push: 14, CreateChecklist: 8, SignOff: 13, Revoke: 3, DeleteChecklist: 4, SelfHeal: 4,
 		Undo: 3, Restart: 2, Resume: 2, Scale: 3, PrometheusDown: 2, KillManager: 3, Wait: 6,
-		Freeze: 3, Unfreeze: 1, BreakGlass: 2, ReceiverDown: 2, PrometheusFault: 2, WebhookDown: 2},
+		Freeze: 3, Unfreeze: 1, BreakGlass: 2, ReceiverDown: 2, PrometheusFault: 2, WebhookDown: 2, EditChecklist: 2},
 }
 
 // currentGeneration is the generator random seeds are drawn with.
@@ -126,6 +129,8 @@ func (e Event) String() string {
 		b.WriteString(map[bool]string{true: " alice(approver)", false: " mallory(no right)"}[e.Right])
 	case SelfHeal:
 		fmt.Fprintf(&b, " pick=%d", e.Pick)
+	case EditChecklist:
+		b.WriteString(map[bool]string{true: " revision", false: " threshold"}[e.Pick == 0])
 	case Scale:
 		fmt.Fprintf(&b, " %d", e.Replicas)
 	case PrometheusDown, Wait, Freeze, ReceiverDown, WebhookDown:
@@ -184,6 +189,8 @@ func Generate(gen int, seed uint64, n int) []Event {
 			e.Fault = PromFault(r.IntN(int(promFaults)))
 		case WebhookDown:
 			e.For = time.Duration(2+r.IntN(7)) * time.Second
+		case EditChecklist:
+			e.Pick = r.IntN(2)
 		}
 		out = append(out, e)
 	}

@@ -92,6 +92,8 @@ type run struct {
 type runChecklist struct {
 	name, revision string
 	deleted        bool
+	// edits counts the edits made to it.
+	edits int
 }
 
 // runFreeze is a freeze the run created: its one window, and when it was deleted (the
@@ -404,6 +406,40 @@ func (r *run) apply(ctx context.Context, i int, e Event) {
 		time.Sleep(e.For)
 	case Freeze:
 		a.Note, a.Err = r.createFreeze(ctx, e.For)
+	case EditChecklist:
+		cl := r.newest()
+		if cl == nil {
+			a.Note = "no checklist"
+			return
+		}
+		cl.edits++
+		var patch string
+		if e.Pick == 0 {
+			revision := fmt.Sprintf("%s.%d", strings.SplitN(cl.revision, ".", 2)[0], cl.edits)
+			patch = `{"spec":{"revision":"` + revision + `"}}`
+			a.Note = cl.name + " revision " + revision
+			defer func() {
+				if a.Err == nil {
+					cl.revision = revision
+				}
+			}()
+		} else {
+			// The T-plus phase's check, 0.1 or 0.2 in turn (a merge patch replaces the
+			// phases: they are given whole, as Git holds them).
+			body := r.checklist(cl.name, cl.revision).Spec.ChecklistBody
+			if cl.edits%2 == 1 {
+				body.Phases[1].Checks[0].Below = new("0.2")
+			}
+			raw, err := json.Marshal(map[string]any{"spec": map[string]any{"phases": body.Phases}})
+			if err != nil {
+				a.Err = err
+				return
+			}
+			patch = string(raw)
+			a.Note = cl.name + " T-plus below " + *body.Phases[1].Checks[0].Below
+		}
+		a.Err = c.Patch(ctx, &deployv1alpha1.DeploymentChecklist{ObjectMeta: metav1.ObjectMeta{Namespace: r.ns,
+			Name: cl.name}}, client.RawPatch(types.MergePatchType, []byte(patch)))
 	case ReceiverDown:
 		path := r.receiverPath()
 		start := time.Now()
