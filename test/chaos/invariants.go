@@ -60,7 +60,7 @@ const (
 
 // rightful are the users who hold the approve right (World.addUsers): a sign-off that
 // counts is theirs.
-var rightful = map[string]bool{"alice": true}
+var rightful = map[string]bool{approver: true}
 
 // Violation is an invariant broken.
 type Violation struct {
@@ -737,7 +737,8 @@ func (r *run) notifiedOnceAndRecordedOnce(h *history, now time.Time) (*Violation
 		for _, n := range obj.Status.Notifications {
 			if n.State == deployv1alpha1.NotificationSent && n.SentAt != nil && n.SentAt.Add(sentSlack).Before(now) &&
 				!accepted[uid+"/"+n.Key] {
-				return fail(n.SentAt.Time, "checklist %s: status says %s was sent to %s at %s; the receiver accepted no such message",
+				return fail(n.SentAt.Time,
+					"checklist %s: status says %s was sent to %s at %s; the receiver accepted no such message",
 					cl, n.Key, n.Receiver, r.since(n.SentAt.Time))
 			}
 		}

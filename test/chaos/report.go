@@ -12,6 +12,8 @@ import (
 
 // report is what a run prints when it failed (or with -chaos.verbose): the seed, its events as run (with what the API
 // server answered), the invariant broken and the history of the namespace's objects.
+//
+//nolint:gocyclo // one report, section after section
 func (r *run) report(v *Violation) string {
 	var b strings.Builder
 	if v != nil {
@@ -119,12 +121,14 @@ func (r *run) report(v *Violation) string {
 				if st.BreakGlass != nil {
 					line += fmt.Sprintf(" break-glass %v by %v", st.BreakGlass.Freezes, st.BreakGlass.Approvers)
 				}
+				var signed strings.Builder
 				for _, a := range st.Approvals {
-					line += fmt.Sprintf(" signed %s by %s verified=%v for %s", a.Role, a.Approver, a.Verified, a.CandidateImages)
+					fmt.Fprintf(&signed, " signed %s by %s verified=%v for %s", a.Role, a.Approver, a.Verified, a.CandidateImages)
 					if a.NotCounted != "" {
-						line += " (not counted)"
+						signed.WriteString(" (not counted)")
 					}
 				}
+				line += signed.String()
 				if rb := st.Rollback; rb != nil {
 					line += fmt.Sprintf(" rollback %s (%s) fired %s", rb.Reason, oneLine(rb.Message, 100),
 						rb.FiredAt.UTC().Format(time.TimeOnly))

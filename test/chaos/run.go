@@ -25,7 +25,10 @@ import (
 )
 
 const (
-	deploymentName = "app"
+	// approver holds the approve right; nonApprover does not.
+	approver, nonApprover = "alice", "mallory"
+	noChecklist           = "no checklist"
+	deploymentName        = "app"
 	// fieldOwner is the GitOps tool's field manager for its server-side applies.
 	fieldOwner = "chaos-gitops"
 	role       = "deployment-lead"
@@ -305,6 +308,8 @@ func (r *run) kubectl(ctx context.Context, args ...string) error {
 
 // apply carries out one event and records what the API server answered: a refusal is
 // an outcome, not the harness's failure.
+//
+//nolint:gocyclo // one switch over the kinds of event
 func (r *run) apply(ctx context.Context, i int, e Event) {
 	a := action{Index: i, Event: e, At: time.Now()}
 	defer func() { r.actions = append(r.actions, a) }()
@@ -337,14 +342,15 @@ func (r *run) apply(ctx context.Context, i int, e Event) {
 	case SignOff, Revoke:
 		cl := r.newest()
 		if cl == nil {
-			a.Note = "no checklist"
+			a.Note = noChecklist
 			return
 		}
 		a.Note = cl.name
-		user, value := "alice", `"alice for `+cl.revision+`"`
+		user := approver
 		if e.Kind == SignOff && !e.Right {
-			user, value = "mallory", `"mallory for `+cl.revision+`"`
+			user = nonApprover
 		}
+		value := `"` + user + ` for ` + cl.revision + `"`
 		if e.Kind == Revoke {
 			value = "null"
 		}
@@ -354,7 +360,7 @@ func (r *run) apply(ctx context.Context, i int, e Event) {
 	case DeleteChecklist:
 		cl := r.newest()
 		if cl == nil {
-			a.Note = "no checklist"
+			a.Note = noChecklist
 			return
 		}
 		a.Note, cl.deleted = cl.name, true
@@ -407,39 +413,7 @@ func (r *run) apply(ctx context.Context, i int, e Event) {
 	case Freeze:
 		a.Note, a.Err = r.createFreeze(ctx, e.For)
 	case EditChecklist:
-		cl := r.newest()
-		if cl == nil {
-			a.Note = "no checklist"
-			return
-		}
-		cl.edits++
-		var patch string
-		if e.Pick == 0 {
-			revision := fmt.Sprintf("%s.%d", strings.SplitN(cl.revision, ".", 2)[0], cl.edits)
-			patch = `{"spec":{"revision":"` + revision + `"}}`
-			a.Note = cl.name + " revision " + revision
-			defer func() {
-				if a.Err == nil {
-					cl.revision = revision
-				}
-			}()
-		} else {
-			// The T-plus phase's check, 0.1 or 0.2 in turn (a merge patch replaces the
-			// phases: they are given whole, as Git holds them).
-			body := r.checklist(cl.name, cl.revision).Spec.ChecklistBody
-			if cl.edits%2 == 1 {
-				body.Phases[1].Checks[0].Below = new("0.2")
-			}
-			raw, err := json.Marshal(map[string]any{"spec": map[string]any{"phases": body.Phases}})
-			if err != nil {
-				a.Err = err
-				return
-			}
-			patch = string(raw)
-			a.Note = cl.name + " T-plus below " + *body.Phases[1].Checks[0].Below
-		}
-		a.Err = c.Patch(ctx, &deployv1alpha1.DeploymentChecklist{ObjectMeta: metav1.ObjectMeta{Namespace: r.ns,
-			Name: cl.name}}, client.RawPatch(types.MergePatchType, []byte(patch)))
+		a.Note, a.Err = r.editChecklist(ctx, e.Pick == 0)
 	case ReceiverDown:
 		path := r.receiverPath()
 		start := time.Now()
@@ -464,15 +438,50 @@ func (r *run) apply(ctx context.Context, i int, e Event) {
 	case BreakGlass:
 		cl := r.newest()
 		if cl == nil {
-			a.Note = "no checklist"
+			a.Note = noChecklist
 			return
 		}
 		a.Note = cl.name
-		patch := `{"metadata":{"annotations":{"` + deployv1alpha1.BreakGlassReasonAnnotation + `":"chaos: the fix must ship",` +
-			`"` + deployv1alpha1.ApprovalAnnotationPrefix + exceptionRole + `":"alice for ` + cl.revision + `"}}}`
-		a.Err = r.w.users["alice"].Patch(ctx, &deployv1alpha1.DeploymentChecklist{ObjectMeta: metav1.ObjectMeta{
+		patch := `{"metadata":{"annotations":{"` + deployv1alpha1.BreakGlassReasonAnnotation +
+			`":"chaos: the fix must ship","` + deployv1alpha1.ApprovalAnnotationPrefix + exceptionRole + `":"` + approver +
+			` for ` + cl.revision + `"}}}`
+		a.Err = r.w.users[approver].Patch(ctx, &deployv1alpha1.DeploymentChecklist{ObjectMeta: metav1.ObjectMeta{
 			Namespace: r.ns, Name: cl.name}}, client.RawPatch(types.MergePatchType, []byte(patch)))
 	}
+}
+
+// editChecklist edits the newest checklist as its GitOps tool would: a new revision,
+// or the T-plus phase's threshold, 0.1 or 0.2 in turn (a merge patch replaces the
+// phases: they are given whole, as Git holds them).
+func (r *run) editChecklist(ctx context.Context, revision bool) (string, error) {
+	cl := r.newest()
+	if cl == nil {
+		return noChecklist, nil
+	}
+	cl.edits++
+	var patch []byte
+	var note string
+	if revision {
+		rev := fmt.Sprintf("%s.%d", strings.SplitN(cl.revision, ".", 2)[0], cl.edits)
+		patch, note = []byte(`{"spec":{"revision":"`+rev+`"}}`), cl.name+" revision "+rev
+		err := r.w.Bed.Client.Patch(ctx, &deployv1alpha1.DeploymentChecklist{ObjectMeta: metav1.ObjectMeta{
+			Namespace: r.ns, Name: cl.name}}, client.RawPatch(types.MergePatchType, patch))
+		if err == nil {
+			cl.revision = rev
+		}
+		return note, err
+	}
+	body := r.checklist(cl.name, cl.revision).Spec.ChecklistBody
+	if cl.edits%2 == 1 {
+		body.Phases[1].Checks[0].Below = new("0.2")
+	}
+	patch, err := json.Marshal(map[string]any{"spec": map[string]any{"phases": body.Phases}})
+	if err != nil {
+		return "", err
+	}
+	note = cl.name + " T-plus below " + *body.Phases[1].Checks[0].Below
+	return note, r.w.Bed.Client.Patch(ctx, &deployv1alpha1.DeploymentChecklist{ObjectMeta: metav1.ObjectMeta{
+		Namespace: r.ns, Name: cl.name}}, client.RawPatch(types.MergePatchType, patch))
 }
 
 // receiverPath is the run's path on the receiver.

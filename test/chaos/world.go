@@ -122,7 +122,7 @@ func (w *World) addUsers(ctx context.Context) error {
 		Verbs: []string{"get", "list", "watch", "update", "patch"}}
 	approve := rbacv1.PolicyRule{APIGroups: []string{"deploy.tminus.dev"}, Resources: []string{"deploymentchecklists"},
 		Verbs: []string{"approve"}}
-	for user, rules := range map[string][]rbacv1.PolicyRule{"alice": {edit, approve}, "mallory": {edit}} {
+	for user, rules := range map[string][]rbacv1.PolicyRule{approver: {edit, approve}, nonApprover: {edit}} {
 		name := "chaos-" + user
 		if err := client.IgnoreAlreadyExists(w.Bed.Client.Create(ctx, &rbacv1.ClusterRole{
 			ObjectMeta: metav1.ObjectMeta{Name: name}, Rules: rules})); err != nil {
