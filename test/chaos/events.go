@@ -63,12 +63,16 @@ const (
 	// EditChecklist edits the newest checklist as its GitOps tool would: a new
 	// revision (the sign-offs given name the old one), or the T-plus threshold moved.
 	EditChecklist
+	// Template edits the namespace's ChecklistTemplate (the T-plus threshold moved),
+	// deletes it, or creates it again: from generation 2, every other checklist is made
+	// from it.
+	Template
 	kinds
 )
 
 var kindNames = [kinds]string{"push", "create-checklist", "sign-off", "revoke", "delete-checklist", "self-heal",
 	"undo", "restart", "resume", "scale", "prometheus-down", "kill-manager", "wait", "freeze", "unfreeze", "break-glass",
-	"receiver-down", "prometheus-fault", "webhook-down", "edit-checklist"}
+	"receiver-down", "prometheus-fault", "webhook-down", "edit-checklist", "template"}
 
 func (k Kind) String() string { return kindNames[k] }
 
@@ -84,7 +88,7 @@ var generations = []Weights{
 		Undo: 3, Restart: 2, Resume: 2, Scale: 3, PrometheusDown: 3, KillManager: 3, Wait: 6},
 	2: {Push: 14, CreateChecklist: 8, SignOff: 13, Revoke: 3, DeleteChecklist: 4, SelfHeal: 4,
 		Undo: 3, Restart: 2, Resume: 2, Scale: 3, PrometheusDown: 2, KillManager: 3, Wait: 6,
-		Freeze: 3, Unfreeze: 1, BreakGlass: 2, ReceiverDown: 2, PrometheusFault: 2, WebhookDown: 2, EditChecklist: 2},
+		Freeze: 3, Unfreeze: 1, BreakGlass: 2, ReceiverDown: 2, PrometheusFault: 2, WebhookDown: 2, EditChecklist: 2, Template: 2},
 }
 
 // currentGeneration is the generator random seeds are drawn with.
@@ -131,6 +135,8 @@ func (e Event) String() string {
 		fmt.Fprintf(&b, " pick=%d", e.Pick)
 	case EditChecklist:
 		b.WriteString(map[bool]string{true: " revision", false: " threshold"}[e.Pick == 0])
+	case Template:
+		b.WriteString([]string{" edit", " delete", " create"}[e.Pick])
 	case Scale:
 		fmt.Fprintf(&b, " %d", e.Replicas)
 	case PrometheusDown, Wait, Freeze, ReceiverDown, WebhookDown:
@@ -191,6 +197,8 @@ func Generate(gen int, seed uint64, n int) []Event {
 			e.For = time.Duration(2+r.IntN(7)) * time.Second
 		case EditChecklist:
 			e.Pick = r.IntN(2)
+		case Template:
+			e.Pick = r.IntN(3)
 		}
 		out = append(out, e)
 	}

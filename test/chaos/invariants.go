@@ -1,6 +1,7 @@
 package chaos
 
 import (
+	"bytes"
 	"fmt"
 	"slices"
 	"strings"
@@ -55,7 +56,7 @@ const (
 	// receiver (sentAt has a second's resolution).
 	sentSlack = 3 * time.Second
 	// checksPerRound is the number of invariants each round evaluates.
-	checksPerRound = 9
+	checksPerRound = 10
 )
 
 // rightful are the users who hold the approve right (World.addUsers): a sign-off that
@@ -100,6 +101,7 @@ func (r *run) check() (v *Violation, pending time.Time) {
 			func() (*Violation, time.Time) { return r.rollbackRestoresAndStaysQuiet(h, writes, now) },
 			func() (*Violation, time.Time) { return r.noUnexplainedPause(h, now) },
 			func() (*Violation, time.Time) { return r.successOnlyForAVerifiedRelease(h), time.Time{} },
+			func() (*Violation, time.Time) { return resolvedOnce(h), time.Time{} },
 			func() (*Violation, time.Time) { return r.noReleaseInsideAFreeze(h), time.Time{} },
 			func() (*Violation, time.Time) { return r.notifiedOnceAndRecordedOnce(h, now) },
 			func() (*Violation, time.Time) { return r.outageNeitherPassesNorRollsBack(h, outages, now) },
@@ -765,4 +767,28 @@ func (r *run) notifiedOnceAndRecordedOnce(h *history, now time.Time) (*Violation
 		}
 	}
 	return nil, pending
+}
+
+// resolvedOnce is invariant 4b: a checklist made from a template walks what the
+// template said when it was resolved: status.resolved, once written, never changes
+// (editing or deleting the template never changes a release in flight).
+func resolvedOnce(h *history) *Violation {
+	for _, cl := range h.order {
+		var first []byte
+		for _, s := range h.checklists[cl] {
+			res := s.Obj.Status.Resolved
+			if res == nil || len(res.Raw) == 0 {
+				continue
+			}
+			if first == nil {
+				first = res.Raw
+				continue
+			}
+			if !bytes.Equal(first, res.Raw) {
+				return &Violation{Invariant: "4b (a checklist made from a template walks what it was resolved to)", At: s.At,
+					Message: fmt.Sprintf("checklist %s's status.resolved changed:\n  was %s\n  now %s", cl, first, res.Raw)}
+			}
+		}
+	}
+	return nil
 }

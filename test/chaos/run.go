@@ -85,6 +85,8 @@ type run struct {
 	checklists []runChecklist
 	// freezes created, oldest first.
 	freezes []runFreeze
+	// templateEdits counts the edits of the namespace's ChecklistTemplate.
+	templateEdits int
 	// receiverDown are the times the run's receiver answered 503 (each end as planned).
 	receiverDown []outage
 	actions      []action
@@ -199,6 +201,9 @@ func (r *run) setup(ctx context.Context) error {
 		return err
 	}
 	r.images = append(r.images, "app:v0-good")
+	if err := c.Create(ctx, r.template(false)); err != nil {
+		return err
+	}
 	if err := c.Create(ctx, &deployv1alpha1.NotificationPolicy{
 		ObjectMeta: metav1.ObjectMeta{Namespace: r.ns, Name: "chaos"},
 		Spec: deployv1alpha1.NotificationPolicySpec{Receivers: []deployv1alpha1.NotificationReceiver{{
@@ -280,11 +285,33 @@ func (r *run) newest() *runChecklist {
 	return nil
 }
 
+// templateName is the namespace's ChecklistTemplate: the checklist above, without its
+// release.
+const templateName = "release"
+
+// template is the namespace's ChecklistTemplate, its T-plus threshold 0.2 when moved.
+func (r *run) template(moved bool) *deployv1alpha1.ChecklistTemplate {
+	body := r.checklist("", "").Spec.ChecklistBody
+	if moved {
+		body.Phases[1].Checks[0].Below = new("0.2")
+	}
+	return &deployv1alpha1.ChecklistTemplate{ObjectMeta: metav1.ObjectMeta{Namespace: r.ns, Name: templateName},
+		Spec: deployv1alpha1.ChecklistTemplateSpec{Template: body}}
+}
+
 func (r *run) createChecklist(ctx context.Context) (string, error) {
 	n := len(r.checklists) + 1
 	name, revision := fmt.Sprintf("rel-%d", n), fmt.Sprintf("r%d", n)
 	r.checklists = append(r.checklists, runChecklist{name: name, revision: revision})
-	if err := r.w.Bed.Client.Create(ctx, r.checklist(name, revision)); err != nil {
+	cl := r.checklist(name, revision)
+	if r.gen >= 2 && n%2 == 0 {
+		// Made from the namespace's template (generation 1 made none: its lists and
+		// runs stay as they were).
+		cl.Spec.ChecklistBody = deployv1alpha1.ChecklistBody{}
+		cl.Spec.TemplateRef = &deployv1alpha1.TemplateRef{Kind: "ChecklistTemplate", Name: templateName}
+		name += " (from the template)"
+	}
+	if err := r.w.Bed.Client.Create(ctx, cl); err != nil {
 		r.checklists[len(r.checklists)-1].deleted = true
 		return name, err
 	}
@@ -414,6 +441,23 @@ func (r *run) apply(ctx context.Context, i int, e Event) {
 		a.Note, a.Err = r.createFreeze(ctx, e.For)
 	case EditChecklist:
 		a.Note, a.Err = r.editChecklist(ctx, e.Pick == 0)
+	case Template:
+		t := r.template(r.templateEdits%2 == 0)
+		switch e.Pick {
+		case 0:
+			r.templateEdits++
+			raw, err := json.Marshal(map[string]any{"spec": t.Spec})
+			if err != nil {
+				a.Err = err
+				return
+			}
+			a.Note = "edited: T-plus below " + *t.Spec.Template.Phases[1].Checks[0].Below
+			a.Err = c.Patch(ctx, t, client.RawPatch(types.MergePatchType, raw))
+		case 1:
+			a.Note, a.Err = "deleted", c.Delete(ctx, t)
+		default:
+			a.Note, a.Err = "created", c.Create(ctx, r.template(r.templateEdits%2 == 1))
+		}
 	case ReceiverDown:
 		path := r.receiverPath()
 		start := time.Now()
