@@ -160,6 +160,7 @@ func TestSeeds(t *testing.T) {
 	t.Logf("%d of %d seeds passed; %d events in %s (%.2f events/s), %d invariant checks (%.1f checks/s), %d at once",
 		passed, len(runs), events, elapsed.Round(time.Second), float64(events)/elapsed.Seconds(), checks,
 		float64(checks)/elapsed.Seconds(), *parallelFlag)
+	t.Logf("replicas that ended on their own and were started again: %v", world.SelfExits())
 	for _, res := range failed {
 		t.Errorf("%s", res.Report)
 		if *minimizeFlag {

@@ -35,8 +35,13 @@ type replica struct {
 	// restarting is set while a kill's restart is pending, so that a second kill
 	// meanwhile does nothing; stopped once stop was called: nothing starts it again.
 	restarting, stopped bool
-	// restarts are the kills' restarts in flight: stop waits for them.
+	// restarts are the kills' restarts in flight and the watch on the process: stop
+	// waits for them.
 	restarts sync.WaitGroup
+	// exits counts the times it ended on its own and was started again; onExit is told
+	// of a restart that failed.
+	exits  int
+	onExit func(error)
 }
 
 func (r *replica) start() error {
@@ -51,6 +56,21 @@ func (r *replica) startLocked() error {
 		return err
 	}
 	r.proc = p
+	// A replica that ends on its own (one that could not renew a shard's Lease in time
+	// exits, as a Deployment's restartPolicy would restart it) is started again.
+	r.restarts.Go(func() {
+		<-p.Done()
+		time.Sleep(time.Second)
+		r.mu.Lock()
+		defer r.mu.Unlock()
+		if r.proc != p || r.restarting || r.stopped {
+			return
+		}
+		r.exits++
+		if err := r.startLocked(); err != nil && r.onExit != nil {
+			r.onExit(err)
+		}
+	})
 	return nil
 }
 

@@ -172,6 +172,7 @@ func (w *World) startManagers(ctx context.Context) error {
 		}
 		r := &replica{name: filepath.Base(bin), bin: bin, args: managerArgs(w.Bed.Kubeconfig, port),
 			log: filepath.Join(w.Bed.Dir, filepath.Base(bin)+".log")}
+		r.onExit = func(err error) { w.log("restarting %s after it ended on its own: %v", r.name, err) }
 		if err := r.start(); err != nil {
 			return err
 		}
@@ -303,6 +304,18 @@ func (w *World) Outages() []outage {
 	w.promMu.Lock()
 	defer w.promMu.Unlock()
 	return append([]outage(nil), w.outages...)
+}
+
+// SelfExits says how many times each replica ended on its own (not by a kill) and was
+// started again.
+func (w *World) SelfExits() map[string]int {
+	out := map[string]int{}
+	for _, r := range w.replicas {
+		r.mu.Lock()
+		out[r.name] = r.exits
+		r.mu.Unlock()
+	}
+	return out
 }
 
 // ManagerLogs are the replicas' log files.
