@@ -528,40 +528,48 @@ func replicaOf(userAgent string) string {
 }
 
 // successOnlyForAVerifiedRelease is invariant 4: a checklist reports Succeeded only
-// when it released a template, that template served (had available pods) through
-// every T-plus phase, and the sign-off its gate requires was counted: verified by the
-// webhook, given by a user with the right, and bound to the released template. No
-// sign-off that counts is anyone else's.
+// when it released a template, the sign-off its gate requires was counted when it
+// released (verified by the webhook, given by a user with the right, bound to the
+// released template: a sign-off revoked after T-0 takes nothing back), and that
+// template served (had available pods) through every T-plus phase. No sign-off that
+// counts, in any version, is anyone else's.
+//
+//nolint:gocyclo // one invariant over one history, read top to bottom
 func (r *run) successOnlyForAVerifiedRelease(h *history) *Violation {
 	const name = "4 (Succeeded only for a verified release)"
 	for _, cl := range h.order {
+		// signedAtRelease: the first version that records the release counted a
+		// sign-off bound to it.
+		releasedSeen, signedAtRelease := false, false
 		for _, s := range h.checklists[cl] {
 			st := s.Obj.Status
+			fail := func(format string, args ...any) *Violation {
+				return &Violation{Invariant: name, At: s.At, Message: fmt.Sprintf("checklist %s, %s at %s: ", cl, st.Phase,
+					r.since(s.At)) + fmt.Sprintf(format, args...)}
+			}
+			for _, a := range st.Approvals {
+				if a.NotCounted == "" && (!rightful[a.Approver] || !a.Verified) {
+					return fail("the sign-off of %s by %s (verified=%v) counts", a.Role, a.Approver, a.Verified)
+				}
+			}
+			if !releasedSeen && st.Target != nil && st.Target.ReleasedTemplateHash != "" {
+				releasedSeen = true
+				for _, a := range st.Approvals {
+					if a.NotCounted == "" && a.Role == role &&
+						gate.SameTemplate(a.CandidateTemplateHash, st.Target.ReleasedTemplateHash) {
+						signedAtRelease = true
+					}
+				}
+			}
 			if st.Phase != deployv1alpha1.PhaseSucceeded {
 				continue
-			}
-			fail := func(format string, args ...any) *Violation {
-				return &Violation{Invariant: name, At: s.At, Message: fmt.Sprintf("checklist %s, Succeeded at %s: ", cl,
-					r.since(s.At)) + fmt.Sprintf(format, args...)}
 			}
 			if st.Target == nil || st.Target.ReleasedTemplateHash == "" {
 				return fail("it released no template")
 			}
 			released := st.Target.ReleasedTemplateHash
-			signed := false
-			for _, a := range st.Approvals {
-				if a.NotCounted != "" {
-					continue
-				}
-				if !rightful[a.Approver] || !a.Verified {
-					return fail("the sign-off of %s by %s (verified=%v) counts", a.Role, a.Approver, a.Verified)
-				}
-				if a.Role == role && gate.SameTemplate(a.CandidateTemplateHash, released) {
-					signed = true
-				}
-			}
-			if !signed {
-				return fail("no counted %s sign-off bound to the released template %s (approvals: %+v)", role, released,
+			if !signedAtRelease {
+				return fail("when it released %s, no counted %s sign-off was bound to it (approvals now: %+v)", released, role,
 					st.Approvals)
 			}
 			for _, p := range st.Phases {

@@ -201,15 +201,15 @@ func (r *run) setup(ctx context.Context) error {
 		return err
 	}
 	r.images = append(r.images, "app:v0-good")
-	if err := c.Create(ctx, r.template(false)); err != nil {
-		return err
-	}
-	if err := c.Create(ctx, &deployv1alpha1.NotificationPolicy{
+	// Through the webhooks, which another run's fault may keep unreachable for a while.
+	for _, obj := range []client.Object{r.template(false), &deployv1alpha1.NotificationPolicy{
 		ObjectMeta: metav1.ObjectMeta{Namespace: r.ns, Name: "chaos"},
 		Spec: deployv1alpha1.NotificationPolicySpec{Receivers: []deployv1alpha1.NotificationReceiver{{
 			Name: "hook", Webhook: &deployv1alpha1.WebhookReceiver{URL: r.w.Receiver.URL + r.receiverPath()}}}},
-	}); err != nil {
-		return err
+	}} {
+		if err := poll(ctx, time.Minute, func() error { return client.IgnoreAlreadyExists(c.Create(ctx, obj)) }); err != nil {
+			return err
+		}
 	}
 	// As stored, with the API server's defaults: what the ReplicaSets carry.
 	r.inv.initialHash = gate.TemplateHash(&d.Spec.Template)
