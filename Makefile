@@ -104,7 +104,8 @@ test-loaded: ## Run make test RUNS (5) times, each beside a make demo in a loop;
 
 # make chaos: SEEDS random orders of LENGTH events each, PARALLEL at once on one test bed,
 # against two replicas of the real manager (test/chaos, docs/reliability.md). FROM is the
-# first seed; MINIMIZE=1 shrinks each failing seed's events (reruns it many times).
+# first seed; MINIMIZE=1 shrinks each failing seed's events (reruns it many times); GEN
+# draws with an earlier generation of the generator (the current one when empty).
 SEEDS ?= 20
 PARALLEL ?= 4
 LENGTH ?= 30
@@ -113,7 +114,7 @@ FROM ?= 1
 .PHONY: chaos
 chaos: testbins ## Run SEEDS random orders of events (PARALLEL at once) and check the gate's invariants; prints events/s, checks and seeds passed.
 	env $(TESTBINS_ENV) go test ./test/chaos -run TestSeeds -count=1 -timeout 0 -v -chaos.seeds=$(SEEDS) \
-		-chaos.parallel=$(PARALLEL) -chaos.length=$(LENGTH) -chaos.from=$(FROM) $(if $(MINIMIZE),-chaos.minimize)
+		-chaos.parallel=$(PARALLEL) -chaos.length=$(LENGTH) -chaos.from=$(FROM) $(if $(MINIMIZE),-chaos.minimize) $(if $(GEN),-chaos.gen=$(GEN))
 
 FUZZTIME ?= 10s
 FUZZ_TARGETS = ./internal/approval:FuzzParseEntry ./internal/checklist:FuzzParseThreshold \

@@ -452,7 +452,8 @@ type Verdict struct {
 //   - a template a checklist rolled back is refused, naming the checklist; so is the
 //     one the stored Deployment (old) is marked as rolled back by a checklist that
 //     exists, whatever phase the checklists as read still show;
-//   - while the active checklist holds the Deployment before T-0, it stays paused;
+//   - while the active checklist holds the Deployment before T-0, it stays paused (a
+//     new template under the admission's hold is marked as the change it holds);
 //   - a new template nothing released is held (paused in the same write), or refused
 //     while the Deployment is between two versions, where a pause would freeze both;
 //   - a resume of a held template is turned back into a pause;
@@ -494,6 +495,12 @@ func Admit(old *Deployment, cur *Deployment, cls []Checklist) Verdict {
 		if !cur.Paused {
 			return Verdict{HeldBy: deployv1alpha1.HeldByChecklist(active.Name),
 				Hold: fmt.Sprintf("held by checklist %s until T-0", active.Name)}
+		}
+		if changed && cur.HeldBy == deployv1alpha1.HeldByAdmission && !SameTemplate(cur.HeldTemplate, cur.TemplateHash) &&
+			!releasable(cur, cur.TemplateHash, cls, active) {
+			// The checklist kept the admission's hold as it found it: that hold now holds
+			// this change, and its marks name it (they outlive the checklist).
+			return Verdict{HeldBy: deployv1alpha1.HeldByAdmission, Hold: heldReason(cur, active), HeldTemplate: cur.TemplateHash}
 		}
 		return Verdict{}
 	}

@@ -23,6 +23,7 @@ import (
 
 	deployv1alpha1 "github.com/tminus-dev/tminus/api/v1alpha1"
 	engine "github.com/tminus-dev/tminus/internal/checklist"
+	"github.com/tminus-dev/tminus/internal/gate"
 	"github.com/tminus-dev/tminus/internal/plugin"
 	"github.com/tminus-dev/tminus/internal/prometheus"
 	"github.com/tminus-dev/tminus/test/testbed"
@@ -387,6 +388,56 @@ func TestScalingRestartAndUndoGoThroughOnAGatedDeployment(t *testing.T) {
 	g.Expect(err).NotTo(HaveOccurred(), out)
 	g.Expect(get(t, d).Spec.Paused).To(BeFalse())
 	waitRolledOut(t, d, "checkout:v0")
+}
+
+// TestASecondImagePushedWhileAChecklistHoldsTheFirstIsMarkedAsTheChangeHeld: v2 is
+// pushed with no checklist (held at admission, marked as the change held); a checklist
+// is created and takes the hold as it finds it (paused, in the admission's name); v3 is
+// pushed before T-0; the checklist is deleted. v3 stays held (it never ran), and the
+// hold names v3, the template it holds, not v2 (found by test/chaos, seed 2: the write
+// of v3 was admitted paused with the marks of v2 left on it).
+func TestASecondImagePushedWhileAChecklistHoldsTheFirstIsMarkedAsTheChangeHeld(t *testing.T) {
+	t.Parallel()
+	g := NewWithT(t)
+	ns := newNamespace(t)
+	d := gated(t, ns, "checkout:v1")
+	v2 := setImage(t, d, "checkout:v2")
+	g.Expect(v2.Spec.Paused).To(BeTrue())
+	g.Expect(v2.Annotations).To(HaveKeyWithValue(deployv1alpha1.HeldTemplateAnnotation, gate.TemplateHash(&v2.Spec.Template)))
+
+	c := release(ns, "v2", 2*time.Second)
+	g.Expect(bed.Client.Create(context.Background(), c)).To(Succeed())
+	// The manager's cache (what the webhook reads first) shows the checklist holding
+	// before T-0.
+	g.Eventually(func(g Gomega) {
+		var cur deployv1alpha1.DeploymentChecklist
+		g.Expect(cached.Get(context.Background(), client.ObjectKeyFromObject(c), &cur)).To(Succeed())
+		g.Expect(cur.Status.Target).NotTo(BeNil())
+		g.Expect(cur.Status.Target.CapturedAt).NotTo(BeNil())
+		g.Expect(cur.Status.Target.CandidateImages).To(Equal([]string{"checkout:v2"}))
+	}, time.Minute, 100*time.Millisecond).Should(Succeed())
+
+	v3 := setImage(t, d, "checkout:v3")
+	g.Expect(v3.Spec.Paused).To(BeTrue())
+	g.Expect(v3.Annotations).To(HaveKeyWithValue(deployv1alpha1.HeldTemplateAnnotation, gate.TemplateHash(&v3.Spec.Template)),
+		"the write of v3 is marked as the change it holds")
+	g.Expect(v3.Annotations[deployv1alpha1.HoldReasonAnnotation]).To(ContainSubstring("checkout:v3"))
+
+	g.Expect(bed.Client.Delete(context.Background(), c)).To(Succeed())
+	g.Eventually(func(g Gomega) {
+		var cur deployv1alpha1.DeploymentChecklist
+		err := bed.Client.Get(context.Background(), client.ObjectKeyFromObject(c), &cur)
+		g.Expect(client.IgnoreNotFound(err)).To(Succeed())
+		g.Expect(err).To(HaveOccurred())
+	}, 30*time.Second, 100*time.Millisecond).Should(Succeed())
+	g.Consistently(func(g Gomega) {
+		cur := get(t, d)
+		g.Expect(cur.Spec.Paused).To(BeTrue())
+		g.Expect(cur.Annotations).To(HaveKeyWithValue(deployv1alpha1.HeldByAnnotation, deployv1alpha1.HeldByAdmission))
+		g.Expect(cur.Annotations).To(HaveKeyWithValue(deployv1alpha1.HeldTemplateAnnotation, gate.TemplateHash(&v3.Spec.Template)))
+		g.Expect(cur.Annotations[deployv1alpha1.HoldReasonAnnotation]).To(ContainSubstring("checkout:v3"))
+	}, 2*time.Second, 200*time.Millisecond).Should(Succeed())
+	g.Expect(replicaSetImages(g, ns)).To(ConsistOf("checkout:v1"), "neither v2 nor v3 ran")
 }
 
 func TestASecondLiveChecklistIsRefusedNamingTheFirst(t *testing.T) {

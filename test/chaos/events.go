@@ -43,19 +43,57 @@ const (
 	KillManager
 	// Wait lets time pass.
 	Wait
+	// Freeze creates a ChangeFreeze of the run's namespace whose one window opens a
+	// moment later and ends by itself after a while (its exception: one sign-off of
+	// the release-manager role).
+	Freeze
+	// Unfreeze deletes the newest freeze.
+	Unfreeze
+	// BreakGlass gives the newest checklist the freeze's exception: a reason and
+	// alice's release-manager sign-off.
+	BreakGlass
+	// ReceiverDown makes the run's notification receiver answer 503 for a while.
+	ReceiverDown
+	// PrometheusFault makes the Prometheus the managers ask (through a proxy; the
+	// real one runs on) answer 503, slowly, NaN or with two series, for a while.
+	PrometheusFault
+	// WebhookDown makes the webhook front refuse every connection for a while: the
+	// API server cannot reach either replica's webhooks.
+	WebhookDown
+	// EditChecklist edits the newest checklist as its GitOps tool would: a new
+	// revision (the sign-offs given name the old one), or the T-plus threshold moved.
+	EditChecklist
+	// Template edits the namespace's ChecklistTemplate (the T-plus threshold moved),
+	// deletes it, or creates it again: from generation 2, every other checklist is made
+	// from it.
+	Template
 	kinds
 )
 
 var kindNames = [kinds]string{"push", "create-checklist", "sign-off", "revoke", "delete-checklist", "self-heal",
-	"undo", "restart", "resume", "scale", "prometheus-down", "kill-manager", "wait"}
+	"undo", "restart", "resume", "scale", "prometheus-down", "kill-manager", "wait", "freeze", "unfreeze", "break-glass",
+	"receiver-down", "prometheus-fault", "webhook-down", "edit-checklist", "template"}
 
 func (k Kind) String() string { return kindNames[k] }
 
-// weights of each kind in a generated list (out of their sum).
-var weights = [kinds]int{
-	Push: 14, CreateChecklist: 8, SignOff: 13, Revoke: 3, DeleteChecklist: 4, SelfHeal: 4,
-	Undo: 3, Restart: 2, Resume: 2, Scale: 3, PrometheusDown: 3, KillManager: 3, Wait: 6,
+// Weights are how often each kind is drawn (out of their sum).
+type Weights [kinds]int
+
+// Generations of the generator: a seed gives the same list for ever within one. A new
+// kind of event gets a new generation, and the seeds kept under an earlier one replay
+// the lists they were found with (the kinds are drawn by their weights in order, so a
+// kind of weight 0 after the others leaves the draws of the others as they were).
+var generations = []Weights{
+	1: {Push: 14, CreateChecklist: 8, SignOff: 13, Revoke: 3, DeleteChecklist: 4, SelfHeal: 4,
+		Undo: 3, Restart: 2, Resume: 2, Scale: 3, PrometheusDown: 3, KillManager: 3, Wait: 6},
+	2: {Push: 14, CreateChecklist: 8, SignOff: 13, Revoke: 3, DeleteChecklist: 4, SelfHeal: 4,
+		Undo: 3, Restart: 2, Resume: 2, Scale: 3, PrometheusDown: 2, KillManager: 3, Wait: 6,
+		Freeze: 3, Unfreeze: 1, BreakGlass: 2, ReceiverDown: 2, PrometheusFault: 2, WebhookDown: 2,
+		EditChecklist: 2, Template: 2},
 }
+
+// currentGeneration is the generator random seeds are drawn with.
+const currentGeneration = 2
 
 // Event is one step of a run. Which fields mean something depends on Kind.
 type Event struct {
@@ -74,6 +112,8 @@ type Event struct {
 	// Replica of the manager killed (0 or 1); Term sends SIGTERM instead of SIGKILL.
 	Replica int
 	Term    bool
+	// Fault is what Prometheus answers (PrometheusFault).
+	Fault PromFault
 	// For is how long a fault or a wait lasts.
 	For time.Duration
 	// Pause is the time after the event before the next one (invariants are checked
@@ -94,10 +134,16 @@ func (e Event) String() string {
 		b.WriteString(map[bool]string{true: " alice(approver)", false: " mallory(no right)"}[e.Right])
 	case SelfHeal:
 		fmt.Fprintf(&b, " pick=%d", e.Pick)
+	case EditChecklist:
+		b.WriteString(map[bool]string{true: " revision", false: " threshold"}[e.Pick == 0])
+	case Template:
+		b.WriteString([]string{" edit", " delete", " create"}[e.Pick])
 	case Scale:
 		fmt.Fprintf(&b, " %d", e.Replicas)
-	case PrometheusDown, Wait:
+	case PrometheusDown, Wait, Freeze, ReceiverDown, WebhookDown:
 		fmt.Fprintf(&b, " %s", e.For)
+	case PrometheusFault:
+		fmt.Fprintf(&b, " %s %s", e.Fault, e.For)
 	case KillManager:
 		fmt.Fprintf(&b, " %c %s, back after %s", 'a'+rune(e.Replica), map[bool]string{true: "SIGTERM",
 			false: "SIGKILL"}[e.Term], e.For)
@@ -106,9 +152,10 @@ func (e Event) String() string {
 	return b.String()
 }
 
-// Generate is the seed's event list: n events drawn with the kinds' weights. The same
-// seed always gives the same list.
-func Generate(seed uint64, n int) []Event {
+// Generate is the seed's event list: n events drawn with the kinds' weights of the
+// generation gen. The same seed and generation always give the same list.
+func Generate(gen int, seed uint64, n int) []Event {
+	weights := generations[gen]
 	r := rand.New(rand.NewPCG(seed, seed^0x7a11c0de))
 	total := 0
 	for _, w := range weights {
@@ -140,6 +187,19 @@ func Generate(seed uint64, n int) []Event {
 			e.For = time.Duration(r.IntN(4000)) * time.Millisecond
 		case Wait:
 			e.For = time.Duration(1+r.IntN(4)) * time.Second
+		case Freeze:
+			e.For = time.Duration(5+r.IntN(16)) * time.Second
+		case ReceiverDown:
+			e.For = time.Duration(3+r.IntN(8)) * time.Second
+		case PrometheusFault:
+			e.For = time.Duration(2+r.IntN(5)) * time.Second
+			e.Fault = PromFault(r.IntN(int(promFaults)))
+		case WebhookDown:
+			e.For = time.Duration(2+r.IntN(7)) * time.Second
+		case EditChecklist:
+			e.Pick = r.IntN(2)
+		case Template:
+			e.Pick = r.IntN(3)
 		}
 		out = append(out, e)
 	}

@@ -1,12 +1,14 @@
 package chaos
 
 import (
+	"bytes"
 	"fmt"
 	"slices"
 	"strings"
 	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	deployv1alpha1 "github.com/tminus-dev/tminus/api/v1alpha1"
 	"github.com/tminus-dev/tminus/internal/gate"
@@ -38,9 +40,28 @@ const (
 	// still open.
 	settleMin   = 10 * time.Second
 	settleLimit = 90 * time.Second
+	// servedSlack: the released template's serving is judged from this long after a
+	// T-plus phase opened to this long before it passed (status times have a second's
+	// resolution; the watch tells of a ReplicaSet a moment late).
+	servedSlack = 2 * time.Second
+	// freezeSlack: a T-0 or release stamped this long after a window opened counts as
+	// inside it (stamps have a second's resolution).
+	freezeSlack = time.Second
+	// notifyWithin: a checklist's end reaches its receiver within this after it ended
+	// or the receiver came back (a retry's backoff, a killed replica's lease);
+	// recordWithin: its record is written within this.
+	notifyWithin = time.Minute
+	recordWithin = 30 * time.Second
+	// sentSlack: a message status says was sent this long ago was accepted by the
+	// receiver (sentAt has a second's resolution).
+	sentSlack = 3 * time.Second
 	// checksPerRound is the number of invariants each round evaluates.
-	checksPerRound = 6
+	checksPerRound = 10
 )
+
+// rightful are the users who hold the approve right (World.addUsers): a sign-off that
+// counts is theirs.
+var rightful = map[string]bool{approver: true}
 
 // Violation is an invariant broken.
 type Violation struct {
@@ -79,6 +100,10 @@ func (r *run) check() (v *Violation, pending time.Time) {
 			func() (*Violation, time.Time) { return r.onlyReleasedTemplatesRun(h, now) },
 			func() (*Violation, time.Time) { return r.rollbackRestoresAndStaysQuiet(h, writes, now) },
 			func() (*Violation, time.Time) { return r.noUnexplainedPause(h, now) },
+			func() (*Violation, time.Time) { return r.successOnlyForAVerifiedRelease(h), time.Time{} },
+			func() (*Violation, time.Time) { return resolvedOnce(h), time.Time{} },
+			func() (*Violation, time.Time) { return r.noReleaseInsideAFreeze(h), time.Time{} },
+			func() (*Violation, time.Time) { return r.notifiedOnceAndRecordedOnce(h, now) },
 			func() (*Violation, time.Time) { return r.outageNeitherPassesNorRollsBack(h, outages, now) },
 			func() (*Violation, time.Time) { return r.writesWithinLeaseTerms(writes, leases) },
 		} {
@@ -500,4 +525,278 @@ func (r *run) writesWithinLeaseTerms(writes []testbed.AuditEvent, leases map[str
 func replicaOf(userAgent string) string {
 	name, _, _ := strings.Cut(userAgent, "/")
 	return strings.TrimPrefix(name, userAgentPrefix)
+}
+
+// successOnlyForAVerifiedRelease is invariant 4: a checklist reports Succeeded only
+// when it released a template, the sign-off its gate requires was counted when it
+// released (verified by the webhook, given by a user with the right, bound to the
+// released template: a sign-off revoked after T-0 takes nothing back), and that
+// template served (had available pods) through every T-plus phase. No sign-off that
+// counts, in any version, is anyone else's.
+//
+//nolint:gocyclo // one invariant over one history, read top to bottom
+func (r *run) successOnlyForAVerifiedRelease(h *history) *Violation {
+	const name = "4 (Succeeded only for a verified release)"
+	for _, cl := range h.order {
+		// signedAtRelease: the first version that records the release counted a
+		// sign-off bound to it.
+		releasedSeen, signedAtRelease := false, false
+		for _, s := range h.checklists[cl] {
+			st := s.Obj.Status
+			fail := func(format string, args ...any) *Violation {
+				return &Violation{Invariant: name, At: s.At, Message: fmt.Sprintf("checklist %s, %s at %s: ", cl, st.Phase,
+					r.since(s.At)) + fmt.Sprintf(format, args...)}
+			}
+			for _, a := range st.Approvals {
+				if a.NotCounted == "" && (!rightful[a.Approver] || !a.Verified) {
+					return fail("the sign-off of %s by %s (verified=%v) counts", a.Role, a.Approver, a.Verified)
+				}
+			}
+			if !releasedSeen && st.Target != nil && st.Target.ReleasedTemplateHash != "" {
+				releasedSeen = true
+				for _, a := range st.Approvals {
+					if a.NotCounted == "" && a.Role == role &&
+						gate.SameTemplate(a.CandidateTemplateHash, st.Target.ReleasedTemplateHash) {
+						signedAtRelease = true
+					}
+				}
+			}
+			if st.Phase != deployv1alpha1.PhaseSucceeded {
+				continue
+			}
+			if st.Target == nil || st.Target.ReleasedTemplateHash == "" {
+				return fail("it released no template")
+			}
+			released := st.Target.ReleasedTemplateHash
+			if !signedAtRelease {
+				return fail("when it released %s, no counted %s sign-off was bound to it (approvals now: %+v)", released, role,
+					st.Approvals)
+			}
+			for _, p := range st.Phases {
+				if !strings.HasPrefix(p.Name, "T+") {
+					continue
+				}
+				if p.State != deployv1alpha1.PhaseStatePassed || p.OpenedAt == nil || p.CompletedAt == nil {
+					return fail("T-plus phase %s is %s", p.Name, p.State)
+				}
+				from, to := p.OpenedAt.Add(servedSlack), p.CompletedAt.Add(-servedSlack)
+				for _, t := range servingChanges(h, from, to) {
+					if serving := servingAt(h, t); serving[released] == 0 {
+						return fail("its released template %s had no available pod at %s, inside phase %s [%s, %s] "+
+							"(serving: %v)", released, r.since(t), p.Name, r.since(p.OpenedAt.Time), r.since(p.CompletedAt.Time),
+							serving)
+					}
+				}
+			}
+			break
+		}
+	}
+	return nil
+}
+
+// servingChanges are the moments in [from, to] at which what serves may have changed
+// (from itself, and every ReplicaSet version seen in between).
+func servingChanges(h *history, from, to time.Time) []time.Time {
+	if to.Before(from) {
+		return nil
+	}
+	out := []time.Time{from}
+	for _, vs := range h.replicaSets {
+		for _, s := range vs {
+			if s.At.After(from) && !s.At.After(to) {
+				out = append(out, s.At)
+			}
+		}
+	}
+	return out
+}
+
+// noReleaseInsideAFreeze is invariant 5: no checklist reaches T-0 or releases while a
+// freeze the run created holds (from its window's start until its end or its
+// deletion) without a recorded break-glass, whose approvers all hold the right.
+func (r *run) noReleaseInsideAFreeze(h *history) *Violation {
+	const name = "5 (no T-0 inside a freeze without a break-glass)"
+	frozen := func(t time.Time) string {
+		for _, f := range r.freezes {
+			until := f.end
+			if !f.deleted.IsZero() && f.deleted.Before(until) {
+				until = f.deleted
+			}
+			if !t.Before(f.start.Add(freezeSlack)) && !t.Add(time.Second).After(until) {
+				return f.name
+			}
+		}
+		return ""
+	}
+	for _, cl := range h.order {
+		broke := false
+		for _, s := range h.checklists[cl] {
+			if bg := s.Obj.Status.BreakGlass; bg != nil {
+				broke = true
+				for _, a := range bg.Approvers {
+					if !rightful[a] {
+						return &Violation{Invariant: name, At: s.At, Message: fmt.Sprintf(
+							"checklist %s recorded a break-glass approved by %s, who holds no right", cl, a)}
+					}
+				}
+			}
+		}
+		if broke {
+			continue
+		}
+		for _, s := range h.checklists[cl] {
+			t := s.Obj.Status.Target
+			if t == nil {
+				continue
+			}
+			for what, at := range map[string]*metav1.Time{"reached T-0": t.T0At, "released": t.ReleasedAt} {
+				if at == nil {
+					continue
+				}
+				if f := frozen(at.Time); f != "" {
+					return &Violation{Invariant: name, At: at.Time, Message: fmt.Sprintf(
+						"checklist %s %s at %s, inside freeze %s, with no break-glass recorded", cl, what, r.since(at.Time), f)}
+				}
+			}
+		}
+	}
+	return nil
+}
+
+// notification is what invariant 7 reads of a message the receiver took.
+type notification struct {
+	ID        string `json:"id"`
+	Key       string `json:"key"`
+	Checklist struct {
+		Name string `json:"name"`
+		UID  string `json:"uid"`
+	} `json:"checklist"`
+}
+
+// notifiedOnceAndRecordedOnce is invariant 7: every message the receiver took for one
+// transition of one checklist carries one delivery id (a resend after a manager died
+// mid-send repeats it); a message status reports sent was accepted; a checklist that
+// ended (and was not deleted soon after) has its end accepted by the receiver within
+// notifyWithin of the end or of the receiver's return, and its record within
+// recordWithin; no checklist has two records, and every record was written by a
+// manager replica.
+//
+//nolint:gocyclo // one invariant over one history, read top to bottom
+func (r *run) notifiedOnceAndRecordedOnce(h *history, now time.Time) (*Violation, time.Time) {
+	const name = "7 (each notification reaches its receiver once; each ended release has one record, by tminus)"
+	fail := func(at time.Time, format string, args ...any) (*Violation, time.Time) {
+		return &Violation{Invariant: name, At: at, Message: fmt.Sprintf(format, args...)}, time.Time{}
+	}
+	ids := map[string]string{}
+	accepted := map[string]bool{}
+	for _, rec := range r.w.Receiver.Received(r.receiverPath()) {
+		var m notification
+		if err := rec.Decode(&m); err != nil {
+			return fail(now, "the receiver took a message it cannot read: %v", err)
+		}
+		k := m.Checklist.UID + "/" + m.Key
+		if id, ok := ids[k]; ok && id != m.ID {
+			return fail(now, "checklist %s's transition %s reached the receiver under two delivery ids, %s and %s",
+				m.Checklist.Name, m.Key, id, m.ID)
+		}
+		ids[k] = m.ID
+		if rec.Answered/100 == 2 {
+			accepted[k] = true
+		}
+	}
+	back := time.Time{}
+	for _, o := range r.receiverDown {
+		back = later(back, o.Ready)
+	}
+	var pending time.Time
+	byChecklist := map[string][]string{}
+	for cmName, vs := range h.records {
+		s, _ := latest(vs)
+		if s.Deleted {
+			continue
+		}
+		cl := s.Obj.Labels[recordChecklistLabel]
+		byChecklist[cl] = append(byChecklist[cl], cmName)
+		if len(byChecklist[cl]) > 1 {
+			return fail(s.At, "checklist %s has two records: %v", cl, byChecklist[cl])
+		}
+		if mf := s.Obj.ManagedFields; len(mf) == 0 || !strings.HasPrefix(mf[0].Manager, userAgentPrefix) {
+			return fail(s.At, "record %s of checklist %s was not written by a manager replica (managed fields: %+v)", cmName,
+				cl, mf)
+		}
+	}
+	for _, cl := range h.order {
+		var ended, gone time.Time
+		var obj *deployv1alpha1.DeploymentChecklist
+		for _, s := range h.checklists[cl] {
+			st := s.Obj.Status
+			if ended.IsZero() && gate.Terminal(st.Phase) &&
+				(st.Phase != deployv1alpha1.PhaseRolledBack || st.Target == nil || st.Target.RestoredAt != nil ||
+					st.Rollback == nil || st.Rollback.DryRun) {
+				ended = s.At
+			}
+			if gone.IsZero() && (s.Deleted || s.Obj.DeletionTimestamp != nil) {
+				gone = s.At
+			}
+			obj = s.Obj
+		}
+		if obj == nil {
+			continue
+		}
+		uid := string(obj.UID)
+		for _, n := range obj.Status.Notifications {
+			if n.State == deployv1alpha1.NotificationSent && n.SentAt != nil && n.SentAt.Add(sentSlack).Before(now) &&
+				!accepted[uid+"/"+n.Key] {
+				return fail(n.SentAt.Time,
+					"checklist %s: status says %s was sent to %s at %s; the receiver accepted no such message",
+					cl, n.Key, n.Receiver, r.since(n.SentAt.Time))
+			}
+		}
+		if ended.IsZero() {
+			continue
+		}
+		end := string(obj.Status.Phase)
+		if due := later(ended, back).Add(notifyWithin); gone.IsZero() || gone.After(due) {
+			if !accepted[uid+"/"+end] {
+				if now.Before(due) {
+					pending = later(pending, due)
+				} else {
+					return fail(due, "checklist %s ended %s at %s; the receiver accepted no %s message by %s", cl, end,
+						r.since(ended), end, r.since(due))
+				}
+			}
+		}
+		if due := ended.Add(recordWithin); (gone.IsZero() || gone.After(due)) && len(byChecklist[cl]) == 0 {
+			if now.Before(due) {
+				pending = later(pending, due)
+			} else {
+				return fail(due, "checklist %s ended %s at %s; no record of it by %s", cl, end, r.since(ended), r.since(due))
+			}
+		}
+	}
+	return nil, pending
+}
+
+// resolvedOnce is invariant 4b: a checklist made from a template walks what the
+// template said when it was resolved: status.resolved, once written, never changes
+// (editing or deleting the template never changes a release in flight).
+func resolvedOnce(h *history) *Violation {
+	for _, cl := range h.order {
+		var first []byte
+		for _, s := range h.checklists[cl] {
+			res := s.Obj.Status.Resolved
+			if res == nil || len(res.Raw) == 0 {
+				continue
+			}
+			if first == nil {
+				first = res.Raw
+				continue
+			}
+			if !bytes.Equal(first, res.Raw) {
+				return &Violation{Invariant: "4b (a checklist made from a template walks what it was resolved to)", At: s.At,
+					Message: fmt.Sprintf("checklist %s's status.resolved changed:\n  was %s\n  now %s", cl, first, res.Raw)}
+			}
+		}
+	}
+	return nil
 }

@@ -1,12 +1,8 @@
 package chaos
 
 import (
-	"fmt"
 	"io"
 	"net"
-	"os"
-	"os/exec"
-	"path/filepath"
 	"strconv"
 	"sync"
 	"syscall"
@@ -27,34 +23,7 @@ const (
 	userAgentPrefix = "tminus-chaos-"
 )
 
-// buildManager builds the manager (cmd/) once under each name.
-func buildManager(dir string, names ...string) ([]string, error) {
-	root, err := testbed.RepoRoot()
-	if err != nil {
-		return nil, err
-	}
-	first := filepath.Join(dir, names[0])
-	build := exec.Command("go", "build", "-o", first, "./cmd")
-	build.Dir = root
-	if out, err := build.CombinedOutput(); err != nil {
-		return nil, fmt.Errorf("building the manager: %w\n%s", err, out)
-	}
-	raw, err := os.ReadFile(first)
-	if err != nil {
-		return nil, err
-	}
-	paths := []string{first}
-	for _, n := range names[1:] {
-		p := filepath.Join(dir, n)
-		if err := os.WriteFile(p, raw, 0o755); err != nil {
-			return nil, err
-		}
-		paths = append(paths, p)
-	}
-	return paths, nil
-}
-
-// replica is one manager process, killed and started again by the run's faults.
+// replica is one manager process, killed and started again by the runs' faults.
 type replica struct {
 	name string
 	bin  string
@@ -62,11 +31,17 @@ type replica struct {
 	log  string
 
 	mu   sync.Mutex
-	cmd  *exec.Cmd
-	done chan struct{}
+	proc *testbed.Process
 	// restarting is set while a kill's restart is pending, so that a second kill
-	// meanwhile does nothing.
-	restarting bool
+	// meanwhile does nothing; stopped once stop was called: nothing starts it again.
+	restarting, stopped bool
+	// restarts are the kills' restarts in flight and the watch on the process: stop
+	// waits for them.
+	restarts sync.WaitGroup
+	// exits counts the times it ended on its own and was started again; onExit is told
+	// of a restart that failed.
+	exits  int
+	onExit func(error)
 }
 
 func (r *replica) start() error {
@@ -76,24 +51,26 @@ func (r *replica) start() error {
 }
 
 func (r *replica) startLocked() error {
-	logFile, err := os.OpenFile(r.log, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+	p, err := testbed.StartProcess(r.log, r.bin, r.args...)
 	if err != nil {
 		return err
 	}
-	cmd := exec.Command(r.bin, r.args...)
-	cmd.Stdout, cmd.Stderr = logFile, logFile
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	if err := cmd.Start(); err != nil {
-		_ = logFile.Close()
-		return err
-	}
-	done := make(chan struct{})
-	go func() {
-		_ = cmd.Wait()
-		_ = logFile.Close()
-		close(done)
-	}()
-	r.cmd, r.done = cmd, done
+	r.proc = p
+	// A replica that ends on its own (one that could not renew a shard's Lease in time
+	// exits, as a Deployment's restartPolicy would restart it) is started again.
+	r.restarts.Go(func() {
+		<-p.Done()
+		time.Sleep(time.Second)
+		r.mu.Lock()
+		defer r.mu.Unlock()
+		if r.proc != p || r.restarting || r.stopped {
+			return
+		}
+		r.exits++
+		if err := r.startLocked(); err != nil && r.onExit != nil {
+			r.onExit(err)
+		}
+	})
 	return nil
 }
 
@@ -102,29 +79,30 @@ func (r *replica) startLocked() error {
 func (r *replica) kill(sig syscall.Signal, back time.Duration, onErr func(error)) bool {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if r.restarting || r.cmd == nil {
+	if r.restarting || r.stopped || r.proc == nil {
 		return false
 	}
-	_ = r.cmd.Process.Signal(sig)
-	done := r.done
+	p := r.proc
+	_ = p.Signal(sig)
 	r.restarting = true
-	go func() {
+	r.restarts.Go(func() {
 		select {
-		case <-done:
+		case <-p.Done():
 		case <-time.After(15 * time.Second): // a SIGTERM that does not end it
-			r.mu.Lock()
-			_ = r.cmd.Process.Kill()
-			r.mu.Unlock()
-			<-done
+			_ = p.Signal(syscall.SIGKILL)
+			<-p.Done()
 		}
 		time.Sleep(back)
 		r.mu.Lock()
 		defer r.mu.Unlock()
 		r.restarting = false
+		if r.stopped {
+			return
+		}
 		if err := r.startLocked(); err != nil && onErr != nil {
 			onErr(err)
 		}
-	}()
+	})
 	return true
 }
 
@@ -132,18 +110,20 @@ func (r *replica) kill(sig syscall.Signal, back time.Duration, onErr func(error)
 func (r *replica) up() bool {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	return !r.restarting && r.cmd != nil
+	return !r.restarting && !r.stopped && r.proc != nil
 }
 
+// stop kills the replica and waits for a pending restart to give up.
 func (r *replica) stop() {
 	r.mu.Lock()
-	cmd, done := r.cmd, r.done
-	r.cmd = nil
+	p := r.proc
+	r.proc, r.stopped = nil, true
 	r.mu.Unlock()
-	if cmd != nil {
-		_ = cmd.Process.Kill()
-		<-done
+	if p != nil {
+		_ = p.Signal(syscall.SIGKILL)
+		<-p.Done()
 	}
+	r.restarts.Wait()
 }
 
 // managerArgs are a replica's flags: shards by Lease, the webhooks served on its own
@@ -172,7 +152,20 @@ type frontend struct {
 	l        net.Listener
 	backends []string
 	next     int
+	// refusing counts the faults that have it refuse every connection.
+	refusing int
 	mu       sync.Mutex
+}
+
+// refuse turns refusing on (or off: each on is matched by one off).
+func (f *frontend) refuse(on bool) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if on {
+		f.refusing++
+	} else {
+		f.refusing--
+	}
 }
 
 func startFrontend(port int, backends []string) (*frontend, error) {
@@ -198,9 +191,12 @@ func (f *frontend) serve() {
 func (f *frontend) pass(c net.Conn) {
 	defer func() { _ = c.Close() }()
 	f.mu.Lock()
-	first := f.next
+	first, refusing := f.next, f.refusing > 0
 	f.next = (f.next + 1) % len(f.backends)
 	f.mu.Unlock()
+	if refusing {
+		return
+	}
 	var b net.Conn
 	for i := range f.backends {
 		var err error

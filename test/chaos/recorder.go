@@ -8,6 +8,8 @@ import (
 	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/client-go/rest"
 	toolscache "k8s.io/client-go/tools/cache"
@@ -19,6 +21,13 @@ import (
 
 // namespacePrefix starts every namespace a run makes; the recorder keeps only those.
 const namespacePrefix = "chaos-"
+
+// The labels of a release record's ConfigMap (docs/records.md).
+const (
+	recordKindLabel      = "deploy.tminus.dev/kind"
+	recordKind           = "release-record"
+	recordChecklistLabel = "deploy.tminus.dev/checklist"
+)
 
 // seen is one version of an object as the recorder saw it from the API server's watch,
 // and when.
@@ -36,6 +45,8 @@ type history struct {
 	checklists  map[string][]seen[*deployv1alpha1.DeploymentChecklist]
 	// order is the checklists' names, oldest first.
 	order []string
+	// records are the release records' ConfigMaps, by name.
+	records map[string][]seen[*corev1.ConfigMap]
 }
 
 // recorder watches the runs' namespaces. Invariants are functions over what it saw.
@@ -47,13 +58,15 @@ type recorder struct {
 // startRecorder watches until ctx ends; it returns once the watches synced (or synced
 // ended).
 func startRecorder(ctx, synced context.Context, cfg *rest.Config, scheme *runtime.Scheme) (*recorder, error) {
-	c, err := cache.New(cfg, cache.Options{Scheme: scheme})
+	c, err := cache.New(cfg, cache.Options{Scheme: scheme, ByObject: map[client.Object]cache.ByObject{
+		&corev1.ConfigMap{}: {Label: labels.SelectorFromSet(labels.Set{recordKindLabel: recordKind})},
+	}})
 	if err != nil {
 		return nil, err
 	}
 	r := &recorder{ns: map[string]*history{}}
 	for _, obj := range []client.Object{&appsv1.Deployment{}, &appsv1.ReplicaSet{},
-		&deployv1alpha1.DeploymentChecklist{}} {
+		&deployv1alpha1.DeploymentChecklist{}, &corev1.ConfigMap{}} {
 		inf, err := c.GetInformer(synced, obj)
 		if err != nil {
 			return nil, err
@@ -89,7 +102,8 @@ func (r *recorder) record(o any, deleted bool) {
 	h := r.ns[obj.GetNamespace()]
 	if h == nil {
 		h = &history{replicaSets: map[string][]seen[*appsv1.ReplicaSet]{},
-			checklists: map[string][]seen[*deployv1alpha1.DeploymentChecklist]{}}
+			checklists: map[string][]seen[*deployv1alpha1.DeploymentChecklist]{},
+			records:    map[string][]seen[*corev1.ConfigMap]{}}
 		r.ns[obj.GetNamespace()] = h
 	}
 	switch x := obj.(type) {
@@ -102,6 +116,8 @@ func (r *recorder) record(o any, deleted bool) {
 			h.order = append(h.order, x.Name)
 		}
 		h.checklists[x.Name] = append(h.checklists[x.Name], seen[*deployv1alpha1.DeploymentChecklist]{now, x, deleted})
+	case *corev1.ConfigMap:
+		h.records[x.Name] = append(h.records[x.Name], seen[*corev1.ConfigMap]{now, x, deleted})
 	}
 }
 

@@ -12,6 +12,8 @@ import (
 
 // report is what a run prints when it failed (or with -chaos.verbose): the seed, its events as run (with what the API
 // server answered), the invariant broken and the history of the namespace's objects.
+//
+//nolint:gocyclo // one report, section after section
 func (r *run) report(v *Violation) string {
 	var b strings.Builder
 	if v != nil {
@@ -20,8 +22,8 @@ func (r *run) report(v *Violation) string {
 	} else {
 		fmt.Fprintf(&b, "seed %d (namespace %s): every invariant held\n", r.seed, r.ns)
 	}
-	fmt.Fprintf(&b, "replay: go test ./test/chaos -run TestSeeds -chaos.seed=%d -chaos.events=%s\n", r.seed,
-		joinInts(r.kept))
+	fmt.Fprintf(&b, "replay: go test ./test/chaos -run TestSeeds -chaos.gen=%d -chaos.seed=%d -chaos.events=%s\n", r.gen,
+		r.seed, joinInts(r.kept))
 	b.WriteString("events:\n")
 	for _, a := range r.actions {
 		fmt.Fprintf(&b, "  %s #%d %s", r.since(a.At), a.Index, a.Event)
@@ -34,10 +36,30 @@ func (r *run) report(v *Violation) string {
 		b.WriteByte('\n')
 	}
 	if o := r.w.Outages(); len(o) > 0 {
-		b.WriteString("prometheus outages:")
+		b.WriteString("prometheus outages (stopped or answering with a fault):")
 		for _, x := range o {
 			fmt.Fprintf(&b, " [%s, %s]", r.since(x.Stopped), map[bool]string{true: "-",
 				false: r.since(x.Ready)}[x.Ready.IsZero()])
+		}
+		b.WriteByte('\n')
+	}
+	r.w.promMu.Lock()
+	if o := r.w.webhookOutages; len(o) > 0 {
+		b.WriteString("webhook refused:")
+		for _, x := range o {
+			fmt.Fprintf(&b, " [%s, %s]", r.since(x.Stopped), map[bool]string{true: "-",
+				false: r.since(x.Ready)}[x.Ready.IsZero()])
+		}
+		b.WriteByte('\n')
+	}
+	r.w.promMu.Unlock()
+	if len(r.freezes) > 0 {
+		b.WriteString("freezes:")
+		for _, f := range r.freezes {
+			fmt.Fprintf(&b, " %s [%s, %s]", f.name, r.since(f.start), r.since(f.end))
+			if !f.deleted.IsZero() {
+				fmt.Fprintf(&b, " deleted %s", r.since(f.deleted))
+			}
 		}
 		b.WriteByte('\n')
 	}
@@ -92,7 +114,21 @@ func (r *run) report(v *Violation) string {
 					if t.RestoredAt != nil {
 						line += " restored"
 					}
+					if t.T0At != nil {
+						line += " t0 " + r.since(t.T0At.Time)
+					}
 				}
+				if st.BreakGlass != nil {
+					line += fmt.Sprintf(" break-glass %v by %v", st.BreakGlass.Freezes, st.BreakGlass.Approvers)
+				}
+				var signed strings.Builder
+				for _, a := range st.Approvals {
+					fmt.Fprintf(&signed, " signed %s by %s verified=%v for %s", a.Role, a.Approver, a.Verified, a.CandidateImages)
+					if a.NotCounted != "" {
+						signed.WriteString(" (not counted)")
+					}
+				}
+				line += signed.String()
 				if rb := st.Rollback; rb != nil {
 					line += fmt.Sprintf(" rollback %s (%s) fired %s", rb.Reason, oneLine(rb.Message, 100),
 						rb.FiredAt.UTC().Format(time.TimeOnly))
@@ -110,6 +146,21 @@ func (r *run) report(v *Violation) string {
 			}
 		}
 	})
+	b.WriteString("notifications taken:")
+	for _, rec := range r.w.Receiver.Received(r.receiverPath()) {
+		var m notification
+		_ = rec.Decode(&m)
+		fmt.Fprintf(&b, " %s/%s=%d", m.Checklist.Name, m.Key, rec.Answered)
+	}
+	b.WriteString("\nrecords:")
+	r.w.rec.view(r.ns, func(h *history) {
+		for name, vs := range h.records {
+			if s, ok := latest(vs); ok {
+				fmt.Fprintf(&b, " %s (checklist %s, deleted=%v)", name, s.Obj.Labels[recordChecklistLabel], s.Deleted)
+			}
+		}
+	})
+	b.WriteByte('\n')
 	if writes, _, err := r.w.audit.tminusWrites(r.ns); err == nil {
 		b.WriteString("tminus's writes (audit log):\n")
 		for _, e := range writes {
@@ -143,7 +194,7 @@ func (w *World) Minimize(ctx context.Context, failed Result, logf func(string, .
 	best := failed
 	for i := 0; i < len(best.Kept); {
 		trial := slices.Delete(slices.Clone(best.Kept), i, i+1)
-		res := w.Run(ctx, best.Seed, best.Events, trial)
+		res := w.Run(ctx, best.Gen, best.Seed, best.Events, trial)
 		if res.Violation != nil && res.Violation.Invariant == failed.Violation.Invariant {
 			logf("minimizing seed %d: still fails without event #%d (%d events left)", best.Seed, best.Kept[i], len(trial))
 			best = res

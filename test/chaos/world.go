@@ -14,7 +14,6 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/yaml"
 
@@ -32,11 +31,15 @@ type World struct {
 	// Good and Bad serve the metrics of good and bad versions' pods: none and half of
 	// their requests fail.
 	Good, Bad *app.App
+	// Receiver takes every run's notifications, each run's on a path of its own (the
+	// namespace's).
+	Receiver *testbed.Receiver
 
-	rec      *recorder
-	audit    *auditTail
-	replicas []*replica
-	front    *frontend
+	rec       *recorder
+	audit     *auditTail
+	promProxy *promProxy
+	replicas  []*replica
+	front     *frontend
 	// users impersonated for sign-offs: alice holds the approve right, mallory does not.
 	users map[string]client.Client
 	log   func(format string, args ...any)
@@ -46,7 +49,13 @@ type World struct {
 
 	promMu   sync.Mutex
 	promDown int
-	outages  []outage
+	// downOutage is the index in outages of the stop going on while promDown > 0.
+	downOutage int
+	// outages are the times Prometheus was stopped, or answered through its proxy
+	// with a fault: the measurements did not answer.
+	outages []outage
+	// webhookOutages are the times the webhook front refused.
+	webhookOutages []outage
 }
 
 // outage is a time Prometheus was down: from when its process was gone to when it
@@ -83,8 +92,12 @@ func StartWorld(ctx context.Context, bed *testbed.Bed, log func(format string, a
 		return nil, err
 	}
 	w.Bad.Set(0.5, 50*time.Millisecond)
+	w.Receiver = testbed.NewReceiver(nil)
 	if w.Prom, err = testbed.StartPrometheus(ctx,
 		testbed.PrometheusOptions{ScrapeConfigs: testbed.PodScrapeConfig(bed.Kubeconfig, "")}); err != nil {
+		return nil, err
+	}
+	if w.promProxy, err = startPromProxy(w.Prom.URL); err != nil {
 		return nil, err
 	}
 	// The recorder watches until Close, not until ctx (the start's deadline) ends.
@@ -102,13 +115,14 @@ func StartWorld(ctx context.Context, bed *testbed.Bed, log func(format string, a
 }
 
 // addUsers grants alice the sign-off (approve on checklists) and mallory only what
-// writing an annotation needs, and makes a client impersonating each.
+// writing an annotation needs, and makes a client authenticated as each (the test
+// bed's users).
 func (w *World) addUsers(ctx context.Context) error {
 	edit := rbacv1.PolicyRule{APIGroups: []string{"deploy.tminus.dev"}, Resources: []string{"deploymentchecklists"},
 		Verbs: []string{"get", "list", "watch", "update", "patch"}}
 	approve := rbacv1.PolicyRule{APIGroups: []string{"deploy.tminus.dev"}, Resources: []string{"deploymentchecklists"},
 		Verbs: []string{"approve"}}
-	for user, rules := range map[string][]rbacv1.PolicyRule{"alice": {edit, approve}, "mallory": {edit}} {
+	for user, rules := range map[string][]rbacv1.PolicyRule{approver: {edit, approve}, nonApprover: {edit}} {
 		name := "chaos-" + user
 		if err := client.IgnoreAlreadyExists(w.Bed.Client.Create(ctx, &rbacv1.ClusterRole{
 			ObjectMeta: metav1.ObjectMeta{Name: name}, Rules: rules})); err != nil {
@@ -121,8 +135,10 @@ func (w *World) addUsers(ctx context.Context) error {
 		})); err != nil {
 			return err
 		}
-		cfg := rest.CopyConfig(w.Bed.Config)
-		cfg.Impersonate = rest.ImpersonationConfig{UserName: user}
+		cfg, err := w.Bed.AddUser(user)
+		if err != nil {
+			return err
+		}
 		c, err := client.New(cfg, client.Options{Scheme: w.Bed.Client.Scheme()})
 		if err != nil {
 			return err
@@ -144,7 +160,7 @@ func (w *World) startManagers(ctx context.Context) error {
 	if err := w.installWebhooks(ctx, frontPort); err != nil {
 		return err
 	}
-	bins, err := buildManager(w.Bed.Dir, userAgentPrefix+"a", userAgentPrefix+"b")
+	bins, err := testbed.BuildManager(w.Bed.Dir, userAgentPrefix+"a", userAgentPrefix+"b")
 	if err != nil {
 		return err
 	}
@@ -156,6 +172,7 @@ func (w *World) startManagers(ctx context.Context) error {
 		}
 		r := &replica{name: filepath.Base(bin), bin: bin, args: managerArgs(w.Bed.Kubeconfig, port),
 			log: filepath.Join(w.Bed.Dir, filepath.Base(bin)+".log")}
+		r.onExit = func(err error) { w.log("restarting %s after it ended on its own: %v", r.name, err) }
 		if err := r.start(); err != nil {
 			return err
 		}
@@ -220,6 +237,7 @@ func (w *World) prometheusDown(d time.Duration, done func()) {
 	w.promMu.Lock()
 	if w.promDown == 0 {
 		w.Prom.Stop()
+		w.downOutage = len(w.outages)
 		w.outages = append(w.outages, outage{Stopped: time.Now()})
 		w.log("prometheus stopped")
 	}
@@ -238,8 +256,46 @@ func (w *World) prometheusDown(d time.Duration, done func()) {
 		if err := w.Prom.Restart(ctx); err != nil {
 			w.log("restarting prometheus: %v", err)
 		}
-		w.outages[len(w.outages)-1].Ready = time.Now()
-		w.log("prometheus back after %s", time.Since(w.outages[len(w.outages)-1].Stopped).Round(time.Millisecond))
+		w.outages[w.downOutage].Ready = time.Now()
+		w.log("prometheus back after %s", time.Since(w.outages[w.downOutage].Stopped).Round(time.Millisecond))
+	}()
+}
+
+// prometheusFault has the Prometheus proxy answer with fault for d; done is called
+// once it answers normally again.
+func (w *World) prometheusFault(fault PromFault, d time.Duration, done func()) {
+	w.promMu.Lock()
+	w.promProxy.set(fault, true)
+	i := len(w.outages)
+	w.outages = append(w.outages, outage{Stopped: time.Now()})
+	w.promMu.Unlock()
+	w.log("prometheus answers %s", fault)
+	go func() {
+		defer done()
+		time.Sleep(d)
+		w.promMu.Lock()
+		defer w.promMu.Unlock()
+		w.promProxy.set(fault, false)
+		w.outages[i].Ready = time.Now()
+	}()
+}
+
+// webhookDown has the webhook front refuse every connection for d; done is called once
+// it passes them again.
+func (w *World) webhookDown(d time.Duration, done func()) {
+	w.promMu.Lock()
+	w.front.refuse(true)
+	i := len(w.webhookOutages)
+	w.webhookOutages = append(w.webhookOutages, outage{Stopped: time.Now()})
+	w.promMu.Unlock()
+	w.log("webhook refused")
+	go func() {
+		defer done()
+		time.Sleep(d)
+		w.promMu.Lock()
+		defer w.promMu.Unlock()
+		w.front.refuse(false)
+		w.webhookOutages[i].Ready = time.Now()
 	}()
 }
 
@@ -248,6 +304,18 @@ func (w *World) Outages() []outage {
 	w.promMu.Lock()
 	defer w.promMu.Unlock()
 	return append([]outage(nil), w.outages...)
+}
+
+// SelfExits says how many times each replica ended on its own (not by a kill) and was
+// started again.
+func (w *World) SelfExits() map[string]int {
+	out := map[string]int{}
+	for _, r := range w.replicas {
+		r.mu.Lock()
+		out[r.name] = r.exits
+		r.mu.Unlock()
+	}
+	return out
 }
 
 // ManagerLogs are the replicas' log files.
@@ -272,6 +340,12 @@ func (w *World) Close() {
 	}
 	if w.Prom != nil {
 		w.Prom.Close()
+	}
+	if w.Receiver != nil {
+		w.Receiver.Close()
+	}
+	if w.promProxy != nil {
+		w.promProxy.close()
 	}
 	for _, a := range []*app.App{w.Good, w.Bad} {
 		if a != nil {

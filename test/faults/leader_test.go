@@ -32,29 +32,9 @@ const (
 // process's user agent, so the API server's audit log tells their writes apart.
 func buildManager(t *testing.T, names ...string) []string {
 	t.Helper()
-	root, err := testbed.RepoRoot()
+	paths, err := testbed.BuildManager(t.TempDir(), names...)
 	if err != nil {
 		t.Fatal(err)
-	}
-	dir := t.TempDir()
-	first := filepath.Join(dir, names[0])
-	build := exec.Command("go", "build", "-o", first, "./cmd")
-	build.Dir = root
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("building the manager: %v\n%s", err, out)
-	}
-	paths := make([]string, 0, len(names))
-	paths = append(paths, first)
-	raw, err := os.ReadFile(first)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, n := range names[1:] {
-		p := filepath.Join(dir, n)
-		if err := os.WriteFile(p, raw, 0o755); err != nil {
-			t.Fatal(err)
-		}
-		paths = append(paths, p)
 	}
 	return paths
 }

@@ -13,14 +13,20 @@ import (
 	"time"
 )
 
-// process is one component the test bed started: a child in its own process group,
-// killed with the test binary (Pdeathsig) so a crashed test never leaves it running.
-type process struct {
-	name string
+// Process is a child process the test bed or a test started: in its own process
+// group, killed with the test binary (Pdeathsig) so a crashed test never leaves it
+// running, its output in a log file.
+type Process struct {
 	cmd  *exec.Cmd
 	log  *os.File
 	done chan struct{}
 	err  error
+}
+
+// process is one component the test bed started.
+type process struct {
+	name string
+	*Process
 }
 
 // startProcess runs bin with args, sending its output to dir/<name>.log.
@@ -32,21 +38,47 @@ func startProcess(dir, name, bin string, args ...string) (*process, error) {
 	if err != nil {
 		return nil, err
 	}
+	p, err := launch(logFile, bin, args)
+	if err != nil {
+		return nil, fmt.Errorf("starting %s: %w", name, err)
+	}
+	return &process{name: name, Process: p}, nil
+}
+
+// StartProcess runs bin with args, appending its output to the file at logPath (a
+// process started again after a kill keeps one log).
+func StartProcess(logPath, bin string, args ...string) (*Process, error) {
+	logFile, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+	if err != nil {
+		return nil, err
+	}
+	return launch(logFile, bin, args)
+}
+
+// launch starts bin with its output to logFile, which it closes when the process ends.
+func launch(logFile *os.File, bin string, args []string) (*Process, error) {
 	cmd := exec.Command(bin, args...)
 	cmd.Stdout = logFile
 	cmd.Stderr = logFile
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 	if err := cmd.Start(); err != nil {
 		_ = logFile.Close()
-		return nil, fmt.Errorf("starting %s: %w", name, err)
+		return nil, err
 	}
-	p := &process{name: name, cmd: cmd, log: logFile, done: make(chan struct{})}
+	p := &Process{cmd: cmd, log: logFile, done: make(chan struct{})}
 	go func() {
 		p.err = cmd.Wait()
+		_ = logFile.Close()
 		close(p.done)
 	}()
 	return p, nil
 }
+
+// Signal sends sig to the process.
+func (p *Process) Signal(sig syscall.Signal) error { return p.cmd.Process.Signal(sig) }
+
+// Done is closed once the process has ended.
+func (p *Process) Done() <-chan struct{} { return p.done }
 
 // exited reports whether the process has ended, and how.
 func (p *process) exited() (bool, error) {
@@ -69,7 +101,6 @@ func (p *process) stop() {
 			<-p.done
 		}
 	}
-	_ = p.log.Close()
 }
 
 // logTail returns the last bytes of the process's log, for error messages.
