@@ -95,6 +95,7 @@ func NewCommand(out, errOut io.Writer) *cobra.Command {
 		},
 	}
 	root.AddCommand(approve, revoke, status, why, o.newCommand(), o.recordCommand(), o.freezesCommand())
+	root.AddCommand(o.requestCommands()...)
 	return root
 }
 

@@ -133,11 +133,31 @@ func Timeline(w io.Writer, dcl *deployv1alpha1.DeploymentChecklist, now time.Tim
 		}
 		put(w, "\n")
 	}
+	if rq := st.Request; rq != nil {
+		put(w, "\nREQUEST  %s by %s", rq.Kind, rq.By)
+		if rq.WrittenBy != "" && rq.WrittenBy != rq.By {
+			put(w, " (committed by %s)", rq.WrittenBy)
+		}
+		put(w, " at %s: %s; %s", stamp(&rq.At), rq.Reason, rq.State)
+		if rq.State != deployv1alpha1.RequestActed && rq.Message != "" {
+			put(w, ": %s", rq.Message)
+		}
+		put(w, "\n")
+	}
 	return nil
 }
 
-// Why explains in one paragraph what the checklist waits for, or why it ended as it did.
+// Why explains in one paragraph what the checklist waits for, or why it ended as it did,
+// and what became of a person's request that was not acted on.
 func Why(dcl *deployv1alpha1.DeploymentChecklist, now time.Time) string {
+	s := why(dcl, now)
+	if rq := dcl.Status.Request; rq != nil && rq.State != deployv1alpha1.RequestActed && rq.Message != "" {
+		s += " " + strings.ToUpper(rq.Message[:1]) + rq.Message[1:] + "."
+	}
+	return s
+}
+
+func why(dcl *deployv1alpha1.DeploymentChecklist, now time.Time) string {
 	st := &dcl.Status
 	name := dcl.Namespace + "/" + dcl.Name
 	ready := meta.FindStatusCondition(st.Conditions, "Ready")
