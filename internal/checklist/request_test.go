@@ -151,3 +151,23 @@ func TestRequestsTheChecklistCannotActOnSayWhy(t *testing.T) {
 	g.Expect(c.Status.Phase).To(Equal(deployv1alpha1.PhaseVerifying))
 	g.Expect(c.Status.Request.Message).To(ContainSubstring("T-0 has passed"))
 }
+
+// TestARetryReleasesARevisionReleasedBefore: a checklist re-applied from Git after its
+// revision was released has nothing to release; a retry (deploy.tminus.dev/retry-of,
+// verified by the webhook) releases it again after its own sign-offs.
+func TestARetryReleasesARevisionReleasedBefore(t *testing.T) {
+	g := NewWithT(t)
+	target := heldTarget()
+	target.ReleasedRevisions = []string{"v2"}
+	reapplied := newChecklist()
+	run(reapplied, Observations{Target: target}, t0.Add(-5*time.Minute))
+	g.Expect(meta.FindStatusCondition(reapplied.Status.Conditions, CondReady).Reason).To(Equal(ReasonAlreadyReleased))
+
+	retry := newChecklist()
+	retry.Name, retry.Annotations = "checkout-v2-retry-1", map[string]string{deployv1alpha1.RetryOfAnnotation: "checkout-v2"}
+	target.HeldBy = "checklist/checkout-v2-retry-1"
+	run(retry, Observations{Target: target}, t0.Add(-5*time.Minute))
+	g.Expect(retry.Status.Phase).To(Equal(deployv1alpha1.PhaseRunning))
+	run(retry, Observations{Target: target, Approvals: approved("deployment-lead"), Metrics: errorRate(0.001, "0.001")}, t0.Add(-time.Minute))
+	g.Expect(retry.Status.Phase).To(Equal(deployv1alpha1.PhaseDeploying))
+}

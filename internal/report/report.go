@@ -133,6 +133,20 @@ func Timeline(w io.Writer, dcl *deployv1alpha1.DeploymentChecklist, now time.Tim
 		}
 		put(w, "\n")
 	}
+	people(w, dcl)
+	return nil
+}
+
+// people shows what people asked of the release: a retry made of it or that it is,
+// and a rollback or abort request with what tminus made of it.
+func people(w io.Writer, dcl *deployv1alpha1.DeploymentChecklist) {
+	st := &dcl.Status
+	if as := dcl.Annotations[deployv1alpha1.RetriedAsAnnotation]; as != "" {
+		put(w, "\nRETRIED  as %s\n", as)
+	}
+	if of := dcl.Annotations[deployv1alpha1.RetryOfAnnotation]; of != "" {
+		put(w, "\nRETRIES  %s\n", of)
+	}
 	if rq := st.Request; rq != nil {
 		put(w, "\nREQUEST  %s by %s", rq.Kind, rq.By)
 		if rq.WrittenBy != "" && rq.WrittenBy != rq.By {
@@ -144,7 +158,6 @@ func Timeline(w io.Writer, dcl *deployv1alpha1.DeploymentChecklist, now time.Tim
 		}
 		put(w, "\n")
 	}
-	return nil
 }
 
 // Why explains in one paragraph what the checklist waits for, or why it ended as it did,

@@ -181,6 +181,9 @@ func (w *ApprovalWebhook) verified(ctx context.Context, req admission.Request, o
 	if msg, err := w.requestRecords(ctx, req, obj, old, want); err != nil || msg != "" {
 		return nil, msg, err
 	}
+	if msg, err := w.retryRefusal(ctx, req, obj, old); err != nil || msg != "" {
+		return nil, msg, err
+	}
 	return want, "", nil
 }
 

@@ -6,10 +6,12 @@ import (
 	"slices"
 	"strings"
 
+	admissionv1 "k8s.io/api/admission/v1"
 	appsv1 "k8s.io/api/apps/v1"
 	authorizationv1 "k8s.io/api/authorization/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/types"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
 
 	deployv1alpha1 "github.com/tminus-dev/tminus/api/v1alpha1"
@@ -110,4 +112,42 @@ func (w *ApprovalWebhook) requestRefusal(ctx context.Context, kind deployv1alpha
 		return "", err
 	}
 	return checklist.RollbackRefusal(old, t, gate.Blocker(cls, old.Name)), nil
+}
+
+// retryRefusal says why the checklist may not carry its retry-of annotation ("" when
+// it may): it is fixed at creation, and names a checklist of the namespace that ended
+// RolledBack or Failed on the same Deployment and revision. A retry lifts the refusal
+// of the template that checklist rolled back (the retry holds it for fresh sign-offs)
+// and may release a revision released before, so it must be what it says.
+func (w *ApprovalWebhook) retryRefusal(ctx context.Context, req admission.Request, obj, old *deployv1alpha1.DeploymentChecklist) (string, error) {
+	of, ok := obj.Annotations[deployv1alpha1.RetryOfAnnotation]
+	if req.Operation != admissionv1.Create {
+		if of != old.Annotations[deployv1alpha1.RetryOfAnnotation] {
+			return fmt.Sprintf("annotation %s is fixed when the checklist is created", deployv1alpha1.RetryOfAnnotation), nil
+		}
+		return "", nil
+	}
+	if !ok {
+		return "", nil
+	}
+	var prev deployv1alpha1.DeploymentChecklist
+	var r client.Reader = w.Client
+	if w.Fresh != nil {
+		r = w.Fresh
+	}
+	switch err := r.Get(ctx, types.NamespacedName{Namespace: obj.Namespace, Name: of}, &prev); {
+	case apierrors.IsNotFound(err):
+		return fmt.Sprintf("%s names checklist %s, which does not exist in namespace %s", deployv1alpha1.RetryOfAnnotation, of, obj.Namespace), nil
+	case err != nil:
+		return "", fmt.Errorf("reading checklist %s, which %s retries: %w", of, obj.Name, err)
+	}
+	switch {
+	case prev.Spec.Target.Name != obj.Spec.Target.Name || prev.Spec.Revision != obj.Spec.Revision:
+		return fmt.Sprintf("%s names checklist %s, of Deployment %s revision %q: a retry is of the same Deployment and revision",
+			deployv1alpha1.RetryOfAnnotation, of, prev.Spec.Target.Name, prev.Spec.Revision), nil
+	case prev.Status.Phase != deployv1alpha1.PhaseRolledBack && prev.Status.Phase != deployv1alpha1.PhaseFailed:
+		return fmt.Sprintf("%s names checklist %s, which is %s: only one that ended RolledBack or Failed is retried",
+			deployv1alpha1.RetryOfAnnotation, of, phaseOrPending(prev.Status.Phase)), nil
+	}
+	return "", nil
 }

@@ -11,6 +11,7 @@ import (
 	. "github.com/onsi/gomega"
 	"github.com/onsi/gomega/gstruct"
 	"github.com/onsi/gomega/types"
+	appsv1 "k8s.io/api/apps/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
@@ -20,6 +21,7 @@ import (
 
 	deployv1alpha1 "github.com/tminus-dev/tminus/api/v1alpha1"
 	engine "github.com/tminus-dev/tminus/internal/checklist"
+	"github.com/tminus-dev/tminus/internal/plugin"
 	"github.com/tminus-dev/tminus/test/testbed"
 )
 
@@ -70,6 +72,16 @@ func requested(kind deployv1alpha1.RequestKind, by, writtenBy string, state depl
 	return gstruct.MatchFields(gstruct.IgnoreExtras, gstruct.Fields{
 		"Kind": Equal(kind), "By": Equal(by), "WrittenBy": Equal(writtenBy), "State": Equal(state),
 	})
+}
+
+// setImageRefused writes image once and returns the API server's answer.
+func setImageRefused(d *appsv1.Deployment, image string) (*appsv1.Deployment, error) {
+	var cur appsv1.Deployment
+	if err := bed.Client.Get(context.Background(), client.ObjectKeyFromObject(d), &cur); err != nil {
+		return nil, err
+	}
+	cur.Spec.Template.Spec.Containers[0].Image = image
+	return &cur, bed.Client.Update(context.Background(), &cur)
 }
 
 func stored(g Gomega, c *deployv1alpha1.DeploymentChecklist) *deployv1alpha1.DeploymentChecklist {
@@ -191,4 +203,55 @@ func TestAnAbortBeforeT0LeavesTheNewImageHeldAndRollsNothing(t *testing.T) {
 	g.Expect(held.Spec.Paused).To(BeTrue())
 	g.Expect(held.Spec.Template.Spec.Containers[0].Image).To(Equal("checkout:v2"))
 	g.Consistently(func(g Gomega) int { return podsOf(g, ns, "checkout:v2") }, 2*time.Second, 200*time.Millisecond).Should(BeZero())
+}
+
+// TestARetryAfterARollbackReleasesTheSameRevisionAfterFreshSignOffs: v2 was rolled back
+// at carol's request; the fix was elsewhere, so v2 is retried: the retry asks its
+// sign-offs again, the rolled-back template is admitted again (held for the retry) when
+// GitOps pushes it, and the retry releases v2; the old checklist says it was retried
+// and by whom.
+func TestARetryAfterARollbackReleasesTheSameRevisionAfterFreshSignOffs(t *testing.T) {
+	t.Parallel()
+	g := NewWithT(t)
+	ctx := context.Background()
+	ns := newNamespace(t)
+	shippedRoles(t, ns)
+	d := gated(t, ns, "checkout:v1")
+	c := release(ns, "v2", time.Hour)
+	g.Expect(bed.Client.Create(ctx, c)).To(Succeed())
+	setImage(t, d, "checkout:v2")
+	signOff(t, c)
+	waitFor(t, c, deployv1alpha1.PhaseVerifying)
+	g.Expect(request(t, "carol", c, deployv1alpha1.RollbackRequestedAnnotation, "carol: payments provider down, not us")).To(Succeed())
+	waitFor(t, c, deployv1alpha1.PhaseRolledBack)
+	waitRolledOut(t, d, "checkout:v1")
+	g.Eventually(func(g Gomega) *metav1.Time { return stored(g, c).Status.Target.RestoredAt }, time.Minute, 100*time.Millisecond).
+		ShouldNot(BeNil())
+	// While checkout-v2 exists, its rolled-back template stays refused.
+	_, err := setImageRefused(d, "checkout:v2")
+	g.Expect(err).To(MatchError(ContainSubstring("was rolled back by checklist checkout-v2")))
+
+	// A retry-of annotation must name what it says.
+	forged := release(ns, "v3", time.Hour)
+	forged.Name, forged.Annotations = "checkout-v3", map[string]string{deployv1alpha1.RetryOfAnnotation: "checkout-v2"}
+	g.Expect(bed.Client.Create(ctx, forged)).To(MatchError(ContainSubstring("a retry is of the same Deployment and revision")))
+
+	made, err := plugin.Retry(ctx, bed.Client, ns, "checkout-v2", "testbed-admin")
+	g.Expect(err).NotTo(HaveOccurred())
+	g.Expect(made).To(Equal("checkout-v2-retry-1"))
+	g.Expect(stored(g, c).Annotations).To(HaveKeyWithValue(deployv1alpha1.RetriedAsAnnotation, "checkout-v2-retry-1 by testbed-admin"))
+	_, err = plugin.Retry(ctx, bed.Client, ns, "checkout-v2", "testbed-admin")
+	g.Expect(err).To(MatchError(ContainSubstring("was already retried: checkout-v2-retry-1 by testbed-admin")))
+
+	retry := release(ns, "v2", time.Hour)
+	retry.Name = made
+	g.Eventually(func(g Gomega) bool { return get(t, d).Spec.Paused }, time.Minute, 100*time.Millisecond).Should(BeTrue(),
+		"the retry holds the Deployment before T-0")
+	stored2 := setImage(t, d, "checkout:v2")
+	g.Expect(stored2.Spec.Paused).To(BeTrue(), "the rolled-back template is admitted again, held for the retry")
+	g.Consistently(func(g Gomega) deployv1alpha1.ChecklistPhase { return stored(g, retry).Status.Phase }, 2*time.Second, 200*time.Millisecond).
+		Should(BeElementOf(deployv1alpha1.PhaseRunning, deployv1alpha1.PhasePending), "no sign-off was carried over")
+	signOff(t, retry)
+	waitFor(t, retry, deployv1alpha1.PhaseVerifying)
+	waitRolledOut(t, d, "checkout:v2")
 }
