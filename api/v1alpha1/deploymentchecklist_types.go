@@ -41,6 +41,23 @@ const (
 // approve.tminus.dev/<role>: "<approver> for <revision>".
 const ApprovalAnnotationPrefix = "approve.tminus.dev/"
 
+// A person's request on a checklist is an annotation, "<who>: <why>", verified by the
+// checklist webhook like a sign-off (docs/approvals.md): the requester needs the RBAC
+// verb rollback (or abort) on deploymentchecklists.
+const (
+	// RollbackRequestedAnnotation asks tminus to roll the release back now (during
+	// verification, or after Succeeded while the release still serves).
+	RollbackRequestedAnnotation = "deploy.tminus.dev/rollback-requested"
+	// AbortRequestedAnnotation asks tminus not to start the release (before T-0).
+	AbortRequestedAnnotation = "deploy.tminus.dev/abort-requested"
+	// RetriedAsAnnotation, on a checklist that ended, names the checklist made to retry
+	// it and who made it: "<name> by <who>" (kubectl checklist retry).
+	RetriedAsAnnotation = "deploy.tminus.dev/retried-as"
+	// RetryOfAnnotation, on a checklist made by kubectl checklist retry, names the one
+	// it retries.
+	RetryOfAnnotation = "deploy.tminus.dev/retry-of"
+)
+
 // GateMode says whether tminus holds the target's rollout.
 // +kubebuilder:validation:Enum=Pause;Observe
 type GateMode string
@@ -979,6 +996,65 @@ type RollbackRecord struct {
 	NothingToRestore bool `json:"nothingToRestore,omitempty"`
 }
 
+// RequestKind is what a person asked for.
+// +kubebuilder:validation:Enum=Rollback;Abort
+type RequestKind string
+
+const (
+	RequestRollback RequestKind = "Rollback"
+	RequestAbort    RequestKind = "Abort"
+)
+
+// RequestState is what tminus made of a person's request.
+// +kubebuilder:validation:Enum=Acted;Unverified;NotApplicable
+type RequestState string
+
+const (
+	// RequestActed: tminus did what was asked.
+	RequestActed RequestState = "Acted"
+	// RequestUnverified: the checklist webhook did not verify the request (it was
+	// written before the webhook was installed, or while it was not served); it is
+	// reported and not acted on.
+	RequestUnverified RequestState = "Unverified"
+	// RequestNotApplicable: verified, but the checklist could no longer act on it when
+	// tminus read it (message says why).
+	RequestNotApplicable RequestState = "NotApplicable"
+)
+
+// RequestRecord is a person's request (rollback-requested or abort-requested) as tminus
+// read it and what it made of it.
+type RequestRecord struct {
+	// kind is Rollback or Abort.
+	// +required
+	Kind RequestKind `json:"kind"`
+	// by is who asked.
+	// +kubebuilder:validation:MaxLength=256
+	// +required
+	By string `json:"by"`
+	// reason is why they asked.
+	// +kubebuilder:validation:MaxLength=512
+	// +required
+	Reason string `json:"reason"`
+	// writtenBy is the user the checklist webhook verified writing the request: by
+	// itself, or a trusted GitOps writer committing it.
+	// +kubebuilder:validation:MaxLength=256
+	// +optional
+	WrittenBy string `json:"writtenBy,omitempty"`
+	// state is Acted, Unverified or NotApplicable.
+	// +required
+	State RequestState `json:"state"`
+	// message says what was done, or why not.
+	// +kubebuilder:validation:MaxLength=1024
+	// +optional
+	Message string `json:"message,omitempty"`
+	// at is when tminus read it.
+	// +required
+	At metav1.Time `json:"at"`
+	// after is the phase the checklist was in when it acted on the request.
+	// +optional
+	After ChecklistPhase `json:"after,omitempty"`
+}
+
 // DeploymentChecklistStatus is what tminus observed and did.
 type DeploymentChecklistStatus struct {
 	// observedGeneration is the generation of the spec this status describes.
@@ -1048,6 +1124,11 @@ type DeploymentChecklistStatus struct {
 	// rollback records the rollback, once it happened.
 	// +optional
 	Rollback *RollbackRecord `json:"rollback,omitempty"`
+
+	// request is the last person's request (kubectl checklist rollback or abort) tminus
+	// read: who, why, and what it made of it.
+	// +optional
+	Request *RequestRecord `json:"request,omitempty"`
 
 	// record names the ConfigMap in this namespace that keeps this release's record
 	// (docs/records.md), once the release ended and it was written. The record

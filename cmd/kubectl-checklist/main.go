@@ -4,6 +4,9 @@
 //	kubectl checklist revoke NAME --role deployment-lead
 //	kubectl checklist status NAME
 //	kubectl checklist why NAME
+//	kubectl checklist rollback NAME --reason "CVE-2026-1234 in the new image"
+//	kubectl checklist abort NAME --reason "wrong build"
+//	kubectl checklist retry NAME
 //
 // Install it with `go install ./cmd/kubectl-checklist` (or `make plugin`) into a
 // directory on PATH; --namespace, --context and --kubeconfig behave as in kubectl.

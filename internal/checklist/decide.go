@@ -79,6 +79,7 @@ func Decide(dcl *deployv1alpha1.DeploymentChecklist, obs Observations, now time.
 	}
 	e.syncRecords()
 	e.syncApprovals()
+	e.requests()
 
 	if !terminal(e.st.Phase) {
 		e.run()
@@ -225,9 +226,10 @@ func (e *engine) finish(oldPhase deployv1alpha1.ChecklistPhase) {
 	}
 	e.st.NextAction = truncate(e.next, 256)
 	e.setConditions()
-	if e.st.Phase != oldPhase && terminal(e.st.Phase) && !terminal(oldPhase) {
-		// Ended in this decision: its record is owed (the reconciler writes it once the
-		// release has ended, a rollback restored).
+	if e.st.Phase != oldPhase && terminal(e.st.Phase) {
+		// Ended in this decision (or, Succeeded, rolled back at a person's request): its
+		// record is owed (the reconciler writes it once the release has ended, a
+		// rollback restored).
 		setCondition(e.st, e.dcl.Generation, CondRecorded, metav1.ConditionFalse, ReasonRecordPending,
 			"the release record is written once the release has ended (docs/records.md)")
 	}

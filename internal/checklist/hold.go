@@ -38,7 +38,10 @@ func (e *engine) beforeT0() bool {
 		return false
 	}
 	if !e.captured() {
-		if rev := e.revision(); slices.Contains(t.ReleasedRevisions, rev) {
+		// A retry (kubectl checklist retry, verified by the checklist webhook: the
+		// checklist it names ended RolledBack or Failed on this revision) releases the
+		// revision again, after fresh sign-offs: a person asked.
+		if rev := e.revision(); slices.Contains(t.ReleasedRevisions, rev) && e.dcl.Annotations[deployv1alpha1.RetryOfAnnotation] == "" {
 			e.fail(ReasonAlreadyReleased, fmt.Sprintf("revision %s was already released on Deployment %s: this checklist has nothing to "+
 				"release and does not touch it (re-applied from Git after the release?); remove it, or name a new revision", rev, e.spec.Target.Name))
 			return false

@@ -137,6 +137,18 @@ type TargetState struct {
 	Labels map[string]string
 }
 
+// Request is a person's request read from the checklist's annotations
+// (rollback-requested, abort-requested; internal/request).
+type Request struct {
+	Kind   deployv1alpha1.RequestKind
+	By     string
+	Reason string
+	// WrittenBy is the user the checklist webhook verified writing it; Verified says it
+	// did (and the webhook is installed, so its record can be believed).
+	WrittenBy string
+	Verified  bool
+}
+
 // Observations are the facts gathered once per reconcile.
 type Observations struct {
 	// Metrics holds a measurement for each metric the engine asked for (Needs). A
@@ -152,6 +164,8 @@ type Observations struct {
 	Approvals map[string][]Approval
 	// ApprovalProblems describe approval annotations that could not be read.
 	ApprovalProblems []string
+	// Requests are the people's requests on the checklist (abort, rollback).
+	Requests []Request
 	// Target is the target Deployment.
 	Target TargetState
 	// Blocker names another live checklist of the same Deployment that comes first:

@@ -55,6 +55,7 @@ import (
 	"github.com/tminus-dev/tminus/internal/metrics"
 	"github.com/tminus-dev/tminus/internal/notify"
 	"github.com/tminus-dev/tminus/internal/prometheus"
+	"github.com/tminus-dev/tminus/internal/request"
 	"github.com/tminus-dev/tminus/internal/shard"
 	"github.com/tminus-dev/tminus/internal/target"
 )
@@ -232,6 +233,8 @@ func (r *DeploymentChecklistReconciler) reconcile(ctx context.Context, dcl *depl
 	}
 	// Sign-offs are read from the checklist as read in this attempt.
 	(*obs).Approvals, (*obs).ApprovalProblems = approval.Parse(dcl.Annotations, approval.Revision(dcl), r.VerifiedApprovals)
+	// So are a person's requests (rollback, abort): acted on only when verified.
+	(*obs).Requests, _ = request.Read(dcl.Annotations, r.VerifiedApprovals)
 	input := eff.Status
 	decision := checklist.Decide(eff, **obs, now)
 	// The messages the namespace's notification policies owe for what was decided:

@@ -137,6 +137,9 @@ type Checklist struct {
 	TargetName        string
 	TargetNamespace   string
 	DeletionRequested bool
+	// RetryOf names the checklist this one retries (kubectl checklist retry): while
+	// this one lives, the template that one rolled back may be released again.
+	RetryOf string
 }
 
 // FromChecklist reads the gate's view of a checklist from its spec and status.
@@ -150,6 +153,7 @@ func FromChecklist(dcl *deployv1alpha1.DeploymentChecklist) Checklist {
 		TargetName:        dcl.Spec.Target.Name,
 		TargetNamespace:   dcl.Namespace,
 		DeletionRequested: !dcl.DeletionTimestamp.IsZero(),
+		RetryOf:           dcl.Annotations[deployv1alpha1.RetryOfAnnotation],
 	}
 	if t := dcl.Status.Target; t != nil {
 		c.Captured = t.CapturedAt != nil
@@ -296,14 +300,26 @@ func (c *Checklist) holdsBeforeT0() bool {
 	return !c.Observe && c.Captured && !c.T0 && !Releasing(c.Phase) && c.Phase != deployv1alpha1.PhaseBlocked
 }
 
-// RolledBackBy is the checklist that rolled the template back, if any.
+// RolledBackBy is the checklist that rolled the template back, if any, unless a live
+// checklist retries it: a person asked for the release again, and it is held for that
+// retry's sign-offs like any candidate.
 func RolledBackBy(cls []Checklist, hash string) *Checklist {
 	for i := range cls {
-		if SameTemplate(cls[i].RolledBackHash, hash) {
+		if SameTemplate(cls[i].RolledBackHash, hash) && !retried(cls, cls[i].Name) {
 			return &cls[i]
 		}
 	}
 	return nil
+}
+
+// retried says whether a live checklist of cls retries the checklist name.
+func retried(cls []Checklist, name string) bool {
+	for i := range cls {
+		if cls[i].RetryOf == name && cls[i].Live() {
+			return true
+		}
+	}
+	return false
 }
 
 // RestoreOf is the checklist that rolled back to the template, if any: the template is
@@ -344,7 +360,7 @@ func ParseRolledBack(v string) RolledBack {
 // while that checklist exists (a cache a moment behind may show it still verifying).
 func markedRolledBack(d *Deployment, cls []Checklist, hash string) *Checklist {
 	m := d.RolledBack
-	if !SameTemplate(m.Hash, hash) {
+	if !SameTemplate(m.Hash, hash) || retried(cls, m.Checklist) {
 		return nil
 	}
 	for i := range cls {

@@ -55,8 +55,18 @@ type Message struct {
 	PreviousImages []string `json:"previousImages,omitempty"`
 	// Trigger is the rollback trigger that fired (RolledBack by a trigger).
 	Trigger *Trigger `json:"trigger,omitempty"`
+	// Request is the person's request the checklist acted on (RolledBack at a
+	// person's request, Failed by an abort): who and why.
+	Request *Request `json:"request,omitempty"`
 	// Command shows the checklist in a terminal.
 	Command string `json:"command"`
+}
+
+// Request is who asked for a rollback or an abort, and why.
+type Request struct {
+	Kind   string `json:"kind"`
+	By     string `json:"by"`
+	Reason string `json:"reason"`
 }
 
 // ChecklistRef names the checklist.
@@ -82,6 +92,10 @@ func NewMessage(dcl *deployv1alpha1.DeploymentChecklist, n *deployv1alpha1.Notif
 	}
 	if n.Event == deployv1alpha1.NotifyRolledBack {
 		m.Trigger = FiredTrigger(dcl, st)
+	}
+	if rq := st.Request; rq != nil && rq.State == deployv1alpha1.RequestActed &&
+		(n.Event == deployv1alpha1.NotifyRolledBack || n.Event == deployv1alpha1.NotifyFailed) {
+		m.Request = &Request{Kind: string(rq.Kind), By: rq.By, Reason: rq.Reason}
 	}
 	return m
 }
@@ -115,6 +129,9 @@ func (m *Message) facts() [][2]string {
 	}
 	if t := m.Trigger; t != nil {
 		f = append(f, [2]string{"Trigger", t.Name}, [2]string{"Value", t.Value}, [2]string{"Threshold", t.Threshold})
+	}
+	if r := m.Request; r != nil {
+		f = append(f, [2]string{r.Kind + " requested by", r.By}, [2]string{"Reason", r.Reason})
 	}
 	return f
 }

@@ -306,3 +306,34 @@ func TestRetriesBackOffDoublingToTheCapAndGiveUpOnARefusalOrTheLastAttempt(t *te
 	d.apply(st, []outcome{{key: "Released", receiver: "p/slow", err: errors.New("HTTP 503"), at: now}})
 	g.Expect(st.Notifications[0].State).To(Equal(deployv1alpha1.NotificationFailed), "the last attempt failed")
 }
+
+// rolledBackByCarol is rolledBack, rolled back at carol's request instead of by its
+// trigger.
+func rolledBackByCarol() *deployv1alpha1.DeploymentChecklist {
+	dcl := rolledBack()
+	st := &dcl.Status
+	st.Triggers[0].Outcome, st.Triggers[0].BreachingSince = "Passed", nil
+	st.Rollback = &deployv1alpha1.RollbackRecord{Reason: "RollbackRequested", FiredAt: at(6), CompletedAt: new(at(7)),
+		Message: "rolled back by carol: CVE-2026-1234 in the new image"}
+	st.Request = &deployv1alpha1.RequestRecord{Kind: deployv1alpha1.RequestRollback, By: "carol",
+		Reason: "CVE-2026-1234 in the new image", WrittenBy: "carol", State: deployv1alpha1.RequestActed, At: at(6),
+		After: deployv1alpha1.PhaseVerifying}
+	st.Conditions[0].Reason, st.Conditions[0].Message = "RollbackRequested", st.Rollback.Message
+	return dcl
+}
+
+func TestARollbackAPersonRequestedIsAnnouncedWithWhoAndWhy(t *testing.T) {
+	g := NewWithT(t)
+	dcl := rolledBackByCarol()
+	st := dcl.Status.DeepCopy()
+	Plan([]deployv1alpha1.NotificationPolicy{policy(at(0), deployv1alpha1.NotifyRolledBack)}, dcl, st)
+	g.Expect(st.Notifications).To(HaveLen(2))
+	g.Expect(st.Notifications[0].Summary).To(Equal("shop/checkout-v2-4-1 (Deployment checkout, revision v2.4.1) " +
+		"rolled back by carol: CVE-2026-1234 in the new image. Restored: shop/checkout:v2.4.0."))
+	m := NewMessage(dcl, &st.Notifications[0])
+	g.Expect(m.Trigger).To(BeNil())
+	g.Expect(m.Request).To(Equal(&Request{Kind: "Rollback", By: "carol", Reason: "CVE-2026-1234 in the new image"}))
+	body, err := SlackBody(m)
+	g.Expect(err).NotTo(HaveOccurred())
+	golden(t, "slack-rolled-back-by-request.json", body)
+}

@@ -136,6 +136,10 @@ func rollbackSummary(who string, dcl *deployv1alpha1.DeploymentChecklist, st *de
 		verb = "would have been rolled back (dry run: nothing was changed)"
 	}
 	s := fmt.Sprintf("%s %s: %s", who, verb, rb.Message)
+	if rb.Reason == checklist.ReasonRollbackRequested && !rb.DryRun {
+		// "rolled back by carol: CVE-…" says it already.
+		s = fmt.Sprintf("%s %s", who, rb.Message)
+	}
 	if t := FiredTrigger(dcl, st); t != nil && t.Query != "" {
 		s += fmt.Sprintf(" (query: %s)", t.Query)
 	}

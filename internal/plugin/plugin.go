@@ -95,6 +95,8 @@ func NewCommand(out, errOut io.Writer) *cobra.Command {
 		},
 	}
 	root.AddCommand(approve, revoke, status, why, o.newCommand(), o.recordCommand(), o.freezesCommand())
+	root.AddCommand(o.requestCommands()...)
+	root.AddCommand(o.retryCommand())
 	return root
 }
 

@@ -61,6 +61,16 @@ func Markdown(r Record) string {
 			w("- **Message:** %s\n", cell(rb.Message))
 		}
 	}
+	if rq := r.Request; rq != nil {
+		w("\n## Request\n\n- **%s requested by:** %s\n- **Why:** %s\n", rq.Kind, cell(rq.By), cell(rq.Reason))
+		if rq.WrittenBy != "" && rq.WrittenBy != rq.By {
+			w("- **Committed by:** %s\n", cell(rq.WrittenBy))
+		}
+		w("- **At:** %s\n- **Outcome:** %s\n", stamp(&rq.At), rq.State)
+		if rq.Message != "" {
+			w("- **Message:** %s\n", cell(rq.Message))
+		}
+	}
 	if len(r.SignOffs) > 0 {
 		w("\n## Sign-offs\n\n| role | by | at | verified | counted |\n|---|---|---|---|---|\n")
 		for _, s := range r.SignOffs {

@@ -57,6 +57,9 @@ type Record struct {
 	// Baselines the relative checks were judged against.
 	Baselines []Baseline `json:"baselines,omitempty"`
 	Rollback  *Rollback  `json:"rollback,omitempty"`
+	// Request is the person's request (rollback, abort) the checklist read: who, why,
+	// and what was made of it.
+	Request *Request `json:"request,omitempty"`
 	// BreakGlass says the release started during a change freeze, by whose sign-offs
 	// and why.
 	BreakGlass *BreakGlass `json:"breakGlass,omitempty"`
@@ -162,6 +165,19 @@ type Baseline struct {
 	Query  string    `json:"query,omitempty"`
 }
 
+// Request is a person's request on the release (kubectl checklist rollback, abort).
+type Request struct {
+	Kind      string    `json:"kind"`
+	By        string    `json:"by"`
+	Reason    string    `json:"reason"`
+	WrittenBy string    `json:"writtenBy,omitempty"`
+	State     string    `json:"state"`
+	Message   string    `json:"message,omitempty"`
+	At        time.Time `json:"at"`
+	// After is the phase the checklist was in when the request was acted on.
+	After string `json:"after,omitempty"`
+}
+
 // Rollback is what caused the rollback and when the target was restored.
 type Rollback struct {
 	Reason           string     `json:"reason"`
@@ -193,12 +209,24 @@ func Due(dcl *deployv1alpha1.DeploymentChecklist) bool {
 func Name(dcl *deployv1alpha1.DeploymentChecklist) string {
 	h := fnv.New32a()
 	_, _ = h.Write([]byte(dcl.UID))
+	if RolledBackAfterSuccess(dcl) {
+		// Its second record: the first said Succeeded, and stays.
+		_, _ = h.Write([]byte("/rolled-back"))
+	}
 	suffix := "-" + strconv.FormatUint(uint64(h.Sum32()), 36)
 	name := "tminus-record-" + dcl.Name
 	if max := 253 - len(suffix); len(name) > max {
 		name = name[:max]
 	}
 	return name + suffix
+}
+
+// RolledBackAfterSuccess says whether dcl ended Succeeded and was then rolled back at a
+// person's request: it has two records, the Succeeded one and the RolledBack one.
+func RolledBackAfterSuccess(dcl *deployv1alpha1.DeploymentChecklist) bool {
+	rq := dcl.Status.Request
+	return dcl.Status.Phase == deployv1alpha1.PhaseRolledBack && rq != nil && rq.Kind == deployv1alpha1.RequestRollback &&
+		rq.State == deployv1alpha1.RequestActed && rq.After == deployv1alpha1.PhaseSucceeded
 }
 
 func ptime(t *metav1.Time) *time.Time {
@@ -260,6 +288,10 @@ func Build(dcl *deployv1alpha1.DeploymentChecklist) Record {
 	if rb := st.Rollback; rb != nil {
 		r.Rollback = &Rollback{Reason: rb.Reason, Message: rb.Message, Value: rb.Value, FiredAt: rb.FiredAt.UTC(),
 			CompletedAt: ptime(rb.CompletedAt), DryRun: rb.DryRun, NothingToRestore: rb.NothingToRestore}
+	}
+	if rq := st.Request; rq != nil {
+		r.Request = &Request{Kind: string(rq.Kind), By: rq.By, Reason: rq.Reason, WrittenBy: rq.WrittenBy,
+			State: string(rq.State), Message: rq.Message, At: rq.At.UTC(), After: string(rq.After)}
 	}
 	if bg := st.BreakGlass; bg != nil {
 		r.BreakGlass = &BreakGlass{Freezes: bg.Freezes, Reason: bg.Reason, Approvers: bg.Approvers, At: bg.At.UTC()}

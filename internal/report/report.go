@@ -133,11 +133,44 @@ func Timeline(w io.Writer, dcl *deployv1alpha1.DeploymentChecklist, now time.Tim
 		}
 		put(w, "\n")
 	}
+	people(w, dcl)
 	return nil
 }
 
-// Why explains in one paragraph what the checklist waits for, or why it ended as it did.
+// people shows what people asked of the release: a retry made of it or that it is,
+// and a rollback or abort request with what tminus made of it.
+func people(w io.Writer, dcl *deployv1alpha1.DeploymentChecklist) {
+	st := &dcl.Status
+	if as := dcl.Annotations[deployv1alpha1.RetriedAsAnnotation]; as != "" {
+		put(w, "\nRETRIED  as %s\n", as)
+	}
+	if of := dcl.Annotations[deployv1alpha1.RetryOfAnnotation]; of != "" {
+		put(w, "\nRETRIES  %s\n", of)
+	}
+	if rq := st.Request; rq != nil {
+		put(w, "\nREQUEST  %s by %s", rq.Kind, rq.By)
+		if rq.WrittenBy != "" && rq.WrittenBy != rq.By {
+			put(w, " (committed by %s)", rq.WrittenBy)
+		}
+		put(w, " at %s: %s; %s", stamp(&rq.At), rq.Reason, rq.State)
+		if rq.State != deployv1alpha1.RequestActed && rq.Message != "" {
+			put(w, ": %s", rq.Message)
+		}
+		put(w, "\n")
+	}
+}
+
+// Why explains in one paragraph what the checklist waits for, or why it ended as it did,
+// and what became of a person's request that was not acted on.
 func Why(dcl *deployv1alpha1.DeploymentChecklist, now time.Time) string {
+	s := why(dcl, now)
+	if rq := dcl.Status.Request; rq != nil && rq.State != deployv1alpha1.RequestActed && rq.Message != "" {
+		s += " " + strings.ToUpper(rq.Message[:1]) + rq.Message[1:] + "."
+	}
+	return s
+}
+
+func why(dcl *deployv1alpha1.DeploymentChecklist, now time.Time) string {
 	st := &dcl.Status
 	name := dcl.Namespace + "/" + dcl.Name
 	ready := meta.FindStatusCondition(st.Conditions, "Ready")

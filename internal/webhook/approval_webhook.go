@@ -5,7 +5,9 @@
 // the requesting user must hold the RBAC verb `approve` on the checklist, and must be
 // the approver it names unless it is a trusted writer (a GitOps controller committing
 // approvals made by pull request). It records what it verified in
-// verified.approve.tminus.dev/<key> annotations, which only it can write.
+// verified.approve.tminus.dev/<key> annotations, which only it can write. A person's
+// requests (deploy.tminus.dev/rollback-requested, abort-requested) are judged the same
+// way, by the verbs rollback and abort (requests.go).
 package webhook
 
 import (
@@ -174,6 +176,13 @@ func (w *ApprovalWebhook) verified(ctx context.Context, req admission.Request, o
 			}
 		}
 		want[approval.VerifiedPrefix+key] = approval.VerifiedValue(value, user, template)
+	}
+	// A person's requests (rollback, abort) are judged like sign-offs (requests.go).
+	if msg, err := w.requestRecords(ctx, req, obj, old, want); err != nil || msg != "" {
+		return nil, msg, err
+	}
+	if msg, err := w.retryRefusal(ctx, req, obj, old); err != nil || msg != "" {
+		return nil, msg, err
 	}
 	return want, "", nil
 }

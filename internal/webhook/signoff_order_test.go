@@ -201,8 +201,12 @@ func TestASignOffCountsForTheTemplateHeldWhenItWasGivenNotOnePushedBeforeTheCont
 		Should(HaveKeyWithValue(deployv1alpha1.GatedLabel, deployv1alpha1.GatedByChecklist))
 	b.push(checkout, "checkout:v2")
 	g.Eventually(func(g Gomega) {
-		g.Expect(b.status(g, "checkout").Target.CandidateImages).To(Equal([]string{"checkout:v2"}))
-		g.Expect(b.status(g, "cart").Target.CapturedAt).NotTo(BeNil())
+		// Target is nil until the first status write: a poll before it must fail, not panic.
+		checkoutSt, cartSt := b.status(g, "checkout"), b.status(g, "cart")
+		g.Expect(checkoutSt.Target).NotTo(BeNil())
+		g.Expect(cartSt.Target).NotTo(BeNil())
+		g.Expect(checkoutSt.Target.CandidateImages).To(Equal([]string{"checkout:v2"}))
+		g.Expect(cartSt.Target.CapturedAt).NotTo(BeNil())
 		g.Expect(b.get(cart).Labels).To(HaveKeyWithValue(deployv1alpha1.GatedLabel, deployv1alpha1.GatedByChecklist), "the gate sees cart")
 	}, 2*time.Minute, 100*time.Millisecond).Should(Succeed())
 	stop()

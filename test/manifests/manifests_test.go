@@ -237,6 +237,24 @@ func TestOnlyTheApproverRoleGrantsTheSignOff(t *testing.T) {
 	}
 }
 
+// TestOnlyTheResponderRoleGrantsRollbackAndAbort: editing or administering checklists
+// is not deciding to undo a release; no shipped role but the responder one holds the
+// verbs rollback and abort, explicitly or through '*'.
+func TestOnlyTheResponderRoleGrantsRollbackAndAbort(t *testing.T) {
+	g := NewWithT(t)
+	found := false
+	for _, rr := range roleRules(t) {
+		verbs, _ := rr.rule["verbs"].([]any)
+		if rr.role == "tminus-deploymentchecklist-responder-role" {
+			g.Expect(verbs).To(ContainElements("rollback", "abort", "patch"))
+			found = true
+			continue
+		}
+		g.Expect(verbs).NotTo(ContainElement(BeElementOf("rollback", "abort", "*")), "%s grants a rollback or an abort", rr.role)
+	}
+	g.Expect(found).To(BeTrue(), "the responder role is shipped")
+}
+
 // TestOnlyTheAdminRoleWritesClusterTemplates: a cluster template is the platform team's
 // checklist for every namespace; a namespace's editors write their own templates and
 // read the cluster's.
