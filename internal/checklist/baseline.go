@@ -165,7 +165,7 @@ func (e *engine) baselineRecord(metric string) *deployv1alpha1.BaselineStatus {
 // is kept for good: it is the metric at T-0, which does not change. No data and errors
 // are asked again while something compares with them.
 func (e *engine) recordBaselines() {
-	ts := e.st.Target
+	ts := e.ts()
 	if ts == nil || ts.T0At == nil {
 		return
 	}
@@ -200,11 +200,11 @@ func (e *engine) recordBaselines() {
 // followRelease records the pod-template-hash of the ReplicaSet running the released
 // template ({{podTemplateHash}}); a restart makes a new one, which it follows.
 func (e *engine) followRelease() {
-	ts := e.st.Target
+	ts := e.ts()
 	if ts == nil || ts.ReleasedTemplateHash == "" {
 		return
 	}
-	if h := e.obs.Target.PodTemplateHashes[ts.ReleasedTemplateHash]; h != "" {
+	if h := e.tobs().PodTemplateHashes[ts.ReleasedTemplateHash]; h != "" {
 		ts.ReleasedPodTemplateHash = h
 	}
 }
@@ -213,7 +213,7 @@ func (e *engine) followRelease() {
 // that long after the release became available. ok is false while it is not
 // available yet.
 func (e *engine) judgeFrom(after time.Duration) (time.Time, bool) {
-	ts := e.st.Target
+	ts := e.ts()
 	if ts == nil || ts.AvailableAt == nil {
 		return time.Time{}, false
 	}

@@ -170,7 +170,7 @@ func approvalID(key, role, approver, revision string) string {
 func (e *engine) judgeApprovals() {
 	var cand string
 	var candImages []string
-	if ts := e.st.Target; ts != nil {
+	if ts := e.ts(); ts != nil {
 		cand, candImages = ts.CandidateTemplateHash, ts.CandidateImages
 	}
 	admitted := map[string]string{}
@@ -195,7 +195,7 @@ func (e *engine) judgeApprovals() {
 		case cand != "" && rec.CandidateTemplateHash != cand:
 			given := images(rec.CandidateImages)
 			if len(rec.CandidateImages) == 0 {
-				given = fmt.Sprintf("the template Deployment %s held when it was given (%s)", e.spec.Target.Name, shortHash(rec.CandidateTemplateHash))
+				given = fmt.Sprintf("the template Deployment %s held when it was given (%s)", e.tname(), shortHash(rec.CandidateTemplateHash))
 			}
 			why = fmt.Sprintf("given for %s, but the Deployment now holds %s for release: sign again", given, images(candImages))
 		}
@@ -215,7 +215,7 @@ func (e *engine) signedFor(admitted string) string {
 	if admitted == "" || admitted == NoTemplate || !e.captured() {
 		return ""
 	}
-	if ts := e.st.Target; ts.PreDeployTemplate != nil && admitted == ts.PreDeployTemplateHash {
+	if ts := e.ts(); ts.PreDeployTemplate != nil && admitted == ts.PreDeployTemplateHash {
 		return ""
 	}
 	return admitted
@@ -224,10 +224,10 @@ func (e *engine) signedFor(admitted string) string {
 // imagesOf lists the images of template hash h, when it is one the engine knows.
 func (e *engine) imagesOf(h string) []string {
 	switch {
-	case e.st.Target != nil && h == e.st.Target.CandidateTemplateHash:
-		return e.st.Target.CandidateImages
-	case h == e.obs.Target.TemplateHash:
-		return e.obs.Target.TemplateImages
+	case e.ts() != nil && h == e.ts().CandidateTemplateHash:
+		return e.ts().CandidateImages
+	case h == e.tobs().TemplateHash:
+		return e.tobs().TemplateImages
 	}
 	return nil
 }

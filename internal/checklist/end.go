@@ -35,7 +35,7 @@ func (e *engine) rollback(reason, msg, value string) {
 	if ts.PreDeployTemplate == nil || ts.ReleasedTemplateHash == ts.PreDeployTemplateHash {
 		rec.NothingToRestore = true
 		e.st.Phase = deployv1alpha1.PhaseFailed
-		why := fmt.Sprintf("Deployment %s served nothing when the checklist started", e.spec.Target.Name)
+		why := fmt.Sprintf("Deployment %s served nothing when the checklist started", e.tname())
 		if ts.PreDeployTemplate != nil {
 			why = "the released template is the pre-deploy one"
 		}
@@ -60,7 +60,7 @@ func (e *engine) ended() {
 	// the admission's name: the checklist holds nothing once it has ended.
 	for i := range e.d.Actions {
 		if a := &e.d.Actions[i]; a.Kind == ActionHold && a.HeldBy == "" {
-			a.HeldBy, a.Reason, a.HeldTemplate = deployv1alpha1.HeldByAdmission, e.unreleasedReason(), e.obs.Target.TemplateHash
+			a.HeldBy, a.Reason, a.HeldTemplate = deployv1alpha1.HeldByAdmission, e.unreleasedReason(), e.tobs().TemplateHash
 			return
 		}
 	}
@@ -70,14 +70,14 @@ func (e *engine) ended() {
 // unreleasedReason is the hold reason of a change nothing released, left held when the
 // checklist ends.
 func (e *engine) unreleasedReason() string {
-	t := e.obs.Target
-	ts := e.st.Target
+	t := e.tobs()
+	ts := e.ts()
 	why := fmt.Sprintf("checklist %s ended %s before releasing it", e.dcl.Name, e.st.Phase)
 	if ts != nil && ts.ReleasedTemplateHash != "" {
 		why = fmt.Sprintf("it changed while checklist %s verified its release, which ended %s", e.dcl.Name, e.st.Phase)
 	}
 	return fmt.Sprintf("pod template (%s) is released by no checklist (%s); create a DeploymentChecklist targeting %s to release it",
-		images(t.TemplateImages), why, e.spec.Target.Name)
+		images(t.TemplateImages), why, e.tname())
 }
 
 // releaseOwnPause takes off a pause tminus made for this checklist, unless another live
@@ -85,11 +85,11 @@ func (e *engine) unreleasedReason() string {
 // that one stays held, now in the admission's name, until a checklist of its own
 // releases it.
 func (e *engine) releaseOwnPause() {
-	t := e.obs.Target
+	t := e.tobs()
 	if !e.pauses() || !t.Found || !t.Paused || t.HeldBy != e.mine() || e.obs.Blocker != "" {
 		return
 	}
-	ts := e.st.Target
+	ts := e.ts()
 	// A change nothing released: one that never ran, or the one held during this
 	// checklist's verification (without the admission gate it may have started to).
 	heldHere := ts != nil && t.TemplateHash == ts.HeldTemplateHash
@@ -113,39 +113,39 @@ func (e *engine) ensureRestored() {
 	switch {
 	case st.Rollback == nil || st.Rollback.DryRun || st.Rollback.NothingToRestore:
 		return
-	case st.Target != nil && st.Target.RestoredAt != nil:
+	case e.ts() != nil && e.ts().RestoredAt != nil:
 		return
-	case !e.obs.Target.Found:
-		e.next = fmt.Sprintf("Deployment %s is gone; nothing to restore", e.spec.Target.Name)
+	case !e.tobs().Found:
+		e.next = fmt.Sprintf("Deployment %s is gone; nothing to restore", e.tname())
 		return
 	case e.obs.Blocker != "":
-		e.next = fmt.Sprintf("checklist %s is live on Deployment %s: the restore is left to it", e.obs.Blocker, e.spec.Target.Name)
+		e.next = fmt.Sprintf("checklist %s is live on Deployment %s: the restore is left to it", e.obs.Blocker, e.tname())
 		return
 	}
-	t := e.obs.Target
-	if t.TemplateHash == st.Target.PreDeployTemplateHash && !t.Paused {
+	t := e.tobs()
+	if t.TemplateHash == e.ts().PreDeployTemplateHash && !t.Paused {
 		now := e.stamp()
-		st.Target.RestoredAt = &now
+		e.ts().RestoredAt = &now
 		if st.Rollback.CompletedAt == nil {
 			st.Rollback.CompletedAt = &now
 		}
 		e.event(corev1.EventTypeNormal, ReasonRestored, fmt.Sprintf("Deployment %s runs its pre-deploy template again (%s, revision %s)",
-			e.spec.Target.Name, images(st.Target.PreDeployImages), st.Target.PreDeployRevision))
+			e.tname(), images(e.ts().PreDeployImages), e.ts().PreDeployRevision))
 		return
 	}
-	if bad := st.Target.ReleasedTemplateHash; t.TemplateHash != bad && t.TemplateHash != st.Target.PreDeployTemplateHash && t.ServingHash != bad {
+	if bad := e.ts().ReleasedTemplateHash; t.TemplateHash != bad && t.TemplateHash != e.ts().PreDeployTemplateHash && t.ServingHash != bad {
 		// Another template than the two this checklist knows: restore only over the
 		// rolled-back release serving, never over a rollout of another.
 		if t.Settled {
 			e.next = fmt.Sprintf("Deployment %s moved on to %s: the rolled-back release no longer serves; nothing to restore",
-				e.spec.Target.Name, images(t.TemplateImages))
+				e.tname(), images(t.TemplateImages))
 			return
 		}
-		e.next = fmt.Sprintf("waiting for Deployment %s to settle before restoring it", e.spec.Target.Name)
+		e.next = fmt.Sprintf("waiting for Deployment %s to settle before restoring it", e.tname())
 		e.pollIn(e.p.interval)
 		return
 	}
-	tmpl, err := PreDeployTemplate(st)
+	tmpl, err := PreDeployTemplate(e.ts())
 	if err != nil {
 		e.next = err.Error()
 		return
@@ -154,9 +154,9 @@ func (e *engine) ensureRestored() {
 	// Deployment carries the mark in the same write.
 	rolledBack := ""
 	if e.pauses() {
-		rolledBack = st.Target.ReleasedTemplateHash
+		rolledBack = e.ts().ReleasedTemplateHash
 	}
 	e.action(Action{Kind: ActionRestore, Template: tmpl, RolledBack: rolledBack, TemplateHash: t.TemplateHash})
-	e.next = fmt.Sprintf("restoring Deployment %s to %s (revision %s)", e.spec.Target.Name, images(st.Target.PreDeployImages), st.Target.PreDeployRevision)
+	e.next = fmt.Sprintf("restoring Deployment %s to %s (revision %s)", e.tname(), images(e.ts().PreDeployImages), e.ts().PreDeployRevision)
 	e.pollIn(e.p.interval)
 }

@@ -22,7 +22,7 @@ func (e *engine) beforeT0() bool {
 		msg := fmt.Sprintf("missed the deploy window: T-0 was %s and the window closed at %s",
 			e.p.deployAt.UTC().Format(time.RFC3339), e.p.deployAt.Add(e.p.window).UTC().Format(time.RFC3339))
 		if e.atT0() {
-			msg += fmt.Sprintf("; no new template arrived on Deployment %s to release", e.spec.Target.Name)
+			msg += fmt.Sprintf("; no new template arrived on Deployment %s to release", e.tname())
 		}
 		e.fail(ReasonMissedDeployWindow, msg)
 		return false
@@ -31,16 +31,16 @@ func (e *engine) beforeT0() bool {
 		e.wakeAt(e.p.deployAt.Add(e.p.window))
 	}
 	e.deployAtInFreeze()
-	t := e.obs.Target
+	t := e.tobs()
 	if !t.Found {
-		e.next = fmt.Sprintf("waiting for Deployment %s to exist", e.spec.Target.Name)
+		e.next = fmt.Sprintf("waiting for Deployment %s to exist", e.tname())
 		e.pollIn(e.p.interval)
 		return false
 	}
 	if !e.captured() {
 		if rev := e.revision(); slices.Contains(t.ReleasedRevisions, rev) {
 			e.fail(ReasonAlreadyReleased, fmt.Sprintf("revision %s was already released on Deployment %s: this checklist has nothing to "+
-				"release and does not touch it (re-applied from Git after the release?); remove it, or name a new revision", rev, e.spec.Target.Name))
+				"release and does not touch it (re-applied from Git after the release?); remove it, or name a new revision", rev, e.tname()))
 			return false
 		}
 		if t.Settled {
@@ -84,11 +84,11 @@ func (e *engine) beforeT0() bool {
 			return false
 		}
 		now := e.stamp()
-		e.st.Target.T0At = &now
+		e.ts().T0At = &now
 	} else if e.waitingForRevokedApprovals() {
 		// An approval removed before the release revokes it, also while T-0 waits for
 		// the new template.
-		e.st.Target.T0At = nil
+		e.ts().T0At = nil
 		return false
 	} else if e.frozen() {
 		// T-0 passed while the new template had not arrived, and a change freeze (or
@@ -96,7 +96,7 @@ func (e *engine) beforeT0() bool {
 		// is held again, here and at admission (the gate admits a new template
 		// unpaused only after T-0), so a template that lands in the freeze waits for
 		// it to end, or a break-glass, like a T-0 in a freeze.
-		e.st.Target.T0At = nil
+		e.ts().T0At = nil
 		e.hold()
 		return false
 	}
@@ -106,13 +106,13 @@ func (e *engine) beforeT0() bool {
 // notSettled reports a target rolling out between two ReplicaSets, in front of whatever
 // else the checklist waits for.
 func (e *engine) notSettled() {
-	t := e.obs.Target
+	t := e.tobs()
 	if terminal(e.st.Phase) {
 		return
 	}
 	e.waiting = ReasonTargetNotSettled
 	e.next = fmt.Sprintf("waiting for Deployment %s to settle (rolling out between two ReplicaSets, %d of %d replicas updated): "+
-		"what serves cannot be told yet; %s", e.spec.Target.Name, t.UpdatedReplicas, t.Replicas, e.next)
+		"what serves cannot be told yet; %s", e.tname(), t.UpdatedReplicas, t.Replicas, e.next)
 	e.pollIn(e.p.interval)
 }
 
@@ -128,22 +128,15 @@ func (e *engine) revision() string {
 	return e.dcl.Name
 }
 
-func (e *engine) target() *deployv1alpha1.TargetStatus {
-	if e.st.Target == nil {
-		e.st.Target = &deployv1alpha1.TargetStatus{}
-	}
-	return e.st.Target
-}
+func (e *engine) captured() bool { return e.ts() != nil && e.ts().CapturedAt != nil }
 
-func (e *engine) captured() bool { return e.st.Target != nil && e.st.Target.CapturedAt != nil }
-
-func (e *engine) atT0() bool { return e.st.Target != nil && e.st.Target.T0At != nil }
+func (e *engine) atT0() bool { return e.ts() != nil && e.ts().T0At != nil }
 
 // capture records, once, the template of the ReplicaSet that serves every replica: what
 // a rollback restores. A Deployment that serves nothing yet (created held) is captured
 // with no template; a rollback then has nothing to restore.
 func (e *engine) capture() {
-	t := e.obs.Target
+	t := e.tobs()
 	ts := e.target()
 	now := e.stamp()
 	ts.CapturedAt = &now
@@ -164,14 +157,14 @@ func (e *engine) capture() {
 // hold keeps the target paused until T-0 (gate Pause). A target already paused, by
 // tminus at admission or by someone else, is left as it is.
 func (e *engine) hold() {
-	if !e.pauses() || e.atT0() || e.obs.Target.Paused {
+	if !e.pauses() || e.atT0() || e.tobs().Paused {
 		return
 	}
 	reason := fmt.Sprintf("held by checklist %s until T-0", e.dcl.Name)
 	e.action(Action{Kind: ActionHold, Reason: reason})
-	msg := fmt.Sprintf("paused Deployment %s until every T-minus phase passes", e.spec.Target.Name)
+	msg := fmt.Sprintf("paused Deployment %s until every T-minus phase passes", e.tname())
 	if e.frozenBy != "" {
-		msg = fmt.Sprintf("paused Deployment %s while a change freeze holds T-0", e.spec.Target.Name)
+		msg = fmt.Sprintf("paused Deployment %s while a change freeze holds T-0", e.tname())
 	}
 	e.event(corev1.EventTypeNormal, ReasonTargetPaused, msg)
 }
@@ -180,12 +173,12 @@ func (e *engine) hold() {
 // the pre-deploy template, that the Deployment holds. Until T-0 releases it, a new push
 // replaces it and a revert withdraws it.
 func (e *engine) followCandidate() {
-	t := e.obs.Target
+	t := e.tobs()
 	ts := e.target()
 	if t.TemplateHash == ts.PreDeployTemplateHash && ts.PreDeployTemplate != nil {
 		if ts.CandidateTemplateHash != "" {
 			e.event(corev1.EventTypeNormal, ReasonCandidateWithdrawn, fmt.Sprintf(
-				"Deployment %s is back on its pre-deploy template (%s): nothing to release yet", e.spec.Target.Name, images(ts.PreDeployImages)))
+				"Deployment %s is back on its pre-deploy template (%s): nothing to release yet", e.tname(), images(ts.PreDeployImages)))
 			ts.CandidateTemplateHash, ts.CandidateImages, ts.CandidateSeenAt = "", nil, nil
 		}
 		return
@@ -193,12 +186,12 @@ func (e *engine) followCandidate() {
 	if ts.CandidateTemplateHash == t.TemplateHash {
 		return
 	}
-	msg := fmt.Sprintf("new template on Deployment %s (%s): it is what this checklist releases at T-0", e.spec.Target.Name, images(t.TemplateImages))
+	msg := fmt.Sprintf("new template on Deployment %s (%s): it is what this checklist releases at T-0", e.tname(), images(t.TemplateImages))
 	reason := ReasonCandidateSeen
 	if ts.CandidateTemplateHash != "" {
 		reason = ReasonCandidateChanged
 		msg = fmt.Sprintf("the template on Deployment %s changed before T-0, from %s to %s: the new one is what this checklist releases",
-			e.spec.Target.Name, images(ts.CandidateImages), images(t.TemplateImages))
+			e.tname(), images(ts.CandidateImages), images(t.TemplateImages))
 	}
 	e.event(corev1.EventTypeNormal, reason, msg)
 	now := e.stamp()

@@ -25,7 +25,7 @@ var hashVars = []string{VarPodTemplateHash, VarPreDeployPodTemplateHash}
 func BuiltinVars(dcl *deployv1alpha1.DeploymentChecklist) map[string]string {
 	return map[string]string{
 		VarNamespace: dcl.Namespace,
-		VarTarget:    dcl.Spec.Target.Name,
+		VarTarget:    strings.Join(dcl.Spec.TargetNames(), "|"),
 		VarRevision:  dcl.Spec.Revision,
 		VarChecklist: dcl.Name,
 	}
@@ -36,7 +36,7 @@ func BuiltinVars(dcl *deployv1alpha1.DeploymentChecklist) map[string]string {
 // {{preDeployPodTemplateHash}} (the one that served before).
 func QueryVars(dcl *deployv1alpha1.DeploymentChecklist) map[string]string {
 	v := BuiltinVars(dcl)
-	if ts := dcl.Status.Target; ts != nil {
+	if ts := oneTarget(dcl); ts != nil {
 		if ts.ReleasedPodTemplateHash != "" {
 			v[VarPodTemplateHash] = ts.ReleasedPodTemplateHash
 		}
@@ -52,7 +52,7 @@ func QueryVars(dcl *deployv1alpha1.DeploymentChecklist) map[string]string {
 // pre-deploy ReplicaSet's hash.
 func BaselineVars(dcl *deployv1alpha1.DeploymentChecklist) map[string]string {
 	v := BuiltinVars(dcl)
-	if ts := dcl.Status.Target; ts != nil && ts.PreDeployPodTemplateHash != "" {
+	if ts := oneTarget(dcl); ts != nil && ts.PreDeployPodTemplateHash != "" {
 		v[VarPodTemplateHash] = ts.PreDeployPodTemplateHash
 		v[VarPreDeployPodTemplateHash] = ts.PreDeployPodTemplateHash
 	}
@@ -138,4 +138,13 @@ func escapeIn(v string, quote byte, regex bool) string {
 		v = strings.ReplaceAll(v, `\`, `\\`)
 		return strings.ReplaceAll(v, string(quote), `\`+string(quote))
 	}
+}
+
+// oneTarget is the status of a release's one target; nil for a release of several
+// (whose hashes are per target).
+func oneTarget(dcl *deployv1alpha1.DeploymentChecklist) *deployv1alpha1.TargetStatus {
+	if names := dcl.Spec.TargetNames(); len(names) == 1 {
+		return dcl.TargetStatusOf(names[0])
+	}
+	return nil
 }

@@ -20,14 +20,14 @@ func (e *engine) releaseAtT0() bool {
 		if e.st.Phase != deployv1alpha1.PhaseHolding || e.st.CurrentPhase != "" {
 			e.event(corev1.EventTypeNormal, ReasonWaitingForTemplate, fmt.Sprintf(
 				"T-0: every T-minus phase passed, but Deployment %s holds no new template yet; it is released as soon as it arrives",
-				e.spec.Target.Name))
+				e.tname()))
 		}
 		e.st.Phase = deployv1alpha1.PhaseHolding
 		e.st.CurrentPhase = ""
 		e.waiting = ReasonWaitingForTemplate
-		e.next = fmt.Sprintf("T-0 passed: waiting for the new template (Deployment %s serves %s)", e.spec.Target.Name, images(ts.PreDeployImages))
+		e.next = fmt.Sprintf("T-0 passed: waiting for the new template (Deployment %s serves %s)", e.tname(), images(ts.PreDeployImages))
 		// Nothing to hold: take tminus's own pause off.
-		if t := e.obs.Target; e.pauses() && t.Paused && t.HeldBy == e.mine() {
+		if t := e.tobs(); e.pauses() && t.Paused && t.HeldBy == e.mine() {
 			e.action(Action{Kind: ActionResume, TemplateHash: t.TemplateHash})
 		}
 		// A freeze that starts (or an allowed window that closes) while the template
@@ -60,40 +60,40 @@ func (e *engine) release() {
 	}
 	e.event(corev1.EventTypeNormal, ReasonReleased, msg)
 	if e.pauses() {
-		e.action(Action{Kind: ActionRelease, Revision: e.revision(), TemplateHash: e.st.Target.ReleasedTemplateHash})
+		e.action(Action{Kind: ActionRelease, Revision: e.revision(), TemplateHash: e.ts().ReleasedTemplateHash})
 		e.released = true
 	}
 }
 
 // deploying waits for the released template to be available, watching triggers.
 func (e *engine) deploying() {
-	t := e.obs.Target
+	t := e.tobs()
 	if !e.releaseGoesOn() {
 		return
 	}
-	if e.pauses() && t.Paused && t.TemplateHash == e.st.Target.ReleasedTemplateHash && !e.released {
+	if e.pauses() && t.Paused && t.TemplateHash == e.ts().ReleasedTemplateHash && !e.released {
 		if t.HeldBy == "" {
-			e.next = fmt.Sprintf("Deployment %s was paused by someone other than tminus: resume it to roll out the release", e.spec.Target.Name)
+			e.next = fmt.Sprintf("Deployment %s was paused by someone other than tminus: resume it to roll out the release", e.tname())
 			e.pollIn(e.p.interval)
 			return
 		}
 		// tminus's pause (the release's resume did not land yet, or the webhook's cache
 		// lagged): release again, it is idempotent.
-		e.action(Action{Kind: ActionRelease, Revision: e.revision(), TemplateHash: e.st.Target.ReleasedTemplateHash})
+		e.action(Action{Kind: ActionRelease, Revision: e.revision(), TemplateHash: e.ts().ReleasedTemplateHash})
 	}
 	if e.progressDeadlineExceeded() {
 		e.rollback(ReasonRolloutStalled, fmt.Sprintf("Deployment %s exceeded its progress deadline rolling out %s",
-			e.spec.Target.Name, images(e.st.Target.CandidateImages)), "")
+			e.tname(), images(e.ts().CandidateImages)), "")
 		return
 	}
-	if e.pauses() && !e.released && !t.Paused && t.TemplateHash == e.st.Target.ReleasedTemplateHash &&
+	if e.pauses() && !e.released && !t.Paused && t.TemplateHash == e.ts().ReleasedTemplateHash &&
 		!slices.Contains(t.ReleasedRevisions, e.revision()) {
 		// The release's write was lost after status recorded it (it conflicted with
 		// the Deployment controller's writes a few times over, and the reconcile that
 		// read the checklist again found it released): the revision is not recorded
 		// on the Deployment, so a re-applied old checklist would not know it. Release
 		// again; it is idempotent.
-		e.action(Action{Kind: ActionRelease, Revision: e.revision(), TemplateHash: e.st.Target.ReleasedTemplateHash})
+		e.action(Action{Kind: ActionRelease, Revision: e.revision(), TemplateHash: e.ts().ReleasedTemplateHash})
 	}
 	if !e.rolledOut() {
 		e.next = fmt.Sprintf("waiting for the rollout: %d of %d replicas updated, %d available",
@@ -102,10 +102,10 @@ func (e *engine) deploying() {
 		return
 	}
 	now := e.stamp()
-	e.st.Target.AvailableAt = &now
+	e.ts().AvailableAt = &now
 	e.st.Phase = deployv1alpha1.PhaseVerifying
 	e.event(corev1.EventTypeNormal, ReasonRolloutAvailable,
-		fmt.Sprintf("Deployment %s rolled out: %d replicas available; T-plus phases count from now", e.spec.Target.Name, t.AvailableReplicas))
+		fmt.Sprintf("Deployment %s rolled out: %d replicas available; T-plus phases count from now", e.tname(), t.AvailableReplicas))
 }
 
 // releaseGoesOn is what deploying and verifying check first, and reports whether they
@@ -113,8 +113,8 @@ func (e *engine) deploying() {
 // rolled back: the checklist says so and waits), no trigger fired, and the target still
 // holds the release (templateMoved).
 func (e *engine) releaseGoesOn() bool {
-	if !e.obs.Target.Found {
-		e.next = fmt.Sprintf("Deployment %s is gone; cannot verify the release", e.spec.Target.Name)
+	if !e.tobs().Found {
+		e.next = fmt.Sprintf("Deployment %s is gone; cannot verify the release", e.tname())
 		e.pollIn(e.p.interval)
 		return false
 	}
@@ -125,8 +125,8 @@ func (e *engine) releaseGoesOn() bool {
 // It reads the ReplicaSet that serves, not the Deployment's updated count, which
 // refers to its template now: a change held during the rollout does not hide it.
 func (e *engine) rolledOut() bool {
-	t := e.obs.Target
-	return t.ObservedGeneration >= t.Generation && t.Settled && t.ServingHash == e.st.Target.ReleasedTemplateHash &&
+	t := e.tobs()
+	return t.ObservedGeneration >= t.Generation && t.Settled && t.ServingHash == e.ts().ReleasedTemplateHash &&
 		t.Available && t.AvailableReplicas >= t.Replicas && t.TotalReplicas == t.Replicas
 }
 
@@ -135,11 +135,11 @@ func (e *engine) rolledOut() bool {
 // release: a paused Deployment keeps one left over from before, which says nothing
 // about the release.
 func (e *engine) progressDeadlineExceeded() bool {
-	t := e.obs.Target
-	if !t.ProgressDeadlineExceeded || t.ObservedGeneration < t.Generation || e.st.Target.ReleasedAt == nil {
+	t := e.tobs()
+	if !t.ProgressDeadlineExceeded || t.ObservedGeneration < t.Generation || e.ts().ReleasedAt == nil {
 		return false
 	}
-	return t.ProgressingSince.After(e.st.Target.ReleasedAt.Time)
+	return t.ProgressingSince.After(e.ts().ReleasedAt.Time)
 }
 
 // templateMoved handles, after T-0, a Deployment that no longer holds the released
@@ -152,12 +152,12 @@ func (e *engine) progressDeadlineExceeded() bool {
 //     release can no longer be told apart and the checklist ends; while verifying it
 //     is paused at once and reported.
 func (e *engine) templateMoved() bool {
-	t := e.obs.Target
-	ts := e.st.Target
+	t := e.tobs()
+	ts := e.ts()
 	if t.TemplateHash == ts.ReleasedTemplateHash {
 		if ts.HeldTemplateHash != "" {
 			e.event(corev1.EventTypeNormal, ReasonHeldChangeGone, fmt.Sprintf(
-				"Deployment %s is back on the released template (%s): the held change (%s) is gone", e.spec.Target.Name,
+				"Deployment %s is back on the released template (%s): the held change (%s) is gone", e.tname(),
 				images(ts.CandidateImages), images(ts.HeldImages)))
 			ts.HeldTemplateHash, ts.HeldImages = "", nil
 		}
@@ -166,7 +166,7 @@ func (e *engine) templateMoved() bool {
 	ranBefore := !t.TemplateFirstRan.IsZero() && ts.ReleasedAt != nil && t.TemplateFirstRan.Before(ts.ReleasedAt.Time)
 	if t.TemplateHash == ts.PreDeployTemplateHash || ranBefore {
 		e.fail(ReasonReleaseWithdrawn, fmt.Sprintf("Deployment %s no longer holds the released template (%s): it was set back to %s, "+
-			"a template it ran before, outside tminus; there is nothing left to verify", e.spec.Target.Name, images(ts.CandidateImages),
+			"a template it ran before, outside tminus; there is nothing left to verify", e.tname(), images(ts.CandidateImages),
 			images(t.TemplateImages)))
 		return true
 	}
@@ -175,11 +175,11 @@ func (e *engine) templateMoved() bool {
 		case !t.TemplateFirstRan.IsZero():
 			e.fail(ReasonReleaseReplaced, fmt.Sprintf("Deployment %s's template changed to %s while the release (%s) was rolling out, "+
 				"and the change is rolling too (no admission gate held it); tminus cannot verify a release that no longer rolls out, "+
-				"and does not pause a rollout halfway", e.spec.Target.Name, images(t.TemplateImages), images(ts.CandidateImages)))
+				"and does not pause a rollout halfway", e.tname(), images(t.TemplateImages), images(ts.CandidateImages)))
 			return true
 		case t.Settled && t.ServingHash != ts.ReleasedTemplateHash:
 			e.fail(ReasonReleaseReplaced, fmt.Sprintf("Deployment %s's template changed to %s before the release (%s) rolled out; "+
-				"the change is held and waits for a checklist of its own", e.spec.Target.Name, images(t.TemplateImages), images(ts.CandidateImages)))
+				"the change is held and waits for a checklist of its own", e.tname(), images(t.TemplateImages), images(ts.CandidateImages)))
 			return true
 		}
 	}

@@ -152,9 +152,9 @@ type Observations struct {
 	Approvals map[string][]Approval
 	// ApprovalProblems describe approval annotations that could not be read.
 	ApprovalProblems []string
-	// Target is the target Deployment.
-	Target TargetState
-	// Blocker names another live checklist of the same Deployment that comes first:
+	// Targets are the release's targets, in the order of spec.targets.
+	Targets []TargetState
+	// Blocker names another live checklist of one of the targets that comes first:
 	// while it lives, this one waits and touches nothing.
 	Blocker string
 	// RequireVerified: only sign-offs the approval webhook verified count.
@@ -189,6 +189,8 @@ const (
 // twice has the effect of doing it once.
 type Action struct {
 	Kind ActionKind
+	// Target names the Deployment a Hold, Resume, Release or Restore writes to.
+	Target string
 	// Phase and Check name the job check (ActionCreateJob).
 	Phase, Check string
 	// Template is what ActionRestore writes, and RolledBack the template hash it rolls

@@ -53,7 +53,7 @@ func NewChecklist(name, namespace string, n newOptions) (*deployv1alpha1.Deploym
 		TypeMeta:   metav1.TypeMeta{APIVersion: deployv1alpha1.GroupVersion.String(), Kind: "DeploymentChecklist"},
 		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: namespace},
 		Spec: deployv1alpha1.DeploymentChecklistSpec{
-			Target:      deployv1alpha1.TargetRef{Kind: "Deployment", Name: n.target},
+			Target:      &deployv1alpha1.TargetRef{Kind: "Deployment", Name: n.target},
 			Revision:    n.revision,
 			TemplateRef: ref,
 		},

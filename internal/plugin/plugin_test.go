@@ -32,7 +32,7 @@ func TestThePluginApprovesRevokesAndReportsAgainstTheTestBed(t *testing.T) {
 	dcl := &deployv1alpha1.DeploymentChecklist{
 		ObjectMeta: metav1.ObjectMeta{Name: "checkout-v2", Namespace: "default"},
 		Spec: deployv1alpha1.DeploymentChecklistSpec{
-			Target:   deployv1alpha1.TargetRef{Kind: "Deployment", Name: "checkout"},
+			Target:   &deployv1alpha1.TargetRef{Kind: "Deployment", Name: "checkout"},
 			Revision: "v2",
 			ChecklistBody: deployv1alpha1.ChecklistBody{
 				Phases: []deployv1alpha1.PhaseSpec{{Name: "T-15m", At: "-15m", Checks: []deployv1alpha1.CheckSpec{
@@ -104,7 +104,8 @@ func TestASignOffThatNoLongerCountsIsGivenAgainUnderANewKey(t *testing.T) {
 	g := NewWithT(t)
 	dcl := &deployv1alpha1.DeploymentChecklist{}
 	dcl.Annotations = map[string]string{"approve.tminus.dev/ops": "alice for v2"}
-	dcl.Status.Target = &deployv1alpha1.TargetStatus{CandidateTemplateHash: "0a1b2c3d4e5f6a7b"}
+	dcl.Spec.Target = &deployv1alpha1.TargetRef{Name: "checkout"}
+	dcl.Status.Target = &deployv1alpha1.TargetStatus{CandidateTemplateHash: "0a1b2c3d4e5f6a7b"} // as stored before status.targets
 	g.Expect(resignKey(dcl, "ops", "alice for v2")).To(BeEmpty(), "no record says it does not count")
 	dcl.Status.Approvals = []deployv1alpha1.ApprovalRecord{{Key: "ops", Role: "ops", Approver: "alice", Revision: "v2",
 		CandidateTemplateHash: "ffffffffffffffff", NotCounted: "given for checkout:v2, but the Deployment now holds checkout:v3"}}

@@ -154,7 +154,7 @@ func release(ns, rev string, verifyFor time.Duration) *deployv1alpha1.Deployment
 		TypeMeta:   metav1.TypeMeta{APIVersion: deployv1alpha1.GroupVersion.String(), Kind: "DeploymentChecklist"},
 		ObjectMeta: metav1.ObjectMeta{Name: "checkout-" + rev, Namespace: ns},
 		Spec: deployv1alpha1.DeploymentChecklistSpec{
-			Target:   deployv1alpha1.TargetRef{Kind: "Deployment", Name: "checkout"},
+			Target:   &deployv1alpha1.TargetRef{Kind: "Deployment", Name: "checkout"},
 			Revision: rev,
 			ChecklistBody: deployv1alpha1.ChecklistBody{
 				Interval:   "1s",
@@ -232,9 +232,11 @@ func TestOneApplyOfTheNewImageAndItsChecklistRollsNothingUntilTheChecklistReleas
 	g.Eventually(func(g Gomega) {
 		var cur deployv1alpha1.DeploymentChecklist
 		g.Expect(bed.Client.Get(context.Background(), client.ObjectKeyFromObject(c), &cur)).To(Succeed())
-		g.Expect(cur.Status.Target).NotTo(BeNil())
-		g.Expect(cur.Status.Target.PreDeployImages).To(Equal([]string{"checkout:v1"}))
-		g.Expect(cur.Status.Target.CandidateImages).To(Equal([]string{"checkout:v2"}))
+		g.Expect(cur.Status.Targets).NotTo(BeEmpty())
+		g.Expect(cur.Status.Targets).NotTo(BeEmpty())
+		g.Expect(cur.Status.Targets[0].PreDeployImages).To(Equal([]string{"checkout:v1"}))
+		g.Expect(cur.Status.Targets).NotTo(BeEmpty())
+		g.Expect(cur.Status.Targets[0].CandidateImages).To(Equal([]string{"checkout:v2"}))
 		g.Expect(meta.IsStatusConditionTrue(cur.Status.Conditions, engine.CondAdmissionGate)).To(BeTrue())
 	}, time.Minute, 100*time.Millisecond).Should(Succeed())
 	g.Consistently(func(g Gomega) []string { return replicaSetImages(g, ns) }, 2*time.Second, 200*time.Millisecond).
