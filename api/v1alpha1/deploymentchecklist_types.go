@@ -527,9 +527,7 @@ type DeploymentChecklistSpec struct {
 	// targets are the workloads of the release (at most 16, each named once): held
 	// together until T-0, released together, verified together and rolled back
 	// together in reverse order of release. A target whose template did not change is
-	// neither released nor restored. They cannot change, like target. This version of
-	// the manager walks a release of one target: it stalls a checklist of several
-	// (Stalled, InvalidSpec) and touches none of them.
+	// neither released nor restored. They cannot change, like target.
 	// +listType=atomic
 	// +kubebuilder:validation:MinItems=1
 	// +kubebuilder:validation:MaxItems=16

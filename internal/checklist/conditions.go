@@ -49,6 +49,7 @@ const (
 	ReasonPhaseTimedOut      = "PhaseTimedOut"
 	ReasonVerificationFailed = "VerificationFailed"
 	ReasonRolloutStalled     = "RolloutStalled"
+	ReasonTargetGone         = "TargetGone"
 	ReasonTriggerFired       = "TriggerFired"
 	ReasonTriggerBreaching   = "TriggerBreaching"
 	ReasonTriggersClear      = "TriggersClear"

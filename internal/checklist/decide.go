@@ -69,12 +69,6 @@ func Decide(dcl *deployv1alpha1.DeploymentChecklist, obs Observations, now time.
 	e.upgradeHashes()
 
 	p, err := parsePlan(&dcl.Spec)
-	if err == nil && len(e.refs) > 1 {
-		// The API takes a release of several targets; this engine walks one target for
-		// now, and touches nothing rather than release part of a release.
-		err = fmt.Errorf("spec.targets: a release of %d targets is not walked by this version of the manager yet: "+
-			"nothing is held or released", len(e.refs))
-	}
 	if err != nil {
 		// The CRD refuses such specs; an object stored before a rule existed lands here.
 		setCondition(e.st, dcl.Generation, CondStalled, metav1.ConditionTrue, ReasonInvalidSpec, err.Error())

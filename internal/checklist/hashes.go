@@ -15,6 +15,11 @@ import (
 // upgrade, and the next status write stores the whole digests. A stored hash whose
 // template is seen nowhere is left as it is: nothing observed can be that template.
 func (e *engine) upgradeHashes() {
+	e.each(func() bool { e.upgradeTargetHashes(); return true })
+}
+
+// upgradeTargetHashes is upgradeHashes for the target at hand (and the sign-offs).
+func (e *engine) upgradeTargetHashes() {
 	ts := e.ts()
 	if ts == nil {
 		return

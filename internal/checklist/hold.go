@@ -22,7 +22,7 @@ func (e *engine) beforeT0() bool {
 		msg := fmt.Sprintf("missed the deploy window: T-0 was %s and the window closed at %s",
 			e.p.deployAt.UTC().Format(time.RFC3339), e.p.deployAt.Add(e.p.window).UTC().Format(time.RFC3339))
 		if e.atT0() {
-			msg += fmt.Sprintf("; no new template arrived on Deployment %s to release", e.tname())
+			msg += fmt.Sprintf("; no new template arrived on Deployment %s to release", strings.Join(e.spec.TargetNames(), ", "))
 		}
 		e.fail(ReasonMissedDeployWindow, msg)
 		return false
@@ -31,30 +31,46 @@ func (e *engine) beforeT0() bool {
 		e.wakeAt(e.p.deployAt.Add(e.p.window))
 	}
 	e.deployAtInFreeze()
-	t := e.tobs()
-	if !t.Found {
-		e.next = fmt.Sprintf("waiting for Deployment %s to exist", e.tname())
+	var missing []int
+	e.each(func() bool {
+		if !e.tobs().Found {
+			missing = append(missing, e.cur)
+		}
+		return true
+	})
+	if len(missing) > 0 {
+		e.next = fmt.Sprintf("waiting for Deployment %s to exist", e.names(missing))
 		e.pollIn(e.p.interval)
 		return false
 	}
-	if !e.captured() {
-		if rev := e.revision(); slices.Contains(t.ReleasedRevisions, rev) {
-			e.fail(ReasonAlreadyReleased, fmt.Sprintf("revision %s was already released on Deployment %s: this checklist has nothing to "+
-				"release and does not touch it (re-applied from Git after the release?); remove it, or name a new revision", rev, e.tname()))
-			return false
+	if !e.each(func() bool {
+		t := e.tobs()
+		if !e.capturedHere() {
+			if rev := e.revision(); slices.Contains(t.ReleasedRevisions, rev) {
+				e.fail(ReasonAlreadyReleased, fmt.Sprintf("revision %s was already released on Deployment %s: this checklist has nothing to "+
+					"release and does not touch it (re-applied from Git after the release?); remove it, or name a new revision", rev, e.tname()))
+				return false
+			}
+			if t.Settled {
+				e.capture()
+			}
 		}
-		if t.Settled {
-			e.capture()
-		}
+		return true
+	}) {
+		return false
 	}
 	if !e.captured() {
 		// Between two ReplicaSets: what serves cannot be told yet, and a pause would
-		// freeze both versions. The checks go on; nothing is held or released.
+		// freeze both versions. The checks go on; nothing is held or released there.
 		defer e.notSettled()
-	} else {
-		e.hold()
-		e.followCandidate()
 	}
+	e.each(func() bool {
+		if e.capturedHere() {
+			e.hold()
+			e.followCandidate()
+		}
+		return true
+	})
 	e.judgeApprovals()
 
 	if !e.atT0() {
@@ -84,11 +100,11 @@ func (e *engine) beforeT0() bool {
 			return false
 		}
 		now := e.stamp()
-		e.ts().T0At = &now
+		e.setT0(&now)
 	} else if e.waitingForRevokedApprovals() {
 		// An approval removed before the release revokes it, also while T-0 waits for
 		// the new template.
-		e.ts().T0At = nil
+		e.setT0(nil)
 		return false
 	} else if e.frozen() {
 		// T-0 passed while the new template had not arrived, and a change freeze (or
@@ -96,8 +112,8 @@ func (e *engine) beforeT0() bool {
 		// is held again, here and at admission (the gate admits a new template
 		// unpaused only after T-0), so a template that lands in the freeze waits for
 		// it to end, or a break-glass, like a T-0 in a freeze.
-		e.ts().T0At = nil
-		e.hold()
+		e.setT0(nil)
+		e.each(func() bool { e.hold(); return true })
 		return false
 	}
 	return e.releaseAtT0()
@@ -106,10 +122,16 @@ func (e *engine) beforeT0() bool {
 // notSettled reports a target rolling out between two ReplicaSets, in front of whatever
 // else the checklist waits for.
 func (e *engine) notSettled() {
-	t := e.tobs()
 	if terminal(e.st.Phase) {
 		return
 	}
+	defer func(cur int) { e.cur = cur }(e.cur)
+	for i := range e.refs {
+		if e.cur = i; !e.capturedHere() {
+			break
+		}
+	}
+	t := e.tobs()
 	e.waiting = ReasonTargetNotSettled
 	e.next = fmt.Sprintf("waiting for Deployment %s to settle (rolling out between two ReplicaSets, %d of %d replicas updated): "+
 		"what serves cannot be told yet; %s", e.tname(), t.UpdatedReplicas, t.Replicas, e.next)
@@ -128,9 +150,11 @@ func (e *engine) revision() string {
 	return e.dcl.Name
 }
 
-func (e *engine) captured() bool { return e.ts() != nil && e.ts().CapturedAt != nil }
+// captured says whether every target's serving template was recorded.
+func (e *engine) captured() bool { return e.each(e.capturedHere) }
 
-func (e *engine) atT0() bool { return e.ts() != nil && e.ts().T0At != nil }
+// atT0 says whether T-0 happened (every target records it at once).
+func (e *engine) atT0() bool { return e.t0() != nil }
 
 // capture records, once, the template of the ReplicaSet that serves every replica: what
 // a rollback restores. A Deployment that serves nothing yet (created held) is captured

@@ -77,7 +77,7 @@ func NeedsFor(dcl *deployv1alpha1.DeploymentChecklist, now time.Time) Needs {
 // baselineNeeds are the baselines to ask for with metrics: each is asked with its
 // metric until it has a value (the metric at T-0 does not change once measured).
 func (e *engine) baselineNeeds(metrics []string) []string {
-	if !released(e.st.Phase) || e.ts() == nil || e.ts().T0At == nil {
+	if !released(e.st.Phase) || e.t0() == nil {
 		return nil
 	}
 	var out []string

@@ -3,6 +3,7 @@ package checklist
 import (
 	"fmt"
 	"slices"
+	"strings"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -15,21 +16,26 @@ import (
 // Deployment holds none yet, waits for it with nothing held. It reports whether the
 // release happened.
 func (e *engine) releaseAtT0() bool {
-	ts := e.target()
-	if ts.CandidateTemplateHash == "" {
+	if cand, _ := e.candidateSet(); cand == "" {
+		names := strings.Join(e.spec.TargetNames(), ", ")
 		if e.st.Phase != deployv1alpha1.PhaseHolding || e.st.CurrentPhase != "" {
 			e.event(corev1.EventTypeNormal, ReasonWaitingForTemplate, fmt.Sprintf(
 				"T-0: every T-minus phase passed, but Deployment %s holds no new template yet; it is released as soon as it arrives",
-				e.tname()))
+				names))
 		}
 		e.st.Phase = deployv1alpha1.PhaseHolding
 		e.st.CurrentPhase = ""
 		e.waiting = ReasonWaitingForTemplate
-		e.next = fmt.Sprintf("T-0 passed: waiting for the new template (Deployment %s serves %s)", e.tname(), images(ts.PreDeployImages))
+		var serves []string
+		e.each(func() bool { serves = append(serves, images(e.target().PreDeployImages)); return true })
+		e.next = fmt.Sprintf("T-0 passed: waiting for the new template (Deployment %s serves %s)", names, strings.Join(serves, "; "))
 		// Nothing to hold: take tminus's own pause off.
-		if t := e.tobs(); e.pauses() && t.Paused && t.HeldBy == e.mine() {
-			e.action(Action{Kind: ActionResume, TemplateHash: t.TemplateHash})
-		}
+		e.each(func() bool {
+			if t := e.tobs(); e.pauses() && t.Paused && t.HeldBy == e.mine() {
+				e.action(Action{Kind: ActionResume, TemplateHash: t.TemplateHash})
+			}
+			return true
+		})
 		// A freeze that starts (or an allowed window that closes) while the template
 		// has not arrived takes T-0 back and holds the Deployment again: look then.
 		if at, ok := freeze.NextHold(e.obs.Freezes, e.now); ok {
@@ -42,40 +48,99 @@ func (e *engine) releaseAtT0() bool {
 	return true
 }
 
-// release releases the candidate: from now on only it is rolled out and verified.
+// release releases the candidates, all at once in the order of spec.targets: from now
+// on only they are rolled out and verified. A target whose template did not change is
+// not released (tminus's own pause comes off it) and is never restored.
 func (e *engine) release() {
-	ts := e.target()
 	now := e.stamp()
-	ts.ReleasedAt = &now
-	ts.ReleasedTemplateHash = ts.CandidateTemplateHash
 	e.st.Phase = deployv1alpha1.PhaseDeploying
 	e.st.CurrentPhase = ""
+	var what, unchanged []string
+	e.each(func() bool {
+		ts := e.target()
+		if ts.CandidateTemplateHash == "" {
+			unchanged = append(unchanged, e.tname())
+			if t := e.tobs(); e.pauses() && t.Paused && t.HeldBy == e.mine() {
+				e.action(Action{Kind: ActionResume, TemplateHash: t.TemplateHash})
+			}
+			return true
+		}
+		ts.ReleasedAt = &now
+		ts.ReleasedTemplateHash = ts.CandidateTemplateHash
+		if len(e.refs) > 1 {
+			what = append(what, e.tname()+" "+images(ts.CandidateImages))
+		} else {
+			what = append(what, images(ts.CandidateImages))
+		}
+		if e.pauses() {
+			e.action(Action{Kind: ActionRelease, Revision: e.revision(), TemplateHash: ts.ReleasedTemplateHash})
+			e.released = true
+		}
+		return true
+	})
 	msg := "T-0: every T-minus phase passed; releasing"
 	if e.spec.Revision != "" {
 		msg += " " + e.spec.Revision
 	}
-	msg += " (" + images(ts.CandidateImages) + ")"
-	if ts.T0At != nil && ts.T0At.Before(&now) {
-		msg += fmt.Sprintf("; the new template arrived %s after T-0", now.Sub(ts.T0At.Time).Round(time.Second))
+	msg += " (" + strings.Join(what, "; ") + ")"
+	if len(unchanged) > 0 {
+		msg += fmt.Sprintf("; Deployment %s did not change: not released", strings.Join(unchanged, ", "))
+	}
+	if t0 := e.t0(); t0 != nil && t0.Before(&now) {
+		msg += fmt.Sprintf("; the new template arrived %s after T-0", now.Sub(t0.Time).Round(time.Second))
 	}
 	e.event(corev1.EventTypeNormal, ReasonReleased, msg)
-	if e.pauses() {
-		e.action(Action{Kind: ActionRelease, Revision: e.revision(), TemplateHash: e.ts().ReleasedTemplateHash})
-		e.released = true
-	}
 }
 
-// deploying waits for the released template to be available, watching triggers.
+// deploying waits for every released template to be available, watching triggers.
 func (e *engine) deploying() {
-	t := e.tobs()
 	if !e.releaseGoesOn() {
 		return
 	}
+	var waiting []string
+	for _, i := range e.releasedTargets() {
+		e.cur = i
+		out, goesOn := e.deployingTarget()
+		if !goesOn {
+			return
+		}
+		if !out {
+			t := e.tobs()
+			waiting = append(waiting, fmt.Sprintf("%d of %d replicas updated, %d available", t.UpdatedReplicas, t.Replicas, t.AvailableReplicas))
+			if len(e.refs) > 1 {
+				waiting[len(waiting)-1] = e.tname() + " " + waiting[len(waiting)-1]
+			}
+		}
+	}
+	if len(waiting) > 0 {
+		e.next = "waiting for the rollout: " + strings.Join(waiting, "; ")
+		e.pollIn(e.p.interval)
+		return
+	}
+	now := e.stamp()
+	var names []string
+	var available int32
+	for _, i := range e.releasedTargets() {
+		e.cur = i
+		e.ts().AvailableAt = &now
+		names = append(names, e.tname())
+		available += e.tobs().AvailableReplicas
+	}
+	e.st.Phase = deployv1alpha1.PhaseVerifying
+	e.event(corev1.EventTypeNormal, ReasonRolloutAvailable,
+		fmt.Sprintf("Deployment %s rolled out: %d replicas available; T-plus phases count from now", strings.Join(names, ", "), available))
+}
+
+// deployingTarget looks after the rollout of the target at hand: it reports whether
+// it rolled out, and whether the release goes on (false: it waits for someone, or
+// rolled back).
+func (e *engine) deployingTarget() (out, goesOn bool) {
+	t := e.tobs()
 	if e.pauses() && t.Paused && t.TemplateHash == e.ts().ReleasedTemplateHash && !e.released {
 		if t.HeldBy == "" {
 			e.next = fmt.Sprintf("Deployment %s was paused by someone other than tminus: resume it to roll out the release", e.tname())
 			e.pollIn(e.p.interval)
-			return
+			return false, false
 		}
 		// tminus's pause (the release's resume did not land yet, or the webhook's cache
 		// lagged): release again, it is idempotent.
@@ -84,7 +149,7 @@ func (e *engine) deploying() {
 	if e.progressDeadlineExceeded() {
 		e.rollback(ReasonRolloutStalled, fmt.Sprintf("Deployment %s exceeded its progress deadline rolling out %s",
 			e.tname(), images(e.ts().CandidateImages)), "")
-		return
+		return false, false
 	}
 	if e.pauses() && !e.released && !t.Paused && t.TemplateHash == e.ts().ReleasedTemplateHash &&
 		!slices.Contains(t.ReleasedRevisions, e.revision()) {
@@ -95,30 +160,39 @@ func (e *engine) deploying() {
 		// again; it is idempotent.
 		e.action(Action{Kind: ActionRelease, Revision: e.revision(), TemplateHash: e.ts().ReleasedTemplateHash})
 	}
-	if !e.rolledOut() {
-		e.next = fmt.Sprintf("waiting for the rollout: %d of %d replicas updated, %d available",
-			t.UpdatedReplicas, t.Replicas, t.AvailableReplicas)
-		e.pollIn(e.p.interval)
-		return
-	}
-	now := e.stamp()
-	e.ts().AvailableAt = &now
-	e.st.Phase = deployv1alpha1.PhaseVerifying
-	e.event(corev1.EventTypeNormal, ReasonRolloutAvailable,
-		fmt.Sprintf("Deployment %s rolled out: %d replicas available; T-plus phases count from now", e.tname(), t.AvailableReplicas))
+	return e.rolledOut(), true
 }
 
 // releaseGoesOn is what deploying and verifying check first, and reports whether they
 // go on: the target is still there (one that disappeared can be neither verified nor
 // rolled back: the checklist says so and waits), no trigger fired, and the target still
 // holds the release (templateMoved).
+//
+// In a release of several targets, a released target that disappeared fails the
+// release naming it, and the others are restored.
 func (e *engine) releaseGoesOn() bool {
-	if !e.tobs().Found {
-		e.next = fmt.Sprintf("Deployment %s is gone; cannot verify the release", e.tname())
-		e.pollIn(e.p.interval)
+	released := e.releasedTargets()
+	for _, i := range released {
+		if e.cur = i; e.tobs().Found {
+			continue
+		}
+		if len(released) == 1 {
+			e.next = fmt.Sprintf("Deployment %s is gone; cannot verify the release", e.tname())
+			e.pollIn(e.p.interval)
+			return false
+		}
+		e.rollback(ReasonTargetGone, fmt.Sprintf("Deployment %s, released by this checklist, was deleted during the release", e.tname()), "")
 		return false
 	}
-	return !e.triggers() && !e.templateMoved()
+	if e.triggers() {
+		return false
+	}
+	for _, i := range released {
+		if e.cur = i; e.templateMoved() {
+			return false
+		}
+	}
+	return true
 }
 
 // rolledOut says whether the released template serves every replica, all available.

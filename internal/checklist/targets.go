@@ -150,3 +150,104 @@ func CandidateSetOf(dcl *deployv1alpha1.DeploymentChecklist) string {
 	}
 	return CandidateSet(names, hashes)
 }
+
+// each runs f once per target, in the order of spec.targets, with the target at hand
+// set; it stops at the first f that returns false and reports whether every f went on.
+func (e *engine) each(f func() bool) bool {
+	defer func(cur int) { e.cur = cur }(e.cur)
+	for i := range e.refs {
+		e.cur = i
+		if !f() {
+			return false
+		}
+	}
+	return true
+}
+
+// releasedTargets are the indexes of the targets released, in the order of release.
+func (e *engine) releasedTargets() []int {
+	var out []int
+	for i := range e.refs {
+		if ts := e.tsAt(i); ts != nil && ts.ReleasedTemplateHash != "" {
+			out = append(out, i)
+		}
+	}
+	return out
+}
+
+// tsAt is the status of the i-th target, nil while nothing was recorded for it.
+func (e *engine) tsAt(i int) *deployv1alpha1.TargetStatus {
+	defer func(cur int) { e.cur = cur }(e.cur)
+	e.cur = i
+	return e.ts()
+}
+
+// names renders the names of the targets at idx: "frontend, backend".
+func (e *engine) names(idx []int) string {
+	names := make([]string, len(idx))
+	for j, i := range idx {
+		names[j] = e.refs[i].Name
+	}
+	return strings.Join(names, ", ")
+}
+
+// capturedHere says whether the target at hand's serving template was recorded.
+func (e *engine) capturedHere() bool { ts := e.ts(); return ts != nil && ts.CapturedAt != nil }
+
+// setT0 records T-0 (or takes it back, nil) for every target: T-0 is the release's.
+func (e *engine) setT0(at *metav1.Time) {
+	e.each(func() bool {
+		if at != nil {
+			e.target().T0At = at
+		} else if ts := e.ts(); ts != nil {
+			ts.T0At = nil
+		}
+		return true
+	})
+}
+
+// availableAt is when the release became available: every released target at once.
+func (e *engine) availableAt() *metav1.Time {
+	for _, i := range e.releasedTargets() {
+		if at := e.tsAt(i).AvailableAt; at != nil {
+			return at
+		}
+	}
+	return nil
+}
+
+// t0 is when T-0 happened, nil before.
+func (e *engine) t0() *metav1.Time {
+	for i := range e.refs {
+		if ts := e.tsAt(i); ts != nil && ts.T0At != nil {
+			return ts.T0At
+		}
+	}
+	return nil
+}
+
+// candidateSet is the set of candidates the release holds now (CandidateSet) and their
+// images; "" while no target holds one.
+func (e *engine) candidateSet() (string, []string) {
+	hashes := make([]string, len(e.refs))
+	var imgs []string
+	any := false
+	for i := range e.refs {
+		if ts := e.tsAt(i); ts != nil && ts.CandidateTemplateHash != "" {
+			hashes[i], any = ts.CandidateTemplateHash, true
+			imgs = append(imgs, ts.CandidateImages...)
+		}
+	}
+	if !any {
+		return "", nil
+	}
+	return CandidateSet(e.spec.TargetNames(), hashes), imgs
+}
+
+// restorable says whether a rollback has something to put back on the target at hand:
+// it was released, served something when the checklist started, and the release is not
+// that very template.
+func (e *engine) restorable() bool {
+	ts := e.ts()
+	return ts != nil && ts.ReleasedTemplateHash != "" && ts.PreDeployTemplate != nil && ts.ReleasedTemplateHash != ts.PreDeployTemplateHash
+}

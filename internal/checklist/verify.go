@@ -12,14 +12,16 @@ import (
 
 // verifying walks the T-plus phases, watching triggers.
 func (e *engine) verifying() {
-	t := e.tobs()
 	if !e.releaseGoesOn() {
 		return
 	}
-	// tminus's pause on the released template (a held change was reverted) comes off.
-	if e.pauses() && t.Paused && t.TemplateHash == e.ts().ReleasedTemplateHash &&
-		(t.HeldBy == e.mine() || t.HeldBy == deployv1alpha1.HeldByAdmission) {
-		e.action(Action{Kind: ActionResume, TemplateHash: t.TemplateHash})
+	// tminus's pause on a released template (a held change was reverted) comes off.
+	for _, i := range e.releasedTargets() {
+		e.cur = i
+		if t := e.tobs(); e.pauses() && t.Paused && t.TemplateHash == e.ts().ReleasedTemplateHash &&
+			(t.HeldBy == e.mine() || t.HeldBy == deployv1alpha1.HeldByAdmission) {
+			e.action(Action{Kind: ActionResume, TemplateHash: t.TemplateHash})
+		}
 	}
 	if e.walk(e.p.tplus, true) {
 		e.st.Phase = deployv1alpha1.PhaseSucceeded
@@ -89,7 +91,7 @@ func (e *engine) walk(phases []phasePlan, tplus bool) bool {
 		passed, hardFail := e.evaluate(ph, rec)
 		// A Deployment scaled to zero serves nothing: a check that passes (an error
 		// rate of 0 with no traffic) says nothing about the release.
-		scaledToZero := tplus && e.tobs().Found && e.tobs().Replicas == 0
+		scaledToZero := tplus && e.scaledToZero()
 		if scaledToZero {
 			passed = false
 		}
@@ -217,8 +219,8 @@ func (e *engine) openAt(phases []phasePlan, i int, tplus bool) time.Time {
 	}
 	var scheduled *time.Time
 	switch {
-	case tplus && e.ts() != nil && e.ts().AvailableAt != nil:
-		t := e.ts().AvailableAt.Add(phases[i].at)
+	case tplus && e.availableAt() != nil:
+		t := e.availableAt().Add(phases[i].at)
 		scheduled = &t
 	case !tplus && e.p.deployAt != nil:
 		t := e.p.deployAt.Add(phases[i].at)
@@ -255,8 +257,8 @@ func (e *engine) deadline(phases []phasePlan, i int, tplus bool, rec *deployv1al
 		return d, ok
 	}
 	var limit time.Time
-	if i+1 < len(phases) && e.ts() != nil && e.ts().AvailableAt != nil {
-		limit = e.ts().AvailableAt.Add(phases[i+1].at)
+	if i+1 < len(phases) && e.availableAt() != nil {
+		limit = e.availableAt().Add(phases[i+1].at)
 		// A phase that opened late still gets one interval to be measured.
 		limit = latest(limit, opened.Add(e.p.interval))
 	} else {
@@ -301,4 +303,19 @@ func (e *engine) failingSummary(ph phasePlan, rec *deployv1alpha1.PhaseStatus, v
 		return "no check failing"
 	}
 	return strings.Join(parts, "; ")
+}
+
+// scaledToZero says whether a released target serves nothing (scaled to zero); the
+// target at hand is then that one, for the message.
+func (e *engine) scaledToZero() bool {
+	for _, i := range e.releasedTargets() {
+		if e.cur = i; e.tobs().Found && e.tobs().Replicas == 0 {
+			return true
+		}
+	}
+	if len(e.releasedTargets()) == 0 && len(e.refs) > 0 {
+		e.cur = 0
+		return e.tobs().Found && e.tobs().Replicas == 0
+	}
+	return false
 }

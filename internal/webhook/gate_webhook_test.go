@@ -409,6 +409,32 @@ func TestASecondLiveChecklistIsRefusedNamingTheFirst(t *testing.T) {
 		30*time.Second, 200*time.Millisecond).Should(Succeed())
 }
 
+// TestAReleaseSharingAWorkloadWithALiveChecklistIsRefusedNamingIt: two releases share
+// the checkout Deployment; the one created second is refused naming the Deployment they
+// share and the live checklist, whichever of them lists several workloads.
+func TestAReleaseSharingAWorkloadWithALiveChecklistIsRefusedNamingIt(t *testing.T) {
+	t.Parallel()
+	g := NewWithT(t)
+	ns := newNamespace(t)
+	gated(t, ns, "checkout:v1")
+	twoTier := func(rev string) *deployv1alpha1.DeploymentChecklist {
+		c := release(ns, rev, 2*time.Second)
+		c.Spec.Target = nil
+		c.Spec.Targets = []deployv1alpha1.TargetRef{{Kind: "Deployment", Name: "storefront"}, {Kind: "Deployment", Name: "checkout"}}
+		return c
+	}
+	first := twoTier("v2")
+	g.Expect(bed.Client.Create(context.Background(), first)).To(Succeed())
+	err := bed.Client.Create(context.Background(), release(ns, "v3", 2*time.Second))
+	g.Expect(err).To(MatchError(ContainSubstring("Deployment checkout already has a live checklist, checkout-v2")))
+
+	g.Expect(bed.Client.Delete(context.Background(), first)).To(Succeed())
+	g.Eventually(func() error { return bed.Client.Create(context.Background(), release(ns, "v3", 2*time.Second)) },
+		30*time.Second, 200*time.Millisecond).Should(Succeed())
+	err = bed.Client.Create(context.Background(), twoTier("v4"))
+	g.Expect(err).To(MatchError(ContainSubstring("Deployment checkout already has a live checklist, checkout-v3")))
+}
+
 func namespaceObj(name string) *corev1.Namespace {
 	return &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: name}}
 }
