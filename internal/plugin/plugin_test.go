@@ -115,15 +115,20 @@ func TestASignOffThatNoLongerCountsIsGivenAgainUnderANewKey(t *testing.T) {
 
 func TestNewWritesTheTenLinesOfAReleaseFromATemplate(t *testing.T) {
 	g := NewWithT(t)
-	dcl, err := NewChecklist("checkout-v2-8-0", "shop", newOptions{template: "cluster/web-release", target: "checkout",
+	dcl, err := NewChecklist("checkout-v2-8-0", "shop", newOptions{template: "cluster/web-release", targets: []string{"checkout"},
 		revision: "v2.8.0", params: []string{"errorBudget=0.02", "soak=10m"}, deployAt: "2026-11-27T20:00:00Z"})
 	g.Expect(err).NotTo(HaveOccurred())
 	g.Expect(dcl.Spec.TemplateRef).To(Equal(&deployv1alpha1.TemplateRef{Kind: "ClusterChecklistTemplate", Name: "web-release"}))
 	g.Expect(dcl.Spec.Parameters).To(Equal(map[string]string{"errorBudget": "0.02", "soak": "10m"}))
 	g.Expect(dcl.Spec.DeployAt.UTC().Format(time.RFC3339)).To(Equal("2026-11-27T20:00:00Z"))
-	ns, err := NewChecklist("x", "shop", newOptions{template: "web-release", target: "checkout", revision: "v1"})
+	ns, err := NewChecklist("x", "shop", newOptions{template: "web-release", targets: []string{"checkout"}, revision: "v1"})
 	g.Expect(err).NotTo(HaveOccurred())
 	g.Expect(ns.Spec.TemplateRef.Kind).To(Equal("ChecklistTemplate"))
+	g.Expect(ns.Spec.Target).To(Equal(&deployv1alpha1.TargetRef{Kind: "Deployment", Name: "checkout"}))
+	two, err := NewChecklist("shop-v2", "shop", newOptions{template: "two-tier", targets: []string{"frontend", "backend"}, revision: "v2"})
+	g.Expect(err).NotTo(HaveOccurred())
+	g.Expect(two.Spec.Target).To(BeNil())
+	g.Expect(two.Spec.TargetNames()).To(Equal([]string{"frontend", "backend"}))
 	_, err = NewChecklist("x", "shop", newOptions{template: "web-release", params: []string{"budget"}})
 	g.Expect(err).To(MatchError(ContainSubstring("want KEY=VALUE")))
 }
