@@ -205,7 +205,7 @@ func (e *engine) ensureRestored() bool {
 		e.next = fmt.Sprintf("Deployment %s is gone; nothing to restore", e.tname())
 		return false
 	case e.obs.Blocker != "":
-		e.next = fmt.Sprintf("checklist %s is live on Deployment %s: the restore is left to it", e.obs.Blocker, e.tname())
+		e.next = fmt.Sprintf("checklist %s is live on Deployment %s: the restore is left to it", e.obs.Blocker, e.blockedOn())
 		return false
 	}
 	t := e.tobs()

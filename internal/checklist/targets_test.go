@@ -201,3 +201,15 @@ func TestTargetInAQueryOfSeveralTargetsMatchesEachOfThem(t *testing.T) {
 		Equal(`sum(rate(errors{deployment=~"(frontend|back\\.end)"}[5m]))`))
 	g.Expect(ResolveQuery(newChecklist(), `errors{deployment=~"{{target}}"}`)).To(Equal(`errors{deployment=~"checkout"}`))
 }
+
+// TestAReleaseSharingTheBackendWithALiveChecklistIsBlockedNamingIt: without the
+// webhook, a two-tier release whose backend another live checklist holds waits,
+// touches neither target, and names the Deployment they share.
+func TestAReleaseSharingTheBackendWithALiveChecklistIsBlockedNamingIt(t *testing.T) {
+	g := NewWithT(t)
+	c := newChecklist(twoTier)
+	d := run(c, Observations{Targets: []TargetState{servingV1(), servingV1()}, Blocker: "backend-v7", BlockedOn: "backend"}, t0)
+	g.Expect(c.Status.Phase).To(Equal(deployv1alpha1.PhaseBlocked))
+	g.Expect(d.Actions).To(BeEmpty())
+	g.Expect(c.Status.NextAction).To(Equal("blocked: checklist backend-v7 is live on Deployment backend; this one starts when it ends"))
+}

@@ -155,8 +155,10 @@ type Observations struct {
 	// Targets are the release's targets, in the order of spec.targets.
 	Targets []TargetState
 	// Blocker names another live checklist of one of the targets that comes first:
-	// while it lives, this one waits and touches nothing.
-	Blocker string
+	// while it lives, this one waits and touches nothing. BlockedOn names the target
+	// they share.
+	Blocker   string
+	BlockedOn string
 	// RequireVerified: only sign-offs the approval webhook verified count.
 	RequireVerified bool
 	// AdmissionServed says whether the manager serves the Deployment admission webhook,

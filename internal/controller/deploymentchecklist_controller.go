@@ -352,7 +352,9 @@ func (r *DeploymentChecklistReconciler) observe(ctx context.Context, dcl *deploy
 		// This checklist as this reconcile sees it, which the cache may not have yet.
 		siblings = slices.DeleteFunc(siblings, func(c gate.Checklist) bool { return c.Name == dcl.Name })
 		siblings = append(siblings, gate.FromChecklistFor(dcl, name))
-		obs.Blocker = gate.Blocker(siblings, dcl.Name)
+		if obs.Blocker = gate.Blocker(siblings, dcl.Name); obs.Blocker != "" {
+			obs.BlockedOn = name
+		}
 	}
 	if obs.Freezes, err = r.freezesFor(ctx, dcl, labels...); err != nil {
 		return obs, err
