@@ -119,7 +119,11 @@ func (r *GateReconciler) SetupWithManager(mgr ctrl.Manager) error {
 				if !ok {
 					return nil
 				}
-				return []reconcile.Request{{NamespacedName: types.NamespacedName{Namespace: dcl.Namespace, Name: dcl.Spec.Target.Name}}}
+				var reqs []reconcile.Request
+				for _, name := range dcl.Spec.TargetNames() {
+					reqs = append(reqs, reconcile.Request{NamespacedName: types.NamespacedName{Namespace: dcl.Namespace, Name: name}})
+				}
+				return reqs
 			})).
 		Named("deploymentgate").
 		Complete(r)

@@ -142,20 +142,27 @@ type Checklist struct {
 	RetryOf string
 }
 
-// FromChecklist reads the gate's view of a checklist from its spec and status.
+// FromChecklist reads the gate's view of a checklist of one target from its spec and
+// status (of a release of several, its first target).
 func FromChecklist(dcl *deployv1alpha1.DeploymentChecklist) Checklist {
+	return FromChecklistFor(dcl, dcl.Spec.ShardTarget())
+}
+
+// FromChecklistFor reads the gate's view of a checklist for one of its targets, named,
+// from its spec and that target's status.
+func FromChecklistFor(dcl *deployv1alpha1.DeploymentChecklist, targetName string) Checklist {
 	c := Checklist{
 		Name:              dcl.Name,
 		UID:               string(dcl.UID),
 		Created:           dcl.CreationTimestamp.Time,
 		Observe:           GateOf(dcl) == deployv1alpha1.GateObserve,
 		Phase:             dcl.Status.Phase,
-		TargetName:        dcl.Spec.Target.Name,
+		TargetName:        targetName,
 		TargetNamespace:   dcl.Namespace,
 		DeletionRequested: !dcl.DeletionTimestamp.IsZero(),
 		RetryOf:           dcl.Annotations[deployv1alpha1.RetryOfAnnotation],
 	}
-	if t := dcl.Status.Target; t != nil {
+	if t := dcl.TargetStatusOf(targetName); t != nil {
 		c.Captured = t.CapturedAt != nil
 		c.PreDeployHash = t.PreDeployTemplateHash
 		c.PreDeployImages = t.PreDeployImages

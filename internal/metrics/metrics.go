@@ -160,7 +160,7 @@ func (c *stateCollector) Collect(ch chan<- prometheus.Metric) {
 	}
 	awaiting := 0
 	for i := range list.Items {
-		if c.owns != nil && !c.owns(list.Items[i].Namespace, list.Items[i].Spec.Target.Name) {
+		if c.owns != nil && !c.owns(list.Items[i].Namespace, list.Items[i].Spec.ShardTarget()) {
 			continue
 		}
 		st := &list.Items[i].Status

@@ -25,7 +25,7 @@ func rolledBack() *deployv1alpha1.DeploymentChecklist {
 	return &deployv1alpha1.DeploymentChecklist{
 		ObjectMeta: metav1.ObjectMeta{Namespace: "shop", Name: "checkout-v2.4.1", UID: "7d1c", CreationTimestamp: at(0)},
 		Spec: deployv1alpha1.DeploymentChecklistSpec{
-			Target: deployv1alpha1.TargetRef{Kind: "Deployment", Name: "checkout"}, Revision: "v2.4.1",
+			Target: &deployv1alpha1.TargetRef{Kind: "Deployment", Name: "checkout"}, Revision: "v2.4.1",
 		},
 		Status: deployv1alpha1.DeploymentChecklistStatus{
 			Phase: deployv1alpha1.PhaseRolledBack,

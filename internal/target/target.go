@@ -197,7 +197,7 @@ func templateOf(rs *appsv1.ReplicaSet) *corev1.PodTemplateSpec {
 const ReplicaSetOwnerIndex = ".metadata.controller.deployment"
 
 // ChecklistIndex indexes checklists by the name of their target Deployment.
-const ChecklistIndex = ".spec.target.name"
+const ChecklistIndex = ".spec.targets.name"
 
 // Index registers ReplicaSetOwnerIndex and ChecklistIndex with the manager's cache;
 // Observe, ReplicaSets and Checklists need them.
@@ -211,7 +211,7 @@ func Index(ctx context.Context, indexer client.FieldIndexer) error {
 		return err
 	}
 	return indexer.IndexField(ctx, &deployv1alpha1.DeploymentChecklist{}, ChecklistIndex, func(o client.Object) []string {
-		return []string{o.(*deployv1alpha1.DeploymentChecklist).Spec.Target.Name}
+		return o.(*deployv1alpha1.DeploymentChecklist).Spec.TargetNames()
 	})
 }
 
@@ -233,8 +233,8 @@ func checklists(ctx context.Context, c client.Reader, namespace, deployment stri
 	}
 	out := make([]gate.Checklist, 0, len(list.Items))
 	for i := range list.Items {
-		if list.Items[i].Spec.Target.Name == deployment {
-			out = append(out, gate.FromChecklist(&list.Items[i]))
+		if list.Items[i].Spec.Names(deployment) {
+			out = append(out, gate.FromChecklistFor(&list.Items[i], deployment))
 		}
 	}
 	return out, nil
@@ -277,10 +277,10 @@ func RefreshChecklists(ctx context.Context, c client.Reader, namespace string, c
 			}
 			return nil, fmt.Errorf("reading checklist %s/%s: %w", namespace, cls[i].Name, err)
 		}
-		if dcl.Spec.Target.Name != cls[i].TargetName {
-			continue // made again under the same name for another Deployment
+		if !dcl.Spec.Names(cls[i].TargetName) {
+			continue // made again under the same name for other Deployments
 		}
-		out = append(out, gate.FromChecklist(&dcl))
+		out = append(out, gate.FromChecklistFor(&dcl, cls[i].TargetName))
 	}
 	return out, nil
 }
