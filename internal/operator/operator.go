@@ -113,7 +113,7 @@ func Setup(mgr ctrl.Manager, o Options) (*controller.DeploymentChecklistReconcil
 			Client: mgr.GetClient(), Fresh: mgr.GetAPIReader(), Decoder: decoder, TrustedWriters: o.TrustedApprovalWriters,
 		}})
 		srv.Register(webhook.GatePath, &crwebhook.Admission{Handler: &webhook.DeploymentGate{
-			Reader: mgr.GetClient(), Fresh: mgr.GetAPIReader(), Decoder: decoder,
+			Reader: mgr.GetClient(), Fresh: mgr.GetAPIReader(), Authorizer: mgr.GetClient(), Decoder: decoder,
 		}})
 		srv.Register(webhook.PolicyPath, &crwebhook.Admission{Handler: &webhook.NotificationPolicyWebhook{
 			Client: mgr.GetClient(), Decoder: decoder,
