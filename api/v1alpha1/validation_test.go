@@ -224,6 +224,12 @@ func TestAPIServerRefusesInvalidChecklistsNamingTheField(t *testing.T) {
 				SecretKeyRef: &deployv1alpha1.SecretKeyRef{Name: "prom", Key: "tenant"},
 			}}
 		}, "spec.prometheus.headers[0]", "set exactly one of value and secretKeyRef"},
+		{"a history limit of none", func(c *deployv1alpha1.DeploymentChecklist) {
+			c.Spec.HistoryLimit = new(int32(0))
+		}, "spec.historyLimit", "should be greater than or equal to 1"},
+		{"a history limit past a thousand", func(c *deployv1alpha1.DeploymentChecklist) {
+			c.Spec.HistoryLimit = new(int32(1001))
+		}, "spec.historyLimit", "should be less than or equal to 1000"},
 	}
 
 	g := NewWithT(t)
