@@ -109,20 +109,11 @@ func ShardChanged(i int, held bool) {
 	ShardHeld.WithLabelValues(strconv.Itoa(i)).Set(v)
 }
 
-// The past tminus deletes: ended checklists past the history limit, release records
-// past their retention.
-var (
-	// HistoryDeleted counts ended checklists deleted past their target's history limit.
-	HistoryDeleted = prometheus.NewCounter(prometheus.CounterOpts{
-		Name: "tminus_checklists_deleted_total",
-		Help: "Ended DeploymentChecklists the manager deleted past their target's history limit (--checklist-history-limit, spec.historyLimit).",
-	})
-	// RecordsDeleted counts release records deleted past --record-retention.
-	RecordsDeleted = prometheus.NewCounter(prometheus.CounterOpts{
-		Name: "tminus_records_deleted_total",
-		Help: "Release record ConfigMaps the manager created and deleted past --record-retention.",
-	})
-)
+// HistoryDeleted counts ended checklists deleted past their target's history limit.
+var HistoryDeleted = prometheus.NewCounter(prometheus.CounterOpts{
+	Name: "tminus_checklists_deleted_total",
+	Help: "Ended DeploymentChecklists the manager deleted past their target's history limit (--checklist-history-limit, spec.historyLimit).",
+})
 
 // Register adds tminus's metrics, and a collector that counts checklists by phase and
 // those awaiting approval from reader (the manager's cache), to the manager's registry.
@@ -130,7 +121,7 @@ var (
 // replica counts, so the replicas' figures add up to the cluster's.
 func Register(reader client.Reader, owns func(namespace, name string) bool) {
 	crmetrics.Registry.MustRegister(CheckEvaluations, Rollbacks, QueryDuration, QueryErrors, CircuitState, ShardHeld,
-		Releases, LeadTime, TimeToRestore, Notifications, HistoryDeleted, RecordsDeleted, NewStateCollector(reader, owns))
+		Releases, LeadTime, TimeToRestore, Notifications, HistoryDeleted, NewStateCollector(reader, owns))
 }
 
 // NewStateCollector counts checklists by phase, and those awaiting approval, at scrape
