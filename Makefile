@@ -83,9 +83,15 @@ testbins: ## Build the test bed's binaries from Go modules (once; cached in bin/
 testbins-demo: ## Build what make demo runs (all of the test bed's binaries but kubectl).
 	hack/build-testbins.sh demo
 
+# Packages (and a package's parallel tests) run TEST_PARALLEL at once. Most of a test's
+# time is waiting on the test bed (a rollout, a phase opening, a Prometheus scrape), not
+# CPU, so twice the cores keeps two cores busy (docs/testing.md has the figures).
+TEST_PARALLEL ?= 4
+
 .PHONY: test
 test: manifests generate fmt vet testbins kustomize ## Run all tests against the real test bed.
-	env $(TESTBINS_ENV) TMINUS_KUSTOMIZE=$(KUSTOMIZE) go test ./... -count=1 -timeout 30m $(TEST_ARGS)
+	env $(TESTBINS_ENV) TMINUS_KUSTOMIZE=$(KUSTOMIZE) go test ./... -count=1 -timeout 30m \
+		-p $(TEST_PARALLEL) -parallel $(TEST_PARALLEL) $(TEST_ARGS)
 
 .PHONY: release-check
 release-check: ## Build and check the release for every platform (IMAGE_PLATFORMS, PLUGIN_PLATFORMS); make test checks this machine's only.

@@ -36,14 +36,15 @@ log() { printf '[build-testbins] %s\n' "$*" >&2; }
 SUMS=${TESTBINS_SUMS:-$ROOT/hack/testbins.sums}
 PLATFORM=$(go env GOOS)/$(go env GOARCH)
 
-# pins COMPONENT VERSION: the pinned lines (sha256 url [member]) for this platform.
+# pins COMPONENT VERSION: the pinned lines (sha256 url [member] [name]) for this platform.
 pins() {
   [ -f "$SUMS" ] || return 0
-  awk -v c="$1" -v v="$2" -v p="$PLATFORM" '$1 == c && $2 == v && $3 == p { print $4, $5, $6 }' "$SUMS"
+  awk -v c="$1" -v v="$2" -v p="$PLATFORM" '$1 == c && $2 == v && $3 == p { print $4, $5, $6, $7 }' "$SUMS"
 }
 
 # fetch_one SHA URL MEMBER OUT: download URL (a few seconds to connect), check its
 # SHA-256, and write the binary (the file itself, or MEMBER of the .tar.gz) to OUT.
+# Every step's failure is returned: callers run it in a || list, where set -e is off.
 fetch_one() {
   local sha=$1 url=$2 member=$3 out=$4 tmp
   tmp=$(mktemp -d)
@@ -62,12 +63,14 @@ fetch_one() {
       log "$url holds no $member: $(tr '\n' ' ' <"$tmp/err")"
       rm -rf "$tmp"; return 1
     fi
-    mv "$tmp/$member" "$out.tmp"
+    mv "$tmp/$member" "$out.tmp" || { rm -rf "$tmp"; return 1; }
   else
-    mv "$tmp/download" "$out.tmp"
+    mv "$tmp/download" "$out.tmp" || { rm -rf "$tmp"; return 1; }
   fi
-  chmod +x "$out.tmp" && mv "$out.tmp" "$out"
   rm -rf "$tmp"
+  if ! { chmod +x "$out.tmp" && mv "$out.tmp" "$out"; }; then
+    rm -f "$out.tmp"; return 1
+  fi
 }
 
 # fetch COMPONENT VERSION DIR [BINARY...]: fetch every pinned file of the component into
@@ -83,8 +86,10 @@ fetch() {
   fi
   mkdir -p "$dir"
   local sha url member name start=$SECONDS
-  while read -r sha url member; do
-    name=$(basename "${member:-$url}")
+  while read -r sha url member name; do
+    # "-" is no member: the file itself is the binary (a name may follow it).
+    [ "$member" = - ] && member=
+    [ -n "$name" ] || name=$(basename "${member:-$url}")
     if [ $# -gt 0 ] && ! printf '%s\n' "$@" | grep -qx "$name"; then continue; fi
     [ -x "$dir/$name" ] && continue
     fetch_one "$sha" "$url" "$member" "$dir/$name" || { log "$comp $version: building it instead"; return 1; }
@@ -125,6 +130,10 @@ build_k8s() {
   for b in "${want[@]}"; do [ -x "$K8S_DIR/$b" ] || missing+=("$b"); done
   if [ ${#missing[@]} -eq 0 ]; then return; fi
   fetch k8s "$K8S_VERSION" "$K8S_DIR" "${missing[@]}" && return
+  # A fetch that stopped half way leaves some binaries: build only the others.
+  local still=()
+  for b in "${missing[@]}"; do [ -x "$K8S_DIR/$b" ] || still+=("$b"); done
+  missing=("${still[@]}")
   may_build "${missing[*]}" || return 1
   local work=$BIN/.work/k8s-$K8S_VERSION
   scratch_module "$work"
@@ -233,9 +242,13 @@ for t in "${targets[@]}"; do
       start=$SECONDS
       k8s_bins=(kube-apiserver kube-controller-manager kube-scheduler)
       [ "$t" = all ] && k8s_bins+=(kubectl)
+      # The lane runs as a job of its own process group (set -m), so stopping it stops
+      # the go build under it too.
+      set -m
       build_k8s "${k8s_bins[@]}" &
       k8s_pid=$!
-      build_etcd && build_kwok && build_prometheus || { kill "$k8s_pid" 2>/dev/null; wait; exit 1; }
+      set +m
+      build_etcd && build_kwok && build_prometheus || { kill -- -"$k8s_pid" 2>/dev/null; wait; exit 1; }
       wait "$k8s_pid"
       log "$t: test bed binaries ready in $((SECONDS - start))s"
       ;;

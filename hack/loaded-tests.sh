@@ -14,18 +14,38 @@ ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 RUNS=${1:-5}
 OUT=${OUT:-$ROOT/bin/loaded-tests}
 mkdir -p "$OUT"
+rm -f "$OUT/demo-failures.txt"
 cd "$ROOT"
 
 # Build once before timing anything: the load is the demo, not a cold compile.
-make testbins >/dev/null
+make testbins >/dev/null || { echo "make testbins failed: no test bed to load" >&2; exit 1; }
 
 load() {
   local i=0
   while :; do
     i=$((i + 1))
-    make demo >"$OUT/demo-$1-$i.log" 2>&1 || echo "demo $i failed beside run $1" >>"$OUT/demo-failures.txt"
+    if ! make demo >"$OUT/demo-$1-$i.log" 2>&1; then
+      echo "demo $i failed beside run $1 (log: $OUT/demo-$1-$i.log)" >>"$OUT/demo-failures.txt"
+      # A demo that fails at once (a port taken, a build broken) would otherwise spin
+      # and load the machine with nothing but its start.
+      sleep 10
+    fi
   done
 }
+
+loader=
+stop_loader() {
+  # Stop the loader and whatever demo it is running (the test bed's processes die with
+  # the demo).
+  if [ -n "$loader" ]; then
+    kill -- -"$loader" 2>/dev/null
+    wait "$loader" 2>/dev/null
+    loader=
+  fi
+}
+# Interrupted or killed, the script takes its loader down with it.
+trap stop_loader EXIT
+trap 'exit 130' INT TERM
 
 passed=0 failed=0
 for run in $(seq 1 "$RUNS"); do
@@ -40,10 +60,7 @@ for run in $(seq 1 "$RUNS"); do
     echo "run $run: FAILED in $((SECONDS - start))s; failing tests:"
     grep -E '^\s*--- FAIL' "$OUT/test-$run.log" | sed 's/^/    /'
   fi
-  # Stop the loader and whatever demo it is running (the test bed's processes die with
-  # the demo).
-  kill -- -"$loader" 2>/dev/null
-  wait "$loader" 2>/dev/null
+  stop_loader
 done
 [ -f "$OUT/demo-failures.txt" ] && cat "$OUT/demo-failures.txt"
 echo "loaded make test: $passed passed, $failed failed (logs in $OUT)"

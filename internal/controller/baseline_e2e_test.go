@@ -106,6 +106,7 @@ func recordOf(c *deployv1alpha1.DeploymentChecklist, phase, check string) deploy
 // the new version alone from the first measurement; the baseline is the same query
 // at T-0, asked of the pods that served before.
 func TestAP95RegressionUnderTheAbsoluteLimitIsCaughtByTheBaseline(t *testing.T) {
+	t.Parallel()
 	g := NewWithT(t)
 	ns := newNamespace(t)
 	v1 := version(t, 0.001, 100*time.Millisecond)
@@ -168,6 +169,7 @@ func TestAP95RegressionUnderTheAbsoluteLimitIsCaughtByTheBaseline(t *testing.T) 
 // errors. Without `after` the trigger rolls the fix back for the old version's sins;
 // with `after` longer than the window (and Prometheus's discovery lag) it does not.
 func TestAReleaseThatFixesErrorsIsJudgedAfterItsGracePeriod(t *testing.T) {
+	t.Parallel()
 	for _, tc := range []struct {
 		name, after string
 		want        deployv1alpha1.ChecklistPhase

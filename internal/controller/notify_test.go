@@ -54,6 +54,7 @@ func notificationsOf(g Gomega, c *deployv1alpha1.DeploymentChecklist, event depl
 }
 
 func TestAReceiverThatFailsIsRetriedAndReportedWhileTheRollbackGoesAhead(t *testing.T) {
+	t.Parallel()
 	g := NewWithT(t)
 	ctx := context.Background()
 	ns := newNamespace(t)

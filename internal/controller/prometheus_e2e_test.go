@@ -47,6 +47,7 @@ func realPrometheus(t *testing.T, ns string) (*app.App, *testbed.Prometheus) {
 // release; Prometheus going away marks the checklist Degraded and holds it (never a
 // pass, never a rollback); the error rate breaching the trigger rolls the Deployment back.
 func TestARealPrometheusGatesTheReleaseHoldsThroughAnOutageAndRollsBackOnABreach(t *testing.T) {
+	t.Parallel()
 	g := NewWithT(t)
 	ctx := context.Background()
 	ns := newNamespace(t)
@@ -97,6 +98,7 @@ func TestARealPrometheusGatesTheReleaseHoldsThroughAnOutageAndRollsBackOnABreach
 // An outage is not a failure: the phase holds, says Degraded, and passes once
 // Prometheus answers; the release ends Succeeded, never rolled back.
 func TestAPrometheusOutageAcrossAPhaseDeadlineDoesNotRollBack(t *testing.T) {
+	t.Parallel()
 	g := NewWithT(t)
 	ctx := context.Background()
 	ns := newNamespace(t)

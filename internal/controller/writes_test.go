@@ -71,6 +71,7 @@ func TestAChecklistThatKeepsGivingTheSameAnswerIsNotRewritten(t *testing.T) {
 }
 
 func TestATargetScaledToZeroDuringVerificationHoldsAndSaysWhy(t *testing.T) {
+	t.Parallel()
 	g := NewWithT(t)
 	ns := newNamespace(t)
 	d := deployment(t, ns, "checkout:v1")

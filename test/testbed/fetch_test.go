@@ -160,3 +160,29 @@ func TestAnUnreachableOrUnpinnedReleaseFileFallsBackToBuildingSayingSoInOneLine(
 	g.Expect(ok).To(BeFalse())
 	g.Expect(log).To(ContainSubstring("prometheus " + fakeVersion + ": no pinned release file for " + platform()))
 }
+
+func TestAReleaseFilePublishedUnderAnotherNameIsInstalledUnderTheNamePinnedForIt(t *testing.T) {
+	g := NewWithT(t)
+	// kwok publishes its binary as kwok-<os>-<arch>, not inside an archive: the pin says
+	// "-" for no member and the name the test bed runs it by.
+	etcd := fakeBinary("etcd")
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != "/etcd-release-linux" {
+			http.NotFound(w, r)
+			return
+		}
+		_, _ = w.Write(etcd)
+	}))
+	defer srv.Close()
+
+	bin := t.TempDir()
+	log, ok := buildTestbins(t, bin, []string{
+		"etcd " + fakeVersion + " " + platform() + " " + sha(etcd) + " " + srv.URL + "/etcd-release-linux - etcd",
+	}, "etcd")
+	g.Expect(ok).To(BeTrue(), log)
+	path := filepath.Join(bin, "etcd-"+fakeVersion, "etcd")
+	out, err := exec.Command(path).CombinedOutput()
+	g.Expect(err).NotTo(HaveOccurred(), "%s is an executable", path)
+	g.Expect(string(out)).To(Equal("etcd from the release file\n"))
+	g.Expect(filepath.Join(bin, "etcd-"+fakeVersion, "etcd-release-linux")).NotTo(BeAnExistingFile())
+}

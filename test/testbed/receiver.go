@@ -48,8 +48,10 @@ type Receiver struct {
 // hold keeps the requests to a path waiting until it is released.
 type hold struct {
 	arrived, released chan struct{}
-	once              sync.Once
+	once, releaseOnce sync.Once
 }
+
+func (h *hold) release() { h.releaseOnce.Do(func() { close(h.released) }) }
 
 // NewReceiver starts a Receiver checking signatures with key (none when nil).
 func NewReceiver(key []byte) *Receiver {
@@ -59,8 +61,16 @@ func NewReceiver(key []byte) *Receiver {
 	return r
 }
 
-// Close stops the server.
-func (r *Receiver) Close() { r.server.Close() }
+// Close releases every held request (the server's Close waits for the requests in
+// flight) and stops the server.
+func (r *Receiver) Close() {
+	r.mu.Lock()
+	for _, h := range r.held {
+		h.release()
+	}
+	r.mu.Unlock()
+	r.server.Close()
+}
 
 // Answer makes requests to path answer with status.
 func (r *Receiver) Answer(path string, status int) {
@@ -78,7 +88,7 @@ func (r *Receiver) Hang(path string, d time.Duration) {
 
 // Hold makes requests to path wait, once they arrive, until release is called (or
 // the sender gives up): a test can act while a message is in flight. arrived is
-// closed when the first request arrives.
+// closed when the first request arrives. Calling release again does nothing.
 func (r *Receiver) Hold(path string) (arrived <-chan struct{}, release func()) {
 	h := &hold{arrived: make(chan struct{}), released: make(chan struct{})}
 	r.mu.Lock()
@@ -93,7 +103,7 @@ func (r *Receiver) Hold(path string) (arrived <-chan struct{}, release func()) {
 		if r.held[path] == h {
 			delete(r.held, path)
 		}
-		close(h.released)
+		h.release()
 	}
 }
 
