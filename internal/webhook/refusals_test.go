@@ -2,6 +2,8 @@ package webhook_test
 
 import (
 	"context"
+	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -11,9 +13,11 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
 
 	deployv1alpha1 "github.com/tminus-dev/tminus/api/v1alpha1"
 	"github.com/tminus-dev/tminus/internal/gate"
+	"github.com/tminus-dev/tminus/internal/webhook"
 	"github.com/tminus-dev/tminus/test/testbed"
 )
 
@@ -138,4 +142,43 @@ func TestARolledBackTemplateStaysRefusedAfterItsChecklistIsDeletedUntilSomeoneMa
 	g.Expect(refusedOn(g, d)).To(BeEmpty())
 	g.Eventually(func() error { return apply(selfHeal) }, time.Minute, 100*time.Millisecond).Should(Succeed())
 	g.Expect(get(t, d).Spec.Template.Spec.Containers[0].Image).To(Equal("checkout:v2"))
+}
+
+// TestAWriterWithoutTheRightCanNeitherDropARefusalNorPushItOutWithEntriesOfItsOwn: the
+// stored Deployment refuses v2. A write (by a writer the gate may not judge: no
+// authorizer, so nobody holds the verb) replaces the list with twenty entries of its
+// own, past the bound: the stored entry is put back first, the writer's fill what is
+// left, and v2 stays refused by the list the write stores.
+func TestAWriterWithoutTheRightCanNeitherDropARefusalNorPushItOutWithEntriesOfItsOwn(t *testing.T) {
+	g := NewWithT(t)
+	gateNoRight := &webhook.DeploymentGate{Reader: cached, Decoder: admission.NewDecoder(bed.Client.Scheme())}
+	stored := testbed.Deployment("shop", "checkout", "checkout:v1", 3)
+	v2 := testbed.Deployment("shop", "checkout", "checkout:v2", 3)
+	real := gate.Refusal{Hash: gate.TemplateHash(&v2.Spec.Template), Checklist: "checkout-v2", UID: "u2", At: time.Unix(1_800_000_000, 0).UTC()}
+	stored.Annotations = map[string]string{deployv1alpha1.RefusedTemplatesAnnotation: gate.FormatRefusals([]gate.Refusal{real})}
+	var own []gate.Refusal
+	for i := range deployv1alpha1.MaxRefusedTemplates {
+		own = append(own, gate.Refusal{Hash: fmt.Sprintf("%064d", i), Checklist: "mine"})
+	}
+	write := stored.DeepCopy()
+	write.Annotations[deployv1alpha1.RefusedTemplatesAnnotation] = gate.FormatRefusals(own)
+
+	resp := gateNoRight.Handle(context.Background(), updateRequest(t, stored, write))
+	g.Expect(resp.Allowed).To(BeTrue())
+	g.Expect(resp.Warnings).To(ContainElement(ContainSubstring("may not allow them again")))
+	var kept []gate.Refusal
+	for _, op := range resp.Patches {
+		if strings.HasSuffix(op.Path, "refused-templates") {
+			kept = gate.ParseRefusals(op.Value.(string))
+		}
+	}
+	g.Expect(kept).To(HaveLen(deployv1alpha1.MaxRefusedTemplates))
+	g.Expect(kept[0].Hash).To(Equal(real.Hash))
+	g.Expect(kept[1:]).To(Equal(own[:deployv1alpha1.MaxRefusedTemplates-1]))
+
+	// The same write with v2 in it is refused.
+	write.Spec.Template = v2.Spec.Template
+	resp = gateNoRight.Handle(context.Background(), updateRequest(t, stored, write))
+	g.Expect(resp.Allowed).To(BeFalse())
+	g.Expect(resp.Result.Message).To(ContainSubstring("rolled back by checklist checkout-v2"))
 }
