@@ -156,7 +156,7 @@ func TestAWriterWithoutTheRightCanNeitherDropARefusalNorPushItOutWithEntriesOfIt
 	v2 := testbed.Deployment("shop", "checkout", "checkout:v2", 3)
 	real := gate.Refusal{Hash: gate.TemplateHash(&v2.Spec.Template), Checklist: "checkout-v2", UID: "u2", At: time.Unix(1_800_000_000, 0).UTC()}
 	stored.Annotations = map[string]string{deployv1alpha1.RefusedTemplatesAnnotation: gate.FormatRefusals([]gate.Refusal{real})}
-	var own []gate.Refusal
+	own := make([]gate.Refusal, 0, deployv1alpha1.MaxRefusedTemplates)
 	for i := range deployv1alpha1.MaxRefusedTemplates {
 		own = append(own, gate.Refusal{Hash: fmt.Sprintf("%064d", i), Checklist: "mine"})
 	}
