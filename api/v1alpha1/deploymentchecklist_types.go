@@ -623,6 +623,17 @@ type ChecklistBody struct {
 	// +optional
 	ConsecutiveErrorLimit int32 `json:"consecutiveErrorLimit,omitempty"`
 
+	// historyLimit is how many ended checklists (Succeeded, Failed, RolledBack) tminus
+	// keeps per target workload: past it, the manager deletes the oldest ended ones. A
+	// live checklist is never deleted. The newest checklist of a target decides; without
+	// it, the manager's --checklist-history-limit (10). Templates rolled back stay
+	// refused after their checklist is deleted (the target's
+	// deploy.tminus.dev/refused-templates).
+	// +kubebuilder:validation:Minimum=1
+	// +kubebuilder:validation:Maximum=1000
+	// +optional
+	HistoryLimit *int32 `json:"historyLimit,omitempty"`
+
 	// prometheus is where metric queries go. Required when metrics are defined.
 	// +optional
 	Prometheus *PrometheusSpec `json:"prometheus,omitempty"`

@@ -248,6 +248,12 @@ func TestAPIServerRefusesInvalidChecklistsNamingTheField(t *testing.T) {
 			c.Spec.Target = nil
 			c.Spec.Targets = append(twoTargets(), deployv1alpha1.TargetRef{Kind: "CronJob", Name: "nightly"})
 		}, "spec.targets[2].kind", "Unsupported value"},
+		{"a history limit of none", func(c *deployv1alpha1.DeploymentChecklist) {
+			c.Spec.HistoryLimit = new(int32(0))
+		}, "spec.historyLimit", "should be greater than or equal to 1"},
+		{"a history limit past a thousand", func(c *deployv1alpha1.DeploymentChecklist) {
+			c.Spec.HistoryLimit = new(int32(1001))
+		}, "spec.historyLimit", "should be less than or equal to 1000"},
 	}
 
 	g := NewWithT(t)

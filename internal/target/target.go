@@ -14,6 +14,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -135,6 +136,7 @@ func GateView(d *appsv1.Deployment, rss []appsv1.ReplicaSet) gate.Deployment {
 		HeldBy:       d.Annotations[deployv1alpha1.HeldByAnnotation],
 		HeldTemplate: d.Annotations[deployv1alpha1.HeldTemplateAnnotation],
 		RolledBack:   gate.ParseRolledBack(d.Annotations[deployv1alpha1.RolledBackAnnotation]),
+		Refused:      gate.ParseRefusals(d.Annotations[deployv1alpha1.RefusedTemplatesAnnotation]),
 		GateLabel:    d.Labels[deployv1alpha1.GatedLabel],
 	}
 	for i := range rss {
@@ -382,7 +384,10 @@ func Release(ctx context.Context, c client.Client, fresh client.Reader, key type
 // Restore puts tmpl back as the Deployment's template and resumes it, as `kubectl
 // rollout undo` does, and marks (RolledBackAnnotation, unless mark is empty) which
 // template was rolled back in the same write: the admission webhook refuses it again
-// from the Deployment itself, before its cache shows the rollback. It writes only over
+// from the Deployment itself, before its cache shows the rollback. The same write lists
+// it among the Deployment's refused templates (RefusedTemplatesAnnotation), where it
+// stays refused after its checklist is gone; a template listed already keeps its
+// entry, so a restore written again changes nothing. It writes only over
 // templateHash, the template the restore was decided on, or over tmpl itself (a
 // restore written before, still paused): a push that landed since is not overwritten
 // (ErrTemplateChanged, nothing written).
@@ -398,6 +403,13 @@ func Restore(ctx context.Context, c client.Client, fresh client.Reader, key type
 		unhold(d)
 		if mark != "" {
 			setAnnotation(d, deployv1alpha1.RolledBackAnnotation, mark)
+			if m := gate.ParseRolledBack(mark); m.Hash != "" {
+				refused := gate.ParseRefusals(d.Annotations[deployv1alpha1.RefusedTemplatesAnnotation])
+				if gate.RefusedIn(refused, m.Hash) == nil {
+					refused = gate.AddRefusal(refused, gate.Refusal{Hash: m.Hash, Checklist: m.Checklist, UID: m.UID, At: time.Now().UTC().Truncate(time.Second)})
+					setAnnotation(d, deployv1alpha1.RefusedTemplatesAnnotation, gate.FormatRefusals(refused))
+				}
+			}
 		}
 		return nil
 	})
