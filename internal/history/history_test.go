@@ -57,7 +57,7 @@ func ended(t *testing.T, ns, name, deployment string, phase deployv1alpha1.Check
 	c := &deployv1alpha1.DeploymentChecklist{
 		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns},
 		Spec: deployv1alpha1.DeploymentChecklistSpec{
-			Target: &deployv1alpha1.TargetRef{Kind: "Deployment", Name: deployment},
+			Target:   &deployv1alpha1.TargetRef{Kind: "Deployment", Name: deployment},
 			Revision: name,
 			ChecklistBody: deployv1alpha1.ChecklistBody{
 				HistoryLimit: limit,
