@@ -329,6 +329,21 @@ func retried(cls []Checklist, name string) bool {
 	return false
 }
 
+// listedRefused is the entry of the stored (old) or written (cur) Deployment's
+// RefusedTemplatesAnnotation that refuses cur's template, if any, unless a live
+// checklist retries the checklist that rolled it back: a person asked for it again, and
+// it is held for the retry's sign-offs, as RolledBackBy lets it through.
+func listedRefused(old, cur *Deployment, cls []Checklist) *Refusal {
+	refused := RefusedIn(cur.Refused, cur.TemplateHash)
+	if refused == nil && old != nil {
+		refused = RefusedIn(old.Refused, cur.TemplateHash)
+	}
+	if refused == nil || retried(cls, refused.Checklist) {
+		return nil
+	}
+	return refused
+}
+
 // RestoreOf is the checklist that rolled back to the template, if any: the template is
 // the one it restores.
 func RestoreOf(cls []Checklist, hash string) *Checklist {
@@ -575,13 +590,7 @@ func Admit(old *Deployment, cur *Deployment, cls []Checklist) Verdict {
 					cur.Namespace, cur.Name, ImageList(cur.Images), c.Name, howToAllow)}
 			}
 		}
-		refused := RefusedIn(cur.Refused, cur.TemplateHash)
-		if refused == nil && old != nil {
-			refused = RefusedIn(old.Refused, cur.TemplateHash)
-		}
-		// A live retry of the checklist that rolled it back asks for it again: it is held
-		// for the retry's sign-offs, as RolledBackBy lets it through.
-		if refused != nil && !retried(cls, refused.Checklist) {
+		if refused := listedRefused(old, cur, cls); refused != nil {
 			return Verdict{Deny: fmt.Sprintf("Deployment %s/%s: this pod template (%s) was rolled back by checklist %s at %s. "+
 				"It stays refused (annotation %s), whether or not that checklist still exists: %s",
 				cur.Namespace, cur.Name, ImageList(cur.Images), refused.Checklist, refused.At.UTC().Format(time.RFC3339),
