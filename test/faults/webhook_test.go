@@ -29,10 +29,15 @@ import (
 
 // installWebhooks installs config/webhook's configuration as tminus-admission, pointed
 // at a manager on this machine (https://localhost:port) and with no CA bundle: the
-// manager writes it.
+// manager writes it. The manager's certificate Secret an earlier test's manager left
+// (a year's certificate, which a manager started with a shorter validity would serve
+// until it nears its end) is deleted before and after: each test's manager makes its own.
 func installWebhooks(t *testing.T, port int) {
 	t.Helper()
 	g := NewWithT(t)
+	certSecret := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: leaseNamespace, Name: "tminus-webhook-cert"}}
+	g.Expect(client.IgnoreNotFound(bed.Client.Delete(context.Background(), certSecret))).To(Succeed())
+	t.Cleanup(func() { _ = bed.Client.Delete(context.Background(), certSecret) })
 	root, err := testbed.RepoRoot()
 	g.Expect(err).NotTo(HaveOccurred())
 	raw, err := os.ReadFile(filepath.Join(root, "config", "webhook", "manifests.yaml"))
