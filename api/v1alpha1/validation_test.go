@@ -224,6 +224,31 @@ func TestAPIServerRefusesInvalidChecklistsNamingTheField(t *testing.T) {
 				SecretKeyRef: &deployv1alpha1.SecretKeyRef{Name: "prom", Key: "tenant"},
 			}}
 		}, "spec.prometheus.headers[0]", "set exactly one of value and secretKeyRef"},
+		{"a runbook that is not an http(s) URL", func(c *deployv1alpha1.DeploymentChecklist) {
+			c.Spec.Runbooks = []deployv1alpha1.Runbook{{Title: "Sentry", URL: "javascript:alert(1)"}}
+		}, "spec.runbooks[0].url", "must be an http:// or https:// URL with a host"},
+		{"a runbook without a title", func(c *deployv1alpha1.DeploymentChecklist) {
+			c.Spec.Runbooks = []deployv1alpha1.Runbook{{URL: "https://sentry.io"}}
+		}, "spec.runbooks[0].title", "should be at least 1 chars long"},
+		{"two runbooks of one title", func(c *deployv1alpha1.DeploymentChecklist) {
+			c.Spec.Runbooks = []deployv1alpha1.Runbook{{Title: "Sentry", URL: "https://sentry.io"},
+				{Title: "Sentry", URL: "https://sentry.io/2"}}
+		}, "spec.runbooks[1]", "Duplicate value"},
+		{"a contact without a way to reach them", func(c *deployv1alpha1.DeploymentChecklist) {
+			c.Spec.Contacts = []deployv1alpha1.Contact{{Role: "On-Call Engineer", Name: "Dana"}}
+		}, "spec.contacts[0].reach", "should be at least 1 chars long"},
+		{"a contact's name too long", func(c *deployv1alpha1.DeploymentChecklist) {
+			c.Spec.Contacts = []deployv1alpha1.Contact{{Role: "On-Call Engineer", Name: strings.Repeat("d", 129), Reach: "+1 555 0199"}}
+		}, "spec.contacts[0].name", "may not be more than 128"},
+		{"two contacts of one role", func(c *deployv1alpha1.DeploymentChecklist) {
+			c.Spec.Contacts = []deployv1alpha1.Contact{{Role: "On-Call Engineer", Name: "Dana", Reach: "+1 555 0199"},
+				{Role: "On-Call Engineer", Name: "Sam", Reach: "+1 555 0100"}}
+		}, "spec.contacts[1]", "Duplicate value"},
+		{"seventeen contacts", func(c *deployv1alpha1.DeploymentChecklist) {
+			for i := range 17 {
+				c.Spec.Contacts = append(c.Spec.Contacts, deployv1alpha1.Contact{Role: fmt.Sprintf("role-%d", i), Name: "n", Reach: "r"})
+			}
+		}, "spec.contacts", "must have at most 16 items"},
 	}
 
 	g := NewWithT(t)
@@ -363,6 +388,8 @@ func TestTemplatesAreValidatedAsFarAsTheirParametersAllow(t *testing.T) {
 		b.Interval = "{{params.soak}}"
 		b.Phases[1].Checks[0].HTTP.URL = "http://{{params.service}}.shop.svc/health"
 		b.Metrics[0].Query = `rate(x{app="{{params.service}}"}[5m])`
+		b.Contacts = []deployv1alpha1.Contact{{Role: "On-Call Engineer", Name: "{{params.service}}", Reach: "{{params.service}}"}}
+		b.Runbooks = []deployv1alpha1.Runbook{{Title: "Health", URL: "{{params.service}}/health"}}
 	}))).To(Succeed())
 
 	for _, tc := range []struct {
@@ -378,6 +405,12 @@ func TestTemplatesAreValidatedAsFarAsTheirParametersAllow(t *testing.T) {
 			"spec", "spec.template.phases is required"},
 		{"bad-metric-ref", func(b *deployv1alpha1.ChecklistBody) { b.Phases[0].Checks[0].Metric = "p95" },
 			"spec.template", "must name a metric defined in spec.metrics"},
+		{"bad-runbook", func(b *deployv1alpha1.ChecklistBody) {
+			b.Runbooks = []deployv1alpha1.Runbook{{Title: "Console", URL: "ftp://console.example"}}
+		}, "spec.template.runbooks[0].url", "must be an http:// or https:// URL with a host"},
+		{"contact-without-role", func(b *deployv1alpha1.ChecklistBody) {
+			b.Contacts = []deployv1alpha1.Contact{{Name: "Dana", Reach: "+1 555 0199"}}
+		}, "spec.template.contacts[0].role", "should be at least 1 chars long"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			g := NewWithT(t)
