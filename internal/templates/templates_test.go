@@ -200,4 +200,23 @@ func TestTheSampleTemplateAndItsTenLineReleaseResolve(t *testing.T) {
 	// Nothing left unfilled but the released ReplicaSet's hash, known after T-0.
 	g.Expect(strings.ReplaceAll(string(raw), "{{podTemplateHash}}", "")).NotTo(ContainSubstring("{{"), "nothing left unfilled")
 	g.Expect(body.Metrics[2].Query).To(ContainSubstring(`pod=~"checkout-{{podTemplateHash}}-.*"`))
+	// The seed's four emergency contacts and its runbook links, filled in.
+	g.Expect(body.Contacts).To(HaveLen(4))
+	g.Expect(body.Contacts[0]).To(Equal(deployv1alpha1.Contact{Role: "On-Call Engineer", Name: "web on-call rotation",
+		Reach: "pager: web-oncall"}))
+	g.Expect(body.Runbooks).To(HaveLen(6))
+	g.Expect(body.Runbooks[0]).To(Equal(deployv1alpha1.Runbook{Title: "Health Check", URL: "http://checkout.shop.svc/health"}))
+}
+
+func TestARunbookURLFilledInFromAParameterMustBeHTTP(t *testing.T) {
+	g := NewWithT(t)
+	tmpl := webRelease()
+	tmpl.Spec.Parameters = append(tmpl.Spec.Parameters, deployv1alpha1.TemplateParameter{Name: "sentry"})
+	tmpl.Spec.Template.Runbooks = []deployv1alpha1.Runbook{{Title: "Sentry", URL: "{{params.sentry}}"}}
+	_, _, err := Resolve(release(map[string]string{"service": "checkout", "sentry": "javascript:alert(1)"}), tmpl)
+	g.Expect(err).To(MatchError(ContainSubstring(`spec.runbooks[0].url: "javascript:alert(1)" is not an http:// or https:// URL`)))
+	g.Expect(err).To(MatchError(ContainSubstring(`{{params.sentry}} = "javascript:alert(1)"`)))
+	body, _, err := Resolve(release(map[string]string{"service": "checkout", "sentry": "https://sentry.io/shop"}), tmpl)
+	g.Expect(err).NotTo(HaveOccurred())
+	g.Expect(body.Runbooks[0].URL).To(Equal("https://sentry.io/shop"))
 }
