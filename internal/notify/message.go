@@ -186,6 +186,7 @@ const (
 	mrkdwn    = "mrkdwn"
 	section   = "section"
 	textBlock = "TextBlock"
+	bolder    = "Bolder"
 )
 
 // SlackBody is a Slack incoming webhook's payload: text (the notification's fallback)
@@ -277,7 +278,7 @@ func TeamsBody(m Message) ([]byte, error) {
 		color = "Attention"
 	}
 	body := []element{
-		{Type: textBlock, Text: m.title(), Size: "Large", Weight: "Bolder", Color: color, Wrap: true},
+		{Type: textBlock, Text: m.title(), Size: "Large", Weight: bolder, Color: color, Wrap: true},
 		{Type: textBlock, Text: m.Summary, Wrap: true},
 	}
 	pairs := m.facts()
@@ -294,7 +295,7 @@ func TeamsBody(m Message) ([]byte, error) {
 		for _, c := range m.Contacts {
 			contacts = append(contacts, fact{Title: c.Role, Value: c.Name + ", " + c.Reach})
 		}
-		body = append(body, element{Type: textBlock, Text: "Contacts", Weight: "Bolder", Wrap: true},
+		body = append(body, element{Type: textBlock, Text: "Contacts", Weight: bolder, Wrap: true},
 			element{Type: "FactSet", Facts: contacts})
 	}
 	if len(m.Runbooks) > 0 {
@@ -302,7 +303,7 @@ func TeamsBody(m Message) ([]byte, error) {
 		for _, r := range m.Runbooks {
 			links = append(links, "- ["+r.Title+"]("+r.URL+")")
 		}
-		body = append(body, element{Type: textBlock, Text: "Runbooks", Weight: "Bolder", Wrap: true},
+		body = append(body, element{Type: textBlock, Text: "Runbooks", Weight: bolder, Wrap: true},
 			element{Type: textBlock, Text: strings.Join(links, "\n"), Wrap: true})
 	}
 	body = append(body, element{Type: textBlock, Text: m.Command + " · " + m.At.Format(time.RFC3339),
