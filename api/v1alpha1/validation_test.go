@@ -470,3 +470,37 @@ func TestBaselineRatiosAndGracePeriodsAreAcceptedAfterT0(t *testing.T) {
 		Name: "p95-regression", Metric: "error-rate", AboveBaseline: new("1.5"), After: "5m", For: "1m"})
 	g.Expect(bed.Client.Create(context.Background(), c)).To(Succeed())
 }
+
+// TestTheSeedTemplateSampleAndItsReleaseAreAcceptedWithTheSeedsContactsAndRunbooks keeps
+// config/samples' seed template (what make demo applies) acceptable to the API server,
+// and its emergency contacts and runbook links resolving with their defaults.
+func TestTheSeedTemplateSampleAndItsReleaseAreAcceptedWithTheSeedsContactsAndRunbooks(t *testing.T) {
+	bed := testbed.New(t, testbed.Options{})
+	ctx := context.Background()
+	g := NewWithT(t)
+	root, err := testbed.RepoRoot()
+	g.Expect(err).NotTo(HaveOccurred())
+	var tmpl deployv1alpha1.ClusterChecklistTemplate
+	var dcl deployv1alpha1.DeploymentChecklist
+	for file, obj := range map[string]any{
+		"deploy_v1alpha1_clusterchecklisttemplate.yaml":          &tmpl,
+		"deploy_v1alpha1_deploymentchecklist_from_template.yaml": &dcl,
+	} {
+		raw, err := os.ReadFile(filepath.Join(root, "config", "samples", file))
+		g.Expect(err).NotTo(HaveOccurred())
+		g.Expect(yaml.UnmarshalStrict(raw, obj)).To(Succeed(), file)
+	}
+	dcl.Namespace = "default"
+	g.Expect(bed.Client.Create(ctx, &tmpl)).To(Succeed())
+	g.Expect(bed.Client.Create(ctx, &dcl)).To(Succeed())
+
+	body, _, err := templates.Resolve(&dcl, templates.From(&tmpl))
+	g.Expect(err).NotTo(HaveOccurred())
+	roles := []string{}
+	for _, c := range body.Contacts {
+		roles = append(roles, c.Role)
+	}
+	g.Expect(roles).To(Equal([]string{"On-Call Engineer", "DevOps Lead", "Security Team", "Engineering Manager"}))
+	g.Expect(body.Runbooks).To(HaveLen(6))
+	g.Expect(body.Runbooks[1]).To(Equal(deployv1alpha1.Runbook{Title: "Metrics", URL: "http://checkout.default.svc/metrics"}))
+}

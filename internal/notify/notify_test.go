@@ -381,6 +381,7 @@ func TestEveryNotificationNamesTheContactsAndRunbooksTheReleasesOwnOnCallWinning
 
 	body, err := WebhookBody(m)
 	g.Expect(err).NotTo(HaveOccurred())
+	golden(t, "webhook-rolled-back-with-contacts.json", body)
 	var doc struct {
 		Contacts []Contact `json:"contacts"`
 		Runbooks []Runbook `json:"runbooks"`
