@@ -138,6 +138,38 @@ func TestAResolvedChecklistIsReadFromStatusNotTheTemplate(t *testing.T) {
 	g.Expect(eff.Spec.Target.Name).To(Equal("checkout"))
 }
 
+func TestAChecklistsOwnContactsAndRunbooksReplaceItsTemplatesOfTheSameRoleAndTitleAndAreReadLive(t *testing.T) {
+	g := NewWithT(t)
+	tmpl := webRelease()
+	tmpl.Spec.Parameters = append(tmpl.Spec.Parameters, deployv1alpha1.TemplateParameter{Name: "onCall", Default: new("web rotation")})
+	tmpl.Spec.Template.Contacts = []deployv1alpha1.Contact{
+		{Role: "On-Call Engineer", Name: "{{params.onCall}}", Reach: "pager: web-oncall"},
+		{Role: "DevOps Lead", Name: "Sam", Reach: "#devops"}}
+	tmpl.Spec.Template.Runbooks = []deployv1alpha1.Runbook{{Title: "Health", URL: "http://{{params.service}}.{{namespace}}.svc/health"}}
+	dcl := release(map[string]string{"service": "checkout"})
+	body, _, err := Resolve(dcl, tmpl)
+	g.Expect(err).NotTo(HaveOccurred())
+	dcl.Status.Resolved = Raw(body)
+
+	eff, err := Effective(dcl)
+	g.Expect(err).NotTo(HaveOccurred())
+	g.Expect(eff.Spec.Contacts[0]).To(Equal(deployv1alpha1.Contact{Role: "On-Call Engineer", Name: "web rotation", Reach: "pager: web-oncall"}))
+	g.Expect(eff.Spec.Runbooks).To(Equal([]deployv1alpha1.Runbook{{Title: "Health", URL: "http://checkout.shop.svc/health"}}))
+
+	// Once the release is under way, its own on-call engineer and a runbook are written in.
+	dcl.Spec.Contacts = []deployv1alpha1.Contact{{Role: "On-Call Engineer", Name: "Dana", Reach: "+1 555 0199"}}
+	dcl.Spec.Runbooks = []deployv1alpha1.Runbook{{Title: "Incident doc", URL: "https://docs.example/incident-42"}}
+	eff, err = Effective(dcl)
+	g.Expect(err).NotTo(HaveOccurred())
+	g.Expect(eff.Spec.Contacts).To(Equal([]deployv1alpha1.Contact{
+		{Role: "On-Call Engineer", Name: "Dana", Reach: "+1 555 0199"},
+		{Role: "DevOps Lead", Name: "Sam", Reach: "#devops"}}), "the release's on-call replaces the template's; the lead stays")
+	g.Expect(eff.Spec.Runbooks).To(Equal([]deployv1alpha1.Runbook{
+		{Title: "Incident doc", URL: "https://docs.example/incident-42"},
+		{Title: "Health", URL: "http://checkout.shop.svc/health"}}))
+	g.Expect(eff.Spec.Phases).To(HaveLen(2), "the rest of the body is still the resolved one")
+}
+
 // FuzzSubstitution: whatever the template's strings and the parameter's value, resolution
 // never panics, and no parameter's value is substituted as a parameter again (the
 // release's own variables, {{namespace}} and the like, are filled in everywhere after).
