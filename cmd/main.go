@@ -53,6 +53,7 @@ import (
 	"github.com/tminus-dev/tminus/internal/breaker"
 	"github.com/tminus-dev/tminus/internal/certs"
 	"github.com/tminus-dev/tminus/internal/controller"
+	"github.com/tminus-dev/tminus/internal/history"
 	"github.com/tminus-dev/tminus/internal/httpcheck"
 	"github.com/tminus-dev/tminus/internal/metrics"
 	"github.com/tminus-dev/tminus/internal/netguard"
@@ -95,6 +96,7 @@ func main() {
 	var webhooks, requireVerified bool
 	var namespace, webhookHost, webhookSecret, webhookService, webhookConfiguration, webhookDNSNames string
 	var webhookCertValidity, webhookCertCheck time.Duration
+	var historyLimit int
 	flag.StringVar(&metricsAddr, "metrics-bind-address", "0", "The address the metrics endpoint binds to. "+
 		"Use :8443 for HTTPS or :8080 for HTTP, or leave as 0 to disable the metrics service.")
 	flag.StringVar(&probeAddr, "health-probe-bind-address", ":8081", "The address the probe endpoint binds to.")
@@ -140,6 +142,10 @@ func main() {
 	flag.DurationVar(&statusRefresh, "status-refresh", controller.DefaultStatusRefresh,
 		"How often at most a checklist's status is rewritten when values moved but no outcome changed. "+
 			"Outcomes, phases and conditions are written at once; an unchanged checklist is never rewritten.")
+	flag.IntVar(&historyLimit, "checklist-history-limit", history.DefaultLimit,
+		"Ended checklists (Succeeded, Failed, RolledBack) kept per target workload; the manager deletes older ended "+
+			"ones (never a live one), paced by --kube-api-qps. A checklist's or template's spec.historyLimit overrides it "+
+			"for its target. 0 keeps them all. A rolled-back template stays refused after its checklist is deleted.")
 	flag.IntVar(&maxConcurrentReconciles, "max-concurrent-reconciles", 4,
 		"How many checklists are reconciled at once.")
 	flag.IntVar(&circuitFailures, "circuit-failures", breaker.DefaultThreshold,
@@ -334,6 +340,7 @@ func main() {
 			OnChange: metrics.HTTPCircuitChanged}},
 		MaxConcurrentReconciles:  maxConcurrentReconciles,
 		StatusRefresh:            statusRefresh,
+		HistoryLimit:             historyLimit,
 		Webhooks:                 webhooks,
 		TrustedApprovalWriters:   splitList(trustedApprovalWriters),
 		RequireVerifiedApprovals: new(requireVerified && webhooks),

@@ -35,6 +35,7 @@ const (
 	MaxApprovalRecords  = 32
 	MaxApprovalErrors   = 16
 	MaxConditions       = 16
+	MaxTargets          = 16
 )
 
 // ApprovalAnnotationPrefix starts every sign-off annotation:
@@ -96,10 +97,11 @@ const (
 	RollbackNone RollbackAction = "None"
 )
 
-// TargetRef names the workload the checklist holds and rolls back, in the checklist's
-// own namespace.
+// TargetRef names a workload the checklist holds and rolls back, in the checklist's
+// own namespace. A workload is named by kind and name, so other kinds than Deployment
+// (StatefulSet, DaemonSet) take their place in the same list.
 type TargetRef struct {
-	// kind of the target. Only Deployment is supported.
+	// kind of the target. Only Deployment is supported for now.
 	// +kubebuilder:validation:Enum=Deployment
 	// +kubebuilder:default=Deployment
 	// +optional
@@ -564,13 +566,29 @@ type TemplateRef struct {
 // +kubebuilder:validation:XValidation:rule="has(self.templateRef) != has(self.phases)",message="spec: set exactly one of templateRef and phases"
 // +kubebuilder:validation:XValidation:rule="!has(self.templateRef) || !(has(self.metrics) || has(self.prometheus) || has(self.rollbackTriggers))",message="spec: with templateRef the checklist's metrics, prometheus and rollbackTriggers come from the template; set them there"
 // +kubebuilder:validation:XValidation:rule="!has(self.window) || has(self.deployAt)",message="spec.window applies only with spec.deployAt"
+// +kubebuilder:validation:XValidation:rule="has(self.target) || has(self.targets)",message="spec.targets: name the workloads of the release (or the one in spec.target)"
+// +kubebuilder:validation:XValidation:rule="!(has(self.target) && has(self.targets))",message="spec.targets: set spec.target (one workload) or spec.targets (a list), not both"
+// +kubebuilder:validation:XValidation:rule="has(self.target) == has(oldSelf.target)",message="spec.targets is immutable: spec.target and spec.targets cannot replace each other; create a new checklist"
 type DeploymentChecklistSpec struct {
-	// target is the workload held until T-0 and rolled back when a trigger fires. It
-	// cannot change: the checklist records the target's pre-deploy template, which must
-	// never be written into another Deployment. Create a new checklist instead.
+	// target is the one workload of the release: the same as a spec.targets of one.
+	// Set target or targets, not both. It cannot change: the checklist records the
+	// target's pre-deploy template, which must never be written into another
+	// Deployment. Create a new checklist instead.
 	// +kubebuilder:validation:XValidation:rule="self == oldSelf",message="spec.target is immutable: create a new checklist for another Deployment"
-	// +required
-	Target TargetRef `json:"target"`
+	// +optional
+	Target *TargetRef `json:"target,omitempty"`
+
+	// targets are the workloads of the release (at most 16, each named once): held
+	// together until T-0, released together, verified together and rolled back
+	// together in reverse order of release. A target whose template did not change is
+	// neither released nor restored. They cannot change, like target.
+	// +listType=atomic
+	// +kubebuilder:validation:MinItems=1
+	// +kubebuilder:validation:MaxItems=16
+	// +kubebuilder:validation:XValidation:rule="self.all(t, self.exists_one(u, u.kind == t.kind && u.name == t.name))",message="spec.targets: each workload may be named only once"
+	// +kubebuilder:validation:XValidation:rule="self == oldSelf",message="spec.targets is immutable: create a new checklist for other workloads"
+	// +optional
+	Targets []TargetRef `json:"targets,omitempty"`
 
 	// revision names what is being released, e.g. v2.7.0. Approvals bind to it: an
 	// approval counts only when it names this revision.
@@ -641,6 +659,17 @@ type ChecklistBody struct {
 	// +kubebuilder:default=4
 	// +optional
 	ConsecutiveErrorLimit int32 `json:"consecutiveErrorLimit,omitempty"`
+
+	// historyLimit is how many ended checklists (Succeeded, Failed, RolledBack) tminus
+	// keeps per target workload: past it, the manager deletes the oldest ended ones. A
+	// live checklist is never deleted. The newest checklist of a target decides; without
+	// it, the manager's --checklist-history-limit (10). Templates rolled back stay
+	// refused after their checklist is deleted (the target's
+	// deploy.tminus.dev/refused-templates).
+	// +kubebuilder:validation:Minimum=1
+	// +kubebuilder:validation:Maximum=1000
+	// +optional
+	HistoryLimit *int32 `json:"historyLimit,omitempty"`
 
 	// prometheus is where metric queries go. Required when metrics are defined.
 	// +optional
@@ -978,6 +1007,19 @@ type TargetStatus struct {
 	RestoredAt *metav1.Time `json:"restoredAt,omitempty"`
 }
 
+// ReleaseTargetStatus is what one target of the release ran, what was released on it
+// and what was restored: a TargetStatus named by its target.
+type ReleaseTargetStatus struct {
+	// kind of the target.
+	// +required
+	Kind string `json:"kind"`
+	// name of the target.
+	// +required
+	Name string `json:"name"`
+
+	TargetStatus `json:",inline"`
+}
+
 // BaselineStatus is one metric's baseline: its query evaluated at T-0, as the version
 // that served before the release ({{podTemplateHash}} standing for the pre-deploy
 // ReplicaSet's hash).
@@ -1168,7 +1210,24 @@ type DeploymentChecklistStatus struct {
 	// +optional
 	ApprovalErrors []string `json:"approvalErrors,omitempty"`
 
-	// target records what the target ran before T-0 and when it was released.
+	// targetNames are the names of the release's targets, comma-separated, in the order
+	// of spec.targets (kubectl get's TARGETS column).
+	// +kubebuilder:validation:MaxLength=4096
+	// +optional
+	TargetNames string `json:"targetNames,omitempty"`
+
+	// targets records, for each target of the release in the order of spec.targets,
+	// what it ran before T-0, what was released on it and what was restored.
+	// +listType=map
+	// +listMapKey=kind
+	// +listMapKey=name
+	// +kubebuilder:validation:MaxItems=16
+	// +optional
+	Targets []ReleaseTargetStatus `json:"targets,omitempty"`
+
+	// target is where checklists written before status.targets existed recorded their
+	// one target. It is read, moved into status.targets at the next reconcile, and no
+	// longer written.
 	// +optional
 	Target *TargetStatus `json:"target,omitempty"`
 
@@ -1233,13 +1292,13 @@ type DeploymentChecklistStatus struct {
 	Conditions []metav1.Condition `json:"conditions,omitempty"`
 }
 
-// DeploymentChecklist walks a release of one workload through T-minus phases (before
+// DeploymentChecklist walks a release of one or several workloads through T-minus phases (before
 // the deploy) and T-plus phases (after it), holds the rollout until the T-minus phases
 // pass, and rolls the workload back when a rollback trigger fires.
 // +kubebuilder:object:root=true
 // +kubebuilder:subresource:status
 // +kubebuilder:resource:shortName=dcl,categories=tminus
-// +kubebuilder:printcolumn:name="Target",type=string,JSONPath=`.spec.target.name`
+// +kubebuilder:printcolumn:name="Targets",type=string,JSONPath=`.status.targetNames`
 // +kubebuilder:printcolumn:name="Revision",type=string,JSONPath=`.spec.revision`
 // +kubebuilder:printcolumn:name="Template",type=string,JSONPath=`.spec.templateRef.name`
 // +kubebuilder:printcolumn:name="Phase",type=string,JSONPath=`.status.phase`

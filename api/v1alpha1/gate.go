@@ -41,8 +41,26 @@ const (
 	// Deployment and the checklist that did: "<checklist>/<checklist uid>/<template
 	// hash>". The rollback writes it in the same patch as the restored template, so the
 	// admission webhook refuses the rolled-back template again even where its cache
-	// does not show the rollback yet. It refuses only while that checklist exists.
+	// does not show the rollback yet. It refuses only while that checklist exists;
+	// RefusedTemplatesAnnotation is what outlives it.
 	RolledBackAnnotation = "deploy.tminus.dev/rolled-back"
+
+	// RefusedTemplatesAnnotation lists the pod templates checklists rolled back on the
+	// Deployment, newest first, as JSON: [{"hash":"<template hash>","checklist":"<name>",
+	// "uid":"<checklist uid>","at":"<RFC 3339>"}], at most MaxRefusedTemplates. The
+	// rollback writes its entry in the same patch as the restored template, and the
+	// admission webhook refuses every template listed whether or not the checklist that
+	// rolled it back still exists (deleted by hand or by the history limit). Only a
+	// writer with the verb UnrefuseVerb on deploymentchecklists in the Deployment's
+	// namespace may take an entry out (allow the template again): the webhook puts back
+	// an entry anyone else's write drops, and says so in a warning.
+	RefusedTemplatesAnnotation = "deploy.tminus.dev/refused-templates"
+	// MaxRefusedTemplates bounds RefusedTemplatesAnnotation: a rollback past it drops
+	// the oldest entry.
+	MaxRefusedTemplates = 20
+	// UnrefuseVerb is the RBAC verb, on deploymentchecklists in the Deployment's
+	// namespace, that lets a writer take a template out of RefusedTemplatesAnnotation.
+	UnrefuseVerb = "unrefuse"
 )
 
 // HeldByChecklist is HeldByAnnotation's value for a hold made for the named checklist.

@@ -25,7 +25,7 @@ func validChecklist(name string) *deployv1alpha1.DeploymentChecklist {
 	return &deployv1alpha1.DeploymentChecklist{
 		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: "default"},
 		Spec: deployv1alpha1.DeploymentChecklistSpec{
-			Target:   deployv1alpha1.TargetRef{Kind: "Deployment", Name: "checkout"},
+			Target:   &deployv1alpha1.TargetRef{Kind: "Deployment", Name: "checkout"},
 			Revision: "v2.7.0",
 			ChecklistBody: deployv1alpha1.ChecklistBody{
 				Prometheus: &deployv1alpha1.PrometheusSpec{Address: "http://prometheus.monitoring.svc:9090"},
@@ -249,6 +249,36 @@ func TestAPIServerRefusesInvalidChecklistsNamingTheField(t *testing.T) {
 				c.Spec.Contacts = append(c.Spec.Contacts, deployv1alpha1.Contact{Role: fmt.Sprintf("role-%d", i), Name: "n", Reach: "r"})
 			}
 		}, "spec.contacts", "must have at most 16 items"},
+		{"no target at all", func(c *deployv1alpha1.DeploymentChecklist) {
+			c.Spec.Target = nil
+		}, "spec", "spec.targets: name the workloads of the release (or the one in spec.target)"},
+		{"target and targets together", func(c *deployv1alpha1.DeploymentChecklist) {
+			c.Spec.Targets = twoTargets()
+		}, "spec", "spec.targets: set spec.target (one workload) or spec.targets (a list), not both"},
+		{"the same workload twice", func(c *deployv1alpha1.DeploymentChecklist) {
+			c.Spec.Target = nil
+			c.Spec.Targets = append(twoTargets(), deployv1alpha1.TargetRef{Kind: "Deployment", Name: "frontend"})
+		}, "spec.targets", "spec.targets: each workload may be named only once"},
+		{"more than 16 targets", func(c *deployv1alpha1.DeploymentChecklist) {
+			c.Spec.Target = nil
+			for i := range 17 {
+				c.Spec.Targets = append(c.Spec.Targets, deployv1alpha1.TargetRef{Name: fmt.Sprintf("svc-%d", i)})
+			}
+		}, "spec.targets", "must have at most 16 items"},
+		{"an empty list of targets", func(c *deployv1alpha1.DeploymentChecklist) {
+			c.Spec.Target = nil
+			c.Spec.Targets = []deployv1alpha1.TargetRef{}
+		}, "spec", "spec.targets: name the workloads of the release"},
+		{"a target of a kind not supported yet", func(c *deployv1alpha1.DeploymentChecklist) {
+			c.Spec.Target = nil
+			c.Spec.Targets = append(twoTargets(), deployv1alpha1.TargetRef{Kind: "CronJob", Name: "nightly"})
+		}, "spec.targets[2].kind", "Unsupported value"},
+		{"a history limit of none", func(c *deployv1alpha1.DeploymentChecklist) {
+			c.Spec.HistoryLimit = new(int32(0))
+		}, "spec.historyLimit", "should be greater than or equal to 1"},
+		{"a history limit past a thousand", func(c *deployv1alpha1.DeploymentChecklist) {
+			c.Spec.HistoryLimit = new(int32(1001))
+		}, "spec.historyLimit", "should be less than or equal to 1000"},
 	}
 
 	g := NewWithT(t)
@@ -332,6 +362,40 @@ func TestDefaultsAreFilledInByTheAPIServer(t *testing.T) {
 
 func keyOf(c *deployv1alpha1.DeploymentChecklist) types.NamespacedName {
 	return types.NamespacedName{Namespace: c.Namespace, Name: c.Name}
+}
+
+// twoTargets is a two-tier release: the frontend and its backend.
+func twoTargets() []deployv1alpha1.TargetRef {
+	return []deployv1alpha1.TargetRef{{Kind: "Deployment", Name: "frontend"}, {Kind: "Deployment", Name: "backend"}}
+}
+
+// TestAReleaseOfSeveralTargetsIsAcceptedAndCannotChangeItsTargets: spec.targets names
+// the workloads of one release (kind defaulted); the list cannot change, nor turn into
+// spec.target and back, since the checklist records each target's pre-deploy template.
+func TestAReleaseOfSeveralTargetsIsAcceptedAndCannotChangeItsTargets(t *testing.T) {
+	bed := testbed.New(t, testbed.Options{})
+	ctx := context.Background()
+	g := NewWithT(t)
+
+	c := validChecklist("two-tier")
+	c.Spec.Target = nil
+	c.Spec.Targets = []deployv1alpha1.TargetRef{{Name: "frontend"}, {Name: "backend"}}
+	g.Expect(bed.Client.Create(ctx, c)).To(Succeed())
+	var got deployv1alpha1.DeploymentChecklist
+	g.Expect(bed.Client.Get(ctx, keyOf(c), &got)).To(Succeed())
+	g.Expect(got.Spec.Targets).To(Equal(twoTargets()), "kind defaults to Deployment")
+	g.Expect(got.Spec.TargetNames()).To(Equal([]string{"frontend", "backend"}))
+
+	got.Spec.Targets = got.Spec.Targets[:1]
+	err := bed.Client.Update(ctx, &got)
+	g.Expect(err).To(HaveOccurred())
+	g.Expect(err.Error()).To(ContainSubstring("spec.targets is immutable: create a new checklist for other workloads"))
+
+	g.Expect(bed.Client.Get(ctx, keyOf(c), &got)).To(Succeed())
+	got.Spec.Targets, got.Spec.Target = nil, &deployv1alpha1.TargetRef{Kind: "Deployment", Name: "frontend"}
+	err = bed.Client.Update(ctx, &got)
+	g.Expect(err).To(HaveOccurred())
+	g.Expect(err.Error()).To(ContainSubstring("spec.target and spec.targets cannot replace each other"))
 }
 
 func TestTheTargetAndTheGateOfAChecklistCannotBeChanged(t *testing.T) {

@@ -296,7 +296,8 @@ func release(ctx context.Context, bed *testbed.Bed,
 	err = waitFor(ctx, c, dcl, func(d *deployv1alpha1.DeploymentChecklist) bool {
 		done = d
 		return d.Status.Phase == deployv1alpha1.PhaseSucceeded ||
-			(d.Status.Phase == deployv1alpha1.PhaseRolledBack && d.Status.Target != nil && d.Status.Target.RestoredAt != nil) ||
+			(d.Status.Phase == deployv1alpha1.PhaseRolledBack && d.Status.Rollback != nil &&
+				d.Status.Rollback.CompletedAt != nil) ||
 			d.Status.Phase == deployv1alpha1.PhaseFailed
 	})
 	if err != nil {
@@ -375,7 +376,7 @@ func releaseOf(version string) *deployv1alpha1.DeploymentChecklist {
 		Spec: deployv1alpha1.DeploymentChecklistSpec{
 			TemplateRef: &deployv1alpha1.TemplateRef{Kind: "ClusterChecklistTemplate", Name: "web-release"},
 			Parameters:  map[string]string{"smokeTestsTag": strings.TrimPrefix(version, "v")},
-			Target:      deployv1alpha1.TargetRef{Kind: "Deployment", Name: name},
+			Target:      &deployv1alpha1.TargetRef{Kind: "Deployment", Name: name},
 			Revision:    version,
 		},
 	}
@@ -474,7 +475,7 @@ func watch(ctx context.Context, c client.Client, dcl *deployv1alpha1.DeploymentC
 		case deployv1alpha1.PhaseSucceeded, deployv1alpha1.PhaseFailed:
 			return
 		case deployv1alpha1.PhaseRolledBack:
-			if st.Target != nil && st.Target.RestoredAt != nil {
+			if st.Rollback != nil && st.Rollback.CompletedAt != nil {
 				return
 			}
 		}

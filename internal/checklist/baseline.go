@@ -165,8 +165,8 @@ func (e *engine) baselineRecord(metric string) *deployv1alpha1.BaselineStatus {
 // is kept for good: it is the metric at T-0, which does not change. No data and errors
 // are asked again while something compares with them.
 func (e *engine) recordBaselines() {
-	ts := e.st.Target
-	if ts == nil || ts.T0At == nil {
+	t0 := e.t0()
+	if t0 == nil {
 		return
 	}
 	for _, name := range sortedKeys(e.obs.Baselines) {
@@ -180,7 +180,7 @@ func (e *engine) recordBaselines() {
 			continue
 		}
 		t := e.stamp()
-		rec.At, rec.Query, rec.LastEvaluated = *ts.T0At, truncate(m.Query, 1024), &t
+		rec.At, rec.Query, rec.LastEvaluated = *t0, truncate(m.Query, 1024), &t
 		rec.Value, rec.Message = m.Display, ""
 		switch m.Kind {
 		case ResultValue:
@@ -200,12 +200,13 @@ func (e *engine) recordBaselines() {
 // followRelease records the pod-template-hash of the ReplicaSet running the released
 // template ({{podTemplateHash}}); a restart makes a new one, which it follows.
 func (e *engine) followRelease() {
-	ts := e.st.Target
-	if ts == nil || ts.ReleasedTemplateHash == "" {
-		return
-	}
-	if h := e.obs.Target.PodTemplateHashes[ts.ReleasedTemplateHash]; h != "" {
-		ts.ReleasedPodTemplateHash = h
+	for _, i := range e.releasedTargets() {
+		e.cur = i
+		if ts := e.ts(); ts != nil {
+			if h := e.tobs().PodTemplateHashes[ts.ReleasedTemplateHash]; h != "" {
+				ts.ReleasedPodTemplateHash = h
+			}
+		}
 	}
 }
 
@@ -213,11 +214,11 @@ func (e *engine) followRelease() {
 // that long after the release became available. ok is false while it is not
 // available yet.
 func (e *engine) judgeFrom(after time.Duration) (time.Time, bool) {
-	ts := e.st.Target
-	if ts == nil || ts.AvailableAt == nil {
+	at := e.availableAt()
+	if at == nil {
 		return time.Time{}, false
 	}
-	return ts.AvailableAt.Add(after), true
+	return at.Add(after), true
 }
 
 // inGrace says whether a check or trigger with grace period after judges nothing yet,

@@ -49,15 +49,15 @@ func tplusCheck(c *deployv1alpha1.DeploymentChecklist, name string) deployv1alph
 func TestAP95RegressionUnderTheAbsoluteLimitFailsOnlyTheBaselineCheck(t *testing.T) {
 	g := NewWithT(t)
 	c := releasedChecklist(withLatency(deployv1alpha1.NoDataHold))
-	g.Expect(c.Status.Target.PreDeployPodTemplateHash).To(Equal("rs-v1"))
-	g.Expect(c.Status.Target.ReleasedPodTemplateHash).To(Equal("rs-v2"))
+	g.Expect(c.Status.Targets[0].PreDeployPodTemplateHash).To(Equal("rs-v1"))
+	g.Expect(c.Status.Targets[0].ReleasedPodTemplateHash).To(Equal("rs-v2"))
 
 	at := t0.Add(5 * time.Minute)
 	needs := NeedsFor(c, at)
 	g.Expect(needs.Metrics).To(ContainElement("latency"))
 	g.Expect(needs.Baselines).To(Equal([]string{"latency"}), "only the metric compared with its baseline")
 
-	run(c, Observations{Target: rolledOutTarget(), Metrics: latencies(0.001, 0.2),
+	run(c, Observations{Targets: []TargetState{rolledOutTarget()}, Metrics: latencies(0.001, 0.2),
 		Baselines: baselineOf(Measurement{Kind: ResultValue, Value: 0.1, Display: "0.1", Query: "old"})}, at)
 	g.Expect(tplusCheck(c, "p95-absolute").Outcome).To(Equal(deployv1alpha1.OutcomePass), "200 ms is under 2 s")
 	regression := tplusCheck(c, "p95-regression")
@@ -71,14 +71,14 @@ func TestAP95RegressionUnderTheAbsoluteLimitFailsOnlyTheBaselineCheck(t *testing
 	g.Expect(b.Result).To(Equal(BaselineValue))
 	g.Expect(b.Value).To(Equal("0.1"))
 	g.Expect(b.Query).To(Equal("old"))
-	g.Expect(b.At.Time).To(Equal(c.Status.Target.T0At.Time), "the metric at T-0")
+	g.Expect(b.At.Time).To(Equal(c.Status.Targets[0].T0At.Time), "the metric at T-0")
 	g.Expect(NeedsFor(c, at.Add(30*time.Second)).Baselines).To(BeEmpty(), "a baseline value is kept")
 }
 
 func TestATriggerAboveTheBaselineRollsBack(t *testing.T) {
 	g := NewWithT(t)
 	c := releasedChecklist(withLatency(deployv1alpha1.NoDataHold), withLatencyTrigger)
-	run(c, Observations{Target: rolledOutTarget(), Metrics: latencies(0.001, 0.2),
+	run(c, Observations{Targets: []TargetState{rolledOutTarget()}, Metrics: latencies(0.001, 0.2),
 		Baselines: baselineOf(Measurement{Kind: ResultValue, Value: 0.1, Display: "0.1"})}, t0.Add(time.Minute))
 	g.Expect(c.Status.Phase).To(Equal(deployv1alpha1.PhaseRolledBack))
 	g.Expect(c.Status.Rollback.Message).To(Equal("rollback trigger p95-regression fired: 0.2 > 1.5 × baseline 0.1 (0.15)"))
@@ -91,7 +91,7 @@ func TestATriggerInItsGracePeriodJudgesNothing(t *testing.T) {
 	})
 	// The old version's errors still fill the rate window: nothing is judged.
 	g.Expect(NeedsFor(c, t0.Add(time.Minute)).Metrics).To(BeEmpty())
-	d := run(c, Observations{Target: rolledOutTarget(), Metrics: errorRate(0.08, "0.08")}, t0.Add(time.Minute))
+	d := run(c, Observations{Targets: []TargetState{rolledOutTarget()}, Metrics: errorRate(0.08, "0.08")}, t0.Add(time.Minute))
 	g.Expect(c.Status.Phase).To(Equal(deployv1alpha1.PhaseVerifying))
 	g.Expect(c.Status.Triggers[0].Outcome).To(Equal(deployv1alpha1.OutcomePending))
 	g.Expect(c.Status.Triggers[0].Message).To(Equal("grace: judged from 2026-11-26T20:05:00Z (5m0s after the release became available)"))
@@ -99,7 +99,7 @@ func TestATriggerInItsGracePeriodJudgesNothing(t *testing.T) {
 
 	// Past it, a breach fires as before.
 	g.Expect(NeedsFor(c, t0.Add(5*time.Minute)).Metrics).To(ContainElement("error-rate"))
-	run(c, Observations{Target: rolledOutTarget(), Metrics: errorRate(0.08, "0.08")}, t0.Add(5*time.Minute))
+	run(c, Observations{Targets: []TargetState{rolledOutTarget()}, Metrics: errorRate(0.08, "0.08")}, t0.Add(5*time.Minute))
 	g.Expect(c.Status.Phase).To(Equal(deployv1alpha1.PhaseRolledBack))
 }
 
@@ -109,12 +109,12 @@ func TestACheckInItsGracePeriodMovesItsPhasesDeadline(t *testing.T) {
 		// T+5m is the last phase: its deadline is 10m after it opened, at t0+15m.
 		c.Spec.Phases[1].Checks[0].After = "14m50s"
 	})
-	run(c, Observations{Target: rolledOutTarget(), Metrics: errorRate(0.001, "0.001")}, t0.Add(5*time.Minute))
+	run(c, Observations{Targets: []TargetState{rolledOutTarget()}, Metrics: errorRate(0.001, "0.001")}, t0.Add(5*time.Minute))
 	g.Expect(tplusCheck(c, "errors").Outcome).To(Equal(deployv1alpha1.OutcomePending))
 	g.Expect(tplusCheck(c, "errors").Message).To(HavePrefix("grace: judged from 2026-11-26T20:14:50Z"))
-	run(c, Observations{Target: rolledOutTarget()}, t0.Add(15*time.Minute+10*time.Second))
+	run(c, Observations{Targets: []TargetState{rolledOutTarget()}}, t0.Add(15*time.Minute+10*time.Second))
 	g.Expect(c.Status.Phase).To(Equal(deployv1alpha1.PhaseVerifying), "the deadline waits one interval past the grace")
-	run(c, Observations{Target: rolledOutTarget(), Metrics: errorRate(0.001, "0.001")}, t0.Add(15*time.Minute+15*time.Second))
+	run(c, Observations{Targets: []TargetState{rolledOutTarget()}, Metrics: errorRate(0.001, "0.001")}, t0.Add(15*time.Minute+15*time.Second))
 	g.Expect(c.Status.Phase).To(Equal(deployv1alpha1.PhaseSucceeded))
 }
 
@@ -130,7 +130,7 @@ func TestABaselineWithoutDataFollowsOnNoData(t *testing.T) {
 		t.Run(string(tc.policy), func(t *testing.T) {
 			g := NewWithT(t)
 			c := releasedChecklist(withLatency(tc.policy))
-			run(c, Observations{Target: rolledOutTarget(), Metrics: latencies(0.001, 0.2),
+			run(c, Observations{Targets: []TargetState{rolledOutTarget()}, Metrics: latencies(0.001, 0.2),
 				Baselines: baselineOf(Measurement{Kind: ResultNoData, Display: "NaN"})}, t0.Add(5*time.Minute))
 			g.Expect(tplusCheck(c, "p95-regression").Outcome).To(Equal(tc.want))
 			g.Expect(c.Status.Baselines[0].Result).To(Equal(BaselineNoData))
@@ -148,14 +148,14 @@ func TestAZeroBaselineLeavesTheAbsoluteLimitToJudge(t *testing.T) {
 		// One check with both limits, as the sample writes it.
 		c.Spec.Phases[1].Checks[2].Below = new("2")
 	})
-	run(c, Observations{Target: rolledOutTarget(), Metrics: latencies(0.001, 0.2),
+	run(c, Observations{Targets: []TargetState{rolledOutTarget()}, Metrics: latencies(0.001, 0.2),
 		Baselines: baselineOf(Measurement{Kind: ResultValue, Value: 0, Display: "0"})}, t0.Add(5*time.Minute))
 	g.Expect(tplusCheck(c, "p95-regression").Outcome).To(Equal(deployv1alpha1.OutcomePass), "judged by below alone")
 	g.Expect(c.Status.Baselines[0].Message).To(ContainSubstring("a baseline of 0 or less bounds nothing"))
 
 	// Without an absolute limit, nothing bounds the value: onNoData decides (Hold).
 	c = releasedChecklist(withLatency(deployv1alpha1.NoDataHold))
-	run(c, Observations{Target: rolledOutTarget(), Metrics: latencies(0.001, 0.2),
+	run(c, Observations{Targets: []TargetState{rolledOutTarget()}, Metrics: latencies(0.001, 0.2),
 		Baselines: baselineOf(Measurement{Kind: ResultValue, Value: 0, Display: "0"})}, t0.Add(5*time.Minute))
 	cr := tplusCheck(c, "p95-regression")
 	g.Expect(cr.Outcome).To(Equal(deployv1alpha1.OutcomeNoData))
@@ -166,7 +166,7 @@ func TestABaselineErrorNeverPassesNorFires(t *testing.T) {
 	g := NewWithT(t)
 	c := releasedChecklist(withLatency(deployv1alpha1.NoDataHold), withLatencyTrigger)
 	down := Measurement{Kind: ResultError, Message: "connection refused"}
-	d := run(c, Observations{Target: rolledOutTarget(), Metrics: latencies(0.001, 9), Baselines: baselineOf(down)}, t0.Add(5*time.Minute))
+	d := run(c, Observations{Targets: []TargetState{rolledOutTarget()}, Metrics: latencies(0.001, 9), Baselines: baselineOf(down)}, t0.Add(5*time.Minute))
 	g.Expect(d.Actions).To(BeEmpty())
 	g.Expect(c.Status.Phase).To(Equal(deployv1alpha1.PhaseVerifying))
 	g.Expect(tplusCheck(c, "p95-regression").Outcome).To(Equal(deployv1alpha1.OutcomeError))

@@ -12,7 +12,7 @@ import (
 
 func TestCompareGradesEachKindOfChange(t *testing.T) {
 	base := newChecklist()
-	run(base, Observations{Target: heldTarget(), Metrics: errorRate(0.001, "0.001")}, t0)
+	run(base, Observations{Targets: []TargetState{heldTarget()}, Metrics: errorRate(0.001, "0.001")}, t0)
 	later := metav1.NewTime(t0.Add(time.Minute))
 
 	cases := []struct {
@@ -63,7 +63,7 @@ func TestCompareGradesEachKindOfChange(t *testing.T) {
 func TestMeasuringTheSameAnswerAgainChangesOnlyTiming(t *testing.T) {
 	g := NewWithT(t)
 	c := newChecklist()
-	held := Observations{Target: heldTarget(), Metrics: errorRate(0.001, "0.001")}
+	held := Observations{Targets: []TargetState{heldTarget()}, Metrics: errorRate(0.001, "0.001")}
 	run(c, held, t0)
 	g.Expect(c.Status.Phase).To(Equal(deployv1alpha1.PhaseRunning))
 	for i := 1; i <= 12; i++ {
@@ -73,21 +73,21 @@ func TestMeasuringTheSameAnswerAgainChangesOnlyTiming(t *testing.T) {
 	}
 
 	before := c.Status.DeepCopy()
-	run(c, Observations{Target: heldTarget(), Metrics: errorRate(0.004, "0.004")}, t0.Add(7*time.Minute))
+	run(c, Observations{Targets: []TargetState{heldTarget()}, Metrics: errorRate(0.004, "0.004")}, t0.Add(7*time.Minute))
 	g.Expect(Compare(before, &c.Status)).To(Equal(Detail), "a new value on the same side of the threshold")
 
 	before = c.Status.DeepCopy()
-	run(c, Observations{Target: heldTarget(), Metrics: errorRate(0.02, "0.02")}, t0.Add(8*time.Minute))
+	run(c, Observations{Targets: []TargetState{heldTarget()}, Metrics: errorRate(0.02, "0.02")}, t0.Add(8*time.Minute))
 	g.Expect(Compare(before, &c.Status)).To(Equal(Material), "the check now fails")
 	before = c.Status.DeepCopy()
-	run(c, Observations{Target: heldTarget(), Metrics: errorRate(0.03, "0.03")}, t0.Add(9*time.Minute))
+	run(c, Observations{Targets: []TargetState{heldTarget()}, Metrics: errorRate(0.03, "0.03")}, t0.Add(9*time.Minute))
 	g.Expect(Compare(before, &c.Status)).To(Equal(Detail), "still failing, another value: the next action names no value")
 }
 
 func TestVerifyingWithClearTriggersChangesOnlyTimingBetweenPhaseTransitions(t *testing.T) {
 	g := NewWithT(t)
 	c := releasedChecklist()
-	steady := Observations{Target: rolledOutTarget(), Approvals: approved("deployment-lead"), Metrics: errorRate(0.001, "0.001")}
+	steady := Observations{Targets: []TargetState{rolledOutTarget()}, Approvals: approved("deployment-lead"), Metrics: errorRate(0.001, "0.001")}
 	// T+5m opens five minutes after availability (t0); until then only the trigger is
 	// measured.
 	run(c, steady, t0.Add(30*time.Second))
@@ -106,11 +106,11 @@ func TestVerifyingWithClearTriggersChangesOnlyTimingBetweenPhaseTransitions(t *t
 func TestAPrometheusOutageIsWrittenWhenItStartsAndWhenItDegrades(t *testing.T) {
 	g := NewWithT(t)
 	c := newChecklist()
-	run(c, Observations{Target: heldTarget(), Metrics: errorRate(0.001, "0.001")}, t0)
+	run(c, Observations{Targets: []TargetState{heldTarget()}, Metrics: errorRate(0.001, "0.001")}, t0)
 	var grades []Change
 	for i := 1; i <= 6; i++ {
 		before := c.Status.DeepCopy()
-		run(c, Observations{Target: heldTarget(), Metrics: promDown}, t0.Add(time.Duration(i)*30*time.Second))
+		run(c, Observations{Targets: []TargetState{heldTarget()}, Metrics: promDown}, t0.Add(time.Duration(i)*30*time.Second))
 		grades = append(grades, Compare(before, &c.Status))
 	}
 	// The first error changes the outcome; the fourth reaches the default limit
@@ -122,6 +122,6 @@ func TestLastRecordedIsTheNewestMeasurementTime(t *testing.T) {
 	g := NewWithT(t)
 	c := releasedChecklist()
 	g.Expect(LastRecorded(&deployv1alpha1.DeploymentChecklistStatus{})).To(BeZero())
-	run(c, Observations{Target: rolledOutTarget(), Metrics: errorRate(0.001, "0.001")}, t0.Add(90*time.Second))
+	run(c, Observations{Targets: []TargetState{rolledOutTarget()}, Metrics: errorRate(0.001, "0.001")}, t0.Add(90*time.Second))
 	g.Expect(LastRecorded(&c.Status)).To(Equal(t0.Add(90 * time.Second)))
 }

@@ -168,11 +168,7 @@ func approvalID(key, role, approver, revision string) string {
 // changes after, the sign-off no longer counts and must be given again. With verified
 // sign-offs required, one the approval webhook did not verify does not count either.
 func (e *engine) judgeApprovals() {
-	var cand string
-	var candImages []string
-	if ts := e.st.Target; ts != nil {
-		cand, candImages = ts.CandidateTemplateHash, ts.CandidateImages
-	}
+	cand, candImages := e.candidateSet()
 	admitted := map[string]string{}
 	for _, list := range e.obs.Approvals {
 		for _, a := range list {
@@ -195,7 +191,8 @@ func (e *engine) judgeApprovals() {
 		case cand != "" && rec.CandidateTemplateHash != cand:
 			given := images(rec.CandidateImages)
 			if len(rec.CandidateImages) == 0 {
-				given = fmt.Sprintf("the template Deployment %s held when it was given (%s)", e.spec.Target.Name, shortHash(rec.CandidateTemplateHash))
+				given = fmt.Sprintf("the template Deployment %s held when it was given (%s)", strings.Join(e.spec.TargetNames(), ", "),
+					shortHash(rec.CandidateTemplateHash))
 			}
 			why = fmt.Sprintf("given for %s, but the Deployment now holds %s for release: sign again", given, images(candImages))
 		}
@@ -215,7 +212,15 @@ func (e *engine) signedFor(admitted string) string {
 	if admitted == "" || admitted == NoTemplate || !e.captured() {
 		return ""
 	}
-	if ts := e.st.Target; ts.PreDeployTemplate != nil && admitted == ts.PreDeployTemplateHash {
+	if len(e.refs) > 1 {
+		// The webhook left out every target on its pre-deploy template: a set of
+		// nothing is no new template.
+		if admitted == CandidateSet(e.spec.TargetNames(), make([]string, len(e.refs))) {
+			return ""
+		}
+		return admitted
+	}
+	if ts := e.tsAt(0); ts.PreDeployTemplate != nil && admitted == ts.PreDeployTemplateHash {
 		return ""
 	}
 	return admitted
@@ -223,11 +228,11 @@ func (e *engine) signedFor(admitted string) string {
 
 // imagesOf lists the images of template hash h, when it is one the engine knows.
 func (e *engine) imagesOf(h string) []string {
-	switch {
-	case e.st.Target != nil && h == e.st.Target.CandidateTemplateHash:
-		return e.st.Target.CandidateImages
-	case h == e.obs.Target.TemplateHash:
-		return e.obs.Target.TemplateImages
+	if cand, imgs := e.candidateSet(); cand != "" && h == cand {
+		return imgs
+	}
+	if len(e.refs) == 1 && h == e.obs.targetAt(0).TemplateHash {
+		return e.obs.targetAt(0).TemplateImages
 	}
 	return nil
 }

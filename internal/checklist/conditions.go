@@ -49,6 +49,7 @@ const (
 	ReasonPhaseTimedOut      = "PhaseTimedOut"
 	ReasonVerificationFailed = "VerificationFailed"
 	ReasonRolloutStalled     = "RolloutStalled"
+	ReasonTargetGone         = "TargetGone"
 	ReasonTriggerFired       = "TriggerFired"
 	ReasonTriggerBreaching   = "TriggerBreaching"
 	ReasonTriggersClear      = "TriggersClear"
@@ -202,12 +203,35 @@ func (e *engine) setConditions() {
 		set(CondRolledBack, metav1.ConditionFalse, ReasonNotRolledBack, "no rollback")
 	}
 
-	if ts := st.Target; ts != nil && ts.HeldTemplateHash != "" && !terminal(st.Phase) {
-		set(CondHeldChange, metav1.ConditionTrue, ReasonHeldChange, fmt.Sprintf(
-			"Deployment %s's pod template changed to %s during verification; it is held and waits for a checklist of its own",
-			e.spec.Target.Name, images(ts.HeldImages)))
+	e.setTargetConditions(st, set)
+}
+
+// setTargetConditions sets HeldChange (a change held on any target during
+// verification) and AdmissionGate.
+func (e *engine) setTargetConditions(st *deployv1alpha1.DeploymentChecklistStatus,
+	set func(typ string, status metav1.ConditionStatus, reason, msg string)) {
+	var held []string
+	for i := range st.Targets {
+		if ts := &st.Targets[i]; ts.HeldTemplateHash != "" && !terminal(st.Phase) {
+			held = append(held, fmt.Sprintf("Deployment %s's pod template changed to %s during verification", ts.Name, images(ts.HeldImages)))
+		}
+	}
+	if len(held) > 0 {
+		set(CondHeldChange, metav1.ConditionTrue, ReasonHeldChange, strings.Join(held, "; ")+
+			": held, it waits for a checklist of its own")
 	} else {
 		set(CondHeldChange, metav1.ConditionFalse, ReasonNoHeldChange, "no change is held")
+	}
+	// The admission gate is reported for the first target it does not cover (or the
+	// first target, when it covers them all).
+	defer func(cur int) { e.cur = cur }(e.cur)
+	e.cur = 0
+	for i := range e.refs {
+		if l := e.obs.targetAt(i).GateLabel; e.pauses() && e.obs.AdmissionServed &&
+			l != deployv1alpha1.GatedByUser && l != deployv1alpha1.GatedByChecklist {
+			e.cur = i
+			break
+		}
 	}
 	e.setAdmissionGate(set)
 }
@@ -215,7 +239,7 @@ func (e *engine) setConditions() {
 // setAdmissionGate says whether a template change of the target is held in the same
 // write that makes it, so nobody believes in a gate that is not there.
 func (e *engine) setAdmissionGate(set func(typ string, status metav1.ConditionStatus, reason, msg string)) {
-	served, label, name := e.obs.AdmissionServed, e.obs.Target.GateLabel, e.spec.Target.Name
+	served, label, name := e.obs.AdmissionServed, e.tobs().GateLabel, e.tname()
 	switch {
 	case !e.pauses():
 		set(CondAdmissionGate, metav1.ConditionFalse, ReasonGateObserve, "gate Observe: tminus never holds Deployment "+name)

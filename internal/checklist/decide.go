@@ -35,6 +35,9 @@ type engine struct {
 	spec *deployv1alpha1.DeploymentChecklistSpec
 	p    *plan
 	obs  Observations
+	// refs are the release's targets and cur the index of the one at hand (targets.go).
+	refs []deployv1alpha1.TargetRef
+	cur  int
 	now  time.Time
 	st   *deployv1alpha1.DeploymentChecklistStatus
 	d    Decision
@@ -62,6 +65,7 @@ func Decide(dcl *deployv1alpha1.DeploymentChecklist, obs Observations, now time.
 	e := &engine{dcl: dcl, spec: &dcl.Spec, obs: obs, now: now}
 	e.st = dcl.Status.DeepCopy()
 	e.st.ObservedGeneration = dcl.Generation
+	e.readTargets()
 	e.upgradeHashes()
 
 	p, err := parsePlan(&dcl.Spec)
@@ -69,6 +73,7 @@ func Decide(dcl *deployv1alpha1.DeploymentChecklist, obs Observations, now time.
 		// The CRD refuses such specs; an object stored before a rule existed lands here.
 		setCondition(e.st, dcl.Generation, CondStalled, metav1.ConditionTrue, ReasonInvalidSpec, err.Error())
 		setCondition(e.st, dcl.Generation, CondReady, metav1.ConditionFalse, ReasonInvalidSpec, err.Error())
+		e.sortTargets()
 		e.d.Status = *e.st
 		return e.d
 	}
@@ -163,11 +168,11 @@ func (e *engine) start() bool {
 			e.yield(b)
 		} else if e.st.Phase != deployv1alpha1.PhaseBlocked {
 			e.event(corev1.EventTypeNormal, ReasonBlocked, fmt.Sprintf(
-				"checklist %s is live on Deployment %s: this one waits for it to end and touches nothing meanwhile", b, e.spec.Target.Name))
+				"checklist %s is live on Deployment %s: this one waits for it to end and touches nothing meanwhile", b, e.blockedOn()))
 		}
 		e.st.Phase = deployv1alpha1.PhaseBlocked
 		e.waiting = ReasonBlocked
-		e.next = fmt.Sprintf("blocked: checklist %s is live on Deployment %s; this one starts when it ends", b, e.spec.Target.Name)
+		e.next = fmt.Sprintf("blocked: checklist %s is live on Deployment %s; this one starts when it ends", b, e.blockedOn())
 		e.pollIn(e.p.interval)
 		return false
 	}
@@ -185,8 +190,8 @@ func (e *engine) yield(blocker string) {
 	e.event(corev1.EventTypeWarning, ReasonBlocked, fmt.Sprintf(
 		"checklist %s is live on Deployment %s and comes first (it is releasing, or was created earlier); this one "+
 			"started without seeing it (%s): it stops, touches nothing, and starts over when %s ends",
-		blocker, e.spec.Target.Name, e.st.Phase, blocker))
-	e.st.Target, e.st.Phases, e.st.Triggers, e.st.Baselines, e.st.BreakGlass = nil, nil, nil, nil, nil
+		blocker, e.blockedOn(), e.st.Phase, blocker))
+	e.st.Targets, e.st.Phases, e.st.Triggers, e.st.Baselines, e.st.BreakGlass = nil, nil, nil, nil, nil
 	e.st.CurrentPhase = ""
 	e.syncRecords()
 }
@@ -197,7 +202,13 @@ func (e *engine) mine() string { return deployv1alpha1.HeldByChecklist(e.dcl.Nam
 // pauses says whether the checklist may touch its target's pause at all.
 func (e *engine) pauses() bool { return e.spec.Gate != deployv1alpha1.GateObserve }
 
-func (e *engine) action(a Action) { e.d.Actions = append(e.d.Actions, a) }
+// action queues a write; one to a target is to the target at hand unless it names one.
+func (e *engine) action(a Action) {
+	if a.Target == "" && a.Kind != ActionCreateJob {
+		a.Target = e.tname()
+	}
+	e.d.Actions = append(e.d.Actions, a)
+}
 
 // event queues an event; its note is cut to what the API server keeps, here and only
 // here, so the longest rollback message still makes an event.
@@ -246,6 +257,10 @@ func (e *engine) finish(oldPhase deployv1alpha1.ChecklistPhase) {
 		if t, ok := e.nextMeasurement(); ok {
 			e.wakeAt(t)
 		}
+	}
+	e.sortTargets()
+	if len(e.st.Targets) == 0 {
+		e.st.Targets = nil
 	}
 	e.d.RequeueAfter = e.poll
 	if len(e.wake) > 0 {
@@ -327,14 +342,14 @@ func latest(a, b time.Time) time.Time {
 	return b
 }
 
-// PreDeployTemplate is the pod template the target served when the checklist started,
-// as recorded in status.
-func PreDeployTemplate(st *deployv1alpha1.DeploymentChecklistStatus) (*corev1.PodTemplateSpec, error) {
-	if st.Target == nil || st.Target.PreDeployTemplate == nil {
+// PreDeployTemplate is the pod template a target served when the checklist started,
+// as recorded in its status.
+func PreDeployTemplate(ts *deployv1alpha1.TargetStatus) (*corev1.PodTemplateSpec, error) {
+	if ts == nil || ts.PreDeployTemplate == nil {
 		return nil, fmt.Errorf("no pre-deploy template was recorded")
 	}
 	var tmpl corev1.PodTemplateSpec
-	if err := json.Unmarshal(st.Target.PreDeployTemplate.Raw, &tmpl); err != nil {
+	if err := json.Unmarshal(ts.PreDeployTemplate.Raw, &tmpl); err != nil {
 		return nil, fmt.Errorf("cannot read the recorded pre-deploy template: %w", err)
 	}
 	return &tmpl, nil
@@ -351,3 +366,11 @@ func images(list []string) string {
 // stamp is now as status records it: API timestamps keep whole seconds, so a time the
 // engine compares with later must be the one that round-trips.
 func (e *engine) stamp() metav1.Time { return metav1.NewTime(e.now.Truncate(time.Second)) }
+
+// blockedOn names the target this checklist shares with its blocker.
+func (e *engine) blockedOn() string {
+	if e.obs.BlockedOn != "" {
+		return e.obs.BlockedOn
+	}
+	return strings.Join(e.spec.TargetNames(), ", ")
+}

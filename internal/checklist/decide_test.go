@@ -45,7 +45,7 @@ func TestFirstReconcilePausesTheTargetRecordsItsTemplateAndOpensTheFirstPhase(t 
 	c := newChecklist()
 	target := heldTarget()
 	target.Paused = false
-	d := run(c, Observations{Target: target}, t0)
+	d := run(c, Observations{Targets: []TargetState{target}}, t0)
 
 	g.Expect(kinds(d.Actions)).To(Equal([]ActionKind{ActionHold}))
 	g.Expect(d.Actions[0].Reason).To(Equal("held by checklist checkout-v2 until T-0"))
@@ -53,10 +53,10 @@ func TestFirstReconcilePausesTheTargetRecordsItsTemplateAndOpensTheFirstPhase(t 
 	g.Expect(c.Status.CurrentPhase).To(Equal("T-10m"))
 	g.Expect(phaseState(c, "T-10m")).To(Equal(deployv1alpha1.PhaseStateOpen))
 	g.Expect(phaseState(c, "T+5m")).To(Equal(deployv1alpha1.PhaseStatePending))
-	g.Expect(c.Status.Target.PreDeployTemplateHash).To(Equal("hash-v1"))
-	g.Expect(string(c.Status.Target.PreDeployTemplate.Raw)).To(ContainSubstring("checkout:v1"))
-	g.Expect(c.Status.Target.PreDeployImages).To(Equal([]string{"checkout:v1"}))
-	g.Expect(c.Status.Target.CandidateTemplateHash).To(Equal("hash-v2"), "the new template is what it releases")
+	g.Expect(c.Status.Targets[0].PreDeployTemplateHash).To(Equal("hash-v1"))
+	g.Expect(string(c.Status.Targets[0].PreDeployTemplate.Raw)).To(ContainSubstring("checkout:v1"))
+	g.Expect(c.Status.Targets[0].PreDeployImages).To(Equal([]string{"checkout:v1"}))
+	g.Expect(c.Status.Targets[0].CandidateTemplateHash).To(Equal("hash-v2"), "the new template is what it releases")
 	g.Expect(reasons(d.Events)).To(Equal([]string{ReasonTargetPaused, ReasonCandidateSeen, ReasonPhaseOpened}))
 	g.Expect(condition(c, CondAwaitingApproval).Status).To(Equal(metav1.ConditionTrue))
 	g.Expect(condition(c, CondAwaitingApproval).Message).To(ContainSubstring("T-10m/lead"))
@@ -69,7 +69,7 @@ func TestFirstReconcilePausesTheTargetRecordsItsTemplateAndOpensTheFirstPhase(t 
 func TestAHeldTargetIsNotPausedAgain(t *testing.T) {
 	g := NewWithT(t)
 	c := newChecklist()
-	d := run(c, Observations{Target: heldTarget()}, t0)
+	d := run(c, Observations{Targets: []TargetState{heldTarget()}}, t0)
 	g.Expect(d.Actions).To(BeEmpty())
 	g.Expect(reasons(d.Events)).NotTo(ContainElement(ReasonTargetPaused))
 }
@@ -77,15 +77,15 @@ func TestAHeldTargetIsNotPausedAgain(t *testing.T) {
 func TestReleaseWithoutDeployAtHappensWhenEveryTMinusPhasePassed(t *testing.T) {
 	g := NewWithT(t)
 	c := newChecklist()
-	run(c, Observations{Target: heldTarget()}, t0)
+	run(c, Observations{Targets: []TargetState{heldTarget()}}, t0)
 	g.Expect(c.Status.Phase).To(Equal(deployv1alpha1.PhaseRunning))
 
-	d := run(c, Observations{Target: heldTarget(), Approvals: approved("deployment-lead"), Metrics: errorRate(0.004, "0.004")}, t0.Add(time.Second))
+	d := run(c, Observations{Targets: []TargetState{heldTarget()}, Approvals: approved("deployment-lead"), Metrics: errorRate(0.004, "0.004")}, t0.Add(time.Second))
 	g.Expect(c.Status.Phase).To(Equal(deployv1alpha1.PhaseDeploying))
-	g.Expect(d.Actions).To(Equal([]Action{{Kind: ActionRelease, Revision: "v2", TemplateHash: "hash-v2"}}))
+	g.Expect(d.Actions).To(Equal([]Action{{Kind: ActionRelease, Target: "checkout", Revision: "v2", TemplateHash: "hash-v2"}}))
 	g.Expect(phaseState(c, "T-10m")).To(Equal(deployv1alpha1.PhaseStatePassed))
-	g.Expect(c.Status.Target.ReleasedAt.Time).To(Equal(t0.Add(time.Second)))
-	g.Expect(c.Status.Target.ReleasedTemplateHash).To(Equal("hash-v2"))
+	g.Expect(c.Status.Targets[0].ReleasedAt.Time).To(Equal(t0.Add(time.Second)))
+	g.Expect(c.Status.Targets[0].ReleasedTemplateHash).To(Equal("hash-v2"))
 	g.Expect(reasons(d.Events)).To(ContainElements(ReasonApproved, ReasonPhasePassed, ReasonReleased))
 	g.Expect(c.Status.Approvals).To(HaveLen(1))
 	g.Expect(c.Status.Approvals[0].Approver).To(Equal("alice"))
@@ -95,7 +95,7 @@ func TestReleaseWithoutDeployAtHappensWhenEveryTMinusPhasePassed(t *testing.T) {
 func TestAFailingMetricHoldsTheRelease(t *testing.T) {
 	g := NewWithT(t)
 	c := newChecklist()
-	d := run(c, Observations{Target: heldTarget(), Approvals: approved("deployment-lead"), Metrics: errorRate(0.02, "0.02")}, t0)
+	d := run(c, Observations{Targets: []TargetState{heldTarget()}, Approvals: approved("deployment-lead"), Metrics: errorRate(0.02, "0.02")}, t0)
 	g.Expect(c.Status.Phase).To(Equal(deployv1alpha1.PhaseRunning))
 	g.Expect(d.Actions).To(BeEmpty())
 	cr := check(c, "T-10m", "errors")
@@ -107,7 +107,7 @@ func TestAFailingMetricHoldsTheRelease(t *testing.T) {
 	g.Expect(c.Status.NextAction).To(ContainSubstring("errors Fail (needs < 0.01)"))
 
 	// Re-evaluated until the phase passes: once the value recovers, it releases.
-	run(c, Observations{Target: heldTarget(), Approvals: approved("deployment-lead"), Metrics: errorRate(0.002, "0.002")}, t0.Add(30*time.Second))
+	run(c, Observations{Targets: []TargetState{heldTarget()}, Approvals: approved("deployment-lead"), Metrics: errorRate(0.002, "0.002")}, t0.Add(30*time.Second))
 	g.Expect(c.Status.Phase).To(Equal(deployv1alpha1.PhaseDeploying))
 }
 
@@ -125,7 +125,7 @@ func TestNoDataFollowsOnNoData(t *testing.T) {
 		t.Run(string(tc.policy), func(t *testing.T) {
 			g := NewWithT(t)
 			c := newChecklist(withOnNoData(tc.policy))
-			run(c, Observations{Target: heldTarget(), Approvals: approved("deployment-lead"), Metrics: noData}, t0)
+			run(c, Observations{Targets: []TargetState{heldTarget()}, Approvals: approved("deployment-lead"), Metrics: noData}, t0)
 			g.Expect(check(c, "T-10m", "errors").Outcome).To(Equal(tc.outcome))
 			g.Expect(check(c, "T-10m", "errors").Value).To(Equal("NaN"))
 			g.Expect(c.Status.Phase).To(Equal(tc.phase))
@@ -136,7 +136,7 @@ func TestNoDataFollowsOnNoData(t *testing.T) {
 func TestPrometheusErrorsNeverPassAndMarkDegradedAfterTheLimit(t *testing.T) {
 	g := NewWithT(t)
 	c := newChecklist()
-	obs := Observations{Target: heldTarget(), Approvals: approved("deployment-lead"), Metrics: promDown}
+	obs := Observations{Targets: []TargetState{heldTarget()}, Approvals: approved("deployment-lead"), Metrics: promDown}
 	var degradedEvents int
 	for i := range 6 {
 		d := run(c, obs, t0.Add(time.Duration(i)*30*time.Second))
@@ -161,14 +161,14 @@ func TestPrometheusErrorsNeverPassAndMarkDegradedAfterTheLimit(t *testing.T) {
 	g.Expect(condition(c, CondDegraded).Message).To(ContainSubstring("connection refused"))
 
 	// One good answer clears the streak.
-	run(c, Observations{Target: heldTarget(), Approvals: approved("deployment-lead"), Metrics: errorRate(0.02, "0.02")}, t0.Add(4*time.Minute))
+	run(c, Observations{Targets: []TargetState{heldTarget()}, Approvals: approved("deployment-lead"), Metrics: errorRate(0.02, "0.02")}, t0.Add(4*time.Minute))
 	g.Expect(condition(c, CondDegraded).Status).To(Equal(metav1.ConditionFalse))
 }
 
 func TestDeployAtInTheFutureHoldsUntilTheClockReachesIt(t *testing.T) {
 	g := NewWithT(t)
 	c := newChecklist(withDeployAt(t0, "30m"))
-	obs := Observations{Target: heldTarget(), Approvals: approved("deployment-lead"), Metrics: errorRate(0.001, "0.001")}
+	obs := Observations{Targets: []TargetState{heldTarget()}, Approvals: approved("deployment-lead"), Metrics: errorRate(0.001, "0.001")}
 
 	// T-10m opens at deployAt-10m, not before.
 	d := run(c, obs, t0.Add(-20*time.Minute))
@@ -191,10 +191,10 @@ func TestDeployAtInTheFutureHoldsUntilTheClockReachesIt(t *testing.T) {
 func TestMissedDeployWindowFailsAndKeepsTheUnreleasedTemplateHeld(t *testing.T) {
 	g := NewWithT(t)
 	c := newChecklist(withDeployAt(t0, "30m"))
-	run(c, Observations{Target: heldTarget()}, t0.Add(-10*time.Minute))
+	run(c, Observations{Targets: []TargetState{heldTarget()}}, t0.Add(-10*time.Minute))
 	g.Expect(c.Status.Phase).To(Equal(deployv1alpha1.PhaseRunning))
 
-	d := run(c, Observations{Target: heldTarget()}, t0.Add(30*time.Minute))
+	d := run(c, Observations{Targets: []TargetState{heldTarget()}}, t0.Add(30*time.Minute))
 	g.Expect(c.Status.Phase).To(Equal(deployv1alpha1.PhaseFailed))
 	g.Expect(condition(c, CondReady).Reason).To(Equal(ReasonMissedDeployWindow))
 	g.Expect(condition(c, CondReady).Message).To(ContainSubstring("missed the deploy window"))
@@ -210,7 +210,7 @@ func TestMissedDeployWindowFailsAndKeepsTheUnreleasedTemplateHeld(t *testing.T) 
 	// Seen so held, nothing more is written.
 	held := heldTarget()
 	held.HeldBy = deployv1alpha1.HeldByAdmission
-	d = run(c, Observations{Target: held}, t0.Add(31*time.Minute))
+	d = run(c, Observations{Targets: []TargetState{held}}, t0.Add(31*time.Minute))
 	g.Expect(d.Actions).To(BeEmpty())
 	g.Expect(d.Events).To(BeEmpty())
 	g.Expect(d.RequeueAfter).To(BeZero())
@@ -221,28 +221,28 @@ func TestAFailureWithNothingNewInTheTemplateTakesTminussPauseOff(t *testing.T) {
 	c := newChecklist(withDeployAt(t0, "30m"))
 	held := servingV1()
 	held.Paused, held.HeldBy = true, "checklist/checkout-v2"
-	run(c, Observations{Target: held}, t0.Add(-10*time.Minute))
-	d := run(c, Observations{Target: held}, t0.Add(30*time.Minute))
+	run(c, Observations{Targets: []TargetState{held}}, t0.Add(-10*time.Minute))
+	d := run(c, Observations{Targets: []TargetState{held}}, t0.Add(30*time.Minute))
 	g.Expect(c.Status.Phase).To(Equal(deployv1alpha1.PhaseFailed))
 	g.Expect(kinds(d.Actions)).To(Equal([]ActionKind{ActionResume}))
 
 	// Paused by someone else: not tminus's to take off.
 	c = newChecklist(withDeployAt(t0, "30m"))
 	held.HeldBy = ""
-	run(c, Observations{Target: held}, t0.Add(-10*time.Minute))
-	d = run(c, Observations{Target: held}, t0.Add(30*time.Minute))
+	run(c, Observations{Targets: []TargetState{held}}, t0.Add(-10*time.Minute))
+	d = run(c, Observations{Targets: []TargetState{held}}, t0.Add(30*time.Minute))
 	g.Expect(d.Actions).To(BeEmpty())
 }
 
 func TestAPhaseTimeoutBeforeT0FailsTheChecklist(t *testing.T) {
 	g := NewWithT(t)
 	c := newChecklist(withPhaseTimeout(0, "15m"))
-	run(c, Observations{Target: heldTarget()}, t0)
-	d := run(c, Observations{Target: heldTarget()}, t0.Add(14*time.Minute))
+	run(c, Observations{Targets: []TargetState{heldTarget()}}, t0)
+	d := run(c, Observations{Targets: []TargetState{heldTarget()}}, t0.Add(14*time.Minute))
 	g.Expect(c.Status.Phase).To(Equal(deployv1alpha1.PhaseRunning))
 	g.Expect(d.RequeueAfter).To(Equal(30 * time.Second))
 
-	run(c, Observations{Target: heldTarget()}, t0.Add(15*time.Minute))
+	run(c, Observations{Targets: []TargetState{heldTarget()}}, t0.Add(15*time.Minute))
 	g.Expect(c.Status.Phase).To(Equal(deployv1alpha1.PhaseFailed))
 	g.Expect(phaseState(c, "T-10m")).To(Equal(deployv1alpha1.PhaseStateFailed))
 	g.Expect(condition(c, CondReady).Reason).To(Equal(ReasonPhaseTimedOut))
@@ -252,15 +252,15 @@ func TestAPhaseTimeoutBeforeT0FailsTheChecklist(t *testing.T) {
 func TestAT0PhaseWithoutTimeoutWaitsAsLongAsItTakes(t *testing.T) {
 	g := NewWithT(t)
 	c := newChecklist()
-	run(c, Observations{Target: heldTarget()}, t0)
-	run(c, Observations{Target: heldTarget()}, t0.Add(72*time.Hour))
+	run(c, Observations{Targets: []TargetState{heldTarget()}}, t0)
+	run(c, Observations{Targets: []TargetState{heldTarget()}}, t0.Add(72*time.Hour))
 	g.Expect(c.Status.Phase).To(Equal(deployv1alpha1.PhaseRunning))
 }
 
 func TestRevokingAnApprovalBeforeT0BlocksTheRelease(t *testing.T) {
 	g := NewWithT(t)
 	c := newChecklist(withDeployAt(t0, "30m"))
-	obs := Observations{Target: heldTarget(), Approvals: approved("deployment-lead"), Metrics: errorRate(0.001, "0.001")}
+	obs := Observations{Targets: []TargetState{heldTarget()}, Approvals: approved("deployment-lead"), Metrics: errorRate(0.001, "0.001")}
 	run(c, obs, t0.Add(-10*time.Minute))
 	g.Expect(c.Status.Phase).To(Equal(deployv1alpha1.PhaseHolding))
 
@@ -274,29 +274,29 @@ func TestRevokingAnApprovalBeforeT0BlocksTheRelease(t *testing.T) {
 func TestTheRolloutBecomingAvailableStartsVerification(t *testing.T) {
 	g := NewWithT(t)
 	c := newChecklist()
-	run(c, Observations{Target: heldTarget(), Approvals: approved("deployment-lead"), Metrics: errorRate(0.001, "0.001")}, t0.Add(-time.Minute))
+	run(c, Observations{Targets: []TargetState{heldTarget()}, Approvals: approved("deployment-lead"), Metrics: errorRate(0.001, "0.001")}, t0.Add(-time.Minute))
 
 	rolling := rolledOutTarget()
 	rolling.UpdatedReplicas, rolling.AvailableReplicas, rolling.TotalReplicas = 1, 3, 4
 	rolling.Settled, rolling.Serving, rolling.ServingHash = false, nil, ""
-	run(c, Observations{Target: rolling}, t0.Add(-30*time.Second))
+	run(c, Observations{Targets: []TargetState{rolling}}, t0.Add(-30*time.Second))
 	g.Expect(c.Status.Phase).To(Equal(deployv1alpha1.PhaseDeploying))
 	g.Expect(c.Status.NextAction).To(ContainSubstring("1 of 3 replicas updated"))
 
-	d := run(c, Observations{Target: rolledOutTarget()}, t0)
+	d := run(c, Observations{Targets: []TargetState{rolledOutTarget()}}, t0)
 	g.Expect(c.Status.Phase).To(Equal(deployv1alpha1.PhaseVerifying))
-	g.Expect(c.Status.Target.AvailableAt.Time).To(Equal(t0))
+	g.Expect(c.Status.Targets[0].AvailableAt.Time).To(Equal(t0))
 	g.Expect(reasons(d.Events)).To(ContainElement(ReasonRolloutAvailable))
 }
 
 func TestTPlusPhasesCountFromAvailabilityAndSucceed(t *testing.T) {
 	g := NewWithT(t)
 	c := releasedChecklist()
-	d := run(c, Observations{Target: rolledOutTarget(), Metrics: errorRate(0.001, "0.001")}, t0.Add(4*time.Minute))
+	d := run(c, Observations{Targets: []TargetState{rolledOutTarget()}, Metrics: errorRate(0.001, "0.001")}, t0.Add(4*time.Minute))
 	g.Expect(phaseState(c, "T+5m")).To(Equal(deployv1alpha1.PhaseStatePending))
 	g.Expect(d.RequeueAfter).To(Equal(30*time.Second), "triggers are measured every interval")
 
-	d = run(c, Observations{Target: rolledOutTarget(), Metrics: errorRate(0.001, "0.001")}, t0.Add(5*time.Minute))
+	d = run(c, Observations{Targets: []TargetState{rolledOutTarget()}, Metrics: errorRate(0.001, "0.001")}, t0.Add(5*time.Minute))
 	g.Expect(c.Status.Phase).To(Equal(deployv1alpha1.PhaseSucceeded))
 	g.Expect(condition(c, CondReady).Status).To(Equal(metav1.ConditionTrue))
 	g.Expect(meta.FindStatusCondition(c.Status.Conditions, CondReconciling)).To(BeNil())
@@ -305,7 +305,7 @@ func TestTPlusPhasesCountFromAvailabilityAndSucceed(t *testing.T) {
 	g.Expect(d.RequeueAfter).To(BeZero())
 
 	// Terminal: nothing more happens, whatever is observed.
-	d = run(c, Observations{Target: rolledOutTarget(), Metrics: errorRate(0.9, "0.9")}, t0.Add(time.Hour))
+	d = run(c, Observations{Targets: []TargetState{rolledOutTarget()}, Metrics: errorRate(0.9, "0.9")}, t0.Add(time.Hour))
 	g.Expect(d.Actions).To(BeEmpty())
 	g.Expect(d.Events).To(BeEmpty())
 	g.Expect(c.Status.Phase).To(Equal(deployv1alpha1.PhaseSucceeded))
@@ -314,7 +314,7 @@ func TestTPlusPhasesCountFromAvailabilityAndSucceed(t *testing.T) {
 func TestALastTPlusPhaseThatNeverPassesRollsBackAfterItsTimeout(t *testing.T) {
 	g := NewWithT(t)
 	c := releasedChecklist()
-	obs := Observations{Target: rolledOutTarget(), Metrics: errorRate(0.02, "0.02")}
+	obs := Observations{Targets: []TargetState{rolledOutTarget()}, Metrics: errorRate(0.02, "0.02")}
 	run(c, obs, t0.Add(5*time.Minute))
 	g.Expect(c.Status.Phase).To(Equal(deployv1alpha1.PhaseVerifying))
 	d := run(c, obs, t0.Add(14*time.Minute))
@@ -337,7 +337,7 @@ func TestATPlusPhaseMustPassBeforeTheNextOneOpens(t *testing.T) {
 			Name: "T+15m", At: "15m", Checks: c.Spec.Phases[1].Checks,
 		})
 	})
-	obs := Observations{Target: rolledOutTarget(), Metrics: errorRate(0.02, "0.02")}
+	obs := Observations{Targets: []TargetState{rolledOutTarget()}, Metrics: errorRate(0.02, "0.02")}
 	run(c, obs, t0.Add(5*time.Minute))
 	run(c, obs, t0.Add(15*time.Minute))
 	g.Expect(c.Status.Phase).To(Equal(deployv1alpha1.PhaseRolledBack))
@@ -348,7 +348,7 @@ func TestATPlusPhaseMustPassBeforeTheNextOneOpens(t *testing.T) {
 func TestTriggerWithoutForFiresOnTheFirstBreach(t *testing.T) {
 	g := NewWithT(t)
 	c := releasedChecklist(withTriggerFor(""))
-	d := run(c, Observations{Target: rolledOutTarget(), Metrics: errorRate(0.07, "0.07")}, t0.Add(time.Minute))
+	d := run(c, Observations{Targets: []TargetState{rolledOutTarget()}, Metrics: errorRate(0.07, "0.07")}, t0.Add(time.Minute))
 	g.Expect(c.Status.Phase).To(Equal(deployv1alpha1.PhaseRolledBack))
 	g.Expect(c.Status.Rollback.Reason).To(Equal(ReasonTriggerFired))
 	g.Expect(c.Status.Rollback.Message).To(Equal("rollback trigger errors-5pct fired: 0.07 > 0.05"))
@@ -365,7 +365,7 @@ func TestTriggerWithoutForFiresOnTheFirstBreach(t *testing.T) {
 func TestTriggerWithForFiresOnlyWhenTheBreachHoldsThatLong(t *testing.T) {
 	g := NewWithT(t)
 	c := releasedChecklist()
-	breach := Observations{Target: rolledOutTarget(), Metrics: errorRate(0.07, "0.07")}
+	breach := Observations{Targets: []TargetState{rolledOutTarget()}, Metrics: errorRate(0.07, "0.07")}
 
 	d := run(c, breach, t0.Add(time.Minute))
 	g.Expect(c.Status.Phase).To(Equal(deployv1alpha1.PhaseVerifying))
@@ -386,14 +386,14 @@ func TestTriggerWithForFiresOnlyWhenTheBreachHoldsThatLong(t *testing.T) {
 func TestTriggerThatRecoversBeforeForElapsesDoesNotFire(t *testing.T) {
 	g := NewWithT(t)
 	c := releasedChecklist()
-	run(c, Observations{Target: rolledOutTarget(), Metrics: errorRate(0.07, "0.07")}, t0.Add(time.Minute))
-	run(c, Observations{Target: rolledOutTarget(), Metrics: errorRate(0.01, "0.01")}, t0.Add(2*time.Minute))
+	run(c, Observations{Targets: []TargetState{rolledOutTarget()}, Metrics: errorRate(0.07, "0.07")}, t0.Add(time.Minute))
+	run(c, Observations{Targets: []TargetState{rolledOutTarget()}, Metrics: errorRate(0.01, "0.01")}, t0.Add(2*time.Minute))
 	g.Expect(c.Status.Triggers[0].BreachingSince).To(BeNil())
 	g.Expect(condition(c, CondHealthy).Status).To(Equal(metav1.ConditionTrue))
 
 	// A new breach starts a new count.
-	run(c, Observations{Target: rolledOutTarget(), Metrics: errorRate(0.07, "0.07")}, t0.Add(3*time.Minute))
-	d := run(c, Observations{Target: rolledOutTarget(), Metrics: errorRate(0.07, "0.07")}, t0.Add(4*time.Minute))
+	run(c, Observations{Targets: []TargetState{rolledOutTarget()}, Metrics: errorRate(0.07, "0.07")}, t0.Add(3*time.Minute))
+	d := run(c, Observations{Targets: []TargetState{rolledOutTarget()}, Metrics: errorRate(0.07, "0.07")}, t0.Add(4*time.Minute))
 	g.Expect(c.Status.Phase).To(Equal(deployv1alpha1.PhaseVerifying))
 	g.Expect(d.Actions).To(BeEmpty())
 }
@@ -402,7 +402,7 @@ func TestPrometheusErrorsNeverFireATrigger(t *testing.T) {
 	g := NewWithT(t)
 	c := releasedChecklist(withTriggerFor(""))
 	for i := range 10 {
-		d := run(c, Observations{Target: rolledOutTarget(), Metrics: promDown}, t0.Add(time.Duration(i)*30*time.Second))
+		d := run(c, Observations{Targets: []TargetState{rolledOutTarget()}, Metrics: promDown}, t0.Add(time.Duration(i)*30*time.Second))
 		g.Expect(d.Actions).To(BeEmpty())
 	}
 	g.Expect(c.Status.Phase).To(Equal(deployv1alpha1.PhaseVerifying))
@@ -413,43 +413,43 @@ func TestPrometheusErrorsNeverFireATrigger(t *testing.T) {
 func TestAnErrorDuringABreachNeitherFiresNorClearsIt(t *testing.T) {
 	g := NewWithT(t)
 	c := releasedChecklist()
-	run(c, Observations{Target: rolledOutTarget(), Metrics: errorRate(0.07, "0.07")}, t0.Add(time.Minute))
-	d := run(c, Observations{Target: rolledOutTarget(), Metrics: promDown}, t0.Add(3*time.Minute+30*time.Second))
+	run(c, Observations{Targets: []TargetState{rolledOutTarget()}, Metrics: errorRate(0.07, "0.07")}, t0.Add(time.Minute))
+	d := run(c, Observations{Targets: []TargetState{rolledOutTarget()}, Metrics: promDown}, t0.Add(3*time.Minute+30*time.Second))
 	g.Expect(d.Actions).To(BeEmpty(), "an error is not a breach")
 	g.Expect(c.Status.Triggers[0].BreachingSince.Time).To(Equal(t0.Add(time.Minute)))
-	d = run(c, Observations{Target: rolledOutTarget(), Metrics: errorRate(0.08, "0.08")}, t0.Add(4*time.Minute))
+	d = run(c, Observations{Targets: []TargetState{rolledOutTarget()}, Metrics: errorRate(0.08, "0.08")}, t0.Add(4*time.Minute))
 	g.Expect(kinds(d.Actions)).To(Equal([]ActionKind{ActionRestore}))
 }
 
 func TestNoDataOnATriggerFollowsOnNoData(t *testing.T) {
 	g := NewWithT(t)
 	c := releasedChecklist(withTriggerFor(""), withOnNoData(deployv1alpha1.NoDataHold))
-	run(c, Observations{Target: rolledOutTarget(), Metrics: noData}, t0.Add(time.Minute))
+	run(c, Observations{Targets: []TargetState{rolledOutTarget()}, Metrics: noData}, t0.Add(time.Minute))
 	g.Expect(c.Status.Phase).To(Equal(deployv1alpha1.PhaseVerifying))
 
 	c = releasedChecklist(withTriggerFor(""), withOnNoData(deployv1alpha1.NoDataFail))
-	run(c, Observations{Target: rolledOutTarget(), Metrics: noData}, t0.Add(time.Minute))
+	run(c, Observations{Targets: []TargetState{rolledOutTarget()}, Metrics: noData}, t0.Add(time.Minute))
 	g.Expect(c.Status.Phase).To(Equal(deployv1alpha1.PhaseRolledBack))
 }
 
 func TestRollbackIsRecordedWithoutASecondWriteWhenTheTargetIsAlreadyRestored(t *testing.T) {
 	g := NewWithT(t)
 	c := releasedChecklist(withTriggerFor(""))
-	d := run(c, Observations{Target: rolledOutTarget(), Metrics: errorRate(0.07, "0.07")}, t0.Add(time.Minute))
+	d := run(c, Observations{Targets: []TargetState{rolledOutTarget()}, Metrics: errorRate(0.07, "0.07")}, t0.Add(time.Minute))
 	g.Expect(kinds(d.Actions)).To(Equal([]ActionKind{ActionRestore}))
 	g.Expect(c.Status.Rollback.CompletedAt).To(BeNil())
 
 	// The manager restarted after the patch: the target already runs v1 again.
-	d = run(c, Observations{Target: restoredTarget(), Metrics: errorRate(0.07, "0.07")}, t0.Add(2*time.Minute))
+	d = run(c, Observations{Targets: []TargetState{restoredTarget()}, Metrics: errorRate(0.07, "0.07")}, t0.Add(2*time.Minute))
 	g.Expect(d.Actions).To(BeEmpty(), "a rollback happens exactly once")
 	g.Expect(c.Status.Rollback.CompletedAt.Time).To(Equal(t0.Add(2 * time.Minute)))
-	g.Expect(c.Status.Target.RestoredAt).NotTo(BeNil())
+	g.Expect(c.Status.Targets[0].RestoredAt).NotTo(BeNil())
 	g.Expect(reasons(d.Events)).To(Equal([]string{ReasonRestored}))
 
 	// Later reconciles, whatever they see, write nothing.
 	later := restoredTarget()
 	later.Template, later.TemplateHash = template("checkout:v3"), "hash-v3"
-	d = run(c, Observations{Target: later}, t0.Add(time.Hour))
+	d = run(c, Observations{Targets: []TargetState{later}}, t0.Add(time.Hour))
 	g.Expect(d.Actions).To(BeEmpty(), "a later deploy by a person is not undone")
 	g.Expect(d.Events).To(BeEmpty())
 }
@@ -457,9 +457,9 @@ func TestRollbackIsRecordedWithoutASecondWriteWhenTheTargetIsAlreadyRestored(t *
 func TestRollbackRepeatsTheRestoreUntilItIsSeenDone(t *testing.T) {
 	g := NewWithT(t)
 	c := releasedChecklist(withTriggerFor(""))
-	run(c, Observations{Target: rolledOutTarget(), Metrics: errorRate(0.07, "0.07")}, t0.Add(time.Minute))
+	run(c, Observations{Targets: []TargetState{rolledOutTarget()}, Metrics: errorRate(0.07, "0.07")}, t0.Add(time.Minute))
 	// The manager died before the patch: the target still runs v2.
-	d := run(c, Observations{Target: rolledOutTarget()}, t0.Add(2*time.Minute))
+	d := run(c, Observations{Targets: []TargetState{rolledOutTarget()}}, t0.Add(2*time.Minute))
 	g.Expect(kinds(d.Actions)).To(Equal([]ActionKind{ActionRestore}))
 	g.Expect(c.Status.Rollback.FiredAt.Time).To(Equal(t0.Add(time.Minute)), "fired once, at the first breach")
 }
@@ -467,7 +467,7 @@ func TestRollbackRepeatsTheRestoreUntilItIsSeenDone(t *testing.T) {
 func TestRollbackActionNoneIsADryRun(t *testing.T) {
 	g := NewWithT(t)
 	c := releasedChecklist(withTriggerFor(""), withRollbackAction(deployv1alpha1.RollbackNone))
-	d := run(c, Observations{Target: rolledOutTarget(), Metrics: errorRate(0.07, "0.07")}, t0.Add(time.Minute))
+	d := run(c, Observations{Targets: []TargetState{rolledOutTarget()}, Metrics: errorRate(0.07, "0.07")}, t0.Add(time.Minute))
 	g.Expect(c.Status.Phase).To(Equal(deployv1alpha1.PhaseRolledBack))
 	g.Expect(c.Status.Rollback.DryRun).To(BeTrue())
 	g.Expect(d.Actions).To(BeEmpty())
@@ -480,11 +480,11 @@ func TestGateObserveNeverTouchesTheTarget(t *testing.T) {
 	c := newChecklist(withGate(deployv1alpha1.GateObserve), withTriggerFor(""))
 	target := heldTarget()
 	target.Paused = false
-	d := run(c, Observations{Target: target, Approvals: approved("deployment-lead"), Metrics: errorRate(0.001, "0.001")}, t0)
+	d := run(c, Observations{Targets: []TargetState{target}, Approvals: approved("deployment-lead"), Metrics: errorRate(0.001, "0.001")}, t0)
 	g.Expect(d.Actions).To(BeEmpty())
 	g.Expect(c.Status.Phase).To(Equal(deployv1alpha1.PhaseDeploying))
-	run(c, Observations{Target: rolledOutTarget()}, t0.Add(time.Minute))
-	d = run(c, Observations{Target: rolledOutTarget(), Metrics: errorRate(0.07, "0.07")}, t0.Add(2*time.Minute))
+	run(c, Observations{Targets: []TargetState{rolledOutTarget()}}, t0.Add(time.Minute))
+	d = run(c, Observations{Targets: []TargetState{rolledOutTarget()}, Metrics: errorRate(0.07, "0.07")}, t0.Add(2*time.Minute))
 	g.Expect(d.Actions).To(BeEmpty())
 	g.Expect(c.Status.Rollback.DryRun).To(BeTrue())
 }
@@ -502,11 +502,11 @@ func TestAMissingTargetIsReportedAndNothingIsWritten(t *testing.T) {
 func TestARolloutPastItsProgressDeadlineRollsBack(t *testing.T) {
 	g := NewWithT(t)
 	c := newChecklist()
-	run(c, Observations{Target: heldTarget(), Approvals: approved("deployment-lead"), Metrics: errorRate(0.001, "0.001")}, t0)
+	run(c, Observations{Targets: []TargetState{heldTarget()}, Approvals: approved("deployment-lead"), Metrics: errorRate(0.001, "0.001")}, t0)
 	stuck := rolledOutTarget()
 	stuck.UpdatedReplicas, stuck.ProgressDeadlineExceeded, stuck.ProgressingSince = 1, true, t0.Add(10*time.Minute)
 	stuck.Settled, stuck.Serving, stuck.ServingHash = false, nil, ""
-	d := run(c, Observations{Target: stuck}, t0.Add(10*time.Minute))
+	d := run(c, Observations{Targets: []TargetState{stuck}}, t0.Add(10*time.Minute))
 	g.Expect(c.Status.Phase).To(Equal(deployv1alpha1.PhaseRolledBack))
 	g.Expect(c.Status.Rollback.Reason).To(Equal(ReasonRolloutStalled))
 	g.Expect(kinds(d.Actions)).To(Equal([]ActionKind{ActionRestore}))
@@ -515,7 +515,7 @@ func TestARolloutPastItsProgressDeadlineRollsBack(t *testing.T) {
 func TestJobChecksCreateTheirJobOnceAndPassWhenItSucceeds(t *testing.T) {
 	g := NewWithT(t)
 	c := newChecklist(withJobCheck(0))
-	obs := Observations{Target: heldTarget(), Approvals: approved("deployment-lead"), Metrics: errorRate(0.001, "0.001")}
+	obs := Observations{Targets: []TargetState{heldTarget()}, Approvals: approved("deployment-lead"), Metrics: errorRate(0.001, "0.001")}
 	d := run(c, obs, t0)
 	g.Expect(d.Actions).To(ConsistOf(Action{Kind: ActionCreateJob, Phase: "T-10m", Check: "smoke"}))
 	g.Expect(check(c, "T-10m", "smoke").Message).To(Equal("creating Job checkout-v2-tm10m-smoke"))
@@ -535,7 +535,7 @@ func TestJobChecksCreateTheirJobOnceAndPassWhenItSucceeds(t *testing.T) {
 func TestAFailedJobHoldsBeforeT0AndRollsBackAfterIt(t *testing.T) {
 	g := NewWithT(t)
 	c := newChecklist(withJobCheck(0))
-	obs := Observations{Target: heldTarget(), Approvals: approved("deployment-lead"), Metrics: errorRate(0.001, "0.001"),
+	obs := Observations{Targets: []TargetState{heldTarget()}, Approvals: approved("deployment-lead"), Metrics: errorRate(0.001, "0.001"),
 		Jobs: map[string]JobState{"T-10m/smoke": {Exists: true, Failed: true, Message: "BackoffLimitExceeded"}}}
 	d := run(c, obs, t0)
 	g.Expect(c.Status.Phase).To(Equal(deployv1alpha1.PhaseRunning))
@@ -543,7 +543,7 @@ func TestAFailedJobHoldsBeforeT0AndRollsBackAfterIt(t *testing.T) {
 	g.Expect(check(c, "T-10m", "smoke").Message).To(ContainSubstring("BackoffLimitExceeded; delete the Job to run it again"))
 
 	c = releasedChecklist(withJobCheck(1))
-	d = run(c, Observations{Target: rolledOutTarget(), Metrics: errorRate(0.001, "0.001"),
+	d = run(c, Observations{Targets: []TargetState{rolledOutTarget()}, Metrics: errorRate(0.001, "0.001"),
 		Jobs: map[string]JobState{"T+5m/smoke": {Exists: true, Failed: true, Message: "BackoffLimitExceeded"}}}, t0.Add(5*time.Minute))
 	g.Expect(c.Status.Phase).To(Equal(deployv1alpha1.PhaseRolledBack))
 	g.Expect(c.Status.Rollback.Message).To(ContainSubstring("T+5m failed: Job checkout-v2-tp5m-smoke failed"))
@@ -557,10 +557,10 @@ func TestFourEyesNeedsTwoDistinctApprovers(t *testing.T) {
 		{Role: "deployment-lead", Approver: "alice", Revision: "v2"},
 		{Role: "deployment-lead", Approver: "alice", Revision: "v2"},
 	}}
-	run(c, Observations{Target: heldTarget(), Approvals: twice, Metrics: errorRate(0.001, "0.001")}, t0)
+	run(c, Observations{Targets: []TargetState{heldTarget()}, Approvals: twice, Metrics: errorRate(0.001, "0.001")}, t0)
 	g.Expect(check(c, "T-10m", "lead").Message).To(Equal("waiting for deployment-lead sign-off (1 of 2)"))
 	twice["deployment-lead"][1].Approver = "bob"
-	run(c, Observations{Target: heldTarget(), Approvals: twice, Metrics: errorRate(0.001, "0.001")}, t0.Add(time.Second))
+	run(c, Observations{Targets: []TargetState{heldTarget()}, Approvals: twice, Metrics: errorRate(0.001, "0.001")}, t0.Add(time.Second))
 	g.Expect(check(c, "T-10m", "lead").Value).To(Equal("alice, bob"))
 	g.Expect(c.Status.Phase).To(Equal(deployv1alpha1.PhaseDeploying))
 }
@@ -569,7 +569,7 @@ func TestMetricHistoryIsBounded(t *testing.T) {
 	g := NewWithT(t)
 	c := newChecklist()
 	for i := range 10000 {
-		run(c, Observations{Target: heldTarget(), Metrics: errorRate(0.02, "0.02")}, t0.Add(time.Duration(i)*30*time.Second))
+		run(c, Observations{Targets: []TargetState{heldTarget()}, Metrics: errorRate(0.02, "0.02")}, t0.Add(time.Duration(i)*30*time.Second))
 	}
 	g.Expect(check(c, "T-10m", "errors").History).To(HaveLen(deployv1alpha1.MaxHistory))
 	g.Expect(check(c, "T-10m", "errors").History[9].Time.Time).To(Equal(t0.Add(9999 * 30 * time.Second)))
@@ -579,12 +579,12 @@ func TestMalformedApprovalsAreReportedOnceInStatusAndEvents(t *testing.T) {
 	g := NewWithT(t)
 	c := newChecklist()
 	bad := []string{`annotation approve.tminus.dev/deployment-lead: "alice" is not "<approver> for <revision>"`}
-	d := run(c, Observations{Target: heldTarget(), ApprovalProblems: bad}, t0)
+	d := run(c, Observations{Targets: []TargetState{heldTarget()}, ApprovalProblems: bad}, t0)
 	g.Expect(c.Status.ApprovalErrors).To(Equal(bad))
 	g.Expect(reasons(d.Events)).To(ContainElement(ReasonInvalidApproval))
-	d = run(c, Observations{Target: heldTarget(), ApprovalProblems: bad}, t0.Add(time.Second))
+	d = run(c, Observations{Targets: []TargetState{heldTarget()}, ApprovalProblems: bad}, t0.Add(time.Second))
 	g.Expect(reasons(d.Events)).NotTo(ContainElement(ReasonInvalidApproval), "reported on the change only")
-	run(c, Observations{Target: heldTarget()}, t0.Add(2*time.Second))
+	run(c, Observations{Targets: []TargetState{heldTarget()}}, t0.Add(2*time.Second))
 	g.Expect(c.Status.ApprovalErrors).To(BeEmpty())
 }
 
@@ -603,7 +603,7 @@ func TestATargetScaledToZeroDuringVerificationNeverPassesAndSaysWhy(t *testing.T
 	zero := rolledOutTarget()
 	zero.Replicas, zero.UpdatedReplicas, zero.AvailableReplicas, zero.TotalReplicas = 0, 0, 0, 0
 	// T+5m opens at t0+5m; an error rate of 0 would pass it, but nothing serves.
-	d := run(c, Observations{Target: zero, Metrics: errorRate(0, "0")}, t0.Add(5*time.Minute))
+	d := run(c, Observations{Targets: []TargetState{zero}, Metrics: errorRate(0, "0")}, t0.Add(5*time.Minute))
 	g.Expect(d.Actions).To(BeEmpty())
 	g.Expect(c.Status.Phase).To(Equal(deployv1alpha1.PhaseVerifying))
 	g.Expect(phaseState(c, "T+5m")).To(Equal(deployv1alpha1.PhaseStateOpen))
@@ -611,7 +611,7 @@ func TestATargetScaledToZeroDuringVerificationNeverPassesAndSaysWhy(t *testing.T
 	g.Expect(condition(c, CondReady).Message).To(Equal(c.Status.NextAction))
 
 	// Scaled up again, the same measurement passes.
-	run(c, Observations{Target: rolledOutTarget(), Metrics: errorRate(0, "0")}, t0.Add(6*time.Minute))
+	run(c, Observations{Targets: []TargetState{rolledOutTarget()}, Metrics: errorRate(0, "0")}, t0.Add(6*time.Minute))
 	g.Expect(c.Status.Phase).To(Equal(deployv1alpha1.PhaseSucceeded))
 }
 
@@ -620,8 +620,8 @@ func TestATargetLeftAtZeroPastTheDeadlineRollsBackSayingSo(t *testing.T) {
 	c := releasedChecklist()
 	zero := rolledOutTarget()
 	zero.Replicas, zero.UpdatedReplicas, zero.AvailableReplicas, zero.TotalReplicas = 0, 0, 0, 0
-	run(c, Observations{Target: zero, Metrics: errorRate(0, "0")}, t0.Add(5*time.Minute))
-	d := run(c, Observations{Target: zero, Metrics: errorRate(0, "0")}, t0.Add(5*time.Minute+DefaultLastPhaseTimeout))
+	run(c, Observations{Targets: []TargetState{zero}, Metrics: errorRate(0, "0")}, t0.Add(5*time.Minute))
+	d := run(c, Observations{Targets: []TargetState{zero}, Metrics: errorRate(0, "0")}, t0.Add(5*time.Minute+DefaultLastPhaseTimeout))
 	g.Expect(c.Status.Phase).To(Equal(deployv1alpha1.PhaseRolledBack))
 	g.Expect(kinds(d.Actions)).To(Equal([]ActionKind{ActionRestore}))
 	g.Expect(c.Status.Rollback.Message).To(ContainSubstring("Deployment checkout was scaled to zero"))

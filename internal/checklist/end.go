@@ -2,6 +2,8 @@ package checklist
 
 import (
 	"fmt"
+	"slices"
+	"strings"
 
 	corev1 "k8s.io/api/core/v1"
 
@@ -21,8 +23,12 @@ func (e *engine) fail(reason, msg string) {
 // rollback ends the checklist after T-0 by restoring the pre-deploy template, once. A
 // rollback with nothing to restore says so and ends Failed: never RolledBack while the
 // release still serves.
+//
+// A release of several targets restores every released target that has something to
+// restore, in reverse order of release; one with nothing to restore is named in the
+// rollback while the others are restored. Only when none has anything to restore does
+// it end Failed.
 func (e *engine) rollback(reason, msg, value string) {
-	ts := e.target()
 	dry := e.spec.Rollback.Action == deployv1alpha1.RollbackNone || !e.pauses()
 	rec := &deployv1alpha1.RollbackRecord{Reason: reason, Message: msg, Value: value, FiredAt: e.stamp(), DryRun: dry}
 	e.st.Rollback = rec
@@ -32,52 +38,133 @@ func (e *engine) rollback(reason, msg, value string) {
 		e.event(corev1.EventTypeWarning, ReasonRollbackDryRun, "would roll back (rollback.action None or gate Observe): "+msg)
 		return
 	}
-	if ts.PreDeployTemplate == nil || ts.ReleasedTemplateHash == ts.PreDeployTemplateHash {
-		rec.NothingToRestore = true
-		e.st.Phase = deployv1alpha1.PhaseFailed
-		why := fmt.Sprintf("Deployment %s served nothing when the checklist started", e.spec.Target.Name)
+	released := e.releasedTargets()
+	var restore, nothing []int
+	var whys, runs []string
+	for _, i := range released {
+		e.cur = i
+		if e.restorable() {
+			restore = append(restore, i)
+			continue
+		}
+		ts := e.ts()
+		nothing = append(nothing, i)
+		why := fmt.Sprintf("Deployment %s served nothing when the checklist started", e.tname())
 		if ts.PreDeployTemplate != nil {
 			why = "the released template is the pre-deploy one"
+			if len(e.refs) > 1 {
+				why = fmt.Sprintf("the template released on Deployment %s is its pre-deploy one", e.tname())
+			}
 		}
+		whys, runs = append(whys, why), append(runs, images(ts.CandidateImages))
+	}
+	if len(restore) == 0 {
+		rec.NothingToRestore = true
+		e.st.Phase = deployv1alpha1.PhaseFailed
 		e.failReason = ReasonNothingToRestore
-		e.failMessage = fmt.Sprintf("%s; nothing to restore (%s): %s still runs; fix forward or scale it down", msg, why, images(ts.CandidateImages))
+		e.failMessage = fmt.Sprintf("%s; nothing to restore (%s): %s still runs; fix forward or scale it down", msg,
+			strings.Join(whys, "; "), strings.Join(runs, "; "))
 		e.event(corev1.EventTypeWarning, ReasonNothingToRestore, e.failMessage)
 		return
 	}
 	e.st.Phase = deployv1alpha1.PhaseRolledBack
-	e.event(corev1.EventTypeWarning, ReasonRolledBack, "rolling back: "+msg)
-	// ended, which runs next, restores the pre-deploy template.
+	note := "rolling back: " + msg
+	if len(e.refs) > 1 {
+		slices.Reverse(restore)
+		note += fmt.Sprintf("; restoring Deployment %s, in reverse order of release", e.names(restore))
+		if len(nothing) > 0 {
+			note += fmt.Sprintf("; nothing to restore on Deployment %s (%s): it keeps running %s", e.names(nothing),
+				strings.Join(whys, "; "), strings.Join(runs, "; "))
+			e.event(corev1.EventTypeWarning, ReasonNothingToRestore, fmt.Sprintf("nothing to restore on Deployment %s (%s)",
+				e.names(nothing), strings.Join(whys, "; ")))
+		}
+		if never := e.neverReleased(); len(never) > 0 {
+			note += fmt.Sprintf("; Deployment %s was not released and is left as it is", e.names(never))
+		}
+	}
+	e.event(corev1.EventTypeWarning, ReasonRolledBack, note)
+	// ended, which runs next, restores the pre-deploy templates.
+}
+
+// neverReleased are the targets the release did not release.
+func (e *engine) neverReleased() []int {
+	var out []int
+	for i := range e.refs {
+		if ts := e.tsAt(i); ts == nil || ts.ReleasedTemplateHash == "" {
+			out = append(out, i)
+		}
+	}
+	return out
 }
 
 // ended runs on every reconcile of a checklist that has ended: it completes a rollback
 // and takes tminus's own pause off the target.
 func (e *engine) ended() {
 	if rb := e.st.Rollback; e.st.Phase == deployv1alpha1.PhaseRolledBack && rb != nil && !rb.DryRun {
-		e.ensureRestored()
+		e.restoreAll()
+		// A target not released keeps what it runs; tminus's own pause comes off it.
+		for _, i := range e.neverReleased() {
+			e.cur = i
+			e.releaseOwnPause()
+		}
 		return
 	}
-	// A change held after the fact in the very reconcile the checklist ended is held in
-	// the admission's name: the checklist holds nothing once it has ended.
-	for i := range e.d.Actions {
-		if a := &e.d.Actions[i]; a.Kind == ActionHold && a.HeldBy == "" {
-			a.HeldBy, a.Reason, a.HeldTemplate = deployv1alpha1.HeldByAdmission, e.unreleasedReason(), e.obs.Target.TemplateHash
-			return
+	e.each(func() bool {
+		// A change held after the fact in the very reconcile the checklist ended is held
+		// in the admission's name: the checklist holds nothing once it has ended.
+		for i := range e.d.Actions {
+			if a := &e.d.Actions[i]; a.Kind == ActionHold && a.HeldBy == "" && a.Target == e.tname() {
+				a.HeldBy, a.Reason, a.HeldTemplate = deployv1alpha1.HeldByAdmission, e.unreleasedReason(), e.tobs().TemplateHash
+				return true
+			}
+		}
+		e.releaseOwnPause()
+		return true
+	})
+}
+
+// restoreAll restores every released target that has something to restore, in
+// reverse order of release, and records the rollback complete once each of them is
+// seen restored.
+func (e *engine) restoreAll() {
+	st := e.st
+	if st.Rollback == nil || st.Rollback.DryRun || st.Rollback.NothingToRestore {
+		return
+	}
+	done := true
+	var next []string
+	released := e.releasedTargets()
+	for _, i := range slices.Backward(released) {
+		e.cur = i
+		if !e.restorable() {
+			continue
+		}
+		e.next = ""
+		if !e.ensureRestored() {
+			done = false
+		}
+		if e.next != "" {
+			next = append(next, e.next)
 		}
 	}
-	e.releaseOwnPause()
+	e.next = strings.Join(next, "; ")
+	if done && st.Rollback.CompletedAt == nil {
+		now := e.stamp()
+		st.Rollback.CompletedAt = &now
+	}
 }
 
 // unreleasedReason is the hold reason of a change nothing released, left held when the
 // checklist ends.
 func (e *engine) unreleasedReason() string {
-	t := e.obs.Target
-	ts := e.st.Target
+	t := e.tobs()
+	ts := e.ts()
 	why := fmt.Sprintf("checklist %s ended %s before releasing it", e.dcl.Name, e.st.Phase)
 	if ts != nil && ts.ReleasedTemplateHash != "" {
 		why = fmt.Sprintf("it changed while checklist %s verified its release, which ended %s", e.dcl.Name, e.st.Phase)
 	}
 	return fmt.Sprintf("pod template (%s) is released by no checklist (%s); create a DeploymentChecklist targeting %s to release it",
-		images(t.TemplateImages), why, e.spec.Target.Name)
+		images(t.TemplateImages), why, e.tname())
 }
 
 // releaseOwnPause takes off a pause tminus made for this checklist, unless another live
@@ -85,11 +172,11 @@ func (e *engine) unreleasedReason() string {
 // that one stays held, now in the admission's name, until a checklist of its own
 // releases it.
 func (e *engine) releaseOwnPause() {
-	t := e.obs.Target
+	t := e.tobs()
 	if !e.pauses() || !t.Found || !t.Paused || t.HeldBy != e.mine() || e.obs.Blocker != "" {
 		return
 	}
-	ts := e.st.Target
+	ts := e.ts()
 	// A change nothing released: one that never ran, or the one held during this
 	// checklist's verification (without the admission gate it may have started to).
 	heldHere := ts != nil && t.TemplateHash == ts.HeldTemplateHash
@@ -108,55 +195,52 @@ func (e *engine) releaseOwnPause() {
 // while another checklist is live on the target it writes nothing (that one holds and
 // releases it now), and once the rolled-back template neither is the Deployment's nor
 // serves (a later checklist released another), there is nothing left to restore.
-func (e *engine) ensureRestored() {
-	st := e.st
+//
+// It reports whether the target at hand is seen restored.
+func (e *engine) ensureRestored() bool {
 	switch {
-	case st.Rollback == nil || st.Rollback.DryRun || st.Rollback.NothingToRestore:
-		return
-	case st.Target != nil && st.Target.RestoredAt != nil:
-		return
-	case !e.obs.Target.Found:
-		e.next = fmt.Sprintf("Deployment %s is gone; nothing to restore", e.spec.Target.Name)
-		return
+	case e.ts() != nil && e.ts().RestoredAt != nil:
+		return true
+	case !e.tobs().Found:
+		e.next = fmt.Sprintf("Deployment %s is gone; nothing to restore", e.tname())
+		return false
 	case e.obs.Blocker != "":
-		e.next = fmt.Sprintf("checklist %s is live on Deployment %s: the restore is left to it", e.obs.Blocker, e.spec.Target.Name)
-		return
+		e.next = fmt.Sprintf("checklist %s is live on Deployment %s: the restore is left to it", e.obs.Blocker, e.blockedOn())
+		return false
 	}
-	t := e.obs.Target
-	if t.TemplateHash == st.Target.PreDeployTemplateHash && !t.Paused {
+	t := e.tobs()
+	if t.TemplateHash == e.ts().PreDeployTemplateHash && !t.Paused {
 		now := e.stamp()
-		st.Target.RestoredAt = &now
-		if st.Rollback.CompletedAt == nil {
-			st.Rollback.CompletedAt = &now
-		}
+		e.ts().RestoredAt = &now
 		e.event(corev1.EventTypeNormal, ReasonRestored, fmt.Sprintf("Deployment %s runs its pre-deploy template again (%s, revision %s)",
-			e.spec.Target.Name, images(st.Target.PreDeployImages), st.Target.PreDeployRevision))
-		return
+			e.tname(), images(e.ts().PreDeployImages), e.ts().PreDeployRevision))
+		return true
 	}
-	if bad := st.Target.ReleasedTemplateHash; t.TemplateHash != bad && t.TemplateHash != st.Target.PreDeployTemplateHash && t.ServingHash != bad {
+	if bad := e.ts().ReleasedTemplateHash; t.TemplateHash != bad && t.TemplateHash != e.ts().PreDeployTemplateHash && t.ServingHash != bad {
 		// Another template than the two this checklist knows: restore only over the
 		// rolled-back release serving, never over a rollout of another.
 		if t.Settled {
 			e.next = fmt.Sprintf("Deployment %s moved on to %s: the rolled-back release no longer serves; nothing to restore",
-				e.spec.Target.Name, images(t.TemplateImages))
-			return
+				e.tname(), images(t.TemplateImages))
+			return false
 		}
-		e.next = fmt.Sprintf("waiting for Deployment %s to settle before restoring it", e.spec.Target.Name)
+		e.next = fmt.Sprintf("waiting for Deployment %s to settle before restoring it", e.tname())
 		e.pollIn(e.p.interval)
-		return
+		return false
 	}
-	tmpl, err := PreDeployTemplate(st)
+	tmpl, err := PreDeployTemplate(e.ts())
 	if err != nil {
 		e.next = err.Error()
-		return
+		return false
 	}
 	// The template rolled back stays refused (gate.FromChecklist's RolledBackHash): the
 	// Deployment carries the mark in the same write.
 	rolledBack := ""
 	if e.pauses() {
-		rolledBack = st.Target.ReleasedTemplateHash
+		rolledBack = e.ts().ReleasedTemplateHash
 	}
 	e.action(Action{Kind: ActionRestore, Template: tmpl, RolledBack: rolledBack, TemplateHash: t.TemplateHash})
-	e.next = fmt.Sprintf("restoring Deployment %s to %s (revision %s)", e.spec.Target.Name, images(st.Target.PreDeployImages), st.Target.PreDeployRevision)
+	e.next = fmt.Sprintf("restoring Deployment %s to %s (revision %s)", e.tname(), images(e.ts().PreDeployImages), e.ts().PreDeployRevision)
 	e.pollIn(e.p.interval)
+	return false
 }

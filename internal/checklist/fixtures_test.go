@@ -20,7 +20,7 @@ func newChecklist(opts ...dclOption) *deployv1alpha1.DeploymentChecklist {
 	c := &deployv1alpha1.DeploymentChecklist{
 		ObjectMeta: metav1.ObjectMeta{Name: "checkout-v2", Namespace: "shop", Generation: 1},
 		Spec: deployv1alpha1.DeploymentChecklistSpec{
-			Target:   deployv1alpha1.TargetRef{Kind: "Deployment", Name: "checkout"},
+			Target:   &deployv1alpha1.TargetRef{Kind: "Deployment", Name: "checkout"},
 			Revision: "v2",
 			ChecklistBody: deployv1alpha1.ChecklistBody{
 				Gate:       deployv1alpha1.GatePause,
@@ -172,8 +172,8 @@ func run(c *deployv1alpha1.DeploymentChecklist, obs Observations, now time.Time)
 // releasedChecklist walks newChecklist to Verifying with availability at t0.
 func releasedChecklist(opts ...dclOption) *deployv1alpha1.DeploymentChecklist {
 	c := newChecklist(opts...)
-	run(c, Observations{Target: heldTarget(), Approvals: approved("deployment-lead"), Metrics: errorRate(0.001, "0.001")}, t0.Add(-time.Minute))
-	run(c, Observations{Target: rolledOutTarget(), Approvals: approved("deployment-lead")}, t0)
+	run(c, Observations{Targets: []TargetState{heldTarget()}, Approvals: approved("deployment-lead"), Metrics: errorRate(0.001, "0.001")}, t0.Add(-time.Minute))
+	run(c, Observations{Targets: []TargetState{rolledOutTarget()}, Approvals: approved("deployment-lead")}, t0)
 	return c
 }
 

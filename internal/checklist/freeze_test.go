@@ -23,12 +23,12 @@ func holidays(exceptionRole string) []freeze.Freeze {
 func TestAReleaseHeldByAFreezeStartsWhenTheFreezeEnds(t *testing.T) {
 	g := NewWithT(t)
 	c := newChecklist()
-	obs := Observations{Target: heldTarget(), Approvals: approved("deployment-lead"), Metrics: errorRate(0.001, "0.001"),
+	obs := Observations{Targets: []TargetState{heldTarget()}, Approvals: approved("deployment-lead"), Metrics: errorRate(0.001, "0.001"),
 		Freezes: holidays("")}
 
 	d := run(c, obs, t0)
 	g.Expect(c.Status.Phase).To(Equal(deployv1alpha1.PhaseHolding))
-	g.Expect(c.Status.Target.T0At).To(BeNil(), "T-0 never happens inside a freeze")
+	g.Expect(c.Status.Targets[0].T0At).To(BeNil(), "T-0 never happens inside a freeze")
 	g.Expect(kinds(d.Actions)).NotTo(ContainElement(ActionRelease))
 	g.Expect(reasons(d.Events)).To(ContainElement(ReasonFrozen))
 	g.Expect(condition(c, CondReady).Reason).To(Equal(ReasonFrozen))
@@ -44,7 +44,7 @@ func TestAReleaseHeldByAFreezeStartsWhenTheFreezeEnds(t *testing.T) {
 
 	d = run(c, obs, t0.Add(30*time.Minute))
 	g.Expect(c.Status.Phase).To(Equal(deployv1alpha1.PhaseDeploying))
-	g.Expect(d.Actions).To(ContainElement(Action{Kind: ActionRelease, Revision: "v2", TemplateHash: "hash-v2"}))
+	g.Expect(d.Actions).To(ContainElement(Action{Kind: ActionRelease, Target: "checkout", Revision: "v2", TemplateHash: "hash-v2"}))
 	g.Expect(condition(c, CondFrozen).Reason).To(Equal(ReasonNotFrozen))
 	g.Expect(c.Status.BreakGlass).To(BeNil())
 }
@@ -58,7 +58,7 @@ func TestABreakGlassNeedsTwoCountedSignOffsOfTheExceptionRoleAndAReason(t *testi
 		{Role: "release-manager", Approver: "dave", Revision: "v2", Verified: false},
 	}
 	approvals["deployment-lead"][0].Verified = true
-	obs := Observations{Target: heldTarget(), Approvals: approvals, Metrics: errorRate(0.001, "0.001"),
+	obs := Observations{Targets: []TargetState{heldTarget()}, Approvals: approvals, Metrics: errorRate(0.001, "0.001"),
 		Freezes: holidays("release-manager"), RequireVerified: true}
 
 	// dave's sign-off was not verified by the webhook: one of two.
@@ -89,7 +89,7 @@ func TestABreakGlassNeedsTwoCountedSignOffsOfTheExceptionRoleAndAReason(t *testi
 func TestADeployAtInsideAFreezeIsReportedWhenTheChecklistIsCreated(t *testing.T) {
 	g := NewWithT(t)
 	c := newChecklist(withDeployAt(t0.Add(10*time.Minute), "2h"))
-	obs := Observations{Target: heldTarget(), Freezes: holidays("")}
+	obs := Observations{Targets: []TargetState{heldTarget()}, Freezes: holidays("")}
 	d := run(c, obs, t0.Add(-2*time.Hour))
 	g.Expect(reasons(d.Events)).To(ContainElement(ReasonDeployAtInFreeze))
 	frozen := condition(c, CondFrozen)
@@ -105,7 +105,7 @@ func TestAReleaseOutsideItsAllowedWindowWaitsForTheWindowToOpen(t *testing.T) {
 	allow := []freeze.Freeze{{Kind: "ChangeFreeze", Name: "shop/business-hours", Spec: deployv1alpha1.ChangeFreezeSpec{
 		Mode: deployv1alpha1.FreezeModeAllow, Reason: "releases Mon-Thu 09:00-16:00",
 		Windows: []deployv1alpha1.FreezeWindow{{Cron: "0 9 * * 1-4", Duration: "7h", TimeZone: "Europe/Berlin"}}}}}
-	obs := Observations{Target: heldTarget(), Approvals: approved("deployment-lead"), Metrics: errorRate(0.001, "0.001"),
+	obs := Observations{Targets: []TargetState{heldTarget()}, Approvals: approved("deployment-lead"), Metrics: errorRate(0.001, "0.001"),
 		Freezes: allow}
 	run(c, obs, t0)
 	g.Expect(c.Status.Phase).To(Equal(deployv1alpha1.PhaseHolding))
@@ -119,13 +119,13 @@ func TestAFreezeNeverStopsVerificationNorARollback(t *testing.T) {
 	g := NewWithT(t)
 	// An incident freeze declared while the release verifies: verification goes on.
 	c := releasedChecklist()
-	run(c, Observations{Target: rolledOutTarget(), Metrics: errorRate(0.001, "0.001"), Freezes: holidays("")},
+	run(c, Observations{Targets: []TargetState{rolledOutTarget()}, Metrics: errorRate(0.001, "0.001"), Freezes: holidays("")},
 		t0.Add(5*time.Minute))
 	g.Expect(c.Status.Phase).To(Equal(deployv1alpha1.PhaseSucceeded))
 
 	// A breach during a freeze rolls back.
 	c = releasedChecklist()
-	obs := Observations{Target: rolledOutTarget(), Metrics: errorRate(0.07, "0.07"), Freezes: holidays("")}
+	obs := Observations{Targets: []TargetState{rolledOutTarget()}, Metrics: errorRate(0.07, "0.07"), Freezes: holidays("")}
 	run(c, obs, t0.Add(time.Minute))
 	d := run(c, obs, t0.Add(3*time.Minute))
 	g.Expect(c.Status.Phase).To(Equal(deployv1alpha1.PhaseRolledBack))
@@ -149,7 +149,7 @@ func TestAFreezeThatStartsWhileT0WaitsForTheImageHoldsTheImageThatLandsInIt(t *t
 	later := []freeze.Freeze{{Kind: "ChangeFreeze", Name: "shop/incident", Spec: deployv1alpha1.ChangeFreezeSpec{
 		Reason: "INC-4211", Windows: []deployv1alpha1.FreezeWindow{{Start: new(metav1.NewTime(t0.Add(10 * time.Minute))),
 			End: new(metav1.NewTime(t0.Add(40 * time.Minute)))}}}}}
-	obs := Observations{Target: servingV1(), Approvals: approved("deployment-lead"), Metrics: errorRate(0.001, "0.001"),
+	obs := Observations{Targets: []TargetState{servingV1()}, Approvals: approved("deployment-lead"), Metrics: errorRate(0.001, "0.001"),
 		Freezes: later}
 
 	// T-0 passes while the image is still being built: nothing to release yet. It looks
@@ -162,16 +162,16 @@ func TestAFreezeThatStartsWhileT0WaitsForTheImageHoldsTheImageThatLandsInIt(t *t
 	// The freeze starts: T-0 is taken back and the Deployment held again, so the image
 	// cannot land unpaused.
 	d := run(c, obs, t0.Add(10*time.Minute))
-	g.Expect(c.Status.Target.T0At).To(BeNil())
+	g.Expect(c.Status.Targets[0].T0At).To(BeNil())
 	g.Expect(kinds(d.Actions)).To(Equal([]ActionKind{ActionHold}))
 	g.Expect(condition(c, CondReady).Reason).To(Equal(ReasonFrozen))
 	g.Expect(condition(c, CondReconciling).Reason).To(Equal(ReasonFrozen))
 	g.Expect(condition(c, CondFrozen).Status).To(Equal(metav1.ConditionTrue))
 
 	// The image lands in the freeze: it is the candidate, held, not released.
-	obs.Target = landed()
+	obs.Targets = []TargetState{landed()}
 	d = run(c, obs, t0.Add(15*time.Minute))
-	g.Expect(c.Status.Target.CandidateImages).To(Equal([]string{"checkout:v2"}))
+	g.Expect(c.Status.Targets[0].CandidateImages).To(Equal([]string{"checkout:v2"}))
 	g.Expect(kinds(d.Actions)).NotTo(ContainElement(ActionRelease))
 	g.Expect(c.Status.Phase).To(Equal(deployv1alpha1.PhaseHolding))
 	g.Expect(condition(c, CondReady).Reason).To(Equal(ReasonFrozen))
@@ -181,7 +181,7 @@ func TestAFreezeThatStartsWhileT0WaitsForTheImageHoldsTheImageThatLandsInIt(t *t
 	// The freeze ends: released.
 	d = run(c, obs, t0.Add(40*time.Minute))
 	g.Expect(c.Status.Phase).To(Equal(deployv1alpha1.PhaseDeploying))
-	g.Expect(d.Actions).To(ContainElement(Action{Kind: ActionRelease, Revision: "v2", TemplateHash: "hash-v2"}))
+	g.Expect(d.Actions).To(ContainElement(Action{Kind: ActionRelease, Target: "checkout", Revision: "v2", TemplateHash: "hash-v2"}))
 	g.Expect(condition(c, CondFrozen).Reason).To(Equal(ReasonNotFrozen))
 }
 
@@ -191,7 +191,7 @@ func TestAnImageThatLandsAfterItsAllowedWindowClosedWaitsForTheNextOne(t *testin
 	allow := []freeze.Freeze{{Kind: "ChangeFreeze", Name: "shop/business-hours", Spec: deployv1alpha1.ChangeFreezeSpec{
 		Mode: deployv1alpha1.FreezeModeAllow, Reason: "releases Mon-Thu 09:00-16:00",
 		Windows: []deployv1alpha1.FreezeWindow{{Cron: "0 9 * * 1-4", Duration: "7h", TimeZone: "Europe/Berlin"}}}}}
-	obs := Observations{Target: servingV1(), Approvals: approved("deployment-lead"), Metrics: errorRate(0.001, "0.001"),
+	obs := Observations{Targets: []TargetState{servingV1()}, Approvals: approved("deployment-lead"), Metrics: errorRate(0.001, "0.001"),
 		Freezes: allow}
 	// Thursday 10:00 in Berlin: T-0, inside the window, without the image.
 	thursday := time.Date(2026, 11, 26, 9, 0, 0, 0, time.UTC)
@@ -203,12 +203,12 @@ func TestAnImageThatLandsAfterItsAllowedWindowClosedWaitsForTheNextOne(t *testin
 	// The window closes; the image lands at 17:00 in Berlin.
 	d := run(c, obs, closes)
 	g.Expect(kinds(d.Actions)).To(Equal([]ActionKind{ActionHold}))
-	obs.Target = landed()
+	obs.Targets = []TargetState{landed()}
 	d = run(c, obs, closes.Add(time.Hour))
 	g.Expect(kinds(d.Actions)).NotTo(ContainElement(ActionRelease))
 	g.Expect(condition(c, CondReady).Reason).To(Equal(ReasonFrozen))
 
 	// Monday 09:00 in Berlin: released.
 	d = run(c, obs, time.Date(2026, 11, 30, 8, 0, 0, 0, time.UTC))
-	g.Expect(d.Actions).To(ContainElement(Action{Kind: ActionRelease, Revision: "v2", TemplateHash: "hash-v2"}))
+	g.Expect(d.Actions).To(ContainElement(Action{Kind: ActionRelease, Target: "checkout", Revision: "v2", TemplateHash: "hash-v2"}))
 }

@@ -47,7 +47,7 @@ func FuzzPlanDurations(f *testing.F) {
 		p, err := parsePlan(&c.Spec)
 		if err != nil {
 			// Decide must report it, not panic.
-			d := Decide(c, Observations{Target: heldTarget()}, t0)
+			d := Decide(c, Observations{Targets: []TargetState{heldTarget()}}, t0)
 			if d.Status.Conditions == nil || len(d.Actions) != 0 {
 				t.Fatalf("invalid spec %v: decided %+v", err, d)
 			}
@@ -62,7 +62,7 @@ func FuzzPlanDurations(f *testing.F) {
 			}
 		}
 		NeedsFor(c, t0)
-		Decide(c, Observations{Target: heldTarget()}, t0)
+		Decide(c, Observations{Targets: []TargetState{heldTarget()}}, t0)
 	})
 }
 
@@ -107,7 +107,7 @@ func FuzzDecide(f *testing.F) {
 					t.Fatalf("step %d: restore after the restore was seen done", i)
 				}
 			}
-			if c.Status.Target != nil && c.Status.Target.RestoredAt != nil {
+			if len(c.Status.Targets) > 0 && c.Status.Targets[0].RestoredAt != nil {
 				restoredSeen = true
 			}
 			checkReleaseInvariants(t, i, c, obs, d)
@@ -132,19 +132,20 @@ func FuzzDecide(f *testing.F) {
 func checkReleaseInvariants(t *testing.T, step int, c *deployv1alpha1.DeploymentChecklist, obs Observations, d Decision) {
 	t.Helper()
 	st := c.Status
+	stt := c.TargetStatusOf(c.Spec.ShardTarget())
 	if released(st.Phase) {
-		if st.Target == nil || st.Target.ReleasedTemplateHash == "" || st.Target.ReleasedTemplateHash == st.Target.PreDeployTemplateHash {
-			t.Fatalf("step %d: %s without a released template of its own: %+v", step, st.Phase, st.Target)
+		if stt == nil || stt.ReleasedTemplateHash == "" || stt.ReleasedTemplateHash == stt.PreDeployTemplateHash {
+			t.Fatalf("step %d: %s without a released template of its own: %+v", step, st.Phase, stt)
 		}
 	}
-	if st.Phase == deployv1alpha1.PhaseSucceeded && obs.Target.Found && obs.Target.ServingHash != st.Target.ReleasedTemplateHash &&
+	if st.Phase == deployv1alpha1.PhaseSucceeded && obs.Targets[0].Found && obs.Targets[0].ServingHash != stt.ReleasedTemplateHash &&
 		d.Events != nil && slices.Contains(reasons(d.Events), ReasonSucceeded) {
-		t.Fatalf("step %d: Succeeded while %s serves, not the release %s", step, obs.Target.ServingHash, st.Target.ReleasedTemplateHash)
+		t.Fatalf("step %d: Succeeded while %s serves, not the release %s", step, obs.Targets[0].ServingHash, stt.ReleasedTemplateHash)
 	}
 	if !terminal(st.Phase) {
 		return
 	}
-	tgt := obs.Target
+	tgt := obs.Targets[0]
 	mine := tgt.Paused && tgt.HeldBy == "checklist/"+c.Name
 	for _, a := range d.Actions {
 		if a.Kind == ActionHold && a.HeldBy != deployv1alpha1.HeldByAdmission {
@@ -152,8 +153,8 @@ func checkReleaseInvariants(t *testing.T, step int, c *deployv1alpha1.Deployment
 		}
 	}
 	restoring := st.Phase == deployv1alpha1.PhaseRolledBack && st.Rollback != nil && !st.Rollback.DryRun
-	unreleased := (tgt.TemplateFirstRan.IsZero() || tgt.TemplateHash == st.Target.HeldTemplateHash) &&
-		tgt.TemplateHash != st.Target.ReleasedTemplateHash && tgt.TemplateHash != st.Target.PreDeployTemplateHash
+	unreleased := (tgt.TemplateFirstRan.IsZero() || tgt.TemplateHash == stt.HeldTemplateHash) &&
+		tgt.TemplateHash != stt.ReleasedTemplateHash && tgt.TemplateHash != stt.PreDeployTemplateHash
 	if mine && !restoring {
 		want := ActionResume
 		if unreleased {
@@ -170,7 +171,7 @@ func checkReleaseInvariants(t *testing.T, step int, c *deployv1alpha1.Deployment
 // rate (good, breaching, erroring, no data), the sign-off, the Job, and the target in
 // the states GitOps leaves it in.
 func fuzzObservations(b byte, phase deployv1alpha1.ChecklistPhase) Observations {
-	obs := Observations{Target: heldTarget(), Jobs: map[string]JobState{}}
+	obs := Observations{Targets: []TargetState{heldTarget()}, Jobs: map[string]JobState{}}
 	switch b % 4 {
 	case 0:
 		obs.Metrics = errorRate(0.001, "0.001")
@@ -204,28 +205,28 @@ func fuzzObservations(b byte, phase deployv1alpha1.ChecklistPhase) Observations 
 	if released(phase) || terminal(phase) {
 		switch (b >> 5) % 6 {
 		case 0:
-			obs.Target = rolledOutTarget()
+			obs.Targets = []TargetState{rolledOutTarget()}
 		case 1:
-			obs.Target = restoredTarget()
+			obs.Targets = []TargetState{restoredTarget()}
 		case 2:
-			obs.Target = TargetState{}
+			obs.Targets = []TargetState{{}}
 		case 3:
-			obs.Target = v3(rolledOutTarget(), deployv1alpha1.HeldByAdmission, false)
+			obs.Targets = []TargetState{v3(rolledOutTarget(), deployv1alpha1.HeldByAdmission, false)}
 		case 4:
-			obs.Target = v3(rolledOutTarget(), "", true)
+			obs.Targets = []TargetState{v3(rolledOutTarget(), "", true)}
 		case 5:
-			obs.Target = v3(rolledOutTarget(), mine, b&1 != 0)
+			obs.Targets = []TargetState{v3(rolledOutTarget(), mine, b&1 != 0)}
 		}
 		return obs
 	}
 	switch (b >> 5) % 4 {
 	case 1:
-		obs.Target = servingV1()
+		obs.Targets = []TargetState{servingV1()}
 	case 2:
-		obs.Target = servingV1()
-		obs.Target.Paused, obs.Target.HeldBy = true, mine
+		obs.Targets = []TargetState{servingV1()}
+		obs.Targets[0].Paused, obs.Targets[0].HeldBy = true, mine
 	case 3:
-		obs.Target = v3(heldTarget(), mine, false)
+		obs.Targets = []TargetState{v3(heldTarget(), mine, false)}
 	}
 	return obs
 }

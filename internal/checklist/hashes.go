@@ -15,7 +15,12 @@ import (
 // upgrade, and the next status write stores the whole digests. A stored hash whose
 // template is seen nowhere is left as it is: nothing observed can be that template.
 func (e *engine) upgradeHashes() {
-	ts := e.st.Target
+	e.each(func() bool { e.upgradeTargetHashes(); return true })
+}
+
+// upgradeTargetHashes is upgradeHashes for the target at hand (and the sign-offs).
+func (e *engine) upgradeTargetHashes() {
+	ts := e.ts()
 	if ts == nil {
 		return
 	}
@@ -28,13 +33,13 @@ func (e *engine) upgradeHashes() {
 	if !slices.ContainsFunc(stored, func(h *string) bool { return gate.IsLegacyHash(*h) }) {
 		return
 	}
-	t := e.obs.Target
+	t := e.tobs()
 	known := make([]string, 0, 3+len(t.PodTemplateHashes))
 	known = append(known, t.TemplateHash, t.ServingHash)
 	for h := range t.PodTemplateHashes {
 		known = append(known, h)
 	}
-	if tmpl, err := PreDeployTemplate(e.st); err == nil {
+	if tmpl, err := PreDeployTemplate(ts); err == nil {
 		known = append(known, gate.TemplateHash(tmpl))
 	}
 	upgrade := func(h *string) {

@@ -25,26 +25,27 @@ func realHashes(t TargetState) TargetState {
 func TestAReleaseInFlightAcrossTheUpgradeKeepsItsTemplatesAndSignOffs(t *testing.T) {
 	g := NewWithT(t)
 	c := newChecklist(withDeployAt(t0, "30m"))
-	obs := Observations{Target: realHashes(heldTarget()), Approvals: approved("deployment-lead"), Metrics: errorRate(0.001, "0.001")}
+	obs := Observations{Targets: []TargetState{realHashes(heldTarget())}, Approvals: approved("deployment-lead"), Metrics: errorRate(0.001, "0.001")}
 	run(c, obs, t0.Add(-10*time.Minute))
 	g.Expect(c.Status.Phase).To(Equal(deployv1alpha1.PhaseHolding))
-	ts := c.Status.Target
-	v1, v2 := ts.PreDeployTemplateHash, ts.CandidateTemplateHash
+	v1, v2 := c.Status.Targets[0].PreDeployTemplateHash, c.Status.Targets[0].CandidateTemplateHash
 	g.Expect(v2).To(HaveLen(64))
 	g.Expect(c.Status.Approvals).To(HaveLen(1))
 
-	// What the previous version stored.
+	// What the previous version stored: status.target, short hashes.
+	ts := c.Status.Targets[0].TargetStatus.DeepCopy()
+	c.Status.Targets, c.Status.Target = nil, ts
 	ts.PreDeployTemplateHash, ts.CandidateTemplateHash = v1[:16], v2[:16]
 	c.Status.Approvals[0].CandidateTemplateHash = v2[:16]
 
 	d := run(c, obs, t0.Add(-5*time.Minute))
 	g.Expect(c.Status.Approvals[0].NotCounted).To(BeEmpty(), "the sign-off was given for this very template")
 	g.Expect(reasons(d.Events)).NotTo(ContainElement(ReasonApprovalNotCounted))
-	g.Expect(c.Status.Target.CandidateTemplateHash).To(Equal(v2))
-	g.Expect(c.Status.Target.PreDeployTemplateHash).To(Equal(v1))
+	g.Expect(c.Status.Targets[0].CandidateTemplateHash).To(Equal(v2))
+	g.Expect(c.Status.Targets[0].PreDeployTemplateHash).To(Equal(v1))
 	g.Expect(c.Status.Approvals[0].CandidateTemplateHash).To(Equal(v2))
 
 	d = run(c, obs, t0)
 	g.Expect(kinds(d.Actions)).To(Equal([]ActionKind{ActionRelease}))
-	g.Expect(c.Status.Target.ReleasedTemplateHash).To(Equal(v2))
+	g.Expect(c.Status.Targets[0].ReleasedTemplateHash).To(Equal(v2))
 }

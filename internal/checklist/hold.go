@@ -22,7 +22,7 @@ func (e *engine) beforeT0() bool {
 		msg := fmt.Sprintf("missed the deploy window: T-0 was %s and the window closed at %s",
 			e.p.deployAt.UTC().Format(time.RFC3339), e.p.deployAt.Add(e.p.window).UTC().Format(time.RFC3339))
 		if e.atT0() {
-			msg += fmt.Sprintf("; no new template arrived on Deployment %s to release", e.spec.Target.Name)
+			msg += fmt.Sprintf("; no new template arrived on Deployment %s to release", strings.Join(e.spec.TargetNames(), ", "))
 		}
 		e.fail(ReasonMissedDeployWindow, msg)
 		return false
@@ -31,33 +31,49 @@ func (e *engine) beforeT0() bool {
 		e.wakeAt(e.p.deployAt.Add(e.p.window))
 	}
 	e.deployAtInFreeze()
-	t := e.obs.Target
-	if !t.Found {
-		e.next = fmt.Sprintf("waiting for Deployment %s to exist", e.spec.Target.Name)
+	var missing []int
+	e.each(func() bool {
+		if !e.tobs().Found {
+			missing = append(missing, e.cur)
+		}
+		return true
+	})
+	if len(missing) > 0 {
+		e.next = fmt.Sprintf("waiting for Deployment %s to exist", e.names(missing))
 		e.pollIn(e.p.interval)
 		return false
 	}
-	if !e.captured() {
-		// A retry (kubectl checklist retry, verified by the checklist webhook: the
-		// checklist it names ended RolledBack or Failed on this revision) releases the
-		// revision again, after fresh sign-offs: a person asked.
-		if rev := e.revision(); slices.Contains(t.ReleasedRevisions, rev) && e.dcl.Annotations[deployv1alpha1.RetryOfAnnotation] == "" {
-			e.fail(ReasonAlreadyReleased, fmt.Sprintf("revision %s was already released on Deployment %s: this checklist has nothing to "+
-				"release and does not touch it (re-applied from Git after the release?); remove it, or name a new revision", rev, e.spec.Target.Name))
-			return false
+	if !e.each(func() bool {
+		t := e.tobs()
+		if !e.capturedHere() {
+			// A retry (kubectl checklist retry, verified by the checklist webhook: the
+			// checklist it names ended RolledBack or Failed on this revision) releases the
+			// revision again, after fresh sign-offs: a person asked.
+			if rev := e.revision(); slices.Contains(t.ReleasedRevisions, rev) && e.dcl.Annotations[deployv1alpha1.RetryOfAnnotation] == "" {
+				e.fail(ReasonAlreadyReleased, fmt.Sprintf("revision %s was already released on Deployment %s: this checklist has nothing to "+
+					"release and does not touch it (re-applied from Git after the release?); remove it, or name a new revision", rev, e.tname()))
+				return false
+			}
+			if t.Settled {
+				e.capture()
+			}
 		}
-		if t.Settled {
-			e.capture()
-		}
+		return true
+	}) {
+		return false
 	}
 	if !e.captured() {
 		// Between two ReplicaSets: what serves cannot be told yet, and a pause would
-		// freeze both versions. The checks go on; nothing is held or released.
+		// freeze both versions. The checks go on; nothing is held or released there.
 		defer e.notSettled()
-	} else {
-		e.hold()
-		e.followCandidate()
 	}
+	e.each(func() bool {
+		if e.capturedHere() {
+			e.hold()
+			e.followCandidate()
+		}
+		return true
+	})
 	e.judgeApprovals()
 
 	if !e.atT0() {
@@ -87,11 +103,11 @@ func (e *engine) beforeT0() bool {
 			return false
 		}
 		now := e.stamp()
-		e.st.Target.T0At = &now
+		e.setT0(&now)
 	} else if e.waitingForRevokedApprovals() {
 		// An approval removed before the release revokes it, also while T-0 waits for
 		// the new template.
-		e.st.Target.T0At = nil
+		e.setT0(nil)
 		return false
 	} else if e.frozen() {
 		// T-0 passed while the new template had not arrived, and a change freeze (or
@@ -99,8 +115,8 @@ func (e *engine) beforeT0() bool {
 		// is held again, here and at admission (the gate admits a new template
 		// unpaused only after T-0), so a template that lands in the freeze waits for
 		// it to end, or a break-glass, like a T-0 in a freeze.
-		e.st.Target.T0At = nil
-		e.hold()
+		e.setT0(nil)
+		e.each(func() bool { e.hold(); return true })
 		return false
 	}
 	return e.releaseAtT0()
@@ -109,13 +125,19 @@ func (e *engine) beforeT0() bool {
 // notSettled reports a target rolling out between two ReplicaSets, in front of whatever
 // else the checklist waits for.
 func (e *engine) notSettled() {
-	t := e.obs.Target
 	if terminal(e.st.Phase) {
 		return
 	}
+	defer func(cur int) { e.cur = cur }(e.cur)
+	for i := range e.refs {
+		if e.cur = i; !e.capturedHere() {
+			break
+		}
+	}
+	t := e.tobs()
 	e.waiting = ReasonTargetNotSettled
 	e.next = fmt.Sprintf("waiting for Deployment %s to settle (rolling out between two ReplicaSets, %d of %d replicas updated): "+
-		"what serves cannot be told yet; %s", e.spec.Target.Name, t.UpdatedReplicas, t.Replicas, e.next)
+		"what serves cannot be told yet; %s", e.tname(), t.UpdatedReplicas, t.Replicas, e.next)
 	e.pollIn(e.p.interval)
 }
 
@@ -131,22 +153,17 @@ func (e *engine) revision() string {
 	return e.dcl.Name
 }
 
-func (e *engine) target() *deployv1alpha1.TargetStatus {
-	if e.st.Target == nil {
-		e.st.Target = &deployv1alpha1.TargetStatus{}
-	}
-	return e.st.Target
-}
+// captured says whether every target's serving template was recorded.
+func (e *engine) captured() bool { return e.each(e.capturedHere) }
 
-func (e *engine) captured() bool { return e.st.Target != nil && e.st.Target.CapturedAt != nil }
-
-func (e *engine) atT0() bool { return e.st.Target != nil && e.st.Target.T0At != nil }
+// atT0 says whether T-0 happened (every target records it at once).
+func (e *engine) atT0() bool { return e.t0() != nil }
 
 // capture records, once, the template of the ReplicaSet that serves every replica: what
 // a rollback restores. A Deployment that serves nothing yet (created held) is captured
 // with no template; a rollback then has nothing to restore.
 func (e *engine) capture() {
-	t := e.obs.Target
+	t := e.tobs()
 	ts := e.target()
 	now := e.stamp()
 	ts.CapturedAt = &now
@@ -167,14 +184,14 @@ func (e *engine) capture() {
 // hold keeps the target paused until T-0 (gate Pause). A target already paused, by
 // tminus at admission or by someone else, is left as it is.
 func (e *engine) hold() {
-	if !e.pauses() || e.atT0() || e.obs.Target.Paused {
+	if !e.pauses() || e.atT0() || e.tobs().Paused {
 		return
 	}
 	reason := fmt.Sprintf("held by checklist %s until T-0", e.dcl.Name)
 	e.action(Action{Kind: ActionHold, Reason: reason})
-	msg := fmt.Sprintf("paused Deployment %s until every T-minus phase passes", e.spec.Target.Name)
+	msg := fmt.Sprintf("paused Deployment %s until every T-minus phase passes", e.tname())
 	if e.frozenBy != "" {
-		msg = fmt.Sprintf("paused Deployment %s while a change freeze holds T-0", e.spec.Target.Name)
+		msg = fmt.Sprintf("paused Deployment %s while a change freeze holds T-0", e.tname())
 	}
 	e.event(corev1.EventTypeNormal, ReasonTargetPaused, msg)
 }
@@ -183,12 +200,12 @@ func (e *engine) hold() {
 // the pre-deploy template, that the Deployment holds. Until T-0 releases it, a new push
 // replaces it and a revert withdraws it.
 func (e *engine) followCandidate() {
-	t := e.obs.Target
+	t := e.tobs()
 	ts := e.target()
 	if t.TemplateHash == ts.PreDeployTemplateHash && ts.PreDeployTemplate != nil {
 		if ts.CandidateTemplateHash != "" {
 			e.event(corev1.EventTypeNormal, ReasonCandidateWithdrawn, fmt.Sprintf(
-				"Deployment %s is back on its pre-deploy template (%s): nothing to release yet", e.spec.Target.Name, images(ts.PreDeployImages)))
+				"Deployment %s is back on its pre-deploy template (%s): nothing to release yet", e.tname(), images(ts.PreDeployImages)))
 			ts.CandidateTemplateHash, ts.CandidateImages, ts.CandidateSeenAt = "", nil, nil
 		}
 		return
@@ -196,12 +213,12 @@ func (e *engine) followCandidate() {
 	if ts.CandidateTemplateHash == t.TemplateHash {
 		return
 	}
-	msg := fmt.Sprintf("new template on Deployment %s (%s): it is what this checklist releases at T-0", e.spec.Target.Name, images(t.TemplateImages))
+	msg := fmt.Sprintf("new template on Deployment %s (%s): it is what this checklist releases at T-0", e.tname(), images(t.TemplateImages))
 	reason := ReasonCandidateSeen
 	if ts.CandidateTemplateHash != "" {
 		reason = ReasonCandidateChanged
 		msg = fmt.Sprintf("the template on Deployment %s changed before T-0, from %s to %s: the new one is what this checklist releases",
-			e.spec.Target.Name, images(ts.CandidateImages), images(t.TemplateImages))
+			e.tname(), images(ts.CandidateImages), images(t.TemplateImages))
 	}
 	e.event(corev1.EventTypeNormal, reason, msg)
 	now := e.stamp()

@@ -17,14 +17,14 @@ import (
 func TestSignOffsCommittedUpFrontWaitForTheNewTemplateThenReleaseIt(t *testing.T) {
 	g := NewWithT(t)
 	c := newChecklist()
-	obs := Observations{Target: servingV1(), Approvals: approved("deployment-lead"), Metrics: errorRate(0.001, "0.001")}
+	obs := Observations{Targets: []TargetState{servingV1()}, Approvals: approved("deployment-lead"), Metrics: errorRate(0.001, "0.001")}
 
 	// Everything passes at once, but the Deployment still holds v1: T-0 waits for the
 	// new template instead of "releasing" the old one.
 	d := run(c, obs, t0)
 	g.Expect(c.Status.Phase).To(Equal(deployv1alpha1.PhaseHolding))
-	g.Expect(c.Status.Target.T0At).NotTo(BeNil())
-	g.Expect(c.Status.Target.ReleasedAt).To(BeNil())
+	g.Expect(c.Status.Targets[0].T0At).NotTo(BeNil())
+	g.Expect(c.Status.Targets[0].ReleasedAt).To(BeNil())
 	g.Expect(c.Status.NextAction).To(Equal("T-0 passed: waiting for the new template (Deployment checkout serves checkout:v1)"))
 	g.Expect(condition(c, CondReconciling).Reason).To(Equal(ReasonWaitingForTemplate))
 	g.Expect(reasons(d.Events)).To(ContainElement(ReasonWaitingForTemplate))
@@ -32,7 +32,7 @@ func TestSignOffsCommittedUpFrontWaitForTheNewTemplateThenReleaseIt(t *testing.T
 	// off at once, there being nothing to hold.
 	held := servingV1()
 	held.Paused, held.HeldBy = true, "checklist/checkout-v2"
-	obs.Target = held
+	obs.Targets = []TargetState{held}
 	d = run(c, obs, t0.Add(time.Second))
 	g.Expect(kinds(d.Actions)).To(Equal([]ActionKind{ActionResume}))
 	g.Expect(c.Status.Phase).To(Equal(deployv1alpha1.PhaseHolding))
@@ -41,19 +41,19 @@ func TestSignOffsCommittedUpFrontWaitForTheNewTemplateThenReleaseIt(t *testing.T
 	pushed := servingV1()
 	pushed.Template, pushed.TemplateHash, pushed.TemplateImages = template("checkout:v2"), "hash-v2", []string{"checkout:v2"}
 	pushed.TemplateFirstRan = t0.Add(time.Minute)
-	obs.Target = pushed
+	obs.Targets = []TargetState{pushed}
 	d = run(c, obs, t0.Add(time.Minute))
 	g.Expect(c.Status.Phase).To(Equal(deployv1alpha1.PhaseDeploying))
-	g.Expect(c.Status.Target.ReleasedTemplateHash).To(Equal("hash-v2"))
-	g.Expect(d.Actions).To(Equal([]Action{{Kind: ActionRelease, Revision: "v2", TemplateHash: "hash-v2"}}))
+	g.Expect(c.Status.Targets[0].ReleasedTemplateHash).To(Equal("hash-v2"))
+	g.Expect(d.Actions).To(Equal([]Action{{Kind: ActionRelease, Target: "checkout", Revision: "v2", TemplateHash: "hash-v2"}}))
 	g.Expect(reasons(d.Events)).To(ContainElements(ReasonCandidateSeen, ReasonReleased))
 
 	// v2 rolls out and is verified: never v1.
 	rolled := rolledOutTarget()
 	rolled.TemplateFirstRan = t0.Add(time.Minute)
-	run(c, Observations{Target: rolled}, t0.Add(2*time.Minute))
+	run(c, Observations{Targets: []TargetState{rolled}}, t0.Add(2*time.Minute))
 	g.Expect(c.Status.Phase).To(Equal(deployv1alpha1.PhaseVerifying))
-	run(c, Observations{Target: rolled, Metrics: errorRate(0.001, "0.001")}, t0.Add(7*time.Minute))
+	run(c, Observations{Targets: []TargetState{rolled}, Metrics: errorRate(0.001, "0.001")}, t0.Add(7*time.Minute))
 	g.Expect(c.Status.Phase).To(Equal(deployv1alpha1.PhaseSucceeded))
 }
 
@@ -66,44 +66,44 @@ func TestTheServingTemplateIsCapturedOnceWhenSettledAndNeverReplaced(t *testing.
 
 	// Between two ReplicaSets: reported and waited for, never guessed, never paused (a
 	// pause would freeze both versions).
-	d := run(c, Observations{Target: rolling}, t0)
+	d := run(c, Observations{Targets: []TargetState{rolling}}, t0)
 	g.Expect(d.Actions).To(BeEmpty())
-	g.Expect(c.Status.Target).To(BeNil())
+	g.Expect(c.Status.Targets).To(BeEmpty())
 	g.Expect(condition(c, CondReconciling).Reason).To(Equal(ReasonTargetNotSettled))
 	g.Expect(c.Status.NextAction).To(ContainSubstring("waiting for Deployment checkout to settle"))
 
 	// Settled on v1: captured, and held.
-	d = run(c, Observations{Target: servingV1()}, t0.Add(time.Second))
-	g.Expect(c.Status.Target.PreDeployTemplateHash).To(Equal("hash-v1"))
+	d = run(c, Observations{Targets: []TargetState{servingV1()}}, t0.Add(time.Second))
+	g.Expect(c.Status.Targets[0].PreDeployTemplateHash).To(Equal("hash-v1"))
 	g.Expect(kinds(d.Actions)).To(Equal([]ActionKind{ActionHold}))
 
 	// v2 lands before the pause did (no admission gate) and rolls out completely: the
 	// template to restore is still v1, and v2 is what the checklist releases.
 	landed := rolledOutTarget()
 	landed.TemplateFirstRan = t0.Add(2 * time.Second)
-	run(c, Observations{Target: landed}, t0.Add(3*time.Second))
-	g.Expect(c.Status.Target.PreDeployTemplateHash).To(Equal("hash-v1"))
-	g.Expect(string(c.Status.Target.PreDeployTemplate.Raw)).To(ContainSubstring("checkout:v1"))
-	g.Expect(c.Status.Target.CandidateTemplateHash).To(Equal("hash-v2"))
+	run(c, Observations{Targets: []TargetState{landed}}, t0.Add(3*time.Second))
+	g.Expect(c.Status.Targets[0].PreDeployTemplateHash).To(Equal("hash-v1"))
+	g.Expect(string(c.Status.Targets[0].PreDeployTemplate.Raw)).To(ContainSubstring("checkout:v1"))
+	g.Expect(c.Status.Targets[0].CandidateTemplateHash).To(Equal("hash-v2"))
 }
 
 func TestANewPushBeforeT0ReplacesTheCandidateAndARevertWithdrawsIt(t *testing.T) {
 	g := NewWithT(t)
 	c := newChecklist()
-	run(c, Observations{Target: heldTarget()}, t0)
-	g.Expect(c.Status.Target.CandidateImages).To(Equal([]string{"checkout:v2"}))
+	run(c, Observations{Targets: []TargetState{heldTarget()}}, t0)
+	g.Expect(c.Status.Targets[0].CandidateImages).To(Equal([]string{"checkout:v2"}))
 
 	v3 := heldTarget()
 	v3.Template, v3.TemplateHash, v3.TemplateImages = template("checkout:v3"), "hash-v3", []string{"checkout:v3"}
-	d := run(c, Observations{Target: v3}, t0.Add(time.Second))
-	g.Expect(c.Status.Target.CandidateTemplateHash).To(Equal("hash-v3"))
+	d := run(c, Observations{Targets: []TargetState{v3}}, t0.Add(time.Second))
+	g.Expect(c.Status.Targets[0].CandidateTemplateHash).To(Equal("hash-v3"))
 	g.Expect(reasons(d.Events)).To(ContainElement(ReasonCandidateChanged))
 	g.Expect(d.Events[0].Message).To(ContainSubstring("from checkout:v2 to checkout:v3"))
 
 	reverted := servingV1()
 	reverted.Paused, reverted.HeldBy = true, "checklist/checkout-v2"
-	d = run(c, Observations{Target: reverted}, t0.Add(2*time.Second))
-	g.Expect(c.Status.Target.CandidateTemplateHash).To(BeEmpty())
+	d = run(c, Observations{Targets: []TargetState{reverted}}, t0.Add(2*time.Second))
+	g.Expect(c.Status.Targets[0].CandidateTemplateHash).To(BeEmpty())
 	g.Expect(reasons(d.Events)).To(ContainElement(ReasonCandidateWithdrawn))
 }
 
@@ -117,17 +117,17 @@ func TestAChangeHeldDuringVerificationIsReportedAndVerificationGoesOn(t *testing
 	held.Template, held.TemplateHash, held.TemplateImages = template("checkout:v3"), "hash-v3", []string{"checkout:v3"}
 	held.TemplateFirstRan = time.Time{}
 
-	d := run(c, Observations{Target: held, Metrics: errorRate(0.001, "0.001")}, t0.Add(time.Minute))
+	d := run(c, Observations{Targets: []TargetState{held}, Metrics: errorRate(0.001, "0.001")}, t0.Add(time.Minute))
 	g.Expect(d.Actions).To(BeEmpty(), "already held at admission")
 	g.Expect(c.Status.Phase).To(Equal(deployv1alpha1.PhaseVerifying))
-	g.Expect(c.Status.Target.HeldImages).To(Equal([]string{"checkout:v3"}))
+	g.Expect(c.Status.Targets[0].HeldImages).To(Equal([]string{"checkout:v3"}))
 	g.Expect(condition(c, CondHeldChange).Status).To(Equal(metav1.ConditionTrue))
 	g.Expect(condition(c, CondHeldChange).Message).To(ContainSubstring("checkout:v3"))
 	g.Expect(reasons(d.Events)).To(ContainElement(ReasonHeldChange))
 	g.Expect(d.Events[0].Message).To(ContainSubstring("verification of the released template goes on"))
 
 	// Verification of v2 goes on, on its own pods, to the end; v3 stays held.
-	d = run(c, Observations{Target: held, Metrics: errorRate(0.001, "0.001")}, t0.Add(5*time.Minute))
+	d = run(c, Observations{Targets: []TargetState{held}, Metrics: errorRate(0.001, "0.001")}, t0.Add(5*time.Minute))
 	g.Expect(c.Status.Phase).To(Equal(deployv1alpha1.PhaseSucceeded))
 	g.Expect(d.Actions).To(BeEmpty(), "the held change stays held")
 	g.Expect(reasons(d.Events)).NotTo(ContainElement(ReasonHeldChange), "reported once")
@@ -139,7 +139,7 @@ func TestAChangeThatRollsDuringVerificationWithoutTheGateIsPausedAtOnce(t *testi
 	moved := rolledOutTarget()
 	moved.Template, moved.TemplateHash, moved.TemplateImages = template("checkout:v3"), "hash-v3", []string{"checkout:v3"}
 	moved.TemplateFirstRan = t0.Add(time.Minute)
-	d := run(c, Observations{Target: moved}, t0.Add(time.Minute))
+	d := run(c, Observations{Targets: []TargetState{moved}}, t0.Add(time.Minute))
 	g.Expect(kinds(d.Actions)).To(Equal([]ActionKind{ActionHold}))
 	g.Expect(d.Actions[0].Reason).To(ContainSubstring("checkout:v3) changed while checklist checkout-v2 verifies"))
 	g.Expect(c.Status.Phase).To(Equal(deployv1alpha1.PhaseVerifying))
@@ -147,7 +147,7 @@ func TestAChangeThatRollsDuringVerificationWithoutTheGateIsPausedAtOnce(t *testi
 	// Labelled gated=off (the break-glass): reported, not paused.
 	c = releasedChecklist()
 	moved.GateLabel = "off"
-	d = run(c, Observations{Target: moved, AdmissionServed: true}, t0.Add(time.Minute))
+	d = run(c, Observations{Targets: []TargetState{moved}, AdmissionServed: true}, t0.Add(time.Minute))
 	g.Expect(d.Actions).To(BeEmpty())
 	g.Expect(condition(c, CondAdmissionGate).Reason).To(Equal(ReasonGateDisabled))
 }
@@ -155,7 +155,7 @@ func TestAChangeThatRollsDuringVerificationWithoutTheGateIsPausedAtOnce(t *testi
 func TestAReleaseTakenBackOutsideTminusEndsTheChecklistWithoutVerifyingIt(t *testing.T) {
 	g := NewWithT(t)
 	c := releasedChecklist()
-	d := run(c, Observations{Target: restoredTarget(), Metrics: errorRate(0.001, "0.001")}, t0.Add(time.Minute))
+	d := run(c, Observations{Targets: []TargetState{restoredTarget()}, Metrics: errorRate(0.001, "0.001")}, t0.Add(time.Minute))
 	g.Expect(c.Status.Phase).To(Equal(deployv1alpha1.PhaseFailed))
 	g.Expect(condition(c, CondReady).Reason).To(Equal(ReasonReleaseWithdrawn))
 	g.Expect(d.Actions).To(BeEmpty())
@@ -169,13 +169,13 @@ func TestARollbackWithNothingToRestoreSaysSo(t *testing.T) {
 	fresh := heldTarget()
 	fresh.Serving, fresh.ServingHash, fresh.ServingRevision, fresh.AvailableReplicas, fresh.TotalReplicas = nil, "", "", 0, 0
 	fresh.HeldBy = deployv1alpha1.HeldByAdmission
-	run(c, Observations{Target: fresh, Approvals: approved("deployment-lead"), Metrics: errorRate(0.001, "0.001")}, t0.Add(-time.Minute))
-	g.Expect(c.Status.Target.CapturedAt).NotTo(BeNil())
-	g.Expect(c.Status.Target.PreDeployTemplate).To(BeNil())
+	run(c, Observations{Targets: []TargetState{fresh}, Approvals: approved("deployment-lead"), Metrics: errorRate(0.001, "0.001")}, t0.Add(-time.Minute))
+	g.Expect(c.Status.Targets[0].CapturedAt).NotTo(BeNil())
+	g.Expect(c.Status.Targets[0].PreDeployTemplate).To(BeNil())
 	g.Expect(c.Status.Phase).To(Equal(deployv1alpha1.PhaseDeploying))
-	run(c, Observations{Target: rolledOutTarget()}, t0)
+	run(c, Observations{Targets: []TargetState{rolledOutTarget()}}, t0)
 
-	d := run(c, Observations{Target: rolledOutTarget(), Metrics: errorRate(0.07, "0.07")}, t0.Add(time.Minute))
+	d := run(c, Observations{Targets: []TargetState{rolledOutTarget()}, Metrics: errorRate(0.07, "0.07")}, t0.Add(time.Minute))
 	g.Expect(c.Status.Phase).To(Equal(deployv1alpha1.PhaseFailed), "never RolledBack while the release serves")
 	g.Expect(c.Status.Rollback.NothingToRestore).To(BeTrue())
 	g.Expect(d.Actions).To(BeEmpty())
@@ -190,22 +190,22 @@ func TestAStaleProgressDeadlineDoesNotRollBackAtT0(t *testing.T) {
 	c := newChecklist()
 	stale := heldTarget()
 	stale.ProgressDeadlineExceeded, stale.ProgressingSince = true, t0.Add(-time.Hour)
-	run(c, Observations{Target: stale, Approvals: approved("deployment-lead"), Metrics: errorRate(0.001, "0.001")}, t0)
+	run(c, Observations{Targets: []TargetState{stale}, Approvals: approved("deployment-lead"), Metrics: errorRate(0.001, "0.001")}, t0)
 	g.Expect(c.Status.Phase).To(Equal(deployv1alpha1.PhaseDeploying))
 
 	// Resumed: the Deployment controller has not seen the new generation yet, and the
 	// condition is from before the release.
 	resumed := stale
 	resumed.Paused, resumed.Generation = false, 3
-	run(c, Observations{Target: resumed}, t0.Add(time.Second))
+	run(c, Observations{Targets: []TargetState{resumed}}, t0.Add(time.Second))
 	g.Expect(c.Status.Phase).To(Equal(deployv1alpha1.PhaseDeploying))
 	resumed.ObservedGeneration = 3
-	run(c, Observations{Target: resumed}, t0.Add(2*time.Second))
+	run(c, Observations{Targets: []TargetState{resumed}}, t0.Add(2*time.Second))
 	g.Expect(c.Status.Phase).To(Equal(deployv1alpha1.PhaseDeploying), "a condition older than the release says nothing about it")
 
 	// One that turned after the release does.
 	resumed.ProgressingSince = t0.Add(10 * time.Minute)
-	run(c, Observations{Target: resumed}, t0.Add(10*time.Minute))
+	run(c, Observations{Targets: []TargetState{resumed}}, t0.Add(10*time.Minute))
 	g.Expect(c.Status.Phase).To(Equal(deployv1alpha1.PhaseRolledBack))
 	g.Expect(c.Status.Rollback.Reason).To(Equal(ReasonRolloutStalled))
 }
@@ -213,11 +213,11 @@ func TestAStaleProgressDeadlineDoesNotRollBackAtT0(t *testing.T) {
 func TestASecondChecklistIsBlockedUntilTheFirstEndsAndTouchesNothing(t *testing.T) {
 	g := NewWithT(t)
 	c := newChecklist()
-	obs := Observations{Target: servingV1(), Blocker: "checkout-v1", Approvals: approved("deployment-lead"), Metrics: errorRate(0.001, "0.001")}
+	obs := Observations{Targets: []TargetState{servingV1()}, Blocker: "checkout-v1", Approvals: approved("deployment-lead"), Metrics: errorRate(0.001, "0.001")}
 	d := run(c, obs, t0)
 	g.Expect(c.Status.Phase).To(Equal(deployv1alpha1.PhaseBlocked))
 	g.Expect(d.Actions).To(BeEmpty())
-	g.Expect(c.Status.Target).To(BeNil(), "nothing captured")
+	g.Expect(c.Status.Targets).To(BeEmpty(), "nothing captured")
 	g.Expect(c.Status.NextAction).To(ContainSubstring("checklist checkout-v1 is live on Deployment checkout"))
 	g.Expect(condition(c, CondReady).Reason).To(Equal(ReasonBlocked))
 	g.Expect(reasons(d.Events)).To(Equal([]string{ReasonBlocked}))
@@ -227,7 +227,7 @@ func TestASecondChecklistIsBlockedUntilTheFirstEndsAndTouchesNothing(t *testing.
 	obs.Blocker = ""
 	d = run(c, obs, t0.Add(time.Minute))
 	g.Expect(c.Status.Phase).To(Equal(deployv1alpha1.PhaseHolding))
-	g.Expect(c.Status.Target.PreDeployTemplateHash).To(Equal("hash-v1"))
+	g.Expect(c.Status.Targets[0].PreDeployTemplateHash).To(Equal("hash-v1"))
 }
 
 func TestARevisionAlreadyReleasedNeverTouchesTheTarget(t *testing.T) {
@@ -237,18 +237,18 @@ func TestARevisionAlreadyReleasedNeverTouchesTheTarget(t *testing.T) {
 	// old checklist with an empty status.
 	moved := servingV1()
 	moved.ReleasedRevisions = []string{"v3", "v2"}
-	d := run(c, Observations{Target: moved, Approvals: approved("deployment-lead")}, t0)
+	d := run(c, Observations{Targets: []TargetState{moved}, Approvals: approved("deployment-lead")}, t0)
 	g.Expect(c.Status.Phase).To(Equal(deployv1alpha1.PhaseFailed))
 	g.Expect(condition(c, CondReady).Reason).To(Equal(ReasonAlreadyReleased))
 	g.Expect(d.Actions).To(BeEmpty(), "never pauses it again")
-	g.Expect(c.Status.Target).To(BeNil())
+	g.Expect(c.Status.Targets).To(BeEmpty())
 }
 
 func TestAnOutageAcrossAPhaseDeadlineHoldsAndMovesTheDeadline(t *testing.T) {
 	g := NewWithT(t)
 	c := releasedChecklist()
-	up := Observations{Target: rolledOutTarget(), Metrics: errorRate(0.02, "0.02")}
-	down := Observations{Target: rolledOutTarget(), Metrics: promDown}
+	up := Observations{Targets: []TargetState{rolledOutTarget()}, Metrics: errorRate(0.02, "0.02")}
+	down := Observations{Targets: []TargetState{rolledOutTarget()}, Metrics: promDown}
 	run(c, up, t0.Add(5*time.Minute)) // T+5m opens, fails its check for now
 	// Prometheus goes down at +10m and stays down past the deadline (+15m).
 	run(c, down, t0.Add(10*time.Minute))
@@ -275,17 +275,17 @@ func TestAnOutageAcrossAPhaseDeadlineHoldsAndMovesTheDeadline(t *testing.T) {
 func TestARecoveredOutagePassesThePhase(t *testing.T) {
 	g := NewWithT(t)
 	c := releasedChecklist()
-	run(c, Observations{Target: rolledOutTarget(), Metrics: noData}, t0.Add(5*time.Minute))
-	run(c, Observations{Target: rolledOutTarget(), Metrics: promDown}, t0.Add(16*time.Minute))
+	run(c, Observations{Targets: []TargetState{rolledOutTarget()}, Metrics: noData}, t0.Add(5*time.Minute))
+	run(c, Observations{Targets: []TargetState{rolledOutTarget()}, Metrics: promDown}, t0.Add(16*time.Minute))
 	g.Expect(c.Status.Phase).To(Equal(deployv1alpha1.PhaseVerifying))
-	run(c, Observations{Target: rolledOutTarget(), Metrics: errorRate(0.001, "0.001")}, t0.Add(17*time.Minute))
+	run(c, Observations{Targets: []TargetState{rolledOutTarget()}, Metrics: errorRate(0.001, "0.001")}, t0.Add(17*time.Minute))
 	g.Expect(c.Status.Phase).To(Equal(deployv1alpha1.PhaseSucceeded))
 }
 
 func TestARefusedJobIsReportedOnItsCheckAndTriedAgain(t *testing.T) {
 	g := NewWithT(t)
 	c := newChecklist(withJobCheck(0))
-	obs := Observations{Target: heldTarget(), Jobs: map[string]JobState{
+	obs := Observations{Targets: []TargetState{heldTarget()}, Jobs: map[string]JobState{
 		"T-10m/smoke": {Refused: `Job.batch "checkout-v2-tm10m-smoke" is invalid: spec.template.spec.containers: Required value`},
 	}}
 	d := run(c, obs, t0)
@@ -308,8 +308,8 @@ func TestEventNotesFitWhatTheAPIServerKeeps(t *testing.T) {
 			})
 		}
 	})
-	run(c, Observations{Target: rolledOutTarget(), Metrics: errorRate(0.02, "0.02")}, t0.Add(5*time.Minute))
-	d := run(c, Observations{Target: rolledOutTarget(), Metrics: errorRate(0.02, "0.02")}, t0.Add(15*time.Minute))
+	run(c, Observations{Targets: []TargetState{rolledOutTarget()}, Metrics: errorRate(0.02, "0.02")}, t0.Add(5*time.Minute))
+	d := run(c, Observations{Targets: []TargetState{rolledOutTarget()}, Metrics: errorRate(0.02, "0.02")}, t0.Add(15*time.Minute))
 	g.Expect(c.Status.Phase).To(Equal(deployv1alpha1.PhaseRolledBack))
 	g.Expect(len(c.Status.Rollback.Message)).To(BeNumerically(">", MaxEventNote), "the message itself is whole in status")
 	for _, e := range d.Events {
@@ -339,7 +339,7 @@ func TestTheAdmissionGateConditionSaysWhetherChangesAreHeldAtAdmission(t *testin
 			c := newChecklist(withGate(tc.gate))
 			target := heldTarget()
 			target.GateLabel = tc.label
-			run(c, Observations{Target: target, AdmissionServed: tc.served}, t0)
+			run(c, Observations{Targets: []TargetState{target}, AdmissionServed: tc.served}, t0)
 			g.Expect(condition(c, CondAdmissionGate).Status).To(Equal(tc.status))
 			g.Expect(condition(c, CondAdmissionGate).Reason).To(Equal(tc.reason))
 		})
@@ -351,7 +351,7 @@ func TestASignOffIsForTheTemplateItWasGivenFor(t *testing.T) {
 	c := newChecklist(withDeployAt(t0, "30m"))
 	alice := approved("deployment-lead")
 	alice["deployment-lead"][0].Key = "deployment-lead"
-	obs := Observations{Target: heldTarget(), Approvals: alice, Metrics: errorRate(0.001, "0.001")}
+	obs := Observations{Targets: []TargetState{heldTarget()}, Approvals: alice, Metrics: errorRate(0.001, "0.001")}
 	run(c, obs, t0.Add(-10*time.Minute))
 	g.Expect(c.Status.Phase).To(Equal(deployv1alpha1.PhaseHolding))
 	g.Expect(c.Status.Approvals[0].CandidateImages).To(Equal([]string{"checkout:v2"}))
@@ -359,7 +359,7 @@ func TestASignOffIsForTheTemplateItWasGivenFor(t *testing.T) {
 	// The held image is swapped after the sign-off: it no longer counts.
 	swapped := heldTarget()
 	swapped.Template, swapped.TemplateHash, swapped.TemplateImages = template("checkout:v2-evil"), "hash-evil", []string{"checkout:v2-evil"}
-	obs.Target = swapped
+	obs.Targets = []TargetState{swapped}
 	d := run(c, obs, t0)
 	g.Expect(c.Status.Phase).NotTo(Equal(deployv1alpha1.PhaseDeploying), "never released on a sign-off for another template")
 	g.Expect(d.Actions).To(BeEmpty())
@@ -377,13 +377,13 @@ func TestASignOffIsForTheTemplateItWasGivenFor(t *testing.T) {
 func TestASignOffGivenBeforeTheImageIsForTheFirstImageThatArrives(t *testing.T) {
 	g := NewWithT(t)
 	c := newChecklist()
-	obs := Observations{Target: servingV1(), Approvals: approved("deployment-lead"), Metrics: errorRate(0.001, "0.001")}
+	obs := Observations{Targets: []TargetState{servingV1()}, Approvals: approved("deployment-lead"), Metrics: errorRate(0.001, "0.001")}
 	run(c, obs, t0)
 	g.Expect(c.Status.Phase).To(Equal(deployv1alpha1.PhaseHolding))
 	g.Expect(c.Status.Approvals[0].CandidateTemplateHash).To(BeEmpty())
 	pushed := servingV1()
 	pushed.Template, pushed.TemplateHash, pushed.TemplateImages = template("checkout:v2"), "hash-v2", []string{"checkout:v2"}
-	obs.Target = pushed
+	obs.Targets = []TargetState{pushed}
 	run(c, obs, t0.Add(time.Minute))
 	g.Expect(c.Status.Phase).To(Equal(deployv1alpha1.PhaseDeploying))
 	g.Expect(c.Status.Approvals[0].CandidateImages).To(Equal([]string{"checkout:v2"}))
@@ -393,7 +393,7 @@ func TestRequiredVerificationCountsOnlyVerifiedSignOffs(t *testing.T) {
 	g := NewWithT(t)
 	c := newChecklist()
 	unverified := approved("deployment-lead")
-	obs := Observations{Target: heldTarget(), Approvals: unverified, Metrics: errorRate(0.001, "0.001"), RequireVerified: true}
+	obs := Observations{Targets: []TargetState{heldTarget()}, Approvals: unverified, Metrics: errorRate(0.001, "0.001"), RequireVerified: true}
 	run(c, obs, t0)
 	g.Expect(c.Status.Phase).To(Equal(deployv1alpha1.PhaseRunning))
 	g.Expect(c.Status.Approvals[0].NotCounted).To(ContainSubstring("not verified by the approval webhook"))
@@ -408,16 +408,16 @@ func TestRequiredVerificationCountsOnlyVerifiedSignOffs(t *testing.T) {
 func TestAReleaseWhoseWriteWasLostIsWrittenAgainWhileItRollsOut(t *testing.T) {
 	g := NewWithT(t)
 	c := newChecklist()
-	d := run(c, Observations{Target: heldTarget(), Approvals: approved("deployment-lead"), Metrics: errorRate(0.001, "0.001")}, t0)
-	g.Expect(d.Actions).To(ContainElement(Action{Kind: ActionRelease, Revision: "v2", TemplateHash: "hash-v2"}))
+	d := run(c, Observations{Targets: []TargetState{heldTarget()}, Approvals: approved("deployment-lead"), Metrics: errorRate(0.001, "0.001")}, t0)
+	g.Expect(d.Actions).To(ContainElement(Action{Kind: ActionRelease, Target: "checkout", Revision: "v2", TemplateHash: "hash-v2"}))
 	// The status was written, the Deployment's patch was not (it conflicted): the
 	// Deployment rolls v2 (the fallback let it go) without the revision recorded.
 	rolling := rolledOutTarget()
 	rolling.UpdatedReplicas, rolling.ReleasedRevisions = 1, nil
-	d = run(c, Observations{Target: rolling}, t0.Add(time.Second))
-	g.Expect(d.Actions).To(Equal([]Action{{Kind: ActionRelease, Revision: "v2", TemplateHash: "hash-v2"}}))
+	d = run(c, Observations{Targets: []TargetState{rolling}}, t0.Add(time.Second))
+	g.Expect(d.Actions).To(Equal([]Action{{Kind: ActionRelease, Target: "checkout", Revision: "v2", TemplateHash: "hash-v2"}}))
 	// Once recorded, never again.
-	d = run(c, Observations{Target: rolledOutTarget()}, t0.Add(2*time.Second))
+	d = run(c, Observations{Targets: []TargetState{rolledOutTarget()}}, t0.Add(2*time.Second))
 	g.Expect(kinds(d.Actions)).NotTo(ContainElement(ActionRelease))
 }
 
@@ -425,7 +425,7 @@ func TestAChecklistThatStartedWithoutSeeingTheOneThatComesFirstStopsAndTouchesNo
 	g := NewWithT(t)
 	c := newChecklist()
 	// checkout-v2 starts alone: it captures v1 and holds the Deployment.
-	obs := Observations{Target: servingV1(), Metrics: errorRate(0.001, "0.001")}
+	obs := Observations{Targets: []TargetState{servingV1()}, Metrics: errorRate(0.001, "0.001")}
 	d := run(c, obs, t0)
 	g.Expect(c.Status.Phase).To(Equal(deployv1alpha1.PhaseRunning))
 	g.Expect(kinds(d.Actions)).To(Equal([]ActionKind{ActionHold}))
@@ -433,11 +433,11 @@ func TestAChecklistThatStartedWithoutSeeingTheOneThatComesFirstStopsAndTouchesNo
 	// checkout-v1, created in the same instant, comes first: its creation was seen
 	// late. checkout-v2 stops, forgets what it captured and touches nothing.
 	held := landed()
-	obs.Target, obs.Approvals, obs.Blocker = held, approved("deployment-lead"), "checkout-v1"
+	obs.Targets, obs.Approvals, obs.Blocker = []TargetState{held}, approved("deployment-lead"), "checkout-v1"
 	d = run(c, obs, t0.Add(time.Second))
 	g.Expect(c.Status.Phase).To(Equal(deployv1alpha1.PhaseBlocked))
 	g.Expect(d.Actions).To(BeEmpty())
-	g.Expect(c.Status.Target).To(BeNil())
+	g.Expect(c.Status.Targets).To(BeEmpty())
 	g.Expect(c.Status.NextAction).To(ContainSubstring("checklist checkout-v1 is live on Deployment checkout"))
 	g.Expect(condition(c, CondReady).Reason).To(Equal(ReasonBlocked))
 	g.Expect(reasons(d.Events)).To(Equal([]string{ReasonBlocked}))
@@ -453,22 +453,22 @@ func TestAChecklistThatStartedWithoutSeeingTheOneThatComesFirstStopsAndTouchesNo
 	// from what serves now.
 	rolled := rolledOutTarget()
 	rolled.ReleasedRevisions = []string{"v1"}
-	obs.Target, obs.Blocker = rolled, ""
+	obs.Targets, obs.Blocker = []TargetState{rolled}, ""
 	run(c, obs, t0.Add(time.Hour))
 	g.Expect(c.Status.Phase).NotTo(Equal(deployv1alpha1.PhaseBlocked))
-	g.Expect(c.Status.Target.PreDeployTemplateHash).To(Equal("hash-v2"))
+	g.Expect(c.Status.Targets[0].PreDeployTemplateHash).To(Equal("hash-v2"))
 }
 
 func TestASignOffIsForTheTemplateHeldWhenTheWebhookAdmittedIt(t *testing.T) {
 	g := NewWithT(t)
 	c := newChecklist()
-	obs := Observations{Target: heldTarget(), Metrics: errorRate(0.001, "0.001"), RequireVerified: true}
+	obs := Observations{Targets: []TargetState{heldTarget()}, Metrics: errorRate(0.001, "0.001"), RequireVerified: true}
 	run(c, obs, t0.Add(-time.Minute))
-	g.Expect(c.Status.Target.CandidateTemplateHash).To(Equal("hash-v2"))
+	g.Expect(c.Status.Targets[0].CandidateTemplateHash).To(Equal("hash-v2"))
 
 	swapped := heldTarget()
 	swapped.Template, swapped.TemplateHash, swapped.TemplateImages = template("checkout:v2-evil"), "hash-evil", []string{"checkout:v2-evil"}
-	obs.Target = swapped
+	obs.Targets = []TargetState{swapped}
 	obs.Approvals = map[string][]Approval{"deployment-lead": {{Key: "deployment-lead", Role: "deployment-lead", Approver: "alice",
 		Revision: "v2", Verified: true, AdmittedTemplate: "hash-v2"}}}
 	d := run(c, obs, t0)
@@ -491,11 +491,11 @@ func TestASignOffAdmittedBeforeTheImageIsForTheFirstImageThatArrives(t *testing.
 		t.Run(admitted, func(t *testing.T) {
 			g := NewWithT(t)
 			c := newChecklist()
-			obs := Observations{Target: servingV1(), Metrics: errorRate(0.001, "0.001"), RequireVerified: true}
+			obs := Observations{Targets: []TargetState{servingV1()}, Metrics: errorRate(0.001, "0.001"), RequireVerified: true}
 			run(c, obs, t0.Add(-time.Minute))
-			g.Expect(c.Status.Target.CandidateTemplateHash).To(BeEmpty())
+			g.Expect(c.Status.Targets[0].CandidateTemplateHash).To(BeEmpty())
 
-			obs.Target = heldTarget()
+			obs.Targets = []TargetState{heldTarget()}
 			obs.Approvals = map[string][]Approval{"deployment-lead": {{Key: "deployment-lead", Role: "deployment-lead", Approver: "alice",
 				Revision: "v2", Verified: true, AdmittedTemplate: admitted}}}
 			run(c, obs, t0)
@@ -513,10 +513,10 @@ func TestAChecklistThatReleasedGoesOnVerifyingWhateverAppearsBesideIt(t *testing
 	g := NewWithT(t)
 	c := releasedChecklist()
 	g.Expect(c.Status.Phase).To(Equal(deployv1alpha1.PhaseVerifying))
-	d := run(c, Observations{Target: rolledOutTarget(), Approvals: approved("deployment-lead"), Metrics: errorRate(0.001, "0.001"),
+	d := run(c, Observations{Targets: []TargetState{rolledOutTarget()}, Approvals: approved("deployment-lead"), Metrics: errorRate(0.001, "0.001"),
 		Blocker: "checkout-v1"}, t0.Add(time.Second))
 	g.Expect(c.Status.Phase).To(Equal(deployv1alpha1.PhaseVerifying))
-	g.Expect(c.Status.Target).NotTo(BeNil())
-	g.Expect(c.Status.Target.ReleasedTemplateHash).To(Equal("hash-v2"))
+	g.Expect(c.Status.Targets).NotTo(BeEmpty())
+	g.Expect(c.Status.Targets[0].ReleasedTemplateHash).To(Equal("hash-v2"))
 	g.Expect(reasons(d.Events)).NotTo(ContainElement(ReasonBlocked))
 }

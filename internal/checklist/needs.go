@@ -21,6 +21,7 @@ func NeedsFor(dcl *deployv1alpha1.DeploymentChecklist, now time.Time) Needs {
 		return n
 	}
 	e := &engine{dcl: dcl, spec: &dcl.Spec, p: p, now: now, st: dcl.Status.DeepCopy()}
+	e.readTargets()
 	e.syncRecords()
 	due := func(last *time.Time) bool { return last == nil || !now.Before(p.nextDue(*last)) }
 	addMetric := func(name string) {
@@ -76,7 +77,7 @@ func NeedsFor(dcl *deployv1alpha1.DeploymentChecklist, now time.Time) Needs {
 // baselineNeeds are the baselines to ask for with metrics: each is asked with its
 // metric until it has a value (the metric at T-0 does not change once measured).
 func (e *engine) baselineNeeds(metrics []string) []string {
-	if !released(e.st.Phase) || e.st.Target == nil || e.st.Target.T0At == nil {
+	if !released(e.st.Phase) || e.t0() == nil {
 		return nil
 	}
 	var out []string

@@ -19,7 +19,7 @@ func TestNeedsAsksOnlyForWhatIsDue(t *testing.T) {
 	g.Expect(NeedsFor(c, t0).Metrics).To(Equal([]string{"error-rate"}), "never measured: due")
 	g.Expect(NeedsFor(c, t0).Jobs).To(Equal([]string{"T-10m/smoke"}))
 
-	run(c, Observations{Target: heldTarget(), Metrics: errorRate(0.02, "0.02")}, t0)
+	run(c, Observations{Targets: []TargetState{heldTarget()}, Metrics: errorRate(0.02, "0.02")}, t0)
 	g.Expect(NeedsFor(c, t0.Add(29*time.Second)).Metrics).To(BeEmpty(), "measured 29s ago with a 30s interval")
 	g.Expect(NeedsFor(c, t0.Add(30*time.Second)).Metrics).To(Equal([]string{"error-rate"}))
 }
@@ -36,7 +36,7 @@ func TestNeedsAsksForTriggersOnlyAfterT0(t *testing.T) {
 	g.Expect(n.Metrics).To(BeEmpty())
 	g.Expect(n.HTTP).To(BeEmpty())
 
-	run(c, Observations{Target: heldTarget(), Approvals: approved("deployment-lead")}, t0)
+	run(c, Observations{Targets: []TargetState{heldTarget()}, Approvals: approved("deployment-lead")}, t0)
 	g.Expect(c.Status.Phase).To(Equal(deployv1alpha1.PhaseDeploying))
 	n = NeedsFor(c, t0.Add(time.Second))
 	g.Expect(n.Metrics).To(Equal([]string{"error-rate"}))
@@ -56,8 +56,8 @@ func TestNeedsAsksForTheOpenTPlusPhasesChecksAndNothingWhileWaitingForTheTemplat
 
 	// T-0 passed with no new template: the T-minus phases passed, nothing is due.
 	w := newChecklist()
-	run(w, Observations{Target: servingV1(), Approvals: approved("deployment-lead"), Metrics: errorRate(0.001, "0.001")}, t0)
-	g.Expect(w.Status.Target.T0At).NotTo(BeNil())
+	run(w, Observations{Targets: []TargetState{servingV1()}, Approvals: approved("deployment-lead"), Metrics: errorRate(0.001, "0.001")}, t0)
+	g.Expect(w.Status.Targets[0].T0At).NotTo(BeNil())
 	g.Expect(NeedsFor(w, t0.Add(time.Minute)).Metrics).To(BeEmpty())
 }
 
@@ -110,7 +110,7 @@ func BenchmarkDecide(b *testing.B) {
 	}
 	ok := Measurement{Kind: ResultValue, Value: 0.001, Display: "0.001"}
 	obs := Observations{
-		Target:    heldTarget(),
+		Targets:   []TargetState{heldTarget()},
 		Approvals: approvals,
 		Metrics:   map[string]Measurement{"error-rate": ok, "p95-latency": ok, "db-connection-errors": ok},
 		HTTP:      map[string]Measurement{},
@@ -130,7 +130,7 @@ func BenchmarkDecide(b *testing.B) {
 	// Walk it to T+15m: every T-minus phase passed, released, available, T+5m passed.
 	now := t0
 	run(c, obs, now)
-	obs.Target = rolledOutTarget()
+	obs.Targets = []TargetState{rolledOutTarget()}
 	run(c, obs, now.Add(time.Second))
 	run(c, obs, now.Add(5*time.Minute+time.Second))
 	if c.Status.Phase != deployv1alpha1.PhaseVerifying || c.Status.Phases[4].State != deployv1alpha1.PhaseStatePassed {
@@ -158,7 +158,7 @@ func TestStatusStaysSmallAfterTenThousandMeasurements(t *testing.T) {
 	g.Expect(yaml.Unmarshal(raw, &c)).To(Succeed())
 	c.Namespace = "shop"
 	bad := Measurement{Kind: ResultValue, Value: 0.5, Display: "0.500000001", Query: strings.Repeat("x", 300)}
-	obs := Observations{Target: heldTarget(), Metrics: map[string]Measurement{"error-rate": bad, "p95-latency": bad, "db-connection-errors": bad}}
+	obs := Observations{Targets: []TargetState{heldTarget()}, Metrics: map[string]Measurement{"error-rate": bad, "p95-latency": bad, "db-connection-errors": bad}}
 	now := t0
 	for range 10000 {
 		run(&c, obs, now)

@@ -18,6 +18,11 @@ const (
 	VarPreDeployPodTemplateHash = "preDeployPodTemplateHash"
 )
 
+// listSep separates the values of a variable that stands for several (the names of a
+// release's targets, {{target}}): rendered as a regular expression's alternation in a
+// group, for a matcher such as deployment=~"{{target}}" or pod=~"{{target}}-.*".
+const listSep = "\x00"
+
 // hashVars are the variables known only once a ReplicaSet exists.
 var hashVars = []string{VarPodTemplateHash, VarPreDeployPodTemplateHash}
 
@@ -25,7 +30,7 @@ var hashVars = []string{VarPodTemplateHash, VarPreDeployPodTemplateHash}
 func BuiltinVars(dcl *deployv1alpha1.DeploymentChecklist) map[string]string {
 	return map[string]string{
 		VarNamespace: dcl.Namespace,
-		VarTarget:    dcl.Spec.Target.Name,
+		VarTarget:    strings.Join(dcl.Spec.TargetNames(), listSep),
 		VarRevision:  dcl.Spec.Revision,
 		VarChecklist: dcl.Name,
 	}
@@ -36,7 +41,7 @@ func BuiltinVars(dcl *deployv1alpha1.DeploymentChecklist) map[string]string {
 // {{preDeployPodTemplateHash}} (the one that served before).
 func QueryVars(dcl *deployv1alpha1.DeploymentChecklist) map[string]string {
 	v := BuiltinVars(dcl)
-	if ts := dcl.Status.Target; ts != nil {
+	if ts := oneTarget(dcl); ts != nil {
 		if ts.ReleasedPodTemplateHash != "" {
 			v[VarPodTemplateHash] = ts.ReleasedPodTemplateHash
 		}
@@ -52,7 +57,7 @@ func QueryVars(dcl *deployv1alpha1.DeploymentChecklist) map[string]string {
 // pre-deploy ReplicaSet's hash.
 func BaselineVars(dcl *deployv1alpha1.DeploymentChecklist) map[string]string {
 	v := BuiltinVars(dcl)
-	if ts := dcl.Status.Target; ts != nil && ts.PreDeployPodTemplateHash != "" {
+	if ts := oneTarget(dcl); ts != nil && ts.PreDeployPodTemplateHash != "" {
 		v[VarPodTemplateHash] = ts.PreDeployPodTemplateHash
 		v[VarPreDeployPodTemplateHash] = ts.PreDeployPodTemplateHash
 	}
@@ -125,11 +130,19 @@ func RenderQuery(query string, vars map[string]string) string {
 // outside strings), as a regular expression's literal text when regex.
 func escapeIn(v string, quote byte, regex bool) string {
 	if quote == 0 {
-		return v
+		return strings.ReplaceAll(v, listSep, "|")
 	}
 	if regex {
-		v = regexp.QuoteMeta(v)
+		parts := strings.Split(v, listSep)
+		for i := range parts {
+			parts[i] = regexp.QuoteMeta(parts[i])
+		}
+		v = strings.Join(parts, "|")
+		if len(parts) > 1 {
+			v = "(" + v + ")"
+		}
 	}
+	v = strings.ReplaceAll(v, listSep, "|")
 	switch quote {
 	case '`':
 		// A raw string has no escapes; a backquote cannot be written in one.
@@ -138,4 +151,13 @@ func escapeIn(v string, quote byte, regex bool) string {
 		v = strings.ReplaceAll(v, `\`, `\\`)
 		return strings.ReplaceAll(v, string(quote), `\`+string(quote))
 	}
+}
+
+// oneTarget is the status of a release's one target; nil for a release of several
+// (whose hashes are per target).
+func oneTarget(dcl *deployv1alpha1.DeploymentChecklist) *deployv1alpha1.TargetStatus {
+	if names := dcl.Spec.TargetNames(); len(names) == 1 {
+		return dcl.TargetStatusOf(names[0])
+	}
+	return nil
 }

@@ -3,6 +3,7 @@ package checklist
 import (
 	"fmt"
 	"slices"
+	"strings"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -15,21 +16,26 @@ import (
 // Deployment holds none yet, waits for it with nothing held. It reports whether the
 // release happened.
 func (e *engine) releaseAtT0() bool {
-	ts := e.target()
-	if ts.CandidateTemplateHash == "" {
+	if cand, _ := e.candidateSet(); cand == "" {
+		names := strings.Join(e.spec.TargetNames(), ", ")
 		if e.st.Phase != deployv1alpha1.PhaseHolding || e.st.CurrentPhase != "" {
 			e.event(corev1.EventTypeNormal, ReasonWaitingForTemplate, fmt.Sprintf(
 				"T-0: every T-minus phase passed, but Deployment %s holds no new template yet; it is released as soon as it arrives",
-				e.spec.Target.Name))
+				names))
 		}
 		e.st.Phase = deployv1alpha1.PhaseHolding
 		e.st.CurrentPhase = ""
 		e.waiting = ReasonWaitingForTemplate
-		e.next = fmt.Sprintf("T-0 passed: waiting for the new template (Deployment %s serves %s)", e.spec.Target.Name, images(ts.PreDeployImages))
+		var serves []string
+		e.each(func() bool { serves = append(serves, images(e.target().PreDeployImages)); return true })
+		e.next = fmt.Sprintf("T-0 passed: waiting for the new template (Deployment %s serves %s)", names, strings.Join(serves, "; "))
 		// Nothing to hold: take tminus's own pause off.
-		if t := e.obs.Target; e.pauses() && t.Paused && t.HeldBy == e.mine() {
-			e.action(Action{Kind: ActionResume, TemplateHash: t.TemplateHash})
-		}
+		e.each(func() bool {
+			if t := e.tobs(); e.pauses() && t.Paused && t.HeldBy == e.mine() {
+				e.action(Action{Kind: ActionResume, TemplateHash: t.TemplateHash})
+			}
+			return true
+		})
 		// A freeze that starts (or an allowed window that closes) while the template
 		// has not arrived takes T-0 back and holds the Deployment again: look then.
 		if at, ok := freeze.NextHold(e.obs.Freezes, e.now); ok {
@@ -42,91 +48,159 @@ func (e *engine) releaseAtT0() bool {
 	return true
 }
 
-// release releases the candidate: from now on only it is rolled out and verified.
+// release releases the candidates, all at once in the order of spec.targets: from now
+// on only they are rolled out and verified. A target whose template did not change is
+// not released (tminus's own pause comes off it) and is never restored.
 func (e *engine) release() {
-	ts := e.target()
 	now := e.stamp()
-	ts.ReleasedAt = &now
-	ts.ReleasedTemplateHash = ts.CandidateTemplateHash
 	e.st.Phase = deployv1alpha1.PhaseDeploying
 	e.st.CurrentPhase = ""
+	var what, unchanged []string
+	e.each(func() bool {
+		ts := e.target()
+		if ts.CandidateTemplateHash == "" {
+			unchanged = append(unchanged, e.tname())
+			if t := e.tobs(); e.pauses() && t.Paused && t.HeldBy == e.mine() {
+				e.action(Action{Kind: ActionResume, TemplateHash: t.TemplateHash})
+			}
+			return true
+		}
+		ts.ReleasedAt = &now
+		ts.ReleasedTemplateHash = ts.CandidateTemplateHash
+		if len(e.refs) > 1 {
+			what = append(what, e.tname()+" "+images(ts.CandidateImages))
+		} else {
+			what = append(what, images(ts.CandidateImages))
+		}
+		if e.pauses() {
+			e.action(Action{Kind: ActionRelease, Revision: e.revision(), TemplateHash: ts.ReleasedTemplateHash})
+			e.released = true
+		}
+		return true
+	})
 	msg := "T-0: every T-minus phase passed; releasing"
 	if e.spec.Revision != "" {
 		msg += " " + e.spec.Revision
 	}
-	msg += " (" + images(ts.CandidateImages) + ")"
-	if ts.T0At != nil && ts.T0At.Before(&now) {
-		msg += fmt.Sprintf("; the new template arrived %s after T-0", now.Sub(ts.T0At.Time).Round(time.Second))
+	msg += " (" + strings.Join(what, "; ") + ")"
+	if len(unchanged) > 0 {
+		msg += fmt.Sprintf("; Deployment %s did not change: not released", strings.Join(unchanged, ", "))
+	}
+	if t0 := e.t0(); t0 != nil && t0.Before(&now) {
+		msg += fmt.Sprintf("; the new template arrived %s after T-0", now.Sub(t0.Time).Round(time.Second))
 	}
 	e.event(corev1.EventTypeNormal, ReasonReleased, msg)
-	if e.pauses() {
-		e.action(Action{Kind: ActionRelease, Revision: e.revision(), TemplateHash: e.st.Target.ReleasedTemplateHash})
-		e.released = true
-	}
 }
 
-// deploying waits for the released template to be available, watching triggers.
+// deploying waits for every released template to be available, watching triggers.
 func (e *engine) deploying() {
-	t := e.obs.Target
 	if !e.releaseGoesOn() {
 		return
 	}
-	if e.pauses() && t.Paused && t.TemplateHash == e.st.Target.ReleasedTemplateHash && !e.released {
-		if t.HeldBy == "" {
-			e.next = fmt.Sprintf("Deployment %s was paused by someone other than tminus: resume it to roll out the release", e.spec.Target.Name)
-			e.pollIn(e.p.interval)
+	var waiting []string
+	for _, i := range e.releasedTargets() {
+		e.cur = i
+		out, goesOn := e.deployingTarget()
+		if !goesOn {
 			return
+		}
+		if !out {
+			t := e.tobs()
+			waiting = append(waiting, fmt.Sprintf("%d of %d replicas updated, %d available", t.UpdatedReplicas, t.Replicas, t.AvailableReplicas))
+			if len(e.refs) > 1 {
+				waiting[len(waiting)-1] = e.tname() + " " + waiting[len(waiting)-1]
+			}
+		}
+	}
+	if len(waiting) > 0 {
+		e.next = "waiting for the rollout: " + strings.Join(waiting, "; ")
+		e.pollIn(e.p.interval)
+		return
+	}
+	now := e.stamp()
+	var names []string
+	var available int32
+	for _, i := range e.releasedTargets() {
+		e.cur = i
+		e.ts().AvailableAt = &now
+		names = append(names, e.tname())
+		available += e.tobs().AvailableReplicas
+	}
+	e.st.Phase = deployv1alpha1.PhaseVerifying
+	e.event(corev1.EventTypeNormal, ReasonRolloutAvailable,
+		fmt.Sprintf("Deployment %s rolled out: %d replicas available; T-plus phases count from now", strings.Join(names, ", "), available))
+}
+
+// deployingTarget looks after the rollout of the target at hand: it reports whether
+// it rolled out, and whether the release goes on (false: it waits for someone, or
+// rolled back).
+func (e *engine) deployingTarget() (out, goesOn bool) {
+	t := e.tobs()
+	if e.pauses() && t.Paused && t.TemplateHash == e.ts().ReleasedTemplateHash && !e.released {
+		if t.HeldBy == "" {
+			e.next = fmt.Sprintf("Deployment %s was paused by someone other than tminus: resume it to roll out the release", e.tname())
+			e.pollIn(e.p.interval)
+			return false, false
 		}
 		// tminus's pause (the release's resume did not land yet, or the webhook's cache
 		// lagged): release again, it is idempotent.
-		e.action(Action{Kind: ActionRelease, Revision: e.revision(), TemplateHash: e.st.Target.ReleasedTemplateHash})
+		e.action(Action{Kind: ActionRelease, Revision: e.revision(), TemplateHash: e.ts().ReleasedTemplateHash})
 	}
 	if e.progressDeadlineExceeded() {
 		e.rollback(ReasonRolloutStalled, fmt.Sprintf("Deployment %s exceeded its progress deadline rolling out %s",
-			e.spec.Target.Name, images(e.st.Target.CandidateImages)), "")
-		return
+			e.tname(), images(e.ts().CandidateImages)), "")
+		return false, false
 	}
-	if e.pauses() && !e.released && !t.Paused && t.TemplateHash == e.st.Target.ReleasedTemplateHash &&
+	if e.pauses() && !e.released && !t.Paused && t.TemplateHash == e.ts().ReleasedTemplateHash &&
 		!slices.Contains(t.ReleasedRevisions, e.revision()) {
 		// The release's write was lost after status recorded it (it conflicted with
 		// the Deployment controller's writes a few times over, and the reconcile that
 		// read the checklist again found it released): the revision is not recorded
 		// on the Deployment, so a re-applied old checklist would not know it. Release
 		// again; it is idempotent.
-		e.action(Action{Kind: ActionRelease, Revision: e.revision(), TemplateHash: e.st.Target.ReleasedTemplateHash})
+		e.action(Action{Kind: ActionRelease, Revision: e.revision(), TemplateHash: e.ts().ReleasedTemplateHash})
 	}
-	if !e.rolledOut() {
-		e.next = fmt.Sprintf("waiting for the rollout: %d of %d replicas updated, %d available",
-			t.UpdatedReplicas, t.Replicas, t.AvailableReplicas)
-		e.pollIn(e.p.interval)
-		return
-	}
-	now := e.stamp()
-	e.st.Target.AvailableAt = &now
-	e.st.Phase = deployv1alpha1.PhaseVerifying
-	e.event(corev1.EventTypeNormal, ReasonRolloutAvailable,
-		fmt.Sprintf("Deployment %s rolled out: %d replicas available; T-plus phases count from now", e.spec.Target.Name, t.AvailableReplicas))
+	return e.rolledOut(), true
 }
 
 // releaseGoesOn is what deploying and verifying check first, and reports whether they
 // go on: the target is still there (one that disappeared can be neither verified nor
 // rolled back: the checklist says so and waits), no trigger fired, and the target still
 // holds the release (templateMoved).
+//
+// In a release of several targets, a released target that disappeared fails the
+// release naming it, and the others are restored.
 func (e *engine) releaseGoesOn() bool {
-	if !e.obs.Target.Found {
-		e.next = fmt.Sprintf("Deployment %s is gone; cannot verify the release", e.spec.Target.Name)
-		e.pollIn(e.p.interval)
+	released := e.releasedTargets()
+	for _, i := range released {
+		if e.cur = i; e.tobs().Found {
+			continue
+		}
+		if len(released) == 1 {
+			e.next = fmt.Sprintf("Deployment %s is gone; cannot verify the release", e.tname())
+			e.pollIn(e.p.interval)
+			return false
+		}
+		e.rollback(ReasonTargetGone, fmt.Sprintf("Deployment %s, released by this checklist, was deleted during the release", e.tname()), "")
 		return false
 	}
-	return !e.triggers() && !e.templateMoved()
+	if e.triggers() {
+		return false
+	}
+	for _, i := range released {
+		if e.cur = i; e.templateMoved() {
+			return false
+		}
+	}
+	return true
 }
 
 // rolledOut says whether the released template serves every replica, all available.
 // It reads the ReplicaSet that serves, not the Deployment's updated count, which
 // refers to its template now: a change held during the rollout does not hide it.
 func (e *engine) rolledOut() bool {
-	t := e.obs.Target
-	return t.ObservedGeneration >= t.Generation && t.Settled && t.ServingHash == e.st.Target.ReleasedTemplateHash &&
+	t := e.tobs()
+	return t.ObservedGeneration >= t.Generation && t.Settled && t.ServingHash == e.ts().ReleasedTemplateHash &&
 		t.Available && t.AvailableReplicas >= t.Replicas && t.TotalReplicas == t.Replicas
 }
 
@@ -135,11 +209,11 @@ func (e *engine) rolledOut() bool {
 // release: a paused Deployment keeps one left over from before, which says nothing
 // about the release.
 func (e *engine) progressDeadlineExceeded() bool {
-	t := e.obs.Target
-	if !t.ProgressDeadlineExceeded || t.ObservedGeneration < t.Generation || e.st.Target.ReleasedAt == nil {
+	t := e.tobs()
+	if !t.ProgressDeadlineExceeded || t.ObservedGeneration < t.Generation || e.ts().ReleasedAt == nil {
 		return false
 	}
-	return t.ProgressingSince.After(e.st.Target.ReleasedAt.Time)
+	return t.ProgressingSince.After(e.ts().ReleasedAt.Time)
 }
 
 // templateMoved handles, after T-0, a Deployment that no longer holds the released
@@ -152,12 +226,12 @@ func (e *engine) progressDeadlineExceeded() bool {
 //     release can no longer be told apart and the checklist ends; while verifying it
 //     is paused at once and reported.
 func (e *engine) templateMoved() bool {
-	t := e.obs.Target
-	ts := e.st.Target
+	t := e.tobs()
+	ts := e.ts()
 	if t.TemplateHash == ts.ReleasedTemplateHash {
 		if ts.HeldTemplateHash != "" {
 			e.event(corev1.EventTypeNormal, ReasonHeldChangeGone, fmt.Sprintf(
-				"Deployment %s is back on the released template (%s): the held change (%s) is gone", e.spec.Target.Name,
+				"Deployment %s is back on the released template (%s): the held change (%s) is gone", e.tname(),
 				images(ts.CandidateImages), images(ts.HeldImages)))
 			ts.HeldTemplateHash, ts.HeldImages = "", nil
 		}
@@ -166,7 +240,7 @@ func (e *engine) templateMoved() bool {
 	ranBefore := !t.TemplateFirstRan.IsZero() && ts.ReleasedAt != nil && t.TemplateFirstRan.Before(ts.ReleasedAt.Time)
 	if t.TemplateHash == ts.PreDeployTemplateHash || ranBefore {
 		e.fail(ReasonReleaseWithdrawn, fmt.Sprintf("Deployment %s no longer holds the released template (%s): it was set back to %s, "+
-			"a template it ran before, outside tminus; there is nothing left to verify", e.spec.Target.Name, images(ts.CandidateImages),
+			"a template it ran before, outside tminus; there is nothing left to verify", e.tname(), images(ts.CandidateImages),
 			images(t.TemplateImages)))
 		return true
 	}
@@ -175,11 +249,11 @@ func (e *engine) templateMoved() bool {
 		case !t.TemplateFirstRan.IsZero():
 			e.fail(ReasonReleaseReplaced, fmt.Sprintf("Deployment %s's template changed to %s while the release (%s) was rolling out, "+
 				"and the change is rolling too (no admission gate held it); tminus cannot verify a release that no longer rolls out, "+
-				"and does not pause a rollout halfway", e.spec.Target.Name, images(t.TemplateImages), images(ts.CandidateImages)))
+				"and does not pause a rollout halfway", e.tname(), images(t.TemplateImages), images(ts.CandidateImages)))
 			return true
 		case t.Settled && t.ServingHash != ts.ReleasedTemplateHash:
 			e.fail(ReasonReleaseReplaced, fmt.Sprintf("Deployment %s's template changed to %s before the release (%s) rolled out; "+
-				"the change is held and waits for a checklist of its own", e.spec.Target.Name, images(t.TemplateImages), images(ts.CandidateImages)))
+				"the change is held and waits for a checklist of its own", e.tname(), images(t.TemplateImages), images(ts.CandidateImages)))
 			return true
 		}
 	}

@@ -2,6 +2,7 @@ package checklist
 
 import (
 	"fmt"
+	"strings"
 
 	corev1 "k8s.io/api/core/v1"
 
@@ -37,7 +38,14 @@ func (e *engine) requests() {
 		case deployv1alpha1.RequestAbort:
 			why = AbortRefusal(e.st.Phase)
 		case deployv1alpha1.RequestRollback:
-			why = RollbackRefusal(e.dcl, e.obs.Target, e.obs.Blocker)
+			why = RollbackRefusal(e.dcl, func(name string) TargetState {
+				for i, ref := range e.refs {
+					if ref.Name == name {
+						return *e.obs.targetAt(i)
+					}
+				}
+				return TargetState{}
+			}, e.obs.Blocker)
 		}
 		if why != "" {
 			rec.State, rec.Message = deployv1alpha1.RequestNotApplicable, truncate(fmt.Sprintf(
@@ -75,10 +83,17 @@ func (e *engine) recorded(r Request) bool {
 // of its own, or a retry of this one, releases it.
 func (e *engine) abort(r Request) {
 	msg := fmt.Sprintf("aborted by %s: %s; the release will not start", r.By, r.Reason)
-	if t := e.obs.Target; e.pauses() && t.Found && t.Paused && t.HeldBy == e.mine() &&
-		(e.st.Target == nil || t.TemplateHash != e.st.Target.PreDeployTemplateHash) {
-		msg += fmt.Sprintf("; Deployment %s's new template (%s) stays held: `kubectl checklist retry %s` makes a checklist "+
-			"that releases it after fresh sign-offs, or revert the template", e.spec.Target.Name, images(t.TemplateImages), e.dcl.Name)
+	var held []string
+	e.each(func() bool {
+		if t, ts := e.tobs(), e.ts(); e.pauses() && t.Found && t.Paused && t.HeldBy == e.mine() &&
+			(ts == nil || t.TemplateHash != ts.PreDeployTemplateHash) {
+			held = append(held, fmt.Sprintf("Deployment %s's new template (%s)", e.tname(), images(t.TemplateImages)))
+		}
+		return true
+	})
+	if len(held) > 0 {
+		msg += fmt.Sprintf("; %s stays held: `kubectl checklist retry %s` makes a checklist "+
+			"that releases it after fresh sign-offs, or revert the template", strings.Join(held, " and "), e.dcl.Name)
 	}
 	e.fail(ReasonAborted, msg)
 }
@@ -98,10 +113,10 @@ func AbortRefusal(phase deployv1alpha1.ChecklistPhase) string {
 
 // RollbackRefusal says why dcl cannot be rolled back at a person's request now ("" when
 // it can): during verification (deploying or verifying) it always can; once Succeeded,
-// only while its released template still serves, nothing newer was released and no
-// other checklist is live on the target. t is the target as observed, blocker the live
-// checklist that comes first on it ("" when none).
-func RollbackRefusal(dcl *deployv1alpha1.DeploymentChecklist, t TargetState, blocker string) string {
+// only while each released target's template still serves, nothing newer was released
+// and no other checklist is live on its targets. observed is a target as observed,
+// blocker the live checklist that comes first on one of them ("" when none).
+func RollbackRefusal(dcl *deployv1alpha1.DeploymentChecklist, observed func(name string) TargetState, blocker string) string {
 	st := &dcl.Status
 	switch st.Phase {
 	case deployv1alpha1.PhaseDeploying, deployv1alpha1.PhaseVerifying:
@@ -112,26 +127,35 @@ func RollbackRefusal(dcl *deployv1alpha1.DeploymentChecklist, t TargetState, blo
 	default:
 		return "T-0 has not passed: nothing was released to roll back; to stop the release, kubectl checklist abort"
 	}
-	ts := st.Target
 	rev := dcl.Spec.Revision
 	if rev == "" {
 		rev = dcl.Name
 	}
-	switch {
-	case ts == nil || ts.ReleasedTemplateHash == "":
-		return "nothing was released"
-	case !t.Found:
-		return fmt.Sprintf("Deployment %s is gone", dcl.Spec.Target.Name)
-	case blocker != "":
+	if blocker != "" {
 		return fmt.Sprintf("checklist %s is live on Deployment %s: a newer release is under way; roll back through it", blocker,
-			dcl.Spec.Target.Name)
-	case len(t.ReleasedRevisions) > 0 && t.ReleasedRevisions[0] != rev:
-		return fmt.Sprintf("revision %s was released on Deployment %s after %s", t.ReleasedRevisions[0], dcl.Spec.Target.Name, rev)
-	case !gate.SameTemplate(t.TemplateHash, ts.ReleasedTemplateHash) || (t.ServingHash != "" && !gate.SameTemplate(t.ServingHash, ts.ReleasedTemplateHash)):
-		return fmt.Sprintf("the released template (%s) no longer serves on Deployment %s, which runs %s", images(ts.CandidateImages),
-			dcl.Spec.Target.Name, images(t.TemplateImages))
-	case ts.PreDeployTemplate == nil:
-		return fmt.Sprintf("Deployment %s served nothing before the release: there is nothing to restore", dcl.Spec.Target.Name)
+			strings.Join(dcl.Spec.TargetNames(), ", Deployment "))
+	}
+	released := 0
+	for _, ts := range st.TargetsOf(&dcl.Spec) {
+		if ts.ReleasedTemplateHash == "" {
+			continue
+		}
+		released++
+		t := observed(ts.Name)
+		switch {
+		case !t.Found:
+			return fmt.Sprintf("Deployment %s is gone", ts.Name)
+		case len(t.ReleasedRevisions) > 0 && t.ReleasedRevisions[0] != rev:
+			return fmt.Sprintf("revision %s was released on Deployment %s after %s", t.ReleasedRevisions[0], ts.Name, rev)
+		case !gate.SameTemplate(t.TemplateHash, ts.ReleasedTemplateHash) || (t.ServingHash != "" && !gate.SameTemplate(t.ServingHash, ts.ReleasedTemplateHash)):
+			return fmt.Sprintf("the released template (%s) no longer serves on Deployment %s, which runs %s", images(ts.CandidateImages),
+				ts.Name, images(t.TemplateImages))
+		case ts.PreDeployTemplate == nil:
+			return fmt.Sprintf("Deployment %s served nothing before the release: there is nothing to restore", ts.Name)
+		}
+	}
+	if released == 0 {
+		return "nothing was released"
 	}
 	return ""
 }

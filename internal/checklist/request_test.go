@@ -23,7 +23,7 @@ func abortBy(by, reason string) []Request {
 // succeededChecklist walks releasedChecklist through T+5m: Succeeded at t0+5m.
 func succeededChecklist() *deployv1alpha1.DeploymentChecklist {
 	c := releasedChecklist()
-	run(c, Observations{Target: rolledOutTarget(), Approvals: approved("deployment-lead"), Metrics: errorRate(0.001, "0.001")}, t0.Add(5*time.Minute))
+	run(c, Observations{Targets: []TargetState{rolledOutTarget()}, Approvals: approved("deployment-lead"), Metrics: errorRate(0.001, "0.001")}, t0.Add(5*time.Minute))
 	return c
 }
 
@@ -32,7 +32,7 @@ func TestARollbackRequestedDuringVerificationRestoresInTheSameReconcileAndSaysWh
 	c := releasedChecklist()
 	g.Expect(c.Status.Phase).To(Equal(deployv1alpha1.PhaseVerifying))
 
-	d := run(c, Observations{Target: rolledOutTarget(), Approvals: approved("deployment-lead"),
+	d := run(c, Observations{Targets: []TargetState{rolledOutTarget()}, Approvals: approved("deployment-lead"),
 		Requests: rollbackBy("carol", "CVE-2026-1234 in the new image")}, t0.Add(time.Minute))
 	g.Expect(c.Status.Phase).To(Equal(deployv1alpha1.PhaseRolledBack))
 	g.Expect(kinds(d.Actions)).To(Equal([]ActionKind{ActionRestore}), "restored in the reconcile that read the request")
@@ -49,7 +49,7 @@ func TestARollbackRequestedDuringVerificationRestoresInTheSameReconcileAndSaysWh
 
 	// Read again (the annotation stays): acted on once.
 	firedAt := c.Status.Rollback.FiredAt
-	d = run(c, Observations{Target: restoredTarget(), Requests: rollbackBy("carol", "CVE-2026-1234 in the new image")}, t0.Add(2*time.Minute))
+	d = run(c, Observations{Targets: []TargetState{restoredTarget()}, Requests: rollbackBy("carol", "CVE-2026-1234 in the new image")}, t0.Add(2*time.Minute))
 	g.Expect(c.Status.Rollback.FiredAt).To(Equal(firedAt))
 	g.Expect(reasons(d.Events)).To(Equal([]string{ReasonRestored}))
 }
@@ -59,13 +59,13 @@ func TestAnUnverifiedRollbackRequestIsReportedAndNotActedOn(t *testing.T) {
 	c := releasedChecklist()
 	req := rollbackBy("mallory", "I say so")
 	req[0].Verified, req[0].WrittenBy = false, ""
-	d := run(c, Observations{Target: rolledOutTarget(), Approvals: approved("deployment-lead"), Requests: req}, t0.Add(time.Minute))
+	d := run(c, Observations{Targets: []TargetState{rolledOutTarget()}, Approvals: approved("deployment-lead"), Requests: req}, t0.Add(time.Minute))
 	g.Expect(c.Status.Phase).To(Equal(deployv1alpha1.PhaseVerifying))
 	g.Expect(d.Actions).To(BeEmpty())
 	g.Expect(c.Status.Request.State).To(Equal(deployv1alpha1.RequestUnverified))
 	g.Expect(reasons(d.Events)).To(ContainElement(ReasonRequestNotActed))
 
-	d = run(c, Observations{Target: rolledOutTarget(), Approvals: approved("deployment-lead"), Requests: req}, t0.Add(2*time.Minute))
+	d = run(c, Observations{Targets: []TargetState{rolledOutTarget()}, Approvals: approved("deployment-lead"), Requests: req}, t0.Add(2*time.Minute))
 	g.Expect(reasons(d.Events)).NotTo(ContainElement(ReasonRequestNotActed), "reported once")
 }
 
@@ -76,7 +76,7 @@ func TestARollbackRequestedAnHourAfterTheReleaseSucceededRestoresIt(t *testing.T
 	c := succeededChecklist()
 	g.Expect(c.Status.Phase).To(Equal(deployv1alpha1.PhaseSucceeded))
 
-	d := run(c, Observations{Target: rolledOutTarget(), Requests: rollbackBy("carol", "CVE-2026-1234")}, t0.Add(time.Hour+5*time.Minute))
+	d := run(c, Observations{Targets: []TargetState{rolledOutTarget()}, Requests: rollbackBy("carol", "CVE-2026-1234")}, t0.Add(time.Hour+5*time.Minute))
 	g.Expect(c.Status.Phase).To(Equal(deployv1alpha1.PhaseRolledBack))
 	g.Expect(kinds(d.Actions)).To(Equal([]ActionKind{ActionRestore}))
 	g.Expect(d.Actions[0].RolledBack).To(Equal("hash-v2"), "the rolled-back template stays refused")
@@ -84,8 +84,8 @@ func TestARollbackRequestedAnHourAfterTheReleaseSucceededRestoresIt(t *testing.T
 	g.Expect(meta.FindStatusCondition(c.Status.Conditions, CondRecorded).Status).To(BeEquivalentTo("False"),
 		"a new record is owed: the release ended again, rolled back")
 
-	run(c, Observations{Target: restoredTarget(), Requests: rollbackBy("carol", "CVE-2026-1234")}, t0.Add(time.Hour+6*time.Minute))
-	g.Expect(c.Status.Target.RestoredAt).NotTo(BeNil())
+	run(c, Observations{Targets: []TargetState{restoredTarget()}, Requests: rollbackBy("carol", "CVE-2026-1234")}, t0.Add(time.Hour+6*time.Minute))
+	g.Expect(c.Status.Targets[0].RestoredAt).NotTo(BeNil())
 }
 
 func TestARollbackOfASucceededReleaseThatNoLongerServesIsNotActedOn(t *testing.T) {
@@ -111,7 +111,7 @@ func TestARollbackOfASucceededReleaseThatNoLongerServesIsNotActedOn(t *testing.T
 		t.Run(name, func(t *testing.T) {
 			g := NewWithT(t)
 			c := succeededChecklist()
-			d := run(c, Observations{Target: tc.target(), Blocker: tc.blocker, Requests: rollbackBy("carol", "CVE")}, t0.Add(time.Hour))
+			d := run(c, Observations{Targets: []TargetState{tc.target()}, Blocker: tc.blocker, Requests: rollbackBy("carol", "CVE")}, t0.Add(time.Hour))
 			g.Expect(c.Status.Phase).To(Equal(deployv1alpha1.PhaseSucceeded))
 			g.Expect(kinds(d.Actions)).NotTo(ContainElement(ActionRestore))
 			g.Expect(c.Status.Request.State).To(Equal(deployv1alpha1.RequestNotApplicable))
@@ -123,10 +123,10 @@ func TestARollbackOfASucceededReleaseThatNoLongerServesIsNotActedOn(t *testing.T
 func TestAnAbortBeforeT0EndsFailedAndTheHeldChangeStaysHeld(t *testing.T) {
 	g := NewWithT(t)
 	c := newChecklist()
-	run(c, Observations{Target: heldTarget(), Metrics: errorRate(0.001, "0.001")}, t0.Add(-5*time.Minute))
+	run(c, Observations{Targets: []TargetState{heldTarget()}, Metrics: errorRate(0.001, "0.001")}, t0.Add(-5*time.Minute))
 	g.Expect(c.Status.Phase).To(Equal(deployv1alpha1.PhaseRunning))
 
-	d := run(c, Observations{Target: heldTarget(), Requests: abortBy("carol", "wrong build")}, t0.Add(-4*time.Minute))
+	d := run(c, Observations{Targets: []TargetState{heldTarget()}, Requests: abortBy("carol", "wrong build")}, t0.Add(-4*time.Minute))
 	g.Expect(c.Status.Phase).To(Equal(deployv1alpha1.PhaseFailed))
 	ready := meta.FindStatusCondition(c.Status.Conditions, CondReady)
 	g.Expect(ready.Reason).To(Equal(ReasonAborted))
@@ -141,13 +141,13 @@ func TestAnAbortBeforeT0EndsFailedAndTheHeldChangeStaysHeld(t *testing.T) {
 func TestRequestsTheChecklistCannotActOnSayWhy(t *testing.T) {
 	g := NewWithT(t)
 	c := newChecklist()
-	run(c, Observations{Target: heldTarget()}, t0.Add(-5*time.Minute))
-	run(c, Observations{Target: heldTarget(), Requests: rollbackBy("carol", "CVE")}, t0.Add(-4*time.Minute))
+	run(c, Observations{Targets: []TargetState{heldTarget()}}, t0.Add(-5*time.Minute))
+	run(c, Observations{Targets: []TargetState{heldTarget()}, Requests: rollbackBy("carol", "CVE")}, t0.Add(-4*time.Minute))
 	g.Expect(c.Status.Phase).To(Equal(deployv1alpha1.PhaseRunning))
 	g.Expect(c.Status.Request.Message).To(ContainSubstring("T-0 has not passed"))
 
 	c = releasedChecklist()
-	run(c, Observations{Target: rolledOutTarget(), Approvals: approved("deployment-lead"), Requests: abortBy("carol", "late")}, t0.Add(time.Minute))
+	run(c, Observations{Targets: []TargetState{rolledOutTarget()}, Approvals: approved("deployment-lead"), Requests: abortBy("carol", "late")}, t0.Add(time.Minute))
 	g.Expect(c.Status.Phase).To(Equal(deployv1alpha1.PhaseVerifying))
 	g.Expect(c.Status.Request.Message).To(ContainSubstring("T-0 has passed"))
 }
@@ -160,14 +160,14 @@ func TestARetryReleasesARevisionReleasedBefore(t *testing.T) {
 	target := heldTarget()
 	target.ReleasedRevisions = []string{"v2"}
 	reapplied := newChecklist()
-	run(reapplied, Observations{Target: target}, t0.Add(-5*time.Minute))
+	run(reapplied, Observations{Targets: []TargetState{target}}, t0.Add(-5*time.Minute))
 	g.Expect(meta.FindStatusCondition(reapplied.Status.Conditions, CondReady).Reason).To(Equal(ReasonAlreadyReleased))
 
 	retry := newChecklist()
 	retry.Name, retry.Annotations = "checkout-v2-retry-1", map[string]string{deployv1alpha1.RetryOfAnnotation: "checkout-v2"}
 	target.HeldBy = "checklist/checkout-v2-retry-1"
-	run(retry, Observations{Target: target}, t0.Add(-5*time.Minute))
+	run(retry, Observations{Targets: []TargetState{target}}, t0.Add(-5*time.Minute))
 	g.Expect(retry.Status.Phase).To(Equal(deployv1alpha1.PhaseRunning))
-	run(retry, Observations{Target: target, Approvals: approved("deployment-lead"), Metrics: errorRate(0.001, "0.001")}, t0.Add(-time.Minute))
+	run(retry, Observations{Targets: []TargetState{target}, Approvals: approved("deployment-lead"), Metrics: errorRate(0.001, "0.001")}, t0.Add(-time.Minute))
 	g.Expect(retry.Status.Phase).To(Equal(deployv1alpha1.PhaseDeploying))
 }

@@ -166,11 +166,13 @@ type Observations struct {
 	ApprovalProblems []string
 	// Requests are the people's requests on the checklist (abort, rollback).
 	Requests []Request
-	// Target is the target Deployment.
-	Target TargetState
-	// Blocker names another live checklist of the same Deployment that comes first:
-	// while it lives, this one waits and touches nothing.
-	Blocker string
+	// Targets are the release's targets, in the order of spec.targets.
+	Targets []TargetState
+	// Blocker names another live checklist of one of the targets that comes first:
+	// while it lives, this one waits and touches nothing. BlockedOn names the target
+	// they share.
+	Blocker   string
+	BlockedOn string
 	// RequireVerified: only sign-offs the approval webhook verified count.
 	RequireVerified bool
 	// AdmissionServed says whether the manager serves the Deployment admission webhook,
@@ -203,6 +205,8 @@ const (
 // twice has the effect of doing it once.
 type Action struct {
 	Kind ActionKind
+	// Target names the Deployment a Hold, Resume, Release or Restore writes to.
+	Target string
 	// Phase and Check name the job check (ActionCreateJob).
 	Phase, Check string
 	// Template is what ActionRestore writes, and RolledBack the template hash it rolls

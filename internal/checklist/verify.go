@@ -12,14 +12,16 @@ import (
 
 // verifying walks the T-plus phases, watching triggers.
 func (e *engine) verifying() {
-	t := e.obs.Target
 	if !e.releaseGoesOn() {
 		return
 	}
-	// tminus's pause on the released template (a held change was reverted) comes off.
-	if e.pauses() && t.Paused && t.TemplateHash == e.st.Target.ReleasedTemplateHash &&
-		(t.HeldBy == e.mine() || t.HeldBy == deployv1alpha1.HeldByAdmission) {
-		e.action(Action{Kind: ActionResume, TemplateHash: t.TemplateHash})
+	// tminus's pause on a released template (a held change was reverted) comes off.
+	for _, i := range e.releasedTargets() {
+		e.cur = i
+		if t := e.tobs(); e.pauses() && t.Paused && t.TemplateHash == e.ts().ReleasedTemplateHash &&
+			(t.HeldBy == e.mine() || t.HeldBy == deployv1alpha1.HeldByAdmission) {
+			e.action(Action{Kind: ActionResume, TemplateHash: t.TemplateHash})
+		}
 	}
 	if e.walk(e.p.tplus, true) {
 		e.st.Phase = deployv1alpha1.PhaseSucceeded
@@ -32,14 +34,14 @@ func (e *engine) verifying() {
 // released by no checklist; it stays held (paused) and waits for a checklist of its
 // own. Without the admission gate it may have started to roll: it is paused now.
 func (e *engine) heldChange() {
-	t := e.obs.Target
-	ts := e.st.Target
+	t := e.tobs()
+	ts := e.ts()
 	if ts.HeldTemplateHash != t.TemplateHash {
 		ts.HeldTemplateHash, ts.HeldImages = t.TemplateHash, t.TemplateImages
 		e.event(corev1.EventTypeWarning, ReasonHeldChange, fmt.Sprintf(
 			"Deployment %s's pod template changed to %s while this checklist verifies its release (%s): the change is held "+
 				"and waits for a checklist of its own; verification of the released template goes on",
-			e.spec.Target.Name, images(t.TemplateImages), images(ts.CandidateImages)))
+			e.tname(), images(t.TemplateImages), images(ts.CandidateImages)))
 	}
 	if e.pauses() && !t.Paused && !e.gateTurnedOff() {
 		e.action(Action{Kind: ActionHold, HeldTemplate: t.TemplateHash, Reason: fmt.Sprintf(
@@ -51,7 +53,7 @@ func (e *engine) heldChange() {
 // gateTurnedOff says whether the target carries the gated label with a value that turns
 // the admission gate off (the break-glass): tminus then holds no change after the fact.
 func (e *engine) gateTurnedOff() bool {
-	l := e.obs.Target.GateLabel
+	l := e.tobs().GateLabel
 	return l != "" && l != deployv1alpha1.GatedByUser && l != deployv1alpha1.GatedByChecklist
 }
 
@@ -89,7 +91,7 @@ func (e *engine) walk(phases []phasePlan, tplus bool) bool {
 		passed, hardFail := e.evaluate(ph, rec)
 		// A Deployment scaled to zero serves nothing: a check that passes (an error
 		// rate of 0 with no traffic) says nothing about the release.
-		scaledToZero := tplus && e.obs.Target.Found && e.obs.Target.Replicas == 0
+		scaledToZero := tplus && e.scaledToZero()
 		if scaledToZero {
 			passed = false
 		}
@@ -122,7 +124,7 @@ func (e *engine) walk(phases []phasePlan, tplus bool) bool {
 			e.failPhase(rec)
 			summary := e.failingSummary(ph, rec, true)
 			if scaledToZero {
-				summary = fmt.Sprintf("Deployment %s was scaled to zero", e.spec.Target.Name)
+				summary = fmt.Sprintf("Deployment %s was scaled to zero", e.tname())
 			}
 			if tplus {
 				e.rollback(ReasonVerificationFailed, fmt.Sprintf("%s did not pass by %s: %s", ph.spec.Name,
@@ -137,7 +139,7 @@ func (e *engine) walk(phases []phasePlan, tplus bool) bool {
 		}
 		if scaledToZero {
 			e.next = fmt.Sprintf("Deployment %s is scaled to zero: nothing serves the release, so %s cannot pass; scale it up to go on",
-				e.spec.Target.Name, ph.spec.Name)
+				e.tname(), ph.spec.Name)
 			return false
 		}
 		// No values in the next action: they move every measurement and this text is
@@ -217,8 +219,8 @@ func (e *engine) openAt(phases []phasePlan, i int, tplus bool) time.Time {
 	}
 	var scheduled *time.Time
 	switch {
-	case tplus && e.st.Target != nil && e.st.Target.AvailableAt != nil:
-		t := e.st.Target.AvailableAt.Add(phases[i].at)
+	case tplus && e.availableAt() != nil:
+		t := e.availableAt().Add(phases[i].at)
 		scheduled = &t
 	case !tplus && e.p.deployAt != nil:
 		t := e.p.deployAt.Add(phases[i].at)
@@ -255,8 +257,8 @@ func (e *engine) deadline(phases []phasePlan, i int, tplus bool, rec *deployv1al
 		return d, ok
 	}
 	var limit time.Time
-	if i+1 < len(phases) && e.st.Target != nil && e.st.Target.AvailableAt != nil {
-		limit = e.st.Target.AvailableAt.Add(phases[i+1].at)
+	if i+1 < len(phases) && e.availableAt() != nil {
+		limit = e.availableAt().Add(phases[i+1].at)
 		// A phase that opened late still gets one interval to be measured.
 		limit = latest(limit, opened.Add(e.p.interval))
 	} else {
@@ -301,4 +303,19 @@ func (e *engine) failingSummary(ph phasePlan, rec *deployv1alpha1.PhaseStatus, v
 		return "no check failing"
 	}
 	return strings.Join(parts, "; ")
+}
+
+// scaledToZero says whether a released target serves nothing (scaled to zero); the
+// target at hand is then that one, for the message.
+func (e *engine) scaledToZero() bool {
+	for _, i := range e.releasedTargets() {
+		if e.cur = i; e.tobs().Found && e.tobs().Replicas == 0 {
+			return true
+		}
+	}
+	if len(e.releasedTargets()) == 0 && len(e.refs) > 0 {
+		e.cur = 0
+		return e.tobs().Found && e.tobs().Replicas == 0
+	}
+	return false
 }

@@ -135,15 +135,15 @@ func TestAP95RegressionUnderTheAbsoluteLimitIsCaughtByTheBaseline(t *testing.T) 
 	waitRunning(t, d, "checkout:v1")
 
 	oldHash, newHash := podTemplateHash(t, d, "checkout:v1"), podTemplateHash(t, d, "checkout:v2")
-	g.Expect(rolled.Status.Target.PreDeployPodTemplateHash).To(Equal(oldHash))
-	g.Expect(rolled.Status.Target.ReleasedPodTemplateHash).To(Equal(newHash))
+	g.Expect(rolled.Status.Targets[0].PreDeployPodTemplateHash).To(Equal(oldHash))
+	g.Expect(rolled.Status.Targets[0].ReleasedPodTemplateHash).To(Equal(newHash))
 
 	// The baseline: v1's p95 at T-0, asked of v1's pods.
 	g.Expect(rolled.Status.Baselines).To(HaveLen(1))
 	base := rolled.Status.Baselines[0]
 	g.Expect(base.Metric).To(Equal("p95"))
 	g.Expect(base.Result).To(Equal(checklist.BaselineValue))
-	g.Expect(base.At.Time).To(Equal(rolled.Status.Target.T0At.Time))
+	g.Expect(base.At.Time).To(Equal(rolled.Status.Targets[0].T0At.Time))
 	g.Expect(base.Query).To(ContainSubstring(`pod_template_hash="` + oldHash + `"`))
 	g.Expect(strconv.ParseFloat(base.Value, 64)).To(BeNumerically("~", 0.0975, 0.001), "100 ms in the (0.05, 0.1] bucket")
 
@@ -204,10 +204,10 @@ func TestAReleaseThatFixesErrorsIsJudgedAfterItsGracePeriod(t *testing.T) {
 				return
 			}
 			g.Expect(done.Status.Rollback).To(BeNil())
-			g.Expect(done.Status.Target.AvailableAt).NotTo(BeNil())
+			g.Expect(done.Status.Targets[0].AvailableAt).NotTo(BeNil())
 			g.Expect(done.Status.Triggers[0].LastEvaluated.Time).To(BeTemporally(">=",
-				done.Status.Target.AvailableAt.Add(15*time.Second)), "judged only after its grace period")
-			g.Expect(time.Since(done.Status.Target.AvailableAt.Time)).To(BeNumerically("<", 2*time.Minute))
+				done.Status.Targets[0].AvailableAt.Add(15*time.Second)), "judged only after its grace period")
+			g.Expect(time.Since(done.Status.Targets[0].AvailableAt.Time)).To(BeNumerically("<", 2*time.Minute))
 		})
 	}
 }

@@ -37,7 +37,7 @@ func newChecklist(ns string, opts ...option) *deployv1alpha1.DeploymentChecklist
 	c := &deployv1alpha1.DeploymentChecklist{
 		ObjectMeta: metav1.ObjectMeta{Name: "checkout-v2", Namespace: ns},
 		Spec: deployv1alpha1.DeploymentChecklistSpec{
-			Target:   deployv1alpha1.TargetRef{Kind: "Deployment", Name: "checkout"},
+			Target:   &deployv1alpha1.TargetRef{Kind: "Deployment", Name: "checkout"},
 			Revision: "v2",
 			ChecklistBody: deployv1alpha1.ChecklistBody{
 				Interval:   "1s",
@@ -124,8 +124,8 @@ func TestHoldsWhileApprovalsAreMissingThenReleasesAtT0AndSucceeds(t *testing.T) 
 	waitRunning(t, d, "checkout:v2")
 	done := waitPhase(t, c, deployv1alpha1.PhaseSucceeded)
 	g.Expect(meta.IsStatusConditionTrue(done.Status.Conditions, checklist.CondReady)).To(BeTrue())
-	g.Expect(done.Status.Target.PreDeployTemplateHash).NotTo(BeEmpty())
-	g.Expect(done.Status.Target.ReleasedAt).NotTo(BeNil())
+	g.Expect(done.Status.Targets[0].PreDeployTemplateHash).NotTo(BeEmpty())
+	g.Expect(done.Status.Targets[0].ReleasedAt).NotTo(BeNil())
 	g.Expect(done.Status.Approvals).To(HaveLen(1))
 	g.Expect(done.Status.Approvals[0].Approver).To(Equal("alice"))
 
@@ -171,7 +171,8 @@ func TestABreachedTriggerRollsBackToTheOldImageExactlyOnce(t *testing.T) {
 
 	g.Eventually(func(g Gomega) {
 		cur := getChecklist(g, c)
-		g.Expect(cur.Status.Target.RestoredAt).NotTo(BeNil())
+		g.Expect(cur.Status.Targets).NotTo(BeEmpty())
+		g.Expect(cur.Status.Targets[0].RestoredAt).NotTo(BeNil())
 		g.Expect(cur.Status.Rollback.CompletedAt).NotTo(BeNil())
 		g.Expect(meta.IsStatusConditionTrue(cur.Status.Conditions, checklist.CondRolledBack)).To(BeTrue())
 		g.Expect(meta.IsStatusConditionTrue(cur.Status.Conditions, checklist.CondStalled)).To(BeTrue())
@@ -299,7 +300,7 @@ func TestDeployAtInTheFutureHoldsUntilTheClockReachesIt(t *testing.T) {
 	setImage(t, d, "checkout:v2")
 
 	released := waitPhase(t, c, deployv1alpha1.PhaseVerifying)
-	g.Expect(released.Status.Target.ReleasedAt.Time).NotTo(BeTemporally("<", deployAt.Time))
+	g.Expect(released.Status.Targets[0].ReleasedAt.Time).NotTo(BeTemporally("<", deployAt.Time))
 }
 
 // crashAfterRestore makes the manager die right after its rollback patch reached the
@@ -363,12 +364,13 @@ func TestARestartRightAfterTheRollbackPatchDoesNotRollBackTwice(t *testing.T) {
 	g.Expect(restored.Spec.Template.Spec.Containers[0].Image).To(Equal("checkout:v1"))
 	crashed := getChecklist(g, c)
 	g.Expect(crashed.Status.Phase).To(Equal(deployv1alpha1.PhaseRolledBack), "the intent is written before the patch")
-	g.Expect(crashed.Status.Target.RestoredAt).To(BeNil(), "the crash came before the completion was recorded")
+	g.Expect(crashed.Status.Targets[0].RestoredAt).To(BeNil(), "the crash came before the completion was recorded")
 
 	startManagerIn(t, ns, metrics, nil)
 	g.Eventually(func(g Gomega) {
 		cur := getChecklist(g, c)
-		g.Expect(cur.Status.Target.RestoredAt).NotTo(BeNil())
+		g.Expect(cur.Status.Targets).NotTo(BeEmpty())
+		g.Expect(cur.Status.Targets[0].RestoredAt).NotTo(BeNil())
 	}, time.Minute, 100*time.Millisecond).Should(Succeed())
 	waitRunning(t, d, "checkout:v1")
 	g.Expect(getDeployment(t, d).Generation).To(Equal(restored.Generation), "the restarted manager must not patch again")

@@ -155,7 +155,7 @@ func (r *DeploymentChecklistReconciler) Reconcile(ctx context.Context, req ctrl.
 		}
 		return ctrl.Result{}, client.IgnoreNotFound(err)
 	}
-	done, ours := begin(r.Shards, dcl.Namespace, dcl.Spec.Target.Name)
+	done, ours := begin(r.Shards, dcl.Namespace, dcl.Spec.ShardTarget())
 	if !ours {
 		// Another replica's shard: it reconciles this checklist.
 		return ctrl.Result{}, nil
@@ -332,24 +332,34 @@ func (r *DeploymentChecklistReconciler) observe(ctx context.Context, dcl *deploy
 	needs checklist.Needs, now time.Time) (checklist.Observations, error) {
 	var obs checklist.Observations
 	var err error
-	obs.Target, err = target.Observe(ctx, r.Client, types.NamespacedName{Namespace: dcl.Namespace, Name: dcl.Spec.Target.Name})
-	if err != nil {
-		return obs, err
-	}
 	obs.AdmissionServed = r.AdmissionGate != nil && r.AdmissionGate()
 	obs.RequireVerified = r.RequireVerifiedApprovals
 	if v := dcl.Spec.RequireVerifiedApprovals; v != nil {
 		obs.RequireVerified = *v
 	}
-	siblings, err := target.Checklists(ctx, r.Client, dcl.Namespace, dcl.Spec.Target.Name)
-	if err != nil {
-		return obs, err
+	var labels []map[string]string
+	for _, name := range dcl.Spec.TargetNames() {
+		t, err := target.Observe(ctx, r.Client, types.NamespacedName{Namespace: dcl.Namespace, Name: name})
+		if err != nil {
+			return obs, err
+		}
+		obs.Targets = append(obs.Targets, t)
+		labels = append(labels, t.Labels)
+		if obs.Blocker != "" {
+			continue
+		}
+		siblings, err := target.Checklists(ctx, r.Client, dcl.Namespace, name)
+		if err != nil {
+			return obs, err
+		}
+		// This checklist as this reconcile sees it, which the cache may not have yet.
+		siblings = slices.DeleteFunc(siblings, func(c gate.Checklist) bool { return c.Name == dcl.Name })
+		siblings = append(siblings, gate.FromChecklistFor(dcl, name))
+		if obs.Blocker = gate.Blocker(siblings, dcl.Name); obs.Blocker != "" {
+			obs.BlockedOn = name
+		}
 	}
-	// This checklist as this reconcile sees it, which the cache may not have yet.
-	siblings = slices.DeleteFunc(siblings, func(c gate.Checklist) bool { return c.Name == dcl.Name })
-	siblings = append(siblings, gate.FromChecklist(dcl))
-	obs.Blocker = gate.Blocker(siblings, dcl.Name)
-	if obs.Freezes, err = r.freezesFor(ctx, dcl, obs.Target.Labels); err != nil {
+	if obs.Freezes, err = r.freezesFor(ctx, dcl, labels...); err != nil {
 		return obs, err
 	}
 
@@ -367,10 +377,12 @@ func (r *DeploymentChecklistReconciler) observe(ctx context.Context, dcl *deploy
 	}
 
 	vars := checklist.QueryVars(dcl)
-	if ts := dcl.Status.Target; ts != nil && vars[checklist.VarPodTemplateHash] == "" {
-		// Released in this reconcile's view before status recorded it.
-		if h := obs.Target.PodTemplateHashes[ts.ReleasedTemplateHash]; h != "" && ts.ReleasedTemplateHash != "" {
-			vars[checklist.VarPodTemplateHash] = h
+	if names := dcl.Spec.TargetNames(); len(names) == 1 && len(obs.Targets) == 1 {
+		if ts := dcl.TargetStatusOf(names[0]); ts != nil && vars[checklist.VarPodTemplateHash] == "" {
+			// Released in this reconcile's view before status recorded it.
+			if h := obs.Targets[0].PodTemplateHashes[ts.ReleasedTemplateHash]; h != "" && ts.ReleasedTemplateHash != "" {
+				vars[checklist.VarPodTemplateHash] = h
+			}
 		}
 	}
 	// Every measurement at once, under one deadline: the interval. A checklist waits
@@ -380,8 +392,8 @@ func (r *DeploymentChecklistReconciler) observe(ctx context.Context, dcl *deploy
 	defer cancel()
 	var ms measurements
 	ms.metrics(mctx, r, dcl, needs.Metrics, vars, checklist.EvaluationTime(now, checklist.Interval(dcl)), false)
-	if ts := dcl.Status.Target; len(needs.Baselines) > 0 && ts != nil && ts.T0At != nil {
-		ms.metrics(mctx, r, dcl, needs.Baselines, checklist.BaselineVars(dcl), ts.T0At.Time, true)
+	if t0 := checklist.T0(dcl); len(needs.Baselines) > 0 && t0 != nil {
+		ms.metrics(mctx, r, dcl, needs.Baselines, checklist.BaselineVars(dcl), t0.Time, true)
 	}
 	for key, spec := range needs.HTTP {
 		ms.run(func() { ms.put(&ms.http, key, r.HTTP.Probe(mctx, spec)) })
@@ -454,7 +466,7 @@ func splitKey(key string) (string, string) {
 }
 
 func (r *DeploymentChecklistReconciler) act(ctx context.Context, dcl *deployv1alpha1.DeploymentChecklist, a checklist.Action) error {
-	key := types.NamespacedName{Namespace: dcl.Namespace, Name: dcl.Spec.Target.Name}
+	key := types.NamespacedName{Namespace: dcl.Namespace, Name: a.Target}
 	switch a.Kind {
 	case checklist.ActionHold:
 		heldBy := a.HeldBy
@@ -550,7 +562,7 @@ func (r *DeploymentChecklistReconciler) checklistsForDeployment(ctx context.Cont
 	for i := range list.Items {
 		c := &list.Items[i]
 		st := c.Status
-		restoring := st.Phase == deployv1alpha1.PhaseRolledBack && st.Target != nil && st.Target.RestoredAt == nil
+		restoring := st.Phase == deployv1alpha1.PhaseRolledBack && st.Rollback != nil && !st.Rollback.DryRun && st.Rollback.CompletedAt == nil
 		if !gate.Terminal(st.Phase) || restoring || heldBy == deployv1alpha1.HeldByChecklist(c.Name) {
 			reqs = append(reqs, reconcile.Request{NamespacedName: client.ObjectKeyFromObject(c)})
 		}
@@ -581,15 +593,17 @@ func (r *DeploymentChecklistReconciler) blockedSiblings(ctx context.Context, o c
 	if !ok {
 		return nil
 	}
-	var list deployv1alpha1.DeploymentChecklistList
-	if err := r.List(ctx, &list, client.InNamespace(dcl.Namespace), client.MatchingFields{target.ChecklistIndex: dcl.Spec.Target.Name}); err != nil {
-		return nil
-	}
 	var reqs []reconcile.Request
-	for i := range list.Items {
-		c := &list.Items[i]
-		if c.Name != dcl.Name && !gate.Terminal(c.Status.Phase) {
-			reqs = append(reqs, reconcile.Request{NamespacedName: client.ObjectKeyFromObject(c)})
+	for _, name := range dcl.Spec.TargetNames() {
+		var list deployv1alpha1.DeploymentChecklistList
+		if err := r.List(ctx, &list, client.InNamespace(dcl.Namespace), client.MatchingFields{target.ChecklistIndex: name}); err != nil {
+			return nil
+		}
+		for i := range list.Items {
+			c := &list.Items[i]
+			if c.Name != dcl.Name && !gate.Terminal(c.Status.Phase) {
+				reqs = append(reqs, reconcile.Request{NamespacedName: client.ObjectKeyFromObject(c)})
+			}
 		}
 	}
 	return reqs
@@ -643,7 +657,12 @@ func recordMetrics(created time.Time, before, after *deployv1alpha1.DeploymentCh
 // the end (releases by result).
 func recordDelivery(created time.Time, before, after *deployv1alpha1.DeploymentChecklistStatus) {
 	t0 := func(st *deployv1alpha1.DeploymentChecklistStatus) *metav1.Time {
-		if st.Target == nil {
+		for i := range st.Targets {
+			if st.Targets[i].T0At != nil {
+				return st.Targets[i].T0At
+			}
+		}
+		if st.Target == nil { // written before status.targets: read once, moved at the next write
 			return nil
 		}
 		return st.Target.T0At

@@ -14,10 +14,11 @@ import (
 
 // freezesFor lists the change freezes that apply to dcl: its namespace's ChangeFreezes
 // and the ClusterChangeFreezes whose namespaceSelector takes it in, whose selector takes
-// in dcl's labels or its target's (workloadLabels). Only a checklist before its release
-// needs them: a freeze never stops a release already out, nor a rollback.
+// in dcl's labels or one of its targets' (workloadLabels, one map per target). Only a
+// checklist before its release needs them: a freeze never stops a release already out,
+// nor a rollback.
 func (r *DeploymentChecklistReconciler) freezesFor(ctx context.Context, dcl *deployv1alpha1.DeploymentChecklist,
-	workloadLabels map[string]string) ([]freeze.Freeze, error) {
+	workloadLabels ...map[string]string) ([]freeze.Freeze, error) {
 	if checklist.PastT0(dcl.Status.Phase) {
 		return nil, nil
 	}
@@ -25,5 +26,10 @@ func (r *DeploymentChecklistReconciler) freezesFor(ctx context.Context, dcl *dep
 	if err != nil {
 		return nil, err
 	}
-	return slices.DeleteFunc(fs, func(f freeze.Freeze) bool { return !f.Selects(dcl.Labels, workloadLabels) }), nil
+	if len(workloadLabels) == 0 {
+		workloadLabels = []map[string]string{nil}
+	}
+	return slices.DeleteFunc(fs, func(f freeze.Freeze) bool {
+		return !slices.ContainsFunc(workloadLabels, func(l map[string]string) bool { return f.Selects(dcl.Labels, l) })
+	}), nil
 }

@@ -62,7 +62,7 @@ func TestAReleaseHeldByAFreezeStartsWhenTheFreezeEnds(t *testing.T) {
 	// The freeze ends: the release starts by itself.
 	done := waitPhase(t, c, deployv1alpha1.PhaseSucceeded)
 	waitRunning(t, d, "checkout:v2")
-	g.Expect(done.Status.Target.ReleasedAt.Time).To(BeTemporally(">=", end))
+	g.Expect(done.Status.Targets[0].ReleasedAt.Time).To(BeTemporally(">=", end))
 	g.Expect(meta.FindStatusCondition(done.Status.Conditions, checklist.CondFrozen).Reason).To(Equal(checklist.ReasonNotFrozen))
 }
 
@@ -169,7 +169,7 @@ func TestAnImageThatLandsInAFreezeAfterT0IsHeldUntilTheFreezeEnds(t *testing.T) 
 	setImage(t, d, "checkout:v2")
 	g.Eventually(func(g Gomega) {
 		cur := getChecklist(g, c)
-		g.Expect(cur.Status.Target.CandidateImages).To(Equal([]string{"checkout:v2"}))
+		g.Expect(cur.Status.Targets[0].CandidateImages).To(Equal([]string{"checkout:v2"}))
 		g.Expect(cur.Status.Phase).To(Equal(deployv1alpha1.PhaseHolding))
 		g.Expect(condition(g, c, checklist.CondReady).Reason).To(Equal(checklist.ReasonFrozen))
 	}, time.Minute, 100*time.Millisecond).Should(Succeed())

@@ -59,7 +59,9 @@ func (r *GateReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.
 	}
 	log := logf.FromContext(ctx).WithValues("deployment", req.NamespacedName)
 
-	want := gate.WantsMark(cls)
+	// A Deployment listing refused templates keeps the label after the checklists that
+	// rolled them back are gone: the admission webhook sees only labelled Deployments.
+	want := gate.WantsMark(cls) || len(gate.ParseRefusals(d.Annotations[deployv1alpha1.RefusedTemplatesAnnotation])) > 0
 	if label, ok := d.Labels[deployv1alpha1.GatedLabel]; (want && !ok) || (!want && label == deployv1alpha1.GatedByChecklist) {
 		if err := target.Mark(ctx, r.Client, fresh, req.NamespacedName, want); err != nil {
 			return ctrl.Result{}, ignoreGone(err)
@@ -119,7 +121,11 @@ func (r *GateReconciler) SetupWithManager(mgr ctrl.Manager) error {
 				if !ok {
 					return nil
 				}
-				return []reconcile.Request{{NamespacedName: types.NamespacedName{Namespace: dcl.Namespace, Name: dcl.Spec.Target.Name}}}
+				var reqs []reconcile.Request
+				for _, name := range dcl.Spec.TargetNames() {
+					reqs = append(reqs, reconcile.Request{NamespacedName: types.NamespacedName{Namespace: dcl.Namespace, Name: name}})
+				}
+				return reqs
 			})).
 		Named("deploymentgate").
 		Complete(r)

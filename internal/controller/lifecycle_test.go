@@ -66,7 +66,7 @@ func TestSignOffsCommittedUpFrontWaitForTheNewTemplateAndReleaseIt(t *testing.T)
 	// The pipeline pushes the image: released at once, rolled out, verified.
 	setImage(t, d, "checkout:v2")
 	done := waitPhase(t, c, deployv1alpha1.PhaseSucceeded)
-	g.Expect(done.Status.Target.CandidateImages).To(Equal([]string{"checkout:v2"}))
+	g.Expect(done.Status.Targets[0].CandidateImages).To(Equal([]string{"checkout:v2"}))
 	waitRunning(t, d, "checkout:v2")
 	cur := getDeployment(t, d)
 	g.Expect(cur.Spec.Paused).To(BeFalse())
@@ -102,9 +102,9 @@ func TestAnImageThatLandedBeforeThePauseIsNotTheTemplateRestored(t *testing.T) {
 	c := newChecklist(ns, withLongVerification)
 	create(t, c)
 	g.Eventually(func(g Gomega) string {
-		st := getChecklist(g, c).Status.Target
-		g.Expect(st).NotTo(BeNil())
-		return st.PreDeployTemplateHash
+		targets := getChecklist(g, c).Status.Targets
+		g.Expect(targets).NotTo(BeEmpty())
+		return targets[0].PreDeployTemplateHash
 	}, time.Minute, 100*time.Millisecond).ShouldNot(BeEmpty())
 
 	// v2 lands before the pause, and rolls out completely.
@@ -112,7 +112,7 @@ func TestAnImageThatLandedBeforeThePauseIsNotTheTemplateRestored(t *testing.T) {
 	waitRunning(t, d, "checkout:v2")
 	blocker.once.Do(func() { close(blocker.release) })
 	waitPaused(t, d)
-	st := getChecklist(g, c).Status.Target
+	st := getChecklist(g, c).Status.Targets[0]
 	g.Expect(string(st.PreDeployTemplate.Raw)).To(ContainSubstring("checkout:v1"), "what served when the checklist started")
 	g.Expect(st.CandidateImages).To(Equal([]string{"checkout:v2"}))
 
@@ -147,7 +147,7 @@ func TestATemplateChangedDuringVerificationIsHeldAndReported(t *testing.T) {
 	// Verification of v2 goes on to the end; v3 stays held, waiting for a checklist of
 	// its own, and says so on the Deployment.
 	done := waitPhase(t, c, deployv1alpha1.PhaseSucceeded)
-	g.Expect(done.Status.Target.ReleasedTemplateHash).To(Equal(done.Status.Target.CandidateTemplateHash))
+	g.Expect(done.Status.Targets[0].ReleasedTemplateHash).To(Equal(done.Status.Targets[0].CandidateTemplateHash))
 	g.Eventually(func(g Gomega) {
 		cur := getDeployment(t, d)
 		g.Expect(cur.Spec.Paused).To(BeTrue())
@@ -312,7 +312,7 @@ func TestASecondLiveChecklistIsBlocked(t *testing.T) {
 	create(t, second)
 	blocked := waitPhase(t, second, deployv1alpha1.PhaseBlocked)
 	g.Expect(blocked.Status.NextAction).To(ContainSubstring("checklist checkout-v2 is live on Deployment checkout"))
-	g.Expect(blocked.Status.Target).To(BeNil(), "it captured nothing and touches nothing")
+	g.Expect(blocked.Status.Targets).To(BeEmpty(), "it captured nothing and touches nothing")
 	g.Expect(meta.FindStatusCondition(blocked.Status.Conditions, checklist.CondReady).Reason).To(Equal(checklist.ReasonBlocked))
 
 	// The first one releases and ends; the second starts.
@@ -320,7 +320,7 @@ func TestASecondLiveChecklistIsBlocked(t *testing.T) {
 	approve(t, first, "deployment-lead", "alice for v2")
 	waitPhase(t, first, deployv1alpha1.PhaseSucceeded)
 	running := waitPhase(t, second, deployv1alpha1.PhaseRunning)
-	g.Expect(running.Status.Target.PreDeployImages).To(Equal([]string{"checkout:v2"}))
+	g.Expect(running.Status.Targets[0].PreDeployImages).To(Equal([]string{"checkout:v2"}))
 }
 
 func TestAnOldChecklistReappliedAfterItsReleaseNeverPausesTheTargetAgain(t *testing.T) {

@@ -66,7 +66,7 @@ func TestAPushLandingAsT0ReleasesIsNotUnpausedUnderTheSignOffsOfTheTemplateBefor
 	failed := waitPhase(t, c, deployv1alpha1.PhaseFailed)
 	push.once.Do(func() {}) // the push is done (or never happened: the image below says)
 	g.Expect(push.err).NotTo(HaveOccurred())
-	g.Expect(failed.Status.Target.CandidateImages).To(Equal([]string{"checkout:v2"}))
+	g.Expect(failed.Status.Targets[0].CandidateImages).To(Equal([]string{"checkout:v2"}))
 	g.Expect(condition(g, c, checklist.CondReady).Reason).To(Equal(checklist.ReasonReleaseReplaced))
 
 	// v3 was signed off by nobody: it stays held, waiting for a checklist of its own.
@@ -98,7 +98,7 @@ func TestOfTwoChecklistsCreatedInTheSameInstantOnlyTheFirstActsAndTheOtherSaysIt
 	create(t, first)
 	create(t, second)
 	started := waitPhase(t, second, deployv1alpha1.PhaseRunning)
-	g.Expect(started.Status.Target.CapturedAt).NotTo(BeNil())
+	g.Expect(started.Status.Targets[0].CapturedAt).NotTo(BeNil())
 	waitPaused(t, d)
 	late.stop()
 
@@ -107,10 +107,10 @@ func TestOfTwoChecklistsCreatedInTheSameInstantOnlyTheFirstActsAndTheOtherSaysIt
 	startManagerIn(t, ns, healthyMetrics(), nil)
 	blocked := waitPhase(t, second, deployv1alpha1.PhaseBlocked)
 	g.Expect(blocked.Status.NextAction).To(ContainSubstring("checklist checkout-v2 is live on Deployment checkout"))
-	g.Expect(blocked.Status.Target).To(BeNil())
+	g.Expect(blocked.Status.Targets).To(BeEmpty())
 	g.Expect(condition(g, second, checklist.CondReady).Reason).To(Equal(checklist.ReasonBlocked))
 	running := waitPhase(t, first, deployv1alpha1.PhaseRunning)
-	g.Expect(running.Status.Target.PreDeployImages).To(Equal([]string{"checkout:v1"}))
+	g.Expect(running.Status.Targets[0].PreDeployImages).To(Equal([]string{"checkout:v1"}))
 
 	// The first releases v2 and ends; then the second starts from what serves.
 	setImage(t, d, "checkout:v2")
@@ -122,7 +122,7 @@ func TestOfTwoChecklistsCreatedInTheSameInstantOnlyTheFirstActsAndTheOtherSaysIt
 	g.Eventually(func(g Gomega) {
 		again := getChecklist(g, second)
 		g.Expect(again.Status.Phase).To(Equal(deployv1alpha1.PhaseRunning))
-		g.Expect(again.Status.Target).NotTo(BeNil())
-		g.Expect(again.Status.Target.PreDeployImages).To(Equal([]string{"checkout:v2"}))
+		g.Expect(again.Status.Targets).NotTo(BeEmpty())
+		g.Expect(again.Status.Targets[0].PreDeployImages).To(Equal([]string{"checkout:v2"}))
 	}, 2*time.Minute, 100*time.Millisecond).Should(Succeed())
 }

@@ -118,7 +118,7 @@ func TestAPrometheusOutageAcrossAPhaseDeadlineDoesNotRollBack(t *testing.T) {
 	waitPhase(t, c, deployv1alpha1.PhaseDeploying)
 	prom.Stop()
 	verifying := waitPhase(t, c, deployv1alpha1.PhaseVerifying)
-	deadline := verifying.Status.Target.AvailableAt.Add(12 * time.Second)
+	deadline := verifying.Status.Targets[0].AvailableAt.Add(12 * time.Second)
 
 	// Down past T+3s's deadline: it holds and says why.
 	g.Eventually(func(g Gomega) {

@@ -35,8 +35,9 @@ const (
 // that name may be there before tminus writes it: only a ConfigMap this manager
 // created (its uid, remembered until status notes it) is taken as the record. Any
 // other is named in the condition and an event, and the record is written under a
-// name the API server chooses. A manager restarted between writing the record and
-// noting it writes it again that way (the first copy says the same).
+// name the API server chooses, unless the checklist as stored (the cache may lag)
+// already notes its record. A manager restarted between writing the record and noting
+// it writes it again that way (the first copy says the same).
 func (r *DeploymentChecklistReconciler) keepRecord(ctx context.Context, dcl *deployv1alpha1.DeploymentChecklist,
 	decided *deployv1alpha1.DeploymentChecklistStatus) error {
 	owed := meta.FindStatusCondition(dcl.Status.Conditions, checklist.CondRecorded)
@@ -54,6 +55,11 @@ func (r *DeploymentChecklistReconciler) keepRecord(ctx context.Context, dcl *dep
 		switch err := r.Create(ctx, cm); {
 		case err == nil:
 		case apierrors.IsAlreadyExists(err):
+			// The cache may lag behind the note of a record this manager (or the shard's
+			// holder before it) wrote and noted: the checklist as stored says.
+			if recorded, err := r.recordedAsStored(ctx, dcl); err != nil || recorded {
+				return err
+			}
 			kept.taken = cm.Name
 			cm.GenerateName, cm.Name, cm.ResourceVersion = cm.Name+"-", "", ""
 			if err := r.Create(ctx, cm); err != nil {
@@ -85,6 +91,17 @@ func (r *DeploymentChecklistReconciler) keepRecord(ctx context.Context, dcl *dep
 	}
 	r.records.forget(dcl)
 	return nil
+}
+
+// recordedAsStored says whether the checklist, read from the API server, has its record
+// noted.
+func (r *DeploymentChecklistReconciler) recordedAsStored(ctx context.Context, dcl *deployv1alpha1.DeploymentChecklist) (bool, error) {
+	var stored deployv1alpha1.DeploymentChecklist
+	if err := r.fresh().Get(ctx, client.ObjectKeyFromObject(dcl), &stored); err != nil {
+		return false, fmt.Errorf("reading checklist %s to see whether its record is noted: %w", dcl.Name, err)
+	}
+	return stored.UID == dcl.UID && stored.Status.RecordUID != "" &&
+		meta.IsStatusConditionTrue(stored.Status.Conditions, checklist.CondRecorded), nil
 }
 
 // keptRecord is a record this manager wrote: its ConfigMap's name and uid, and the

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"sync"
 	"testing"
 	"time"
 
@@ -193,4 +194,92 @@ func TestAConfigMapPreCreatedUnderTheRecordsNameIsNotTakenForTheRecord(t *testin
 	g.Expect(bed.Client.Create(ctx, swapped)).To(Succeed())
 	_, err = kubectlChecklist(ns, "record", c.Name)
 	g.Expect(err).To(MatchError(ContainSubstring("ConfigMap " + ns + "/" + cm.Name + " is not the record tminus wrote")))
+}
+
+// laggingCache is a client whose cache lags once: the first read of the checklist after
+// its record was noted in status returns the version before (what an informer still
+// holds when the next reconcile starts before the status write's watch event arrived).
+type laggingCache struct {
+	client.Client
+	mu     sync.Mutex
+	lagged bool
+}
+
+func (c *laggingCache) Get(ctx context.Context, key client.ObjectKey, obj client.Object, opts ...client.GetOption) error {
+	if err := c.Client.Get(ctx, key, obj, opts...); err != nil {
+		return err
+	}
+	dcl, ok := obj.(*deployv1alpha1.DeploymentChecklist)
+	if !ok {
+		return nil
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	recorded := meta.FindStatusCondition(dcl.Status.Conditions, checklist.CondRecorded)
+	if recorded == nil || recorded.Status != metav1.ConditionTrue || c.lagged {
+		return nil
+	}
+	// The version the informer still holds: the ending written, the record not noted.
+	c.lagged = true
+	recorded.Status, recorded.Reason, recorded.Message = metav1.ConditionFalse, checklist.ReasonRecordPending, "owed"
+	dcl.Status.Record, dcl.Status.RecordUID = "", ""
+	return nil
+}
+
+func (c *laggingCache) didLag() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.lagged
+}
+
+// TestACacheThatLagsBehindTheRecordsNoteDoesNotWriteASecondRecord: the release ends, the
+// manager writes its record and notes it in status, and the next reconcile reads the
+// checklist from a cache that has not seen the note yet (test/chaos seeds 1047 and 1072
+// of generation 2). It must find the record it wrote, not take it for a squatter's and
+// write a second one under a generated name.
+func TestACacheThatLagsBehindTheRecordsNoteDoesNotWriteASecondRecord(t *testing.T) {
+	g := NewWithT(t)
+	ctx := context.Background()
+	ns := newNamespace(t)
+	d := deployment(t, ns, "checkout:v1")
+	var lagging *laggingCache
+	startManagerIn(t, ns, healthyMetrics(), func(c client.Client, _ context.CancelFunc) client.Client {
+		lagging = &laggingCache{Client: c}
+		return lagging
+	})
+	c := newChecklist(ns)
+	create(t, c)
+	waitPaused(t, d)
+	setImage(t, d, "checkout:v2")
+	approve(t, c, "deployment-lead", "alice for v2")
+	waitPhase(t, c, deployv1alpha1.PhaseSucceeded)
+	g.Eventually(func(g Gomega) string { return getChecklist(g, c).Status.Record }, time.Minute,
+		100*time.Millisecond).ShouldNot(BeEmpty())
+	// Anything that makes the checklist reconciled again (an annotation from Git here)
+	// reads it from the lagging cache.
+	g.Eventually(func() error {
+		cur := &deployv1alpha1.DeploymentChecklist{}
+		if err := bed.Client.Get(ctx, client.ObjectKeyFromObject(c), cur); err != nil {
+			return err
+		}
+		cur.Annotations["example.com/ticket"] = "CHG-1234"
+		return bed.Client.Update(ctx, cur)
+	}, 10*time.Second, 100*time.Millisecond).Should(Succeed())
+	g.Eventually(lagging.didLag, time.Minute, 100*time.Millisecond).Should(BeTrue(),
+		"a reconcile read the checklist as it was before its record was noted")
+
+	// One record, the one status names; no event says a name was taken.
+	g.Consistently(func(g Gomega) {
+		var cms corev1.ConfigMapList
+		g.Expect(bed.Client.List(ctx, &cms, client.InNamespace(ns),
+			client.MatchingLabels{record.KindLabel: record.KindValue, record.ChecklistLabel: c.Name})).To(Succeed())
+		g.Expect(cms.Items).To(HaveLen(1))
+		done := getChecklist(g, c)
+		g.Expect(done.Status.RecordUID).To(Equal(cms.Items[0].UID))
+		var events corev1.EventList
+		g.Expect(bed.Client.List(ctx, &events, client.InNamespace(ns))).To(Succeed())
+		for _, e := range events.Items {
+			g.Expect(e.Reason).NotTo(Equal(ReasonRecordNameTaken), e.Message)
+		}
+	}, 3*time.Second, 200*time.Millisecond).Should(Succeed())
 }

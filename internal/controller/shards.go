@@ -43,7 +43,7 @@ func (q *shardQueues) acquired(ctx context.Context, c client.Reader, shards *sha
 	}
 	n := 0
 	for j := range cls.Items {
-		if shard.Of(cls.Items[j].Namespace, cls.Items[j].Spec.Target.Name, shards.Shards) == i {
+		if shard.Of(cls.Items[j].Namespace, cls.Items[j].Spec.ShardTarget(), shards.Shards) == i {
 			q.checklists <- event.GenericEvent{Object: &cls.Items[j]}
 			n++
 		}

@@ -40,7 +40,7 @@ func fromTemplate(ns, tmpl string, params map[string]string) *deployv1alpha1.Dep
 	return &deployv1alpha1.DeploymentChecklist{
 		ObjectMeta: metav1.ObjectMeta{Name: "checkout-v2", Namespace: ns},
 		Spec: deployv1alpha1.DeploymentChecklistSpec{
-			Target:      deployv1alpha1.TargetRef{Kind: "Deployment", Name: "checkout"},
+			Target:      &deployv1alpha1.TargetRef{Kind: "Deployment", Name: "checkout"},
 			Revision:    "v2",
 			TemplateRef: &deployv1alpha1.TemplateRef{Kind: "ClusterChecklistTemplate", Name: tmpl},
 			Parameters:  params,

@@ -142,20 +142,27 @@ type Checklist struct {
 	RetryOf string
 }
 
-// FromChecklist reads the gate's view of a checklist from its spec and status.
+// FromChecklist reads the gate's view of a checklist of one target from its spec and
+// status (of a release of several, its first target).
 func FromChecklist(dcl *deployv1alpha1.DeploymentChecklist) Checklist {
+	return FromChecklistFor(dcl, dcl.Spec.ShardTarget())
+}
+
+// FromChecklistFor reads the gate's view of a checklist for one of its targets, named,
+// from its spec and that target's status.
+func FromChecklistFor(dcl *deployv1alpha1.DeploymentChecklist, targetName string) Checklist {
 	c := Checklist{
 		Name:              dcl.Name,
 		UID:               string(dcl.UID),
 		Created:           dcl.CreationTimestamp.Time,
 		Observe:           GateOf(dcl) == deployv1alpha1.GateObserve,
 		Phase:             dcl.Status.Phase,
-		TargetName:        dcl.Spec.Target.Name,
+		TargetName:        targetName,
 		TargetNamespace:   dcl.Namespace,
 		DeletionRequested: !dcl.DeletionTimestamp.IsZero(),
 		RetryOf:           dcl.Annotations[deployv1alpha1.RetryOfAnnotation],
 	}
-	if t := dcl.Status.Target; t != nil {
+	if t := dcl.TargetStatusOf(targetName); t != nil {
 		c.Captured = t.CapturedAt != nil
 		c.PreDeployHash = t.PreDeployTemplateHash
 		c.PreDeployImages = t.PreDeployImages
@@ -356,6 +363,77 @@ func ParseRolledBack(v string) RolledBack {
 	return RolledBack{Checklist: name, UID: uid, Hash: hash}
 }
 
+// Refusal is one entry of a Deployment's RefusedTemplatesAnnotation: a template a
+// checklist rolled back, refused whether or not that checklist still exists.
+type Refusal struct {
+	Hash      string    `json:"hash"`
+	Checklist string    `json:"checklist"`
+	UID       string    `json:"uid,omitempty"`
+	At        time.Time `json:"at"`
+}
+
+// ParseRefusals reads RefusedTemplatesAnnotation; entries without a hash are dropped,
+// and a value that does not parse reads as none (the admission webhook puts back what
+// the stored Deployment listed).
+func ParseRefusals(v string) []Refusal {
+	if v == "" {
+		return nil
+	}
+	var out []Refusal
+	if json.Unmarshal([]byte(v), &out) != nil {
+		return nil
+	}
+	return slices.DeleteFunc(out, func(r Refusal) bool { return r.Hash == "" })
+}
+
+// FormatRefusals is RefusedTemplatesAnnotation's value for rs ("" for none).
+func FormatRefusals(rs []Refusal) string {
+	if len(rs) == 0 {
+		return ""
+	}
+	raw, err := json.Marshal(rs)
+	if err != nil {
+		return ""
+	}
+	return string(raw)
+}
+
+// AddRefusal puts r first in rs, once: a template already listed keeps its entry (a
+// rollback written again, after a conflict or a restart, changes nothing). Past
+// MaxRefusedTemplates the oldest entries are dropped.
+func AddRefusal(rs []Refusal, r Refusal) []Refusal {
+	if RefusedIn(rs, r.Hash) != nil {
+		return rs
+	}
+	out := append([]Refusal{r}, rs...)
+	if len(out) > deployv1alpha1.MaxRefusedTemplates {
+		out = out[:deployv1alpha1.MaxRefusedTemplates]
+	}
+	return out
+}
+
+// RefusedIn is the entry of rs refusing hash, if any.
+func RefusedIn(rs []Refusal, hash string) *Refusal {
+	for i := range rs {
+		if SameTemplate(rs[i].Hash, hash) {
+			return &rs[i]
+		}
+	}
+	return nil
+}
+
+// Dropped lists the entries of before that after no longer lists: the templates a
+// write of RefusedTemplatesAnnotation would allow again.
+func Dropped(before, after []Refusal) []Refusal {
+	var out []Refusal
+	for _, r := range before {
+		if RefusedIn(after, r.Hash) == nil {
+			out = append(out, r)
+		}
+	}
+	return out
+}
+
 // markedRolledBack is the checklist the Deployment's own mark says rolled back hash,
 // while that checklist exists (a cache a moment behind may show it still verifying).
 func markedRolledBack(d *Deployment, cls []Checklist, hash string) *Checklist {
@@ -372,7 +450,9 @@ func markedRolledBack(d *Deployment, cls []Checklist, hash string) *Checklist {
 }
 
 // WantsMark says whether tminus wants its label on the Deployment: while a checklist
-// that gates it (gate Pause) is live, or guards a template it rolled back.
+// that gates it (gate Pause) is live, or guards a template it rolled back. A Deployment
+// that lists refused templates (RefusedTemplatesAnnotation) wants it too: the gate
+// controller asks both.
 func WantsMark(cls []Checklist) bool {
 	for i := range cls {
 		c := &cls[i]
@@ -404,6 +484,9 @@ type Deployment struct {
 	// RolledBack is tminus's RolledBackAnnotation: the last template a checklist rolled
 	// back on it.
 	RolledBack RolledBack
+	// Refused is its RefusedTemplatesAnnotation: the templates checklists rolled back on
+	// it, refused whether or not those checklists still exist.
+	Refused []Refusal
 	// GateLabel is its GatedLabel: GatedByUser when its owner gates it.
 	GateLabel   string
 	ReplicaSets []ReplicaSet
@@ -467,7 +550,9 @@ type Verdict struct {
 // ReplicaSets (in cur) and the checklists targeting it:
 //   - a template a checklist rolled back is refused, naming the checklist; so is the
 //     one the stored Deployment (old) is marked as rolled back by a checklist that
-//     exists, whatever phase the checklists as read still show;
+//     exists, whatever phase the checklists as read still show, and every template
+//     the stored or written Deployment lists as refused (RefusedTemplatesAnnotation),
+//     whether or not the checklist that rolled it back still exists;
 //   - while the active checklist holds the Deployment before T-0, it stays paused (a
 //     new template under the admission's hold is marked as the change it holds);
 //   - a new template nothing released is held (paused in the same write), or refused
@@ -480,19 +565,25 @@ func Admit(old *Deployment, cur *Deployment, cls []Checklist) Verdict {
 	if changed {
 		if c := RolledBackBy(cls, cur.TemplateHash); c != nil {
 			return Verdict{Deny: fmt.Sprintf("Deployment %s/%s: this pod template (%s) was rolled back by checklist %s at %s (%s). "+
-				"It stays refused while that checklist exists: commit a new revision with a checklist of its own, "+
-				"or delete checklist %s to allow this template again",
-				cur.Namespace, cur.Name, ImageList(cur.Images), c.Name, c.RolledBackAt.UTC().Format(time.RFC3339),
-				c.RollbackMessage, c.Name)}
+				"It stays refused: %s", cur.Namespace, cur.Name, ImageList(cur.Images), c.Name, c.RolledBackAt.UTC().Format(time.RFC3339),
+				c.RollbackMessage, howToAllow)}
 		}
 		if old != nil {
 			if c := markedRolledBack(old, cls, cur.TemplateHash); c != nil {
 				return Verdict{Deny: fmt.Sprintf("Deployment %s/%s: this pod template (%s) was rolled back by checklist %s "+
-					"(tminus restored the template that served before it). "+
-					"It stays refused while that checklist exists: commit a new revision with a checklist of its own, "+
-					"or delete checklist %s to allow this template again",
-					cur.Namespace, cur.Name, ImageList(cur.Images), c.Name, c.Name)}
+					"(tminus restored the template that served before it). It stays refused: %s",
+					cur.Namespace, cur.Name, ImageList(cur.Images), c.Name, howToAllow)}
 			}
+		}
+		refused := RefusedIn(cur.Refused, cur.TemplateHash)
+		if refused == nil && old != nil {
+			refused = RefusedIn(old.Refused, cur.TemplateHash)
+		}
+		if refused != nil {
+			return Verdict{Deny: fmt.Sprintf("Deployment %s/%s: this pod template (%s) was rolled back by checklist %s at %s. "+
+				"It stays refused (annotation %s), whether or not that checklist still exists: %s",
+				cur.Namespace, cur.Name, ImageList(cur.Images), refused.Checklist, refused.At.UTC().Format(time.RFC3339),
+				deployv1alpha1.RefusedTemplatesAnnotation, howToAllow)}
 		}
 	}
 	active := Active(cls)
@@ -541,6 +632,12 @@ func Admit(old *Deployment, cur *Deployment, cls []Checklist) Verdict {
 	}
 	return Verdict{HeldBy: deployv1alpha1.HeldByAdmission, Hold: heldReason(cur, active), HeldTemplate: cur.TemplateHash}
 }
+
+// howToAllow ends a refusal of a rolled-back template.
+var howToAllow = fmt.Sprintf("commit a new revision with a checklist of its own; to allow this template again, someone with "+
+	"the verb %s on deploymentchecklists in the namespace takes it out of the Deployment's annotation %s, "+
+	"and deletes the checklist that rolled it back if it still exists (docs/gitops.md)",
+	deployv1alpha1.UnrefuseVerb, deployv1alpha1.RefusedTemplatesAnnotation)
 
 func heldReason(d *Deployment, active *Checklist) string {
 	if active != nil && active.ReleasedHash != "" {

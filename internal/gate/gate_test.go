@@ -1,6 +1,7 @@
 package gate
 
 import (
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -149,9 +150,45 @@ func TestARefusalSaysHowToGoOn(t *testing.T) {
 		RollbackMessage: "rollback trigger errors fired: 0.07 > 0.05"}
 	v := Admit(deployment("v1", false, rs("v2", 0)), deployment("v2", false, rs("v2", 0)), []Checklist{rb})
 	for _, s := range []string{"shop/checkout", "checkout:v2", "2026-11-26T20:00:00Z", "0.07 > 0.05",
-		"commit a new revision", "delete checklist checkout-v2 to allow this template again"} {
+		"commit a new revision", "the verb unrefuse", "deletes the checklist that rolled it back"} {
 		g.Expect(v.Deny).To(ContainSubstring(s))
 	}
+}
+
+func TestATemplateListedAsRefusedIsRefusedWithoutItsChecklist(t *testing.T) {
+	g := NewWithT(t)
+	refused := []Refusal{{Hash: "v2", Checklist: "checkout-v2", UID: "u1", At: t0}}
+	stored := deployment("v1", false, rs("v1", 3))
+	stored.Refused = refused
+	write := deployment("v2", false, rs("v1", 3))
+	write.Refused = refused
+	v := Admit(stored, write, nil)
+	for _, s := range []string{"checkout:v2", "checkout-v2", "2026-11-26T20:00:00Z", deployv1alpha1.RefusedTemplatesAnnotation, "the verb unrefuse"} {
+		g.Expect(v.Deny).To(ContainSubstring(s))
+	}
+	// A write dropping the list in the same write is judged on the stored one.
+	write.Refused = nil
+	g.Expect(Admit(stored, write, nil).Deny).To(ContainSubstring("checkout-v2"))
+	// Another template is not refused by it.
+	other := deployment("v3", false, rs("v1", 3))
+	other.Refused = refused
+	g.Expect(Admit(stored, other, nil).Deny).To(BeEmpty())
+}
+
+func TestTheRefusedTemplatesAreBoundedNewestFirstAndWrittenOnce(t *testing.T) {
+	g := NewWithT(t)
+	var rs []Refusal
+	for i := range deployv1alpha1.MaxRefusedTemplates + 3 {
+		rs = AddRefusal(rs, Refusal{Hash: fmt.Sprintf("h%02d", i), Checklist: "c", At: t0.Add(time.Duration(i) * time.Minute)})
+	}
+	g.Expect(rs).To(HaveLen(deployv1alpha1.MaxRefusedTemplates))
+	g.Expect(rs[0].Hash).To(Equal(fmt.Sprintf("h%02d", deployv1alpha1.MaxRefusedTemplates+2)))
+	g.Expect(RefusedIn(rs, "h00")).To(BeNil())
+	again := AddRefusal(rs, Refusal{Hash: rs[3].Hash, Checklist: "other", At: t0.Add(time.Hour)})
+	g.Expect(again).To(Equal(rs))
+	g.Expect(ParseRefusals(FormatRefusals(rs))).To(Equal(rs))
+	g.Expect(ParseRefusals("not json")).To(BeEmpty())
+	g.Expect(Dropped(rs, rs[1:])).To(Equal(rs[:1]))
 }
 
 func TestTheActiveChecklistIsTheReleasingOneThenTheOldest(t *testing.T) {

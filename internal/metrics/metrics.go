@@ -109,13 +109,19 @@ func ShardChanged(i int, held bool) {
 	ShardHeld.WithLabelValues(strconv.Itoa(i)).Set(v)
 }
 
+// HistoryDeleted counts ended checklists deleted past their target's history limit.
+var HistoryDeleted = prometheus.NewCounter(prometheus.CounterOpts{
+	Name: "tminus_checklists_deleted_total",
+	Help: "Ended DeploymentChecklists the manager deleted past their target's history limit (--checklist-history-limit, spec.historyLimit).",
+})
+
 // Register adds tminus's metrics, and a collector that counts checklists by phase and
 // those awaiting approval from reader (the manager's cache), to the manager's registry.
 // With shards, owns says which checklists (by their target's namespace and name) this
 // replica counts, so the replicas' figures add up to the cluster's.
 func Register(reader client.Reader, owns func(namespace, name string) bool) {
 	crmetrics.Registry.MustRegister(CheckEvaluations, Rollbacks, QueryDuration, QueryErrors, CircuitState, ShardHeld,
-		Releases, LeadTime, TimeToRestore, Notifications, NewStateCollector(reader, owns))
+		Releases, LeadTime, TimeToRestore, Notifications, HistoryDeleted, NewStateCollector(reader, owns))
 }
 
 // NewStateCollector counts checklists by phase, and those awaiting approval, at scrape
@@ -160,7 +166,7 @@ func (c *stateCollector) Collect(ch chan<- prometheus.Metric) {
 	}
 	awaiting := 0
 	for i := range list.Items {
-		if c.owns != nil && !c.owns(list.Items[i].Namespace, list.Items[i].Spec.Target.Name) {
+		if c.owns != nil && !c.owns(list.Items[i].Namespace, list.Items[i].Spec.ShardTarget()) {
 			continue
 		}
 		st := &list.Items[i].Status

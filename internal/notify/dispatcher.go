@@ -155,7 +155,7 @@ func (d *Dispatcher) process(ctx context.Context, key types.NamespacedName) (tim
 		return 0, client.IgnoreNotFound(err)
 	}
 	if d.Begin != nil {
-		done, ok := d.Begin(dcl.Namespace, dcl.Spec.Target.Name)
+		done, ok := d.Begin(dcl.Namespace, dcl.Spec.ShardTarget())
 		if !ok {
 			return 0, nil
 		}
@@ -209,7 +209,7 @@ func (d *Dispatcher) held(dcl *deployv1alpha1.DeploymentChecklist) bool {
 	if d.Begin == nil {
 		return true
 	}
-	done, ok := d.Begin(dcl.Namespace, dcl.Spec.Target.Name)
+	done, ok := d.Begin(dcl.Namespace, dcl.Spec.ShardTarget())
 	if ok {
 		done()
 	}

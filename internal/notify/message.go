@@ -100,7 +100,7 @@ func NewMessage(dcl *deployv1alpha1.DeploymentChecklist, n *deployv1alpha1.Notif
 		Schema: Schema, ID: fmt.Sprintf("%s/%s/%s", dcl.UID, n.Key, n.Receiver),
 		Event: n.Event, Key: n.Key, Summary: n.Summary, At: n.At.UTC(),
 		Checklist:  ChecklistRef{Namespace: dcl.Namespace, Name: dcl.Name, UID: string(dcl.UID)},
-		Deployment: dcl.Spec.Target.Name, Revision: approval.Revision(dcl),
+		Deployment: strings.Join(dcl.Spec.TargetNames(), ","), Revision: approval.Revision(dcl),
 		Phase: string(st.Phase), CurrentPhase: st.CurrentPhase,
 		Command: fmt.Sprintf("kubectl checklist status %s -n %s", dcl.Name, dcl.Namespace),
 	}
@@ -110,8 +110,8 @@ func NewMessage(dcl *deployv1alpha1.DeploymentChecklist, n *deployv1alpha1.Notif
 	for _, r := range dcl.Spec.Runbooks {
 		m.Runbooks = append(m.Runbooks, Runbook{Title: r.Title, URL: r.URL})
 	}
-	if ts := st.Target; ts != nil {
-		m.Images, m.PreviousImages = ts.CandidateImages, ts.PreDeployImages
+	for _, ts := range st.TargetsOf(&dcl.Spec) {
+		m.Images, m.PreviousImages = append(m.Images, ts.CandidateImages...), append(m.PreviousImages, ts.PreDeployImages...)
 	}
 	if n.Event == deployv1alpha1.NotifyRolledBack {
 		m.Trigger = FiredTrigger(dcl, st)

@@ -31,7 +31,7 @@ func rolledBack() *deployv1alpha1.DeploymentChecklist {
 		ObjectMeta: metav1.ObjectMeta{Namespace: "shop", Name: "checkout-v2-4-1", UID: "7d1c",
 			CreationTimestamp: at(0), Labels: map[string]string{"team": "payments"}},
 		Spec: deployv1alpha1.DeploymentChecklistSpec{
-			Target: deployv1alpha1.TargetRef{Kind: "Deployment", Name: "checkout"}, Revision: "v2.4.1",
+			Target: &deployv1alpha1.TargetRef{Kind: "Deployment", Name: "checkout"}, Revision: "v2.4.1",
 			ChecklistBody: deployv1alpha1.ChecklistBody{
 				Metrics: []deployv1alpha1.MetricSpec{{Name: "error-rate",
 					Query: `sum(rate(http_requests_total{code=~"5..",pod=~"{{target}}-{{podTemplateHash}}-.*"}[5m]))`}},

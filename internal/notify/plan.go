@@ -46,8 +46,12 @@ type Transition struct {
 // spec resolved from its template).
 func Transitions(dcl *deployv1alpha1.DeploymentChecklist, st *deployv1alpha1.DeploymentChecklistStatus) []Transition {
 	var out []Transition
-	who := fmt.Sprintf("%s/%s (Deployment %s, revision %s)", dcl.Namespace, dcl.Name, dcl.Spec.Target.Name,
-		approval.Revision(dcl))
+	what := "Deployment " + strings.Join(dcl.Spec.TargetNames(), ", ")
+	if len(dcl.Spec.TargetRefs()) > 1 {
+		what = "Deployments " + strings.Join(dcl.Spec.TargetNames(), ", ")
+	}
+	who := fmt.Sprintf("%s/%s (%s, revision %s)", dcl.Namespace, dcl.Name, what, approval.Revision(dcl))
+	targets := st.TargetsOf(&dcl.Spec)
 	cond := func(typ string) *metav1.Condition {
 		c := meta.FindStatusCondition(st.Conditions, typ)
 		if c == nil || c.Status != metav1.ConditionTrue {
@@ -61,13 +65,27 @@ func Transitions(dcl *deployv1alpha1.DeploymentChecklist, st *deployv1alpha1.Dep
 			At: c.LastTransitionTime.Time, Ongoing: true,
 			Summary: fmt.Sprintf("%s is at %s and needs sign-off: %s.", who, phase, c.Message)})
 	}
-	if ts := st.Target; ts != nil && ts.ReleasedAt != nil {
-		s := fmt.Sprintf("%s released: %s", who, images(ts.CandidateImages))
+	var releasedAt *metav1.Time
+	var released []string
+	for _, ts := range targets {
+		if ts.ReleasedAt == nil {
+			continue
+		}
+		if releasedAt == nil || ts.ReleasedAt.Before(releasedAt) {
+			releasedAt = ts.ReleasedAt
+		}
+		s := images(ts.CandidateImages)
 		if len(ts.PreDeployImages) > 0 {
 			s += " (was " + images(ts.PreDeployImages) + ")"
 		}
-		out = append(out, Transition{Event: deployv1alpha1.NotifyReleased, Key: "Released", At: ts.ReleasedAt.Time,
-			Summary: s + "."})
+		if len(targets) > 1 {
+			s = ts.Name + " " + s
+		}
+		released = append(released, s)
+	}
+	if releasedAt != nil {
+		out = append(out, Transition{Event: deployv1alpha1.NotifyReleased, Key: "Released", At: releasedAt.Time,
+			Summary: fmt.Sprintf("%s released: %s.", who, strings.Join(released, "; "))})
 	}
 	ready := meta.FindStatusCondition(st.Conditions, checklist.CondReady)
 	switch {
@@ -86,9 +104,13 @@ func Transitions(dcl *deployv1alpha1.DeploymentChecklist, st *deployv1alpha1.Dep
 			Key: "Degraded/" + c.LastTransitionTime.UTC().Format(time.RFC3339), At: c.LastTransitionTime.Time, Ongoing: true,
 			Summary: fmt.Sprintf("%s is degraded and holds (an outage never passes a gate nor rolls back): %s", who, c.Message)})
 	}
-	if c := cond(checklist.CondHeldChange); c != nil && st.Target != nil && st.Target.HeldTemplateHash != "" {
-		out = append(out, Transition{Event: deployv1alpha1.NotifyHeldChange, Key: "HeldChange/" + st.Target.HeldTemplateHash,
-			At: c.LastTransitionTime.Time, Ongoing: true, Summary: fmt.Sprintf("%s holds a change: %s", who, c.Message)})
+	if c := cond(checklist.CondHeldChange); c != nil {
+		for _, ts := range targets {
+			if ts.HeldTemplateHash != "" {
+				out = append(out, Transition{Event: deployv1alpha1.NotifyHeldChange, Key: "HeldChange/" + ts.HeldTemplateHash,
+					At: c.LastTransitionTime.Time, Ongoing: true, Summary: fmt.Sprintf("%s holds a change: %s", who, c.Message)})
+			}
+		}
 	}
 	return out
 }
@@ -143,8 +165,29 @@ func rollbackSummary(who string, dcl *deployv1alpha1.DeploymentChecklist, st *de
 	if t := FiredTrigger(dcl, st); t != nil && t.Query != "" {
 		s += fmt.Sprintf(" (query: %s)", t.Query)
 	}
-	if ts := st.Target; ts != nil && !rb.DryRun && len(ts.PreDeployImages) > 0 {
-		s += ". Restored: " + images(ts.PreDeployImages)
+	if rb.DryRun {
+		return s + "."
+	}
+	targets := st.TargetsOf(&dcl.Spec)
+	var restored, kept []string
+	// In reverse order of release, as they are restored.
+	for _, ts := range slices.Backward(targets) {
+		switch {
+		case ts.ReleasedTemplateHash == "" && len(targets) > 1:
+			continue // not released: nothing to restore
+		case len(ts.PreDeployImages) == 0 || (len(targets) > 1 && ts.ReleasedTemplateHash == ts.PreDeployTemplateHash):
+			kept = append(kept, ts.Name)
+		case len(targets) > 1:
+			restored = append(restored, ts.Name+" "+images(ts.PreDeployImages))
+		default:
+			restored = append(restored, images(ts.PreDeployImages))
+		}
+	}
+	if len(restored) > 0 {
+		s += ". Restored: " + strings.Join(restored, "; ")
+	}
+	if len(kept) > 0 && len(targets) > 1 {
+		s += ". Nothing to restore on " + strings.Join(kept, ", ")
 	}
 	return s + "."
 }

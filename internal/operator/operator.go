@@ -15,6 +15,7 @@ import (
 
 	"github.com/tminus-dev/tminus/internal/breaker"
 	"github.com/tminus-dev/tminus/internal/controller"
+	"github.com/tminus-dev/tminus/internal/history"
 	"github.com/tminus-dev/tminus/internal/httpcheck"
 	"github.com/tminus-dev/tminus/internal/metrics"
 	"github.com/tminus-dev/tminus/internal/notify"
@@ -56,6 +57,9 @@ type Options struct {
 	// NotifyBackoff and NotifyMaxAttempts: see notify.Dispatcher (defaults when zero).
 	NotifyBackoff     time.Duration
 	NotifyMaxAttempts int32
+	// HistoryLimit is --checklist-history-limit: ended checklists kept per target
+	// workload (internal/history). 0 keeps them all unless a checklist names a limit.
+	HistoryLimit int
 }
 
 // Setup adds tminus to mgr and returns its checklist reconciler.
@@ -106,6 +110,10 @@ func Setup(mgr ctrl.Manager, o Options) (*controller.DeploymentChecklistReconcil
 	if err := r.SetupWithManager(mgr); err != nil {
 		return nil, err
 	}
+	if err := (&history.Reconciler{Reader: mgr.GetClient(), Deleter: mgr.GetClient(), Limit: o.HistoryLimit,
+		Shards: o.Shards}).SetupWithManager(mgr); err != nil {
+		return nil, err
+	}
 	if o.Webhooks {
 		decoder := admission.NewDecoder(mgr.GetScheme())
 		srv := mgr.GetWebhookServer()
@@ -113,7 +121,7 @@ func Setup(mgr ctrl.Manager, o Options) (*controller.DeploymentChecklistReconcil
 			Client: mgr.GetClient(), Fresh: mgr.GetAPIReader(), Decoder: decoder, TrustedWriters: o.TrustedApprovalWriters,
 		}})
 		srv.Register(webhook.GatePath, &crwebhook.Admission{Handler: &webhook.DeploymentGate{
-			Reader: mgr.GetClient(), Fresh: mgr.GetAPIReader(), Decoder: decoder,
+			Reader: mgr.GetClient(), Fresh: mgr.GetAPIReader(), Authorizer: mgr.GetClient(), Decoder: decoder,
 		}})
 		srv.Register(webhook.PolicyPath, &crwebhook.Admission{Handler: &webhook.NotificationPolicyWebhook{
 			Client: mgr.GetClient(), Decoder: decoder,

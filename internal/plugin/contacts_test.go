@@ -21,7 +21,7 @@ func TestStatusAndWhyNameTheContactsAndRunbooksTheReleasesOwnOnCallWinningOverIt
 	dcl := &deployv1alpha1.DeploymentChecklist{
 		ObjectMeta: metav1.ObjectMeta{Name: "checkout-v3", Namespace: "default"},
 		Spec: deployv1alpha1.DeploymentChecklistSpec{
-			Target:      deployv1alpha1.TargetRef{Kind: "Deployment", Name: "checkout"},
+			Target:      &deployv1alpha1.TargetRef{Kind: "Deployment", Name: "checkout"},
 			Revision:    "v3",
 			TemplateRef: &deployv1alpha1.TemplateRef{Kind: "ClusterChecklistTemplate", Name: "web-release"},
 			ChecklistBody: deployv1alpha1.ChecklistBody{

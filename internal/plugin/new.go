@@ -15,9 +15,9 @@ import (
 
 // newOptions are the flags of `kubectl checklist new`.
 type newOptions struct {
-	template, target, revision, deployAt, output string
-	params                                       []string
-	apply                                        bool
+	template, revision, deployAt, output string
+	targets, params                      []string
+	apply                                bool
 }
 
 func (o *options) newCommand() *cobra.Command {
@@ -31,7 +31,8 @@ func (o *options) newCommand() *cobra.Command {
 		},
 	}
 	c.Flags().StringVar(&n.template, "template", "", "the template: NAME (a ChecklistTemplate of the namespace) or cluster/NAME")
-	c.Flags().StringVar(&n.target, "target", "", "the Deployment released")
+	c.Flags().StringArrayVar(&n.targets, "target", nil,
+		"a Deployment released (repeatable: --target frontend --target backend releases both together)")
 	c.Flags().StringVar(&n.revision, "revision", "", "what is released, e.g. v2.8.0 (sign-offs name it)")
 	c.Flags().StringArrayVar(&n.params, "param", nil, "a template parameter, KEY=VALUE (repeatable)")
 	c.Flags().StringVar(&n.deployAt, "deploy-at", "", "T-0, RFC 3339 (e.g. 2026-11-27T20:00:00Z); default: as soon as the T-minus phases pass")
@@ -53,10 +54,18 @@ func NewChecklist(name, namespace string, n newOptions) (*deployv1alpha1.Deploym
 		TypeMeta:   metav1.TypeMeta{APIVersion: deployv1alpha1.GroupVersion.String(), Kind: "DeploymentChecklist"},
 		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: namespace},
 		Spec: deployv1alpha1.DeploymentChecklistSpec{
-			Target:      deployv1alpha1.TargetRef{Kind: "Deployment", Name: n.target},
 			Revision:    n.revision,
 			TemplateRef: ref,
 		},
+	}
+	switch len(n.targets) {
+	case 0:
+	case 1:
+		dcl.Spec.Target = &deployv1alpha1.TargetRef{Kind: "Deployment", Name: n.targets[0]}
+	default:
+		for _, t := range n.targets {
+			dcl.Spec.Targets = append(dcl.Spec.Targets, deployv1alpha1.TargetRef{Kind: "Deployment", Name: t})
+		}
 	}
 	for _, p := range n.params {
 		k, v, ok := strings.Cut(p, "=")

@@ -24,6 +24,7 @@ import (
 
 	deployv1alpha1 "github.com/tminus-dev/tminus/api/v1alpha1"
 	"github.com/tminus-dev/tminus/internal/approval"
+	"github.com/tminus-dev/tminus/internal/checklist"
 	"github.com/tminus-dev/tminus/internal/report"
 	"github.com/tminus-dev/tminus/internal/version"
 )
@@ -265,14 +266,15 @@ func ownerOf(annotations map[string]string, key string) (string, bool) {
 // checklist holds it already and its status says it no longer counts because the
 // template changed; "" otherwise.
 func resignKey(dcl *deployv1alpha1.DeploymentChecklist, key, value string) string {
-	if dcl.Annotations[approval.Prefix+key] != value || dcl.Status.Target == nil {
+	cand := checklist.CandidateSetOf(dcl)
+	if dcl.Annotations[approval.Prefix+key] != value || cand == "" {
 		return ""
 	}
 	for _, rec := range dcl.Status.Approvals {
-		if rec.Key == key && rec.NotCounted != "" && rec.CandidateTemplateHash != dcl.Status.Target.CandidateTemplateHash {
+		if rec.Key == key && rec.NotCounted != "" && rec.CandidateTemplateHash != cand {
 			role, _, _ := strings.Cut(key, ".")
 			suffix := strings.Trim(unsafeSuffix.ReplaceAllString(rec.Approver, "-"), "-_.")
-			h := dcl.Status.Target.CandidateTemplateHash
+			h := strings.TrimPrefix(cand, "set-")
 			if len(h) > 8 {
 				h = h[:8]
 			}

@@ -32,7 +32,7 @@ func TestThePluginApprovesRevokesAndReportsAgainstTheTestBed(t *testing.T) {
 	dcl := &deployv1alpha1.DeploymentChecklist{
 		ObjectMeta: metav1.ObjectMeta{Name: "checkout-v2", Namespace: "default"},
 		Spec: deployv1alpha1.DeploymentChecklistSpec{
-			Target:   deployv1alpha1.TargetRef{Kind: "Deployment", Name: "checkout"},
+			Target:   &deployv1alpha1.TargetRef{Kind: "Deployment", Name: "checkout"},
 			Revision: "v2",
 			ChecklistBody: deployv1alpha1.ChecklistBody{
 				Phases: []deployv1alpha1.PhaseSpec{{Name: "T-15m", At: "-15m", Checks: []deployv1alpha1.CheckSpec{
@@ -104,7 +104,8 @@ func TestASignOffThatNoLongerCountsIsGivenAgainUnderANewKey(t *testing.T) {
 	g := NewWithT(t)
 	dcl := &deployv1alpha1.DeploymentChecklist{}
 	dcl.Annotations = map[string]string{"approve.tminus.dev/ops": "alice for v2"}
-	dcl.Status.Target = &deployv1alpha1.TargetStatus{CandidateTemplateHash: "0a1b2c3d4e5f6a7b"}
+	dcl.Spec.Target = &deployv1alpha1.TargetRef{Name: "checkout"}
+	dcl.Status.Target = &deployv1alpha1.TargetStatus{CandidateTemplateHash: "0a1b2c3d4e5f6a7b"} // as stored before status.targets
 	g.Expect(resignKey(dcl, "ops", "alice for v2")).To(BeEmpty(), "no record says it does not count")
 	dcl.Status.Approvals = []deployv1alpha1.ApprovalRecord{{Key: "ops", Role: "ops", Approver: "alice", Revision: "v2",
 		CandidateTemplateHash: "ffffffffffffffff", NotCounted: "given for checkout:v2, but the Deployment now holds checkout:v3"}}
@@ -114,15 +115,20 @@ func TestASignOffThatNoLongerCountsIsGivenAgainUnderANewKey(t *testing.T) {
 
 func TestNewWritesTheTenLinesOfAReleaseFromATemplate(t *testing.T) {
 	g := NewWithT(t)
-	dcl, err := NewChecklist("checkout-v2-8-0", "shop", newOptions{template: "cluster/web-release", target: "checkout",
+	dcl, err := NewChecklist("checkout-v2-8-0", "shop", newOptions{template: "cluster/web-release", targets: []string{"checkout"},
 		revision: "v2.8.0", params: []string{"errorBudget=0.02", "soak=10m"}, deployAt: "2026-11-27T20:00:00Z"})
 	g.Expect(err).NotTo(HaveOccurred())
 	g.Expect(dcl.Spec.TemplateRef).To(Equal(&deployv1alpha1.TemplateRef{Kind: "ClusterChecklistTemplate", Name: "web-release"}))
 	g.Expect(dcl.Spec.Parameters).To(Equal(map[string]string{"errorBudget": "0.02", "soak": "10m"}))
 	g.Expect(dcl.Spec.DeployAt.UTC().Format(time.RFC3339)).To(Equal("2026-11-27T20:00:00Z"))
-	ns, err := NewChecklist("x", "shop", newOptions{template: "web-release", target: "checkout", revision: "v1"})
+	ns, err := NewChecklist("x", "shop", newOptions{template: "web-release", targets: []string{"checkout"}, revision: "v1"})
 	g.Expect(err).NotTo(HaveOccurred())
 	g.Expect(ns.Spec.TemplateRef.Kind).To(Equal("ChecklistTemplate"))
+	g.Expect(ns.Spec.Target).To(Equal(&deployv1alpha1.TargetRef{Kind: "Deployment", Name: "checkout"}))
+	two, err := NewChecklist("shop-v2", "shop", newOptions{template: "two-tier", targets: []string{"frontend", "backend"}, revision: "v2"})
+	g.Expect(err).NotTo(HaveOccurred())
+	g.Expect(two.Spec.Target).To(BeNil())
+	g.Expect(two.Spec.TargetNames()).To(Equal([]string{"frontend", "backend"}))
 	_, err = NewChecklist("x", "shop", newOptions{template: "web-release", params: []string{"budget"}})
 	g.Expect(err).To(MatchError(ContainSubstring("want KEY=VALUE")))
 }

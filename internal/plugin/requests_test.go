@@ -22,7 +22,7 @@ func TestRollbackAndAbortWriteTheRequestAsTheCurrentUserWithTheReason(t *testing
 	dcl := &deployv1alpha1.DeploymentChecklist{
 		ObjectMeta: metav1.ObjectMeta{Name: "checkout-v2", Namespace: "default"},
 		Spec: deployv1alpha1.DeploymentChecklistSpec{
-			Target: deployv1alpha1.TargetRef{Kind: "Deployment", Name: "checkout"}, Revision: "v2",
+			Target: &deployv1alpha1.TargetRef{Kind: "Deployment", Name: "checkout"}, Revision: "v2",
 			ChecklistBody: deployv1alpha1.ChecklistBody{Phases: []deployv1alpha1.PhaseSpec{{Name: "T-15m", At: "-15m",
 				Checks: []deployv1alpha1.CheckSpec{{Name: "lead", Approval: &deployv1alpha1.ApprovalCheck{Role: "deployment-lead"}}}}}},
 		},

@@ -20,13 +20,7 @@ func Markdown(r Record) string {
 	if r.Message != "" {
 		w("- **Why:** %s\n", cell(r.Message))
 	}
-	w("- **Target:** %s %s\n", r.Target.Kind, r.Target.Name)
-	if len(r.Target.PreDeployImages) > 0 {
-		w("- **Before:** %s\n", strings.Join(r.Target.PreDeployImages, ", "))
-	}
-	if len(r.Target.ReleasedImages) > 0 {
-		w("- **Released:** %s\n", strings.Join(r.Target.ReleasedImages, ", "))
-	}
+	targetLines(w, r)
 	if t := r.Checklist.Template; t != nil {
 		w("- **Checklist template:** %s %s (generation %d)\n", t.Kind, t.Name, t.Generation)
 	}
@@ -151,4 +145,31 @@ func code(s string) string {
 		return ""
 	}
 	return "`" + strings.ReplaceAll(cell(s), "`", "'") + "`"
+}
+
+// targetLines writes what each target ran, was released and restored; a release of
+// several lists each target's lines under it.
+func targetLines(w func(string, ...any), r Record) {
+	targets := r.Targets
+	if len(targets) == 0 {
+		targets = []Target{r.Target}
+	}
+	indent := ""
+	if len(r.Targets) > 0 {
+		indent = "  " // a release of several: each target's lines under it
+	}
+	for _, t := range targets {
+		w("- **Target:** %s %s\n", t.Kind, t.Name)
+		if len(t.PreDeployImages) > 0 {
+			w("%s- **Before:** %s\n", indent, strings.Join(t.PreDeployImages, ", "))
+		}
+		if len(t.ReleasedImages) > 0 {
+			w("%s- **Released:** %s\n", indent, strings.Join(t.ReleasedImages, ", "))
+		} else if len(r.Targets) > 0 {
+			w("%s- **Released:** nothing (its template did not change)\n", indent)
+		}
+		if t.Restored != nil {
+			w("%s- **Restored:** %s\n", indent, stamp(t.Restored))
+		}
+	}
 }

@@ -9,6 +9,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"hash/fnv"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -45,6 +46,8 @@ type Record struct {
 	Schema    string    `json:"schema"`
 	Checklist Checklist `json:"checklist"`
 	Target    Target    `json:"target"`
+	// Targets lists every target of a release of several (Target is the first).
+	Targets []Target `json:"targets,omitempty"`
 	// Result is the checklist's final phase: Succeeded, Failed or RolledBack.
 	Result string `json:"result"`
 	// Reason and Message are the Ready condition's when it ended.
@@ -117,6 +120,10 @@ type Target struct {
 	PreDeployTemplateHash string   `json:"preDeployTemplateHash,omitempty"`
 	ReleasedImages        []string `json:"releasedImages,omitempty"`
 	ReleasedTemplateHash  string   `json:"releasedTemplateHash,omitempty"`
+	// Released and Restored are when this target was released and seen restored
+	// (records of a release of several targets).
+	Released *time.Time `json:"released,omitempty"`
+	Restored *time.Time `json:"restored,omitempty"`
 }
 
 // Timings of the release; absent ones did not happen.
@@ -262,8 +269,11 @@ func Build(dcl *deployv1alpha1.DeploymentChecklist) Record {
 		Schema: Schema,
 		Checklist: Checklist{Namespace: dcl.Namespace, Name: dcl.Name, UID: string(dcl.UID),
 			Revision: dcl.Spec.Revision},
-		Target: Target{Kind: dcl.Spec.Target.Kind, Name: dcl.Spec.Target.Name},
 		Result: string(st.Phase),
+	}
+	refs := dcl.Spec.TargetRefs()
+	if len(refs) > 0 {
+		r.Target = Target{Kind: refs[0].Kind, Name: refs[0].Name}
 	}
 	if t := st.Template; t != nil {
 		r.Checklist.Template = &Template{Kind: t.Kind, Name: t.Name, Generation: t.Generation, Parameters: t.Parameters}
@@ -273,14 +283,31 @@ func Build(dcl *deployv1alpha1.DeploymentChecklist) Record {
 		r.Reason, r.Message = ready.Reason, ready.Message
 		r.Timings.Ended = ptime(&ready.LastTransitionTime)
 	}
-	if ts := st.Target; ts != nil {
-		r.Target.PreDeployImages, r.Target.PreDeployTemplateHash = ts.PreDeployImages, ts.PreDeployTemplateHash
-		r.Target.ReleasedTemplateHash = ts.ReleasedTemplateHash
-		if ts.ReleasedTemplateHash != "" && ts.ReleasedTemplateHash == ts.CandidateTemplateHash {
-			r.Target.ReleasedImages = ts.CandidateImages
+	recorded := st.TargetsOf(&dcl.Spec)
+	for i, ref := range refs {
+		t := Target{Kind: ref.Kind, Name: ref.Name}
+		if j := slices.IndexFunc(recorded, func(x deployv1alpha1.ReleaseTargetStatus) bool { return x.Name == ref.Name }); j >= 0 {
+			ts := &recorded[j]
+			t.PreDeployImages, t.PreDeployTemplateHash = ts.PreDeployImages, ts.PreDeployTemplateHash
+			t.ReleasedTemplateHash = ts.ReleasedTemplateHash
+			if ts.ReleasedTemplateHash != "" && ts.ReleasedTemplateHash == ts.CandidateTemplateHash {
+				t.ReleasedImages = ts.CandidateImages
+			}
+			t.Released, t.Restored = ptime(ts.ReleasedAt), ptime(ts.RestoredAt)
+			// The release's timings: T-0 and the first release, the last to be available
+			// and to be restored.
+			r.Timings.T0 = earliest(r.Timings.T0, ptime(ts.T0At))
+			r.Timings.Released = earliest(r.Timings.Released, ptime(ts.ReleasedAt))
+			r.Timings.Available = latestOf(r.Timings.Available, ptime(ts.AvailableAt))
+			r.Timings.Restored = latestOf(r.Timings.Restored, ptime(ts.RestoredAt))
 		}
-		r.Timings.T0, r.Timings.Released = ptime(ts.T0At), ptime(ts.ReleasedAt)
-		r.Timings.Available, r.Timings.Restored = ptime(ts.AvailableAt), ptime(ts.RestoredAt)
+		if i == 0 {
+			r.Target = t
+			r.Target.Released, r.Target.Restored = nil, nil
+		}
+		if len(refs) > 1 {
+			r.Targets = append(r.Targets, t)
+		}
 	}
 	for _, p := range st.Phases {
 		ph := Phase{Name: p.Name, State: string(p.State), OpenedAt: ptime(p.OpenedAt), CompletedAt: ptime(p.CompletedAt)}
@@ -340,7 +367,7 @@ func ConfigMap(dcl *deployv1alpha1.DeploymentChecklist) (*corev1.ConfigMap, erro
 		ObjectMeta: metav1.ObjectMeta{
 			Name: Name(dcl), Namespace: dcl.Namespace,
 			Labels: map[string]string{
-				KindLabel: KindValue, ChecklistLabel: labelValue(dcl.Name), TargetLabel: labelValue(dcl.Spec.Target.Name),
+				KindLabel: KindValue, ChecklistLabel: labelValue(dcl.Name), TargetLabel: labelValue(dcl.Spec.ShardTarget()),
 				ResultLabel: string(dcl.Status.Phase),
 			},
 		},
@@ -368,4 +395,18 @@ func Parse(cm *corev1.ConfigMap) (Record, error) {
 		return r, fmt.Errorf("ConfigMap %s/%s: reading the record: %w", cm.Namespace, cm.Name, err)
 	}
 	return r, nil
+}
+
+func earliest(a, b *time.Time) *time.Time {
+	if a == nil || (b != nil && b.Before(*a)) {
+		return b
+	}
+	return a
+}
+
+func latestOf(a, b *time.Time) *time.Time {
+	if a == nil || (b != nil && b.After(*a)) {
+		return b
+	}
+	return a
 }

@@ -26,7 +26,7 @@ func rolledBack() *deployv1alpha1.DeploymentChecklist {
 	return &deployv1alpha1.DeploymentChecklist{
 		ObjectMeta: metav1.ObjectMeta{Namespace: "shop", Name: "checkout-v2.4.1", UID: "7d1c", CreationTimestamp: at(0)},
 		Spec: deployv1alpha1.DeploymentChecklistSpec{
-			Target: deployv1alpha1.TargetRef{Kind: "Deployment", Name: "checkout"}, Revision: "v2.4.1",
+			Target: &deployv1alpha1.TargetRef{Kind: "Deployment", Name: "checkout"}, Revision: "v2.4.1",
 			ChecklistBody: deployv1alpha1.ChecklistBody{
 				Contacts: []deployv1alpha1.Contact{{Role: "On-Call Engineer", Name: "Dana", Reach: "+1 555 0199 | #checkout-oncall"}},
 				Runbooks: []deployv1alpha1.Runbook{{Title: "Sentry", URL: "https://sentry.io/checkout"}},

@@ -28,7 +28,7 @@ func Timeline(w io.Writer, dcl *deployv1alpha1.DeploymentChecklist, now time.Tim
 	}
 	st := &dcl.Status
 	var b strings.Builder
-	fmt.Fprintf(&b, "%s/%s  target Deployment/%s", dcl.Namespace, dcl.Name, dcl.Spec.Target.Name)
+	fmt.Fprintf(&b, "%s/%s  target Deployment/%s", dcl.Namespace, dcl.Name, strings.Join(dcl.Spec.TargetNames(), ",Deployment/"))
 	if dcl.Spec.Revision != "" {
 		fmt.Fprintf(&b, "  revision %s", dcl.Spec.Revision)
 	}
@@ -220,7 +220,7 @@ func why(dcl *deployv1alpha1.DeploymentChecklist, now time.Time) string {
 		return name + " has not been reconciled yet: is the tminus manager running?"
 	case deployv1alpha1.PhaseSucceeded:
 		s := name + " succeeded: every phase passed"
-		if t := st.Target; t != nil && t.ReleasedAt != nil {
+		if t := firstReleased(dcl); t != nil {
 			s += fmt.Sprintf("; it was released at %s", stamp(t.ReleasedAt))
 		}
 		return s + "."
@@ -234,13 +234,7 @@ func why(dcl *deployv1alpha1.DeploymentChecklist, now time.Time) string {
 				name, stamp(&rb.FiredAt), rb.Message)
 		}
 		s := fmt.Sprintf("%s rolled back at %s because %s.", name, stamp(&rb.FiredAt), rb.Message)
-		if t := st.Target; t != nil && t.RestoredAt != nil {
-			s += fmt.Sprintf(" Deployment %s runs its pre-deploy template again (revision %s) since %s.",
-				dcl.Spec.Target.Name, t.PreDeployRevision, stamp(t.RestoredAt))
-		} else {
-			s += fmt.Sprintf(" tminus is restoring Deployment %s to its pre-deploy template.", dcl.Spec.Target.Name)
-		}
-		return s
+		return s + restoredSummary(dcl)
 	case deployv1alpha1.PhaseFailed:
 		msg := "it failed"
 		reason := ""
@@ -250,7 +244,7 @@ func why(dcl *deployv1alpha1.DeploymentChecklist, now time.Time) string {
 		return fmt.Sprintf("%s ended without a verified release%s: %s. Deployment %s keeps serving what it served; "+
 			"tminus took its own pause off, unless the Deployment holds a template nothing released "+
 			"(kubectl describe deployment %s shows deploy.tminus.dev/hold-reason).",
-			name, reason, msg, dcl.Spec.Target.Name, dcl.Spec.Target.Name)
+			name, reason, msg, strings.Join(dcl.Spec.TargetNames(), ", "), strings.Join(dcl.Spec.TargetNames(), ", "))
 	}
 	parts := []string{fmt.Sprintf("%s is %s: %s.", name, strings.ToLower(string(st.Phase)), st.NextAction)}
 	if c := meta.FindStatusCondition(st.Conditions, "AwaitingApproval"); c != nil && c.Status == metav1.ConditionTrue {
@@ -334,4 +328,32 @@ func baselines(w io.Writer, list []deployv1alpha1.BaselineStatus) error {
 		put(tw, "%s\t%s\t%s\t%s\t%s\n", b.Metric, b.Result, dash(b.Value), stamp(&b.At), short(b.Message))
 	}
 	return tw.Flush()
+}
+
+// firstReleased is the status of the first target released, nil when none was.
+func firstReleased(dcl *deployv1alpha1.DeploymentChecklist) *deployv1alpha1.TargetStatus {
+	var first *deployv1alpha1.TargetStatus
+	for _, t := range dcl.Status.TargetsOf(&dcl.Spec) {
+		if t.ReleasedAt != nil && (first == nil || t.ReleasedAt.Before(first.ReleasedAt)) {
+			first = &t.TargetStatus
+		}
+	}
+	return first
+}
+
+// restoredSummary says, target by target, what a rollback restored.
+func restoredSummary(dcl *deployv1alpha1.DeploymentChecklist) string {
+	var b strings.Builder
+	for _, t := range dcl.Status.TargetsOf(&dcl.Spec) {
+		switch {
+		case t.ReleasedTemplateHash == "" && len(dcl.Spec.TargetRefs()) > 1:
+			fmt.Fprintf(&b, " Deployment %s was not released: nothing to restore.", t.Name)
+		case t.RestoredAt != nil:
+			fmt.Fprintf(&b, " Deployment %s runs its pre-deploy template again (revision %s) since %s.",
+				t.Name, t.PreDeployRevision, stamp(t.RestoredAt))
+		default:
+			fmt.Fprintf(&b, " tminus is restoring Deployment %s to its pre-deploy template.", t.Name)
+		}
+	}
+	return b.String()
 }

@@ -18,7 +18,7 @@ func rolledBack(dry bool) *deployv1alpha1.DeploymentChecklist {
 	c := &deployv1alpha1.DeploymentChecklist{
 		ObjectMeta: metav1.ObjectMeta{Name: "checkout-v2", Namespace: "shop"},
 		Spec: deployv1alpha1.DeploymentChecklistSpec{
-			Target:   deployv1alpha1.TargetRef{Name: "checkout"},
+			Target:   &deployv1alpha1.TargetRef{Name: "checkout"},
 			Revision: "v2",
 			ChecklistBody: deployv1alpha1.ChecklistBody{
 				Phases: []deployv1alpha1.PhaseSpec{{Name: "T+5m", At: "5m", Checks: []deployv1alpha1.CheckSpec{{Name: "errors", Metric: "error-rate"}}}},

@@ -14,6 +14,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -135,6 +136,7 @@ func GateView(d *appsv1.Deployment, rss []appsv1.ReplicaSet) gate.Deployment {
 		HeldBy:       d.Annotations[deployv1alpha1.HeldByAnnotation],
 		HeldTemplate: d.Annotations[deployv1alpha1.HeldTemplateAnnotation],
 		RolledBack:   gate.ParseRolledBack(d.Annotations[deployv1alpha1.RolledBackAnnotation]),
+		Refused:      gate.ParseRefusals(d.Annotations[deployv1alpha1.RefusedTemplatesAnnotation]),
 		GateLabel:    d.Labels[deployv1alpha1.GatedLabel],
 	}
 	for i := range rss {
@@ -197,7 +199,7 @@ func templateOf(rs *appsv1.ReplicaSet) *corev1.PodTemplateSpec {
 const ReplicaSetOwnerIndex = ".metadata.controller.deployment"
 
 // ChecklistIndex indexes checklists by the name of their target Deployment.
-const ChecklistIndex = ".spec.target.name"
+const ChecklistIndex = ".spec.targets.name"
 
 // Index registers ReplicaSetOwnerIndex and ChecklistIndex with the manager's cache;
 // Observe, ReplicaSets and Checklists need them.
@@ -211,7 +213,7 @@ func Index(ctx context.Context, indexer client.FieldIndexer) error {
 		return err
 	}
 	return indexer.IndexField(ctx, &deployv1alpha1.DeploymentChecklist{}, ChecklistIndex, func(o client.Object) []string {
-		return []string{o.(*deployv1alpha1.DeploymentChecklist).Spec.Target.Name}
+		return o.(*deployv1alpha1.DeploymentChecklist).Spec.TargetNames()
 	})
 }
 
@@ -233,8 +235,8 @@ func checklists(ctx context.Context, c client.Reader, namespace, deployment stri
 	}
 	out := make([]gate.Checklist, 0, len(list.Items))
 	for i := range list.Items {
-		if list.Items[i].Spec.Target.Name == deployment {
-			out = append(out, gate.FromChecklist(&list.Items[i]))
+		if list.Items[i].Spec.Names(deployment) {
+			out = append(out, gate.FromChecklistFor(&list.Items[i], deployment))
 		}
 	}
 	return out, nil
@@ -277,10 +279,10 @@ func RefreshChecklists(ctx context.Context, c client.Reader, namespace string, c
 			}
 			return nil, fmt.Errorf("reading checklist %s/%s: %w", namespace, cls[i].Name, err)
 		}
-		if dcl.Spec.Target.Name != cls[i].TargetName {
-			continue // made again under the same name for another Deployment
+		if !dcl.Spec.Names(cls[i].TargetName) {
+			continue // made again under the same name for other Deployments
 		}
-		out = append(out, gate.FromChecklist(&dcl))
+		out = append(out, gate.FromChecklistFor(&dcl, cls[i].TargetName))
 	}
 	return out, nil
 }
@@ -382,7 +384,10 @@ func Release(ctx context.Context, c client.Client, fresh client.Reader, key type
 // Restore puts tmpl back as the Deployment's template and resumes it, as `kubectl
 // rollout undo` does, and marks (RolledBackAnnotation, unless mark is empty) which
 // template was rolled back in the same write: the admission webhook refuses it again
-// from the Deployment itself, before its cache shows the rollback. It writes only over
+// from the Deployment itself, before its cache shows the rollback. The same write lists
+// it among the Deployment's refused templates (RefusedTemplatesAnnotation), where it
+// stays refused after its checklist is gone; a template listed already keeps its
+// entry, so a restore written again changes nothing. It writes only over
 // templateHash, the template the restore was decided on, or over tmpl itself (a
 // restore written before, still paused): a push that landed since is not overwritten
 // (ErrTemplateChanged, nothing written).
@@ -398,6 +403,13 @@ func Restore(ctx context.Context, c client.Client, fresh client.Reader, key type
 		unhold(d)
 		if mark != "" {
 			setAnnotation(d, deployv1alpha1.RolledBackAnnotation, mark)
+			if m := gate.ParseRolledBack(mark); m.Hash != "" {
+				refused := gate.ParseRefusals(d.Annotations[deployv1alpha1.RefusedTemplatesAnnotation])
+				if gate.RefusedIn(refused, m.Hash) == nil {
+					refused = gate.AddRefusal(refused, gate.Refusal{Hash: m.Hash, Checklist: m.Checklist, UID: m.UID, At: time.Now().UTC().Truncate(time.Second)})
+					setAnnotation(d, deployv1alpha1.RefusedTemplatesAnnotation, gate.FormatRefusals(refused))
+				}
+			}
 		}
 		return nil
 	})

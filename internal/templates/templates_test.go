@@ -44,7 +44,7 @@ func release(params map[string]string) *deployv1alpha1.DeploymentChecklist {
 	return &deployv1alpha1.DeploymentChecklist{
 		ObjectMeta: metav1.ObjectMeta{Name: "checkout-v2-8-0", Namespace: "shop"},
 		Spec: deployv1alpha1.DeploymentChecklistSpec{
-			Target:      deployv1alpha1.TargetRef{Kind: "Deployment", Name: "checkout"},
+			Target:      &deployv1alpha1.TargetRef{Kind: "Deployment", Name: "checkout"},
 			Revision:    "v2.8.0",
 			TemplateRef: &deployv1alpha1.TemplateRef{Kind: "ClusterChecklistTemplate", Name: "web-release"},
 			Parameters:  params,

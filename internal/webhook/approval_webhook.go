@@ -77,7 +77,7 @@ func (w *ApprovalWebhook) Handle(ctx context.Context, req admission.Request) adm
 		} else if live != nil {
 			return admission.Denied(fmt.Sprintf("Deployment %s already has a live checklist, %s (%s): one live checklist per Deployment. "+
 				"Create this one when %s has ended (a GitOps sync retries by itself), or delete %s",
-				obj.Spec.Target.Name, live.Name, phaseOrPending(live.Phase), live.Name, live.Name))
+				live.TargetName, live.Name, phaseOrPending(live.Phase), live.Name, live.Name))
 		}
 	}
 	// The checklist as it will be walked: made from its template, parameters filled in.
@@ -228,18 +228,31 @@ func (w *ApprovalWebhook) mayApprove(ctx context.Context, req admission.Request,
 // holds it now (gate.TemplateHash): what a sign-off admitted now is for. The candidate a
 // signer was shown is the one held now; a push after this read is another template.
 // checklist.NoTemplate when the Deployment does not exist.
+//
+// For a release of several targets it is the set of their candidates
+// (checklist.CandidateSet): each target's template unless it is the pre-deploy one
+// recorded for it. A change to any of them is another set.
 func (w *ApprovalWebhook) admittedTemplate(ctx context.Context, dcl *deployv1alpha1.DeploymentChecklist) (string, error) {
 	var r client.Reader = w.Client
 	if w.Fresh != nil {
 		r = w.Fresh
 	}
-	var d appsv1.Deployment
-	if err := r.Get(ctx, client.ObjectKey{Namespace: dcl.Namespace, Name: dcl.Spec.Target.Name}, &d); apierrors.IsNotFound(err) {
-		return checklist.NoTemplate, nil
-	} else if err != nil {
-		return "", fmt.Errorf("reading Deployment %s/%s, whose template a sign-off is for: %w", dcl.Namespace, dcl.Spec.Target.Name, err)
+	names := dcl.Spec.TargetNames()
+	hashes := make([]string, len(names))
+	for i, name := range names {
+		var d appsv1.Deployment
+		if err := r.Get(ctx, client.ObjectKey{Namespace: dcl.Namespace, Name: name}, &d); apierrors.IsNotFound(err) {
+			hashes[i] = checklist.NoTemplate
+			continue
+		} else if err != nil {
+			return "", fmt.Errorf("reading Deployment %s/%s, whose template a sign-off is for: %w", dcl.Namespace, name, err)
+		}
+		hashes[i] = gate.TemplateHash(&d.Spec.Template)
+		if ts := dcl.TargetStatusOf(name); len(names) > 1 && ts != nil && ts.PreDeployTemplate != nil && hashes[i] == ts.PreDeployTemplateHash {
+			hashes[i] = ""
+		}
 	}
-	return gate.TemplateHash(&d.Spec.Template), nil
+	return checklist.CandidateSet(names, hashes), nil
 }
 
 // allowed asks the API server whether the requesting user may do what attrs say.
@@ -257,14 +270,25 @@ func (w *ApprovalWebhook) liveChecklist(ctx context.Context, obj *deployv1alpha1
 		}
 		return nil
 	}
-	cls, err := target.Checklists(ctx, w.Client, obj.Namespace, obj.Spec.Target.Name)
-	if err != nil || find(cls) == nil || w.Fresh == nil {
-		return nil, err
+	for _, name := range obj.Spec.TargetNames() {
+		cls, err := target.Checklists(ctx, w.Client, obj.Namespace, name)
+		if err != nil {
+			return nil, err
+		}
+		if find(cls) == nil {
+			continue
+		}
+		if w.Fresh == nil {
+			return nil, nil
+		}
+		if cls, err = target.ChecklistsFromAPI(ctx, w.Fresh, obj.Namespace, name); err != nil {
+			return nil, err
+		}
+		if live := find(cls); live != nil {
+			return live, nil
+		}
 	}
-	if cls, err = target.ChecklistsFromAPI(ctx, w.Fresh, obj.Namespace, obj.Spec.Target.Name); err != nil {
-		return nil, err
-	}
-	return find(cls), nil
+	return nil, nil
 }
 
 func phaseOrPending(p deployv1alpha1.ChecklistPhase) deployv1alpha1.ChecklistPhase {

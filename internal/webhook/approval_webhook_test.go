@@ -165,7 +165,7 @@ func checklist(name string) *deployv1alpha1.DeploymentChecklist {
 	return &deployv1alpha1.DeploymentChecklist{
 		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns},
 		Spec: deployv1alpha1.DeploymentChecklistSpec{
-			Target:   deployv1alpha1.TargetRef{Kind: "Deployment", Name: name},
+			Target:   &deployv1alpha1.TargetRef{Kind: "Deployment", Name: name},
 			Revision: "v2",
 			ChecklistBody: deployv1alpha1.ChecklistBody{
 				Phases: []deployv1alpha1.PhaseSpec{{Name: "T-10m", At: "-10m", Checks: []deployv1alpha1.CheckSpec{
@@ -322,6 +322,7 @@ func TestTheControllerCountsVerifiedApprovalsForThisRevisionFromTwoPeople(t *tes
 		g.Expect(st.Phases[0].Checks[0].Outcome).To(Equal(deployv1alpha1.OutcomePass))
 		g.Expect(st.Phases[0].Checks[0].Value).To(Equal("alice, bob"))
 		g.Expect(st.Phase).To(BeElementOf(deployv1alpha1.PhaseDeploying, deployv1alpha1.PhaseVerifying, deployv1alpha1.PhaseSucceeded))
-		g.Expect(st.Target.ReleasedAt).NotTo(BeNil())
+		g.Expect(st.Targets).NotTo(BeEmpty())
+		g.Expect(st.Targets[0].ReleasedAt).NotTo(BeNil())
 	}, time.Minute, 100*time.Millisecond).Should(Succeed())
 }

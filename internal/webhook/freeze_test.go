@@ -87,7 +87,8 @@ func TestABreakGlassReleasesDuringAFreezeWithTwoVerifiedSignOffsAndAReason(t *te
 	g.Eventually(func(g Gomega) {
 		st = status(g)
 		g.Expect(st.BreakGlass).NotTo(BeNil())
-		g.Expect(st.Target.ReleasedAt).NotTo(BeNil())
+		g.Expect(st.Targets).NotTo(BeEmpty())
+		g.Expect(st.Targets[0].ReleasedAt).NotTo(BeNil())
 	}, time.Minute, 100*time.Millisecond).Should(Succeed())
 	waitRolledOut(t, d, "checkout:v2")
 	g.Expect(st.BreakGlass.Approvers).To(Equal([]string{"alice", "bob"}))

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"maps"
+	"slices"
 	"strings"
 	"time"
 
@@ -36,14 +37,21 @@ func (w *ApprovalWebhook) freezeLabels(ctx context.Context, req admission.Reques
 	if err != nil || len(fs) == 0 {
 		return "", err
 	}
-	var d appsv1.Deployment
-	if err := w.Client.Get(ctx, client.ObjectKey{Namespace: obj.Namespace, Name: obj.Spec.Target.Name}, &d); err != nil && !apierrors.IsNotFound(err) {
-		return "", fmt.Errorf("reading Deployment %s, whose labels change freezes select: %w", obj.Spec.Target.Name, err)
+	var labels []map[string]string
+	for _, name := range obj.Spec.TargetNames() {
+		var d appsv1.Deployment
+		if err := w.Client.Get(ctx, client.ObjectKey{Namespace: obj.Namespace, Name: name}, &d); err != nil && !apierrors.IsNotFound(err) {
+			return "", fmt.Errorf("reading Deployment %s, whose labels change freezes select: %w", name, err)
+		}
+		labels = append(labels, d.Labels)
+	}
+	selects := func(cl map[string]string, f *freeze.Freeze) bool {
+		return slices.ContainsFunc(labels, func(l map[string]string) bool { return f.Selects(cl, l) })
 	}
 	now := time.Now()
 	for i := range fs {
 		f := &fs[i]
-		if !f.Selects(old.Labels, d.Labels) || f.Selects(obj.Labels, d.Labels) {
+		if !selects(old.Labels, f) || selects(obj.Labels, f) {
 			continue
 		}
 		if s := f.Now(now); !s.InForce && s.NextStart.IsZero() {

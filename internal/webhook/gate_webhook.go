@@ -2,6 +2,7 @@ package webhook
 
 import (
 	"context"
+	"fmt"
 	"maps"
 	"net/http"
 	"slices"
@@ -10,6 +11,7 @@ import (
 	"gomodules.xyz/jsonpatch/v2"
 	admissionv1 "k8s.io/api/admission/v1"
 	appsv1 "k8s.io/api/apps/v1"
+	authorizationv1 "k8s.io/api/authorization/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
@@ -18,9 +20,13 @@ import (
 	sigsjson "sigs.k8s.io/json"
 
 	deployv1alpha1 "github.com/tminus-dev/tminus/api/v1alpha1"
+	"github.com/tminus-dev/tminus/internal/deputy"
 	"github.com/tminus-dev/tminus/internal/gate"
 	"github.com/tminus-dev/tminus/internal/target"
 )
+
+// The manager drops the oldest refused template past the bound: it may allow one again.
+// +kubebuilder:rbac:groups=deploy.tminus.dev,resources=deploymentchecklists,verbs=unrefuse
 
 // GatePath is where the Deployment admission webhook is served.
 const GatePath = "/mutate-apps-v1-deployment"
@@ -40,8 +46,12 @@ type DeploymentGate struct {
 	// again on fresh data, so a cache a moment behind (a release just written) never
 	// holds what a checklist released. The other way round, a cache that does not show
 	// a rollback yet is covered by the Deployment's own mark (RolledBackAnnotation).
-	Fresh   client.Reader
-	Decoder admission.Decoder
+	Fresh client.Reader
+	// Authorizer creates the SubjectAccessReviews that judge a write taking a template
+	// out of the Deployment's refused templates (deploy.tminus.dev/refused-templates);
+	// without one, every entry a write drops is put back.
+	Authorizer client.Client
+	Decoder    admission.Decoder
 }
 
 // Handle admits, holds or refuses a write of a gated Deployment.
@@ -56,19 +66,99 @@ func (w *DeploymentGate) Handle(ctx context.Context, req admission.Request) admi
 			return admission.Errored(http.StatusBadRequest, err)
 		}
 	}
+	kept, warning, err := w.keepRefusals(ctx, req, old, cur)
+	if err != nil {
+		return admission.Errored(http.StatusInternalServerError, err)
+	}
+	var ops []jsonpatch.JsonPatchOperation
+	if kept != nil {
+		ops = refusalsPatch(cur.Annotations, gate.FormatRefusals(kept))
+		cur.Annotations = maps.Clone(cur.Annotations)
+		if cur.Annotations == nil {
+			cur.Annotations = map[string]string{}
+		}
+		cur.Annotations[deployv1alpha1.RefusedTemplatesAnnotation] = gate.FormatRefusals(kept)
+	}
 	v, err := w.decide(ctx, old, cur)
 	if err != nil {
 		return admission.Errored(http.StatusInternalServerError, err)
 	}
-	switch {
-	case v.Deny != "":
+	if v.Deny != "" {
 		return admission.Denied(v.Deny)
-	case v.Hold == "":
-		return admission.Allowed("")
 	}
-	resp := admission.Patched("", holdPatch(cur.Annotations, v)...)
-	resp.Warnings = append(resp.Warnings, "tminus held this Deployment (spec.paused): "+v.Hold)
+	var warnings []string
+	if warning != "" {
+		warnings = append(warnings, warning)
+	}
+	if v.Hold != "" {
+		ops = append(ops, holdPatch(cur.Annotations, v)...)
+		warnings = append(warnings, "tminus held this Deployment (spec.paused): "+v.Hold)
+	}
+	resp := admission.Allowed("")
+	if len(ops) > 0 {
+		resp = admission.Patched("", ops...)
+	}
+	resp.Warnings = append(resp.Warnings, warnings...)
 	return resp
+}
+
+// keepRefusals judges a write that drops templates from the stored Deployment's
+// refused templates (deploy.tminus.dev/refused-templates): allowing a rolled-back
+// template again takes the verb unrefuse on deploymentchecklists in its namespace
+// (tminus's own manager has it, to drop the oldest entry past the bound). A writer
+// without it (an editor, a GitOps tool replacing the whole object) has what it dropped
+// put back: kept is the list the write stores then, nil when the write stands as it
+// is, and warning says what was kept and why.
+func (w *DeploymentGate) keepRefusals(ctx context.Context, req admission.Request, old, cur *appsv1.Deployment) (
+	kept []gate.Refusal, warning string, err error) {
+	if old == nil {
+		return nil, "", nil
+	}
+	before := gate.ParseRefusals(old.Annotations[deployv1alpha1.RefusedTemplatesAnnotation])
+	after := gate.ParseRefusals(cur.Annotations[deployv1alpha1.RefusedTemplatesAnnotation])
+	dropped := gate.Dropped(before, after)
+	if len(dropped) == 0 {
+		return nil, "", nil
+	}
+	if w.Authorizer != nil {
+		ok, err := deputy.Allowed(ctx, w.Authorizer, deputy.SubjectOf(req.UserInfo), authorizationv1.ResourceAttributes{
+			Namespace: cur.Namespace, Verb: deployv1alpha1.UnrefuseVerb,
+			Group: deployv1alpha1.GroupVersion.Group, Resource: "deploymentchecklists",
+		})
+		if err != nil {
+			return nil, "", fmt.Errorf("judging the templates allowed again: %w", err)
+		}
+		if ok {
+			return nil, "", nil
+		}
+	}
+	// The stored entries first: a writer without the right can neither drop one nor
+	// push one out past the bound with entries of its own.
+	kept = slices.Clone(before)
+	for _, r := range after {
+		if len(kept) < deployv1alpha1.MaxRefusedTemplates && gate.RefusedIn(kept, r.Hash) == nil {
+			kept = append(kept, r)
+		}
+	}
+	names := make([]string, 0, len(dropped))
+	for _, r := range dropped {
+		names = append(names, fmt.Sprintf("%s (rolled back by checklist %s)", r.Hash, r.Checklist))
+	}
+	return kept, fmt.Sprintf("tminus kept the refused templates %s in annotation %s: user %q may not allow them again "+
+		"(it needs the verb %s on deploymentchecklists in namespace %s)", strings.Join(names, ", "),
+		deployv1alpha1.RefusedTemplatesAnnotation, req.UserInfo.Username, deployv1alpha1.UnrefuseVerb, cur.Namespace), nil
+}
+
+// refusalsPatch is the JSON patch setting the refused templates annotation to value,
+// written against the object as the API server sent it (annotations are its own, nil
+// when it has none).
+func refusalsPatch(annotations map[string]string, value string) []jsonpatch.JsonPatchOperation {
+	if annotations == nil {
+		return []jsonpatch.JsonPatchOperation{jsonpatch.NewOperation("add", "/metadata/annotations",
+			map[string]string{deployv1alpha1.RefusedTemplatesAnnotation: value})}
+	}
+	return []jsonpatch.JsonPatchOperation{jsonpatch.NewOperation("add",
+		"/metadata/annotations/"+pointerEscape(deployv1alpha1.RefusedTemplatesAnnotation), value)}
 }
 
 // holdPatch is the JSON patch of a hold: spec.paused and tminus's hold annotations,

@@ -155,7 +155,7 @@ func release(ns, rev string, verifyFor time.Duration) *deployv1alpha1.Deployment
 		TypeMeta:   metav1.TypeMeta{APIVersion: deployv1alpha1.GroupVersion.String(), Kind: "DeploymentChecklist"},
 		ObjectMeta: metav1.ObjectMeta{Name: "checkout-" + rev, Namespace: ns},
 		Spec: deployv1alpha1.DeploymentChecklistSpec{
-			Target:   deployv1alpha1.TargetRef{Kind: "Deployment", Name: "checkout"},
+			Target:   &deployv1alpha1.TargetRef{Kind: "Deployment", Name: "checkout"},
 			Revision: rev,
 			ChecklistBody: deployv1alpha1.ChecklistBody{
 				Interval:   "1s",
@@ -233,9 +233,11 @@ func TestOneApplyOfTheNewImageAndItsChecklistRollsNothingUntilTheChecklistReleas
 	g.Eventually(func(g Gomega) {
 		var cur deployv1alpha1.DeploymentChecklist
 		g.Expect(bed.Client.Get(context.Background(), client.ObjectKeyFromObject(c), &cur)).To(Succeed())
-		g.Expect(cur.Status.Target).NotTo(BeNil())
-		g.Expect(cur.Status.Target.PreDeployImages).To(Equal([]string{"checkout:v1"}))
-		g.Expect(cur.Status.Target.CandidateImages).To(Equal([]string{"checkout:v2"}))
+		g.Expect(cur.Status.Targets).NotTo(BeEmpty())
+		g.Expect(cur.Status.Targets).NotTo(BeEmpty())
+		g.Expect(cur.Status.Targets[0].PreDeployImages).To(Equal([]string{"checkout:v1"}))
+		g.Expect(cur.Status.Targets).NotTo(BeEmpty())
+		g.Expect(cur.Status.Targets[0].CandidateImages).To(Equal([]string{"checkout:v2"}))
 		g.Expect(meta.IsStatusConditionTrue(cur.Status.Conditions, engine.CondAdmissionGate)).To(BeTrue())
 	}, time.Minute, 100*time.Millisecond).Should(Succeed())
 	g.Consistently(func(g Gomega) []string { return replicaSetImages(g, ns) }, 2*time.Second, 200*time.Millisecond).
@@ -456,6 +458,86 @@ func TestASecondLiveChecklistIsRefusedNamingTheFirst(t *testing.T) {
 	g.Expect(bed.Client.Delete(context.Background(), first)).To(Succeed())
 	g.Eventually(func() error { return bed.Client.Create(context.Background(), release(ns, "v3", 2*time.Second)) },
 		30*time.Second, 200*time.Millisecond).Should(Succeed())
+}
+
+// TestAReleaseSharingAWorkloadWithALiveChecklistIsRefusedNamingIt: two releases share
+// the checkout Deployment; the one created second is refused naming the Deployment they
+// share and the live checklist, whichever of them lists several workloads.
+func TestAReleaseSharingAWorkloadWithALiveChecklistIsRefusedNamingIt(t *testing.T) {
+	t.Parallel()
+	g := NewWithT(t)
+	ns := newNamespace(t)
+	gated(t, ns, "checkout:v1")
+	twoTier := func(rev string) *deployv1alpha1.DeploymentChecklist {
+		c := release(ns, rev, 2*time.Second)
+		c.Spec.Target = nil
+		c.Spec.Targets = []deployv1alpha1.TargetRef{{Kind: "Deployment", Name: "storefront"}, {Kind: "Deployment", Name: "checkout"}}
+		return c
+	}
+	first := twoTier("v2")
+	g.Expect(bed.Client.Create(context.Background(), first)).To(Succeed())
+	err := bed.Client.Create(context.Background(), release(ns, "v3", 2*time.Second))
+	g.Expect(err).To(MatchError(ContainSubstring("Deployment checkout already has a live checklist, checkout-v2")))
+
+	g.Expect(bed.Client.Delete(context.Background(), first)).To(Succeed())
+	g.Eventually(func() error { return bed.Client.Create(context.Background(), release(ns, "v3", 2*time.Second)) },
+		30*time.Second, 200*time.Millisecond).Should(Succeed())
+	err = bed.Client.Create(context.Background(), twoTier("v4"))
+	g.Expect(err).To(MatchError(ContainSubstring("Deployment checkout already has a live checklist, checkout-v3")))
+}
+
+// TestASignOffForBothImagesStopsCountingWhenTheFrontendsImageChanges: one checklist
+// releases the frontend and its backend, both gated at admission. The sign-off is
+// bound, by the approval webhook, to the set of images both hold; a new frontend image
+// voids it, nothing is released on it, and signing again releases both.
+func TestASignOffForBothImagesStopsCountingWhenTheFrontendsImageChanges(t *testing.T) {
+	t.Parallel()
+	g := NewWithT(t)
+	ns := newNamespace(t)
+	workload := func(name string) *appsv1.Deployment {
+		d := testbed.Deployment(ns, name, name+":v1", 2)
+		g.Expect(bed.Client.Create(context.Background(), d)).To(Succeed())
+		waitRolledOut(t, d, name+":v1")
+		return label(t, d)
+	}
+	frontend, backend := workload("frontend"), workload("backend")
+	c := release(ns, "v2", 2*time.Second)
+	c.Name = "shop-v2"
+	c.Spec.Target = nil
+	c.Spec.Targets = []deployv1alpha1.TargetRef{{Kind: "Deployment", Name: "frontend"}, {Kind: "Deployment", Name: "backend"}}
+	deployAt := metav1.NewTime(time.Now().Add(8 * time.Second).Truncate(time.Second))
+	c.Spec.DeployAt, c.Spec.Window = &deployAt, "5m"
+	g.Expect(bed.Client.Create(context.Background(), c)).To(Succeed())
+	setImage(t, frontend, "frontend:v2")
+	setImage(t, backend, "backend:v2")
+	g.Eventually(func(g Gomega) {
+		var cur deployv1alpha1.DeploymentChecklist
+		g.Expect(bed.Client.Get(context.Background(), client.ObjectKeyFromObject(c), &cur)).To(Succeed())
+		for _, n := range []string{"frontend", "backend"} {
+			g.Expect(cur.TargetStatusOf(n)).NotTo(BeNil())
+			g.Expect(cur.TargetStatusOf(n).CandidateTemplateHash).NotTo(BeEmpty())
+		}
+	}, 30*time.Second, 100*time.Millisecond).Should(Succeed())
+	signOff(t, c)
+	holding := waitFor(t, c, deployv1alpha1.PhaseHolding)
+	g.Expect(holding.Status.Approvals[0].CandidateImages).To(Equal([]string{"frontend:v2", "backend:v2"}))
+
+	setImage(t, frontend, "frontend:v2-swapped")
+	g.Eventually(func(g Gomega) {
+		var cur deployv1alpha1.DeploymentChecklist
+		g.Expect(bed.Client.Get(context.Background(), client.ObjectKeyFromObject(c), &cur)).To(Succeed())
+		g.Expect(cur.Status.Approvals[0].NotCounted).To(ContainSubstring(
+			"given for frontend:v2, backend:v2, but the Deployment now holds frontend:v2-swapped, backend:v2"))
+	}, 30*time.Second, 100*time.Millisecond).Should(Succeed())
+	g.Consistently(func(g Gomega) []string { return replicaSetImages(g, ns) }, time.Until(deployAt.Time)+2*time.Second, 500*time.Millisecond).
+		Should(ConsistOf("frontend:v1", "backend:v1"), "nothing released on a sign-off for another set of images")
+
+	cmd := plugin.NewCommand(io.Discard, io.Discard)
+	cmd.SetArgs([]string{"--kubeconfig", bed.Kubeconfig, "-n", ns, "approve", c.Name, "--role", "deployment-lead"})
+	g.Expect(cmd.ExecuteContext(context.Background())).To(Succeed())
+	waitFor(t, c, deployv1alpha1.PhaseSucceeded)
+	waitRolledOut(t, frontend, "frontend:v2-swapped")
+	waitRolledOut(t, backend, "backend:v2")
 }
 
 func namespaceObj(name string) *corev1.Namespace {

@@ -39,8 +39,29 @@ func (w *ApprovalWebhook) gateKept(ctx context.Context, req admission.Request, m
 	if w.Fresh != nil {
 		r = w.Fresh
 	}
+	for _, name := range made.Spec.TargetNames() {
+		if msg, err := observeKept(ctx, r, types.NamespacedName{Namespace: made.Namespace, Name: name}); msg != "" || err != nil {
+			return msg, err
+		}
+	}
+	return "", nil
+}
+
+// recordGate writes, on the creation of a checklist made from a template, the
+// template's gate into spec.gate: the gate it is created with, immutable from then on.
+// It reports whether it changed obj.
+func recordGate(req admission.Request, obj, made *deployv1alpha1.DeploymentChecklist) bool {
+	if req.Operation != admissionv1.Create || obj.Spec.TemplateRef == nil || made.Spec.Gate == "" || obj.Spec.Gate == made.Spec.Gate {
+		return false
+	}
+	obj.Spec.Gate = made.Spec.Gate
+	return true
+}
+
+// observeKept refuses gate Observe for a target whose owner gated it, or that holds a
+// change nothing released.
+func observeKept(ctx context.Context, r client.Reader, key types.NamespacedName) (string, error) {
 	var d appsv1.Deployment
-	key := types.NamespacedName{Namespace: made.Namespace, Name: made.Spec.Target.Name}
 	if err := r.Get(ctx, key, &d); err != nil {
 		if apierrors.IsNotFound(err) {
 			return "", nil
@@ -59,15 +80,4 @@ func (w *ApprovalWebhook) gateKept(ctx context.Context, req admission.Request, m
 			d.Name, d.Annotations[deployv1alpha1.HoldReasonAnnotation]), nil
 	}
 	return "", nil
-}
-
-// recordGate writes, on the creation of a checklist made from a template, the
-// template's gate into spec.gate: the gate it is created with, immutable from then on.
-// It reports whether it changed obj.
-func recordGate(req admission.Request, obj, made *deployv1alpha1.DeploymentChecklist) bool {
-	if req.Operation != admissionv1.Create || obj.Spec.TemplateRef == nil || made.Spec.Gate == "" || obj.Spec.Gate == made.Spec.Gate {
-		return false
-	}
-	obj.Spec.Gate = made.Spec.Gate
-	return true
 }

@@ -151,7 +151,7 @@ func TestARunningPauseChecklistCannotBeSwitchedToAnObserveTemplate(t *testing.T)
 
 	// Made from a template, a checklist records the template's gate at creation.
 	fromObserve := &deployv1alpha1.DeploymentChecklist{ObjectMeta: metav1.ObjectMeta{Name: "other-v1", Namespace: ns},
-		Spec: deployv1alpha1.DeploymentChecklistSpec{Target: deployv1alpha1.TargetRef{Kind: "Deployment", Name: "other"}, Revision: "v1",
+		Spec: deployv1alpha1.DeploymentChecklistSpec{Target: &deployv1alpha1.TargetRef{Kind: "Deployment", Name: "other"}, Revision: "v1",
 			TemplateRef: &deployv1alpha1.TemplateRef{Kind: "ChecklistTemplate", Name: "observe-only"}}}
 	g.Expect(bed.Client.Create(ctx, fromObserve)).To(Succeed())
 	g.Expect(fromObserve.Spec.Gate).To(Equal(deployv1alpha1.GateObserve))

@@ -85,33 +85,53 @@ func (w *ApprovalWebhook) requestRefusal(ctx context.Context, kind deployv1alpha
 		return checklist.AbortRefusal(old.Status.Phase), nil
 	}
 	if old.Status.Phase != deployv1alpha1.PhaseSucceeded {
-		return checklist.RollbackRefusal(old, checklist.TargetState{}, ""), nil
+		return checklist.RollbackRefusal(old, func(string) checklist.TargetState { return checklist.TargetState{} }, ""), nil
 	}
-	key := types.NamespacedName{Namespace: old.Namespace, Name: old.Spec.Target.Name}
-	// What serves is read from the cache (its ReplicaSets are indexed there); the
-	// Deployment's template and released revisions from the API server, as a push just
-	// before the request left them.
+	blocker := ""
+	for _, name := range old.Spec.TargetNames() {
+		cls, err := target.Checklists(ctx, w.Client, old.Namespace, name)
+		if err != nil {
+			return "", err
+		}
+		if blocker = gate.Blocker(cls, old.Name); blocker != "" {
+			break
+		}
+	}
+	var readErr error
+	why := checklist.RollbackRefusal(old, func(name string) checklist.TargetState {
+		t, err := w.observeForRollback(ctx, types.NamespacedName{Namespace: old.Namespace, Name: name})
+		if err != nil && readErr == nil {
+			readErr = err
+		}
+		return t
+	}, blocker)
+	if readErr != nil {
+		return "", readErr
+	}
+	return why, nil
+}
+
+// observeForRollback is a released target as a rollback of it is judged: what serves
+// from the cache (its ReplicaSets are indexed there); the Deployment's template and
+// released revisions from the API server, as a push just before the request left them.
+func (w *ApprovalWebhook) observeForRollback(ctx context.Context, key types.NamespacedName) (checklist.TargetState, error) {
 	t, err := target.Observe(ctx, w.Client, key)
 	if err != nil {
-		return "", fmt.Errorf("reading Deployment %s, whose release a rollback is for: %w", key, err)
+		return t, fmt.Errorf("reading Deployment %s, whose release a rollback is for: %w", key, err)
 	}
 	if w.Fresh != nil {
 		var d appsv1.Deployment
 		switch err := w.Fresh.Get(ctx, key, &d); {
 		case apierrors.IsNotFound(err):
-			t = checklist.TargetState{}
+			return checklist.TargetState{}, nil
 		case err != nil:
-			return "", fmt.Errorf("reading Deployment %s, whose release a rollback is for: %w", key, err)
+			return t, fmt.Errorf("reading Deployment %s, whose release a rollback is for: %w", key, err)
 		default:
 			t.TemplateHash, t.TemplateImages = gate.TemplateHash(&d.Spec.Template), gate.Images(&d.Spec.Template)
 			t.ReleasedRevisions = target.ReleasedRevisions(&d)
 		}
 	}
-	cls, err := target.Checklists(ctx, w.Client, old.Namespace, old.Spec.Target.Name)
-	if err != nil {
-		return "", err
-	}
-	return checklist.RollbackRefusal(old, t, gate.Blocker(cls, old.Name)), nil
+	return t, nil
 }
 
 // retryRefusal says why the checklist may not carry its retry-of annotation ("" when
@@ -142,9 +162,9 @@ func (w *ApprovalWebhook) retryRefusal(ctx context.Context, req admission.Reques
 		return "", fmt.Errorf("reading checklist %s, which %s retries: %w", of, obj.Name, err)
 	}
 	switch {
-	case prev.Spec.Target.Name != obj.Spec.Target.Name || prev.Spec.Revision != obj.Spec.Revision:
-		return fmt.Sprintf("%s names checklist %s, of Deployment %s revision %q: a retry is of the same Deployment and revision",
-			deployv1alpha1.RetryOfAnnotation, of, prev.Spec.Target.Name, prev.Spec.Revision), nil
+	case !slices.Equal(prev.Spec.TargetNames(), obj.Spec.TargetNames()) || prev.Spec.Revision != obj.Spec.Revision:
+		return fmt.Sprintf("%s names checklist %s, of %s revision %q: a retry is of the same targets and revision",
+			deployv1alpha1.RetryOfAnnotation, of, strings.Join(prev.Spec.TargetNames(), ", "), prev.Spec.Revision), nil
 	case prev.Status.Phase != deployv1alpha1.PhaseRolledBack && prev.Status.Phase != deployv1alpha1.PhaseFailed:
 		return fmt.Sprintf("%s names checklist %s, which is %s: only one that ended RolledBack or Failed is retried",
 			deployv1alpha1.RetryOfAnnotation, of, phaseOrPending(prev.Status.Phase)), nil

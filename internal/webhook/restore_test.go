@@ -48,5 +48,5 @@ func TestARollbackWhoseOldReplicaSetIsGoneRestoresTheOldVersion(t *testing.T) {
 		var cur deployv1alpha1.DeploymentChecklist
 		g.Expect(bed.Client.Get(ctx, client.ObjectKeyFromObject(c), &cur)).To(Succeed())
 		return &cur
-	}, time.Minute, 100*time.Millisecond).Should(HaveField("Status.Target.RestoredAt", Not(BeNil())))
+	}, time.Minute, 100*time.Millisecond).Should(HaveField("Status.Rollback.CompletedAt", Not(BeNil())))
 }

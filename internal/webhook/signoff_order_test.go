@@ -201,12 +201,12 @@ func TestASignOffCountsForTheTemplateHeldWhenItWasGivenNotOnePushedBeforeTheCont
 		Should(HaveKeyWithValue(deployv1alpha1.GatedLabel, deployv1alpha1.GatedByChecklist))
 	b.push(checkout, "checkout:v2")
 	g.Eventually(func(g Gomega) {
-		// Target is nil until the first status write: a poll before it must fail, not panic.
-		checkoutSt, cartSt := b.status(g, "checkout"), b.status(g, "cart")
-		g.Expect(checkoutSt.Target).NotTo(BeNil())
-		g.Expect(cartSt.Target).NotTo(BeNil())
-		g.Expect(checkoutSt.Target.CandidateImages).To(Equal([]string{"checkout:v2"}))
-		g.Expect(cartSt.Target.CapturedAt).NotTo(BeNil())
+		// Targets is empty until the first status write: a poll before it must fail, not panic.
+		co, ca := b.status(g, "checkout"), b.status(g, "cart")
+		g.Expect(co.Targets).NotTo(BeEmpty())
+		g.Expect(ca.Targets).NotTo(BeEmpty())
+		g.Expect(co.Targets[0].CandidateImages).To(Equal([]string{"checkout:v2"}))
+		g.Expect(ca.Targets[0].CapturedAt).NotTo(BeNil())
 		g.Expect(b.get(cart).Labels).To(HaveKeyWithValue(deployv1alpha1.GatedLabel, deployv1alpha1.GatedByChecklist), "the gate sees cart")
 	}, 2*time.Minute, 100*time.Millisecond).Should(Succeed())
 	stop()
@@ -226,11 +226,13 @@ func TestASignOffCountsForTheTemplateHeldWhenItWasGivenNotOnePushedBeforeTheCont
 	// checkout's sign-off was for v2: it does not count for v2-evil, which stays held.
 	g.Eventually(func(g Gomega) {
 		st := b.status(g, "checkout")
-		g.Expect(st.Target.CandidateImages).To(Equal([]string{"checkout:v2-evil"}))
+		g.Expect(st.Targets).NotTo(BeEmpty())
+		g.Expect(st.Targets[0].CandidateImages).To(Equal([]string{"checkout:v2-evil"}))
 		g.Expect(st.Approvals).To(HaveLen(1))
 		g.Expect(st.Approvals[0].NotCounted).To(HavePrefix("given for the template Deployment checkout held when it was given"))
 		g.Expect(st.Approvals[0].NotCounted).To(HaveSuffix("but the Deployment now holds checkout:v2-evil for release: sign again"))
-		g.Expect(st.Target.ReleasedAt).To(BeNil(), "not released on a sign-off for another template")
+		g.Expect(st.Targets).NotTo(BeEmpty())
+		g.Expect(st.Targets[0].ReleasedAt).To(BeNil(), "not released on a sign-off for another template")
 		g.Expect(st.Phases[0].Checks[0].Outcome).To(Equal(deployv1alpha1.OutcomePending))
 	}, 2*time.Minute, 100*time.Millisecond).Should(Succeed())
 	g.Expect(b.get(checkout).Spec.Paused).To(BeTrue())
@@ -241,7 +243,8 @@ func TestASignOffCountsForTheTemplateHeldWhenItWasGivenNotOnePushedBeforeTheCont
 		g.Expect(st.Approvals).To(HaveLen(1))
 		g.Expect(st.Approvals[0].NotCounted).To(BeEmpty())
 		g.Expect(st.Approvals[0].CandidateImages).To(Equal([]string{"cart:v2"}))
-		g.Expect(st.Target.ReleasedAt).NotTo(BeNil())
+		g.Expect(st.Targets).NotTo(BeEmpty())
+		g.Expect(st.Targets[0].ReleasedAt).NotTo(BeNil())
 	}, 2*time.Minute, 100*time.Millisecond).Should(Succeed())
 	g.Expect(b.get(cart).Spec.Template.Spec.Containers[0].Image).To(Equal("cart:v2"))
 }

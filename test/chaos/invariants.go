@@ -137,7 +137,7 @@ func releases(h *history) map[string][]release {
 	out := map[string][]release{}
 	for _, name := range h.order {
 		for _, s := range h.checklists[name] {
-			t := s.Obj.Status.Target
+			t := s.Obj.TargetStatusOf(s.Obj.Spec.ShardTarget())
 			if t == nil || t.ReleasedTemplateHash == "" {
 				continue
 			}
@@ -155,15 +155,16 @@ func rollbacks(h *history) []rollback {
 		var rb *rollback
 		for _, s := range h.checklists[name] {
 			st := s.Obj.Status
+			ts := s.Obj.TargetStatusOf(s.Obj.Spec.ShardTarget())
 			if rb == nil && st.Phase == deployv1alpha1.PhaseRolledBack && st.Rollback != nil && !st.Rollback.DryRun &&
-				!st.Rollback.NothingToRestore && st.Target != nil {
-				rb = &rollback{checklist: name, hash: st.Target.ReleasedTemplateHash, pre: st.Target.PreDeployTemplateHash,
-					images: st.Target.CandidateImages, seen: s.At}
+				!st.Rollback.NothingToRestore && ts != nil {
+				rb = &rollback{checklist: name, hash: ts.ReleasedTemplateHash, pre: ts.PreDeployTemplateHash,
+					images: ts.CandidateImages, seen: s.At}
 			}
 			if rb == nil {
 				continue
 			}
-			if rb.restored.IsZero() && st.Target != nil && st.Target.RestoredAt != nil {
+			if rb.restored.IsZero() && ts != nil && ts.RestoredAt != nil {
 				rb.restored = s.At
 			}
 			if rb.deleted.IsZero() && (s.Deleted || s.Obj.DeletionTimestamp != nil) {

@@ -105,7 +105,7 @@ func (r *run) report(v *Violation) string {
 			for _, s := range h.checklists[name] {
 				st := s.Obj.Status
 				line := fmt.Sprintf("phase %s/%s next %q", st.Phase, st.CurrentPhase, oneLine(st.NextAction, 120))
-				if t := st.Target; t != nil {
+				if t := s.Obj.TargetStatusOf(s.Obj.Spec.ShardTarget()); t != nil {
 					line += fmt.Sprintf(" pre %s candidate %s %v released %s", t.PreDeployTemplateHash, t.CandidateTemplateHash,
 						t.CandidateImages, t.ReleasedTemplateHash)
 					if t.HeldTemplateHash != "" {

@@ -251,7 +251,7 @@ func (r *run) checklist(name, revision string) *deployv1alpha1.DeploymentCheckli
 		TypeMeta:   metav1.TypeMeta{APIVersion: deployv1alpha1.GroupVersion.String(), Kind: "DeploymentChecklist"},
 		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: r.ns},
 		Spec: deployv1alpha1.DeploymentChecklistSpec{
-			Target:   deployv1alpha1.TargetRef{Kind: "Deployment", Name: deploymentName},
+			Target:   &deployv1alpha1.TargetRef{Kind: "Deployment", Name: deploymentName},
 			Revision: revision,
 			ChecklistBody: deployv1alpha1.ChecklistBody{
 				Interval:   "1s",

@@ -60,7 +60,7 @@ func checklistFor(ns, url string) *deployv1alpha1.DeploymentChecklist {
 		TypeMeta:   metav1.TypeMeta{APIVersion: deployv1alpha1.GroupVersion.String(), Kind: "DeploymentChecklist"},
 		ObjectMeta: metav1.ObjectMeta{Name: "checkout-v2", Namespace: ns},
 		Spec: deployv1alpha1.DeploymentChecklistSpec{
-			Target:   deployv1alpha1.TargetRef{Kind: "Deployment", Name: "checkout"},
+			Target:   &deployv1alpha1.TargetRef{Kind: "Deployment", Name: "checkout"},
 			Revision: "v2",
 			ChecklistBody: deployv1alpha1.ChecklistBody{
 				Interval: "1s",

@@ -82,12 +82,12 @@ func TestAReleaseHeldByThePreviousManagerIsFinishedByTheNewOneAfterAnUpgrade(t *
 	waitRolledOut(t, ns, "checkout:v2")
 
 	done := getChecklist(g, ns)
-	g.Expect(done.Status.Target.PreDeployImages).To(Equal(before.Target.PreDeployImages),
+	g.Expect(done.Status.Targets[0].PreDeployImages).To(Equal(before.Target.PreDeployImages),
 		"what served before the release is the old manager's capture, kept")
 	// The old manager named templates by the first 16 hex digits of their SHA-256; the
 	// new one by all of it, and reads the old names as prefixes.
-	g.Expect(gate.SameTemplate(done.Status.Target.ReleasedTemplateHash, before.Target.CandidateTemplateHash)).To(BeTrue(),
-		"the template released (%s) is the one the old manager held (%s)", done.Status.Target.ReleasedTemplateHash,
+	g.Expect(gate.SameTemplate(done.Status.Targets[0].ReleasedTemplateHash, before.Target.CandidateTemplateHash)).To(BeTrue(),
+		"the template released (%s) is the one the old manager held (%s)", done.Status.Targets[0].ReleasedTemplateHash,
 		before.Target.CandidateTemplateHash)
 	g.Expect(replicaSetImages(g, ns)).To(ConsistOf("checkout:v1", "checkout:v2"))
 	g.Eventually(func(g Gomega) {

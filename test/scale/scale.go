@@ -308,7 +308,7 @@ func newChecklist(name, target string, interval time.Duration, promURL string,
 	dcl := &deployv1alpha1.DeploymentChecklist{
 		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns},
 		Spec: deployv1alpha1.DeploymentChecklistSpec{
-			Target:   deployv1alpha1.TargetRef{Kind: "Deployment", Name: target},
+			Target:   &deployv1alpha1.TargetRef{Kind: "Deployment", Name: target},
 			Revision: "v2",
 			ChecklistBody: deployv1alpha1.ChecklistBody{
 				Interval:   interval.String(),
