@@ -560,7 +560,7 @@ func TestTheSeedTemplateSampleAndItsReleaseAreAcceptedWithTheSeedsContactsAndRun
 
 	body, _, err := templates.Resolve(&dcl, templates.From(&tmpl))
 	g.Expect(err).NotTo(HaveOccurred())
-	roles := []string{}
+	roles := make([]string, 0, len(body.Contacts))
 	for _, c := range body.Contacts {
 		roles = append(roles, c.Role)
 	}
