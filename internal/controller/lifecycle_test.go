@@ -396,17 +396,21 @@ func TestLongRollbackMessagesStillMakeAnEvent(t *testing.T) {
 	d := deployment(t, ns, "checkout:v1")
 	metrics := healthyMetrics()
 	startManagerIn(t, ns, metrics, nil)
+	// Fifteen long-named checks of a T-plus phase fail, so the rollback message names
+	// them all. Their metric fails from the start: only T+2s reads it, and the phase
+	// fails however late the test gets to look.
+	metrics.set("late_error_rate", 0.02)
 	c := newChecklist(ns, func(c *deployv1alpha1.DeploymentChecklist) {
 		c.Spec.RollbackTriggers = nil
 		c.Spec.Phases[1].Timeout = "3s"
+		c.Spec.Metrics = append(c.Spec.Metrics, deployv1alpha1.MetricSpec{Name: "late-error-rate", Query: "late_error_rate"})
 		for i := range 15 {
 			c.Spec.Phases[1].Checks = append(c.Spec.Phases[1].Checks, deployv1alpha1.CheckSpec{
-				Name: "errors-" + strings.Repeat("x", 50) + string(rune('a'+i)), Metric: "error-rate", Below: new("0.01"),
+				Name: "errors-" + strings.Repeat("x", 50) + string(rune('a'+i)), Metric: "late-error-rate", Below: new("0.01"),
 			})
 		}
 	})
 	releaseV2(t, ns, d, c)
-	metrics.set(errorQuery, 0.02)
 	rolled := waitPhase(t, c, deployv1alpha1.PhaseRolledBack)
 	g.Expect(len(rolled.Status.Rollback.Message)).To(BeNumerically(">", checklist.MaxEventNote))
 	g.Eventually(func(g Gomega) {

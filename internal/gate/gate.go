@@ -579,7 +579,9 @@ func Admit(old *Deployment, cur *Deployment, cls []Checklist) Verdict {
 		if refused == nil && old != nil {
 			refused = RefusedIn(old.Refused, cur.TemplateHash)
 		}
-		if refused != nil {
+		// A live retry of the checklist that rolled it back asks for it again: it is held
+		// for the retry's sign-offs, as RolledBackBy lets it through.
+		if refused != nil && !retried(cls, refused.Checklist) {
 			return Verdict{Deny: fmt.Sprintf("Deployment %s/%s: this pod template (%s) was rolled back by checklist %s at %s. "+
 				"It stays refused (annotation %s), whether or not that checklist still exists: %s",
 				cur.Namespace, cur.Name, ImageList(cur.Images), refused.Checklist, refused.At.UTC().Format(time.RFC3339),

@@ -96,7 +96,7 @@ func TestARolledBackTemplateStaysRefusedAfterItsChecklistIsDeletedUntilSomeoneMa
 	setImage(t, d, "checkout:v2")
 	signOff(t, c)
 	verifying := waitFor(t, c, deployv1alpha1.PhaseVerifying)
-	bad := verifying.Status.Target.ReleasedTemplateHash
+	bad := verifying.Status.Targets[0].ReleasedTemplateHash
 	metrics.set(errorsIn(ns), 0.07)
 	waitFor(t, c, deployv1alpha1.PhaseRolledBack)
 	waitRolledOut(t, d, "checkout:v1")

@@ -163,7 +163,7 @@ func (w *ApprovalWebhook) retryRefusal(ctx context.Context, req admission.Reques
 	}
 	switch {
 	case !slices.Equal(prev.Spec.TargetNames(), obj.Spec.TargetNames()) || prev.Spec.Revision != obj.Spec.Revision:
-		return fmt.Sprintf("%s names checklist %s, of %s revision %q: a retry is of the same targets and revision",
+		return fmt.Sprintf("%s names checklist %s, of Deployment %s revision %q: a retry is of the same Deployment and revision",
 			deployv1alpha1.RetryOfAnnotation, of, strings.Join(prev.Spec.TargetNames(), ", "), prev.Spec.Revision), nil
 	case prev.Status.Phase != deployv1alpha1.PhaseRolledBack && prev.Status.Phase != deployv1alpha1.PhaseFailed:
 		return fmt.Sprintf("%s names checklist %s, which is %s: only one that ended RolledBack or Failed is retried",

@@ -123,7 +123,7 @@ func TestARollbackRequestedDuringVerificationByAResponderRestoresTheLastVersion(
 	g.Expect(meta.FindStatusCondition(cur.Status.Conditions, engine.CondReady).Reason).To(Equal(engine.ReasonRollbackRequested))
 	g.Expect(cur.Status.Rollback.Message).To(Equal("rolled back by carol: CVE-2026-1234 in the new image"))
 	waitRolledOut(t, d, "checkout:v1")
-	g.Eventually(func(g Gomega) *metav1.Time { return onlyTarget(g, stored(g, c)).RestoredAt }, time.Minute, 100*time.Millisecond).
+	g.Eventually(func(g Gomega) *metav1.Time { return firstTarget(g, stored(g, c)).RestoredAt }, time.Minute, 100*time.Millisecond).
 		ShouldNot(BeNil())
 }
 
@@ -182,7 +182,7 @@ func TestAnAbortBeforeT0LeavesTheNewImageHeldAndRollsNothing(t *testing.T) {
 	c := release(ns, "v2", time.Hour)
 	g.Expect(bed.Client.Create(ctx, c)).To(Succeed())
 	setImage(t, d, "checkout:v2")
-	g.Eventually(func(g Gomega) string { return onlyTarget(g, stored(g, c)).CandidateTemplateHash }, time.Minute, 100*time.Millisecond).
+	g.Eventually(func(g Gomega) string { return firstTarget(g, stored(g, c)).CandidateTemplateHash }, time.Minute, 100*time.Millisecond).
 		ShouldNot(BeEmpty())
 
 	err := request(t, "carol", c, deployv1alpha1.RollbackRequestedAnnotation, "carol: wrong build")
@@ -225,7 +225,7 @@ func TestARetryAfterARollbackReleasesTheSameRevisionAfterFreshSignOffs(t *testin
 	g.Expect(request(t, "carol", c, deployv1alpha1.RollbackRequestedAnnotation, "carol: payments provider down, not us")).To(Succeed())
 	waitFor(t, c, deployv1alpha1.PhaseRolledBack)
 	waitRolledOut(t, d, "checkout:v1")
-	g.Eventually(func(g Gomega) *metav1.Time { return onlyTarget(g, stored(g, c)).RestoredAt }, time.Minute, 100*time.Millisecond).
+	g.Eventually(func(g Gomega) *metav1.Time { return firstTarget(g, stored(g, c)).RestoredAt }, time.Minute, 100*time.Millisecond).
 		ShouldNot(BeNil())
 	// While checkout-v2 exists, its rolled-back template stays refused.
 	_, err := setImageRefused(d, "checkout:v2")
@@ -256,10 +256,9 @@ func TestARetryAfterARollbackReleasesTheSameRevisionAfterFreshSignOffs(t *testin
 	waitRolledOut(t, d, "checkout:v2")
 }
 
-// onlyTarget is the status of a one-target checklist's target, as stored (status.target
-// or status.targets[0]); the poll fails, not panics, while there is none yet.
-func onlyTarget(g Gomega, c *deployv1alpha1.DeploymentChecklist) deployv1alpha1.TargetStatus {
-	ts := c.Status.TargetsOf(&c.Spec)
-	g.Expect(ts).To(HaveLen(1), "the target's status is not written yet")
-	return ts[0].TargetStatus
+// firstTarget is the status of a checklist's first target, failing the poll while none
+// is recorded.
+func firstTarget(g Gomega, c *deployv1alpha1.DeploymentChecklist) *deployv1alpha1.TargetStatus {
+	g.Expect(c.Status.Targets).NotTo(BeEmpty())
+	return &c.Status.Targets[0].TargetStatus
 }

@@ -86,7 +86,8 @@ func TestARollbackRequestIsActedOnOnceAcrossAManagerKilledRightAfterItWasWritten
 	var fired metav1.Time
 	g.Eventually(func(g Gomega) {
 		cur := getChecklist(g, ns)
-		g.Expect(cur.Status.Target.RestoredAt).NotTo(BeNil())
+		g.Expect(cur.Status.Targets).NotTo(BeEmpty())
+		g.Expect(cur.Status.Targets[0].RestoredAt).NotTo(BeNil())
 		g.Expect(cur.Status.Request.State).To(Equal(deployv1alpha1.RequestActed))
 		g.Expect(cur.Status.Rollback.Message).To(Equal("rolled back by testbed-admin: CVE-2026-1234 in the new image"))
 		fired = cur.Status.Rollback.FiredAt
