@@ -507,6 +507,43 @@ type RollbackSpec struct {
 	Action RollbackAction `json:"action,omitempty"`
 }
 
+// Contact is someone to call during a release.
+type Contact struct {
+	// role, e.g. On-Call Engineer; unique among the contacts.
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=64
+	// +required
+	Role string `json:"role"`
+
+	// name of the person or team, e.g. Dana Smith, or {{params.NAME}}.
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=128
+	// +required
+	Name string `json:"name"`
+
+	// reach says how to reach them: a phone number, a pager, a chat channel, an address.
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=256
+	// +required
+	Reach string `json:"reach"`
+}
+
+// Runbook is a link a responder reads during a release.
+type Runbook struct {
+	// title, e.g. Sentry; unique among the runbooks.
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=64
+	// +required
+	Title string `json:"title"`
+
+	// url, http:// or https://, or containing a {{params.NAME}}.
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=2048
+	// +kubebuilder:validation:XValidation:rule="self.matches('^https?://[^/?# ]+([/?#][^ ]*)?$') || self.matches('^(https?://)?[^ ]*[{][{]params[.][A-Za-z][A-Za-z0-9_]*[}][}][^ ]*$')",message="spec.runbooks[].url must be an http:// or https:// URL with a host (or contain a {{params.NAME}})"
+	// +required
+	URL string `json:"url"`
+}
+
 // TemplateRef names the template a checklist is made from.
 type TemplateRef struct {
 	// kind is ChecklistTemplate (in the checklist's namespace) or
@@ -665,6 +702,25 @@ type ChecklistBody struct {
 	// +kubebuilder:default={action: Undo}
 	// +optional
 	Rollback RollbackSpec `json:"rollback,omitempty"`
+
+	// contacts are the people to call during the release (on-call engineer, leads…):
+	// shown by kubectl checklist status and why, in every notification and in the
+	// release record. Made from a template, a checklist's own contact replaces the
+	// template's of the same role; the others are added (docs/templates.md).
+	// +listType=map
+	// +listMapKey=role
+	// +kubebuilder:validation:MaxItems=16
+	// +optional
+	Contacts []Contact `json:"contacts,omitempty"`
+
+	// runbooks are links to what a responder reads (dashboards, runbooks, consoles):
+	// shown where contacts are. Made from a template, a checklist's own runbook replaces
+	// the template's of the same title; the others are added.
+	// +listType=map
+	// +listMapKey=title
+	// +kubebuilder:validation:MaxItems=16
+	// +optional
+	Runbooks []Runbook `json:"runbooks,omitempty"`
 
 	// requireVerifiedApprovals: only sign-offs the approval webhook verified count (its
 	// records show who wrote them; sign-offs written before it was installed, or while it

@@ -224,6 +224,31 @@ func TestAPIServerRefusesInvalidChecklistsNamingTheField(t *testing.T) {
 				SecretKeyRef: &deployv1alpha1.SecretKeyRef{Name: "prom", Key: "tenant"},
 			}}
 		}, "spec.prometheus.headers[0]", "set exactly one of value and secretKeyRef"},
+		{"a runbook that is not an http(s) URL", func(c *deployv1alpha1.DeploymentChecklist) {
+			c.Spec.Runbooks = []deployv1alpha1.Runbook{{Title: "Sentry", URL: "javascript:alert(1)"}}
+		}, "spec.runbooks[0].url", "must be an http:// or https:// URL with a host"},
+		{"a runbook without a title", func(c *deployv1alpha1.DeploymentChecklist) {
+			c.Spec.Runbooks = []deployv1alpha1.Runbook{{URL: "https://sentry.io"}}
+		}, "spec.runbooks[0].title", "should be at least 1 chars long"},
+		{"two runbooks of one title", func(c *deployv1alpha1.DeploymentChecklist) {
+			c.Spec.Runbooks = []deployv1alpha1.Runbook{{Title: "Sentry", URL: "https://sentry.io"},
+				{Title: "Sentry", URL: "https://sentry.io/2"}}
+		}, "spec.runbooks[1]", "Duplicate value"},
+		{"a contact without a way to reach them", func(c *deployv1alpha1.DeploymentChecklist) {
+			c.Spec.Contacts = []deployv1alpha1.Contact{{Role: "On-Call Engineer", Name: "Dana"}}
+		}, "spec.contacts[0].reach", "should be at least 1 chars long"},
+		{"a contact's name too long", func(c *deployv1alpha1.DeploymentChecklist) {
+			c.Spec.Contacts = []deployv1alpha1.Contact{{Role: "On-Call Engineer", Name: strings.Repeat("d", 129), Reach: "+1 555 0199"}}
+		}, "spec.contacts[0].name", "may not be more than 128"},
+		{"two contacts of one role", func(c *deployv1alpha1.DeploymentChecklist) {
+			c.Spec.Contacts = []deployv1alpha1.Contact{{Role: "On-Call Engineer", Name: "Dana", Reach: "+1 555 0199"},
+				{Role: "On-Call Engineer", Name: "Sam", Reach: "+1 555 0100"}}
+		}, "spec.contacts[1]", "Duplicate value"},
+		{"seventeen contacts", func(c *deployv1alpha1.DeploymentChecklist) {
+			for i := range 17 {
+				c.Spec.Contacts = append(c.Spec.Contacts, deployv1alpha1.Contact{Role: fmt.Sprintf("role-%d", i), Name: "n", Reach: "r"})
+			}
+		}, "spec.contacts", "must have at most 16 items"},
 		{"no target at all", func(c *deployv1alpha1.DeploymentChecklist) {
 			c.Spec.Target = nil
 		}, "spec", "spec.targets: name the workloads of the release (or the one in spec.target)"},
@@ -427,6 +452,8 @@ func TestTemplatesAreValidatedAsFarAsTheirParametersAllow(t *testing.T) {
 		b.Interval = "{{params.soak}}"
 		b.Phases[1].Checks[0].HTTP.URL = "http://{{params.service}}.shop.svc/health"
 		b.Metrics[0].Query = `rate(x{app="{{params.service}}"}[5m])`
+		b.Contacts = []deployv1alpha1.Contact{{Role: "On-Call Engineer", Name: "{{params.service}}", Reach: "{{params.service}}"}}
+		b.Runbooks = []deployv1alpha1.Runbook{{Title: "Health", URL: "{{params.service}}/health"}}
 	}))).To(Succeed())
 
 	for _, tc := range []struct {
@@ -442,6 +469,12 @@ func TestTemplatesAreValidatedAsFarAsTheirParametersAllow(t *testing.T) {
 			"spec", "spec.template.phases is required"},
 		{"bad-metric-ref", func(b *deployv1alpha1.ChecklistBody) { b.Phases[0].Checks[0].Metric = "p95" },
 			"spec.template", "must name a metric defined in spec.metrics"},
+		{"bad-runbook", func(b *deployv1alpha1.ChecklistBody) {
+			b.Runbooks = []deployv1alpha1.Runbook{{Title: "Console", URL: "ftp://console.example"}}
+		}, "spec.template.runbooks[0].url", "must be an http:// or https:// URL with a host"},
+		{"contact-without-role", func(b *deployv1alpha1.ChecklistBody) {
+			b.Contacts = []deployv1alpha1.Contact{{Name: "Dana", Reach: "+1 555 0199"}}
+		}, "spec.template.contacts[0].role", "should be at least 1 chars long"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			g := NewWithT(t)
@@ -500,4 +533,38 @@ func TestBaselineRatiosAndGracePeriodsAreAcceptedAfterT0(t *testing.T) {
 	c.Spec.RollbackTriggers = append(c.Spec.RollbackTriggers, deployv1alpha1.RollbackTrigger{
 		Name: "p95-regression", Metric: "error-rate", AboveBaseline: new("1.5"), After: "5m", For: "1m"})
 	g.Expect(bed.Client.Create(context.Background(), c)).To(Succeed())
+}
+
+// TestTheSeedTemplateSampleAndItsReleaseAreAcceptedWithTheSeedsContactsAndRunbooks keeps
+// config/samples' seed template (what make demo applies) acceptable to the API server,
+// and its emergency contacts and runbook links resolving with their defaults.
+func TestTheSeedTemplateSampleAndItsReleaseAreAcceptedWithTheSeedsContactsAndRunbooks(t *testing.T) {
+	bed := testbed.New(t, testbed.Options{})
+	ctx := context.Background()
+	g := NewWithT(t)
+	root, err := testbed.RepoRoot()
+	g.Expect(err).NotTo(HaveOccurred())
+	var tmpl deployv1alpha1.ClusterChecklistTemplate
+	var dcl deployv1alpha1.DeploymentChecklist
+	for file, obj := range map[string]any{
+		"deploy_v1alpha1_clusterchecklisttemplate.yaml":          &tmpl,
+		"deploy_v1alpha1_deploymentchecklist_from_template.yaml": &dcl,
+	} {
+		raw, err := os.ReadFile(filepath.Join(root, "config", "samples", file))
+		g.Expect(err).NotTo(HaveOccurred())
+		g.Expect(yaml.UnmarshalStrict(raw, obj)).To(Succeed(), file)
+	}
+	dcl.Namespace = "default"
+	g.Expect(bed.Client.Create(ctx, &tmpl)).To(Succeed())
+	g.Expect(bed.Client.Create(ctx, &dcl)).To(Succeed())
+
+	body, _, err := templates.Resolve(&dcl, templates.From(&tmpl))
+	g.Expect(err).NotTo(HaveOccurred())
+	roles := make([]string, 0, len(body.Contacts))
+	for _, c := range body.Contacts {
+		roles = append(roles, c.Role)
+	}
+	g.Expect(roles).To(Equal([]string{"On-Call Engineer", "DevOps Lead", "Security Team", "Engineering Manager"}))
+	g.Expect(body.Runbooks).To(HaveLen(6))
+	g.Expect(body.Runbooks[1]).To(Equal(deployv1alpha1.Runbook{Title: "Metrics", URL: "http://checkout.default.svc/metrics"}))
 }

@@ -268,6 +268,11 @@ func Validate(spec *deployv1alpha1.DeploymentChecklistSpec) error {
 			}
 		}
 	}
+	for i, rb := range spec.Runbooks {
+		if !urlPattern.MatchString(rb.URL) {
+			return fmt.Errorf("spec.runbooks[%d].url: %q is not an http:// or https:// URL with a host", i, rb.URL)
+		}
+	}
 	httpCheck := func(field string, h *deployv1alpha1.HTTPCheck) error {
 		if !urlPattern.MatchString(h.URL) {
 			return fmt.Errorf("%s.url: %q is not an http:// or https:// URL with a host", field, h.URL)

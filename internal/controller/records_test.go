@@ -39,6 +39,8 @@ func TestAReleaseThatEndsLeavesARecordThatOutlivesItsChecklist(t *testing.T) {
 	d := deployment(t, ns, "checkout:v1")
 	startManagerIn(t, ns, healthyMetrics(), nil)
 	c := newChecklist(ns)
+	c.Spec.Contacts = []deployv1alpha1.Contact{{Role: "On-Call Engineer", Name: "Dana", Reach: "+1 555 0199"}}
+	c.Spec.Runbooks = []deployv1alpha1.Runbook{{Title: "Sentry", URL: "https://sentry.io/checkout"}}
 	create(t, c)
 	waitPaused(t, d)
 
@@ -79,6 +81,8 @@ func TestAReleaseThatEndsLeavesARecordThatOutlivesItsChecklist(t *testing.T) {
 	g.Expect(kept.Target.ReleasedImages).To(Equal([]string{"checkout:v2"}))
 	g.Expect(kept.Timings.T0).NotTo(BeNil())
 	g.Expect(kept.Phases[0].Checks[1].Query).To(Equal(errorQuery))
+	g.Expect(kept.Contacts).To(Equal([]record.Contact{{Role: "On-Call Engineer", Name: "Dana", Reach: "+1 555 0199"}}))
+	g.Expect(kept.Runbooks).To(Equal([]record.Runbook{{Title: "Sentry", URL: "https://sentry.io/checkout"}}))
 
 	// Written once: one event, and reconciles after it change nothing.
 	g.Consistently(func(g Gomega) int {
@@ -106,6 +110,7 @@ func TestAReleaseThatEndsLeavesARecordThatOutlivesItsChecklist(t *testing.T) {
 	g.Expect(md).To(ContainSubstring("# Release record: " + ns + "/checkout-v2 (v2)"))
 	g.Expect(md).To(ContainSubstring("- **Result:** Succeeded"))
 	g.Expect(md).To(ContainSubstring("| deployment-lead | alice |"))
+	g.Expect(md).To(ContainSubstring("| On-Call Engineer | Dana | +1 555 0199 |"))
 	js, err := kubectlChecklist(ns, "record", c.Name, "-o", "json")
 	g.Expect(err).NotTo(HaveOccurred())
 	g.Expect(js).To(ContainSubstring(`"schema": "` + record.Schema + `"`))

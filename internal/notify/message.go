@@ -58,8 +58,25 @@ type Message struct {
 	// Request is the person's request the checklist acted on (RolledBack at a
 	// person's request, Failed by an abort): who and why.
 	Request *Request `json:"request,omitempty"`
+	// Contacts are whom to call (spec.contacts, the template's merged in).
+	Contacts []Contact `json:"contacts,omitempty"`
+	// Runbooks are what a responder reads (spec.runbooks, the template's merged in).
+	Runbooks []Runbook `json:"runbooks,omitempty"`
 	// Command shows the checklist in a terminal.
 	Command string `json:"command"`
+}
+
+// Contact is someone to call during the release.
+type Contact struct {
+	Role  string `json:"role"`
+	Name  string `json:"name"`
+	Reach string `json:"reach"`
+}
+
+// Runbook is a link a responder reads.
+type Runbook struct {
+	Title string `json:"title"`
+	URL   string `json:"url"`
 }
 
 // Request is who asked for a rollback or an abort, and why.
@@ -86,6 +103,12 @@ func NewMessage(dcl *deployv1alpha1.DeploymentChecklist, n *deployv1alpha1.Notif
 		Deployment: strings.Join(dcl.Spec.TargetNames(), ","), Revision: approval.Revision(dcl),
 		Phase: string(st.Phase), CurrentPhase: st.CurrentPhase,
 		Command: fmt.Sprintf("kubectl checklist status %s -n %s", dcl.Name, dcl.Namespace),
+	}
+	for _, c := range dcl.Spec.Contacts {
+		m.Contacts = append(m.Contacts, Contact{Role: c.Role, Name: c.Name, Reach: c.Reach})
+	}
+	for _, r := range dcl.Spec.Runbooks {
+		m.Runbooks = append(m.Runbooks, Runbook{Title: r.Title, URL: r.URL})
 	}
 	for _, ts := range st.TargetsOf(&dcl.Spec) {
 		m.Images, m.PreviousImages = append(m.Images, ts.CandidateImages...), append(m.PreviousImages, ts.PreDeployImages...)
@@ -163,6 +186,7 @@ const (
 	mrkdwn    = "mrkdwn"
 	section   = "section"
 	textBlock = "TextBlock"
+	bolder    = "Bolder"
 )
 
 // SlackBody is a Slack incoming webhook's payload: text (the notification's fallback)
@@ -192,12 +216,38 @@ func SlackBody(m Message) ([]byte, error) {
 		blocks = append(blocks, block{Type: section,
 			Text: &text{Type: mrkdwn, Text: checklist.Truncate("*Query*\n```"+slackEscape(t.Query)+"```", 3000)}})
 	}
+	if people := m.slackPeople(); people != "" {
+		blocks = append(blocks, block{Type: section, Text: &text{Type: mrkdwn, Text: checklist.Truncate(people, 3000)}})
+	}
 	blocks = append(blocks, block{Type: "context", Elements: []text{{Type: mrkdwn,
 		Text: "`" + m.Command + "` · tminus · " + m.At.Format(time.RFC3339)}}})
 	return marshal(struct {
 		Text   string  `json:"text"`
 		Blocks []block `json:"blocks"`
 	}{Text: slackEscape(m.title() + ": " + m.Summary), Blocks: blocks})
+}
+
+// slackPeople is the contacts and runbooks as one mrkdwn text, or "".
+func (m *Message) slackPeople() string {
+	var b strings.Builder
+	if len(m.Contacts) > 0 {
+		b.WriteString("*Contacts*")
+		for _, c := range m.Contacts {
+			fmt.Fprintf(&b, "\n• %s: %s, %s", slackEscape(c.Role), slackEscape(c.Name), slackEscape(c.Reach))
+		}
+	}
+	if len(m.Runbooks) > 0 {
+		if b.Len() > 0 {
+			b.WriteString("\n")
+		}
+		b.WriteString("*Runbooks*")
+		for _, r := range m.Runbooks {
+			// A link's URL and label may not hold | or >; the URL was validated as
+			// http(s) without spaces, the label is escaped.
+			fmt.Fprintf(&b, "\n• <%s|%s>", slackEscape(r.URL), strings.ReplaceAll(slackEscape(r.Title), "|", "¦"))
+		}
+	}
+	return b.String()
 }
 
 // slackEscape escapes the three characters Slack's mrkdwn reserves.
@@ -228,7 +278,7 @@ func TeamsBody(m Message) ([]byte, error) {
 		color = "Attention"
 	}
 	body := []element{
-		{Type: textBlock, Text: m.title(), Size: "Large", Weight: "Bolder", Color: color, Wrap: true},
+		{Type: textBlock, Text: m.title(), Size: "Large", Weight: bolder, Color: color, Wrap: true},
 		{Type: textBlock, Text: m.Summary, Wrap: true},
 	}
 	pairs := m.facts()
@@ -239,6 +289,22 @@ func TeamsBody(m Message) ([]byte, error) {
 	body = append(body, element{Type: "FactSet", Facts: facts})
 	if t := m.Trigger; t != nil && t.Query != "" {
 		body = append(body, element{Type: textBlock, Text: t.Query, FontType: "Monospace", Wrap: true})
+	}
+	if len(m.Contacts) > 0 {
+		contacts := make([]fact, 0, len(m.Contacts))
+		for _, c := range m.Contacts {
+			contacts = append(contacts, fact{Title: c.Role, Value: c.Name + ", " + c.Reach})
+		}
+		body = append(body, element{Type: textBlock, Text: "Contacts", Weight: bolder, Wrap: true},
+			element{Type: "FactSet", Facts: contacts})
+	}
+	if len(m.Runbooks) > 0 {
+		links := make([]string, 0, len(m.Runbooks))
+		for _, r := range m.Runbooks {
+			links = append(links, "- ["+r.Title+"]("+r.URL+")")
+		}
+		body = append(body, element{Type: textBlock, Text: "Runbooks", Weight: bolder, Wrap: true},
+			element{Type: textBlock, Text: strings.Join(links, "\n"), Wrap: true})
 	}
 	body = append(body, element{Type: textBlock, Text: m.Command + " · " + m.At.Format(time.RFC3339),
 		IsSubtle: true, Size: "Small", Wrap: true})

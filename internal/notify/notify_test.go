@@ -16,6 +16,7 @@ import (
 	clocktesting "k8s.io/utils/clock/testing"
 
 	deployv1alpha1 "github.com/tminus-dev/tminus/api/v1alpha1"
+	"github.com/tminus-dev/tminus/internal/templates"
 )
 
 var update = flag.Bool("update", false, "rewrite the golden files")
@@ -336,4 +337,67 @@ func TestARollbackAPersonRequestedIsAnnouncedWithWhoAndWhy(t *testing.T) {
 	body, err := SlackBody(m)
 	g.Expect(err).NotTo(HaveOccurred())
 	golden(t, "slack-rolled-back-by-request.json", body)
+}
+
+// rolledBackFromTemplate is rolledBack made from a template that names an on-call
+// engineer, a lead and two runbooks; the release names its own on-call engineer.
+func rolledBackFromTemplate() *deployv1alpha1.DeploymentChecklist {
+	dcl := rolledBack()
+	dcl.Spec.TemplateRef = &deployv1alpha1.TemplateRef{Kind: "ClusterChecklistTemplate", Name: "web-release"}
+	body := dcl.Spec.ChecklistBody
+	body.Contacts = []deployv1alpha1.Contact{
+		{Role: "On-Call Engineer", Name: "unassigned", Reach: "unassigned"},
+		{Role: "DevOps Lead", Name: "Sam Lee", Reach: "+1 555 0100"},
+	}
+	body.Runbooks = []deployv1alpha1.Runbook{
+		{Title: "Health Check", URL: "http://checkout.shop.svc/health"},
+		{Title: "Sentry", URL: "https://sentry.io"},
+	}
+	dcl.Status.Resolved = templates.Raw(body)
+	dcl.Spec.ChecklistBody = deployv1alpha1.ChecklistBody{
+		Contacts: []deployv1alpha1.Contact{{Role: "On-Call Engineer", Name: "Dana <dana@shop.example>", Reach: "#checkout-oncall"}},
+	}
+	return dcl
+}
+
+func TestEveryNotificationNamesTheContactsAndRunbooksTheReleasesOwnOnCallWinningOverTheTemplates(t *testing.T) {
+	g := NewWithT(t)
+	eff, err := templates.Effective(rolledBackFromTemplate())
+	g.Expect(err).NotTo(HaveOccurred())
+	st := eff.Status.DeepCopy()
+	Plan([]deployv1alpha1.NotificationPolicy{policy(at(0), deployv1alpha1.NotifyRolledBack)}, eff, st)
+	g.Expect(st.Notifications).To(HaveLen(2))
+	wantContacts := []Contact{
+		{Role: "On-Call Engineer", Name: "Dana <dana@shop.example>", Reach: "#checkout-oncall"},
+		{Role: "DevOps Lead", Name: "Sam Lee", Reach: "+1 555 0100"},
+	}
+	for i := range st.Notifications {
+		m := NewMessage(eff, &st.Notifications[i])
+		g.Expect(m.Contacts).To(Equal(wantContacts), "the release's on-call replaces the template's; the lead stays")
+		g.Expect(m.Runbooks).To(Equal([]Runbook{{Title: "Health Check", URL: "http://checkout.shop.svc/health"},
+			{Title: "Sentry", URL: "https://sentry.io"}}))
+	}
+	m := NewMessage(eff, &st.Notifications[0])
+
+	body, err := WebhookBody(m)
+	g.Expect(err).NotTo(HaveOccurred())
+	golden(t, "webhook-rolled-back-with-contacts.json", body)
+	var doc struct {
+		Contacts []Contact `json:"contacts"`
+		Runbooks []Runbook `json:"runbooks"`
+	}
+	g.Expect(json.Unmarshal(body, &doc)).To(Succeed())
+	g.Expect(doc.Contacts).To(Equal(wantContacts))
+	g.Expect(doc.Runbooks).To(HaveLen(2))
+
+	slack, err := SlackBody(m)
+	g.Expect(err).NotTo(HaveOccurred())
+	golden(t, "slack-rolled-back-with-contacts.json", slack)
+	g.Expect(string(slack)).To(ContainSubstring("Dana &lt;dana@shop.example&gt;"), "mrkdwn escapes a contact's < and >")
+	g.Expect(string(slack)).To(ContainSubstring("<https://sentry.io|Sentry>"))
+
+	teams, err := TeamsBody(m)
+	g.Expect(err).NotTo(HaveOccurred())
+	g.Expect(string(teams)).To(And(ContainSubstring(`"title":"DevOps Lead","value":"Sam Lee, +1 555 0100"`),
+		ContainSubstring("[Health Check](http://checkout.shop.svc/health)")))
 }

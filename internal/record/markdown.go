@@ -65,6 +65,7 @@ func Markdown(r Record) string {
 			w("- **Message:** %s\n", cell(rq.Message))
 		}
 	}
+	contacts(&b, r)
 	if len(r.SignOffs) > 0 {
 		w("\n## Sign-offs\n\n| role | by | at | verified | counted |\n|---|---|---|---|---|\n")
 		for _, s := range r.SignOffs {
@@ -104,6 +105,24 @@ func Markdown(r Record) string {
 		}
 	}
 	return b.String()
+}
+
+// contacts writes the record's contacts table and runbook links, if any.
+func contacts(b *strings.Builder, r Record) {
+	w := func(format string, args ...any) { fmt.Fprintf(b, format, args...) }
+	if len(r.Contacts) > 0 {
+		w("\n## Contacts\n\n| role | name | reach |\n|---|---|---|\n")
+		for _, c := range r.Contacts {
+			w("| %s | %s | %s |\n", cell(c.Role), cell(c.Name), cell(c.Reach))
+		}
+	}
+	if len(r.Runbooks) > 0 {
+		w("\n## Runbooks\n\n")
+		for _, rb := range r.Runbooks {
+			w("- [%s](%s)\n", strings.NewReplacer("[", `\[`, "]", `\]`, "\n", " ").Replace(rb.Title),
+				strings.NewReplacer("(", "%28", ")", "%29").Replace(rb.URL))
+		}
+	}
 }
 
 func stamp(t *time.Time) string { return t.UTC().Format(time.RFC3339) }

@@ -19,6 +19,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	deployv1alpha1 "github.com/tminus-dev/tminus/api/v1alpha1"
+	"github.com/tminus-dev/tminus/internal/templates"
 )
 
 // Schema names the record's JSON shape; a change that is not an addition gets a new
@@ -66,6 +67,23 @@ type Record struct {
 	// BreakGlass says the release started during a change freeze, by whose sign-offs
 	// and why.
 	BreakGlass *BreakGlass `json:"breakGlass,omitempty"`
+	// Contacts and Runbooks are the checklist's (its template's merged in) when the
+	// release ended: whom to call and what to read, for the review afterwards.
+	Contacts []Contact `json:"contacts,omitempty"`
+	Runbooks []Runbook `json:"runbooks,omitempty"`
+}
+
+// Contact is someone to call during the release (spec.contacts).
+type Contact struct {
+	Role  string `json:"role"`
+	Name  string `json:"name"`
+	Reach string `json:"reach"`
+}
+
+// Runbook is a link a responder reads (spec.runbooks).
+type Runbook struct {
+	Title string `json:"title"`
+	URL   string `json:"url"`
 }
 
 // BreakGlass is a release started during a change freeze.
@@ -322,6 +340,18 @@ func Build(dcl *deployv1alpha1.DeploymentChecklist) Record {
 	}
 	if bg := st.BreakGlass; bg != nil {
 		r.BreakGlass = &BreakGlass{Freezes: bg.Freezes, Reason: bg.Reason, Approvers: bg.Approvers, At: bg.At.UTC()}
+	}
+	// The checklist as walked: made from a template, the resolved body with the
+	// checklist's own entries merged in; unresolved, its own entries alone.
+	eff, err := templates.Effective(dcl)
+	if err != nil {
+		eff = dcl
+	}
+	for _, c := range eff.Spec.Contacts {
+		r.Contacts = append(r.Contacts, Contact{Role: c.Role, Name: c.Name, Reach: c.Reach})
+	}
+	for _, rb := range eff.Spec.Runbooks {
+		r.Runbooks = append(r.Runbooks, Runbook{Title: rb.Title, URL: rb.URL})
 	}
 	return r
 }

@@ -12,6 +12,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	deployv1alpha1 "github.com/tminus-dev/tminus/api/v1alpha1"
+	"github.com/tminus-dev/tminus/internal/templates"
 )
 
 var update = flag.Bool("update", false, "rewrite the golden files")
@@ -26,6 +27,10 @@ func rolledBack() *deployv1alpha1.DeploymentChecklist {
 		ObjectMeta: metav1.ObjectMeta{Namespace: "shop", Name: "checkout-v2.4.1", UID: "7d1c", CreationTimestamp: at(0)},
 		Spec: deployv1alpha1.DeploymentChecklistSpec{
 			Target: &deployv1alpha1.TargetRef{Kind: "Deployment", Name: "checkout"}, Revision: "v2.4.1",
+			ChecklistBody: deployv1alpha1.ChecklistBody{
+				Contacts: []deployv1alpha1.Contact{{Role: "On-Call Engineer", Name: "Dana", Reach: "+1 555 0199 | #checkout-oncall"}},
+				Runbooks: []deployv1alpha1.Runbook{{Title: "Sentry", URL: "https://sentry.io/checkout"}},
+			},
 		},
 		Status: deployv1alpha1.DeploymentChecklistStatus{
 			Phase: deployv1alpha1.PhaseRolledBack,
@@ -124,4 +129,27 @@ func TestARecordSaysAChangeFreezeWasBrokenByWhomAndWhy(t *testing.T) {
 		Reason: "INC-4211", Approvers: []string{"carol", "dave"}, At: at(3).UTC()}))
 	g.Expect(Markdown(r)).To(ContainSubstring("## Change freeze broken\n\n- **Freezes:** ClusterChangeFreeze holidays " +
 		"(holiday freeze)\n- **By:** carol, dave\n- **Why:** INC-4211\n- **At:** 2026-11-27T14:03:00Z\n"))
+}
+
+func TestARecordListsTheContactsAndRunbooksOfTheTemplateWithTheChecklistsOwnWinning(t *testing.T) {
+	g := NewWithT(t)
+	dcl := rolledBack()
+	dcl.Spec.TemplateRef = &deployv1alpha1.TemplateRef{Kind: "ClusterChecklistTemplate", Name: "web-release"}
+	dcl.Status.Resolved = templates.Raw(deployv1alpha1.ChecklistBody{
+		Contacts: []deployv1alpha1.Contact{{Role: "On-Call Engineer", Name: "unassigned", Reach: "unassigned"},
+			{Role: "Security Team", Name: "secops", Reach: "security@shop.example"}},
+		Runbooks: []deployv1alpha1.Runbook{{Title: "Sentry", URL: "https://sentry.io"},
+			{Title: "Health Check", URL: "http://checkout.shop.svc/health"}},
+	})
+	cm, err := ConfigMap(dcl)
+	g.Expect(err).NotTo(HaveOccurred())
+	r, err := Parse(cm)
+	g.Expect(err).NotTo(HaveOccurred())
+	g.Expect(r.Contacts).To(Equal([]Contact{{Role: "On-Call Engineer", Name: "Dana", Reach: "+1 555 0199 | #checkout-oncall"},
+		{Role: "Security Team", Name: "secops", Reach: "security@shop.example"}}))
+	g.Expect(r.Runbooks).To(Equal([]Runbook{{Title: "Sentry", URL: "https://sentry.io/checkout"},
+		{Title: "Health Check", URL: "http://checkout.shop.svc/health"}}))
+	md := Markdown(r)
+	g.Expect(md).To(ContainSubstring("| Security Team | secops | security@shop.example |"))
+	g.Expect(md).To(ContainSubstring("- [Health Check](http://checkout.shop.svc/health)"))
 }

@@ -134,7 +134,30 @@ func Timeline(w io.Writer, dcl *deployv1alpha1.DeploymentChecklist, now time.Tim
 		put(w, "\n")
 	}
 	people(w, dcl)
+	contacts(w, dcl)
 	return nil
+}
+
+// contacts shows whom to call and what to read (spec.contacts and spec.runbooks, the
+// template's merged in).
+func contacts(w io.Writer, dcl *deployv1alpha1.DeploymentChecklist) {
+	if len(dcl.Spec.Contacts) > 0 {
+		put(w, "\nCONTACTS\n")
+		tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+		put(tw, "ROLE\tNAME\tREACH\n")
+		for _, c := range dcl.Spec.Contacts {
+			put(tw, "%s\t%s\t%s\n", c.Role, c.Name, c.Reach)
+		}
+		_ = tw.Flush()
+	}
+	if len(dcl.Spec.Runbooks) > 0 {
+		put(w, "\nRUNBOOKS\n")
+		tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+		for _, r := range dcl.Spec.Runbooks {
+			put(tw, "%s\t%s\n", r.Title, r.URL)
+		}
+		_ = tw.Flush()
+	}
 }
 
 // people shows what people asked of the release: a retry made of it or that it is,
@@ -166,6 +189,24 @@ func Why(dcl *deployv1alpha1.DeploymentChecklist, now time.Time) string {
 	s := why(dcl, now)
 	if rq := dcl.Status.Request; rq != nil && rq.State != deployv1alpha1.RequestActed && rq.Message != "" {
 		s += " " + strings.ToUpper(rq.Message[:1]) + rq.Message[1:] + "."
+	}
+	eff := dcl
+	if e, err := templates.Effective(dcl); err == nil {
+		eff = e
+	}
+	if cs := eff.Spec.Contacts; len(cs) > 0 {
+		parts := make([]string, 0, len(cs))
+		for _, c := range cs {
+			parts = append(parts, fmt.Sprintf("%s %s (%s)", c.Role, c.Name, c.Reach))
+		}
+		s += " Contacts: " + strings.Join(parts, "; ") + "."
+	}
+	if rbs := eff.Spec.Runbooks; len(rbs) > 0 {
+		parts := make([]string, 0, len(rbs))
+		for _, r := range rbs {
+			parts = append(parts, r.Title+" "+r.URL)
+		}
+		s += " Runbooks: " + strings.Join(parts, "; ") + "."
 	}
 	return s
 }

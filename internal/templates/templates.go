@@ -223,6 +223,8 @@ func Effective(dcl *deployv1alpha1.DeploymentChecklist) (*deployv1alpha1.Deploym
 		}
 		eff := dcl.DeepCopy()
 		eff.Spec.ChecklistBody = body
+		eff.Spec.Contacts = mergeContacts(dcl.Spec.Contacts, body.Contacts)
+		eff.Spec.Runbooks = mergeRunbooks(dcl.Spec.Runbooks, body.Runbooks)
 		return eff, nil
 	case len(dcl.Spec.Parameters) > 0:
 		body, _, err := Resolve(dcl, nil)
@@ -243,4 +245,28 @@ func Raw(body deployv1alpha1.ChecklistBody) *runtime.RawExtension {
 		return nil
 	}
 	return &runtime.RawExtension{Raw: raw}
+}
+
+// mergeContacts is a checklist's own contacts, then its template's of the other roles:
+// read live (not frozen at resolution), so a new on-call engineer written into a
+// release in flight is the one the next notification names.
+func mergeContacts(own, tmpl []deployv1alpha1.Contact) []deployv1alpha1.Contact {
+	out := slices.Clone(own)
+	for _, c := range tmpl {
+		if !slices.ContainsFunc(own, func(o deployv1alpha1.Contact) bool { return o.Role == c.Role }) {
+			out = append(out, c)
+		}
+	}
+	return out
+}
+
+// mergeRunbooks is a checklist's own runbooks, then its template's of the other titles.
+func mergeRunbooks(own, tmpl []deployv1alpha1.Runbook) []deployv1alpha1.Runbook {
+	out := slices.Clone(own)
+	for _, r := range tmpl {
+		if !slices.ContainsFunc(own, func(o deployv1alpha1.Runbook) bool { return o.Title == r.Title }) {
+			out = append(out, r)
+		}
+	}
+	return out
 }

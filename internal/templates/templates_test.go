@@ -138,6 +138,38 @@ func TestAResolvedChecklistIsReadFromStatusNotTheTemplate(t *testing.T) {
 	g.Expect(eff.Spec.Target.Name).To(Equal("checkout"))
 }
 
+func TestAChecklistsOwnContactsAndRunbooksReplaceItsTemplatesOfTheSameRoleAndTitleAndAreReadLive(t *testing.T) {
+	g := NewWithT(t)
+	tmpl := webRelease()
+	tmpl.Spec.Parameters = append(tmpl.Spec.Parameters, deployv1alpha1.TemplateParameter{Name: "onCall", Default: new("web rotation")})
+	tmpl.Spec.Template.Contacts = []deployv1alpha1.Contact{
+		{Role: "On-Call Engineer", Name: "{{params.onCall}}", Reach: "pager: web-oncall"},
+		{Role: "DevOps Lead", Name: "Sam", Reach: "#devops"}}
+	tmpl.Spec.Template.Runbooks = []deployv1alpha1.Runbook{{Title: "Health", URL: "http://{{params.service}}.{{namespace}}.svc/health"}}
+	dcl := release(map[string]string{"service": "checkout"})
+	body, _, err := Resolve(dcl, tmpl)
+	g.Expect(err).NotTo(HaveOccurred())
+	dcl.Status.Resolved = Raw(body)
+
+	eff, err := Effective(dcl)
+	g.Expect(err).NotTo(HaveOccurred())
+	g.Expect(eff.Spec.Contacts[0]).To(Equal(deployv1alpha1.Contact{Role: "On-Call Engineer", Name: "web rotation", Reach: "pager: web-oncall"}))
+	g.Expect(eff.Spec.Runbooks).To(Equal([]deployv1alpha1.Runbook{{Title: "Health", URL: "http://checkout.shop.svc/health"}}))
+
+	// Once the release is under way, its own on-call engineer and a runbook are written in.
+	dcl.Spec.Contacts = []deployv1alpha1.Contact{{Role: "On-Call Engineer", Name: "Dana", Reach: "+1 555 0199"}}
+	dcl.Spec.Runbooks = []deployv1alpha1.Runbook{{Title: "Incident doc", URL: "https://docs.example/incident-42"}}
+	eff, err = Effective(dcl)
+	g.Expect(err).NotTo(HaveOccurred())
+	g.Expect(eff.Spec.Contacts).To(Equal([]deployv1alpha1.Contact{
+		{Role: "On-Call Engineer", Name: "Dana", Reach: "+1 555 0199"},
+		{Role: "DevOps Lead", Name: "Sam", Reach: "#devops"}}), "the release's on-call replaces the template's; the lead stays")
+	g.Expect(eff.Spec.Runbooks).To(Equal([]deployv1alpha1.Runbook{
+		{Title: "Incident doc", URL: "https://docs.example/incident-42"},
+		{Title: "Health", URL: "http://checkout.shop.svc/health"}}))
+	g.Expect(eff.Spec.Phases).To(HaveLen(2), "the rest of the body is still the resolved one")
+}
+
 // FuzzSubstitution: whatever the template's strings and the parameter's value, resolution
 // never panics, and no parameter's value is substituted as a parameter again (the
 // release's own variables, {{namespace}} and the like, are filled in everywhere after).
@@ -200,4 +232,23 @@ func TestTheSampleTemplateAndItsTenLineReleaseResolve(t *testing.T) {
 	// Nothing left unfilled but the released ReplicaSet's hash, known after T-0.
 	g.Expect(strings.ReplaceAll(string(raw), "{{podTemplateHash}}", "")).NotTo(ContainSubstring("{{"), "nothing left unfilled")
 	g.Expect(body.Metrics[2].Query).To(ContainSubstring(`pod=~"checkout-{{podTemplateHash}}-.*"`))
+	// The seed's four emergency contacts and its runbook links, filled in.
+	g.Expect(body.Contacts).To(HaveLen(4))
+	g.Expect(body.Contacts[0]).To(Equal(deployv1alpha1.Contact{Role: "On-Call Engineer", Name: "web on-call rotation",
+		Reach: "pager: web-oncall"}))
+	g.Expect(body.Runbooks).To(HaveLen(6))
+	g.Expect(body.Runbooks[0]).To(Equal(deployv1alpha1.Runbook{Title: "Health Check", URL: "http://checkout.shop.svc/health"}))
+}
+
+func TestARunbookURLFilledInFromAParameterMustBeHTTP(t *testing.T) {
+	g := NewWithT(t)
+	tmpl := webRelease()
+	tmpl.Spec.Parameters = append(tmpl.Spec.Parameters, deployv1alpha1.TemplateParameter{Name: "sentry"})
+	tmpl.Spec.Template.Runbooks = []deployv1alpha1.Runbook{{Title: "Sentry", URL: "{{params.sentry}}"}}
+	_, _, err := Resolve(release(map[string]string{"service": "checkout", "sentry": "javascript:alert(1)"}), tmpl)
+	g.Expect(err).To(MatchError(ContainSubstring(`spec.runbooks[0].url: "javascript:alert(1)" is not an http:// or https:// URL`)))
+	g.Expect(err).To(MatchError(ContainSubstring(`{{params.sentry}} = "javascript:alert(1)"`)))
+	body, _, err := Resolve(release(map[string]string{"service": "checkout", "sentry": "https://sentry.io/shop"}), tmpl)
+	g.Expect(err).NotTo(HaveOccurred())
+	g.Expect(body.Runbooks[0].URL).To(Equal("https://sentry.io/shop"))
 }

@@ -213,7 +213,7 @@ func (w *ApprovalWebhook) mayApprove(ctx context.Context, req admission.Request,
 	for _, sub := range []string{role, ""} {
 		ok, err := w.allowed(ctx, req, authorizationv1.ResourceAttributes{
 			Namespace: ns, Verb: ApproveVerb, Group: deployv1alpha1.GroupVersion.Group,
-			Resource: "deploymentchecklists", Subresource: sub, Name: name,
+			Resource: checklistsResource, Subresource: sub, Name: name,
 		})
 		if err != nil || ok {
 			return "", err

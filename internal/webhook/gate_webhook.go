@@ -123,7 +123,7 @@ func (w *DeploymentGate) keepRefusals(ctx context.Context, req admission.Request
 	if w.Authorizer != nil {
 		ok, err := deputy.Allowed(ctx, w.Authorizer, deputy.SubjectOf(req.UserInfo), authorizationv1.ResourceAttributes{
 			Namespace: cur.Namespace, Verb: deployv1alpha1.UnrefuseVerb,
-			Group: deployv1alpha1.GroupVersion.Group, Resource: "deploymentchecklists",
+			Group: deployv1alpha1.GroupVersion.Group, Resource: checklistsResource,
 		})
 		if err != nil {
 			return nil, "", fmt.Errorf("judging the templates allowed again: %w", err)

@@ -52,7 +52,7 @@ func (w *ApprovalWebhook) requestRecords(ctx context.Context, req admission.Requ
 		}
 		if ok, err := w.allowed(ctx, req, authorizationv1.ResourceAttributes{
 			Namespace: obj.Namespace, Verb: kind.Verb, Group: deployv1alpha1.GroupVersion.Group,
-			Resource: "deploymentchecklists", Name: obj.Name,
+			Resource: checklistsResource, Name: obj.Name,
 		}); err != nil {
 			return "", fmt.Errorf("checking whether %s may request a %s: %w", user, kind.Verb, err)
 		} else if !ok {
@@ -171,3 +171,6 @@ func (w *ApprovalWebhook) retryRefusal(ctx context.Context, req admission.Reques
 	}
 	return "", nil
 }
+
+// checklistsResource is the DeploymentChecklist resource a SubjectAccessReview asks about.
+const checklistsResource = "deploymentchecklists"
