@@ -111,15 +111,63 @@ scratch_module() {
   printf 'module tminus.dev/testbins/scratch\n\ngo 1.26\n' >"$1/go.mod"
 }
 
-# build_in DIR OUT PKG [LDFLAGS] [TAGS]: build PKG inside the scratch module DIR into
-# OUT, writing to a temporary name first so an interrupted build never looks finished.
-build_in() {
-  local dir=$1 out=$2 pkg=$3 ldflags=${4:-} tags=${5:-}
-  local start=$SECONDS
-  log "building $(basename "$out") from $pkg"
-  (cd "$dir" && CGO_ENABLED=0 GOFLAGS=-mod=mod go build -trimpath -tags "$tags" -ldflags "-s -w $ldflags" -o "$out.tmp" "$pkg")
-  mv "$out.tmp" "$out"
-  log "built $(basename "$out") in $((SECONDS - start))s"
+# What is still to build once fetching is done is planned first (plan PKG OUT) and
+# built by build_planned in one module and one go build: the components import much of
+# the same code (kwok, Prometheus and etcd take client-go, apimachinery, gRPC, protobuf
+# and OpenTelemetry as Kubernetes does), and in one module each shared package is
+# compiled once, at the one version the module settles on, instead of once per
+# component. The module always requires every component, whatever is built: a later
+# build of one (kubectl for make test after make demo) then settles on the same
+# versions and finds the shared packages compiled. go build keeps both cores busy
+# across the components' packages and links.
+PLAN_PKGS=() PLAN_OUTS=() PLAN_LD="" PLAN_KWOK_STAGES=0
+# Prometheus is built with static targets and the Kubernetes service discovery only
+# (leaving out every other plugin, cloud SDKs, Consul..., roughly halves it); the tags
+# mean nothing to the other components and are set for every build, so every build
+# compiles the shared packages alike.
+PLAN_TAGS=remove_all_sd,enable_kubernetes_sd
+
+plan() { PLAN_PKGS+=("$1"); PLAN_OUTS+=("$2"); }
+
+# binary_name PKG: the name go build -o DIR/ gives PKG's binary (its last element, or the
+# one before a major version suffix: go.etcd.io/etcd/server/v3 is "server").
+binary_name() {
+  local last=${1##*/} rest=${1%/*}
+  if [[ $last =~ ^v[0-9]+$ ]]; then echo "${rest##*/}"; else echo "$last"; fi
+}
+
+build_planned() {
+  [ ${#PLAN_PKGS[@]} -eq 0 ] && return 0
+  local work=$BIN/.work/build start=$SECONDS tmp i
+  scratch_module "$work"
+  printf '\nrequire (\n\tk8s.io/kubernetes %s\n\tgo.etcd.io/etcd/server/v3 %s\n\tsigs.k8s.io/kwok %s\n\tgithub.com/prometheus/prometheus %s\n)\n' \
+    "$K8S_VERSION" "$ETCD_VERSION" "$KWOK_VERSION" "$PROMETHEUS_VERSION" >>"$work/go.mod"
+  # k8s.io/kubernetes points each k8s.io/<staging> module at ./staging; outside its
+  # repository those must come from the module proxy at the matching v0.x.y, for every
+  # component built beside it.
+  local staging_version=v0.${K8S_VERSION#v1.} gomod
+  gomod=$(cd "$work" && go mod download -json "k8s.io/kubernetes@$K8S_VERSION" | sed -n 's/.*"GoMod": "\(.*\)".*/\1/p')
+  {
+    printf '\nreplace (\n'
+    sed -n 's#^[[:space:]]*\(k8s.io/[a-z0-9-]*\) => ./staging/.*#\1#p' "$gomod" |
+      while read -r m; do printf '\t%s => %s %s\n' "$m" "$m" "$staging_version"; done
+    printf ')\n'
+  } >>"$work/go.mod"
+  local names=()
+  for i in "${!PLAN_PKGS[@]}"; do names+=("$(basename "${PLAN_OUTS[$i]}")"); done
+  log "building ${names[*]} in one module"
+  tmp=$BIN/.work/out
+  rm -rf "$tmp" && mkdir -p "$tmp"
+  (cd "$work" && CGO_ENABLED=0 GOFLAGS=-mod=mod go build -trimpath -tags "$PLAN_TAGS" \
+    -ldflags "-s -w $PLAN_LD" -o "$tmp/" "${PLAN_PKGS[@]}")
+  # Moved into place only once all are built: an interrupted build never looks finished.
+  for i in "${!PLAN_PKGS[@]}"; do
+    mkdir -p "$(dirname "${PLAN_OUTS[$i]}")"
+    mv "$tmp/$(binary_name "${PLAN_PKGS[$i]}")" "${PLAN_OUTS[$i]}"
+  done
+  log "built ${names[*]} in $((SECONDS - start))s"
+  [ "$PLAN_KWOK_STAGES" = 1 ] && kwok_stages
+  PLAN_PKGS=() PLAN_OUTS=() PLAN_LD="" PLAN_KWOK_STAGES=0
 }
 
 # build_k8s [BINARY...]: the named Kubernetes binaries (default: all four).
@@ -133,67 +181,42 @@ build_k8s() {
   # A fetch that stopped half way leaves some binaries: build only the others.
   local still=()
   for b in "${missing[@]}"; do [ -x "$K8S_DIR/$b" ] || still+=("$b"); done
-  missing=("${still[@]}")
-  may_build "${missing[*]}" || return 1
-  local work=$BIN/.work/k8s-$K8S_VERSION
-  scratch_module "$work"
-  # k8s.io/kubernetes points each k8s.io/<staging> module at ./staging; outside its
-  # repository those must come from the module proxy at the matching v0.x.y.
-  local staging_version=v0.${K8S_VERSION#v1.}
-  local gomod
-  gomod=$(cd "$work" && go mod download -json "k8s.io/kubernetes@$K8S_VERSION" | sed -n 's/.*"GoMod": "\(.*\)".*/\1/p')
-  {
-    printf '\nrequire k8s.io/kubernetes %s\n\nreplace (\n' "$K8S_VERSION"
-    sed -n 's#^[[:space:]]*\(k8s.io/[a-z0-9-]*\) => ./staging/.*#\1#p' "$gomod" |
-      while read -r m; do printf '\t%s => %s %s\n' "$m" "$m" "$staging_version"; done
-    printf ')\n'
-  } >>"$work/go.mod"
-  log "k8s.io/kubernetes $K8S_VERSION with $(grep -c ' => ' "$work/go.mod") staging modules at $staging_version"
-  local minor=${K8S_VERSION#v1.}; minor=${minor%%.*}
-  local ld="" p
+  may_build "${still[*]}" || return 1
+  local minor=${K8S_VERSION#v1.} p; minor=${minor%%.*}
   for p in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
-    ld+=" -X $p.gitVersion=$K8S_VERSION -X $p.gitMajor=1 -X $p.gitMinor=$minor"
-    ld+=" -X $p.gitTreeState=clean -X $p.gitCommit=module-$K8S_VERSION -X $p.buildDate=1970-01-01T00:00:00Z"
+    PLAN_LD+=" -X $p.gitVersion=$K8S_VERSION -X $p.gitMajor=1 -X $p.gitMinor=$minor"
+    PLAN_LD+=" -X $p.gitTreeState=clean -X $p.gitCommit=module-$K8S_VERSION -X $p.buildDate=1970-01-01T00:00:00Z"
   done
-  mkdir -p "$K8S_DIR"
-  # One go build for all of them: shared packages compile once and the links overlap.
-  local start=$SECONDS pkgs=() tmp="$K8S_DIR/.tmp"
-  for b in "${missing[@]}"; do pkgs+=("k8s.io/kubernetes/cmd/$b"); done
-  log "building ${missing[*]} from k8s.io/kubernetes $K8S_VERSION"
-  rm -rf "$tmp" && mkdir -p "$tmp"
-  (cd "$work" && CGO_ENABLED=0 GOFLAGS=-mod=mod go build -trimpath -ldflags "-s -w $ld" -o "$tmp/" "${pkgs[@]}")
-  for b in "${missing[@]}"; do mv "$tmp/$b" "$K8S_DIR/$b"; done
-  rmdir "$tmp"
-  log "built ${missing[*]} in $((SECONDS - start))s"
+  for b in "${still[@]}"; do plan "k8s.io/kubernetes/cmd/$b" "$K8S_DIR/$b"; done
 }
 
 build_etcd() {
   [ -x "$ETCD_DIR/etcd" ] && return
   fetch etcd "$ETCD_VERSION" "$ETCD_DIR" etcd && return
   may_build etcd || return 1
-  local work=$BIN/.work/etcd-$ETCD_VERSION
-  scratch_module "$work"
-  printf '\nrequire go.etcd.io/etcd/server/v3 %s\n' "$ETCD_VERSION" >>"$work/go.mod"
-  mkdir -p "$ETCD_DIR"
-  build_in "$work" "$ETCD_DIR/etcd" go.etcd.io/etcd/server/v3 \
-    "-X go.etcd.io/etcd/api/v3/version.GitSHA=module-$ETCD_VERSION"
+  PLAN_LD+=" -X go.etcd.io/etcd/api/v3/version.GitSHA=module-$ETCD_VERSION"
+  plan go.etcd.io/etcd/server/v3 "$ETCD_DIR/etcd"
 }
 
 build_kwok() {
   [ -x "$KWOK_DIR/kwok" ] && [ -d "$KWOK_DIR/stage" ] && return
-  local work=$BIN/.work/kwok-$KWOK_VERSION
-  scratch_module "$work"
-  printf '\nrequire sigs.k8s.io/kwok %s\n' "$KWOK_VERSION" >>"$work/go.mod"
-  mkdir -p "$KWOK_DIR"
-  if ! fetch kwok "$KWOK_VERSION" "$KWOK_DIR" kwok; then
-    may_build kwok || return 1
-    build_in "$work" "$KWOK_DIR/kwok" sigs.k8s.io/kwok/cmd/kwok \
-      "-X sigs.k8s.io/kwok/pkg/consts.Version=$KWOK_VERSION"
+  if [ -x "$KWOK_DIR/kwok" ] || fetch kwok "$KWOK_VERSION" "$KWOK_DIR" kwok; then
+    kwok_stages
+    return
   fi
-  # kwok does nothing without stages; keep the stage files the module carries beside
-  # it (YAML only: Go files under bin/ would join this module's ./...).
-  local src f
+  may_build kwok || return 1
+  PLAN_LD+=" -X sigs.k8s.io/kwok/pkg/consts.Version=$KWOK_VERSION"
+  PLAN_KWOK_STAGES=1
+  plan sigs.k8s.io/kwok/cmd/kwok "$KWOK_DIR/kwok"
+}
+
+# kwok does nothing without stages; keep the stage files the module carries beside it
+# (YAML only: Go files under bin/ would join this module's ./...).
+kwok_stages() {
+  local src f work=$BIN/.work/kwok-stages
+  scratch_module "$work"
   src=$(cd "$work" && go mod download -json "sigs.k8s.io/kwok@$KWOK_VERSION" | sed -n 's/.*"Dir": "\(.*\)".*/\1/p')
+  [ -d "$src/kustomize/stage" ] || { log "kwok $KWOK_VERSION: no stage files in $src"; return 1; }
   rm -rf "$KWOK_DIR/stage"
   (cd "$src/kustomize/stage" && find . -name '*.yaml' -not -path '*/testdata/*') | while read -r f; do
     mkdir -p "$KWOK_DIR/stage/$(dirname "$f")"
@@ -206,14 +229,8 @@ build_prometheus() {
   [ -x "$PROM_DIR/prometheus" ] && return
   fetch prometheus "$PROMETHEUS_VERSION" "$PROM_DIR" prometheus && return
   may_build prometheus || return 1
-  local work=$BIN/.work/prometheus-$PROMETHEUS_VERSION
-  scratch_module "$work"
-  printf '\nrequire github.com/prometheus/prometheus %s\n' "$PROMETHEUS_VERSION" >>"$work/go.mod"
-  mkdir -p "$PROM_DIR"
-  # Tests scrape static targets and Kubernetes pods: leaving out every other service
-  # discovery plugin (cloud SDKs, Consul...) roughly halves a cold build.
-  build_in "$work" "$PROM_DIR/prometheus" github.com/prometheus/prometheus/cmd/prometheus \
-    "-X github.com/prometheus/common/version.Version=${PROMETHEUS_VERSION#v}" remove_all_sd,enable_kubernetes_sd
+  PLAN_LD+=" -X github.com/prometheus/common/version.Version=${PROMETHEUS_VERSION#v}"
+  plan github.com/prometheus/prometheus/cmd/prometheus "$PROM_DIR/prometheus"
 }
 
 link_envtest() {
@@ -236,20 +253,16 @@ targets=("$@")
 for t in "${targets[@]}"; do
   case $t in
     all|demo)
-      # Two lanes: the Kubernetes binaries, and the rest. On two cores the lanes fill
-      # each other's idle time (module downloads, single-threaded links). The demo needs
-      # no kubectl: `demo` leaves it out (it is the largest of the four on its own).
+      # The demo needs no kubectl: `demo` leaves it out (it is the largest of the four
+      # on its own).
       start=$SECONDS
       k8s_bins=(kube-apiserver kube-controller-manager kube-scheduler)
       [ "$t" = all ] && k8s_bins+=(kubectl)
-      # The lane runs as a job of its own process group (set -m), so stopping it stops
-      # the go build under it too.
-      set -m
-      build_k8s "${k8s_bins[@]}" &
-      k8s_pid=$!
-      set +m
-      build_etcd && build_kwok && build_prometheus || { kill -- -"$k8s_pid" 2>/dev/null; wait; exit 1; }
-      wait "$k8s_pid"
+      build_k8s "${k8s_bins[@]}"
+      build_etcd
+      build_kwok
+      build_prometheus
+      build_planned
       log "$t: test bed binaries ready in $((SECONDS - start))s"
       ;;
     k8s) build_k8s ;;
@@ -261,5 +274,6 @@ for t in "${targets[@]}"; do
     *) echo "unknown target $t" >&2; exit 2 ;;
   esac
 done
+build_planned
 link_envtest
 rm -rf "$BIN/.work"
