@@ -1204,8 +1204,9 @@ type DeploymentChecklistStatus struct {
 	// +optional
 	Approvals []ApprovalRecord `json:"approvals,omitempty"`
 
-	// approvalErrors lists approval annotations that could not be read, e.g. a value that
-	// is not "<approver> for <revision>". They count for nothing until fixed.
+	// approvalErrors lists approval and request annotations that could not be read, e.g.
+	// a value that is not "<approver> for <revision>", or a rollback request without a
+	// reason. They count for nothing until fixed.
 	// +kubebuilder:validation:MaxItems=16
 	// +optional
 	ApprovalErrors []string `json:"approvalErrors,omitempty"`

@@ -137,16 +137,26 @@ func (e *engine) syncApprovals() {
 	}
 	e.st.Approvals = out
 
+	// Sign-off and request annotations that could not be read, each reported once with
+	// the event of its kind.
 	var problems []string
-	for _, p := range e.obs.ApprovalProblems {
-		if len(problems) < deployv1alpha1.MaxApprovalErrors {
-			problems = append(problems, truncate(p, 256))
+	reasons := map[string]string{}
+	for _, src := range []struct {
+		reason   string
+		problems []string
+	}{{ReasonInvalidApproval, e.obs.ApprovalProblems}, {ReasonInvalidRequest, e.obs.RequestProblems}} {
+		for _, p := range src.problems {
+			if len(problems) < deployv1alpha1.MaxApprovalErrors {
+				p = truncate(p, 256)
+				problems = append(problems, p)
+				reasons[p] = src.reason
+			}
 		}
 	}
 	if !slices.Equal(problems, e.st.ApprovalErrors) {
 		for _, p := range problems {
 			if !slices.Contains(e.st.ApprovalErrors, p) {
-				e.event(corev1.EventTypeWarning, ReasonInvalidApproval, p)
+				e.event(corev1.EventTypeWarning, reasons[p], p)
 			}
 		}
 	}

@@ -75,6 +75,7 @@ const (
 	ReasonRestored           = "Restored"
 	ReasonDegraded           = "Degraded"
 	ReasonInvalidApproval    = "InvalidApproval"
+	ReasonInvalidRequest     = "InvalidRequest"
 	ReasonBlocked            = "Blocked"
 	ReasonTargetNotSettled   = "TargetNotSettled"
 	ReasonWaitingForTemplate = "WaitingForTemplate"

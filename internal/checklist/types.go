@@ -166,6 +166,9 @@ type Observations struct {
 	ApprovalProblems []string
 	// Requests are the people's requests on the checklist (abort, rollback).
 	Requests []Request
+	// RequestProblems describe request annotations that could not be read: reported
+	// beside the approval problems, never acted on.
+	RequestProblems []string
 	// Targets are the release's targets, in the order of spec.targets.
 	Targets []TargetState
 	// Blocker names another live checklist of one of the targets that comes first:

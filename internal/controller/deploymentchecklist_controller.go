@@ -234,7 +234,7 @@ func (r *DeploymentChecklistReconciler) reconcile(ctx context.Context, dcl *depl
 	// Sign-offs are read from the checklist as read in this attempt.
 	(*obs).Approvals, (*obs).ApprovalProblems = approval.Parse(dcl.Annotations, approval.Revision(dcl), r.VerifiedApprovals)
 	// So are a person's requests (rollback, abort): acted on only when verified.
-	(*obs).Requests, _ = request.Read(dcl.Annotations, r.VerifiedApprovals)
+	(*obs).Requests, (*obs).RequestProblems = request.Read(dcl.Annotations, r.VerifiedApprovals)
 	input := eff.Status
 	decision := checklist.Decide(eff, **obs, now)
 	// The messages the namespace's notification policies owe for what was decided:

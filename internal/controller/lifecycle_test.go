@@ -446,3 +446,34 @@ func TestASignOffWrittenWithoutTheWebhookDoesNotCountWhenVerifiedOnesAreRequired
 		2*time.Second, 200*time.Millisecond).Should(Equal(deployv1alpha1.PhaseRunning))
 	g.Expect(rolledImages(t, ns)).To(Equal([]string{"checkout:v1"}))
 }
+
+// TestARollbackRequestWithoutAReasonIsReportedAndNothingRollsBack: where the checklist
+// webhook is not served (it refuses such a request at admission), a request committed
+// without its reason is read, reported in status.approvalErrors with an InvalidRequest
+// event, and not acted on: the release goes on verifying the new version.
+func TestARollbackRequestWithoutAReasonIsReportedAndNothingRollsBack(t *testing.T) {
+	t.Parallel()
+	g := NewWithT(t)
+	ns := newNamespace(t)
+	d := deployment(t, ns, "checkout:v1")
+	startManagerIn(t, ns, healthyMetrics(), nil)
+	c := newChecklist(ns, withLongVerification)
+	releaseV2(t, ns, d, c)
+
+	g.Eventually(func(g Gomega) error {
+		cur := getChecklist(g, c)
+		cur.Annotations[deployv1alpha1.RollbackRequestedAnnotation] = "carol: "
+		return bed.Client.Update(context.Background(), cur)
+	}, 10*time.Second, 100*time.Millisecond).Should(Succeed())
+
+	g.Eventually(func(g Gomega) {
+		got := getChecklist(g, c)
+		g.Expect(got.Status.ApprovalErrors).To(ContainElement(ContainSubstring(
+			"annotation deploy.tminus.dev/rollback-requested: a request needs a reason")))
+		g.Expect(eventsOf(g, ns, checklist.ReasonInvalidRequest)).To(HaveLen(1))
+	}, 30*time.Second, 100*time.Millisecond).Should(Succeed())
+	got := getChecklist(g, c)
+	g.Expect(got.Status.Phase).To(Equal(deployv1alpha1.PhaseVerifying))
+	g.Expect(got.Status.Request).To(BeNil(), "nothing was asked that tminus could read")
+	g.Expect(getDeployment(t, d).Spec.Template.Spec.Containers[0].Image).To(Equal("checkout:v2"))
+}
