@@ -12,6 +12,7 @@ import (
 	"github.com/onsi/gomega/gstruct"
 	"github.com/onsi/gomega/types"
 	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
@@ -254,6 +255,100 @@ func TestARetryAfterARollbackReleasesTheSameRevisionAfterFreshSignOffs(t *testin
 	signOff(t, retry)
 	waitFor(t, retry, deployv1alpha1.PhaseVerifying)
 	waitRolledOut(t, d, "checkout:v2")
+}
+
+// TestAnAbortedReleaseRetriedReleasesTheChangeItLeftHeldAfterFreshSignOffs: carol
+// aborts v2 while its sign-offs are awaited (a wrong build, she thought); the change
+// stays held. It was the
+// right build after all: the retry takes over the held template without it being
+// pushed again, asks its sign-offs afresh (the aborted checklist's do not carry over)
+// and releases v2.
+func TestAnAbortedReleaseRetriedReleasesTheChangeItLeftHeldAfterFreshSignOffs(t *testing.T) {
+	t.Parallel()
+	g := NewWithT(t)
+	ctx := context.Background()
+	ns := newNamespace(t)
+	shippedRoles(t, ns)
+	d := gated(t, ns, "checkout:v1")
+	c := release(ns, "v2", time.Hour)
+	g.Expect(bed.Client.Create(ctx, c)).To(Succeed())
+	setImage(t, d, "checkout:v2")
+	g.Eventually(func(g Gomega) string { return firstTarget(g, stored(g, c)).CandidateTemplateHash }, time.Minute, 100*time.Millisecond).
+		ShouldNot(BeEmpty())
+	g.Expect(request(t, "carol", c, deployv1alpha1.AbortRequestedAnnotation, "carol: wrong build")).To(Succeed())
+	waitFor(t, c, deployv1alpha1.PhaseFailed)
+	g.Eventually(func(g Gomega) string {
+		return get(t, d).Annotations[deployv1alpha1.HeldByAnnotation]
+	}, time.Minute, 100*time.Millisecond).Should(Equal(deployv1alpha1.HeldByAdmission))
+
+	made, err := plugin.Retry(ctx, bed.Client, ns, "checkout-v2", "carol")
+	g.Expect(err).NotTo(HaveOccurred())
+	g.Expect(made).To(Equal("checkout-v2-retry-1"))
+	retry := release(ns, "v2", time.Hour)
+	retry.Name = made
+	g.Eventually(func(g Gomega) string { return firstTarget(g, stored(g, retry)).CandidateTemplateHash }, time.Minute, 100*time.Millisecond).
+		ShouldNot(BeEmpty(), "the retry holds the change the aborted checklist left held")
+	g.Consistently(func(g Gomega) deployv1alpha1.ChecklistPhase { return stored(g, retry).Status.Phase }, 2*time.Second, 200*time.Millisecond).
+		Should(BeElementOf(deployv1alpha1.PhaseRunning, deployv1alpha1.PhasePending), "no sign-off was carried over")
+	g.Expect(podsOf(g, ns, "checkout:v2")).To(BeZero())
+	signOff(t, retry)
+	waitFor(t, retry, deployv1alpha1.PhaseVerifying)
+	waitRolledOut(t, d, "checkout:v2")
+	g.Expect(stored(g, c).Status.Phase).To(Equal(deployv1alpha1.PhaseFailed), "the aborted checklist stays as it ended")
+}
+
+// TestARollbackRequestedOnAFrontendAndBackendReleaseRestoresBothInReverseOrder: one
+// release of a frontend and its backend (the backend's image listed first, so it was
+// released first); during verification carol asks for the rollback: both are restored
+// to their own last version, the frontend first, and the event says who and why.
+func TestARollbackRequestedOnAFrontendAndBackendReleaseRestoresBothInReverseOrder(t *testing.T) {
+	t.Parallel()
+	g := NewWithT(t)
+	ctx := context.Background()
+	ns := newNamespace(t)
+	shippedRoles(t, ns)
+	var backend, frontend *appsv1.Deployment
+	for _, w := range []struct {
+		name string
+		d    **appsv1.Deployment
+	}{{"backend", &backend}, {"frontend", &frontend}} {
+		d := testbed.Deployment(ns, w.name, w.name+":v1", 2)
+		g.Expect(bed.Client.Create(ctx, d)).To(Succeed())
+		waitRolledOut(t, d, w.name+":v1")
+		*w.d = label(t, d)
+	}
+	c := release(ns, "v2", time.Hour)
+	c.Name, c.Spec.Target = "shop-v2", nil
+	c.Spec.Targets = []deployv1alpha1.TargetRef{{Kind: "Deployment", Name: "backend"}, {Kind: "Deployment", Name: "frontend"}}
+	g.Expect(bed.Client.Create(ctx, c)).To(Succeed())
+	g.Expect(setImage(t, backend, "backend:v2").Spec.Paused).To(BeTrue())
+	g.Expect(setImage(t, frontend, "frontend:v2").Spec.Paused).To(BeTrue())
+	signOff(t, c)
+	waitFor(t, c, deployv1alpha1.PhaseVerifying)
+	waitRolledOut(t, backend, "backend:v2")
+	waitRolledOut(t, frontend, "frontend:v2")
+
+	g.Expect(request(t, "carol", c, deployv1alpha1.RollbackRequestedAnnotation, "carol: CVE-2026-1234 in the backend")).To(Succeed())
+	cur := waitFor(t, c, deployv1alpha1.PhaseRolledBack)
+	g.Expect(cur.Status.Rollback.Reason).To(Equal(engine.ReasonRollbackRequested))
+	waitRolledOut(t, backend, "backend:v1")
+	waitRolledOut(t, frontend, "frontend:v1")
+	g.Eventually(func(g Gomega) {
+		cur := stored(g, c)
+		g.Expect(cur.TargetStatusOf("backend").RestoredAt).NotTo(BeNil())
+		g.Expect(cur.TargetStatusOf("frontend").RestoredAt).NotTo(BeNil())
+		var events corev1.EventList
+		g.Expect(bed.Client.List(ctx, &events, client.InNamespace(ns))).To(Succeed())
+		var msgs []string
+		for _, e := range events.Items {
+			if e.Reason == engine.ReasonRolledBack {
+				msgs = append(msgs, e.Message)
+			}
+		}
+		g.Expect(msgs).To(ConsistOf(And(
+			ContainSubstring("rolled back by carol: CVE-2026-1234 in the backend"),
+			ContainSubstring("restoring Deployment frontend, backend, in reverse order of release"))))
+	}, time.Minute, 100*time.Millisecond).Should(Succeed())
 }
 
 // firstTarget is the status of a checklist's first target, failing the poll while none
