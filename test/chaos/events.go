@@ -67,12 +67,17 @@ const (
 	// deletes it, or creates it again: from generation 2, every other checklist is made
 	// from it.
 	Template
+	// StealLease takes a shard's Lease from its holder as another process would: its
+	// holder identity rewritten to a thief that never renews it, or the Lease deleted.
+	// The replica that held it must stop acting at once (it exits and is started again);
+	// the shard is taken over once the thief's Lease expires.
+	StealLease
 	kinds
 )
 
 var kindNames = [kinds]string{"push", "create-checklist", "sign-off", "revoke", "delete-checklist", "self-heal",
 	"undo", "restart", "resume", "scale", "prometheus-down", "kill-manager", "wait", "freeze", "unfreeze", "break-glass",
-	"receiver-down", "prometheus-fault", "webhook-down", "edit-checklist", "template"}
+	"receiver-down", "prometheus-fault", "webhook-down", "edit-checklist", "template", "steal-lease"}
 
 func (k Kind) String() string { return kindNames[k] }
 
@@ -90,10 +95,14 @@ var generations = []Weights{
 		Undo: 3, Restart: 2, Resume: 2, Scale: 3, PrometheusDown: 2, KillManager: 3, Wait: 6,
 		Freeze: 3, Unfreeze: 1, BreakGlass: 2, ReceiverDown: 2, PrometheusFault: 2, WebhookDown: 2,
 		EditChecklist: 2, Template: 2},
+	3: {Push: 14, CreateChecklist: 8, SignOff: 13, Revoke: 3, DeleteChecklist: 4, SelfHeal: 4,
+		Undo: 3, Restart: 2, Resume: 2, Scale: 3, PrometheusDown: 2, KillManager: 3, Wait: 6,
+		Freeze: 3, Unfreeze: 1, BreakGlass: 2, ReceiverDown: 2, PrometheusFault: 2, WebhookDown: 2,
+		EditChecklist: 2, Template: 2, StealLease: 2},
 }
 
 // currentGeneration is the generator random seeds are drawn with.
-const currentGeneration = 2
+const currentGeneration = 3
 
 // Event is one step of a run. Which fields mean something depends on Kind.
 type Event struct {
@@ -110,7 +119,8 @@ type Event struct {
 	// Replicas of a scale.
 	Replicas int32
 	// Replica of the manager killed (0 or 1); Term sends SIGTERM instead of SIGKILL.
-	Replica int
+	// Shard whose Lease is stolen.
+	Replica, Shard int
 	Term    bool
 	// Fault is what Prometheus answers (PrometheusFault).
 	Fault PromFault
@@ -138,6 +148,8 @@ func (e Event) String() string {
 		b.WriteString(map[bool]string{true: " revision", false: " threshold"}[e.Pick == 0])
 	case Template:
 		b.WriteString([]string{" edit", " delete", " create"}[e.Pick])
+	case StealLease:
+		fmt.Fprintf(&b, " shard %d%s", e.Shard, []string{" to a thief", " deleted"}[e.Pick])
 	case Scale:
 		fmt.Fprintf(&b, " %d", e.Replicas)
 	case PrometheusDown, Wait, Freeze, ReceiverDown, WebhookDown:
@@ -200,6 +212,8 @@ func Generate(gen int, seed uint64, n int) []Event {
 			e.Pick = r.IntN(2)
 		case Template:
 			e.Pick = r.IntN(3)
+		case StealLease:
+			e.Shard, e.Pick = r.IntN(shardCount), r.IntN(2)
 		}
 		out = append(out, e)
 	}

@@ -553,11 +553,12 @@ func (r *run) successOnlyForAVerifiedRelease(h *history) *Violation {
 					return fail("the sign-off of %s by %s (verified=%v) counts", a.Role, a.Approver, a.Verified)
 				}
 			}
-			if !releasedSeen && st.Target != nil && st.Target.ReleasedTemplateHash != "" {
+			target := s.Obj.TargetStatusOf(s.Obj.Spec.ShardTarget())
+			if !releasedSeen && target != nil && target.ReleasedTemplateHash != "" {
 				releasedSeen = true
 				for _, a := range st.Approvals {
 					if a.NotCounted == "" && a.Role == role &&
-						gate.SameTemplate(a.CandidateTemplateHash, st.Target.ReleasedTemplateHash) {
+						gate.SameTemplate(a.CandidateTemplateHash, target.ReleasedTemplateHash) {
 						signedAtRelease = true
 					}
 				}
@@ -565,10 +566,10 @@ func (r *run) successOnlyForAVerifiedRelease(h *history) *Violation {
 			if st.Phase != deployv1alpha1.PhaseSucceeded {
 				continue
 			}
-			if st.Target == nil || st.Target.ReleasedTemplateHash == "" {
+			if target == nil || target.ReleasedTemplateHash == "" {
 				return fail("it released no template")
 			}
-			released := st.Target.ReleasedTemplateHash
+			released := target.ReleasedTemplateHash
 			if !signedAtRelease {
 				return fail("when it released %s, no counted %s sign-off was bound to it (approvals now: %+v)", released, role,
 					st.Approvals)
@@ -646,7 +647,7 @@ func (r *run) noReleaseInsideAFreeze(h *history) *Violation {
 			continue
 		}
 		for _, s := range h.checklists[cl] {
-			t := s.Obj.Status.Target
+			t := s.Obj.TargetStatusOf(s.Obj.Spec.ShardTarget())
 			if t == nil {
 				continue
 			}
@@ -730,9 +731,9 @@ func (r *run) notifiedOnceAndRecordedOnce(h *history, now time.Time) (*Violation
 		var ended, gone time.Time
 		var obj *deployv1alpha1.DeploymentChecklist
 		for _, s := range h.checklists[cl] {
-			st := s.Obj.Status
+			st, target := s.Obj.Status, s.Obj.TargetStatusOf(s.Obj.Spec.ShardTarget())
 			if ended.IsZero() && gate.Terminal(st.Phase) &&
-				(st.Phase != deployv1alpha1.PhaseRolledBack || st.Target == nil || st.Target.RestoredAt != nil ||
+				(st.Phase != deployv1alpha1.PhaseRolledBack || target == nil || target.RestoredAt != nil ||
 					st.Rollback == nil || st.Rollback.DryRun) {
 				ended = s.At
 			}

@@ -437,6 +437,8 @@ func (r *run) apply(ctx context.Context, i int, e Event) {
 		})
 	case Wait:
 		time.Sleep(e.For)
+	case StealLease:
+		a.Note, a.Err = r.w.stealLease(ctx, e.Shard, e.Pick == 1)
 	case Freeze:
 		a.Note, a.Err = r.createFreeze(ctx, e.For)
 	case EditChecklist:

@@ -299,6 +299,29 @@ func (w *World) webhookDown(d time.Duration, done func()) {
 	}()
 }
 
+// thief is the holder a stolen shard Lease names: no replica, and it never renews.
+const thief = "chaos-thief"
+
+// stealLease takes shard i's Lease from its holder: rewritten to name the thief, renewed
+// now, or deleted. It says whom it was taken from.
+func (w *World) stealLease(ctx context.Context, i int, del bool) (string, error) {
+	var l coordinationv1.Lease
+	key := client.ObjectKey{Namespace: managerNamespace, Name: fmt.Sprintf("tminus-shard-%d", i)}
+	if err := w.Bed.Client.Get(ctx, key, &l); err != nil {
+		return "", client.IgnoreNotFound(err)
+	}
+	from := "from nobody"
+	if l.Spec.HolderIdentity != nil && *l.Spec.HolderIdentity != "" {
+		from = "from " + *l.Spec.HolderIdentity
+	}
+	if del {
+		return from, client.IgnoreNotFound(w.Bed.Client.Delete(ctx, &l, client.Preconditions{ResourceVersion: &l.ResourceVersion}))
+	}
+	now := metav1.NewMicroTime(time.Now())
+	l.Spec.HolderIdentity, l.Spec.AcquireTime, l.Spec.RenewTime = new(thief), &now, &now
+	return from, w.Bed.Client.Update(ctx, &l)
+}
+
 // Outages returns the times Prometheus was down so far.
 func (w *World) Outages() []outage {
 	w.promMu.Lock()
