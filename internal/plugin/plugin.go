@@ -19,6 +19,7 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/cli-runtime/pkg/genericclioptions"
 	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
 	"k8s.io/client-go/util/retry"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -32,6 +33,25 @@ import (
 type options struct {
 	flags    *genericclioptions.ConfigFlags
 	out, err io.Writer
+	// cfg and ns, when cfg is set, replace the flags: the dashboard runs the same
+	// commands for a checklist of the namespace its user chose, with the user's config.
+	cfg *rest.Config
+	ns  string
+}
+
+func (o *options) restConfig() (*rest.Config, error) {
+	if o.cfg != nil {
+		return rest.CopyConfig(o.cfg), nil
+	}
+	return o.flags.ToRESTConfig()
+}
+
+func (o *options) namespace() (string, error) {
+	if o.cfg != nil {
+		return o.ns, nil
+	}
+	ns, _, err := o.flags.ToRawKubeConfigLoader().Namespace()
+	return ns, err
 }
 
 // NewCommand returns the kubectl-checklist root command.
@@ -97,28 +117,37 @@ func NewCommand(out, errOut io.Writer) *cobra.Command {
 	}
 	root.AddCommand(approve, revoke, status, why, o.newCommand(), o.recordCommand(), o.freezesCommand())
 	root.AddCommand(o.requestCommands()...)
-	root.AddCommand(o.retryCommand())
+	root.AddCommand(o.retryCommand(), o.dashboardCommand())
 	return root
 }
 
 func (o *options) client() (client.Client, string, error) {
-	cfg, err := o.flags.ToRESTConfig()
+	cfg, err := o.restConfig()
 	if err != nil {
 		return nil, "", err
 	}
-	ns, _, err := o.flags.ToRawKubeConfigLoader().Namespace()
+	ns, err := o.namespace()
 	if err != nil {
 		return nil, "", err
 	}
-	scheme := runtime.NewScheme()
-	if err := deployv1alpha1.AddToScheme(scheme); err != nil {
-		return nil, "", err
-	}
-	if err := corev1.AddToScheme(scheme); err != nil {
+	scheme, err := newScheme()
+	if err != nil {
 		return nil, "", err
 	}
 	c, err := client.New(cfg, client.Options{Scheme: scheme})
 	return c, ns, err
+}
+
+// newScheme knows tminus's kinds and the core ones the plugin reads.
+func newScheme() (*runtime.Scheme, error) {
+	scheme := runtime.NewScheme()
+	if err := deployv1alpha1.AddToScheme(scheme); err != nil {
+		return nil, err
+	}
+	if err := corev1.AddToScheme(scheme); err != nil {
+		return nil, err
+	}
+	return scheme, nil
 }
 
 func (o *options) get(ctx context.Context, name string) (*deployv1alpha1.DeploymentChecklist, error) {
@@ -135,7 +164,7 @@ func (o *options) get(ctx context.Context, name string) (*deployv1alpha1.Deploym
 
 // currentUser asks the API server who we are (SelfSubjectReview).
 func (o *options) currentUser(ctx context.Context) (string, error) {
-	cfg, err := o.flags.ToRESTConfig()
+	cfg, err := o.restConfig()
 	if err != nil {
 		return "", err
 	}

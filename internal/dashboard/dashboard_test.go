@@ -1,0 +1,153 @@
+package dashboard
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	. "github.com/onsi/gomega"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	deployv1alpha1 "github.com/tminus-dev/tminus/api/v1alpha1"
+)
+
+// staticHub is a Hub whose store the test fills, with no watch behind it.
+func staticHub(dcls ...*deployv1alpha1.DeploymentChecklist) *Hub {
+	h := NewHub(nil, "")
+	for _, d := range dcls {
+		_ = h.informer.GetStore().Add(d)
+	}
+	h.changed("")
+	return h
+}
+
+func release(i int, created time.Time) *deployv1alpha1.DeploymentChecklist {
+	now := metav1.NewTime(created)
+	return &deployv1alpha1.DeploymentChecklist{
+		ObjectMeta: metav1.ObjectMeta{Name: fmt.Sprintf("checkout-v%d", i), Namespace: "shop", CreationTimestamp: now},
+		Spec: deployv1alpha1.DeploymentChecklistSpec{
+			Target: &deployv1alpha1.TargetRef{Kind: "Deployment", Name: "checkout"}, Revision: fmt.Sprintf("v%d", i),
+			ChecklistBody: deployv1alpha1.ChecklistBody{Phases: []deployv1alpha1.PhaseSpec{
+				{Name: "T-15m", At: "-15m", Checks: []deployv1alpha1.CheckSpec{
+					{Name: "lead", Approval: &deployv1alpha1.ApprovalCheck{Role: "deployment-lead"}},
+					{Name: "security", Approval: &deployv1alpha1.ApprovalCheck{Role: "security-review", Count: 2}},
+				}},
+				{Name: "T+5m", At: "5m"},
+			}},
+		},
+		Status: deployv1alpha1.DeploymentChecklistStatus{
+			Phase: deployv1alpha1.PhaseHolding, CurrentPhase: "T-15m", NextAction: "waiting for security-review",
+			Approvals: []deployv1alpha1.ApprovalRecord{{Role: "deployment-lead", Approver: "alice", Revision: fmt.Sprintf("v%d", i), FirstSeen: now}},
+			Phases: []deployv1alpha1.PhaseStatus{{Name: "T-15m", State: deployv1alpha1.PhaseStateOpen, Checks: []deployv1alpha1.CheckStatus{
+				{Name: "lead", Kind: "Approval", Outcome: deployv1alpha1.OutcomePass},
+				{Name: "security", Kind: "Approval", Outcome: deployv1alpha1.OutcomePending},
+			}}},
+		},
+	}
+}
+
+type noActions struct{}
+
+func (noActions) Approve(context.Context, string, string, string) (string, error)  { return "", nil }
+func (noActions) Revoke(context.Context, string, string, string) (string, error)   { return "", nil }
+func (noActions) Rollback(context.Context, string, string, string) (string, error) { return "", nil }
+func (noActions) Abort(context.Context, string, string, string) (string, error)    { return "", nil }
+func (noActions) Record(context.Context, string, string) (string, error)           { return "", nil }
+
+func TestTheListShowsNewestFirstWithSignOffsGivenAndMissingInWords(t *testing.T) {
+	g := NewWithT(t)
+	t0 := time.Date(2026, 12, 5, 10, 0, 0, 0, time.UTC)
+	s, err := New(Options{Address: "127.0.0.1", Port: 3100, Namespace: "shop", Actions: noActions{},
+		Hub: staticHub(release(1, t0), release(2, t0.Add(time.Hour)))})
+	g.Expect(err).NotTo(HaveOccurred())
+	rows, err := s.RenderList()
+	g.Expect(err).NotTo(HaveOccurred())
+	out := string(rows)
+	g.Expect(strings.Index(out, "checkout-v2")).To(BeNumerically("<", strings.Index(out, "checkout-v1")), "newest first")
+	g.Expect(out).To(ContainSubstring("● deployment-lead 1/1 (alice)"))
+	g.Expect(out).To(ContainSubstring("○ security-review 0/2"), "missing: a hollow mark, not only a colour")
+}
+
+func TestThePagesAreRefusedWithoutTheSessionAndFramesAndOtherScriptsForbidden(t *testing.T) {
+	g := NewWithT(t)
+	s, err := New(Options{Address: "127.0.0.1", Port: 3100, Namespace: "shop", Actions: noActions{}, Hub: staticHub(release(1, time.Now()))})
+	g.Expect(err).NotTo(HaveOccurred())
+	get := func(target, host, cookie string) *http.Response {
+		req := httptest.NewRequest(http.MethodGet, target, nil)
+		req.Host = host
+		if cookie != "" {
+			req.Header.Set("Cookie", cookie)
+		}
+		w := httptest.NewRecorder()
+		s.Handler().ServeHTTP(w, req)
+		return w.Result()
+	}
+	r := get("/", "127.0.0.1:3100", "")
+	g.Expect(r.StatusCode).To(Equal(http.StatusUnauthorized))
+	r = get("/?token="+s.token, "127.0.0.1:3100", "")
+	g.Expect(r.StatusCode).To(Equal(http.StatusSeeOther))
+	g.Expect(r.Header.Get("Location")).To(Equal("/"))
+	cookies := r.Cookies()
+	g.Expect(cookies).To(HaveLen(1))
+	g.Expect(cookies[0].HttpOnly).To(BeTrue())
+	g.Expect(cookies[0].SameSite).To(Equal(http.SameSiteStrictMode))
+	session := cookies[0].Name + "=" + cookies[0].Value
+	r = get("/", "localhost:3100", session)
+	g.Expect(r.StatusCode).To(Equal(http.StatusOK))
+	g.Expect(r.Header.Get("Content-Security-Policy")).To(ContainSubstring("frame-ancestors 'none'"))
+	g.Expect(r.Header.Get("Content-Security-Policy")).To(ContainSubstring("default-src 'self'"))
+	r = get("/", "rebound.example:3100", session)
+	g.Expect(r.StatusCode).To(Equal(http.StatusMisdirectedRequest))
+	r = get("/assets/app.js", "127.0.0.1:3100", session)
+	g.Expect(r.StatusCode).To(Equal(http.StatusOK), "assets are embedded")
+	b, _ := io.ReadAll(r.Body)
+	g.Expect(string(b)).To(ContainSubstring("EventSource"))
+}
+
+func TestTheAxisPutsEachPhaseAsABandAroundTMinusZeroWithItsStateInWords(t *testing.T) {
+	g := NewWithT(t)
+	d := release(1, time.Now())
+	a := AxisOf(d, time.Now())
+	g.Expect(a.Bands).To(HaveLen(2))
+	g.Expect([]any{a.Bands[0].Name, a.Bands[0].From, a.Bands[0].To, a.Bands[0].State}).
+		To(Equal([]any{"T-15m", -15 * time.Minute, time.Duration(0), "Open"}), "the last T-minus phase ends at T-0")
+	g.Expect(a.Bands[1].From).To(Equal(5 * time.Minute))
+	g.Expect(a.Bands[1].To).To(Equal(15*time.Minute), "the last phase: to its deadline, 10m by default")
+	svg := string(a.SVG())
+	g.Expect(svg).To(ContainSubstring("T-15m ▶ Open"))
+	g.Expect(svg).To(ContainSubstring("lead ✓ Pass, security … Pending"))
+	g.Expect(svg).To(ContainSubstring(">T-0<"))
+	g.Expect(offset(-90 * time.Minute)).To(Equal("T-1h30m"))
+	g.Expect(offset(10 * time.Minute)).To(Equal("T+10m"))
+	g.Expect(offset(2 * time.Hour)).To(Equal("T+2h"))
+}
+
+// BenchmarkRenderingTheListOf1000Releases renders the list's rows for 1,000 releases,
+// as after every change the watch sees (once for every viewer), and serves the page.
+func BenchmarkRenderingTheListOf1000Releases(b *testing.B) {
+	t0 := time.Date(2026, 12, 5, 10, 0, 0, 0, time.UTC)
+	dcls := make([]*deployv1alpha1.DeploymentChecklist, 1000)
+	for i := range dcls {
+		dcls[i] = release(i, t0.Add(time.Duration(i)*time.Second))
+	}
+	h := staticHub(dcls...)
+	s, err := New(Options{Address: "127.0.0.1", Port: 3100, Namespace: "shop", Actions: noActions{}, Hub: h})
+	if err != nil {
+		b.Fatal(err)
+	}
+	size := 0
+	for b.Loop() {
+		h.changed("") // a change: render again
+		rows, err := s.RenderList()
+		if err != nil {
+			b.Fatal(err)
+		}
+		size = len(rows)
+	}
+	b.ReportMetric(float64(size)/1024, "KiB/page")
+}

@@ -1,0 +1,377 @@
+package plugin
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"html"
+	"io"
+	"net/http"
+	"net/http/cookiejar"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	. "github.com/onsi/gomega"
+	rbacv1 "k8s.io/api/rbac/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/cli-runtime/pkg/genericclioptions"
+	"k8s.io/client-go/rest"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	logf "sigs.k8s.io/controller-runtime/pkg/log"
+	"sigs.k8s.io/controller-runtime/pkg/log/zap"
+	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
+	crwebhook "sigs.k8s.io/controller-runtime/pkg/webhook"
+
+	deployv1alpha1 "github.com/tminus-dev/tminus/api/v1alpha1"
+	"github.com/tminus-dev/tminus/internal/controller"
+	"github.com/tminus-dev/tminus/internal/dashboard"
+	"github.com/tminus-dev/tminus/internal/operator"
+	"github.com/tminus-dev/tminus/test/testbed"
+)
+
+// startDashboard serves the dashboard with o until the test ends and returns its URL
+// (with the token).
+func startDashboard(t *testing.T, o *options, ns string) string {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	urls := make(chan string, 1)
+	done := make(chan error, 1)
+	go func() {
+		done <- o.dashboard(ctx, dashboardFlags{address: "127.0.0.1", port: 0, noOpen: true},
+			func(_ *dashboard.Server, u string) { urls <- u })
+	}()
+	t.Cleanup(func() {
+		cancel()
+		<-done
+	})
+	select {
+	case u := <-urls:
+		return u
+	case err := <-done:
+		t.Fatalf("dashboard did not start: %v", err)
+	}
+	return ""
+}
+
+// asUser is the plugin's options with the kubeconfig of a test bed user, as
+// `kubectl checklist --kubeconfig ... -n ns dashboard` would build them.
+func asUser(t *testing.T, bed *testbed.Bed, user, ns string) *options {
+	t.Helper()
+	path, err := bed.UserKubeconfig(user)
+	if err != nil {
+		t.Fatal(err)
+	}
+	flags := genericclioptions.NewConfigFlags(true)
+	flags.KubeConfig, flags.Namespace = &path, &ns
+	var out bytes.Buffer
+	return &options{flags: flags, out: &out, err: &out}
+}
+
+// browser is an HTTP client keeping cookies, as a browser does, that does not follow
+// redirects by itself past the first (the token exchange).
+func browser(t *testing.T) *http.Client {
+	t.Helper()
+	jar, err := cookiejar.New(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &http.Client{Jar: jar}
+}
+
+func body(t *testing.T, r *http.Response) string {
+	t.Helper()
+	defer func() { _ = r.Body.Close() }()
+	b, err := io.ReadAll(r.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return html.UnescapeString(string(b))
+}
+
+// post submits a button's form from the dashboard's own page (its Origin).
+func post(t *testing.T, c *http.Client, base *url.URL, path string, form url.Values, origin string) *http.Response {
+	t.Helper()
+	req, err := http.NewRequest(http.MethodPost, base.Scheme+"://"+base.Host+path, strings.NewReader(form.Encode()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	if origin != "" {
+		req.Header.Set("Origin", origin)
+	}
+	r, err := c.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r
+}
+
+// TestTheDashboardActsAsItsUserAndNoOneElse: behind the dashboard is the user's own
+// kubeconfig: mallory (no approve verb) clicking Approve is refused by the approval
+// webhook, the refusal shown as the API server gave it and nothing written; alice's
+// click is verified by the webhook as hers. A request without the session, or with
+// another site's Host or Origin, is refused before anything is done.
+func TestTheDashboardActsAsItsUserAndNoOneElse(t *testing.T) {
+	g := NewWithT(t)
+	root, err := testbed.RepoRoot()
+	g.Expect(err).NotTo(HaveOccurred())
+	bed := testbed.New(t, testbed.Options{WebhookPaths: []string{filepath.Join(root, "config", "webhook")}})
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	startManagerWithWebhooks(t, ctx, bed)
+
+	const ns = "default"
+	reader := rbacv1.PolicyRule{APIGroups: []string{"deploy.tminus.dev"}, Resources: []string{"deploymentchecklists"},
+		Verbs: []string{"get", "list", "watch", "patch", "update"}}
+	records := rbacv1.PolicyRule{APIGroups: []string{""}, Resources: []string{"configmaps"}, Verbs: []string{"get", "list"}}
+	approve := rbacv1.PolicyRule{APIGroups: []string{"deploy.tminus.dev"}, Resources: []string{"deploymentchecklists"},
+		Verbs: []string{"approve"}}
+	for _, o := range []client.Object{
+		&rbacv1.Role{ObjectMeta: metav1.ObjectMeta{Name: "viewer", Namespace: ns}, Rules: []rbacv1.PolicyRule{reader, records}},
+		&rbacv1.Role{ObjectMeta: metav1.ObjectMeta{Name: "approver", Namespace: ns}, Rules: []rbacv1.PolicyRule{approve}},
+		roleBinding(ns, "viewers", "viewer", "alice", "mallory"),
+		roleBinding(ns, "approvers", "approver", "alice"),
+	} {
+		g.Expect(bed.Client.Create(ctx, o)).To(Succeed())
+	}
+	dcl := &deployv1alpha1.DeploymentChecklist{
+		ObjectMeta: metav1.ObjectMeta{Name: "checkout-v2", Namespace: ns},
+		Spec: deployv1alpha1.DeploymentChecklistSpec{
+			Target: &deployv1alpha1.TargetRef{Kind: "Deployment", Name: "checkout"}, Revision: "v2",
+			ChecklistBody: deployv1alpha1.ChecklistBody{Phases: []deployv1alpha1.PhaseSpec{{Name: "T-15m", At: "-15m",
+				Checks: []deployv1alpha1.CheckSpec{{Name: "lead", Approval: &deployv1alpha1.ApprovalCheck{Role: "deployment-lead"}}}}}},
+		},
+	}
+	// The webhook server takes a moment to listen: a create goes through it.
+	g.Eventually(func() error { return bed.Client.Create(ctx, dcl.DeepCopy()) }).WithTimeout(time.Minute).Should(Succeed())
+	annotations := func() map[string]string {
+		var cur deployv1alpha1.DeploymentChecklist
+		g.Expect(bed.Client.Get(ctx, client.ObjectKeyFromObject(dcl), &cur)).To(Succeed())
+		return cur.Annotations
+	}
+
+	// mallory's dashboard.
+	raw := startDashboard(t, asUser(t, bed, "mallory", ns), ns)
+	base, err := url.Parse(raw)
+	g.Expect(err).NotTo(HaveOccurred())
+	origin := "http://" + base.Host
+	page := "/release/" + ns + "/checkout-v2"
+
+	stranger := browser(t)
+	r, err := stranger.Get(origin + page)
+	g.Expect(err).NotTo(HaveOccurred())
+	g.Expect(r.StatusCode).To(Equal(http.StatusUnauthorized), "no token, no cookie: %s", body(t, r))
+	r = post(t, stranger, base, page, url.Values{"action": {"approve"}, "role": {"deployment-lead"}}, origin)
+	g.Expect(r.StatusCode).To(Equal(http.StatusUnauthorized), "a form posted without the session: %s", body(t, r))
+	r, err = stranger.Get(origin + "/?token=guessed")
+	g.Expect(err).NotTo(HaveOccurred())
+	g.Expect(r.StatusCode).To(Equal(http.StatusUnauthorized), body(t, r))
+
+	mallory := browser(t)
+	r, err = mallory.Get(raw) // the token is exchanged for the cookie
+	g.Expect(err).NotTo(HaveOccurred())
+	g.Expect(r.Request.URL.RawQuery).NotTo(ContainSubstring("token"), "the token leaves the address bar")
+	g.Eventually(func() string {
+		r, err := mallory.Get(origin + "/")
+		g.Expect(err).NotTo(HaveOccurred())
+		return body(t, r)
+	}).Should(ContainSubstring("checkout-v2"))
+
+	// DNS rebinding: another site's name resolving to 127.0.0.1 sends its own Host.
+	req, _ := http.NewRequest(http.MethodGet, origin+page, nil)
+	req.Host = "attacker.example:" + base.Port()
+	r, err = mallory.Do(req)
+	g.Expect(err).NotTo(HaveOccurred())
+	g.Expect(r.StatusCode).To(Equal(http.StatusMisdirectedRequest), body(t, r))
+	// Cross-site request forgery: a form on another site posting with the cookie.
+	for _, o := range []string{"http://attacker.example", "null", ""} {
+		r = post(t, mallory, base, page, url.Values{"action": {"approve"}, "role": {"deployment-lead"}}, o)
+		g.Expect(r.StatusCode).To(Equal(http.StatusForbidden), "Origin %q: %s", o, body(t, r))
+	}
+	g.Expect(annotations()).NotTo(HaveKey("approve.tminus.dev/deployment-lead"))
+
+	// mallory's own click: the webhook refuses it, the page says what it said.
+	r = post(t, mallory, base, page, url.Values{"action": {"approve"}, "role": {"deployment-lead"}}, origin)
+	refusal := body(t, r)
+	g.Expect(r.StatusCode).To(Equal(http.StatusForbidden))
+	g.Expect(refusal).To(ContainSubstring(`admission webhook`))
+	g.Expect(refusal).To(ContainSubstring(`user "mallory" may not approve role deployment-lead: ` +
+		`it needs the verb "approve" on deploymentchecklists/deployment-lead`))
+	g.Expect(annotations()).NotTo(HaveKey("approve.tminus.dev/deployment-lead"), "nothing written")
+
+	// alice's click is hers, verified by the webhook, and her page shows it.
+	raw = startDashboard(t, asUser(t, bed, "alice", ns), ns)
+	base, err = url.Parse(raw)
+	g.Expect(err).NotTo(HaveOccurred())
+	alice := browser(t)
+	_, err = alice.Get(raw)
+	g.Expect(err).NotTo(HaveOccurred())
+	r = post(t, alice, base, page, url.Values{"action": {"approve"}, "role": {"deployment-lead"}}, "http://"+base.Host)
+	g.Expect(body(t, r)).To(ContainSubstring("alice approved deployment-lead for v2"))
+	g.Expect(r.StatusCode).To(Equal(http.StatusOK))
+	g.Expect(annotations()).To(HaveKeyWithValue("verified.approve.tminus.dev/deployment-lead", "alice for v2 | alice | template none"))
+	g.Eventually(func() string {
+		r, err := alice.Get("http://" + base.Host + page)
+		g.Expect(err).NotTo(HaveOccurred())
+		return body(t, r)
+	}).WithTimeout(30 * time.Second).Should(ContainSubstring("● deployment-lead: 1 of 1 (alice)"),
+		"the manager counted the sign-off and the one watch brought it to the page")
+}
+
+// TestAStatusChangeReachesConnectedViewersThroughOneWatch: two viewers follow the list;
+// the checklist's status changes; both are told, and the dashboard watched checklists
+// once for both.
+func TestAStatusChangeReachesConnectedViewersThroughOneWatch(t *testing.T) {
+	g := NewWithT(t)
+	bed := testbed.New(t, testbed.Options{})
+	ctx := context.Background()
+	dcl := &deployv1alpha1.DeploymentChecklist{
+		ObjectMeta: metav1.ObjectMeta{Name: "checkout-v3", Namespace: "default"},
+		Spec: deployv1alpha1.DeploymentChecklistSpec{
+			Target: &deployv1alpha1.TargetRef{Kind: "Deployment", Name: "checkout"}, Revision: "v3",
+			ChecklistBody: deployv1alpha1.ChecklistBody{Phases: []deployv1alpha1.PhaseSpec{{Name: "T+5m", At: "5m",
+				Checks: []deployv1alpha1.CheckSpec{{Name: "lead", Approval: &deployv1alpha1.ApprovalCheck{Role: "deployment-lead"}}}}}},
+		},
+	}
+	g.Expect(bed.Client.Create(ctx, dcl)).To(Succeed())
+
+	var watches, requests atomic.Int64
+	cfg := rest.CopyConfig(bed.Config)
+	cfg.Wrap(func(rt http.RoundTripper) http.RoundTripper {
+		return roundTripper(func(r *http.Request) (*http.Response, error) {
+			requests.Add(1)
+			if r.URL.Query().Get("watch") == "true" {
+				watches.Add(1)
+			}
+			return rt.RoundTrip(r)
+		})
+	})
+	var out bytes.Buffer
+	raw := startDashboard(t, &options{cfg: cfg, ns: "default", out: &out, err: &out}, "default")
+	base, err := url.Parse(raw)
+	g.Expect(err).NotTo(HaveOccurred())
+
+	follow := func() <-chan string {
+		c := browser(t)
+		_, err := c.Get(raw)
+		g.Expect(err).NotTo(HaveOccurred())
+		r, err := c.Get("http://" + base.Host + "/events")
+		g.Expect(err).NotTo(HaveOccurred())
+		g.Expect(r.Header.Get("Content-Type")).To(Equal("text/event-stream"))
+		t.Cleanup(func() { _ = r.Body.Close() })
+		events := make(chan string, 16)
+		go func() {
+			defer close(events)
+			sc := bufio.NewScanner(r.Body)
+			sc.Buffer(nil, 1<<20)
+			var data strings.Builder
+			for sc.Scan() {
+				line := sc.Text()
+				if d, ok := strings.CutPrefix(line, "data: "); ok {
+					data.WriteString(d + "\n")
+				}
+				if line == "" {
+					events <- html.UnescapeString(data.String())
+					data.Reset()
+				}
+			}
+		}()
+		return events
+	}
+	untilSeen := func(events <-chan string, want string) {
+		t.Helper()
+		g.Eventually(func() string {
+			select {
+			case e := <-events:
+				return e
+			default:
+				return ""
+			}
+		}).WithTimeout(30 * time.Second).Should(ContainSubstring(want))
+	}
+	first, second := follow(), follow()
+	untilSeen(first, "checkout-v3")
+	untilSeen(second, "checkout-v3")
+
+	var cur deployv1alpha1.DeploymentChecklist
+	g.Expect(bed.Client.Get(ctx, client.ObjectKeyFromObject(dcl), &cur)).To(Succeed())
+	cur.Status.Phase = deployv1alpha1.PhaseHolding
+	cur.Status.CurrentPhase = "T+5m"
+	cur.Status.NextAction = "waiting for a sign-off of deployment-lead"
+	g.Expect(bed.Client.Status().Update(ctx, &cur)).To(Succeed())
+
+	untilSeen(first, "waiting for a sign-off of deployment-lead")
+	untilSeen(second, "waiting for a sign-off of deployment-lead")
+	g.Expect(watches.Load()).To(Equal(int64(1)), "one watch for every viewer")
+	g.Expect(requests.Load()).To(Equal(int64(2)), "one list and one watch: no viewer asked the API server")
+}
+
+type roundTripper func(*http.Request) (*http.Response, error)
+
+func (f roundTripper) RoundTrip(r *http.Request) (*http.Response, error) { return f(r) }
+
+func TestTheDashboardRefusesANonLoopbackAddressWithoutInsecureBind(t *testing.T) {
+	g := NewWithT(t)
+	for _, addr := range []string{"0.0.0.0", "192.168.1.20", "::", "dashboard.example.com"} {
+		var out, errOut bytes.Buffer
+		cmd := NewCommand(&out, &errOut)
+		cmd.SetArgs([]string{"--kubeconfig", filepath.Join(t.TempDir(), "none"), "dashboard", "--address", addr, "--no-open"})
+		err := cmd.ExecuteContext(context.Background())
+		g.Expect(err).To(MatchError(ContainSubstring("is not a loopback address")), addr)
+		g.Expect(err).To(MatchError(ContainSubstring("--insecure-bind")), addr)
+	}
+	for _, addr := range []string{"127.0.0.1", "::1", "localhost"} {
+		g.Expect(dashboard.CheckAddress(addr, false)).To(Succeed(), addr)
+	}
+	g.Expect(dashboard.CheckAddress("0.0.0.0", true)).To(Succeed(), "the user said so")
+}
+
+func roleBinding(ns, name, role string, users ...string) *rbacv1.RoleBinding {
+	b := &rbacv1.RoleBinding{
+		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns},
+		RoleRef:    rbacv1.RoleRef{APIGroup: "rbac.authorization.k8s.io", Kind: "Role", Name: role},
+	}
+	for _, u := range users {
+		b.Subjects = append(b.Subjects, rbacv1.Subject{Kind: "User", APIGroup: "rbac.authorization.k8s.io", Name: u})
+	}
+	return b
+}
+
+// startManagerWithWebhooks runs tminus's manager, serving the admission webhooks, on
+// the test bed until ctx ends.
+func startManagerWithWebhooks(t *testing.T, ctx context.Context, bed *testbed.Bed) {
+	t.Helper()
+	host, port, certDir := bed.Webhook()
+	if logFile, err := os.Create(filepath.Join(bed.Dir, "tminus-manager.log")); err == nil {
+		logf.SetLogger(zap.New(zap.WriteTo(logFile), zap.UseDevMode(true)))
+	}
+	mgr, err := ctrl.NewManager(rest.CopyConfig(bed.Config), ctrl.Options{
+		Scheme:                 bed.Client.Scheme(),
+		Metrics:                metricsserver.Options{BindAddress: "0"},
+		HealthProbeBindAddress: "0",
+		Cache:                  controller.CacheOptions(),
+		WebhookServer:          crwebhook.NewServer(crwebhook.Options{Host: host, Port: port, CertDir: certDir}),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := operator.Setup(mgr, operator.Options{Webhooks: true}); err != nil {
+		t.Fatal(err)
+	}
+	mctx, stop := context.WithCancel(ctx)
+	stopped := make(chan struct{})
+	go func() {
+		defer close(stopped)
+		_ = mgr.Start(mctx)
+	}()
+	t.Cleanup(func() {
+		stop()
+		<-stopped
+	})
+}
