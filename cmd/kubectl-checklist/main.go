@@ -7,6 +7,7 @@
 //	kubectl checklist rollback NAME --reason "CVE-2026-1234 in the new image"
 //	kubectl checklist abort NAME --reason "wrong build"
 //	kubectl checklist retry NAME
+//	kubectl checklist dashboard [-A] [--port 3100]
 //
 // Install it with `go install ./cmd/kubectl-checklist` (or `make plugin`) into a
 // directory on PATH; --namespace, --context and --kubeconfig behave as in kubectl.

@@ -220,7 +220,7 @@ func TestTheDashboardActsAsItsUserAndNoOneElse(t *testing.T) {
 		r, err := alice.Get("http://" + base.Host + page)
 		g.Expect(err).NotTo(HaveOccurred())
 		return body(t, r)
-	}).WithTimeout(30 * time.Second).Should(ContainSubstring("● deployment-lead: 1 of 1 (alice)"),
+	}).WithTimeout(30*time.Second).Should(ContainSubstring("● deployment-lead: 1 of 1 (alice)"),
 		"the manager counted the sign-off and the one watch brought it to the page")
 }
 
