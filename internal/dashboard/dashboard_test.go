@@ -151,3 +151,19 @@ func BenchmarkRenderingTheListOf1000Releases(b *testing.B) {
 	}
 	b.ReportMetric(float64(size)/1024, "KiB/page")
 }
+
+func TestAMetricChecksEvaluationsArePlottedAgainstItsThresholdWithFailuresAsCrosses(t *testing.T) {
+	g := NewWithT(t)
+	at := func(m int) metav1.Time { return metav1.NewTime(time.Date(2026, 12, 5, 10, m, 0, 0, time.UTC)) }
+	svg := string(HistorySVG(deployv1alpha1.CheckStatus{Name: "errors", Kind: "Metric", Threshold: "< 0.01 and < 1.5 × baseline 0.004 (0.006)",
+		History: []deployv1alpha1.Measurement{
+			{Time: at(0), Outcome: deployv1alpha1.OutcomePass, Value: "0.002"},
+			{Time: at(1), Outcome: deployv1alpha1.OutcomeFail, Value: "0.03"},
+			{Time: at(2), Outcome: deployv1alpha1.OutcomeNoData, Value: "NaN"},
+		}}))
+	g.Expect(strings.Count(svg, `class="threshold"`)).To(Equal(2), "0.01 and the resolved baseline bound 0.006, not the ratio")
+	g.Expect(svg).To(ContainSubstring("<title>10:00:00Z: 0.002 ✓ Pass</title></circle>"))
+	g.Expect(svg).To(ContainSubstring("<title>10:01:00Z: 0.03 ✗ Fail</title></path>"), "a failure is a cross, not only red")
+	g.Expect(svg).To(ContainSubstring("2 evaluations"), "NaN is no point")
+	g.Expect(HistorySVG(deployv1alpha1.CheckStatus{Name: "lead", Kind: "Approval"})).To(BeEmpty())
+}

@@ -76,9 +76,10 @@ func New(o Options) (*Server, error) {
 		o.Now = time.Now
 	}
 	tpl, err := template.New("").Funcs(template.FuncMap{
-		"mark":  Mark,
-		"state": stateMark,
-		"join":  strings.Join,
+		"mark":    Mark,
+		"state":   stateMark,
+		"join":    strings.Join,
+		"history": HistorySVG,
 	}).ParseFS(files, "templates/*.html")
 	if err != nil {
 		return nil, err
