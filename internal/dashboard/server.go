@@ -51,6 +51,8 @@ type Options struct {
 	Namespace string
 	Hub       *Hub
 	Actions   Actions
+	// Ranger draws metric plots; nil: none.
+	Ranger Ranger
 	// Now is the clock; time.Now when nil.
 	Now func() time.Time
 }
@@ -224,6 +226,9 @@ func (s *Server) showRelease(w http.ResponseWriter, r *http.Request, code int, a
 	data := map[string]any{
 		"Title": ns + "/" + name, "D": d, "Answer": answer, "Refusal": refusal,
 		"Live": template.HTML(live), //nolint:gosec // rendered by html/template
+	}
+	if s.opts.Ranger != nil {
+		data["Plots"] = Plots(r.Context(), s.opts.Ranger, dcl, s.opts.Now())
 	}
 	if d.Ended && d.Record != "" {
 		md, err := s.opts.Actions.Record(r.Context(), ns, name)

@@ -9,14 +9,21 @@ import (
 	"runtime"
 	"strconv"
 	"strings"
+	"time"
 
+	promapi "github.com/prometheus/client_golang/api"
+	promv1 "github.com/prometheus/client_golang/api/prometheus/v1"
+	"github.com/prometheus/common/model"
 	"github.com/spf13/cobra"
 	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	deployv1alpha1 "github.com/tminus-dev/tminus/api/v1alpha1"
 	"github.com/tminus-dev/tminus/internal/dashboard"
+	"github.com/tminus-dev/tminus/internal/netguard"
+	"github.com/tminus-dev/tminus/internal/prometheus"
 	"github.com/tminus-dev/tminus/internal/record"
+	"github.com/tminus-dev/tminus/internal/templates"
 )
 
 // dashboardFlags are the flags of `kubectl checklist dashboard`.
@@ -26,6 +33,7 @@ type dashboardFlags struct {
 	allNamespaces bool
 	noOpen        bool
 	insecureBind  bool
+	allowedHosts  []string
 }
 
 func (o *options) dashboardCommand() *cobra.Command {
@@ -44,6 +52,9 @@ func (o *options) dashboardCommand() *cobra.Command {
 	cmd.Flags().BoolVar(&f.noOpen, "no-open", false, "do not open the browser")
 	cmd.Flags().BoolVar(&f.insecureBind, "insecure-bind", false,
 		"allow a non-loopback --address: whoever reaches it with the URL's token acts as you")
+	cmd.Flags().StringSliceVar(&f.allowedHosts, "allowed-hosts", nil,
+		"where metric plots may query Prometheus, as the manager's flag of the same name (host names, IPs, CIDRs); "+
+			"default: anywhere but link-local, cloud metadata and loopback")
 	return cmd
 }
 
@@ -78,8 +89,15 @@ func (o *options) dashboard(ctx context.Context, f dashboardFlags, started func(
 	defer func() { _ = l.Close() }()
 	port := l.Addr().(*net.TCPAddr).Port
 	hub := dashboard.NewHub(c, ns)
+	guard, err := netguard.New(f.allowedHosts)
+	if err != nil {
+		return fmt.Errorf("--allowed-hosts: %w", err)
+	}
 	srv, err := dashboard.New(dashboard.Options{Address: f.address, Port: port, InsecureBind: f.insecureBind,
-		Namespace: ns, Hub: hub, Actions: &userActions{cfg: cfg}})
+		Namespace: ns, Hub: hub, Actions: &userActions{cfg: cfg},
+		// Secrets are read with Gets as the user (c is not cached): the plot needs the
+		// user's right to read the checklist's Prometheus credentials.
+		Ranger: &userRanger{p: &prometheus.Provider{Secrets: c, Guard: guard}}})
 	if err != nil {
 		return err
 	}
@@ -163,4 +181,52 @@ func (a *userActions) Record(ctx context.Context, ns, name string) (string, erro
 		return "", err
 	}
 	return record.Markdown(r), nil
+}
+
+// userRanger runs a plot's range query as the manager would send its instant query:
+// the checklist's Prometheus, its credentials (read as the user), the address guard.
+type userRanger struct {
+	p *prometheus.Provider
+}
+
+func (r *userRanger) Range(ctx context.Context, dcl *deployv1alpha1.DeploymentChecklist, query string,
+	start, end time.Time, step time.Duration) ([]dashboard.Sample, error) {
+	spec := dcl.Spec.Prometheus
+	if e, err := templates.Effective(dcl); err == nil {
+		spec = e.Spec.Prometheus
+	}
+	if spec == nil {
+		return nil, fmt.Errorf("the checklist names no Prometheus")
+	}
+	hc, err := r.p.HTTPClient(ctx, dcl.Namespace, spec)
+	if err != nil {
+		return nil, err
+	}
+	ac, err := promapi.NewClient(promapi.Config{Address: spec.Address, Client: hc})
+	if err != nil {
+		return nil, err
+	}
+	timeout := prometheus.Timeout(spec, 0)
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	v, _, _, err := promv1.NewAPI(ac).QueryRange(ctx, query, promv1.Range{Start: start, End: end, Step: step})
+	if err != nil {
+		return nil, fmt.Errorf("cannot query Prometheus at %s: %w", spec.Address, err)
+	}
+	m, ok := v.(model.Matrix)
+	switch {
+	case !ok:
+		return nil, fmt.Errorf("Prometheus answered a %s, not a range of values", v.Type())
+	case len(m) == 0:
+		return nil, fmt.Errorf("no data in the release window")
+	case len(m) > 1:
+		return nil, fmt.Errorf("the query gives %d series, not one", len(m))
+	}
+	out := make([]dashboard.Sample, 0, len(m[0].Values))
+	for _, sp := range m[0].Values {
+		if f := float64(sp.Value); f == f {
+			out = append(out, dashboard.Sample{T: sp.Timestamp.Time(), V: f})
+		}
+	}
+	return out, nil
 }

@@ -8,6 +8,8 @@ import (
 	"io"
 	"net/http"
 	"net/http/cookiejar"
+	"net/http/httptest"
+	"net/http/httputil"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -17,6 +19,7 @@ import (
 	"time"
 
 	. "github.com/onsi/gomega"
+	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/cli-runtime/pkg/genericclioptions"
@@ -32,6 +35,7 @@ import (
 	"github.com/tminus-dev/tminus/internal/controller"
 	"github.com/tminus-dev/tminus/internal/dashboard"
 	"github.com/tminus-dev/tminus/internal/operator"
+	"github.com/tminus-dev/tminus/internal/prometheus"
 	"github.com/tminus-dev/tminus/test/testbed"
 )
 
@@ -43,7 +47,8 @@ func startDashboard(t *testing.T, o *options, ns string) string {
 	urls := make(chan string, 1)
 	done := make(chan error, 1)
 	go func() {
-		done <- o.dashboard(ctx, dashboardFlags{address: "127.0.0.1", port: 0, noOpen: true},
+		// The test bed's Prometheus listens on loopback, which the guard otherwise refuses.
+		done <- o.dashboard(ctx, dashboardFlags{address: "127.0.0.1", port: 0, noOpen: true, allowedHosts: []string{"127.0.0.0/8"}},
 			func(_ *dashboard.Server, u string) { urls <- u })
 	}()
 	t.Cleanup(func() {
@@ -132,20 +137,50 @@ func TestTheDashboardActsAsItsUserAndNoOneElse(t *testing.T) {
 	records := rbacv1.PolicyRule{APIGroups: []string{""}, Resources: []string{"configmaps"}, Verbs: []string{"get", "list"}}
 	approve := rbacv1.PolicyRule{APIGroups: []string{"deploy.tminus.dev"}, Resources: []string{"deploymentchecklists"},
 		Verbs: []string{"approve"}}
+	promToken := rbacv1.PolicyRule{APIGroups: []string{""}, Resources: []string{"secrets"}, ResourceNames: []string{"prom-token"},
+		Verbs: []string{"get"}}
 	for _, o := range []client.Object{
 		&rbacv1.Role{ObjectMeta: metav1.ObjectMeta{Name: "viewer", Namespace: ns}, Rules: []rbacv1.PolicyRule{reader, records}},
-		&rbacv1.Role{ObjectMeta: metav1.ObjectMeta{Name: "approver", Namespace: ns}, Rules: []rbacv1.PolicyRule{approve}},
+		&rbacv1.Role{ObjectMeta: metav1.ObjectMeta{Name: "approver", Namespace: ns}, Rules: []rbacv1.PolicyRule{approve, promToken}},
 		roleBinding(ns, "viewers", "viewer", "alice", "mallory"),
 		roleBinding(ns, "approvers", "approver", "alice"),
+		&corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "prom-token", Namespace: ns}, StringData: map[string]string{"token": "s3cret"}},
 	} {
 		g.Expect(bed.Client.Create(ctx, o)).To(Succeed())
 	}
+	// The real Prometheus, behind a proxy that records who asks what.
+	prom, err := testbed.StartPrometheus(ctx, testbed.PrometheusOptions{})
+	g.Expect(err).NotTo(HaveOccurred())
+	t.Cleanup(prom.Close)
+	target, err := url.Parse(prom.URL)
+	g.Expect(err).NotTo(HaveOccurred())
+	var ranges atomic.Int64
+	var bearer atomic.Value
+	forward := httputil.NewSingleHostReverseProxy(target)
+	proxy := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if strings.HasSuffix(r.URL.Path, "/query_range") {
+			ranges.Add(1)
+			bearer.Store(r.Header.Get("Authorization"))
+		}
+		forward.ServeHTTP(w, r)
+	}))
+	t.Cleanup(proxy.Close)
+	below, above := "0.01", "0.05"
 	dcl := &deployv1alpha1.DeploymentChecklist{
 		ObjectMeta: metav1.ObjectMeta{Name: "checkout-v2", Namespace: ns},
 		Spec: deployv1alpha1.DeploymentChecklistSpec{
 			Target: &deployv1alpha1.TargetRef{Kind: "Deployment", Name: "checkout"}, Revision: "v2",
-			ChecklistBody: deployv1alpha1.ChecklistBody{Phases: []deployv1alpha1.PhaseSpec{{Name: "T-15m", At: "-15m",
-				Checks: []deployv1alpha1.CheckSpec{{Name: "lead", Approval: &deployv1alpha1.ApprovalCheck{Role: "deployment-lead"}}}}}},
+			ChecklistBody: deployv1alpha1.ChecklistBody{
+				Prometheus: &deployv1alpha1.PrometheusSpec{Address: proxy.URL,
+					BearerTokenSecretRef: &deployv1alpha1.SecretKeyRef{Name: "prom-token", Key: "token"}},
+				Metrics: []deployv1alpha1.MetricSpec{{Name: "error-rate", Query: "vector(0.002)"}},
+				Phases: []deployv1alpha1.PhaseSpec{
+					{Name: "T-15m", At: "-15m", Checks: []deployv1alpha1.CheckSpec{
+						{Name: "lead", Approval: &deployv1alpha1.ApprovalCheck{Role: "deployment-lead"}}}},
+					{Name: "T+5m", At: "5m", Checks: []deployv1alpha1.CheckSpec{{Name: "errors", Metric: "error-rate", Below: &below}}},
+				},
+				RollbackTriggers: []deployv1alpha1.RollbackTrigger{{Name: "errors-5pct", Metric: "error-rate", Above: &above, For: "2m"}},
+			},
 		},
 	}
 	// The webhook server takes a moment to listen: a create goes through it.
@@ -189,12 +224,6 @@ func TestTheDashboardActsAsItsUserAndNoOneElse(t *testing.T) {
 	r, err = mallory.Do(req)
 	g.Expect(err).NotTo(HaveOccurred())
 	g.Expect(r.StatusCode).To(Equal(http.StatusMisdirectedRequest), body(t, r))
-	// Cross-site request forgery: a form on another site posting with the cookie.
-	for _, o := range []string{"http://attacker.example", "null", ""} {
-		r = post(t, mallory, base, page, url.Values{"action": {"approve"}, "role": {"deployment-lead"}}, o)
-		g.Expect(r.StatusCode).To(Equal(http.StatusForbidden), "Origin %q: %s", o, body(t, r))
-	}
-	g.Expect(annotations()).NotTo(HaveKey("approve.tminus.dev/deployment-lead"))
 
 	// mallory's own click: the webhook refuses it, the page says what it said.
 	r = post(t, mallory, base, page, url.Values{"action": {"approve"}, "role": {"deployment-lead"}}, origin)
@@ -205,6 +234,13 @@ func TestTheDashboardActsAsItsUserAndNoOneElse(t *testing.T) {
 		`it needs the verb "approve" on deploymentchecklists/deployment-lead`))
 	g.Expect(annotations()).NotTo(HaveKey("approve.tminus.dev/deployment-lead"), "nothing written")
 
+	// mallory may not read the Prometheus credentials: no plot, and no query sent.
+	r, err = mallory.Get(origin + page)
+	g.Expect(err).NotTo(HaveOccurred())
+	g.Expect(body(t, r)).To(ContainSubstring("No plot: cannot read the credentials: spec.prometheus.bearerTokenSecretRef: " +
+		"reading Secret default/prom-token is forbidden"))
+	g.Expect(ranges.Load()).To(BeZero(), "no query is sent with someone else's rights")
+
 	// alice's click is hers, verified by the webhook, and her page shows it.
 	raw = startDashboard(t, asUser(t, bed, "alice", ns), ns)
 	base, err = url.Parse(raw)
@@ -212,10 +248,29 @@ func TestTheDashboardActsAsItsUserAndNoOneElse(t *testing.T) {
 	alice := browser(t)
 	_, err = alice.Get(raw)
 	g.Expect(err).NotTo(HaveOccurred())
+	// Cross-site request forgery: a form on another site posting alice's approval
+	// with her cookie (which SameSite=Strict keeps a browser from sending; checked
+	// here as if it did).
+	for _, o := range []string{"http://attacker.example", "null", ""} {
+		r = post(t, alice, base, page, url.Values{"action": {"approve"}, "role": {"deployment-lead"}}, o)
+		g.Expect(r.StatusCode).To(Equal(http.StatusForbidden), "Origin %q", o)
+		g.Expect(body(t, r)).To(ContainSubstring("refused: a change must come from a page of this dashboard"))
+	}
+	g.Expect(annotations()).NotTo(HaveKey("approve.tminus.dev/deployment-lead"), "nothing written")
+
 	r = post(t, alice, base, page, url.Values{"action": {"approve"}, "role": {"deployment-lead"}}, "http://"+base.Host)
 	g.Expect(body(t, r)).To(ContainSubstring("alice approved deployment-lead for v2"))
 	g.Expect(r.StatusCode).To(Equal(http.StatusOK))
 	g.Expect(annotations()).To(HaveKeyWithValue("verified.approve.tminus.dev/deployment-lead", "alice for v2 | alice | template none"))
+	// alice may: one range query for the check and the trigger sharing it, with the
+	// checklist's credentials, read as her.
+	before := ranges.Load()
+	r, err = alice.Get("http://" + base.Host + page)
+	g.Expect(err).NotTo(HaveOccurred())
+	g.Expect(body(t, r)).To(ContainSubstring(`<svg class="plot"`))
+	g.Expect(ranges.Load()-before).To(Equal(int64(1)), "one query per distinct query")
+	g.Expect(bearer.Load()).To(Equal("Bearer s3cret"))
+
 	g.Eventually(func() string {
 		r, err := alice.Get("http://" + base.Host + page)
 		g.Expect(err).NotTo(HaveOccurred())
@@ -298,6 +353,7 @@ func TestAStatusChangeReachesConnectedViewersThroughOneWatch(t *testing.T) {
 	first, second := follow(), follow()
 	untilSeen(first, "checkout-v3")
 	untilSeen(second, "checkout-v3")
+	asked := requests.Load() // discovery, the list and the watch
 
 	var cur deployv1alpha1.DeploymentChecklist
 	g.Expect(bed.Client.Get(ctx, client.ObjectKeyFromObject(dcl), &cur)).To(Succeed())
@@ -309,7 +365,7 @@ func TestAStatusChangeReachesConnectedViewersThroughOneWatch(t *testing.T) {
 	untilSeen(first, "waiting for a sign-off of deployment-lead")
 	untilSeen(second, "waiting for a sign-off of deployment-lead")
 	g.Expect(watches.Load()).To(Equal(int64(1)), "one watch for every viewer")
-	g.Expect(requests.Load()).To(Equal(int64(2)), "one list and one watch: no viewer asked the API server")
+	g.Expect(requests.Load()).To(Equal(asked), "the change came through the watch: no viewer asked the API server")
 }
 
 type roundTripper func(*http.Request) (*http.Response, error)
@@ -361,7 +417,8 @@ func startManagerWithWebhooks(t *testing.T, ctx context.Context, bed *testbed.Be
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := operator.Setup(mgr, operator.Options{Webhooks: true}); err != nil {
+	if _, err := operator.Setup(mgr, operator.Options{Webhooks: true,
+		Metrics: &prometheus.Provider{Secrets: mgr.GetAPIReader()}}); err != nil {
 		t.Fatal(err)
 	}
 	mctx, stop := context.WithCancel(ctx)

@@ -1,0 +1,213 @@
+package dashboard
+
+import (
+	"context"
+	"fmt"
+	"html/template"
+	"strings"
+	"time"
+
+	deployv1alpha1 "github.com/tminus-dev/tminus/api/v1alpha1"
+	"github.com/tminus-dev/tminus/internal/checklist"
+)
+
+// Sample is one point of a range query.
+type Sample struct {
+	T time.Time
+	V float64
+}
+
+// Ranger runs a range query for a checklist against the Prometheus it names, as the
+// user: the credentials read with the user's rights, the address through the manager's
+// guard. An error says why there is no plot ("cannot read the credentials: …").
+type Ranger interface {
+	Range(ctx context.Context, dcl *deployv1alpha1.DeploymentChecklist, query string, start, end time.Time, step time.Duration) ([]Sample, error)
+}
+
+// maxPoints bounds the points of a plot: the step grows with the window.
+const maxPoints = 250
+
+// Plot is one metric check or trigger over the release window.
+type Plot struct {
+	Name, Query, Threshold, For string
+	Start, End                  time.Time
+	T0                          *time.Time
+	Samples                     []Sample
+	// Marks are the evaluations tminus kept in status, placed on the series.
+	Marks []deployv1alpha1.Measurement
+	// FiredAt is when this trigger rolled the release back.
+	FiredAt *time.Time
+	Err     string
+}
+
+// Window is the span a release's plots cover: from its first phase's opening (or its
+// creation) to now, or to a little after it ended.
+func Window(dcl *deployv1alpha1.DeploymentChecklist, now time.Time) (time.Time, time.Time) {
+	start, end := dcl.CreationTimestamp.Time, now
+	ended := time.Time{}
+	for _, p := range dcl.Status.Phases {
+		if p.OpenedAt != nil && p.OpenedAt.Time.Before(start) {
+			start = p.OpenedAt.Time
+		}
+		if p.CompletedAt != nil && p.CompletedAt.After(ended) {
+			ended = p.CompletedAt.Time
+		}
+	}
+	if rb := dcl.Status.Rollback; rb != nil && rb.FiredAt.After(ended) {
+		ended = rb.FiredAt.Time
+	}
+	if checklist.Ended(dcl.Status.Phase) && !ended.IsZero() {
+		if e := ended.Add(checklist.Interval(dcl) * 5); e.Before(now) {
+			end = e
+		}
+	}
+	if !end.After(start) {
+		start = end.Add(-time.Hour)
+	}
+	return start, end
+}
+
+// Plots gathers the plots of dcl's metric checks and triggers: one range query per
+// distinct query, whatever the number of checks sharing it.
+func Plots(ctx context.Context, r Ranger, dcl *deployv1alpha1.DeploymentChecklist, now time.Time) []Plot {
+	eff := effective(dcl)
+	queries := map[string]string{}
+	for _, m := range eff.Spec.Metrics {
+		queries[m.Name] = m.Query
+	}
+	start, end := Window(dcl, now)
+	step := max(checklist.Interval(dcl), end.Sub(start)/maxPoints, time.Second)
+	var t0 *time.Time
+	if t := checklist.T0(dcl); t != nil {
+		t0 = &t.Time
+	}
+	type answer struct {
+		s   []Sample
+		err error
+	}
+	sent := map[string]answer{}
+	run := func(p *Plot) {
+		if checklist.Unresolved(p.Query) {
+			p.Err = "the query names the released pods' template hash, known once the release is out"
+			return
+		}
+		a, ok := sent[p.Query]
+		if !ok {
+			s, err := r.Range(ctx, dcl, p.Query, start, end, step)
+			a = answer{s, err}
+			sent[p.Query] = a
+		}
+		p.Samples = a.s
+		if a.err != nil {
+			p.Err = a.err.Error()
+		}
+	}
+	status := map[string]deployv1alpha1.CheckStatus{}
+	for _, ps := range dcl.Status.Phases {
+		for _, c := range ps.Checks {
+			status[ps.Name+"/"+c.Name] = c
+		}
+	}
+	var out []Plot
+	for _, ph := range eff.Spec.Phases {
+		for _, c := range ph.Checks {
+			if c.Metric == "" {
+				continue
+			}
+			st := status[ph.Name+"/"+c.Name]
+			p := Plot{Name: "check " + ph.Name + "/" + c.Name, Query: st.Query, Threshold: st.Threshold, Marks: st.History,
+				Start: start, End: end, T0: t0}
+			if p.Query == "" {
+				p.Query = checklist.ResolveQuery(dcl, queries[c.Metric])
+			}
+			run(&p)
+			out = append(out, p)
+		}
+	}
+	trig := map[string]deployv1alpha1.TriggerStatus{}
+	for _, t := range dcl.Status.Triggers {
+		trig[t.Name] = t
+	}
+	for _, t := range eff.Spec.RollbackTriggers {
+		if t.Metric == "" {
+			continue
+		}
+		p := Plot{Name: "trigger " + t.Name, Query: checklist.ResolveQuery(dcl, queries[t.Metric]),
+			Threshold: trig[t.Name].Threshold, For: t.For, Start: start, End: end, T0: t0}
+		if rb := dcl.Status.Rollback; rb != nil && strings.Contains(rb.Message, t.Name) {
+			at := rb.FiredAt.Time
+			p.FiredAt = &at
+		}
+		run(&p)
+		out = append(out, p)
+	}
+	return out
+}
+
+// SVG draws the plot: the series, each threshold as a dashed line, T-0, the `for`
+// window before a rollback this trigger fired, and tminus's own evaluations marked.
+func (p Plot) SVG() template.HTML {
+	if len(p.Samples) == 0 {
+		return ""
+	}
+	thrs := thresholdsOf(p.Threshold)
+	lo, hi := p.Samples[0].V, p.Samples[0].V
+	for _, s := range p.Samples {
+		lo, hi = min(lo, s.V), max(hi, s.V)
+	}
+	for _, t := range thrs {
+		lo, hi = min(lo, t), max(hi, t)
+	}
+	if hi == lo {
+		hi = lo + 1
+	}
+	const w, h, pad = 640.0, 160.0, 10.0
+	span := float64(p.End.Sub(p.Start))
+	px := func(t time.Time) float64 { return pad + (w-2*pad)*float64(t.Sub(p.Start))/span }
+	py := func(v float64) float64 { return h - pad - (h-2*pad)*(v-lo)/(hi-lo) }
+	e := template.HTMLEscapeString
+	var b strings.Builder
+	fmt.Fprintf(&b, `<svg class="plot" role="img" viewBox="0 0 %.0f %.0f"><title>%s from %s to %s: %d points, threshold %s, min %g, max %g</title>`,
+		w, h, e(p.Name), p.Start.UTC().Format(time.RFC3339), p.End.UTC().Format(time.RFC3339), len(p.Samples), e(p.Threshold), lo, hi)
+	if p.FiredAt != nil {
+		if d, err := time.ParseDuration(p.For); err == nil {
+			x0, x1 := px(p.FiredAt.Add(-d)), px(*p.FiredAt)
+			fmt.Fprintf(&b, `<rect class="for" x="%.1f" y="%.1f" width="%.1f" height="%.1f"><title>breach held for %s, then rolled back at %s</title></rect>`,
+				x0, pad, max(x1-x0, 1), h-2*pad, e(p.For), p.FiredAt.UTC().Format(time.RFC3339))
+		}
+	}
+	for _, t := range thrs {
+		fmt.Fprintf(&b, `<line class="threshold" x1="%.1f" y1="%.1f" x2="%.1f" y2="%.1f"><title>threshold %s</title></line>`,
+			pad, py(t), w-pad, py(t), e(p.Threshold))
+	}
+	if p.T0 != nil && !p.T0.Before(p.Start) && !p.T0.After(p.End) {
+		x := px(*p.T0)
+		fmt.Fprintf(&b, `<line class="t0" x1="%.1f" y1="0" x2="%.1f" y2="%.0f"/><text x="%.1f" y="12">T-0</text>`, x, x, h, x+3)
+	}
+	var line strings.Builder
+	for i, s := range p.Samples {
+		if i > 0 {
+			line.WriteByte(' ')
+		}
+		fmt.Fprintf(&line, "%.1f,%.1f", px(s.T), py(s.V))
+	}
+	fmt.Fprintf(&b, `<polyline class="series" points="%s"/>`, line.String())
+	for _, m := range p.Marks {
+		if m.Time.Time.Before(p.Start) || m.Time.Time.After(p.End) {
+			continue
+		}
+		var v float64
+		if _, err := fmt.Sscan(m.Value, &v); err != nil || v != v || v < lo || v > hi {
+			continue
+		}
+		x, y := px(m.Time.Time), py(v)
+		label := e(fmt.Sprintf("tminus evaluated %s at %s: %s", m.Value, m.Time.UTC().Format(time.RFC3339), Mark(string(m.Outcome))))
+		if m.Outcome == deployv1alpha1.OutcomeFail {
+			fmt.Fprintf(&b, `<path class="fail" d="M%.1f %.1fl6 6m0 -6l-6 6"><title>%s</title></path>`, x-3, y-3, label)
+		} else {
+			fmt.Fprintf(&b, `<circle class="pass" cx="%.1f" cy="%.1f" r="3"><title>%s</title></circle>`, x, y, label)
+		}
+	}
+	b.WriteString(`</svg>`)
+	return template.HTML(b.String()) //nolint:gosec // every value written above is escaped
+}
