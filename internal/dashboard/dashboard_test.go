@@ -167,3 +167,33 @@ func TestAMetricChecksEvaluationsArePlottedAgainstItsThresholdWithFailuresAsCros
 	g.Expect(svg).To(ContainSubstring("2 evaluations"), "NaN is no point")
 	g.Expect(HistorySVG(deployv1alpha1.CheckStatus{Name: "lead", Kind: "Approval"})).To(BeEmpty())
 }
+
+type countingRanger struct{ asked []string }
+
+func (c *countingRanger) Range(_ context.Context, _ *deployv1alpha1.DeploymentChecklist, q string, start, end time.Time, _ time.Duration) ([]Sample, error) {
+	c.asked = append(c.asked, q)
+	return []Sample{{start, 0.01}, {start.Add(end.Sub(start) / 2), 0.02}, {end, 0.09}}, nil
+}
+
+func TestARolledBackReleasesPlotsAskEachQueryOnceAndShowTheBreachAboveTheLineWithItsForWindow(t *testing.T) {
+	g := NewWithT(t)
+	t0 := time.Date(2026, 12, 5, 10, 0, 0, 0, time.UTC)
+	d := release(1, t0)
+	above, below := "0.05", "0.03"
+	d.Spec.Metrics = []deployv1alpha1.MetricSpec{{Name: "error-rate", Query: `sum(rate(errors{app="checkout"}[1m]))`}}
+	d.Spec.Phases[1].Checks = []deployv1alpha1.CheckSpec{{Name: "errors", Metric: "error-rate", Below: &below}}
+	d.Spec.RollbackTriggers = []deployv1alpha1.RollbackTrigger{{Name: "errors-5pct", Metric: "error-rate", Above: &above, For: "2m"}}
+	d.Status.Phase = deployv1alpha1.PhaseRolledBack
+	d.Status.Triggers = []deployv1alpha1.TriggerStatus{{Name: "errors-5pct", Outcome: deployv1alpha1.OutcomeFail, Threshold: "> 0.05"}}
+	d.Status.Rollback = &deployv1alpha1.RollbackRecord{Reason: "TriggerFired", Message: "rollback trigger errors-5pct fired: 0.09 > 0.05",
+		FiredAt: metav1.NewTime(t0.Add(30 * time.Minute))}
+	r := &countingRanger{}
+	plots := Plots(context.Background(), r, d, t0.Add(2*time.Hour))
+	g.Expect(plots).To(HaveLen(2))
+	g.Expect(r.asked).To(Equal([]string{`sum(rate(errors{app="checkout"}[1m]))`}), "the check and the trigger share one query")
+	trig := string(plots[1].SVG())
+	g.Expect(plots[1].Name).To(Equal("trigger errors-5pct"))
+	g.Expect(trig).To(ContainSubstring(`<title>threshold &gt; 0.05</title>`))
+	g.Expect(trig).To(ContainSubstring("breach held for 2m, then rolled back at 2026-12-05T10:30:00Z"))
+	g.Expect(trig).To(ContainSubstring("max 0.09"), "the series goes above the line")
+}

@@ -134,7 +134,8 @@ func Plots(ctx context.Context, r Ranger, dcl *deployv1alpha1.DeploymentChecklis
 		}
 		p := Plot{Name: "trigger " + t.Name, Query: checklist.ResolveQuery(dcl, queries[t.Metric]),
 			Threshold: trig[t.Name].Threshold, For: t.For, Start: start, End: end, T0: t0}
-		if rb := dcl.Status.Rollback; rb != nil && strings.Contains(rb.Message, t.Name) {
+		if rb := dcl.Status.Rollback; rb != nil && rb.Reason == checklist.ReasonTriggerFired &&
+			strings.HasPrefix(rb.Message, "rollback trigger "+t.Name+" fired") {
 			at := rb.FiredAt.Time
 			p.FiredAt = &at
 		}
