@@ -194,7 +194,7 @@ func (p Plot) SVG() template.HTML {
 	}
 	fmt.Fprintf(&b, `<polyline class="series" points="%s"/>`, line.String())
 	for _, m := range p.Marks {
-		if m.Time.Time.Before(p.Start) || m.Time.Time.After(p.End) {
+		if at := m.Time.Time; at.Before(p.Start) || at.After(p.End) {
 			continue
 		}
 		var v float64

@@ -111,8 +111,9 @@ func SignOffs(dcl *deployv1alpha1.DeploymentChecklist) []SignOff {
 
 // Roles are the roles the checklist asks sign-offs of, for the Approve button.
 func Roles(dcl *deployv1alpha1.DeploymentChecklist) []string {
-	var out []string
-	for _, s := range SignOffs(effective(dcl)) {
+	signOffs := SignOffs(effective(dcl))
+	out := make([]string, 0, len(signOffs))
+	for _, s := range signOffs {
 		out = append(out, s.Role)
 	}
 	return out

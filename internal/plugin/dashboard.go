@@ -216,7 +216,7 @@ func (r *userRanger) Range(ctx context.Context, dcl *deployv1alpha1.DeploymentCh
 	m, ok := v.(model.Matrix)
 	switch {
 	case !ok:
-		return nil, fmt.Errorf("Prometheus answered a %s, not a range of values", v.Type())
+		return nil, fmt.Errorf("the answer is a %s, not a range of values", v.Type())
 	case len(m) == 0:
 		return nil, fmt.Errorf("no data in the release window")
 	case len(m) > 1:

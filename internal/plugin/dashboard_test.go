@@ -53,7 +53,9 @@ func startDashboard(t *testing.T, o *options, ns string) string {
 	}()
 	t.Cleanup(func() {
 		cancel()
-		<-done
+		if err := <-done; err != nil {
+			t.Errorf("dashboard: %v", err)
+		}
 	})
 	select {
 	case u := <-urls:
