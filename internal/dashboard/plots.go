@@ -4,8 +4,11 @@ import (
 	"context"
 	"fmt"
 	"html/template"
+	"strconv"
 	"strings"
 	"time"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	deployv1alpha1 "github.com/tminus-dev/tminus/api/v1alpha1"
 	"github.com/tminus-dev/tminus/internal/checklist"
@@ -30,9 +33,11 @@ const maxPoints = 250
 // Plot is one metric check or trigger over the release window.
 type Plot struct {
 	Name, Query, Threshold, For string
-	Start, End                  time.Time
-	T0                          *time.Time
-	Samples                     []Sample
+	// Rule says the threshold in words: "passes while < 0.01", "fires at > 0.05 for 2m".
+	Rule       string
+	Start, End time.Time
+	T0         *time.Time
+	Samples    []Sample
 	// Marks are the evaluations tminus kept in status, placed on the series.
 	Marks []deployv1alpha1.Measurement
 	// FiredAt is when this trigger rolled the release back.
@@ -117,6 +122,12 @@ func Plots(ctx context.Context, r Ranger, dcl *deployv1alpha1.DeploymentChecklis
 			st := status[ph.Name+"/"+c.Name]
 			p := Plot{Name: "check " + ph.Name + "/" + c.Name, Query: st.Query, Threshold: st.Threshold, Marks: st.History,
 				Start: start, End: end, T0: t0}
+			if p.Threshold == "" { // not measured yet: the spec's own bounds
+				p.Threshold = specBounds(c.Below, c.Above, " and ")
+			}
+			if p.Threshold != "" {
+				p.Rule = "passes while " + p.Threshold
+			}
 			if p.Query == "" {
 				p.Query = checklist.ResolveQuery(dcl, queries[c.Metric])
 			}
@@ -134,6 +145,15 @@ func Plots(ctx context.Context, r Ranger, dcl *deployv1alpha1.DeploymentChecklis
 		}
 		p := Plot{Name: "trigger " + t.Name, Query: checklist.ResolveQuery(dcl, queries[t.Metric]),
 			Threshold: trig[t.Name].Threshold, For: t.For, Start: start, End: end, T0: t0}
+		if p.Threshold == "" {
+			p.Threshold = specBounds(t.Below, t.Above, " or ")
+		}
+		if p.Threshold != "" {
+			p.Rule = "fires at " + p.Threshold
+			if p.For != "" {
+				p.Rule += " held for " + p.For
+			}
+		}
 		if rb := dcl.Status.Rollback; rb != nil && rb.Reason == checklist.ReasonTriggerFired &&
 			strings.HasPrefix(rb.Message, "rollback trigger "+t.Name+" fired") {
 			at := rb.FiredAt.Time
@@ -158,6 +178,14 @@ func (p Plot) SVG() template.HTML {
 	}
 	for _, t := range thrs {
 		lo, hi = min(lo, t), max(hi, t)
+	}
+	marks := map[int]float64{}
+	for i, m := range p.Marks {
+		if v, err := strconv.ParseFloat(m.Value, 64); err == nil && v == v && !m.Time.Before(&metav1.Time{Time: p.Start}) &&
+			!m.Time.After(p.End) {
+			marks[i] = v
+			lo, hi = min(lo, v), max(hi, v)
+		}
 	}
 	if hi == lo {
 		hi = lo + 1
@@ -193,12 +221,9 @@ func (p Plot) SVG() template.HTML {
 		fmt.Fprintf(&line, "%.1f,%.1f", px(s.T), py(s.V))
 	}
 	fmt.Fprintf(&b, `<polyline class="series" points="%s"/>`, line.String())
-	for _, m := range p.Marks {
-		if at := m.Time.Time; at.Before(p.Start) || at.After(p.End) {
-			continue
-		}
-		var v float64
-		if _, err := fmt.Sscan(m.Value, &v); err != nil || v != v || v < lo || v > hi {
+	for i, m := range p.Marks {
+		v, ok := marks[i]
+		if !ok {
 			continue
 		}
 		x, y := px(m.Time.Time), py(v)
@@ -209,6 +234,21 @@ func (p Plot) SVG() template.HTML {
 			fmt.Fprintf(&b, `<circle class="pass" cx="%.1f" cy="%.1f" r="3"><title>%s</title></circle>`, x, y, label)
 		}
 	}
+	fmt.Fprintf(&b, `<text x="%.1f" y="%.1f">%s</text><text x="%.1f" y="%.1f" text-anchor="end">%s</text>`,
+		pad, h-2, p.Start.UTC().Format("15:04Z"), w-pad, h-2, p.End.UTC().Format("15:04Z"))
 	b.WriteString(`</svg>`)
 	return template.HTML(b.String()) //nolint:gosec // every value written above is escaped
+}
+
+// specBounds writes a spec's plain bounds as status writes them: "< 0.01", "> 0.05".
+// A check passes below "below" and above "above"; a trigger fires past them.
+func specBounds(below, above *string, join string) string {
+	var parts []string
+	if above != nil {
+		parts = append(parts, "> "+*above)
+	}
+	if below != nil {
+		parts = append(parts, "< "+*below)
+	}
+	return strings.Join(parts, join)
 }
