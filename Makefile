@@ -79,6 +79,10 @@ TESTBINS_ENV = $(shell hack/build-testbins.sh --print-env)
 testbins: ## Build the test bed's binaries from Go modules (once; cached in bin/).
 	hack/build-testbins.sh all
 
+.PHONY: chromium
+chromium: ## Install Debian's chromium for the dashboard's browser test (root, apt; CI).
+	hack/install-chromium.sh
+
 .PHONY: testbins-demo
 testbins-demo: ## Build what make demo runs (all of the test bed's binaries but kubectl).
 	hack/build-testbins.sh demo

@@ -197,3 +197,34 @@ func TestARolledBackReleasesPlotsAskEachQueryOnceAndShowTheBreachAboveTheLineWit
 	g.Expect(trig).To(ContainSubstring("breach held for 2m, then rolled back at 2026-12-05T10:30:00Z"))
 	g.Expect(trig).To(ContainSubstring("max 0.09"), "the series goes above the line")
 }
+
+// BenchmarkServingTheListPageWith1000Releases serves the whole list page for 1,000
+// releases, as a browser opening it gets it (the rows rendered once per change, cached
+// between changes).
+func BenchmarkServingTheListPageWith1000Releases(b *testing.B) {
+	t0 := time.Date(2026, 12, 5, 10, 0, 0, 0, time.UTC)
+	dcls := make([]*deployv1alpha1.DeploymentChecklist, 1000)
+	for i := range dcls {
+		dcls[i] = release(i, t0.Add(time.Duration(i)*time.Second))
+	}
+	s, err := New(Options{Address: "127.0.0.1", Port: 3100, Namespace: "shop", Actions: noActions{}, Hub: staticHub(dcls...)})
+	if err != nil {
+		b.Fatal(err)
+	}
+	req := httptest.NewRequest(http.MethodGet, "/?token="+s.token, nil)
+	req.Host = "127.0.0.1:3100"
+	w := httptest.NewRecorder()
+	s.Handler().ServeHTTP(w, req)
+	cookie := w.Result().Cookies()[0]
+	for b.Loop() {
+		s.opts.Hub.changed("") // every load after a change: the worst case
+		req := httptest.NewRequest(http.MethodGet, "/", nil)
+		req.Host = "127.0.0.1:3100"
+		req.AddCookie(cookie)
+		w := httptest.NewRecorder()
+		s.Handler().ServeHTTP(w, req)
+		if w.Code != http.StatusOK {
+			b.Fatal(w.Code)
+		}
+	}
+}

@@ -108,9 +108,7 @@ func New(o Options) (*Server, error) {
 	mux.HandleFunc("GET /release/{ns}/{name}/record.md", s.recordMarkdown)
 	var extra []string
 	if o.InsecureBind {
-		if h, err := os.Hostname(); err == nil {
-			extra = append(extra, h)
-		}
+		extra = reachableNames(o.Address)
 	}
 	s.handler = &guard{hosts: allowedHosts(o.Address, o.Port, extra...), token: token, session: session, next: mux}
 	return s, nil
@@ -336,4 +334,23 @@ func writeEvent(w http.ResponseWriter, event string, data []byte) error {
 	b.WriteByte('\n')
 	_, err := w.Write(b.Bytes())
 	return err
+}
+
+// reachableNames are the names a browser may use for a dashboard bound to address with
+// --insecure-bind: the host's name and, for an unspecified address (0.0.0.0, ::), the
+// address of every interface.
+func reachableNames(address string) []string {
+	var out []string
+	if h, err := os.Hostname(); err == nil {
+		out = append(out, h)
+	}
+	if ip := net.ParseIP(address); ip != nil && ip.IsUnspecified() {
+		addrs, _ := net.InterfaceAddrs()
+		for _, a := range addrs {
+			if n, ok := a.(*net.IPNet); ok {
+				out = append(out, n.IP.String())
+			}
+		}
+	}
+	return out
 }
