@@ -51,13 +51,13 @@ func release(i int, created time.Time) *deployv1alpha1.DeploymentChecklist {
 	}
 }
 
-type noActions struct{}
+type noActions struct{ record string }
 
 func (noActions) Approve(context.Context, string, string, string) (string, error)  { return "", nil }
 func (noActions) Revoke(context.Context, string, string, string) (string, error)   { return "", nil }
 func (noActions) Rollback(context.Context, string, string, string) (string, error) { return "", nil }
 func (noActions) Abort(context.Context, string, string, string) (string, error)    { return "", nil }
-func (noActions) Record(context.Context, string, string) (string, error)           { return "", nil }
+func (a noActions) Record(context.Context, string, string) (string, error)         { return a.record, nil }
 
 func TestTheListShowsNewestFirstWithSignOffsGivenAndMissingInWords(t *testing.T) {
 	g := NewWithT(t)
@@ -227,4 +227,32 @@ func BenchmarkServingTheListPageWith1000Releases(b *testing.B) {
 			b.Fatal(w.Code)
 		}
 	}
+}
+
+func TestAnEndedReleasesRecordIsRenderedWithItsTablesAndWithoutTheHTMLSomeoneWroteIntoIt(t *testing.T) {
+	g := NewWithT(t)
+	d := release(1, time.Now())
+	d.Status.Phase, d.Status.Record = deployv1alpha1.PhaseRolledBack, "tminus-record-checkout-v1"
+	md := "# Release record: shop/checkout-v1 (v1)\n\n- **Why:** rolled back by bob: <script>alert(1)</script> bad build\n\n" +
+		"| event | at |\n|---|---|\n| checklist created | 2026-12-05T10:00:00Z |\n"
+	s, err := New(Options{Address: "127.0.0.1", Port: 3100, Namespace: "shop", Actions: noActions{record: md}, Hub: staticHub(d)})
+	g.Expect(err).NotTo(HaveOccurred())
+	get := func(path string) string {
+		req := httptest.NewRequest(http.MethodGet, "/?token="+s.token, nil)
+		req.Host = "127.0.0.1:3100"
+		w := httptest.NewRecorder()
+		s.Handler().ServeHTTP(w, req)
+		req = httptest.NewRequest(http.MethodGet, path, nil)
+		req.Host = "127.0.0.1:3100"
+		req.AddCookie(w.Result().Cookies()[0])
+		w = httptest.NewRecorder()
+		s.Handler().ServeHTTP(w, req)
+		return w.Body.String()
+	}
+	page := get("/release/shop/checkout-v1")
+	g.Expect(page).To(ContainSubstring("<h1>Release record: shop/checkout-v1 (v1)</h1>"))
+	g.Expect(page).To(ContainSubstring("<td>checklist created</td>"), "the record's tables are tables")
+	g.Expect(page).NotTo(ContainSubstring("<script>alert(1)</script>"))
+	g.Expect(page).To(ContainSubstring(`href="/release/shop/checkout-v1/record.md"`), "the markdown a link away")
+	g.Expect(get("/release/shop/checkout-v1/record.md")).To(Equal(md), "copied as markdown, as kept")
 }

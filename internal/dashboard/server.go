@@ -23,6 +23,7 @@ import (
 	"time"
 
 	"github.com/yuin/goldmark"
+	"github.com/yuin/goldmark/extension"
 )
 
 //go:embed assets templates
@@ -39,6 +40,11 @@ type Actions interface {
 	// Record is the markdown of the release's record.
 	Record(ctx context.Context, ns, name string) (string, error)
 }
+
+// recordMarkdown renders a release record: its tables are GitHub's. It leaves raw HTML
+// out (goldmark's default, never WithUnsafe): a record's text is written by whoever
+// wrote the checklist, its annotations and the reasons of requests.
+var recordMarkdown = goldmark.New(goldmark.WithExtensions(extension.Table, extension.Strikethrough))
 
 // Options configure a Server.
 type Options struct {
@@ -234,9 +240,7 @@ func (s *Server) showRelease(w http.ResponseWriter, r *http.Request, code int, a
 			data["RecordErr"] = err.Error()
 		} else {
 			var html bytes.Buffer
-			// goldmark leaves raw HTML out unless told otherwise: a record's text is
-			// written by whoever wrote the checklist and its annotations.
-			if err := goldmark.Convert([]byte(md), &html); err != nil {
+			if err := recordMarkdown.Convert([]byte(md), &html); err != nil {
 				data["RecordErr"] = err.Error()
 			}
 			data["Record"] = template.HTML(html.String()) //nolint:gosec // goldmark escapes, raw HTML omitted
