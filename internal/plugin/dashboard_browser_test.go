@@ -101,14 +101,6 @@ func TestTheDashboardInABrowserFollowsTheWatchAndIsReachableByKeyboard(t *testin
 	g.Expect(text).To(ContainSubstring("Holding"))
 	g.Expect(text).To(ContainSubstring("○ security-review 1/2 (sam)"))
 
-	// The release goes on: the open page follows, without a reload.
-	g.Expect(bed.Client.Get(ctx, client.ObjectKeyFromObject(dcl), cur)).To(Succeed())
-	cur.Status.Phase, cur.Status.NextAction = deployv1alpha1.PhaseRunning, "release at T-0, once the Deployment holds the new template"
-	g.Expect(bed.Client.Status().Update(ctx, cur)).To(Succeed())
-	_, err = chromedp.Run(bctx, chromedp.Poll[bool](`document.getElementById("live").innerText.includes("once the Deployment holds the new template")`,
-		chromedp.WithPollingTimeout(30*time.Second)))
-	g.Expect(err).NotTo(HaveOccurred(), "the list follows the watch")
-
 	// The keyboard reaches the release's link, and Enter opens its page.
 	reached := false
 	for range 20 {
@@ -121,6 +113,19 @@ func TestTheDashboardInABrowserFollowsTheWatchAndIsReachableByKeyboard(t *testin
 		}
 	}
 	g.Expect(reached).To(BeTrue(), "the release's link is reached with Tab")
+
+	// The release goes on while the link has the focus: the open page follows, without
+	// a reload, and the focus stays on the link.
+	g.Expect(bed.Client.Get(ctx, client.ObjectKeyFromObject(dcl), cur)).To(Succeed())
+	cur.Status.Phase, cur.Status.NextAction = deployv1alpha1.PhaseRunning, "release at T-0, once the Deployment holds the new template"
+	g.Expect(bed.Client.Status().Update(ctx, cur)).To(Succeed())
+	_, err = chromedp.Run(bctx, chromedp.Poll[bool](`document.getElementById("live").innerText.includes("once the Deployment holds the new template")`,
+		chromedp.WithPollingTimeout(30*time.Second)))
+	g.Expect(err).NotTo(HaveOccurred(), "the list follows the watch")
+
+	href, err := chromedp.Run(bctx, chromedp.Evaluate[string](`document.activeElement.getAttribute("href") || ""`))
+	g.Expect(err).NotTo(HaveOccurred())
+	g.Expect(href).To(Equal("/release/default/checkout-v4"), "the update kept the keyboard's place")
 	g.Expect(chromedp.Do(bctx, chromedp.KeyEvent(kb.Enter), chromedp.WaitVisible(chromedp.CSS("svg.axis")))).To(Succeed())
 	plot, err := chromedp.Run(bctx, chromedp.Evaluate[int](`document.querySelectorAll("svg.plot polyline.series").length`))
 	g.Expect(err).NotTo(HaveOccurred())

@@ -5,7 +5,16 @@ document.addEventListener("DOMContentLoaded", () => {
   const live = document.getElementById("live");
   if (live && live.dataset.events && window.EventSource) {
     const es = new EventSource(live.dataset.events);
-    const update = (e) => { live.innerHTML = e.data; };
+    // Replacing the live part must not throw a keyboard user's focus away: the link
+    // that had it gets it back.
+    const update = (e) => {
+      const focused = live.contains(document.activeElement) ? document.activeElement.getAttribute("href") : null;
+      live.innerHTML = e.data;
+      if (focused) {
+        const again = Array.from(live.querySelectorAll("a[href]")).find((a) => a.getAttribute("href") === focused);
+        if (again) again.focus();
+      }
+    };
     es.addEventListener("releases", update);
     es.addEventListener("release", update);
   }
