@@ -224,7 +224,7 @@ func run(ctx context.Context, keep bool) error {
 	if keep {
 		fmt.Printf("\nThe environment stays up until Ctrl-C:\n  export KUBECONFIG=%s\n  kubectl get dcl -n %s\n"+
 			"  go run ./cmd/kubectl-checklist status checkout-v2-8-0 -n %s\n"+
-			"  go run ./cmd/kubectl-checklist dashboard -n %s --allowed-hosts 127.0.0.0/8  (the demo's Prometheus is on loopback)\n"+
+			"  go run ./cmd/kubectl-checklist dashboard -n %s --allowed-hosts 127.0.0.0/8  (Prometheus is on loopback)\n"+
 			"  Prometheus: %s\n",
 			bed.Kubeconfig, ns, ns, ns, prom.URL)
 		<-ctx.Done()
