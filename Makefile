@@ -93,7 +93,7 @@ testbins-demo: ## Build what make demo runs (all of the test bed's binaries but 
 TEST_PARALLEL ?= 4
 
 .PHONY: test
-test: manifests generate fmt vet testbins kustomize ## Run all tests against the real test bed.
+test: manifests generate fmt vet testbins kustomize chromium ## Run all tests against the real test bed (chromium: the dashboard's browser test).
 	env $(TESTBINS_ENV) TMINUS_KUSTOMIZE=$(KUSTOMIZE) go test ./... -count=1 -timeout 30m \
 		-p $(TEST_PARALLEL) -parallel $(TEST_PARALLEL) $(TEST_ARGS)
 
