@@ -348,7 +348,7 @@ func (r *DeploymentChecklistReconciler) observe(ctx context.Context, dcl *deploy
 		if obs.Blocker != "" {
 			continue
 		}
-		siblings, err := target.Checklists(ctx, r.Client, dcl.Namespace, name)
+		siblings, err := target.Deciding(ctx, r.Client, dcl.Namespace, name, "")
 		if err != nil {
 			return obs, err
 		}
