@@ -97,6 +97,7 @@ func main() {
 	var namespace, webhookHost, webhookSecret, webhookService, webhookConfiguration, webhookDNSNames string
 	var webhookCertValidity, webhookCertCheck time.Duration
 	var historyLimit int
+	var recordRetention time.Duration
 	flag.StringVar(&metricsAddr, "metrics-bind-address", "0", "The address the metrics endpoint binds to. "+
 		"Use :8443 for HTTPS or :8080 for HTTP, or leave as 0 to disable the metrics service.")
 	flag.StringVar(&probeAddr, "health-probe-bind-address", ":8081", "The address the probe endpoint binds to.")
@@ -146,6 +147,10 @@ func main() {
 		"Ended checklists (Succeeded, Failed, RolledBack) kept per target workload; the manager deletes older ended "+
 			"ones (never a live one), paced by --kube-api-qps. A checklist's or template's spec.historyLimit overrides it "+
 			"for its target. 0 keeps them all. A rolled-back template stays refused after its checklist is deleted.")
+	flag.DurationVar(&recordRetention, "record-retention", 0,
+		"Delete release records (ConfigMaps) older than this, e.g. 8760h; 0 (the default) keeps them all: change "+
+			"management decides. Only records the manager created while it was set are deleted (their UIDs are kept in "+
+			"ConfigMaps tminus-record-ledger-<day> of --namespace), paced by --kube-api-qps.")
 	flag.IntVar(&maxConcurrentReconciles, "max-concurrent-reconciles", 4,
 		"How many checklists are reconciled at once.")
 	flag.IntVar(&circuitFailures, "circuit-failures", breaker.DefaultThreshold,
@@ -341,6 +346,8 @@ func main() {
 		MaxConcurrentReconciles:  maxConcurrentReconciles,
 		StatusRefresh:            statusRefresh,
 		HistoryLimit:             historyLimit,
+		RecordRetention:          recordRetention,
+		Namespace:                namespace,
 		Webhooks:                 webhooks,
 		TrustedApprovalWriters:   splitList(trustedApprovalWriters),
 		RequireVerifiedApprovals: new(requireVerified && webhooks),

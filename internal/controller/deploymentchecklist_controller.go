@@ -56,6 +56,7 @@ import (
 	"github.com/tminus-dev/tminus/internal/notify"
 	"github.com/tminus-dev/tminus/internal/prometheus"
 	"github.com/tminus-dev/tminus/internal/request"
+	"github.com/tminus-dev/tminus/internal/retention"
 	"github.com/tminus-dev/tminus/internal/shard"
 	"github.com/tminus-dev/tminus/internal/target"
 )
@@ -125,6 +126,9 @@ type DeploymentChecklistReconciler struct {
 	// Notifier sends the messages notification policies owe (internal/notify's
 	// Dispatcher); none are planned when nil.
 	Notifier Notifier
+	// Ledger, when set (--record-retention), keeps the UID of every record this
+	// manager creates, so that retention deletes only those (internal/retention).
+	Ledger *retention.Ledger
 
 	unwritten unwrittenStatuses
 	refusals  jobRefusals
