@@ -98,3 +98,45 @@ func TestAStrippedChecklistNeverReachesTheEngineAndKeepsWhatTheGateReads(t *test
 	out, _ = slim.Transform(live)
 	g.Expect(slim.Stripped(out.(*deployv1alpha1.DeploymentChecklist))).To(BeFalse())
 }
+
+// BenchmarkCachedEndedChecklists measures what n ended checklists (the seed, ended
+// rolled back, each decoded from its JSON as an informer decodes it) hold on the heap,
+// cached whole and stripped. It reports bytes per checklist.
+//
+//	go test ./internal/slim -run XXX -bench CachedEndedChecklists -benchtime 1x
+func BenchmarkCachedEndedChecklists(b *testing.B) {
+	const n = 5000
+	raw, err := json.Marshal(endedSeed(b))
+	if err != nil {
+		b.Fatal(err)
+	}
+	for _, strip := range []bool{false, true} {
+		name := "whole"
+		if strip {
+			name = "stripped"
+		}
+		b.Run(name, func(b *testing.B) {
+			for b.Loop() {
+				var before, after runtime.MemStats
+				runtime.GC()
+				runtime.ReadMemStats(&before)
+				kept := make([]any, 0, n)
+				for range n {
+					var dcl deployv1alpha1.DeploymentChecklist
+					if err := json.Unmarshal(raw, &dcl); err != nil {
+						b.Fatal(err)
+					}
+					var o any = &dcl
+					if strip {
+						o, _ = slim.Transform(o)
+					}
+					kept = append(kept, o)
+				}
+				runtime.GC()
+				runtime.ReadMemStats(&after)
+				b.ReportMetric(float64(after.HeapAlloc-before.HeapAlloc)/n, "heap-B/checklist")
+				runtime.KeepAlive(kept)
+			}
+		})
+	}
+}
