@@ -43,6 +43,7 @@ import (
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
 	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 	"sigs.k8s.io/controller-runtime/pkg/metrics/filters"
@@ -97,6 +98,8 @@ func main() {
 	var namespace, webhookHost, webhookSecret, webhookService, webhookConfiguration, webhookDNSNames string
 	var webhookCertValidity, webhookCertCheck time.Duration
 	var historyLimit int
+	var recordRetention time.Duration
+	var stripEnded bool
 	flag.StringVar(&metricsAddr, "metrics-bind-address", "0", "The address the metrics endpoint binds to. "+
 		"Use :8443 for HTTPS or :8080 for HTTP, or leave as 0 to disable the metrics service.")
 	flag.StringVar(&probeAddr, "health-probe-bind-address", ":8081", "The address the probe endpoint binds to.")
@@ -146,6 +149,14 @@ func main() {
 		"Ended checklists (Succeeded, Failed, RolledBack) kept per target workload; the manager deletes older ended "+
 			"ones (never a live one), paced by --kube-api-qps. A checklist's or template's spec.historyLimit overrides it "+
 			"for its target. 0 keeps them all. A rolled-back template stays refused after its checklist is deleted.")
+	flag.DurationVar(&recordRetention, "record-retention", 0,
+		"Delete release records (ConfigMaps) older than this, e.g. 8760h; 0 (the default) keeps them all: change "+
+			"management decides. Only records the manager created while it was set are deleted (their UIDs are kept in "+
+			"ConfigMaps tminus-record-ledger-<day> of --namespace), paced by --kube-api-qps.")
+	flag.BoolVar(&stripEnded, "strip-ended-checklists", false,
+		"Cache ended checklists without what no decision reads (phases, checks, approvals, the resolved template): "+
+			"memory stops growing with their statuses; reconciling an ended checklist (every one at start) then reads it "+
+			"whole from the API server, within --kube-api-qps.")
 	flag.IntVar(&maxConcurrentReconciles, "max-concurrent-reconciles", 4,
 		"How many checklists are reconciled at once.")
 	flag.IntVar(&circuitFailures, "circuit-failures", breaker.DefaultThreshold,
@@ -309,7 +320,7 @@ func main() {
 		Metrics:                 metricsServerOptions,
 		WebhookServer:           webhookServer,
 		HealthProbeBindAddress:  probeAddr,
-		Cache:                   controller.CacheOptions(),
+		Cache:                   cacheOptions(stripEnded),
 		LeaderElection:          enableLeaderElection,
 		LeaderElectionID:        "5ac64af1.tminus.dev",
 		LeaderElectionNamespace: leaderElectionNamespace,
@@ -341,6 +352,8 @@ func main() {
 		MaxConcurrentReconciles:  maxConcurrentReconciles,
 		StatusRefresh:            statusRefresh,
 		HistoryLimit:             historyLimit,
+		RecordRetention:          recordRetention,
+		Namespace:                namespace,
 		Webhooks:                 webhooks,
 		TrustedApprovalWriters:   splitList(trustedApprovalWriters),
 		RequireVerifiedApprovals: new(requireVerified && webhooks),
@@ -436,4 +449,12 @@ func splitList(s string) []string {
 		}
 	}
 	return out
+}
+
+// cacheOptions are the manager's cache settings, stripping ended checklists when asked.
+func cacheOptions(stripEnded bool) cache.Options {
+	if stripEnded {
+		return controller.StrippingCacheOptions()
+	}
+	return controller.CacheOptions()
 }

@@ -60,8 +60,10 @@ type engine struct {
 }
 
 // Decide computes, from the checklist, what this reconcile observed and the time, the
-// new status, the actions, the events and when to look again.
-func Decide(dcl *deployv1alpha1.DeploymentChecklist, obs Observations, now time.Time) Decision {
+// new status, the actions, the events and when to look again. It takes the checklist
+// whole (WholeOf): never what the manager's cache keeps of an ended one.
+func Decide(w Whole, obs Observations, now time.Time) Decision {
+	dcl := w.dcl
 	e := &engine{dcl: dcl, spec: &dcl.Spec, obs: obs, now: now}
 	e.st = dcl.Status.DeepCopy()
 	e.st.ObservedGeneration = dcl.Generation

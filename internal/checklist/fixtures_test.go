@@ -164,7 +164,7 @@ var (
 
 // run applies one Decide to c, as the reconciler would by patching the status.
 func run(c *deployv1alpha1.DeploymentChecklist, obs Observations, now time.Time) Decision {
-	d := Decide(c, obs, now)
+	d := Decide(mustWhole(c), obs, now)
 	c.Status = d.Status
 	return d
 }

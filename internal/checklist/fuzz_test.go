@@ -47,7 +47,7 @@ func FuzzPlanDurations(f *testing.F) {
 		p, err := parsePlan(&c.Spec)
 		if err != nil {
 			// Decide must report it, not panic.
-			d := Decide(c, Observations{Targets: []TargetState{heldTarget()}}, t0)
+			d := Decide(mustWhole(c), Observations{Targets: []TargetState{heldTarget()}}, t0)
 			if d.Status.Conditions == nil || len(d.Actions) != 0 {
 				t.Fatalf("invalid spec %v: decided %+v", err, d)
 			}
@@ -62,7 +62,7 @@ func FuzzPlanDurations(f *testing.F) {
 			}
 		}
 		NeedsFor(c, t0)
-		Decide(c, Observations{Targets: []TargetState{heldTarget()}}, t0)
+		Decide(mustWhole(c), Observations{Targets: []TargetState{heldTarget()}}, t0)
 	})
 }
 

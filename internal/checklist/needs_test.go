@@ -140,7 +140,7 @@ func BenchmarkDecide(b *testing.B) {
 	obs.Jobs[CheckKey("T+15m", "production-smoke")] = JobState{Exists: true}
 	b.ReportAllocs()
 	for b.Loop() {
-		d := Decide(c, obs, at)
+		d := Decide(mustWhole(c), obs, at)
 		if d.Status.Phase != deployv1alpha1.PhaseVerifying {
 			b.Fatalf("unexpected phase %s", d.Status.Phase)
 		}

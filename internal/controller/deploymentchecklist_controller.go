@@ -56,7 +56,9 @@ import (
 	"github.com/tminus-dev/tminus/internal/notify"
 	"github.com/tminus-dev/tminus/internal/prometheus"
 	"github.com/tminus-dev/tminus/internal/request"
+	"github.com/tminus-dev/tminus/internal/retention"
 	"github.com/tminus-dev/tminus/internal/shard"
+	"github.com/tminus-dev/tminus/internal/slim"
 	"github.com/tminus-dev/tminus/internal/target"
 )
 
@@ -125,6 +127,9 @@ type DeploymentChecklistReconciler struct {
 	// Notifier sends the messages notification policies owe (internal/notify's
 	// Dispatcher); none are planned when nil.
 	Notifier Notifier
+	// Ledger, when set (--record-retention), keeps the UID of every record this
+	// manager creates, so that retention deletes only those (internal/retention).
+	Ledger *retention.Ledger
 
 	unwritten unwrittenStatuses
 	refusals  jobRefusals
@@ -161,6 +166,14 @@ func (r *DeploymentChecklistReconciler) Reconcile(ctx context.Context, req ctrl.
 		return ctrl.Result{}, nil
 	}
 	defer done()
+	if slim.Stripped(&dcl) {
+		// The cache keeps an ended checklist stripped (--strip-ended-checklists): the
+		// engine decides on the whole one only.
+		dcl = deployv1alpha1.DeploymentChecklist{}
+		if err := r.fresh().Get(ctx, req.NamespacedName, &dcl); err != nil {
+			return ctrl.Result{}, client.IgnoreNotFound(err)
+		}
+	}
 	now := r.Clock.Now()
 	var obs *checklist.Observations
 	for attempt := 1; ; attempt++ {
@@ -236,7 +249,11 @@ func (r *DeploymentChecklistReconciler) reconcile(ctx context.Context, dcl *depl
 	// So are a person's requests (rollback, abort): acted on only when verified.
 	(*obs).Requests, (*obs).RequestProblems = request.Read(dcl.Annotations, r.VerifiedApprovals)
 	input := eff.Status
-	decision := checklist.Decide(eff, **obs, now)
+	whole, err := checklist.WholeOf(eff)
+	if err != nil {
+		return ctrl.Result{}, err
+	}
+	decision := checklist.Decide(whole, **obs, now)
 	// The messages the namespace's notification policies owe for what was decided:
 	// written with the decision, sent by the dispatcher after.
 	if r.Notifier != nil {
@@ -348,7 +365,7 @@ func (r *DeploymentChecklistReconciler) observe(ctx context.Context, dcl *deploy
 		if obs.Blocker != "" {
 			continue
 		}
-		siblings, err := target.Checklists(ctx, r.Client, dcl.Namespace, name)
+		siblings, err := target.Deciding(ctx, r.Client, dcl.Namespace, name, "")
 		if err != nil {
 			return obs, err
 		}
@@ -694,4 +711,14 @@ func recordDelivery(created time.Time, before, after *deployv1alpha1.DeploymentC
 // part of a cached object's size (10,000 checklists and their targets).
 func CacheOptions() cache.Options {
 	return cache.Options{DefaultTransform: cache.TransformStripManagedFields()}
+}
+
+// StrippingCacheOptions is CacheOptions with ended checklists kept stripped
+// (internal/slim, --strip-ended-checklists): the cache's memory does not grow with the
+// past's statuses, and reconciling an ended checklist reads it whole from the API
+// server.
+func StrippingCacheOptions() cache.Options {
+	o := CacheOptions()
+	o.ByObject = map[client.Object]cache.ByObject{&deployv1alpha1.DeploymentChecklist{}: {Transform: slim.Transform}}
+	return o
 }

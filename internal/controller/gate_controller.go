@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 
 	appsv1 "k8s.io/api/apps/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -49,7 +50,9 @@ func (r *GateReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.
 		return ctrl.Result{}, nil
 	}
 	defer done()
-	cls, err := target.Checklists(ctx, r.Client, d.Namespace, d.Name)
+	// What decides: the live checklists and those that refuse or restore the template
+	// the Deployment holds, not its past.
+	cls, err := target.Deciding(ctx, r.Client, d.Namespace, d.Name, gate.TemplateHash(&d.Spec.Template))
 	if err != nil {
 		return ctrl.Result{}, err
 	}
@@ -62,6 +65,12 @@ func (r *GateReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.
 	// A Deployment listing refused templates keeps the label after the checklists that
 	// rolled them back are gone: the admission webhook sees only labelled Deployments.
 	want := gate.WantsMark(cls) || len(gate.ParseRefusals(d.Annotations[deployv1alpha1.RefusedTemplatesAnnotation])) > 0
+	if !want {
+		// A rolled-back checklist refusing another template than the one held.
+		if want, err = target.Refusing(ctx, r.Client, d.Namespace, d.Name); err != nil {
+			return ctrl.Result{}, err
+		}
+	}
 	if label, ok := d.Labels[deployv1alpha1.GatedLabel]; (want && !ok) || (!want && label == deployv1alpha1.GatedByChecklist) {
 		if err := target.Mark(ctx, r.Client, fresh, req.NamespacedName, want); err != nil {
 			return ctrl.Result{}, ignoreGone(err)
@@ -88,7 +97,7 @@ func (r *GateReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.
 			return ctrl.Result{}, nil
 		}
 		return ctrl.Result{}, ignoreGone(err)
-	case gate.Active(cls) == nil && view.HeldBy != deployv1alpha1.HeldByAdmission && !named(cls, view.HeldBy):
+	case gate.Active(cls) == nil && view.HeldBy != deployv1alpha1.HeldByAdmission && !r.exists(ctx, &d, cls, view.HeldBy):
 		// Held for a checklist that is gone: the change it held stays held, in the
 		// admission's name, saying how to go on.
 		reason := fmt.Sprintf("pod template (%s) is released by no checklist (it was held for %s, which is gone); "+
@@ -140,6 +149,25 @@ func named(cls []gate.Checklist, heldBy string) bool {
 		}
 	}
 	return false
+}
+
+// exists says whether the checklist heldBy names (tminus's HeldByAnnotation) exists:
+// among cls, or else in the cache (one read by name: an ended checklist is not among
+// the checklists a decision reads) targeting d. A read that fails counts as existing:
+// the hold stays as it is until the next reconcile.
+func (r *GateReconciler) exists(ctx context.Context, d *appsv1.Deployment, cls []gate.Checklist, heldBy string) bool {
+	if named(cls, heldBy) {
+		return true
+	}
+	name, ok := strings.CutPrefix(heldBy, deployv1alpha1.HeldByChecklist(""))
+	if !ok || name == "" {
+		return false
+	}
+	var dcl deployv1alpha1.DeploymentChecklist
+	if err := r.Get(ctx, types.NamespacedName{Namespace: d.Namespace, Name: name}, &dcl); err != nil {
+		return !apierrors.IsNotFound(err)
+	}
+	return dcl.Spec.Names(d.Name)
 }
 
 // marked says whether a Deployment carries tminus's mark or pause: the gate controller

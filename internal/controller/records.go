@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"sync"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -69,13 +70,22 @@ func (r *DeploymentChecklistReconciler) keepRecord(ctx context.Context, dcl *dep
 		default:
 			return fmt.Errorf("writing the release record %s: %w", cm.Name, err)
 		}
-		kept.name, kept.uid = cm.Name, cm.UID
+		kept.name, kept.uid, kept.created = cm.Name, cm.UID, cm.CreationTimestamp.Time
 		r.records.set(dcl, kept)
 		r.Recorder.Eventf(dcl, nil, corev1.EventTypeNormal, ReasonRecorded, "Reconcile",
 			"release record kept in ConfigMap %s (kubectl checklist record %s)", kept.name, dcl.Name)
 		if kept.taken != "" {
 			r.Recorder.Eventf(dcl, nil, corev1.EventTypeWarning, ReasonRecordNameTaken, "Reconcile", "%s", kept.takenNote())
 		}
+	}
+	if r.Ledger != nil && !kept.ledgered {
+		// Kept before status notes the record: a failed write is tried again by the
+		// next reconcile, which finds the record in r.records.
+		if err := r.Ledger.Keep(ctx, dcl.Namespace, kept.name, kept.uid, kept.created); err != nil {
+			return err
+		}
+		kept.ledgered = true
+		r.records.set(dcl, kept)
 	}
 	before := dcl.DeepCopy()
 	dcl.Status.Record, dcl.Status.RecordUID = kept.name, kept.uid
@@ -109,6 +119,9 @@ func (r *DeploymentChecklistReconciler) recordedAsStored(ctx context.Context, dc
 type keptRecord struct {
 	name, taken string
 	uid         types.UID
+	created     time.Time
+	// ledgered: its uid is in the retention ledger.
+	ledgered bool
 }
 
 func (k keptRecord) takenNote() string {

@@ -111,7 +111,7 @@ func TestAFinishedChecklistCostsNoWriteWhenTheManagerStarts(t *testing.T) {
 	c.Spec.Metrics[0].Query = "finished_" + ns
 	create(t, c)
 	c.Status = deployv1alpha1.DeploymentChecklistStatus{Phase: deployv1alpha1.PhaseSucceeded}
-	c.Status = checklist.Decide(c, checklist.Observations{}, time.Now()).Status
+	c.Status = checklist.Decide(checklist.MustWhole(c), checklist.Observations{}, time.Now()).Status
 	g.Expect(bed.Client.Status().Update(context.Background(), c)).To(Succeed())
 	before := getChecklist(g, c)
 

@@ -121,7 +121,7 @@ var HistoryDeleted = prometheus.NewCounter(prometheus.CounterOpts{
 // replica counts, so the replicas' figures add up to the cluster's.
 func Register(reader client.Reader, owns func(namespace, name string) bool) {
 	crmetrics.Registry.MustRegister(CheckEvaluations, Rollbacks, QueryDuration, QueryErrors, CircuitState, ShardHeld,
-		Releases, LeadTime, TimeToRestore, Notifications, HistoryDeleted, NewStateCollector(reader, owns))
+		Releases, LeadTime, TimeToRestore, Notifications, HistoryDeleted, RecordsDeleted, NewStateCollector(reader, owns))
 }
 
 // NewStateCollector counts checklists by phase, and those awaiting approval, at scrape
@@ -184,3 +184,9 @@ func (c *stateCollector) Collect(ch chan<- prometheus.Metric) {
 	}
 	ch <- prometheus.MustNewConstMetric(awaitingDesc, prometheus.GaugeValue, float64(awaiting))
 }
+
+// RecordsDeleted counts release records deleted past --record-retention.
+var RecordsDeleted = prometheus.NewCounter(prometheus.CounterOpts{
+	Name: "tminus_records_deleted_total",
+	Help: "Release records (ConfigMaps) the manager created and deleted past their retention (--record-retention).",
+})

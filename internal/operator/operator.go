@@ -5,6 +5,7 @@
 package operator
 
 import (
+	"errors"
 	"net/http"
 	"time"
 
@@ -19,6 +20,7 @@ import (
 	"github.com/tminus-dev/tminus/internal/httpcheck"
 	"github.com/tminus-dev/tminus/internal/metrics"
 	"github.com/tminus-dev/tminus/internal/notify"
+	"github.com/tminus-dev/tminus/internal/retention"
 	"github.com/tminus-dev/tminus/internal/shard"
 	"github.com/tminus-dev/tminus/internal/webhook"
 )
@@ -60,6 +62,12 @@ type Options struct {
 	// HistoryLimit is --checklist-history-limit: ended checklists kept per target
 	// workload (internal/history). 0 keeps them all unless a checklist names a limit.
 	HistoryLimit int
+	// RecordRetention is --record-retention: release records the manager created are
+	// deleted once older than it (internal/retention); 0 keeps them all.
+	RecordRetention time.Duration
+	// Namespace is the manager's own, where it keeps the ledger of the records it
+	// created (needed with RecordRetention).
+	Namespace string
 }
 
 // Setup adds tminus to mgr and returns its checklist reconciler.
@@ -104,6 +112,16 @@ func Setup(mgr ctrl.Manager, o Options) (*controller.DeploymentChecklistReconcil
 		return nil, err
 	}
 	r.Notifier = dispatcher
+	if o.RecordRetention > 0 {
+		if o.Namespace == "" {
+			return nil, errors.New("--record-retention needs the manager's namespace (--namespace or $POD_NAMESPACE) for its ledger")
+		}
+		r.Ledger = &retention.Ledger{Client: mgr.GetClient(), Namespace: o.Namespace}
+		if err := mgr.Add(&retention.Reaper{Reader: mgr.GetAPIReader(), Writer: mgr.GetClient(), Namespace: o.Namespace,
+			Retention: o.RecordRetention, Clock: o.Clock}); err != nil {
+			return nil, err
+		}
+	}
 	if o.RequireVerifiedApprovals != nil {
 		r.RequireVerifiedApprovals = *o.RequireVerifiedApprovals
 	}

@@ -201,8 +201,8 @@ const ReplicaSetOwnerIndex = ".metadata.controller.deployment"
 // ChecklistIndex indexes checklists by the name of their target Deployment.
 const ChecklistIndex = ".spec.targets.name"
 
-// Index registers ReplicaSetOwnerIndex and ChecklistIndex with the manager's cache;
-// Observe, ReplicaSets and Checklists need them.
+// Index registers ReplicaSetOwnerIndex, ChecklistIndex and DecisionIndex with the
+// manager's cache; Observe, ReplicaSets, Checklists and Deciding need them.
 func Index(ctx context.Context, indexer client.FieldIndexer) error {
 	if err := indexer.IndexField(ctx, &appsv1.ReplicaSet{}, ReplicaSetOwnerIndex, func(o client.Object) []string {
 		if ref := metav1.GetControllerOf(o); ref != nil && ref.Kind == "Deployment" {
@@ -212,9 +212,10 @@ func Index(ctx context.Context, indexer client.FieldIndexer) error {
 	}); err != nil {
 		return err
 	}
-	return indexer.IndexField(ctx, &deployv1alpha1.DeploymentChecklist{}, ChecklistIndex, func(o client.Object) []string {
-		return o.(*deployv1alpha1.DeploymentChecklist).Spec.TargetNames()
-	})
+	if err := indexer.IndexField(ctx, &deployv1alpha1.DeploymentChecklist{}, ChecklistIndex, ChecklistIndexFunc); err != nil {
+		return err
+	}
+	return indexer.IndexField(ctx, &deployv1alpha1.DeploymentChecklist{}, DecisionIndex, DecisionIndexFunc)
 }
 
 // Checklists reads the gate's view of every checklist targeting the Deployment, from

@@ -271,7 +271,7 @@ func (w *ApprovalWebhook) liveChecklist(ctx context.Context, obj *deployv1alpha1
 		return nil
 	}
 	for _, name := range obj.Spec.TargetNames() {
-		cls, err := target.Checklists(ctx, w.Client, obj.Namespace, name)
+		cls, err := target.Deciding(ctx, w.Client, obj.Namespace, name, "")
 		if err != nil {
 			return nil, err
 		}

@@ -200,7 +200,8 @@ func pointerEscape(s string) string {
 // Deployment's ReplicaSets, listed by its selector. A refused self-heal storm then
 // costs the API server two small reads per write, not the namespace's history.
 func (w *DeploymentGate) decide(ctx context.Context, old, cur *appsv1.Deployment) (gate.Verdict, error) {
-	cls, err := target.Checklists(ctx, w.Reader, cur.Namespace, cur.Name)
+	hash := gate.TemplateHash(&cur.Spec.Template)
+	cls, err := target.Deciding(ctx, w.Reader, cur.Namespace, cur.Name, hash)
 	if err != nil {
 		return gate.Verdict{}, err
 	}
@@ -214,7 +215,6 @@ func (w *DeploymentGate) decide(ctx context.Context, old, cur *appsv1.Deployment
 	if (v.Deny == "" && v.Hold == "") || w.Fresh == nil {
 		return v, nil
 	}
-	hash := gate.TemplateHash(&cur.Spec.Template)
 	if cls, err = target.RefreshChecklists(ctx, w.Fresh, cur.Namespace, cls, func(c *gate.Checklist) bool {
 		return c.Live() || gate.SameTemplate(c.RolledBackHash, hash)
 	}); err != nil {

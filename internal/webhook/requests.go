@@ -89,7 +89,7 @@ func (w *ApprovalWebhook) requestRefusal(ctx context.Context, kind deployv1alpha
 	}
 	blocker := ""
 	for _, name := range old.Spec.TargetNames() {
-		cls, err := target.Checklists(ctx, w.Client, old.Namespace, name)
+		cls, err := target.Deciding(ctx, w.Client, old.Namespace, name, "")
 		if err != nil {
 			return "", err
 		}

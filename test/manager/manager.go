@@ -5,10 +5,12 @@ package manager
 import (
 	"context"
 	"fmt"
+	"os"
 
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/client-go/rest"
 	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/config"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
@@ -51,7 +53,7 @@ func StartWithWebhooks(ctx context.Context, cfg *rest.Config, scheme *runtime.Sc
 		Scheme:                 scheme,
 		Metrics:                metricsserver.Options{BindAddress: "0"},
 		HealthProbeBindAddress: "0",
-		Cache:                  controller.CacheOptions(),
+		Cache:                  cacheOptions(),
 		// A harness may run several managers in one process, one after the other.
 		Controller: config.Controller{SkipNameValidation: new(true)},
 	}
@@ -78,4 +80,14 @@ func StartWithWebhooks(ctx context.Context, cfg *rest.Config, scheme *runtime.Sc
 		return nil, fmt.Errorf("the manager's cache did not sync")
 	}
 	return &Manager{Done: done, Cache: mgr.GetClient()}, nil
+}
+
+// cacheOptions are the manager binary's cache settings; with
+// TMINUS_STRIP_ENDED_CHECKLISTS=1 in the environment, --strip-ended-checklists's
+// (make bench-scale measures both).
+func cacheOptions() cache.Options {
+	if os.Getenv("TMINUS_STRIP_ENDED_CHECKLISTS") == "1" {
+		return controller.StrippingCacheOptions()
+	}
+	return controller.CacheOptions()
 }

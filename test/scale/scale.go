@@ -417,7 +417,7 @@ func create(ctx context.Context, c client.Client, cfg Config, promURL, dead stri
 		// Finished, with the status tminus would have written: what a restarted
 		// manager finds.
 		dcl.Status = deployv1alpha1.DeploymentChecklistStatus{Phase: deployv1alpha1.PhaseSucceeded}
-		dcl.Status = engine.Decide(dcl, engine.Observations{}, time.Now()).Status
+		dcl.Status = engine.Decide(engine.MustWhole(dcl), engine.Observations{}, time.Now()).Status
 		return c.Status().Update(ctx, dcl)
 	}
 }

@@ -1,0 +1,8 @@
+package v1alpha1
+
+// StrippedAnnotation marks a checklist as the manager's cache holds an ended one: only
+// what the gate, the history limit and the watches read (internal/slim). It is never
+// written to the API server; the engine refuses an object carrying it
+// (checklist.WholeOf), and whatever needs the whole checklist reads it from the API
+// server.
+const StrippedAnnotation = "deploy.tminus.dev/cache-stripped"
