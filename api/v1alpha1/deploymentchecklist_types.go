@@ -97,6 +97,29 @@ const (
 	RollbackNone RollbackAction = "None"
 )
 
+// ReleaseOrder is how the targets of a release are released at T-0.
+// +kubebuilder:validation:Enum=Together;Sequential
+type ReleaseOrder string
+
+const (
+	// ReleaseTogether releases every target at once.
+	ReleaseTogether ReleaseOrder = "Together"
+	// ReleaseSequential releases the targets in the order of spec.targets, each once
+	// the previous one's rollout is available (the backend first, then the frontend).
+	ReleaseSequential ReleaseOrder = "Sequential"
+)
+
+// ReleaseSpec says how the targets are released.
+type ReleaseSpec struct {
+	// order is Together (every target at once) or Sequential (in the order of
+	// spec.targets, each waiting for the previous one's rollout to be available; a
+	// target waiting its turn stays held, and a new template it gets meanwhile is what
+	// it releases at its turn). A target whose template did not change is skipped.
+	// +kubebuilder:default=Together
+	// +optional
+	Order ReleaseOrder `json:"order,omitempty"`
+}
+
 // TargetRef names a workload the checklist holds and rolls back, in the checklist's
 // own namespace. A workload is named by kind and name, so other kinds than Deployment
 // (StatefulSet, DaemonSet) take their place in the same list.
@@ -589,6 +612,12 @@ type DeploymentChecklistSpec struct {
 	// +kubebuilder:validation:XValidation:rule="self == oldSelf",message="spec.targets is immutable: create a new checklist for other workloads"
 	// +optional
 	Targets []TargetRef `json:"targets,omitempty"`
+
+	// release says how the targets are released at T-0: together (the default) or in
+	// sequence. It cannot change: a release in flight keeps its order.
+	// +kubebuilder:validation:XValidation:rule="self == oldSelf",message="spec.release is immutable: create a new checklist to release in another order"
+	// +optional
+	Release *ReleaseSpec `json:"release,omitempty"`
 
 	// revision names what is being released, e.g. v2.7.0. Approvals bind to it: an
 	// approval counts only when it names this revision.
@@ -1216,6 +1245,13 @@ type DeploymentChecklistStatus struct {
 	// +kubebuilder:validation:MaxLength=4096
 	// +optional
 	TargetNames string `json:"targetNames,omitempty"`
+
+	// releasing names the target released now in a Sequential release (spec.release):
+	// the one whose rollout the next target waits for. Empty before T-0, once every
+	// target rolled out, and in a release of order Together.
+	// +kubebuilder:validation:MaxLength=253
+	// +optional
+	Releasing string `json:"releasing,omitempty"`
 
 	// targets records, for each target of the release in the order of spec.targets,
 	// what it ran before T-0, what was released on it and what was restored.

@@ -273,6 +273,11 @@ func TestAPIServerRefusesInvalidChecklistsNamingTheField(t *testing.T) {
 			c.Spec.Target = nil
 			c.Spec.Targets = append(twoTargets(), deployv1alpha1.TargetRef{Kind: "CronJob", Name: "nightly"})
 		}, "spec.targets[2].kind", "Unsupported value"},
+		{"a release order that does not exist", func(c *deployv1alpha1.DeploymentChecklist) {
+			c.Spec.Target = nil
+			c.Spec.Targets = twoTargets()
+			c.Spec.Release = &deployv1alpha1.ReleaseSpec{Order: "BackendFirst"}
+		}, "spec.release.order", "Unsupported value"},
 		{"a history limit of none", func(c *deployv1alpha1.DeploymentChecklist) {
 			c.Spec.HistoryLimit = new(int32(0))
 		}, "spec.historyLimit", "should be greater than or equal to 1"},
