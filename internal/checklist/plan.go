@@ -110,7 +110,7 @@ func parsePlan(spec *deployv1alpha1.DeploymentChecklistSpec) (*plan, error) {
 			return nil, err
 		}
 		if triggerLimits(t).relative() {
-			p.baselined[t.Metric] = true
+			p.baselined[MetricKey(t.Metric, t.Target)] = true
 		}
 		if t.After != "" {
 			d, err := positiveDuration(fmt.Sprintf("spec.rollbackTriggers[%d].after", i), t.After)
@@ -158,7 +158,7 @@ func (p *plan) addCheck(field string, ph *deployv1alpha1.PhaseSpec, c *deployv1a
 		p.checkAfter[CheckKey(ph.Name, c.Name)] = d
 	}
 	if checkLimits(c).relative() {
-		p.baselined[c.Metric] = true
+		p.baselined[MetricKey(c.Metric, c.Target)] = true
 	}
 	return nil
 }
