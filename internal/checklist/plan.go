@@ -5,6 +5,7 @@ import (
 	"regexp"
 	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	deployv1alpha1 "github.com/tminus-dev/tminus/api/v1alpha1"
@@ -283,6 +284,22 @@ func Validate(spec *deployv1alpha1.DeploymentChecklistSpec) error {
 			}
 		}
 		return nil
+	}
+	// A check or trigger judging one target names one of the release (the CRD says so of
+	// a checklist's own; a template's are known once its parameters are filled in).
+	for i, ph := range spec.Phases {
+		for j := range ph.Checks {
+			if t := ph.Checks[j].Target; t != "" && !spec.Names(t) {
+				return fmt.Errorf("spec.phases[%d].checks[%d].target: %q is not a target of the release (%s)", i, j, t,
+					strings.Join(spec.TargetNames(), ", "))
+			}
+		}
+	}
+	for i, t := range spec.RollbackTriggers {
+		if t.Target != "" && !spec.Names(t.Target) {
+			return fmt.Errorf("spec.rollbackTriggers[%d].target: %q is not a target of the release (%s)", i, t.Target,
+				strings.Join(spec.TargetNames(), ", "))
+		}
 	}
 	for i, ph := range spec.Phases {
 		for j := range ph.Checks {
