@@ -31,22 +31,29 @@ func labelNode(t *testing.T, key, value string) {
 	}, 10*time.Second, 100*time.Millisecond).Should(Succeed())
 }
 
-// TestASequentialReleaseHoldsTheFrontendUntilTheBackendRolledOutAndABreachRestoresBoth:
-// backend then frontend, release order Sequential. Both get a new image; one sign-off
-// releases the backend alone. Its new pods cannot be scheduled yet (they want a node
-// label nothing has): the backend is still rolling out, so the frontend stays paused on
-// its new template with no ReplicaSet of it. Once the node gets the label the backend
-// rolls out, the frontend is released and rolls out, and a breach restores both, the
-// frontend first.
-func TestASequentialReleaseHoldsTheFrontendUntilTheBackendRolledOutAndABreachRestoresBoth(t *testing.T) {
+// TestASequentialReleaseHoldsTheFrontendUntilTheBackendRolledOutAndABackendBreachRestoresBoth:
+// backend then frontend, release order Sequential, a trigger judging the backend's own
+// error rate. Both get a new image; one sign-off releases the backend alone. Its new
+// pods cannot be scheduled yet (they want a node label nothing has): the backend is
+// still rolling out, so the frontend stays paused on its new template with no
+// ReplicaSet of it. Once the node gets the label the backend rolls out, the frontend is
+// released and rolls out; then the backend's error rate (its query asked with
+// {{target}} = backend) breaches, and both are restored, the frontend first.
+func TestASequentialReleaseHoldsTheFrontendUntilTheBackendRolledOutAndABackendBreachRestoresBoth(t *testing.T) {
 	g := NewWithT(t)
 	ns := newNamespace(t)
 	backend, frontend := workload(t, ns, "backend", "backend:v1"), workload(t, ns, "frontend", "frontend:v1")
 	metrics := healthyMetrics()
+	const backendErrors, frontendErrors = `error_rate{deployment="backend"}`, `error_rate{deployment="frontend"}`
+	metrics.set(backendErrors, 0.001)
+	metrics.set(frontendErrors, 0.001)
 	startManagerIn(t, ns, metrics, nil)
 	c := twoTierRelease(ns)
 	c.Spec.Targets = []deployv1alpha1.TargetRef{{Kind: "Deployment", Name: "backend"}, {Kind: "Deployment", Name: "frontend"}}
 	c.Spec.Release = &deployv1alpha1.ReleaseSpec{Order: deployv1alpha1.ReleaseSequential}
+	c.Spec.Metrics = append(c.Spec.Metrics, deployv1alpha1.MetricSpec{Name: "tier-errors", Query: `error_rate{deployment="{{target}}"}`})
+	c.Spec.RollbackTriggers = append(c.Spec.RollbackTriggers, deployv1alpha1.RollbackTrigger{Name: "backend-errors",
+		Metric: "tier-errors", Target: "backend", Above: new("0.05")})
 	create(t, c)
 	waitPaused(t, backend)
 	waitPaused(t, frontend)
@@ -89,8 +96,9 @@ func TestASequentialReleaseHoldsTheFrontendUntilTheBackendRolledOutAndABreachRes
 	g.Expect(verifying.Status.Releasing).To(BeEmpty())
 	g.Expect(verifying.TargetStatusOf("frontend").ReleasedAt.Time).NotTo(BeTemporally("<", verifying.TargetStatusOf("backend").ReleasedAt.Time))
 
-	metrics.set(errorQuery, 0.07)
-	waitPhase(t, c, deployv1alpha1.PhaseRolledBack)
+	metrics.set(backendErrors, 0.07)
+	rolled := waitPhase(t, c, deployv1alpha1.PhaseRolledBack)
+	g.Expect(rolled.Status.Rollback.Message).To(ContainSubstring("rollback trigger backend-errors (Deployment backend's series) fired: 0.07"))
 	waitRunning(t, frontend, "frontend:v1")
 	waitRunning(t, backend, "backend:v1")
 	g.Eventually(func(g Gomega) {
