@@ -535,11 +535,11 @@ func (e *engine) triggers() bool {
 		need := e.p.triggerFor[t.Name]
 		if held >= need {
 			tr.Message = fmt.Sprintf("fired: %s %s for %s", tr.Value, tr.Threshold, held.Round(time.Second))
-			name := t.Name
+			on := ""
 			if t.Target != "" {
-				name += " (Deployment " + t.Target + "'s series)"
+				on = " on Deployment " + t.Target + "'s series"
 			}
-			e.rollback(ReasonTriggerFired, fmt.Sprintf("rollback trigger %s fired: %s %s", name, tr.Value, tr.Threshold), tr.Value)
+			e.rollback(ReasonTriggerFired, fmt.Sprintf("rollback trigger %s fired%s: %s %s", t.Name, on, tr.Value, tr.Threshold), tr.Value)
 			return true
 		}
 		tr.Message = fmt.Sprintf("breaching for %s of %s", held.Round(time.Second), need)

@@ -98,7 +98,7 @@ func TestASequentialReleaseHoldsTheFrontendUntilTheBackendRolledOutAndABackendBr
 
 	metrics.set(backendErrors, 0.07)
 	rolled := waitPhase(t, c, deployv1alpha1.PhaseRolledBack)
-	g.Expect(rolled.Status.Rollback.Message).To(ContainSubstring("rollback trigger backend-errors (Deployment backend's series) fired: 0.07"))
+	g.Expect(rolled.Status.Rollback.Message).To(ContainSubstring("rollback trigger backend-errors fired on Deployment backend's series: 0.07"))
 	waitRunning(t, frontend, "frontend:v1")
 	waitRunning(t, backend, "backend:v1")
 	g.Eventually(func(g Gomega) {
