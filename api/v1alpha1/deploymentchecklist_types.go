@@ -97,6 +97,29 @@ const (
 	RollbackNone RollbackAction = "None"
 )
 
+// ReleaseOrder is how the targets of a release are released at T-0.
+// +kubebuilder:validation:Enum=Together;Sequential
+type ReleaseOrder string
+
+const (
+	// ReleaseTogether releases every target at once.
+	ReleaseTogether ReleaseOrder = "Together"
+	// ReleaseSequential releases the targets in the order of spec.targets, each once
+	// the previous one's rollout is available (the backend first, then the frontend).
+	ReleaseSequential ReleaseOrder = "Sequential"
+)
+
+// ReleaseSpec says how the targets are released.
+type ReleaseSpec struct {
+	// order is Together (every target at once) or Sequential (in the order of
+	// spec.targets, each waiting for the previous one's rollout to be available; a
+	// target waiting its turn stays held, and a new template it gets meanwhile is what
+	// it releases at its turn). A target whose template did not change is skipped.
+	// +kubebuilder:default=Together
+	// +optional
+	Order ReleaseOrder `json:"order,omitempty"`
+}
+
 // TargetRef names a workload the checklist holds and rolls back, in the checklist's
 // own namespace. A workload is named by kind and name, so other kinds than Deployment
 // (StatefulSet, DaemonSet) take their place in the same list.
@@ -295,6 +318,14 @@ type CheckSpec struct {
 	// +optional
 	Metric string `json:"metric,omitempty"`
 
+	// target names the target of spec.targets whose series the metric check judges:
+	// {{target}} and {{podTemplateHash}} in its query are filled in for that target
+	// alone. Without it the check judges the whole release ({{target}} stands for every
+	// target).
+	// +kubebuilder:validation:MaxLength=253
+	// +optional
+	Target string `json:"target,omitempty"`
+
 	// below is the exclusive upper bound a metric must stay under, as a decimal string
 	// ("0.01").
 	// +kubebuilder:validation:MaxLength=64
@@ -448,6 +479,14 @@ type RollbackTrigger struct {
 	// +optional
 	Metric string `json:"metric,omitempty"`
 
+	// target names the target of spec.targets whose series the metric trigger judges:
+	// {{target}} and {{podTemplateHash}} in its query are filled in for that target
+	// alone. Without it the trigger judges the whole release. A trigger that fires rolls
+	// back the whole release either way.
+	// +kubebuilder:validation:MaxLength=253
+	// +optional
+	Target string `json:"target,omitempty"`
+
 	// above fires the trigger while the metric is greater than this decimal string.
 	// +kubebuilder:validation:MaxLength=64
 	// +kubebuilder:validation:XValidation:rule="self.matches('^[-+]?([0-9]+([.][0-9]*)?|[.][0-9]+)([eE][-+]?[0-9]+)?$') || self.matches('^[{][{]params[.][A-Za-z][A-Za-z0-9_]*[}][}]$')",message="spec.rollbackTriggers[].above must be a decimal number in a string, e.g. \"0.05\", or a {{params.NAME}}"
@@ -569,6 +608,8 @@ type TemplateRef struct {
 // +kubebuilder:validation:XValidation:rule="has(self.target) || has(self.targets)",message="spec.targets: name the workloads of the release (or the one in spec.target)"
 // +kubebuilder:validation:XValidation:rule="!(has(self.target) && has(self.targets))",message="spec.targets: set spec.target (one workload) or spec.targets (a list), not both"
 // +kubebuilder:validation:XValidation:rule="has(self.target) == has(oldSelf.target)",message="spec.targets is immutable: spec.target and spec.targets cannot replace each other; create a new checklist"
+// +kubebuilder:validation:XValidation:rule="!has(self.phases) || self.phases.all(p, p.checks.all(c, !has(c.target) || (has(self.targets) ? self.targets.exists(t, t.name == c.target) : (has(self.target) && self.target.name == c.target))))",message="spec.phases[].checks[].target must name a target of spec.targets"
+// +kubebuilder:validation:XValidation:rule="!has(self.rollbackTriggers) || self.rollbackTriggers.all(r, !has(r.target) || (has(self.targets) ? self.targets.exists(t, t.name == r.target) : (has(self.target) && self.target.name == r.target)))",message="spec.rollbackTriggers[].target must name a target of spec.targets"
 type DeploymentChecklistSpec struct {
 	// target is the one workload of the release: the same as a spec.targets of one.
 	// Set target or targets, not both. It cannot change: the checklist records the
@@ -589,6 +630,12 @@ type DeploymentChecklistSpec struct {
 	// +kubebuilder:validation:XValidation:rule="self == oldSelf",message="spec.targets is immutable: create a new checklist for other workloads"
 	// +optional
 	Targets []TargetRef `json:"targets,omitempty"`
+
+	// release says how the targets are released at T-0: together (the default) or in
+	// sequence. It cannot change: a release in flight keeps its order.
+	// +kubebuilder:validation:XValidation:rule="self == oldSelf",message="spec.release is immutable: create a new checklist to release in another order"
+	// +optional
+	Release *ReleaseSpec `json:"release,omitempty"`
 
 	// revision names what is being released, e.g. v2.7.0. Approvals bind to it: an
 	// approval counts only when it names this revision.
@@ -802,6 +849,10 @@ type CheckStatus struct {
 	// kind of the check: Metric, Approval, Job or HTTP.
 	// +kubebuilder:validation:Enum=Metric;Approval;Job;HTTP
 	Kind string `json:"kind"`
+	// target is the target whose series a metric check judges (spec's check.target);
+	// empty: the whole release.
+	// +optional
+	Target string `json:"target,omitempty"`
 	// outcome of the latest evaluation.
 	Outcome Outcome `json:"outcome"`
 	// value last observed, as a string.
@@ -871,6 +922,10 @@ type PhaseStatus struct {
 type TriggerStatus struct {
 	// name of the trigger.
 	Name string `json:"name"`
+	// target is the target whose series the trigger judges (spec's trigger.target);
+	// empty: the whole release.
+	// +optional
+	Target string `json:"target,omitempty"`
 	// outcome of the latest evaluation: Pass means not breached, Fail means breached.
 	Outcome Outcome `json:"outcome"`
 	// value last observed.
@@ -1024,8 +1079,9 @@ type ReleaseTargetStatus struct {
 // that served before the release ({{podTemplateHash}} standing for the pre-deploy
 // ReplicaSet's hash).
 type BaselineStatus struct {
-	// metric names the entry of spec.metrics.
-	// +kubebuilder:validation:MaxLength=63
+	// metric names the entry of spec.metrics; for a check or trigger judging one
+	// target, metric@target (the baseline of that target's series).
+	// +kubebuilder:validation:MaxLength=317
 	// +required
 	Metric string `json:"metric"`
 	// result is Value, NoData (empty, NaN or ±Inf: the metric's onNoData decides) or
@@ -1216,6 +1272,13 @@ type DeploymentChecklistStatus struct {
 	// +kubebuilder:validation:MaxLength=4096
 	// +optional
 	TargetNames string `json:"targetNames,omitempty"`
+
+	// releasing names the target released now in a Sequential release (spec.release):
+	// the one whose rollout the next target waits for. Empty before T-0, once every
+	// target rolled out, and in a release of order Together.
+	// +kubebuilder:validation:MaxLength=253
+	// +optional
+	Releasing string `json:"releasing,omitempty"`
 
 	// targets records, for each target of the release in the order of spec.targets,
 	// what it ran before T-0, what was released on it and what was restored.

@@ -73,3 +73,8 @@ func (st *DeploymentChecklistStatus) TargetsOf(spec *DeploymentChecklistSpec) []
 	}
 	return nil
 }
+
+// Sequential says whether the targets are released one after another (spec.release).
+func (s *DeploymentChecklistSpec) Sequential() bool {
+	return s.Release != nil && s.Release.Order == ReleaseSequential
+}

@@ -273,6 +273,19 @@ func TestAPIServerRefusesInvalidChecklistsNamingTheField(t *testing.T) {
 			c.Spec.Target = nil
 			c.Spec.Targets = append(twoTargets(), deployv1alpha1.TargetRef{Kind: "CronJob", Name: "nightly"})
 		}, "spec.targets[2].kind", "Unsupported value"},
+		{"a release order that does not exist", func(c *deployv1alpha1.DeploymentChecklist) {
+			c.Spec.Target = nil
+			c.Spec.Targets = twoTargets()
+			c.Spec.Release = &deployv1alpha1.ReleaseSpec{Order: "BackendFirst"}
+		}, "spec.release.order", "Unsupported value"},
+		{"a check judging a target not in the release", func(c *deployv1alpha1.DeploymentChecklist) {
+			c.Spec.Target = nil
+			c.Spec.Targets = twoTargets()
+			c.Spec.Phases[0].Checks[0].Target = "payments"
+		}, "spec", "spec.phases[].checks[].target must name a target of spec.targets"},
+		{"a trigger judging a target not in the release", func(c *deployv1alpha1.DeploymentChecklist) {
+			c.Spec.RollbackTriggers[0].Target = "payments"
+		}, "spec", "spec.rollbackTriggers[].target must name a target of spec.targets"},
 		{"a history limit of none", func(c *deployv1alpha1.DeploymentChecklist) {
 			c.Spec.HistoryLimit = new(int32(0))
 		}, "spec.historyLimit", "should be greater than or equal to 1"},

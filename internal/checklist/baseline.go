@@ -59,7 +59,7 @@ func (e *engine) bounds(metric string, l limits) bounds {
 	}
 	base := e.baselineRecord(metric)
 	noData := func(why string) bounds {
-		switch e.p.metrics[metric].OnNoData {
+		switch e.p.metrics[metricName(metric)].OnNoData {
 		case deployv1alpha1.NoDataPass:
 			return b // the ratios are left out
 		case deployv1alpha1.NoDataFail:

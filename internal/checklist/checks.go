@@ -56,8 +56,9 @@ func (e *engine) syncRecords() {
 				cr = deployv1alpha1.CheckStatus{Name: c.Name, Kind: checkKind(c), Outcome: deployv1alpha1.OutcomePending}
 			}
 			cr.Threshold = ""
+			cr.Target = c.Target
 			if c.Metric != "" {
-				cr.Threshold = e.limitText(c.Metric, checkLimits(c), true)
+				cr.Threshold = e.limitText(MetricKey(c.Metric, c.Target), checkLimits(c), true)
 			}
 			rec.Checks = append(rec.Checks, cr)
 		}
@@ -78,8 +79,9 @@ func (e *engine) syncRecords() {
 		if t.HTTP != nil {
 			tr.Threshold = fmt.Sprintf("status != %d", httpExpect(t.HTTP))
 		} else {
-			tr.Threshold = e.limitText(t.Metric, triggerLimits(&t), false)
+			tr.Threshold = e.limitText(MetricKey(t.Metric, t.Target), triggerLimits(&t), false)
 		}
+		tr.Target = t.Target
 		triggers = append(triggers, tr)
 	}
 	e.st.Triggers = triggers
@@ -277,8 +279,8 @@ func (e *engine) evaluate(ph phasePlan, rec *deployv1alpha1.PhaseStatus) (allPas
 				if m, ok := e.obs.HTTP[CheckKey(ph.spec.Name, c.Name)]; ok {
 					e.recordHTTP(cr, m)
 				}
-			} else if m, ok := e.obs.Metrics[c.Metric]; ok {
-				e.recordMetric(cr, m, c.Metric, checkLimits(c))
+			} else if m, ok := e.obs.Metrics[MetricKey(c.Metric, c.Target)]; ok {
+				e.recordMetric(cr, m, MetricKey(c.Metric, c.Target), checkLimits(c))
 			}
 		}
 		if cr.Outcome != before {
@@ -409,7 +411,7 @@ func (e *engine) recordMetric(cr *deployv1alpha1.CheckStatus, m Measurement, met
 	case ResultNoData:
 		cr.ConsecutiveErrors = 0
 		cr.Value = m.Display
-		cr.Outcome, cr.Message = noDataOutcome(e.p.metrics[metric].OnNoData)
+		cr.Outcome, cr.Message = noDataOutcome(e.p.metrics[metricName(metric)].OnNoData)
 	default:
 		cr.ConsecutiveErrors++
 		cr.Outcome, cr.Message = deployv1alpha1.OutcomeError, truncate(m.Message, 512)
@@ -464,7 +466,7 @@ func (e *engine) triggers() bool {
 		if t.HTTP != nil {
 			m, ok = e.obs.HTTP[TriggerKey(t.Name)]
 		} else {
-			m, ok = e.obs.Metrics[t.Metric]
+			m, ok = e.obs.Metrics[MetricKey(t.Metric, t.Target)]
 		}
 		if grace, why := e.inGrace(e.p.triggerAfter[t.Name]); grace {
 			tr.Outcome, tr.Message, tr.BreachingSince = deployv1alpha1.OutcomePending, why, nil
@@ -499,7 +501,7 @@ func (e *engine) triggers() bool {
 		default:
 			tr.ConsecutiveErrors = 0
 			tr.Value = m.Display
-			b := e.bounds(t.Metric, triggerLimits(t))
+			b := e.bounds(MetricKey(t.Metric, t.Target), triggerLimits(t))
 			switch b.decided {
 			case "":
 				breach = b.breaches(m.Value)
@@ -533,7 +535,11 @@ func (e *engine) triggers() bool {
 		need := e.p.triggerFor[t.Name]
 		if held >= need {
 			tr.Message = fmt.Sprintf("fired: %s %s for %s", tr.Value, tr.Threshold, held.Round(time.Second))
-			e.rollback(ReasonTriggerFired, fmt.Sprintf("rollback trigger %s fired: %s %s", t.Name, tr.Value, tr.Threshold), tr.Value)
+			on := ""
+			if t.Target != "" {
+				on = " on Deployment " + t.Target + "'s series"
+			}
+			e.rollback(ReasonTriggerFired, fmt.Sprintf("rollback trigger %s fired%s: %s %s", t.Name, on, tr.Value, tr.Threshold), tr.Value)
 			return true
 		}
 		tr.Message = fmt.Sprintf("breaching for %s of %s", held.Round(time.Second), need)

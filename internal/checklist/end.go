@@ -100,6 +100,8 @@ func (e *engine) neverReleased() []int {
 // ended runs on every reconcile of a checklist that has ended: it completes a rollback
 // and takes tminus's own pause off the target.
 func (e *engine) ended() {
+	// Nothing is released any more, and no target waits its turn.
+	e.st.Releasing = ""
 	if rb := e.st.Rollback; e.st.Phase == deployv1alpha1.PhaseRolledBack && rb != nil && !rb.DryRun {
 		e.restoreAll()
 		// A target not released keeps what it runs; tminus's own pause comes off it.

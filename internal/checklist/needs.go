@@ -59,7 +59,7 @@ func NeedsFor(dcl *deployv1alpha1.DeploymentChecklist, now time.Time) Needs {
 				}
 			case c.Metric != "":
 				if due(last) {
-					addMetric(c.Metric)
+					addMetric(MetricKey(c.Metric, c.Target))
 				}
 			}
 		}
@@ -165,7 +165,7 @@ func (e *engine) triggerNeeds(n *Needs, due func(*time.Time) bool, addMetric fun
 		if t.HTTP != nil {
 			n.HTTP[TriggerKey(t.Name)] = *t.HTTP
 		} else {
-			addMetric(t.Metric)
+			addMetric(MetricKey(t.Metric, t.Target))
 		}
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"regexp"
 	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	deployv1alpha1 "github.com/tminus-dev/tminus/api/v1alpha1"
@@ -110,7 +111,7 @@ func parsePlan(spec *deployv1alpha1.DeploymentChecklistSpec) (*plan, error) {
 			return nil, err
 		}
 		if triggerLimits(t).relative() {
-			p.baselined[t.Metric] = true
+			p.baselined[MetricKey(t.Metric, t.Target)] = true
 		}
 		if t.After != "" {
 			d, err := positiveDuration(fmt.Sprintf("spec.rollbackTriggers[%d].after", i), t.After)
@@ -158,7 +159,7 @@ func (p *plan) addCheck(field string, ph *deployv1alpha1.PhaseSpec, c *deployv1a
 		p.checkAfter[CheckKey(ph.Name, c.Name)] = d
 	}
 	if checkLimits(c).relative() {
-		p.baselined[c.Metric] = true
+		p.baselined[MetricKey(c.Metric, c.Target)] = true
 	}
 	return nil
 }
@@ -283,6 +284,22 @@ func Validate(spec *deployv1alpha1.DeploymentChecklistSpec) error {
 			}
 		}
 		return nil
+	}
+	// A check or trigger judging one target names one of the release (the CRD says so of
+	// a checklist's own; a template's are known once its parameters are filled in).
+	for i, ph := range spec.Phases {
+		for j := range ph.Checks {
+			if t := ph.Checks[j].Target; t != "" && !spec.Names(t) {
+				return fmt.Errorf("spec.phases[%d].checks[%d].target: %q is not a target of the release (%s)", i, j, t,
+					strings.Join(spec.TargetNames(), ", "))
+			}
+		}
+	}
+	for i, t := range spec.RollbackTriggers {
+		if t.Target != "" && !spec.Names(t.Target) {
+			return fmt.Errorf("spec.rollbackTriggers[%d].target: %q is not a target of the release (%s)", i, t.Target,
+				strings.Join(spec.TargetNames(), ", "))
+		}
 	}
 	for i, ph := range spec.Phases {
 		for j := range ph.Checks {

@@ -64,6 +64,56 @@ func BaselineVars(dcl *deployv1alpha1.DeploymentChecklist) map[string]string {
 	return v
 }
 
+// MetricKey is what a measurement of metric is known by: its name, or, for a check or
+// trigger judging one target, metric@target (the query asked of that target's series).
+func MetricKey(metric, target string) string {
+	if target == "" {
+		return metric
+	}
+	return metric + "@" + target
+}
+
+// SplitMetricKey is MetricKey read back: the metric's name and the target ("" for the
+// whole release). Metric names are DNS labels, so they hold no @.
+func SplitMetricKey(key string) (metric, target string) {
+	metric, target, _ = strings.Cut(key, "@")
+	return metric, target
+}
+
+// QueryVarsFor are the variables of a metric query judging the named target ("" for
+// the whole release, QueryVars): {{target}} is that target alone, and the
+// pod-template-hashes are its own.
+func QueryVarsFor(dcl *deployv1alpha1.DeploymentChecklist, target string) map[string]string {
+	if target == "" {
+		return QueryVars(dcl)
+	}
+	v := BuiltinVars(dcl)
+	v[VarTarget] = target
+	if ts := dcl.TargetStatusOf(target); ts != nil {
+		if ts.ReleasedPodTemplateHash != "" {
+			v[VarPodTemplateHash] = ts.ReleasedPodTemplateHash
+		}
+		if ts.PreDeployPodTemplateHash != "" {
+			v[VarPreDeployPodTemplateHash] = ts.PreDeployPodTemplateHash
+		}
+	}
+	return v
+}
+
+// BaselineVarsFor are BaselineVars for the named target ("" for the whole release).
+func BaselineVarsFor(dcl *deployv1alpha1.DeploymentChecklist, target string) map[string]string {
+	if target == "" {
+		return BaselineVars(dcl)
+	}
+	v := BuiltinVars(dcl)
+	v[VarTarget] = target
+	if ts := dcl.TargetStatusOf(target); ts != nil && ts.PreDeployPodTemplateHash != "" {
+		v[VarPodTemplateHash] = ts.PreDeployPodTemplateHash
+		v[VarPreDeployPodTemplateHash] = ts.PreDeployPodTemplateHash
+	}
+	return v
+}
+
 // ResolveQuery fills in a metric query's variables known now (QueryVars).
 func ResolveQuery(dcl *deployv1alpha1.DeploymentChecklist, query string) string {
 	return RenderQuery(query, QueryVars(dcl))
@@ -160,4 +210,10 @@ func oneTarget(dcl *deployv1alpha1.DeploymentChecklist) *deployv1alpha1.TargetSt
 		return dcl.TargetStatusOf(names[0])
 	}
 	return nil
+}
+
+// metricName is the metric a measurement key (MetricKey) measures.
+func metricName(key string) string {
+	name, _ := SplitMetricKey(key)
+	return name
 }

@@ -50,11 +50,17 @@ func (e *engine) releaseAtT0() bool {
 
 // release releases the candidates, all at once in the order of spec.targets: from now
 // on only they are rolled out and verified. A target whose template did not change is
-// not released (tminus's own pause comes off it) and is never restored.
+// not released (tminus's own pause comes off it) and is never restored. A Sequential
+// release (spec.release.order) releases only the first target holding a new template;
+// the others wait their turn, held (releaseNext).
 func (e *engine) release() {
 	now := e.stamp()
 	e.st.Phase = deployv1alpha1.PhaseDeploying
 	e.st.CurrentPhase = ""
+	if e.spec.Sequential() {
+		e.releaseNext()
+		return
+	}
 	var what, unchanged []string
 	e.each(func() bool {
 		ts := e.target()
@@ -92,6 +98,99 @@ func (e *engine) release() {
 	e.event(corev1.EventTypeNormal, ReasonReleased, msg)
 }
 
+// releaseNext releases, in a Sequential release, the next target after the one
+// released last (status.releasing) that holds a new template; those passed over, whose
+// template did not change, are not released (tminus's own pause comes off them). It
+// reports whether a target was released; when none is left, status.releasing is
+// cleared.
+func (e *engine) releaseNext() bool {
+	defer func(cur int) { e.cur = cur }(e.cur)
+	from := 0
+	if e.st.Releasing != "" {
+		from = slices.IndexFunc(e.refs, func(r deployv1alpha1.TargetRef) bool { return r.Name == e.st.Releasing }) + 1
+	}
+	prev := e.st.Releasing
+	var unchanged []string
+	for i := from; i < len(e.refs); i++ {
+		e.cur = i
+		ts := e.target()
+		if ts.CandidateTemplateHash == "" {
+			unchanged = append(unchanged, e.tname())
+			if t := e.tobs(); e.pauses() && t.Paused && t.HeldBy == e.mine() {
+				e.action(Action{Kind: ActionResume, TemplateHash: t.TemplateHash})
+			}
+			continue
+		}
+		now := e.stamp()
+		ts.ReleasedAt = &now
+		ts.ReleasedTemplateHash = ts.CandidateTemplateHash
+		e.st.Releasing = e.tname()
+		if e.pauses() {
+			e.action(Action{Kind: ActionRelease, Revision: e.revision(), TemplateHash: ts.ReleasedTemplateHash})
+			e.released = true
+		}
+		msg := "T-0: every T-minus phase passed; releasing"
+		if prev != "" {
+			msg = fmt.Sprintf("Deployment %s rolled out; releasing", prev)
+		}
+		if e.spec.Revision != "" {
+			msg += " " + e.spec.Revision
+		}
+		msg += fmt.Sprintf(" on Deployment %s (%s)", e.tname(), images(ts.CandidateImages))
+		if len(unchanged) > 0 {
+			msg += fmt.Sprintf("; Deployment %s did not change: not released", strings.Join(unchanged, ", "))
+		}
+		if rest := e.waitingTurn(); len(rest) > 0 {
+			msg += fmt.Sprintf("; Deployment %s waits for its rollout, held (release order Sequential)", e.names(rest))
+		}
+		e.event(corev1.EventTypeNormal, ReasonReleased, msg)
+		return true
+	}
+	e.st.Releasing = ""
+	if len(unchanged) > 0 {
+		e.event(corev1.EventTypeNormal, ReasonReleased, fmt.Sprintf("Deployment %s did not change: not released", strings.Join(unchanged, ", ")))
+	}
+	return false
+}
+
+// waitingTurn are, in a Sequential release, the targets after the one released now
+// (status.releasing): they wait for its rollout, held.
+func (e *engine) waitingTurn() []int {
+	if !e.spec.Sequential() || e.st.Releasing == "" || terminal(e.st.Phase) {
+		return nil
+	}
+	at := slices.IndexFunc(e.refs, func(r deployv1alpha1.TargetRef) bool { return r.Name == e.st.Releasing })
+	if at < 0 {
+		return nil
+	}
+	var out []int
+	for i := at + 1; i < len(e.refs); i++ {
+		out = append(out, i)
+	}
+	return out
+}
+
+// holdWaiting keeps the targets waiting their turn held, and follows their candidate:
+// a new template they get meanwhile is what they release at their turn. The admission
+// gate holds such a template as it is written (gate.Checklist.WaitingTurn); this pauses
+// one that got through without it, once it is settled (a pause between two
+// ReplicaSets would freeze both).
+func (e *engine) holdWaiting() {
+	defer func(cur int) { e.cur = cur }(e.cur)
+	for _, i := range e.waitingTurn() {
+		e.cur = i
+		t := e.tobs()
+		if !t.Found || !e.capturedHere() {
+			continue
+		}
+		e.followCandidate()
+		if e.pauses() && !t.Paused && t.Settled {
+			e.action(Action{Kind: ActionHold, Reason: fmt.Sprintf("held by checklist %s until Deployment %s rolls out (release order Sequential)",
+				e.dcl.Name, e.st.Releasing)})
+		}
+	}
+}
+
 // deploying waits for every released template to be available, watching triggers.
 func (e *engine) deploying() {
 	if !e.releaseGoesOn() {
@@ -112,8 +211,16 @@ func (e *engine) deploying() {
 			}
 		}
 	}
+	if len(waiting) == 0 && e.spec.Sequential() && e.st.Releasing != "" && e.releaseNext() {
+		// The previous target rolled out and the next one was released just now.
+		waiting = append(waiting, e.st.Releasing+" released")
+	}
+	e.holdWaiting()
 	if len(waiting) > 0 {
 		e.next = "waiting for the rollout: " + strings.Join(waiting, "; ")
+		if rest := e.waitingTurn(); len(rest) > 0 {
+			e.next += fmt.Sprintf("; then Deployment %s (release order Sequential)", e.names(rest))
+		}
 		e.pollIn(e.p.interval)
 		return
 	}

@@ -455,21 +455,29 @@ func (ms *measurements) metrics(ctx context.Context, r *DeploymentChecklistRecon
 	if baseline {
 		into = &ms.baseline
 	}
-	for _, name := range names {
+	for _, key := range names {
+		name, target := checklist.SplitMetricKey(key)
 		for _, m := range dcl.Spec.Metrics {
 			if m.Name != name {
 				continue
 			}
-			query := checklist.RenderQuery(m.Query, vars)
+			// A check or trigger judging one target asks the query of its series.
+			kv := vars
+			if target != "" && baseline {
+				kv = checklist.BaselineVarsFor(dcl, target)
+			} else if target != "" {
+				kv = checklist.QueryVarsFor(dcl, target)
+			}
+			query := checklist.RenderQuery(m.Query, kv)
 			if checklist.Unresolved(query) {
 				if baseline {
-					ms.put(into, name, checklist.Measurement{Kind: checklist.ResultNoData, Query: query,
+					ms.put(into, key, checklist.Measurement{Kind: checklist.ResultNoData, Query: query,
 						Message: "no ReplicaSet served before the release"})
 				}
 				continue
 			}
 			ms.run(func() {
-				ms.put(into, name, r.Metrics.Measure(ctx, prometheus.Request{
+				ms.put(into, key, r.Metrics.Measure(ctx, prometheus.Request{
 					Namespace: dcl.Namespace, Spec: dcl.Spec.Prometheus, Query: query, At: at, Interval: checklist.Interval(dcl),
 				}))
 			})

@@ -137,6 +137,10 @@ type Checklist struct {
 	TargetName        string
 	TargetNamespace   string
 	DeletionRequested bool
+	// WaitingTurn: a Sequential release (spec.release.order) is past T-0 and releasing
+	// a target before this one, which waits for that rollout, held: a new template
+	// written meanwhile, or a resume, is stored paused until its turn.
+	WaitingTurn bool
 	// RetryOf names the checklist this one retries (kubectl checklist retry): while
 	// this one lives, the template that one rolled back may be released again.
 	RetryOf string
@@ -174,6 +178,7 @@ func FromChecklistFor(dcl *deployv1alpha1.DeploymentChecklist, targetName string
 			c.ReleasedImages = t.CandidateImages
 		}
 	}
+	c.WaitingTurn = waitingTurn(dcl, targetName, c)
 	if rb := dcl.Status.Rollback; rb != nil && dcl.Status.Phase == deployv1alpha1.PhaseRolledBack &&
 		!rb.DryRun && !rb.NothingToRestore && !c.Observe && c.ReleasedHash != "" {
 		c.RolledBackHash = c.ReleasedHash
@@ -183,6 +188,18 @@ func FromChecklistFor(dcl *deployv1alpha1.DeploymentChecklist, targetName string
 		c.RollbackMessage = rb.Message
 	}
 	return c
+}
+
+// waitingTurn says whether the named target waits its turn in a Sequential release: T-0
+// passed, it is not released, and the target released now (status.releasing) comes
+// before it in spec.targets.
+func waitingTurn(dcl *deployv1alpha1.DeploymentChecklist, targetName string, c Checklist) bool {
+	releasing := dcl.Status.Releasing
+	if !dcl.Spec.Sequential() || releasing == "" || !c.T0 || c.ReleasedHash != "" || Terminal(c.Phase) {
+		return false
+	}
+	names := dcl.Spec.TargetNames()
+	return slices.Index(names, releasing) < slices.Index(names, targetName)
 }
 
 // GateOf is the gate tminus applies for the checklist: spec.gate, fixed at creation
@@ -543,7 +560,7 @@ func releasable(d *Deployment, hash string, cls []Checklist, active *Checklist) 
 		if SameTemplate(active.ReleasedHash, hash) {
 			return true
 		}
-		if active.T0 && active.ReleasedHash == "" && !SameTemplate(active.PreDeployHash, hash) {
+		if active.T0 && active.ReleasedHash == "" && !active.WaitingTurn && !SameTemplate(active.PreDeployHash, hash) {
 			return true
 		}
 	}
@@ -609,10 +626,13 @@ func Admit(old *Deployment, cur *Deployment, cls []Checklist) Verdict {
 		}
 		active = nil
 	}
-	if active != nil && active.holdsBeforeT0() {
+	if active != nil && (active.holdsBeforeT0() || (active.WaitingTurn && !active.Observe)) {
 		if !cur.Paused {
-			return Verdict{HeldBy: deployv1alpha1.HeldByChecklist(active.Name),
-				Hold: fmt.Sprintf("held by checklist %s until T-0", active.Name)}
+			why := fmt.Sprintf("held by checklist %s until T-0", active.Name)
+			if active.WaitingTurn {
+				why = fmt.Sprintf("held by checklist %s until its turn: the release order is Sequential", active.Name)
+			}
+			return Verdict{HeldBy: deployv1alpha1.HeldByChecklist(active.Name), Hold: why}
 		}
 		if changed && cur.HeldBy == deployv1alpha1.HeldByAdmission && !SameTemplate(cur.HeldTemplate, cur.TemplateHash) &&
 			!releasable(cur, cur.TemplateHash, cls, active) {

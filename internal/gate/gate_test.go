@@ -287,3 +287,41 @@ func TestAHashStoredBeforeTheUpgradeStillNamesItsTemplate(t *testing.T) {
 	held.HeldBy, held.HeldTemplate = deployv1alpha1.HeldByAdmission, legacy
 	g.Expect(ShouldResume(held, nil)).To(BeFalse())
 }
+
+// TestATargetWaitingItsTurnInASequentialReleaseIsStoredPaused: the backend of a
+// Sequential release rolls out; the frontend, after it in spec.targets, waits. A new
+// template written on the frontend, or a resume of it, is stored paused; once the
+// checklist released the frontend, its resume goes through.
+func TestATargetWaitingItsTurnInASequentialReleaseIsStoredPaused(t *testing.T) {
+	g := NewWithT(t)
+	dcl := &deployv1alpha1.DeploymentChecklist{ObjectMeta: metav1.ObjectMeta{Name: "shop-v2", Namespace: "shop"}}
+	dcl.Spec.Targets = []deployv1alpha1.TargetRef{{Kind: "Deployment", Name: "backend"}, {Kind: "Deployment", Name: "checkout"}}
+	dcl.Spec.Release = &deployv1alpha1.ReleaseSpec{Order: deployv1alpha1.ReleaseSequential}
+	now := metav1.NewTime(t0)
+	dcl.Status.Phase = deployv1alpha1.PhaseDeploying
+	dcl.Status.Releasing = "backend"
+	dcl.Status.Targets = []deployv1alpha1.ReleaseTargetStatus{
+		{Kind: "Deployment", Name: "backend", TargetStatus: deployv1alpha1.TargetStatus{CapturedAt: &now, T0At: &now,
+			PreDeployTemplateHash: "b1", CandidateTemplateHash: "b2", ReleasedTemplateHash: "b2", ReleasedAt: &now}},
+		{Kind: "Deployment", Name: "checkout", TargetStatus: deployv1alpha1.TargetStatus{CapturedAt: &now, T0At: &now,
+			PreDeployTemplateHash: "v1"}},
+	}
+	waiting := FromChecklistFor(dcl, "checkout")
+	g.Expect(waiting.WaitingTurn).To(BeTrue())
+	g.Expect(FromChecklistFor(dcl, "backend").WaitingTurn).To(BeFalse(), "the backend is releasing")
+	serving := []ReplicaSet{rs("v1", 3)}
+
+	v := Admit(deployment("v1", true, serving...), deployment("v2", false, serving...), []Checklist{waiting})
+	g.Expect(v.Deny).To(BeEmpty())
+	g.Expect(v.Hold).To(ContainSubstring("until its turn"), "a new template arriving while it waits")
+	g.Expect(v.HeldBy).To(Equal(deployv1alpha1.HeldByChecklist("shop-v2")))
+	v = Admit(deployment("v2", true, serving...), deployment("v2", false, serving...), []Checklist{waiting})
+	g.Expect(v.Hold).NotTo(BeEmpty(), "a resume of the held template")
+
+	// Its turn: the checklist released the frontend's candidate.
+	dcl.Status.Releasing = "checkout"
+	dcl.Status.Targets[1].CandidateTemplateHash, dcl.Status.Targets[1].ReleasedTemplateHash = "v2", "v2"
+	released := FromChecklistFor(dcl, "checkout")
+	g.Expect(released.WaitingTurn).To(BeFalse())
+	g.Expect(Admit(deployment("v2", true, serving...), deployment("v2", false, serving...), []Checklist{released})).To(Equal(Verdict{}))
+}

@@ -142,7 +142,7 @@ func FiredTrigger(dcl *deployv1alpha1.DeploymentChecklist, st *deployv1alpha1.De
 			walked.Status = *st
 			for _, m := range dcl.Spec.Metrics {
 				if m.Name == spec.Metric {
-					out.Query = checklist.ResolveQuery(&walked, m.Query)
+					out.Query = checklist.RenderQuery(m.Query, checklist.QueryVarsFor(&walked, spec.Target))
 				}
 			}
 		}

@@ -16,6 +16,7 @@ import (
 // newOptions are the flags of `kubectl checklist new`.
 type newOptions struct {
 	template, revision, deployAt, output string
+	releaseOrder                         string
 	targets, params                      []string
 	apply                                bool
 }
@@ -33,6 +34,8 @@ func (o *options) newCommand() *cobra.Command {
 	c.Flags().StringVar(&n.template, "template", "", "the template: NAME (a ChecklistTemplate of the namespace) or cluster/NAME")
 	c.Flags().StringArrayVar(&n.targets, "target", nil,
 		"a Deployment released (repeatable: --target frontend --target backend releases both together)")
+	c.Flags().StringVar(&n.releaseOrder, "release-order", "",
+		"Together (every target at once, the default) or Sequential (in the order of --target, each once the previous one rolled out)")
 	c.Flags().StringVar(&n.revision, "revision", "", "what is released, e.g. v2.8.0 (sign-offs name it)")
 	c.Flags().StringArrayVar(&n.params, "param", nil, "a template parameter, KEY=VALUE (repeatable)")
 	c.Flags().StringVar(&n.deployAt, "deploy-at", "", "T-0, RFC 3339 (e.g. 2026-11-27T20:00:00Z); default: as soon as the T-minus phases pass")
@@ -66,6 +69,13 @@ func NewChecklist(name, namespace string, n newOptions) (*deployv1alpha1.Deploym
 		for _, t := range n.targets {
 			dcl.Spec.Targets = append(dcl.Spec.Targets, deployv1alpha1.TargetRef{Kind: "Deployment", Name: t})
 		}
+	}
+	switch o := deployv1alpha1.ReleaseOrder(n.releaseOrder); o {
+	case "":
+	case deployv1alpha1.ReleaseTogether, deployv1alpha1.ReleaseSequential:
+		dcl.Spec.Release = &deployv1alpha1.ReleaseSpec{Order: o}
+	default:
+		return nil, fmt.Errorf("--release-order %q: want Together or Sequential", n.releaseOrder)
 	}
 	for _, p := range n.params {
 		k, v, ok := strings.Cut(p, "=")

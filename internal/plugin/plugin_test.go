@@ -145,3 +145,14 @@ func TestThePluginSaysItsVersion(t *testing.T) {
 		t.Fatalf("--version said %q", out.String())
 	}
 }
+
+func TestNewWritesTheReleaseOrderAndRefusesAnUnknownOne(t *testing.T) {
+	g := NewWithT(t)
+	seq, err := NewChecklist("shop-v2", "shop", newOptions{template: "two-tier", targets: []string{"backend", "frontend"},
+		revision: "v2", releaseOrder: "Sequential"})
+	g.Expect(err).NotTo(HaveOccurred())
+	g.Expect(seq.Spec.Release).To(Equal(&deployv1alpha1.ReleaseSpec{Order: deployv1alpha1.ReleaseSequential}))
+	_, err = NewChecklist("shop-v2", "shop", newOptions{template: "two-tier", targets: []string{"backend", "frontend"},
+		revision: "v2", releaseOrder: "backend-first"})
+	g.Expect(err).To(MatchError(ContainSubstring("--release-order")))
+}

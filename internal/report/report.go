@@ -94,6 +94,9 @@ func Timeline(w io.Writer, dcl *deployv1alpha1.DeploymentChecklist, now time.Tim
 		return err
 	}
 
+	if err := targetsTable(w, dcl); err != nil {
+		return err
+	}
 	if len(st.Triggers) > 0 {
 		put(w, "\nROLLBACK TRIGGERS (watched from T-0)\n")
 		tw = tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
@@ -263,10 +266,84 @@ func why(dcl *deployv1alpha1.DeploymentChecklist, now time.Time) string {
 		c.Reason != "GateObserve" {
 		parts = append(parts, "No admission gate: "+c.Message+".")
 	}
+	if len(dcl.Spec.TargetRefs()) > 1 {
+		var each []string
+		for _, name := range dcl.Spec.TargetNames() {
+			each = append(each, name+" "+TargetState(dcl, name))
+		}
+		parts = append(parts, "Targets: "+strings.Join(each, "; ")+".")
+	}
 	if st.NextActionAt != nil {
 		parts = append(parts, fmt.Sprintf("The next scheduled step is %s.", relative(st.NextActionAt.Time, now)))
 	}
 	return strings.Join(parts, " ")
+}
+
+// TargetState says in a few words where one target of the release stands: waiting for
+// its template, waiting its turn (Sequential), releasing, available, not changed,
+// restored.
+func TargetState(dcl *deployv1alpha1.DeploymentChecklist, name string) string {
+	ts := dcl.TargetStatusOf(name)
+	st := &dcl.Status
+	switch {
+	case ts == nil || ts.CapturedAt == nil:
+		return "not captured yet"
+	case ts.RestoredAt != nil:
+		return "restored"
+	case ts.ReleasedTemplateHash == "" && ts.T0At != nil && st.Releasing != "" && dcl.Spec.Sequential() &&
+		slices.Index(dcl.Spec.TargetNames(), st.Releasing) < slices.Index(dcl.Spec.TargetNames(), name):
+		return "held, waiting for " + st.Releasing + " to roll out"
+	case ts.ReleasedTemplateHash == "" && ts.T0At != nil && dcl.Status.Phase != deployv1alpha1.PhaseHolding:
+		if ts.CandidateTemplateHash != "" {
+			return "not released"
+		}
+		return "not changed, not released"
+	case ts.ReleasedTemplateHash == "":
+		if ts.CandidateTemplateHash != "" {
+			return "held"
+		}
+		return "no new template yet"
+	case ts.AvailableAt != nil:
+		return "released, available"
+	}
+	return "released, rolling out"
+}
+
+// targetsTable shows, for a release of several targets, each one: where it stands,
+// what it ran and releases, and the values of the checks and triggers judging it.
+func targetsTable(w io.Writer, dcl *deployv1alpha1.DeploymentChecklist) error {
+	if len(dcl.Spec.TargetRefs()) < 2 {
+		return nil
+	}
+	st := &dcl.Status
+	order := "Together"
+	if dcl.Spec.Sequential() {
+		order = "Sequential"
+	}
+	put(w, "\nTARGETS (released %s)\n", order)
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	put(tw, "TARGET\tSTATE\tRAN\tRELEASES\tRELEASED\tVALUES\n")
+	for _, name := range dcl.Spec.TargetNames() {
+		var ran, rel, at string
+		if ts := dcl.TargetStatusOf(name); ts != nil {
+			ran, rel, at = strings.Join(ts.PreDeployImages, ","), strings.Join(ts.CandidateImages, ","), stampOrDash(ts.ReleasedAt)
+		}
+		var values []string
+		for _, p := range st.Phases {
+			for _, c := range p.Checks {
+				if c.Target == name && c.Value != "" {
+					values = append(values, p.Name+"/"+c.Name+"="+c.Value)
+				}
+			}
+		}
+		for _, t := range st.Triggers {
+			if t.Target == name && t.Value != "" {
+				values = append(values, "trigger "+t.Name+"="+t.Value)
+			}
+		}
+		put(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", name, TargetState(dcl, name), dash(ran), dash(rel), dash(at), dash(strings.Join(values, " ")))
+	}
+	return tw.Flush()
 }
 
 func checkRecord(rec deployv1alpha1.PhaseStatus, name string) deployv1alpha1.CheckStatus {

@@ -2,6 +2,7 @@ package report
 
 import (
 	"bytes"
+	"strings"
 	"testing"
 	"time"
 
@@ -74,4 +75,33 @@ func TestTheTimelineShowsEachBaselineWhereItWasMeasured(t *testing.T) {
 	g.Expect(Timeline(&b, c, at)).To(Succeed())
 	g.Expect(b.String()).To(ContainSubstring("BASELINES (each metric at T-0, as the version that served before)"))
 	g.Expect(b.String()).To(MatchRegexp(`p95\s+Value\s+0\.0975\s+2026-11-26T19:00:00Z`))
+}
+
+// TestStatusAndWhyShowEachTargetOfASequentialRelease: the backend is released and
+// rolling out, the frontend waits its turn; status shows a row per target with the
+// values judged for it, and why says where each stands.
+func TestStatusAndWhyShowEachTargetOfASequentialRelease(t *testing.T) {
+	g := NewWithT(t)
+	at := metav1.NewTime(time.Date(2026, 12, 5, 17, 0, 0, 0, time.UTC))
+	dcl := &deployv1alpha1.DeploymentChecklist{ObjectMeta: metav1.ObjectMeta{Name: "orders-v3", Namespace: "shop"}}
+	dcl.Spec.Targets = []deployv1alpha1.TargetRef{{Kind: "Deployment", Name: "orders-api"}, {Kind: "Deployment", Name: "orders-web"}}
+	dcl.Spec.Release = &deployv1alpha1.ReleaseSpec{Order: deployv1alpha1.ReleaseSequential}
+	dcl.Spec.RollbackTriggers = []deployv1alpha1.RollbackTrigger{{Name: "api-errors", Metric: "error-rate", Target: "orders-api"}}
+	dcl.Status.Phase = deployv1alpha1.PhaseDeploying
+	dcl.Status.Releasing = "orders-api"
+	dcl.Status.NextAction = "waiting for the rollout: orders-api 1 of 2 replicas updated"
+	dcl.Status.Targets = []deployv1alpha1.ReleaseTargetStatus{
+		{Kind: "Deployment", Name: "orders-api", TargetStatus: deployv1alpha1.TargetStatus{CapturedAt: &at, T0At: &at, ReleasedAt: &at,
+			PreDeployImages: []string{"api:v3.0"}, CandidateImages: []string{"api:v3.1"}, CandidateTemplateHash: "a2", ReleasedTemplateHash: "a2"}},
+		{Kind: "Deployment", Name: "orders-web", TargetStatus: deployv1alpha1.TargetStatus{CapturedAt: &at, T0At: &at,
+			PreDeployImages: []string{"web:v3.0"}, CandidateImages: []string{"web:v3.1"}, CandidateTemplateHash: "w2"}},
+	}
+	dcl.Status.Triggers = []deployv1alpha1.TriggerStatus{{Name: "api-errors", Target: "orders-api", Outcome: deployv1alpha1.OutcomePass, Value: "0.004"}}
+
+	var out strings.Builder
+	g.Expect(Timeline(&out, dcl, at.Time)).To(Succeed())
+	g.Expect(out.String()).To(ContainSubstring("TARGETS (released Sequential)"))
+	g.Expect(out.String()).To(MatchRegexp(`orders-api\s+released, rolling out\s+api:v3.0\s+api:v3.1\s+17:00:00\s+trigger api-errors=0.004`))
+	g.Expect(out.String()).To(MatchRegexp(`orders-web\s+held, waiting for orders-api to roll out\s+web:v3.0\s+web:v3.1\s+-\s+-`))
+	g.Expect(Why(dcl, at.Time)).To(ContainSubstring("Targets: orders-api released, rolling out; orders-web held, waiting for orders-api to roll out."))
 }

@@ -112,8 +112,21 @@ func Resolve(dcl *deployv1alpha1.DeploymentChecklist, tmpl *Template) (deployv1a
 	// Then the release's own variables, everywhere (a parameter's default may name
 	// them, e.g. http://{{target}}.{{namespace}}.svc): their values are DNS names and a
 	// revision, which hold no placeholder, so nothing is substituted twice.
+	// In a release of several targets, {{target}} in a metric query is left to the
+	// measurement, which fills it in per target for a check or trigger judging one (and
+	// with every target for the others).
 	vars := checklist.BuiltinVars(dcl)
+	queries := takeQueries(tree)
 	tree = mapStrings(tree, func(v string) string { return checklist.RenderQuery(v, vars) })
+	if len(dcl.Spec.TargetRefs()) > 1 {
+		delete(vars, checklist.VarTarget)
+	}
+	for i, q := range queries {
+		if qs, ok := q.(string); ok {
+			queries[i] = checklist.RenderQuery(qs, vars)
+		}
+	}
+	putQueries(tree, queries)
 	if raw, err = json.Marshal(tree); err != nil {
 		return body, nil, err
 	}
@@ -269,4 +282,30 @@ func mergeRunbooks(own, tmpl []deployv1alpha1.Runbook) []deployv1alpha1.Runbook 
 		}
 	}
 	return out
+}
+
+// takeQueries takes spec.metrics[].query out of a checklist body's tree (to be put back
+// as they are by putQueries).
+func takeQueries(tree any) []any {
+	body, _ := tree.(map[string]any)
+	metrics, _ := body["metrics"].([]any)
+	out := make([]any, len(metrics))
+	for i, m := range metrics {
+		if mm, ok := m.(map[string]any); ok {
+			out[i] = mm["query"]
+			delete(mm, "query")
+		}
+	}
+	return out
+}
+
+// putQueries puts back what takeQueries took.
+func putQueries(tree any, queries []any) {
+	body, _ := tree.(map[string]any)
+	metrics, _ := body["metrics"].([]any)
+	for i, m := range metrics {
+		if mm, ok := m.(map[string]any); ok && i < len(queries) && queries[i] != nil {
+			mm["query"] = queries[i]
+		}
+	}
 }

@@ -252,3 +252,33 @@ func TestARunbookURLFilledInFromAParameterMustBeHTTP(t *testing.T) {
 	g.Expect(err).NotTo(HaveOccurred())
 	g.Expect(body.Runbooks[0].URL).To(Equal("https://sentry.io/shop"))
 }
+
+// TestTheTwoTierSampleResolvesWithEachTierJudgedOnItsOwnSeries: the template names its
+// targets by role through parameters; resolved for orders-api and orders-web, each check
+// and trigger names its tier, and the query keeps {{target}} to be filled in per target
+// at measurement. A role given a Deployment outside the release is refused, naming the
+// field.
+func TestTheTwoTierSampleResolvesWithEachTierJudgedOnItsOwnSeries(t *testing.T) {
+	g := NewWithT(t)
+	raw, err := os.ReadFile(filepath.Join("..", "..", "config", "samples", "deploy_v1alpha1_twotier.yaml"))
+	g.Expect(err).NotTo(HaveOccurred())
+	docs := strings.Split(string(raw), "\n---\n")
+	g.Expect(docs).To(HaveLen(2))
+	var tmpl deployv1alpha1.ClusterChecklistTemplate
+	var dcl deployv1alpha1.DeploymentChecklist
+	g.Expect(yaml.UnmarshalStrict([]byte(docs[0]), &tmpl)).To(Succeed())
+	g.Expect(yaml.UnmarshalStrict([]byte(docs[1]), &dcl)).To(Succeed())
+	dcl.Namespace = "shop"
+	g.Expect(dcl.Spec.Sequential()).To(BeTrue())
+
+	body, _, err := Resolve(&dcl, From(&tmpl))
+	g.Expect(err).NotTo(HaveOccurred())
+	g.Expect(body.Phases[2].Checks[0].Target).To(Equal("orders-api"))
+	g.Expect(body.Phases[2].Checks[1].Target).To(Equal("orders-web"))
+	g.Expect(body.RollbackTriggers[0].Target).To(Equal("orders-api"))
+	g.Expect(body.Metrics[0].Query).To(ContainSubstring(`namespace="shop",pod=~"{{target}}-{{podTemplateHash}}-.*"`))
+
+	dcl.Spec.Parameters["frontend"] = "payments-web"
+	_, _, err = Resolve(&dcl, From(&tmpl))
+	g.Expect(err).To(MatchError(ContainSubstring(`target: "payments-web" is not a target of the release`)))
+}
