@@ -101,8 +101,10 @@ const (
 // own namespace. A workload is named by kind and name, so other kinds than Deployment
 // (StatefulSet, DaemonSet) take their place in the same list.
 type TargetRef struct {
-	// kind of the target. Only Deployment is supported for now.
-	// +kubebuilder:validation:Enum=Deployment
+	// kind of the target: Deployment (held with spec.paused) or StatefulSet (held
+	// with spec.updateStrategy.rollingUpdate.partition; a StatefulSet with the
+	// OnDelete strategy cannot be gated, and the checklist says so).
+	// +kubebuilder:validation:Enum=Deployment;StatefulSet
 	// +kubebuilder:default=Deployment
 	// +optional
 	Kind string `json:"kind,omitempty"`

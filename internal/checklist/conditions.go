@@ -78,6 +78,7 @@ const (
 	ReasonInvalidRequest     = "InvalidRequest"
 	ReasonBlocked            = "Blocked"
 	ReasonTargetNotSettled   = "TargetNotSettled"
+	ReasonTargetNotGateable  = "TargetNotGateable"
 	ReasonWaitingForTemplate = "WaitingForTemplate"
 	ReasonCandidateSeen      = "CandidateSeen"
 	ReasonCandidateChanged   = "CandidateChanged"

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/meta"
 	"k8s.io/apimachinery/pkg/runtime"
 
 	deployv1alpha1 "github.com/tminus-dev/tminus/api/v1alpha1"
@@ -41,6 +42,9 @@ func (e *engine) beforeT0() bool {
 	if len(missing) > 0 {
 		e.next = fmt.Sprintf("waiting for Deployment %s to exist", e.names(missing))
 		e.pollIn(e.p.interval)
+		return false
+	}
+	if e.notGateable() {
 		return false
 	}
 	if !e.each(func() bool {
@@ -120,6 +124,31 @@ func (e *engine) beforeT0() bool {
 		return false
 	}
 	return e.releaseAtT0()
+}
+
+// notGateable reports a target tminus cannot hold (a StatefulSet with the OnDelete
+// strategy, a kind it does not gate) and reports whether there is one: the checklist
+// then waits, touching no target, until it can be held (its strategy changed) or the
+// checklist is deleted.
+func (e *engine) notGateable() bool {
+	var why []string
+	e.each(func() bool {
+		if t := e.tobs(); t.NotGateable != "" && !e.capturedHere() {
+			why = append(why, t.NotGateable)
+		}
+		return true
+	})
+	if len(why) == 0 {
+		return false
+	}
+	msg := strings.Join(why, "; ")
+	if c := meta.FindStatusCondition(e.dcl.Status.Conditions, CondReady); c == nil || c.Reason != ReasonTargetNotGateable {
+		e.event(corev1.EventTypeWarning, ReasonTargetNotGateable, msg)
+	}
+	e.waiting = ReasonTargetNotGateable
+	e.next = msg
+	e.pollIn(e.p.interval)
+	return true
 }
 
 // notSettled reports a target rolling out between two ReplicaSets, in front of whatever

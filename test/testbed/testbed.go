@@ -258,7 +258,7 @@ func (b *Bed) startCluster(ctx context.Context) error {
 		"--authorization-kubeconfig="+b.Kubeconfig,
 		"--secure-port=0",
 		"--leader-elect=false",
-		"--controllers=deployment,replicaset,garbagecollector,namespace,job,"+
+		"--controllers=deployment,replicaset,statefulset,daemonset,garbagecollector,namespace,job,"+
 			"serviceaccount,serviceaccount-token,nodelifecycle,ttl-after-finished",
 		"--service-account-private-key-file="+filepath.Join(certDir, "sa-signer.key"),
 		"--use-service-account-credentials=false",
