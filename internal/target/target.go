@@ -235,7 +235,7 @@ func checklists(ctx context.Context, c client.Reader, namespace, deployment stri
 	}
 	out := make([]gate.Checklist, 0, len(list.Items))
 	for i := range list.Items {
-		if list.Items[i].Spec.Names(deployment) {
+		if list.Items[i].Spec.HasTarget(deployv1alpha1.KindDeployment, deployment) {
 			out = append(out, gate.FromChecklistFor(&list.Items[i], deployment))
 		}
 	}
