@@ -6,6 +6,7 @@ import "math"
 const (
 	KindDeployment  = "Deployment"
 	KindStatefulSet = "StatefulSet"
+	KindDaemonSet   = "DaemonSet"
 )
 
 const (
@@ -13,6 +14,11 @@ const (
 	// HoldPartition, the rollingUpdate.partition its owner set ("" when none): the
 	// release puts it back.
 	OwnerPartitionAnnotation = "deploy.tminus.dev/owner-partition"
+
+	// OwnerStrategyAnnotation keeps, while tminus holds a DaemonSet with the OnDelete
+	// strategy, the update strategy its owner set (as JSON): the release puts it back,
+	// maxUnavailable and maxSurge included.
+	OwnerStrategyAnnotation = "deploy.tminus.dev/owner-strategy"
 
 	// HoldPartition is the partition tminus holds a StatefulSet at: no ordinal is
 	// below it, so no pod is updated, and a StatefulSet scaled up while held makes its

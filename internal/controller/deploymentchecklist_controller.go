@@ -529,8 +529,10 @@ func (r *DeploymentChecklistReconciler) SetupWithManager(mgr ctrl.Manager) error
 		taken: queues.deployments}).SetupWithManager(mgr); err != nil {
 		return err
 	}
-	if err := (&StatefulSetGateReconciler{Client: r.Client, APIReader: r.APIReader, Shards: r.Shards}).SetupWithManager(mgr); err != nil {
-		return err
+	for _, kind := range []string{deployv1alpha1.KindStatefulSet, deployv1alpha1.KindDaemonSet} {
+		if err := (&WorkloadGateReconciler{Client: r.Client, APIReader: r.APIReader, Shards: r.Shards, Kind: kind}).SetupWithManager(mgr); err != nil {
+			return err
+		}
 	}
 	return ctrl.NewControllerManagedBy(mgr).
 		WatchesRawSource(source.Channel(queues.checklists, &handler.EnqueueRequestForObject{})).
@@ -539,6 +541,7 @@ func (r *DeploymentChecklistReconciler) SetupWithManager(mgr ctrl.Manager) error
 		Owns(&batchv1.Job{}).
 		Watches(&appsv1.Deployment{}, handler.EnqueueRequestsFromMapFunc(r.checklistsForDeployment)).
 		Watches(&appsv1.StatefulSet{}, handler.EnqueueRequestsFromMapFunc(r.checklistsForDeployment)).
+		Watches(&appsv1.DaemonSet{}, handler.EnqueueRequestsFromMapFunc(r.checklistsForDeployment)).
 		// A checklist that ends (or goes) lets the one it blocked start.
 		Watches(&deployv1alpha1.DeploymentChecklist{}, handler.EnqueueRequestsFromMapFunc(r.blockedSiblings),
 			builder.WithPredicates(phaseChanged())).
@@ -587,6 +590,9 @@ func (r *DeploymentChecklistReconciler) checklistsForDeployment(ctx context.Cont
 func workloadKind(o client.Object) string {
 	if _, ok := o.(*appsv1.StatefulSet); ok {
 		return deployv1alpha1.KindStatefulSet
+	}
+	if _, ok := o.(*appsv1.DaemonSet); ok {
+		return deployv1alpha1.KindDaemonSet
 	}
 	return deployv1alpha1.KindDeployment
 }

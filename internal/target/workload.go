@@ -7,6 +7,7 @@ import (
 	"strings"
 	"time"
 
+	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
@@ -42,6 +43,8 @@ func Of(kind string) Workload {
 		return deployments{}
 	case deployv1alpha1.KindStatefulSet:
 		return statefulSets{}
+	case deployv1alpha1.KindDaemonSet:
+		return daemonSets{}
 	}
 	return nil
 }
@@ -220,4 +223,33 @@ func ChecklistsOf(ctx context.Context, c client.Reader, kind, namespace, name st
 		}
 	}
 	return out, nil
+}
+
+// GateViewOf reads the gate rule's view of a StatefulSet or DaemonSet, and why tminus
+// cannot hold it ("" when it can); found is false when it does not exist.
+func GateViewOf(ctx context.Context, c client.Reader, kind string, key types.NamespacedName) (view gate.Deployment,
+	notGateable string, found bool, err error) {
+	switch kind {
+	case deployv1alpha1.KindStatefulSet:
+		var s appsv1.StatefulSet
+		if err := c.Get(ctx, key, &s); err != nil {
+			return gate.Deployment{}, "", false, client.IgnoreNotFound(err)
+		}
+		revs, err := ControllerRevisions(ctx, c, &s)
+		if err != nil {
+			return gate.Deployment{}, "", true, err
+		}
+		return StatefulSetGateView(&s, revs), NotGateableStatefulSet(&s), true, nil
+	case deployv1alpha1.KindDaemonSet:
+		var ds appsv1.DaemonSet
+		if err := c.Get(ctx, key, &ds); err != nil {
+			return gate.Deployment{}, "", false, client.IgnoreNotFound(err)
+		}
+		revs, err := daemonSetRevisions(ctx, c, &ds)
+		if err != nil {
+			return gate.Deployment{}, "", true, err
+		}
+		return DaemonSetGateView(&ds, revs), NotGateableDaemonSet(&ds), true, nil
+	}
+	return gate.Deployment{}, "", false, fmt.Errorf("no gate view of kind %s", kind)
 }

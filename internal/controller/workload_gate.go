@@ -21,31 +21,34 @@ import (
 	"github.com/tminus-dev/tminus/internal/target"
 )
 
-// StatefulSetGateReconciler is the GateReconciler of StatefulSets: it keeps the gated
-// label on the StatefulSets checklists target while they need the admission webhook to
-// see them, and takes tminus's hold partition off once nothing holds it (a checklist
-// deleted whatever its phase), putting the owner's partition back.
-type StatefulSetGateReconciler struct {
+// WorkloadGateReconciler is the GateReconciler of the workloads held by their update
+// strategy (Kind: StatefulSet or DaemonSet): it keeps the gated label on those that
+// checklists target while they need the admission webhook to see them, and takes
+// tminus's hold off once nothing holds it (a checklist deleted whatever its phase),
+// putting the owner's partition or strategy back.
+type WorkloadGateReconciler struct {
 	client.Client
 	// APIReader reads from the API server after a write conflict; the Client when nil.
 	APIReader client.Reader
-	// Shards, when set: only the StatefulSets of the shards this replica holds.
+	// Shards, when set: only the workloads of the shards this replica holds.
 	Shards *shard.Set
+	// Kind is the kind of workload reconciled.
+	Kind string
 }
 
-// Reconcile brings one StatefulSet's label and hold in line with its checklists.
-func (r *StatefulSetGateReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
-	var s appsv1.StatefulSet
-	if err := r.Get(ctx, req.NamespacedName, &s); err != nil {
-		return ctrl.Result{}, client.IgnoreNotFound(err)
-	}
-	done, ours := begin(r.Shards, s.Namespace, s.Name)
+// Reconcile brings one workload's label and hold in line with its checklists.
+func (r *WorkloadGateReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
+	done, ours := begin(r.Shards, req.Namespace, req.Name)
 	if !ours {
 		return ctrl.Result{}, nil
 	}
 	defer done()
-	w := target.Of(deployv1alpha1.KindStatefulSet)
-	cls, err := target.ChecklistsOf(ctx, r.Client, deployv1alpha1.KindStatefulSet, s.Namespace, s.Name)
+	view, notGateable, found, err := target.GateViewOf(ctx, r.Client, r.Kind, req.NamespacedName)
+	if err != nil || !found {
+		return ctrl.Result{}, err
+	}
+	w := target.Of(r.Kind)
+	cls, err := target.ChecklistsOf(ctx, r.Client, r.Kind, req.Namespace, req.Name)
 	if err != nil {
 		return ctrl.Result{}, err
 	}
@@ -53,30 +56,24 @@ func (r *StatefulSetGateReconciler) Reconcile(ctx context.Context, req ctrl.Requ
 	if fresh == nil {
 		fresh = r.Client
 	}
-	log := logf.FromContext(ctx).WithValues("statefulset", req.NamespacedName)
+	log := logf.FromContext(ctx).WithValues("kind", r.Kind, "name", req.NamespacedName)
 
-	// A StatefulSet tminus cannot hold (OnDelete) is not labelled: a checklist of it
+	// A workload tminus cannot hold (OnDelete) is not labelled: a checklist of it
 	// touches nothing.
-	want := (gate.WantsMark(cls) && target.NotGateableStatefulSet(&s) == "") ||
-		len(gate.ParseRefusals(s.Annotations[deployv1alpha1.RefusedTemplatesAnnotation])) > 0
-	if label, ok := s.Labels[deployv1alpha1.GatedLabel]; (want && !ok) || (!want && label == deployv1alpha1.GatedByChecklist) {
+	want := (gate.WantsMark(cls) && notGateable == "") || len(view.Refused) > 0
+	if label := view.GateLabel; (want && label == "") || (!want && label == deployv1alpha1.GatedByChecklist) {
 		if err := w.Mark(ctx, r.Client, fresh, req.NamespacedName, want); err != nil {
 			return ctrl.Result{}, ignoreGone(err)
 		}
 		log.Info("gated label", "set", want)
 	}
 
-	revs, err := target.ControllerRevisions(ctx, r.Client, &s)
-	if err != nil {
-		return ctrl.Result{}, err
-	}
-	view := target.StatefulSetGateView(&s, revs)
 	if !view.Paused || view.HeldBy == "" {
 		return ctrl.Result{}, nil
 	}
 	switch {
 	case gate.ShouldResume(&view, cls):
-		log.Info("taking tminus's hold partition off: nothing holds it", "heldBy", view.HeldBy)
+		log.Info("taking tminus's hold off: nothing holds it", "heldBy", view.HeldBy)
 		err := w.Resume(ctx, r.Client, fresh, req.NamespacedName, view.TemplateHash)
 		if errors.Is(err, target.ErrTemplateChanged) {
 			log.Info("not resumed: the pod template changed since it was read", "error", err.Error())
@@ -85,17 +82,26 @@ func (r *StatefulSetGateReconciler) Reconcile(ctx context.Context, req ctrl.Requ
 		return ctrl.Result{}, ignoreGone(err)
 	case gate.Active(cls) == nil && view.HeldBy != deployv1alpha1.HeldByAdmission && !named(cls, view.HeldBy):
 		reason := fmt.Sprintf("pod template (%s) is released by no checklist (it was held for %s, which is gone); "+
-			"create a DeploymentChecklist targeting StatefulSet %s to release it", gate.ImageList(view.Images), view.HeldBy, s.Name)
+			"create a DeploymentChecklist targeting %s %s to release it", gate.ImageList(view.Images), view.HeldBy, r.Kind, req.Name)
 		return ctrl.Result{}, ignoreGone(w.Hold(ctx, r.Client, fresh, req.NamespacedName, deployv1alpha1.HeldByAdmission, reason, view.TemplateHash))
 	}
 	return ctrl.Result{}, nil
 }
 
-// SetupWithManager watches the StatefulSets tminus marked or holds, and every checklist
-// with a StatefulSet among its targets.
-func (r *StatefulSetGateReconciler) SetupWithManager(mgr ctrl.Manager) error {
+// SetupWithManager watches the workloads of the kind tminus marked or holds, and every
+// checklist with one among its targets.
+func (r *WorkloadGateReconciler) SetupWithManager(mgr ctrl.Manager) error {
+	var obj client.Object
+	switch r.Kind {
+	case deployv1alpha1.KindStatefulSet:
+		obj = &appsv1.StatefulSet{}
+	case deployv1alpha1.KindDaemonSet:
+		obj = &appsv1.DaemonSet{}
+	default:
+		return fmt.Errorf("no workload gate for kind %q", r.Kind)
+	}
 	return ctrl.NewControllerManagedBy(mgr).
-		For(&appsv1.StatefulSet{}, builder.WithPredicates(predicate.NewPredicateFuncs(marked))).
+		For(obj, builder.WithPredicates(predicate.NewPredicateFuncs(marked))).
 		Watches(&deployv1alpha1.DeploymentChecklist{}, handler.EnqueueRequestsFromMapFunc(
 			func(_ context.Context, o client.Object) []reconcile.Request {
 				dcl, ok := o.(*deployv1alpha1.DeploymentChecklist)
@@ -104,12 +110,12 @@ func (r *StatefulSetGateReconciler) SetupWithManager(mgr ctrl.Manager) error {
 				}
 				var reqs []reconcile.Request
 				for _, ref := range dcl.Spec.TargetRefs() {
-					if ref.KindOf() == deployv1alpha1.KindStatefulSet {
+					if ref.KindOf() == r.Kind {
 						reqs = append(reqs, reconcile.Request{NamespacedName: types.NamespacedName{Namespace: dcl.Namespace, Name: ref.Name}})
 					}
 				}
 				return reqs
 			})).
-		Named("statefulsetgate").
+		Named(map[string]string{deployv1alpha1.KindStatefulSet: "statefulsetgate", deployv1alpha1.KindDaemonSet: "daemonsetgate"}[r.Kind]).
 		Complete(r)
 }
