@@ -60,14 +60,15 @@ func (daemonSets) Observe(ctx context.Context, c client.Reader, key types.Namesp
 		}
 		return checklist.TargetState{}, fmt.Errorf("reading DaemonSet %s: %w", key, err)
 	}
-	revs, err := daemonSetRevisions(ctx, c, &ds)
+	revs, err := DaemonSetControllerRevisions(ctx, c, &ds)
 	if err != nil {
 		return checklist.TargetState{}, err
 	}
 	return DaemonSetState(&ds, revs), nil
 }
 
-func daemonSetRevisions(ctx context.Context, c client.Reader, ds *appsv1.DaemonSet) ([]appsv1.ControllerRevision, error) {
+// DaemonSetControllerRevisions lists the ControllerRevisions the DaemonSet owns.
+func DaemonSetControllerRevisions(ctx context.Context, c client.Reader, ds *appsv1.DaemonSet) ([]appsv1.ControllerRevision, error) {
 	opts := []client.ListOption{client.InNamespace(ds.Namespace)}
 	if ds.Spec.Selector != nil {
 		if sel, err := metav1.LabelSelectorAsSelector(ds.Spec.Selector); err == nil && !sel.Empty() {
@@ -292,6 +293,10 @@ func DaemonSetGateView(ds *appsv1.DaemonSet, revs []appsv1.ControllerRevision) g
 		} else if rev.Revision < newestRan {
 			g.ReplicaSets = append(g.ReplicaSets, gate.ReplicaSet{Hash: h, Created: rev.CreationTimestamp.Time})
 		}
+	}
+	if st := ds.Status; st.UpdatedNumberScheduled > 0 && st.UpdatedNumberScheduled < st.DesiredNumberScheduled {
+		// Mid-rollout: the pods not updated run an older revision, whichever it is.
+		g.ReplicaSets = append(g.ReplicaSets, gate.ReplicaSet{Replicas: st.DesiredNumberScheduled - st.UpdatedNumberScheduled})
 	}
 	return g
 }

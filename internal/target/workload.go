@@ -245,7 +245,7 @@ func GateViewOf(ctx context.Context, c client.Reader, kind string, key types.Nam
 		if err := c.Get(ctx, key, &ds); err != nil {
 			return gate.Deployment{}, "", false, client.IgnoreNotFound(err)
 		}
-		revs, err := daemonSetRevisions(ctx, c, &ds)
+		revs, err := DaemonSetControllerRevisions(ctx, c, &ds)
 		if err != nil {
 			return gate.Deployment{}, "", true, err
 		}

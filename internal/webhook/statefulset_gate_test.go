@@ -101,3 +101,32 @@ func TestAGatedStatefulSetsNewImageIsHeldInTheWriteThatMakesItAndItsRollbackStay
 		g.Expect(statefulSetPodImages(g, ns, "db")).To(HaveEach("db:v1"), "after write %d", write)
 	}
 }
+
+// TestAGatedDaemonSetsNewImageIsHeldWithOnDeleteInTheWriteThatMakesIt: Argo CD applies
+// a new image to a node agent labelled gated in Git, with no checklist: the API server
+// stores it with the OnDelete strategy in that same write, the owner's RollingUpdate
+// kept aside, and no node's pod takes it.
+func TestAGatedDaemonSetsNewImageIsHeldWithOnDeleteInTheWriteThatMakesIt(t *testing.T) {
+	t.Parallel()
+	g := NewWithT(t)
+	ns := newNamespace(t)
+	ds := testbed.DaemonSet(ns, "agent", "agent:v1")
+	g.Expect(bed.Client.Create(context.Background(), ds)).To(Succeed())
+	get := func(g Gomega) *appsv1.DaemonSet {
+		var cur appsv1.DaemonSet
+		g.Expect(bed.Client.Get(context.Background(), client.ObjectKeyFromObject(ds), &cur)).To(Succeed())
+		return &cur
+	}
+	g.Eventually(func(g Gomega) error { return testbed.DaemonSetRolledOut(get(g), "agent:v1") }, 2*time.Minute, 100*time.Millisecond).
+		Should(Succeed())
+
+	v2 := testbed.DaemonSet(ns, "agent", "agent:v2")
+	v2.Labels = map[string]string{deployv1alpha1.GatedLabel: deployv1alpha1.GatedByUser}
+	g.Expect(apply(v2)).To(Succeed())
+	stored := get(g)
+	g.Expect(stored.Spec.UpdateStrategy.Type).To(Equal(appsv1.OnDeleteDaemonSetStrategyType), "held in the same write")
+	g.Expect(stored.Annotations).To(HaveKeyWithValue(deployv1alpha1.HeldByAnnotation, deployv1alpha1.HeldByAdmission))
+	g.Expect(stored.Annotations[deployv1alpha1.OwnerStrategyAnnotation]).To(ContainSubstring(`"maxUnavailable":1`))
+	g.Consistently(func(g Gomega) []string { return statefulSetPodImages(g, ns, "agent") }, 2*time.Second, 200*time.Millisecond).
+		Should(And(HaveLen(testbed.DaemonSetNodes), HaveEach("agent:v1")), "no node's pod takes the held template")
+}
