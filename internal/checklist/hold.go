@@ -165,8 +165,12 @@ func (e *engine) notSettled() {
 	}
 	t := e.tobs()
 	e.waiting = ReasonTargetNotSettled
-	e.next = fmt.Sprintf("waiting for %s to settle (rolling out between two ReplicaSets, %d of %d replicas updated): "+
-		"what serves cannot be told yet; %s", e.tdesc(), t.UpdatedReplicas, t.Replicas, e.next)
+	between := "two ReplicaSets"
+	if kindOf(e.ref()) != deployv1alpha1.KindDeployment {
+		between = "two revisions"
+	}
+	e.next = fmt.Sprintf("waiting for %s to settle (rolling out between %s, %d of %d replicas updated): "+
+		"what serves cannot be told yet; %s", e.tdesc(), between, t.UpdatedReplicas, t.Replicas, e.next)
 	e.pollIn(e.p.interval)
 }
 
