@@ -124,8 +124,12 @@ type ReleaseSpec struct {
 // own namespace. A workload is named by kind and name, so other kinds than Deployment
 // (StatefulSet, DaemonSet) take their place in the same list.
 type TargetRef struct {
-	// kind of the target. Only Deployment is supported for now.
-	// +kubebuilder:validation:Enum=Deployment
+	// kind of the target: Deployment (held with spec.paused), StatefulSet (held
+	// with spec.updateStrategy.rollingUpdate.partition; a StatefulSet with the
+	// OnDelete strategy cannot be gated, and the checklist says so) or DaemonSet
+	// (held by switching spec.updateStrategy to OnDelete, the owner's strategy put
+	// back at the release).
+	// +kubebuilder:validation:Enum=Deployment;StatefulSet;DaemonSet
 	// +kubebuilder:default=Deployment
 	// +optional
 	Kind string `json:"kind,omitempty"`

@@ -78,6 +78,7 @@ const (
 	ReasonInvalidRequest     = "InvalidRequest"
 	ReasonBlocked            = "Blocked"
 	ReasonTargetNotSettled   = "TargetNotSettled"
+	ReasonTargetNotGateable  = "TargetNotGateable"
 	ReasonWaitingForTemplate = "WaitingForTemplate"
 	ReasonCandidateSeen      = "CandidateSeen"
 	ReasonCandidateChanged   = "CandidateChanged"
@@ -214,7 +215,7 @@ func (e *engine) setTargetConditions(st *deployv1alpha1.DeploymentChecklistStatu
 	var held []string
 	for i := range st.Targets {
 		if ts := &st.Targets[i]; ts.HeldTemplateHash != "" && !terminal(st.Phase) {
-			held = append(held, fmt.Sprintf("Deployment %s's pod template changed to %s during verification", ts.Name, images(ts.HeldImages)))
+			held = append(held, fmt.Sprintf("%s %s's pod template changed to %s during verification", ts.Kind, ts.Name, images(ts.HeldImages)))
 		}
 	}
 	if len(held) > 0 {
@@ -240,24 +241,24 @@ func (e *engine) setTargetConditions(st *deployv1alpha1.DeploymentChecklistStatu
 // setAdmissionGate says whether a template change of the target is held in the same
 // write that makes it, so nobody believes in a gate that is not there.
 func (e *engine) setAdmissionGate(set func(typ string, status metav1.ConditionStatus, reason, msg string)) {
-	served, label, name := e.obs.AdmissionServed, e.tobs().GateLabel, e.tname()
+	served, label, name := e.obs.AdmissionServed, e.tobs().GateLabel, e.tdesc()
 	switch {
 	case !e.pauses():
-		set(CondAdmissionGate, metav1.ConditionFalse, ReasonGateObserve, "gate Observe: tminus never holds Deployment "+name)
+		set(CondAdmissionGate, metav1.ConditionFalse, ReasonGateObserve, "gate Observe: tminus never holds "+name)
 	case !served:
 		set(CondAdmissionGate, metav1.ConditionFalse, ReasonWebhookNotServed, fmt.Sprintf(
-			"the Deployment admission webhook is not served: tminus pauses a change of Deployment %s only after it sees it, "+
+			"the admission webhook is not served: tminus holds a change of %s only after it sees it, "+
 				"and it may have started to roll by then", name))
 	case label == deployv1alpha1.GatedByUser || label == deployv1alpha1.GatedByChecklist:
 		set(CondAdmissionGate, metav1.ConditionTrue, ReasonAdmitted, fmt.Sprintf(
-			"changes of Deployment %s's pod template are held at admission (label %s=%s)", name, deployv1alpha1.GatedLabel, label))
+			"changes of %s's pod template are held at admission (label %s=%s)", name, deployv1alpha1.GatedLabel, label))
 	case label == "":
 		set(CondAdmissionGate, metav1.ConditionFalse, ReasonNotGated, fmt.Sprintf(
-			"Deployment %s is not labelled %s yet: tminus labels it while this checklist is live; label it %s=true in Git "+
+			"%s is not labelled %s yet: tminus labels it while this checklist is live; label it %s=true in Git "+
 				"so a change committed with its checklist is held too", name, deployv1alpha1.GatedLabel, deployv1alpha1.GatedLabel))
 	default:
 		set(CondAdmissionGate, metav1.ConditionFalse, ReasonGateDisabled, fmt.Sprintf(
-			"Deployment %s is labelled %s=%s: its template changes roll out without the admission gate (break-glass); "+
+			"%s is labelled %s=%s: its template changes roll out without the admission gate (break-glass); "+
 				"set it back to true to gate it again", name, deployv1alpha1.GatedLabel, label))
 	}
 }

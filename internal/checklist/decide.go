@@ -208,6 +208,9 @@ func (e *engine) pauses() bool { return e.spec.Gate != deployv1alpha1.GateObserv
 func (e *engine) action(a Action) {
 	if a.Target == "" && a.Kind != ActionCreateJob {
 		a.Target = e.tname()
+		if k := kindOf(e.ref()); k != deployv1alpha1.KindDeployment {
+			a.TargetKind = k
+		}
 	}
 	e.d.Actions = append(e.d.Actions, a)
 }

@@ -49,11 +49,11 @@ func (e *engine) rollback(reason, msg, value string) {
 		}
 		ts := e.ts()
 		nothing = append(nothing, i)
-		why := fmt.Sprintf("Deployment %s served nothing when the checklist started", e.tname())
+		why := fmt.Sprintf("%s served nothing when the checklist started", e.tdesc())
 		if ts.PreDeployTemplate != nil {
 			why = "the released template is the pre-deploy one"
 			if len(e.refs) > 1 {
-				why = fmt.Sprintf("the template released on Deployment %s is its pre-deploy one", e.tname())
+				why = fmt.Sprintf("the template released on %s is its pre-deploy one", e.tdesc())
 			}
 		}
 		whys, runs = append(whys, why), append(runs, images(ts.CandidateImages))
@@ -71,15 +71,15 @@ func (e *engine) rollback(reason, msg, value string) {
 	note := "rolling back: " + msg
 	if len(e.refs) > 1 {
 		slices.Reverse(restore)
-		note += fmt.Sprintf("; restoring Deployment %s, in reverse order of release", e.names(restore))
+		note += fmt.Sprintf("; restoring %s, in reverse order of release", e.descs(restore))
 		if len(nothing) > 0 {
-			note += fmt.Sprintf("; nothing to restore on Deployment %s (%s): it keeps running %s", e.names(nothing),
+			note += fmt.Sprintf("; nothing to restore on %s (%s): it keeps running %s", e.descs(nothing),
 				strings.Join(whys, "; "), strings.Join(runs, "; "))
-			e.event(corev1.EventTypeWarning, ReasonNothingToRestore, fmt.Sprintf("nothing to restore on Deployment %s (%s)",
-				e.names(nothing), strings.Join(whys, "; ")))
+			e.event(corev1.EventTypeWarning, ReasonNothingToRestore, fmt.Sprintf("nothing to restore on %s (%s)",
+				e.descs(nothing), strings.Join(whys, "; ")))
 		}
 		if never := e.neverReleased(); len(never) > 0 {
-			note += fmt.Sprintf("; Deployment %s was not released and is left as it is", e.names(never))
+			note += fmt.Sprintf("; %s was not released and is left as it is", e.descs(never))
 		}
 	}
 	e.event(corev1.EventTypeWarning, ReasonRolledBack, note)
@@ -204,7 +204,7 @@ func (e *engine) ensureRestored() bool {
 	case e.ts() != nil && e.ts().RestoredAt != nil:
 		return true
 	case !e.tobs().Found:
-		e.next = fmt.Sprintf("Deployment %s is gone; nothing to restore", e.tname())
+		e.next = fmt.Sprintf("%s is gone; nothing to restore", e.tdesc())
 		return false
 	case e.obs.Blocker != "":
 		e.next = fmt.Sprintf("checklist %s is live on Deployment %s: the restore is left to it", e.obs.Blocker, e.blockedOn())
@@ -214,19 +214,19 @@ func (e *engine) ensureRestored() bool {
 	if t.TemplateHash == e.ts().PreDeployTemplateHash && !t.Paused {
 		now := e.stamp()
 		e.ts().RestoredAt = &now
-		e.event(corev1.EventTypeNormal, ReasonRestored, fmt.Sprintf("Deployment %s runs its pre-deploy template again (%s, revision %s)",
-			e.tname(), images(e.ts().PreDeployImages), e.ts().PreDeployRevision))
+		e.event(corev1.EventTypeNormal, ReasonRestored, fmt.Sprintf("%s runs its pre-deploy template again (%s, revision %s)",
+			e.tdesc(), images(e.ts().PreDeployImages), e.ts().PreDeployRevision))
 		return true
 	}
 	if bad := e.ts().ReleasedTemplateHash; t.TemplateHash != bad && t.TemplateHash != e.ts().PreDeployTemplateHash && t.ServingHash != bad {
 		// Another template than the two this checklist knows: restore only over the
 		// rolled-back release serving, never over a rollout of another.
 		if t.Settled {
-			e.next = fmt.Sprintf("Deployment %s moved on to %s: the rolled-back release no longer serves; nothing to restore",
-				e.tname(), images(t.TemplateImages))
+			e.next = fmt.Sprintf("%s moved on to %s: the rolled-back release no longer serves; nothing to restore",
+				e.tdesc(), images(t.TemplateImages))
 			return false
 		}
-		e.next = fmt.Sprintf("waiting for Deployment %s to settle before restoring it", e.tname())
+		e.next = fmt.Sprintf("waiting for %s to settle before restoring it", e.tdesc())
 		e.pollIn(e.p.interval)
 		return false
 	}
@@ -242,7 +242,7 @@ func (e *engine) ensureRestored() bool {
 		rolledBack = e.ts().ReleasedTemplateHash
 	}
 	e.action(Action{Kind: ActionRestore, Template: tmpl, RolledBack: rolledBack, TemplateHash: t.TemplateHash})
-	e.next = fmt.Sprintf("restoring Deployment %s to %s (revision %s)", e.tname(), images(e.ts().PreDeployImages), e.ts().PreDeployRevision)
+	e.next = fmt.Sprintf("restoring %s to %s (revision %s)", e.tdesc(), images(e.ts().PreDeployImages), e.ts().PreDeployRevision)
 	e.pollIn(e.p.interval)
 	return false
 }

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/meta"
 	"k8s.io/apimachinery/pkg/runtime"
 
 	deployv1alpha1 "github.com/tminus-dev/tminus/api/v1alpha1"
@@ -39,8 +40,11 @@ func (e *engine) beforeT0() bool {
 		return true
 	})
 	if len(missing) > 0 {
-		e.next = fmt.Sprintf("waiting for Deployment %s to exist", e.names(missing))
+		e.next = fmt.Sprintf("waiting for %s to exist", e.descs(missing))
 		e.pollIn(e.p.interval)
+		return false
+	}
+	if e.notGateable() {
 		return false
 	}
 	if !e.each(func() bool {
@@ -50,8 +54,8 @@ func (e *engine) beforeT0() bool {
 			// checklist it names ended RolledBack or Failed on this revision) releases the
 			// revision again, after fresh sign-offs: a person asked.
 			if rev := e.revision(); slices.Contains(t.ReleasedRevisions, rev) && e.dcl.Annotations[deployv1alpha1.RetryOfAnnotation] == "" {
-				e.fail(ReasonAlreadyReleased, fmt.Sprintf("revision %s was already released on Deployment %s: this checklist has nothing to "+
-					"release and does not touch it (re-applied from Git after the release?); remove it, or name a new revision", rev, e.tname()))
+				e.fail(ReasonAlreadyReleased, fmt.Sprintf("revision %s was already released on %s: this checklist has nothing to "+
+					"release and does not touch it (re-applied from Git after the release?); remove it, or name a new revision", rev, e.tdesc()))
 				return false
 			}
 			if t.Settled {
@@ -122,6 +126,31 @@ func (e *engine) beforeT0() bool {
 	return e.releaseAtT0()
 }
 
+// notGateable reports a target tminus cannot hold (a StatefulSet with the OnDelete
+// strategy, a kind it does not gate) and reports whether there is one: the checklist
+// then waits, touching no target, until it can be held (its strategy changed) or the
+// checklist is deleted.
+func (e *engine) notGateable() bool {
+	var why []string
+	e.each(func() bool {
+		if t := e.tobs(); t.NotGateable != "" && !e.capturedHere() {
+			why = append(why, t.NotGateable)
+		}
+		return true
+	})
+	if len(why) == 0 {
+		return false
+	}
+	msg := strings.Join(why, "; ")
+	if c := meta.FindStatusCondition(e.dcl.Status.Conditions, CondReady); c == nil || c.Reason != ReasonTargetNotGateable {
+		e.event(corev1.EventTypeWarning, ReasonTargetNotGateable, msg)
+	}
+	e.waiting = ReasonTargetNotGateable
+	e.next = msg
+	e.pollIn(e.p.interval)
+	return true
+}
+
 // notSettled reports a target rolling out between two ReplicaSets, in front of whatever
 // else the checklist waits for.
 func (e *engine) notSettled() {
@@ -136,8 +165,12 @@ func (e *engine) notSettled() {
 	}
 	t := e.tobs()
 	e.waiting = ReasonTargetNotSettled
-	e.next = fmt.Sprintf("waiting for Deployment %s to settle (rolling out between two ReplicaSets, %d of %d replicas updated): "+
-		"what serves cannot be told yet; %s", e.tname(), t.UpdatedReplicas, t.Replicas, e.next)
+	between := "two ReplicaSets"
+	if kindOf(e.ref()) != deployv1alpha1.KindDeployment {
+		between = "two revisions"
+	}
+	e.next = fmt.Sprintf("waiting for %s to settle (rolling out between %s, %d of %d replicas updated): "+
+		"what serves cannot be told yet; %s", e.tdesc(), between, t.UpdatedReplicas, t.Replicas, e.next)
 	e.pollIn(e.p.interval)
 }
 
@@ -189,9 +222,13 @@ func (e *engine) hold() {
 	}
 	reason := fmt.Sprintf("held by checklist %s until T-0", e.dcl.Name)
 	e.action(Action{Kind: ActionHold, Reason: reason})
-	msg := fmt.Sprintf("paused Deployment %s until every T-minus phase passes", e.tname())
+	held := "paused"
+	if kindOf(e.ref()) == deployv1alpha1.KindStatefulSet {
+		held = "held (rolling update partition)"
+	}
+	msg := fmt.Sprintf("%s %s until every T-minus phase passes", held, e.tdesc())
 	if e.frozenBy != "" {
-		msg = fmt.Sprintf("paused Deployment %s while a change freeze holds T-0", e.tname())
+		msg = fmt.Sprintf("%s %s while a change freeze holds T-0", held, e.tdesc())
 	}
 	e.event(corev1.EventTypeNormal, ReasonTargetPaused, msg)
 }
@@ -205,7 +242,7 @@ func (e *engine) followCandidate() {
 	if t.TemplateHash == ts.PreDeployTemplateHash && ts.PreDeployTemplate != nil {
 		if ts.CandidateTemplateHash != "" {
 			e.event(corev1.EventTypeNormal, ReasonCandidateWithdrawn, fmt.Sprintf(
-				"Deployment %s is back on its pre-deploy template (%s): nothing to release yet", e.tname(), images(ts.PreDeployImages)))
+				"%s is back on its pre-deploy template (%s): nothing to release yet", e.tdesc(), images(ts.PreDeployImages)))
 			ts.CandidateTemplateHash, ts.CandidateImages, ts.CandidateSeenAt = "", nil, nil
 		}
 		return
@@ -213,12 +250,12 @@ func (e *engine) followCandidate() {
 	if ts.CandidateTemplateHash == t.TemplateHash {
 		return
 	}
-	msg := fmt.Sprintf("new template on Deployment %s (%s): it is what this checklist releases at T-0", e.tname(), images(t.TemplateImages))
+	msg := fmt.Sprintf("new template on %s (%s): it is what this checklist releases at T-0", e.tdesc(), images(t.TemplateImages))
 	reason := ReasonCandidateSeen
 	if ts.CandidateTemplateHash != "" {
 		reason = ReasonCandidateChanged
-		msg = fmt.Sprintf("the template on Deployment %s changed before T-0, from %s to %s: the new one is what this checklist releases",
-			e.tname(), images(ts.CandidateImages), images(t.TemplateImages))
+		msg = fmt.Sprintf("the template on %s changed before T-0, from %s to %s: the new one is what this checklist releases",
+			e.tdesc(), images(ts.CandidateImages), images(t.TemplateImages))
 	}
 	e.event(corev1.EventTypeNormal, reason, msg)
 	now := e.stamp()

@@ -245,7 +245,7 @@ func (e *engine) deployingTarget() (out, goesOn bool) {
 	t := e.tobs()
 	if e.pauses() && t.Paused && t.TemplateHash == e.ts().ReleasedTemplateHash && !e.released {
 		if t.HeldBy == "" {
-			e.next = fmt.Sprintf("Deployment %s was paused by someone other than tminus: resume it to roll out the release", e.tname())
+			e.next = fmt.Sprintf("%s was paused by someone other than tminus: resume it to roll out the release", e.tdesc())
 			e.pollIn(e.p.interval)
 			return false, false
 		}
@@ -254,8 +254,8 @@ func (e *engine) deployingTarget() (out, goesOn bool) {
 		e.action(Action{Kind: ActionRelease, Revision: e.revision(), TemplateHash: e.ts().ReleasedTemplateHash})
 	}
 	if e.progressDeadlineExceeded() {
-		e.rollback(ReasonRolloutStalled, fmt.Sprintf("Deployment %s exceeded its progress deadline rolling out %s",
-			e.tname(), images(e.ts().CandidateImages)), "")
+		e.rollback(ReasonRolloutStalled, fmt.Sprintf("%s exceeded its progress deadline rolling out %s",
+			e.tdesc(), images(e.ts().CandidateImages)), "")
 		return false, false
 	}
 	if e.pauses() && !e.released && !t.Paused && t.TemplateHash == e.ts().ReleasedTemplateHash &&
@@ -284,11 +284,11 @@ func (e *engine) releaseGoesOn() bool {
 			continue
 		}
 		if len(released) == 1 {
-			e.next = fmt.Sprintf("Deployment %s is gone; cannot verify the release", e.tname())
+			e.next = fmt.Sprintf("%s is gone; cannot verify the release", e.tdesc())
 			e.pollIn(e.p.interval)
 			return false
 		}
-		e.rollback(ReasonTargetGone, fmt.Sprintf("Deployment %s, released by this checklist, was deleted during the release", e.tname()), "")
+		e.rollback(ReasonTargetGone, fmt.Sprintf("%s, released by this checklist, was deleted during the release", e.tdesc()), "")
 		return false
 	}
 	if e.triggers() {
@@ -338,7 +338,7 @@ func (e *engine) templateMoved() bool {
 	if t.TemplateHash == ts.ReleasedTemplateHash {
 		if ts.HeldTemplateHash != "" {
 			e.event(corev1.EventTypeNormal, ReasonHeldChangeGone, fmt.Sprintf(
-				"Deployment %s is back on the released template (%s): the held change (%s) is gone", e.tname(),
+				"%s is back on the released template (%s): the held change (%s) is gone", e.tdesc(),
 				images(ts.CandidateImages), images(ts.HeldImages)))
 			ts.HeldTemplateHash, ts.HeldImages = "", nil
 		}
@@ -346,21 +346,21 @@ func (e *engine) templateMoved() bool {
 	}
 	ranBefore := !t.TemplateFirstRan.IsZero() && ts.ReleasedAt != nil && t.TemplateFirstRan.Before(ts.ReleasedAt.Time)
 	if t.TemplateHash == ts.PreDeployTemplateHash || ranBefore {
-		e.fail(ReasonReleaseWithdrawn, fmt.Sprintf("Deployment %s no longer holds the released template (%s): it was set back to %s, "+
-			"a template it ran before, outside tminus; there is nothing left to verify", e.tname(), images(ts.CandidateImages),
+		e.fail(ReasonReleaseWithdrawn, fmt.Sprintf("%s no longer holds the released template (%s): it was set back to %s, "+
+			"a template it ran before, outside tminus; there is nothing left to verify", e.tdesc(), images(ts.CandidateImages),
 			images(t.TemplateImages)))
 		return true
 	}
 	if e.st.Phase == deployv1alpha1.PhaseDeploying {
 		switch {
 		case !t.TemplateFirstRan.IsZero():
-			e.fail(ReasonReleaseReplaced, fmt.Sprintf("Deployment %s's template changed to %s while the release (%s) was rolling out, "+
+			e.fail(ReasonReleaseReplaced, fmt.Sprintf("%s's template changed to %s while the release (%s) was rolling out, "+
 				"and the change is rolling too (no admission gate held it); tminus cannot verify a release that no longer rolls out, "+
-				"and does not pause a rollout halfway", e.tname(), images(t.TemplateImages), images(ts.CandidateImages)))
+				"and does not pause a rollout halfway", e.tdesc(), images(t.TemplateImages), images(ts.CandidateImages)))
 			return true
 		case t.Settled && t.ServingHash != ts.ReleasedTemplateHash:
-			e.fail(ReasonReleaseReplaced, fmt.Sprintf("Deployment %s's template changed to %s before the release (%s) rolled out; "+
-				"the change is held and waits for a checklist of its own", e.tname(), images(t.TemplateImages), images(ts.CandidateImages)))
+			e.fail(ReasonReleaseReplaced, fmt.Sprintf("%s's template changed to %s before the release (%s) rolled out; "+
+				"the change is held and waits for a checklist of its own", e.tdesc(), images(t.TemplateImages), images(ts.CandidateImages)))
 			return true
 		}
 	}

@@ -87,7 +87,7 @@ func (e *engine) abort(r Request) {
 	e.each(func() bool {
 		if t, ts := e.tobs(), e.ts(); e.pauses() && t.Found && t.Paused && t.HeldBy == e.mine() &&
 			(ts == nil || t.TemplateHash != ts.PreDeployTemplateHash) {
-			held = append(held, fmt.Sprintf("Deployment %s's new template (%s)", e.tname(), images(t.TemplateImages)))
+			held = append(held, fmt.Sprintf("%s's new template (%s)", e.tdesc(), images(t.TemplateImages)))
 		}
 		return true
 	})

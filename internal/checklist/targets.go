@@ -35,6 +35,29 @@ func (e *engine) ref() deployv1alpha1.TargetRef {
 // tname is the name of the target at hand.
 func (e *engine) tname() string { return e.ref().Name }
 
+// tdesc names the target at hand with its kind, as messages do: "StatefulSet db".
+func (e *engine) tdesc() string { return kindOf(e.ref()) + " " + e.ref().Name }
+
+// descs names the i-th targets with their kinds: "Deployment web, StatefulSet db", or
+// with the kind once when they share it: "Deployment web, api".
+func (e *engine) descs(idx []int) string {
+	if len(idx) == 0 {
+		return ""
+	}
+	same := true
+	for _, i := range idx {
+		same = same && kindOf(e.refs[i]) == kindOf(e.refs[idx[0]])
+	}
+	if same {
+		return kindOf(e.refs[idx[0]]) + " " + e.names(idx)
+	}
+	out := make([]string, len(idx))
+	for j, i := range idx {
+		out[j] = kindOf(e.refs[i]) + " " + e.refs[i].Name
+	}
+	return strings.Join(out, ", ")
+}
+
 // tobs is what was observed of the target at hand.
 func (e *engine) tobs() *TargetState { return e.obs.targetAt(e.cur) }
 

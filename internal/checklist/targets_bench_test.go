@@ -41,12 +41,12 @@ func BenchmarkDecideTargets(b *testing.B) {
 			run(c, Observations{Targets: same(n, rolledOutTarget())}, t0)
 			obs := Observations{Targets: same(n, rolledOutTarget()), Metrics: errorRate(0.001, "0.001")}
 			at := t0.Add(5 * time.Minute)
-			if d := Decide(c, obs, at); d.Status.Phase != deployv1alpha1.PhaseVerifying {
+			if d := Decide(MustWhole(c), obs, at); d.Status.Phase != deployv1alpha1.PhaseVerifying {
 				b.Fatalf("fixture is not verifying: %s", d.Status.Phase)
 			}
 			b.ReportAllocs()
 			for b.Loop() {
-				Decide(c, obs, at)
+				Decide(MustWhole(c), obs, at)
 			}
 		})
 		b.Run(fmt.Sprintf("sequential-deploying/targets=%d", n), func(b *testing.B) {
@@ -64,12 +64,12 @@ func BenchmarkDecideTargets(b *testing.B) {
 			ts[n/2] = rolling
 			obs := Observations{Targets: ts, Metrics: errorRate(0.001, "0.001")}
 			at := t0.Add(time.Minute)
-			if d := Decide(c, obs, at); d.Status.Phase != deployv1alpha1.PhaseDeploying || d.Status.Releasing != fmt.Sprintf("t%d", n/2) {
+			if d := Decide(MustWhole(c), obs, at); d.Status.Phase != deployv1alpha1.PhaseDeploying || d.Status.Releasing != fmt.Sprintf("t%d", n/2) {
 				b.Fatalf("fixture is not releasing its middle target: %s, %q", d.Status.Phase, d.Status.Releasing)
 			}
 			b.ReportAllocs()
 			for b.Loop() {
-				Decide(c, obs, at)
+				Decide(MustWhole(c), obs, at)
 			}
 		})
 	}

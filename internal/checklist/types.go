@@ -135,6 +135,10 @@ type TargetState struct {
 	GateLabel string
 	// Labels are the Deployment's labels (change freezes select by them too); only read.
 	Labels map[string]string
+	// NotGateable says why tminus cannot hold the target (a StatefulSet with the
+	// OnDelete strategy, a kind it does not gate); "" when it can. Such a target is
+	// reported and never written to.
+	NotGateable string
 }
 
 // Request is a person's request read from the checklist's annotations
@@ -208,8 +212,10 @@ const (
 // twice has the effect of doing it once.
 type Action struct {
 	Kind ActionKind
-	// Target names the Deployment a Hold, Resume, Release or Restore writes to.
-	Target string
+	// Target names the workload a Hold, Resume, Release or Restore writes to, and
+	// TargetKind its kind ("" is a Deployment).
+	Target     string
+	TargetKind string
 	// Phase and Check name the job check (ActionCreateJob).
 	Phase, Check string
 	// Template is what ActionRestore writes, and RolledBack the template hash it rolls

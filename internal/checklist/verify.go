@@ -39,9 +39,9 @@ func (e *engine) heldChange() {
 	if ts.HeldTemplateHash != t.TemplateHash {
 		ts.HeldTemplateHash, ts.HeldImages = t.TemplateHash, t.TemplateImages
 		e.event(corev1.EventTypeWarning, ReasonHeldChange, fmt.Sprintf(
-			"Deployment %s's pod template changed to %s while this checklist verifies its release (%s): the change is held "+
+			"%s's pod template changed to %s while this checklist verifies its release (%s): the change is held "+
 				"and waits for a checklist of its own; verification of the released template goes on",
-			e.tname(), images(t.TemplateImages), images(ts.CandidateImages)))
+			e.tdesc(), images(t.TemplateImages), images(ts.CandidateImages)))
 	}
 	if e.pauses() && !t.Paused && !e.gateTurnedOff() {
 		e.action(Action{Kind: ActionHold, HeldTemplate: t.TemplateHash, Reason: fmt.Sprintf(
@@ -124,7 +124,7 @@ func (e *engine) walk(phases []phasePlan, tplus bool) bool {
 			e.failPhase(rec)
 			summary := e.failingSummary(ph, rec, true)
 			if scaledToZero {
-				summary = fmt.Sprintf("Deployment %s was scaled to zero", e.tname())
+				summary = fmt.Sprintf("%s was scaled to zero", e.tdesc())
 			}
 			if tplus {
 				e.rollback(ReasonVerificationFailed, fmt.Sprintf("%s did not pass by %s: %s", ph.spec.Name,
@@ -138,8 +138,8 @@ func (e *engine) walk(phases []phasePlan, tplus bool) bool {
 			e.wakeAt(deadline)
 		}
 		if scaledToZero {
-			e.next = fmt.Sprintf("Deployment %s is scaled to zero: nothing serves the release, so %s cannot pass; scale it up to go on",
-				e.tname(), ph.spec.Name)
+			e.next = fmt.Sprintf("%s is scaled to zero: nothing serves the release, so %s cannot pass; scale it up to go on",
+				e.tdesc(), ph.spec.Name)
 			return false
 		}
 		// No values in the next action: they move every measurement and this text is

@@ -355,8 +355,9 @@ func (r *DeploymentChecklistReconciler) observe(ctx context.Context, dcl *deploy
 		obs.RequireVerified = *v
 	}
 	var labels []map[string]string
-	for _, name := range dcl.Spec.TargetNames() {
-		t, err := target.Observe(ctx, r.Client, types.NamespacedName{Namespace: dcl.Namespace, Name: name})
+	for _, ref := range dcl.Spec.TargetRefs() {
+		name := ref.Name
+		t, err := target.ObserveTarget(ctx, r.Client, dcl.Namespace, ref)
 		if err != nil {
 			return obs, err
 		}
@@ -365,7 +366,7 @@ func (r *DeploymentChecklistReconciler) observe(ctx context.Context, dcl *deploy
 		if obs.Blocker != "" {
 			continue
 		}
-		siblings, err := target.Deciding(ctx, r.Client, dcl.Namespace, name, "")
+		siblings, err := target.DecidingOf(ctx, r.Client, ref.KindOf(), dcl.Namespace, name, "")
 		if err != nil {
 			return obs, err
 		}
@@ -492,23 +493,27 @@ func splitKey(key string) (string, string) {
 
 func (r *DeploymentChecklistReconciler) act(ctx context.Context, dcl *deployv1alpha1.DeploymentChecklist, a checklist.Action) error {
 	key := types.NamespacedName{Namespace: dcl.Namespace, Name: a.Target}
+	w := target.Of(a.TargetKind)
+	if w == nil && a.Kind != checklist.ActionCreateJob {
+		return fmt.Errorf("%s %s: tminus does not gate workloads of this kind", a.TargetKind, a.Target)
+	}
 	switch a.Kind {
 	case checklist.ActionHold:
 		heldBy := a.HeldBy
 		if heldBy == "" {
 			heldBy = deployv1alpha1.HeldByChecklist(dcl.Name)
 		}
-		return target.Hold(ctx, r.Client, r.fresh(), key, heldBy, a.Reason, a.HeldTemplate)
+		return w.Hold(ctx, r.Client, r.fresh(), key, heldBy, a.Reason, a.HeldTemplate)
 	case checklist.ActionResume:
-		return target.Resume(ctx, r.Client, r.fresh(), key, a.TemplateHash)
+		return w.Resume(ctx, r.Client, r.fresh(), key, a.TemplateHash)
 	case checklist.ActionRelease:
-		return target.Release(ctx, r.Client, r.fresh(), key, a.Revision, a.TemplateHash)
+		return w.Release(ctx, r.Client, r.fresh(), key, a.Revision, a.TemplateHash)
 	case checklist.ActionRestore:
 		mark := ""
 		if a.RolledBack != "" {
 			mark = gate.RolledBackMark(dcl.Name, string(dcl.UID), a.RolledBack)
 		}
-		return target.Restore(ctx, r.Client, r.fresh(), key, a.Template, a.TemplateHash, mark)
+		return w.Restore(ctx, r.Client, r.fresh(), key, a.Template, a.TemplateHash, mark)
 	case checklist.ActionCreateJob:
 		return r.createJob(ctx, dcl, a.Phase, a.Check)
 	}
@@ -549,12 +554,19 @@ func (r *DeploymentChecklistReconciler) SetupWithManager(mgr ctrl.Manager) error
 		taken: queues.deployments}).SetupWithManager(mgr); err != nil {
 		return err
 	}
+	for _, kind := range []string{deployv1alpha1.KindStatefulSet, deployv1alpha1.KindDaemonSet} {
+		if err := (&WorkloadGateReconciler{Client: r.Client, APIReader: r.APIReader, Shards: r.Shards, Kind: kind}).SetupWithManager(mgr); err != nil {
+			return err
+		}
+	}
 	return ctrl.NewControllerManagedBy(mgr).
 		WatchesRawSource(source.Channel(queues.checklists, &handler.EnqueueRequestForObject{})).
 		For(&deployv1alpha1.DeploymentChecklist{}, builder.WithPredicates(
 			predicate.Or(predicate.GenerationChangedPredicate{}, predicate.AnnotationChangedPredicate{}))).
 		Owns(&batchv1.Job{}).
 		Watches(&appsv1.Deployment{}, handler.EnqueueRequestsFromMapFunc(r.checklistsForDeployment)).
+		Watches(&appsv1.StatefulSet{}, handler.EnqueueRequestsFromMapFunc(r.checklistsForDeployment)).
+		Watches(&appsv1.DaemonSet{}, handler.EnqueueRequestsFromMapFunc(r.checklistsForDeployment)).
 		// A checklist that ends (or goes) lets the one it blocked start.
 		Watches(&deployv1alpha1.DeploymentChecklist{}, handler.EnqueueRequestsFromMapFunc(r.blockedSiblings),
 			builder.WithPredicates(phaseChanged())).
@@ -583,9 +595,13 @@ func (r *DeploymentChecklistReconciler) checklistsForDeployment(ctx context.Cont
 		return nil
 	}
 	heldBy := o.GetAnnotations()[deployv1alpha1.HeldByAnnotation]
+	kind := workloadKind(o)
 	reqs := make([]reconcile.Request, 0, len(list.Items))
 	for i := range list.Items {
 		c := &list.Items[i]
+		if !c.Spec.HasTarget(kind, o.GetName()) {
+			continue
+		}
 		st := c.Status
 		restoring := st.Phase == deployv1alpha1.PhaseRolledBack && st.Rollback != nil && !st.Rollback.DryRun && st.Rollback.CompletedAt == nil
 		if !gate.Terminal(st.Phase) || restoring || heldBy == deployv1alpha1.HeldByChecklist(c.Name) {
@@ -593,6 +609,17 @@ func (r *DeploymentChecklistReconciler) checklistsForDeployment(ctx context.Cont
 		}
 	}
 	return reqs
+}
+
+// workloadKind is the kind of a workload object the manager watches.
+func workloadKind(o client.Object) string {
+	if _, ok := o.(*appsv1.StatefulSet); ok {
+		return deployv1alpha1.KindStatefulSet
+	}
+	if _, ok := o.(*appsv1.DaemonSet); ok {
+		return deployv1alpha1.KindDaemonSet
+	}
+	return deployv1alpha1.KindDeployment
 }
 
 // liveChecklists maps an object to the checklists that have not ended: those of its

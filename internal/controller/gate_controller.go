@@ -131,8 +131,10 @@ func (r *GateReconciler) SetupWithManager(mgr ctrl.Manager) error {
 					return nil
 				}
 				var reqs []reconcile.Request
-				for _, name := range dcl.Spec.TargetNames() {
-					reqs = append(reqs, reconcile.Request{NamespacedName: types.NamespacedName{Namespace: dcl.Namespace, Name: name}})
+				for _, ref := range dcl.Spec.TargetRefs() {
+					if ref.KindOf() == deployv1alpha1.KindDeployment {
+						reqs = append(reqs, reconcile.Request{NamespacedName: types.NamespacedName{Namespace: dcl.Namespace, Name: ref.Name}})
+					}
 				}
 				return reqs
 			})).

@@ -503,8 +503,11 @@ type ReplicaSet struct {
 	Replicas int32
 }
 
-// Deployment is what the gate needs of a Deployment.
+// Deployment is what the gate needs of a Deployment, or of another kind of workload
+// (Kind) held by its own update strategy: Paused then says it is held.
 type Deployment struct {
+	// Kind is the workload's kind; "" is a Deployment.
+	Kind            string
 	Namespace, Name string
 	TemplateHash    string
 	Images          []string
@@ -522,6 +525,22 @@ type Deployment struct {
 	// GateLabel is its GatedLabel: GatedByUser when its owner gates it.
 	GateLabel   string
 	ReplicaSets []ReplicaSet
+}
+
+// KindName is the workload's kind, for messages.
+func (d *Deployment) KindName() string {
+	if d.Kind == "" {
+		return "Deployment"
+	}
+	return d.Kind
+}
+
+// rollingOut says what "between two versions" means for the workload's kind.
+func (d *Deployment) rollingOut() string {
+	if d.Kind == "" || d.Kind == "Deployment" {
+		return "more than one ReplicaSet has pods"
+	}
+	return "its pods run more than one revision"
 }
 
 // Ran says whether a ReplicaSet of the template exists: the Deployment ran it (or
@@ -596,21 +615,21 @@ func Admit(old *Deployment, cur *Deployment, cls []Checklist) Verdict {
 	changed := old == nil || old.TemplateHash != cur.TemplateHash
 	if changed {
 		if c := RolledBackBy(cls, cur.TemplateHash); c != nil {
-			return Verdict{Deny: fmt.Sprintf("Deployment %s/%s: this pod template (%s) was rolled back by checklist %s at %s (%s). "+
-				"It stays refused: %s", cur.Namespace, cur.Name, ImageList(cur.Images), c.Name, c.RolledBackAt.UTC().Format(time.RFC3339),
+			return Verdict{Deny: fmt.Sprintf("%s %s/%s: this pod template (%s) was rolled back by checklist %s at %s (%s). "+
+				"It stays refused: %s", cur.KindName(), cur.Namespace, cur.Name, ImageList(cur.Images), c.Name, c.RolledBackAt.UTC().Format(time.RFC3339),
 				c.RollbackMessage, howToAllow)}
 		}
 		if old != nil {
 			if c := markedRolledBack(old, cls, cur.TemplateHash); c != nil {
-				return Verdict{Deny: fmt.Sprintf("Deployment %s/%s: this pod template (%s) was rolled back by checklist %s "+
+				return Verdict{Deny: fmt.Sprintf("%s %s/%s: this pod template (%s) was rolled back by checklist %s "+
 					"(tminus restored the template that served before it). It stays refused: %s",
-					cur.Namespace, cur.Name, ImageList(cur.Images), c.Name, howToAllow)}
+					cur.KindName(), cur.Namespace, cur.Name, ImageList(cur.Images), c.Name, howToAllow)}
 			}
 		}
 		if refused := listedRefused(old, cur, cls); refused != nil {
-			return Verdict{Deny: fmt.Sprintf("Deployment %s/%s: this pod template (%s) was rolled back by checklist %s at %s. "+
+			return Verdict{Deny: fmt.Sprintf("%s %s/%s: this pod template (%s) was rolled back by checklist %s at %s. "+
 				"It stays refused (annotation %s), whether or not that checklist still exists: %s",
-				cur.Namespace, cur.Name, ImageList(cur.Images), refused.Checklist, refused.At.UTC().Format(time.RFC3339),
+				cur.KindName(), cur.Namespace, cur.Name, ImageList(cur.Images), refused.Checklist, refused.At.UTC().Format(time.RFC3339),
 				deployv1alpha1.RefusedTemplatesAnnotation, howToAllow)}
 		}
 	}
@@ -653,9 +672,10 @@ func Admit(old *Deployment, cur *Deployment, cls []Checklist) Verdict {
 		return Verdict{}
 	}
 	if !cur.Settled() {
-		msg := fmt.Sprintf("Deployment %s/%s is rolling out (more than one ReplicaSet has pods): its new pod template (%s) "+
+		msg := fmt.Sprintf("%s %s/%s is rolling out (%s): its new pod template (%s) "+
 			"is released by no checklist, and pausing now would freeze both versions serving side by side. "+
-			"Apply it again once the rollout settles (a GitOps sync retries by itself)", cur.Namespace, cur.Name, ImageList(cur.Images))
+			"Apply it again once the rollout settles (a GitOps sync retries by itself)", cur.KindName(), cur.Namespace, cur.Name,
+			cur.rollingOut(), ImageList(cur.Images))
 		if active != nil && active.ReleasedHash != "" {
 			msg += fmt.Sprintf("; checklist %s is releasing %s", active.Name, ImageList(active.ReleasedImages))
 		}

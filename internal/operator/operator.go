@@ -141,6 +141,12 @@ func Setup(mgr ctrl.Manager, o Options) (*controller.DeploymentChecklistReconcil
 		srv.Register(webhook.GatePath, &crwebhook.Admission{Handler: &webhook.DeploymentGate{
 			Reader: mgr.GetClient(), Fresh: mgr.GetAPIReader(), Authorizer: mgr.GetClient(), Decoder: decoder,
 		}})
+		srv.Register(webhook.StatefulSetGatePath, &crwebhook.Admission{Handler: &webhook.StatefulSetGate{
+			Reader: mgr.GetClient(), Fresh: mgr.GetAPIReader(), Authorizer: mgr.GetClient(),
+		}})
+		srv.Register(webhook.DaemonSetGatePath, &crwebhook.Admission{Handler: &webhook.DaemonSetGate{
+			Reader: mgr.GetClient(), Fresh: mgr.GetAPIReader(), Authorizer: mgr.GetClient(),
+		}})
 		srv.Register(webhook.PolicyPath, &crwebhook.Admission{Handler: &webhook.NotificationPolicyWebhook{
 			Client: mgr.GetClient(), Decoder: decoder,
 		}})

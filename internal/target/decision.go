@@ -70,11 +70,18 @@ func ChecklistIndexFunc(o client.Object) []string {
 // (a decision about no template: who is live, who blocks whom), the live ones only.
 // What it reads does not grow with the target's past.
 func Deciding(ctx context.Context, c client.Reader, namespace, deployment, hash string) ([]gate.Checklist, error) {
-	cls, err := checklists(ctx, c, namespace, deployment, client.MatchingFields{DecisionIndex: deployment}, client.UnsafeDisableDeepCopy)
+	return DecidingOf(ctx, c, deployv1alpha1.KindDeployment, namespace, deployment, hash)
+}
+
+// DecidingOf is Deciding for a workload of any kind: a checklist of a Deployment web
+// says nothing of a StatefulSet web.
+func DecidingOf(ctx context.Context, c client.Reader, kind, namespace, deployment, hash string) ([]gate.Checklist, error) {
+	cls, err := checklistsOfKind(ctx, c, kind, namespace, deployment, client.MatchingFields{DecisionIndex: deployment},
+		client.UnsafeDisableDeepCopy)
 	if err != nil || hash == "" {
 		return cls, err
 	}
-	ended, err := checklists(ctx, c, namespace, deployment,
+	ended, err := checklistsOfKind(ctx, c, kind, namespace, deployment,
 		client.MatchingFields{DecisionIndex: DecisionKey(deployment, hash)}, client.UnsafeDisableDeepCopy)
 	if err != nil {
 		return nil, err

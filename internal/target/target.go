@@ -230,13 +230,18 @@ func ChecklistsFromAPI(ctx context.Context, c client.Reader, namespace, deployme
 }
 
 func checklists(ctx context.Context, c client.Reader, namespace, deployment string, opts ...client.ListOption) ([]gate.Checklist, error) {
+	return checklistsOfKind(ctx, c, deployv1alpha1.KindDeployment, namespace, deployment, opts...)
+}
+
+func checklistsOfKind(ctx context.Context, c client.Reader, kind, namespace, deployment string,
+	opts ...client.ListOption) ([]gate.Checklist, error) {
 	var list deployv1alpha1.DeploymentChecklistList
 	if err := c.List(ctx, &list, append(opts, client.InNamespace(namespace))...); err != nil {
-		return nil, fmt.Errorf("listing checklists of Deployment %s/%s: %w", namespace, deployment, err)
+		return nil, fmt.Errorf("listing checklists of %s %s/%s: %w", kind, namespace, deployment, err)
 	}
 	out := make([]gate.Checklist, 0, len(list.Items))
 	for i := range list.Items {
-		if list.Items[i].Spec.Names(deployment) {
+		if list.Items[i].Spec.HasTarget(kind, deployment) {
 			out = append(out, gate.FromChecklistFor(&list.Items[i], deployment))
 		}
 	}

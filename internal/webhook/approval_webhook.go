@@ -270,8 +270,9 @@ func (w *ApprovalWebhook) liveChecklist(ctx context.Context, obj *deployv1alpha1
 		}
 		return nil
 	}
-	for _, name := range obj.Spec.TargetNames() {
-		cls, err := target.Deciding(ctx, w.Client, obj.Namespace, name, "")
+	for _, ref := range obj.Spec.TargetRefs() {
+		name := ref.Name
+		cls, err := target.DecidingOf(ctx, w.Client, ref.KindOf(), obj.Namespace, name, "")
 		if err != nil {
 			return nil, err
 		}
@@ -281,7 +282,7 @@ func (w *ApprovalWebhook) liveChecklist(ctx context.Context, obj *deployv1alpha1
 		if w.Fresh == nil {
 			return nil, nil
 		}
-		if cls, err = target.ChecklistsFromAPI(ctx, w.Fresh, obj.Namespace, name); err != nil {
+		if cls, err = target.ChecklistsOfFromAPI(ctx, w.Fresh, ref.KindOf(), obj.Namespace, name); err != nil {
 			return nil, err
 		}
 		if live := find(cls); live != nil {

@@ -88,8 +88,8 @@ func (w *ApprovalWebhook) requestRefusal(ctx context.Context, kind deployv1alpha
 		return checklist.RollbackRefusal(old, func(string) checklist.TargetState { return checklist.TargetState{} }, ""), nil
 	}
 	blocker := ""
-	for _, name := range old.Spec.TargetNames() {
-		cls, err := target.Deciding(ctx, w.Client, old.Namespace, name, "")
+	for _, ref := range old.Spec.TargetRefs() {
+		cls, err := target.DecidingOf(ctx, w.Client, ref.KindOf(), old.Namespace, ref.Name, "")
 		if err != nil {
 			return "", err
 		}
@@ -99,7 +99,7 @@ func (w *ApprovalWebhook) requestRefusal(ctx context.Context, kind deployv1alpha
 	}
 	var readErr error
 	why := checklist.RollbackRefusal(old, func(name string) checklist.TargetState {
-		t, err := w.observeForRollback(ctx, types.NamespacedName{Namespace: old.Namespace, Name: name})
+		t, err := w.observeForRollback(ctx, kindOfTarget(old, name), types.NamespacedName{Namespace: old.Namespace, Name: name})
 		if err != nil && readErr == nil {
 			readErr = err
 		}
@@ -111,10 +111,28 @@ func (w *ApprovalWebhook) requestRefusal(ctx context.Context, kind deployv1alpha
 	return why, nil
 }
 
+// kindOfTarget is the kind of the checklist's target of this name.
+func kindOfTarget(dcl *deployv1alpha1.DeploymentChecklist, name string) string {
+	for _, ref := range dcl.Spec.TargetRefs() {
+		if ref.Name == name {
+			return ref.KindOf()
+		}
+	}
+	return deployv1alpha1.KindDeployment
+}
+
 // observeForRollback is a released target as a rollback of it is judged: what serves
 // from the cache (its ReplicaSets are indexed there); the Deployment's template and
 // released revisions from the API server, as a push just before the request left them.
-func (w *ApprovalWebhook) observeForRollback(ctx context.Context, key types.NamespacedName) (checklist.TargetState, error) {
+func (w *ApprovalWebhook) observeForRollback(ctx context.Context, kind string, key types.NamespacedName) (checklist.TargetState, error) {
+	if kind != deployv1alpha1.KindDeployment {
+		// Other kinds are read from the cache as they are.
+		t, err := target.ObserveTarget(ctx, w.Client, key.Namespace, deployv1alpha1.TargetRef{Kind: kind, Name: key.Name})
+		if err != nil {
+			return t, fmt.Errorf("reading %s %s, whose release a rollback is for: %w", kind, key, err)
+		}
+		return t, nil
+	}
 	t, err := target.Observe(ctx, w.Client, key)
 	if err != nil {
 		return t, fmt.Errorf("reading Deployment %s, whose release a rollback is for: %w", key, err)

@@ -121,7 +121,7 @@ type Event struct {
 	// Replica of the manager killed (0 or 1); Term sends SIGTERM instead of SIGKILL.
 	// Shard whose Lease is stolen.
 	Replica, Shard int
-	Term    bool
+	Term           bool
 	// Fault is what Prometheus answers (PrometheusFault).
 	Fault PromFault
 	// For is how long a fault or a wait lasts.

@@ -258,7 +258,7 @@ func (b *Bed) startCluster(ctx context.Context) error {
 		"--authorization-kubeconfig="+b.Kubeconfig,
 		"--secure-port=0",
 		"--leader-elect=false",
-		"--controllers=deployment,replicaset,garbagecollector,namespace,job,"+
+		"--controllers=deployment,replicaset,statefulset,daemonset,garbagecollector,namespace,job,"+
 			"serviceaccount,serviceaccount-token,nodelifecycle,ttl-after-finished",
 		"--service-account-private-key-file="+filepath.Join(certDir, "sa-signer.key"),
 		"--use-service-account-credentials=false",
@@ -394,6 +394,29 @@ func (b *Bed) startKwok() error {
 }
 
 func (b *Bed) createNode(ctx context.Context) error {
+	if err := b.createNodeNamed(ctx, NodeName, nil); err != nil {
+		return err
+	}
+	// The DaemonSet nodes: tainted, so only pods tolerating DaemonSetNodeTaint (a
+	// DaemonSet's) run there, and every other pod stays on NodeName.
+	for i := 1; i < DaemonSetNodes; i++ {
+		taints := []corev1.Taint{{Key: DaemonSetNodeTaint, Effect: corev1.TaintEffectNoSchedule}}
+		if err := b.createNodeNamed(ctx, fmt.Sprintf("kwok-node-%d", i), taints); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// DaemonSetNodes is how many nodes a DaemonSet tolerating DaemonSetNodeTaint runs on:
+// NodeName and the nodes tainted with it.
+const DaemonSetNodes = 3
+
+// DaemonSetNodeTaint keeps every pod but a DaemonSet's (tolerating it) off the nodes
+// beside NodeName.
+const DaemonSetNodeTaint = "testbed.tminus.dev/daemonsets-only"
+
+func (b *Bed) createNodeNamed(ctx context.Context, name string, taints []corev1.Taint) error {
 	capacity := corev1.ResourceList{
 		corev1.ResourceCPU:    resource.MustParse("64"),
 		corev1.ResourceMemory: resource.MustParse("256Gi"),
@@ -401,19 +424,20 @@ func (b *Bed) createNode(ctx context.Context) error {
 	}
 	node := &corev1.Node{
 		ObjectMeta: metav1.ObjectMeta{
-			Name:        NodeName,
+			Name:        name,
 			Annotations: map[string]string{"kwok.x-k8s.io/node": "fake", "node.alpha.kubernetes.io/ttl": "0"},
 			Labels: map[string]string{
 				"type":                   "kwok",
-				"kubernetes.io/hostname": NodeName,
+				"kubernetes.io/hostname": name,
 				"kubernetes.io/os":       "linux",
 				"kubernetes.io/arch":     "amd64",
 			},
 		},
+		Spec:   corev1.NodeSpec{Taints: taints},
 		Status: corev1.NodeStatus{Capacity: capacity, Allocatable: capacity},
 	}
 	if err := b.Client.Create(ctx, node); err != nil {
-		return fmt.Errorf("creating node %s: %w", NodeName, err)
+		return fmt.Errorf("creating node %s: %w", name, err)
 	}
 	// Status is not taken on create; kwok's node stage fills in conditions, but the
 	// scheduler also needs allocatable resources.

@@ -1,0 +1,49 @@
+package v1alpha1
+
+import "math"
+
+// The kinds of workload a checklist gates, each held by its own update strategy.
+const (
+	KindDeployment  = "Deployment"
+	KindStatefulSet = "StatefulSet"
+	KindDaemonSet   = "DaemonSet"
+)
+
+const (
+	// OwnerPartitionAnnotation keeps, while tminus holds a StatefulSet at
+	// HoldPartition, the rollingUpdate.partition its owner set ("" when none): the
+	// release puts it back.
+	OwnerPartitionAnnotation = "deploy.tminus.dev/owner-partition"
+
+	// OwnerStrategyAnnotation keeps, while tminus holds a DaemonSet with the OnDelete
+	// strategy, the update strategy its owner set (as JSON): the release puts it back,
+	// maxUnavailable and maxSurge included.
+	OwnerStrategyAnnotation = "deploy.tminus.dev/owner-strategy"
+
+	// HoldPartition is the partition tminus holds a StatefulSet at: no ordinal is
+	// below it, so no pod is updated, and a StatefulSet scaled up while held makes its
+	// new pods from the template that serves (a partition equal to replicas would let
+	// them start on the held template).
+	HoldPartition int32 = math.MaxInt32
+)
+
+// KindOf is the target's kind, Deployment when not set.
+func (t TargetRef) KindOf() string {
+	if t.Kind == "" {
+		return KindDeployment
+	}
+	return t.Kind
+}
+
+// String names the target as messages do: "StatefulSet web".
+func (t TargetRef) String() string { return t.KindOf() + " " + t.Name }
+
+// HasTarget says whether the release has the target of this kind and name.
+func (s *DeploymentChecklistSpec) HasTarget(kind, name string) bool {
+	for _, t := range s.TargetRefs() {
+		if t.Name == name && t.KindOf() == kind {
+			return true
+		}
+	}
+	return false
+}

@@ -1,0 +1,183 @@
+package webhook
+
+import (
+	"context"
+	"encoding/json"
+	"maps"
+	"net/http"
+	"slices"
+
+	"gomodules.xyz/jsonpatch/v2"
+	admissionv1 "k8s.io/api/admission/v1"
+	appsv1 "k8s.io/api/apps/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
+
+	deployv1alpha1 "github.com/tminus-dev/tminus/api/v1alpha1"
+	"github.com/tminus-dev/tminus/internal/gate"
+	"github.com/tminus-dev/tminus/internal/target"
+)
+
+// StatefulSetGatePath is where the StatefulSet admission webhook is served.
+const StatefulSetGatePath = "/mutate-apps-v1-statefulset"
+
+// StatefulSetGate is the Deployment gate's rule for StatefulSets, held by their
+// rolling update's partition instead of a pause: a new template no checklist released
+// is admitted with the partition at deployv1alpha1.HoldPartition in the same write
+// (the owner's partition kept in deploy.tminus.dev/owner-partition), a template a
+// checklist rolled back is refused, and a write taking the hold partition off a held
+// template is turned back into a hold. Scaling (the scale subresource) and the
+// StatefulSet controller's status writes never reach it. A StatefulSet with the
+// OnDelete strategy cannot be held: its writes are admitted with a warning (refusals
+// still apply).
+type StatefulSetGate struct {
+	// Reader reads checklists and ControllerRevisions from the manager's cache, Fresh
+	// from the API server (a write about to be held or refused is decided again on it).
+	Reader, Fresh client.Reader
+	// Authorizer judges a write dropping refused templates, as for Deployments.
+	Authorizer client.Client
+}
+
+// Handle admits, holds or refuses a write of a gated StatefulSet.
+func (w *StatefulSetGate) Handle(ctx context.Context, req admission.Request) admission.Response {
+	var cur appsv1.StatefulSet
+	if err := json.Unmarshal(req.Object.Raw, &cur); err != nil {
+		return admission.Errored(http.StatusBadRequest, err)
+	}
+	var old *appsv1.StatefulSet
+	if req.Operation == admissionv1.Update && len(req.OldObject.Raw) > 0 {
+		old = &appsv1.StatefulSet{}
+		if err := json.Unmarshal(req.OldObject.Raw, old); err != nil {
+			return admission.Errored(http.StatusBadRequest, err)
+		}
+		// Which revisions ran pods is the stored object's status, not what the writer
+		// sent back.
+		cur.Status = old.Status
+	}
+	refusals := &DeploymentGate{Authorizer: w.Authorizer}
+	var oldMeta *appsv1.Deployment
+	if old != nil {
+		oldMeta = &appsv1.Deployment{ObjectMeta: old.ObjectMeta}
+	}
+	kept, warning, err := refusals.keepRefusals(ctx, req, oldMeta, &appsv1.Deployment{ObjectMeta: cur.ObjectMeta})
+	if err != nil {
+		return admission.Errored(http.StatusInternalServerError, err)
+	}
+	var ops []jsonpatch.JsonPatchOperation
+	if kept != nil {
+		ops = refusalsPatch(cur.Annotations, gate.FormatRefusals(kept))
+		cur.Annotations = maps.Clone(cur.Annotations)
+		if cur.Annotations == nil {
+			cur.Annotations = map[string]string{}
+		}
+		cur.Annotations[deployv1alpha1.RefusedTemplatesAnnotation] = gate.FormatRefusals(kept)
+	}
+	v, err := w.decide(ctx, old, &cur)
+	if err != nil {
+		return admission.Errored(http.StatusInternalServerError, err)
+	}
+	if v.Deny != "" {
+		return admission.Denied(v.Deny)
+	}
+	var warnings []string
+	if warning != "" {
+		warnings = append(warnings, warning)
+	}
+	if v.Hold != "" {
+		if why := target.NotGateableStatefulSet(&cur); why != "" {
+			warnings = append(warnings, "tminus did not hold this StatefulSet: "+why)
+		} else {
+			ops = append(ops, partitionHoldPatch(&cur, v)...)
+			warnings = append(warnings, "tminus held this StatefulSet (spec.updateStrategy.rollingUpdate.partition): "+v.Hold)
+		}
+	}
+	resp := admission.Allowed("")
+	if len(ops) > 0 {
+		resp = admission.Patched("", ops...)
+	}
+	resp.Warnings = append(resp.Warnings, warnings...)
+	return resp
+}
+
+// decide applies the rule on the cache's view, and a write it would hold or refuse
+// again on the API server's (as DeploymentGate.decide does).
+func (w *StatefulSetGate) decide(ctx context.Context, old, cur *appsv1.StatefulSet) (gate.Verdict, error) {
+	cls, err := target.ChecklistsOf(ctx, w.Reader, deployv1alpha1.KindStatefulSet, cur.Namespace, cur.Name)
+	if err != nil {
+		return gate.Verdict{}, err
+	}
+	var revs []appsv1.ControllerRevision
+	if cur.UID != "" {
+		if revs, err = target.ControllerRevisions(ctx, w.Reader, cur); err != nil {
+			return gate.Verdict{}, err
+		}
+	}
+	v := admitStatefulSet(old, cur, revs, cls)
+	if (v.Deny == "" && v.Hold == "") || w.Fresh == nil {
+		return v, nil
+	}
+	hash := gate.TemplateHash(&cur.Spec.Template)
+	if cls, err = target.RefreshChecklists(ctx, w.Fresh, cur.Namespace, cls, func(c *gate.Checklist) bool {
+		return c.Live() || gate.SameTemplate(c.RolledBackHash, hash)
+	}); err != nil {
+		return gate.Verdict{}, err
+	}
+	if cur.UID != "" {
+		if revs, err = target.ControllerRevisions(ctx, w.Fresh, cur); err != nil {
+			return gate.Verdict{}, err
+		}
+	}
+	return admitStatefulSet(old, cur, revs, cls), nil
+}
+
+func admitStatefulSet(old, cur *appsv1.StatefulSet, revs []appsv1.ControllerRevision, cls []gate.Checklist) gate.Verdict {
+	curView := target.StatefulSetGateView(cur, revs)
+	var oldView *gate.Deployment
+	if old != nil {
+		v := target.StatefulSetGateView(old, revs)
+		oldView = &v
+	}
+	return gate.Admit(oldView, &curView, cls)
+}
+
+// partitionHoldPatch is the JSON patch of a hold on a StatefulSet: the hold partition,
+// the partition the writer set kept as the owner's, and tminus's hold annotations;
+// nothing else (maxUnavailable and every other field stay as written).
+func partitionHoldPatch(s *appsv1.StatefulSet, v gate.Verdict) []jsonpatch.JsonPatchOperation {
+	want := map[string]string{
+		deployv1alpha1.HeldByAnnotation:     v.HeldBy,
+		deployv1alpha1.HoldReasonAnnotation: v.Hold,
+	}
+	if v.HeldTemplate != "" {
+		want[deployv1alpha1.HeldTemplateAnnotation] = v.HeldTemplate
+	}
+	ru := s.Spec.UpdateStrategy.RollingUpdate
+	if ru == nil || ru.Partition == nil || *ru.Partition < deployv1alpha1.HoldPartition {
+		// The writer's own partition: the owner's, put back at the release.
+		want[deployv1alpha1.OwnerPartitionAnnotation] = target.OwnerPartition(ru)
+	} else if _, ok := s.Annotations[deployv1alpha1.OwnerPartitionAnnotation]; !ok {
+		want[deployv1alpha1.OwnerPartitionAnnotation] = ""
+	}
+	var ops []jsonpatch.JsonPatchOperation
+	switch {
+	case s.Spec.UpdateStrategy.Type == "":
+		ops = append(ops, jsonpatch.NewOperation("add", "/spec/updateStrategy", map[string]any{
+			"type": string(appsv1.RollingUpdateStatefulSetStrategyType), "rollingUpdate": map[string]any{"partition": deployv1alpha1.HoldPartition},
+		}))
+	case ru == nil:
+		ops = append(ops, jsonpatch.NewOperation("add", "/spec/updateStrategy/rollingUpdate",
+			map[string]any{"partition": deployv1alpha1.HoldPartition}))
+	default:
+		ops = append(ops, jsonpatch.NewOperation("add", "/spec/updateStrategy/rollingUpdate/partition", deployv1alpha1.HoldPartition))
+	}
+	if s.Annotations == nil {
+		return append(ops, jsonpatch.NewOperation("add", "/metadata/annotations", want))
+	}
+	for _, k := range slices.Sorted(maps.Keys(want)) {
+		ops = append(ops, jsonpatch.NewOperation("add", "/metadata/annotations/"+pointerEscape(k), want[k]))
+	}
+	if _, ok := s.Annotations[deployv1alpha1.HeldTemplateAnnotation]; ok && v.HeldTemplate == "" {
+		ops = append(ops, jsonpatch.NewOperation("remove", "/metadata/annotations/"+pointerEscape(deployv1alpha1.HeldTemplateAnnotation), nil))
+	}
+	return ops
+}

@@ -1,0 +1,132 @@
+package webhook_test
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	. "github.com/onsi/gomega"
+	appsv1 "k8s.io/api/apps/v1"
+	autoscalingv1 "k8s.io/api/autoscaling/v1"
+	corev1 "k8s.io/api/core/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	deployv1alpha1 "github.com/tminus-dev/tminus/api/v1alpha1"
+	"github.com/tminus-dev/tminus/test/testbed"
+)
+
+func getStatefulSet(g Gomega, s *appsv1.StatefulSet) *appsv1.StatefulSet {
+	var cur appsv1.StatefulSet
+	g.Expect(bed.Client.Get(context.Background(), client.ObjectKeyFromObject(s), &cur)).To(Succeed())
+	return &cur
+}
+
+// statefulSetPodImages lists the image of every pod of the app.
+func statefulSetPodImages(g Gomega, ns, app string) []string {
+	var pods corev1.PodList
+	g.Expect(bed.Client.List(context.Background(), &pods, client.InNamespace(ns), client.MatchingLabels{"app": app})).To(Succeed())
+	out := make([]string, 0, len(pods.Items))
+	for _, p := range pods.Items {
+		out = append(out, p.Spec.Containers[0].Image)
+	}
+	return out
+}
+
+func waitStatefulSetRolledOut(t *testing.T, s *appsv1.StatefulSet, image string, replicas int) {
+	t.Helper()
+	NewWithT(t).Eventually(func(g Gomega) {
+		g.Expect(testbed.StatefulSetRolledOut(getStatefulSet(g, s), image)).To(Succeed())
+		images := statefulSetPodImages(g, s.Namespace, s.Name)
+		g.Expect(images).To(HaveLen(replicas))
+		g.Expect(images).To(HaveEach(image))
+	}, 2*time.Minute, 100*time.Millisecond).Should(Succeed())
+}
+
+// TestAGatedStatefulSetsNewImageIsHeldInTheWriteThatMakesItAndItsRollbackStaysRefused:
+// Argo CD applies a new image to a StatefulSet labelled gated in Git, with no checklist
+// yet: the API server stores it at tminus's hold partition in that same write, and no
+// pod takes it. Scaling the held StatefulSet goes through on the old image. The
+// checklist comes, is signed off and releases it; a breach rolls it back, and the
+// self-heal re-applying the rolled-back image is refused, naming the StatefulSet.
+func TestAGatedStatefulSetsNewImageIsHeldInTheWriteThatMakesItAndItsRollbackStaysRefused(t *testing.T) {
+	t.Parallel()
+	g := NewWithT(t)
+	ns := newNamespace(t)
+	s := testbed.StatefulSet(ns, "db", "db:v1", 3)
+	g.Expect(bed.Client.Create(context.Background(), s)).To(Succeed())
+	waitStatefulSetRolledOut(t, s, "db:v1", 3)
+	g.Eventually(func(g Gomega) error {
+		cur := getStatefulSet(g, s)
+		cur.Labels = map[string]string{deployv1alpha1.GatedLabel: deployv1alpha1.GatedByUser}
+		return bed.Client.Update(context.Background(), cur)
+	}, 10*time.Second, 100*time.Millisecond).Should(Succeed())
+
+	v2 := testbed.StatefulSet(ns, "db", "db:v2", 3)
+	v2.Labels = map[string]string{deployv1alpha1.GatedLabel: deployv1alpha1.GatedByUser}
+	g.Expect(apply(v2)).To(Succeed())
+	stored := getStatefulSet(g, s)
+	g.Expect(stored.Spec.UpdateStrategy.RollingUpdate).NotTo(BeNil())
+	g.Expect(stored.Spec.UpdateStrategy.RollingUpdate.Partition).To(HaveValue(Equal(deployv1alpha1.HoldPartition)),
+		"held in the same write that changed the template")
+	g.Expect(stored.Annotations).To(HaveKeyWithValue(deployv1alpha1.HeldByAnnotation, deployv1alpha1.HeldByAdmission))
+	g.Expect(stored.Annotations).To(HaveKey(deployv1alpha1.OwnerPartitionAnnotation))
+	g.Consistently(func(g Gomega) []string { return statefulSetPodImages(g, ns, "db") }, 2*time.Second, 200*time.Millisecond).
+		Should(HaveEach("db:v1"), "no pod takes the held template")
+
+	// An HPA-style scale of the held StatefulSet: not a release, and the new pod runs
+	// what serves.
+	scale := &autoscalingv1.Scale{Spec: autoscalingv1.ScaleSpec{Replicas: 4}}
+	g.Expect(bed.Client.SubResource("scale").Update(context.Background(), getStatefulSet(g, s), client.WithSubResourceBody(scale))).To(Succeed())
+	g.Eventually(func(g Gomega) []string { return statefulSetPodImages(g, ns, "db") }, time.Minute, 100*time.Millisecond).
+		Should(And(HaveLen(4), HaveEach("db:v1")))
+
+	c := release(ns, "v2", time.Hour)
+	c.Name = "db-v2"
+	c.Spec.Target = &deployv1alpha1.TargetRef{Kind: deployv1alpha1.KindStatefulSet, Name: "db"}
+	g.Expect(bed.Client.Create(context.Background(), c)).To(Succeed())
+	signOff(t, c)
+	waitFor(t, c, deployv1alpha1.PhaseVerifying)
+	waitStatefulSetRolledOut(t, s, "db:v2", 4)
+
+	metrics.set(errorsIn(ns), 0.07)
+	waitFor(t, c, deployv1alpha1.PhaseRolledBack)
+	waitStatefulSetRolledOut(t, s, "db:v1", 4)
+
+	bad := testbed.StatefulSet(ns, "db", "db:v2", 4)
+	bad.Labels = v2.Labels
+	for write := 1; write <= 10; write++ {
+		err := apply(bad)
+		g.Expect(err).To(HaveOccurred(), "self-heal write %d", write)
+		g.Expect(err.Error()).To(ContainSubstring("StatefulSet " + ns + "/db: this pod template (db:v2) was rolled back by checklist db-v2"))
+		g.Expect(statefulSetPodImages(g, ns, "db")).To(HaveEach("db:v1"), "after write %d", write)
+	}
+}
+
+// TestAGatedDaemonSetsNewImageIsHeldWithOnDeleteInTheWriteThatMakesIt: Argo CD applies
+// a new image to a node agent labelled gated in Git, with no checklist: the API server
+// stores it with the OnDelete strategy in that same write, the owner's RollingUpdate
+// kept aside, and no node's pod takes it.
+func TestAGatedDaemonSetsNewImageIsHeldWithOnDeleteInTheWriteThatMakesIt(t *testing.T) {
+	t.Parallel()
+	g := NewWithT(t)
+	ns := newNamespace(t)
+	ds := testbed.DaemonSet(ns, "agent", "agent:v1")
+	g.Expect(bed.Client.Create(context.Background(), ds)).To(Succeed())
+	get := func(g Gomega) *appsv1.DaemonSet {
+		var cur appsv1.DaemonSet
+		g.Expect(bed.Client.Get(context.Background(), client.ObjectKeyFromObject(ds), &cur)).To(Succeed())
+		return &cur
+	}
+	g.Eventually(func(g Gomega) error { return testbed.DaemonSetRolledOut(get(g), "agent:v1") }, 2*time.Minute, 100*time.Millisecond).
+		Should(Succeed())
+
+	v2 := testbed.DaemonSet(ns, "agent", "agent:v2")
+	v2.Labels = map[string]string{deployv1alpha1.GatedLabel: deployv1alpha1.GatedByUser}
+	g.Expect(apply(v2)).To(Succeed())
+	stored := get(g)
+	g.Expect(stored.Spec.UpdateStrategy.Type).To(Equal(appsv1.OnDeleteDaemonSetStrategyType), "held in the same write")
+	g.Expect(stored.Annotations).To(HaveKeyWithValue(deployv1alpha1.HeldByAnnotation, deployv1alpha1.HeldByAdmission))
+	g.Expect(stored.Annotations[deployv1alpha1.OwnerStrategyAnnotation]).To(ContainSubstring(`"maxUnavailable":1`))
+	g.Consistently(func(g Gomega) []string { return statefulSetPodImages(g, ns, "agent") }, 2*time.Second, 200*time.Millisecond).
+		Should(And(HaveLen(testbed.DaemonSetNodes), HaveEach("agent:v1")), "no node's pod takes the held template")
+}
