@@ -286,7 +286,7 @@ func TestDeployAtInTheFutureHoldsUntilTheClockReachesIt(t *testing.T) {
 	d := deployment(t, ns, "checkout:v1")
 	metrics := healthyMetrics()
 	startManagerIn(t, ns, metrics, nil)
-	deployAt := metav1.NewTime(time.Now().Add(10 * time.Second).Truncate(time.Second))
+	deployAt := metav1.NewTime(time.Now().Add(20 * time.Second).Truncate(time.Second)) // a loaded machine took over 10 s to Holding
 	c := newChecklist(ns, withLongVerification, func(c *deployv1alpha1.DeploymentChecklist) {
 		c.Spec.DeployAt = &deployAt
 		c.Spec.Window = "5m"

@@ -457,17 +457,17 @@ func (ms *measurements) metrics(ctx context.Context, r *DeploymentChecklistRecon
 		into = &ms.baseline
 	}
 	for _, key := range names {
-		name, target := checklist.SplitMetricKey(key)
+		name, of := checklist.SplitMetricKey(key)
 		for _, m := range dcl.Spec.Metrics {
 			if m.Name != name {
 				continue
 			}
 			// A check or trigger judging one target asks the query of its series.
 			kv := vars
-			if target != "" && baseline {
-				kv = checklist.BaselineVarsFor(dcl, target)
-			} else if target != "" {
-				kv = checklist.QueryVarsFor(dcl, target)
+			if of != "" && baseline {
+				kv = checklist.BaselineVarsFor(dcl, of)
+			} else if of != "" {
+				kv = checklist.QueryVarsFor(dcl, of)
 			}
 			query := checklist.RenderQuery(m.Query, kv)
 			if checklist.Unresolved(query) {

@@ -611,7 +611,7 @@ type Verdict struct {
 //   - a resume of a held template is turned back into a pause;
 //   - everything else passes untouched: scaling, labels, `kubectl rollout restart`,
 //     going back to a template the Deployment ran, the release of a checklist.
-func Admit(old *Deployment, cur *Deployment, cls []Checklist) Verdict {
+func Admit(old *Deployment, cur *Deployment, cls []Checklist) Verdict { //nolint:gocyclo // the rules above, in their order: one place to read them
 	changed := old == nil || old.TemplateHash != cur.TemplateHash
 	if changed {
 		if c := RolledBackBy(cls, cur.TemplateHash); c != nil {

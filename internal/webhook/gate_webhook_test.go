@@ -481,6 +481,12 @@ func TestAReleaseSharingAWorkloadWithALiveChecklistIsRefusedNamingIt(t *testing.
 	g.Expect(bed.Client.Delete(context.Background(), first)).To(Succeed())
 	g.Eventually(func() error { return bed.Client.Create(context.Background(), release(ns, "v3", 2*time.Second)) },
 		30*time.Second, 200*time.Millisecond).Should(Succeed())
+	// The webhook judges from the manager's cache: a dry run (the webhooks are called,
+	// nothing is stored) waits until it has seen checkout-v3, which the create an
+	// instant earlier does not promise.
+	g.Eventually(func() error {
+		return bed.Client.Create(context.Background(), twoTier("v4"), client.DryRunAll)
+	}, 30*time.Second, 200*time.Millisecond).Should(MatchError(ContainSubstring("Deployment checkout already has a live checklist, checkout-v3")))
 	err = bed.Client.Create(context.Background(), twoTier("v4"))
 	g.Expect(err).To(MatchError(ContainSubstring("Deployment checkout already has a live checklist, checkout-v3")))
 }

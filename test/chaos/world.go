@@ -315,7 +315,8 @@ func (w *World) stealLease(ctx context.Context, i int, del bool) (string, error)
 		from = "from " + *l.Spec.HolderIdentity
 	}
 	if del {
-		return from, client.IgnoreNotFound(w.Bed.Client.Delete(ctx, &l, client.Preconditions{ResourceVersion: &l.ResourceVersion}))
+		return from, client.IgnoreNotFound(w.Bed.Client.Delete(ctx, &l,
+			client.Preconditions{ResourceVersion: &l.ResourceVersion}))
 	}
 	now := metav1.NewMicroTime(time.Now())
 	l.Spec.HolderIdentity, l.Spec.AcquireTime, l.Spec.RenewTime = new(thief), &now, &now

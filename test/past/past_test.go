@@ -42,8 +42,9 @@ func fieldIndexers(fields map[string]client.IndexerFunc) toolscache.Indexers {
 	for field, fn := range fields {
 		out["field:"+field] = func(o any) ([]string, error) {
 			obj := o.(client.Object)
-			var keys []string
-			for _, v := range fn(obj) {
+			vals := fn(obj)
+			keys := make([]string, 0, len(vals))
+			for _, v := range vals {
 				keys = append(keys, obj.GetNamespace()+"/"+v)
 			}
 			return keys, nil

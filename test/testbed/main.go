@@ -65,19 +65,26 @@ func RolledOut(d *appsv1.Deployment, image string) error {
 	return nil
 }
 
+// appName is the label that selects a workload's pods and its container's name;
+// appsV1 is the workloads' API version.
+const (
+	appName = "app"
+	appsV1  = "apps/v1"
+)
+
 // Deployment is a Deployment of replicas pods running image in one container "app",
 // selected by the label app=name; TypeMeta is set, so it can be server-side applied.
 func Deployment(ns, name, image string, replicas int32) *appsv1.Deployment {
-	labels := map[string]string{"app": name}
+	labels := map[string]string{appName: name}
 	return &appsv1.Deployment{
-		TypeMeta:   metav1.TypeMeta{APIVersion: "apps/v1", Kind: "Deployment"},
+		TypeMeta:   metav1.TypeMeta{APIVersion: appsV1, Kind: "Deployment"},
 		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns},
 		Spec: appsv1.DeploymentSpec{
 			Replicas: &replicas,
 			Selector: &metav1.LabelSelector{MatchLabels: labels},
 			Template: corev1.PodTemplateSpec{
 				ObjectMeta: metav1.ObjectMeta{Labels: labels},
-				Spec:       corev1.PodSpec{Containers: []corev1.Container{{Name: "app", Image: image}}},
+				Spec:       corev1.PodSpec{Containers: []corev1.Container{{Name: appName, Image: image}}},
 			},
 		},
 	}

@@ -13,9 +13,9 @@ import (
 // selected by the label app=name, with the RollingUpdate strategy and pods started in
 // parallel; TypeMeta is set, so it can be server-side applied.
 func StatefulSet(ns, name, image string, replicas int32) *appsv1.StatefulSet {
-	labels := map[string]string{"app": name}
+	labels := map[string]string{appName: name}
 	return &appsv1.StatefulSet{
-		TypeMeta:   metav1.TypeMeta{APIVersion: "apps/v1", Kind: "StatefulSet"},
+		TypeMeta:   metav1.TypeMeta{APIVersion: appsV1, Kind: "StatefulSet"},
 		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns},
 		Spec: appsv1.StatefulSetSpec{
 			Replicas:            &replicas,
@@ -25,7 +25,7 @@ func StatefulSet(ns, name, image string, replicas int32) *appsv1.StatefulSet {
 			UpdateStrategy:      appsv1.StatefulSetUpdateStrategy{Type: appsv1.RollingUpdateStatefulSetStrategyType},
 			Template: corev1.PodTemplateSpec{
 				ObjectMeta: metav1.ObjectMeta{Labels: labels},
-				Spec:       corev1.PodSpec{Containers: []corev1.Container{{Name: "app", Image: image}}},
+				Spec:       corev1.PodSpec{Containers: []corev1.Container{{Name: appName, Image: image}}},
 			},
 		},
 	}
@@ -46,7 +46,8 @@ func StatefulSetRolledOut(s *appsv1.StatefulSet, image string) error {
 	case st.ObservedGeneration != s.Generation:
 		return fmt.Errorf("statefulset %s: generation %d not observed yet (%d)", s.Name, s.Generation, st.ObservedGeneration)
 	case st.CurrentRevision != st.UpdateRevision:
-		return fmt.Errorf("statefulset %s: pods on revision %s, not all on %s yet", s.Name, st.CurrentRevision, st.UpdateRevision)
+		return fmt.Errorf("statefulset %s: pods on revision %s, not all on %s yet", s.Name,
+			st.CurrentRevision, st.UpdateRevision)
 	case st.UpdatedReplicas != want || st.AvailableReplicas != want || st.Replicas != want:
 		return fmt.Errorf("statefulset %s: %d updated, %d available, %d in all, of %d", s.Name,
 			st.UpdatedReplicas, st.AvailableReplicas, st.Replicas, want)
@@ -58,10 +59,10 @@ func StatefulSetRolledOut(s *appsv1.StatefulSet, image string) error {
 // app=name, tolerating DaemonSetNodeTaint so it runs on DaemonSetNodes nodes, with the
 // RollingUpdate strategy (maxUnavailable 1); TypeMeta is set.
 func DaemonSet(ns, name, image string) *appsv1.DaemonSet {
-	labels := map[string]string{"app": name}
+	labels := map[string]string{appName: name}
 	one := intstr.FromInt32(1)
 	return &appsv1.DaemonSet{
-		TypeMeta:   metav1.TypeMeta{APIVersion: "apps/v1", Kind: "DaemonSet"},
+		TypeMeta:   metav1.TypeMeta{APIVersion: appsV1, Kind: "DaemonSet"},
 		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns},
 		Spec: appsv1.DaemonSetSpec{
 			Selector: &metav1.LabelSelector{MatchLabels: labels},
@@ -70,8 +71,9 @@ func DaemonSet(ns, name, image string) *appsv1.DaemonSet {
 			Template: corev1.PodTemplateSpec{
 				ObjectMeta: metav1.ObjectMeta{Labels: labels},
 				Spec: corev1.PodSpec{
-					Containers:  []corev1.Container{{Name: "app", Image: image}},
-					Tolerations: []corev1.Toleration{{Key: DaemonSetNodeTaint, Operator: corev1.TolerationOpExists, Effect: corev1.TaintEffectNoSchedule}},
+					Containers: []corev1.Container{{Name: appName, Image: image}},
+					Tolerations: []corev1.Toleration{{Key: DaemonSetNodeTaint, Operator: corev1.TolerationOpExists,
+						Effect: corev1.TaintEffectNoSchedule}},
 				},
 			},
 		},
