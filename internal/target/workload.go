@@ -194,35 +194,15 @@ func holdsTemplate(kind string, o metav1.Object, tmpl *corev1.PodTemplateSpec, t
 
 // ChecklistsOfFromAPI is ChecklistsOf read from the API server (listing the namespace).
 func ChecklistsOfFromAPI(ctx context.Context, c client.Reader, kind, namespace, name string) ([]gate.Checklist, error) {
-	var list deployv1alpha1.DeploymentChecklistList
-	if err := c.List(ctx, &list, client.InNamespace(namespace)); err != nil {
-		return nil, fmt.Errorf("listing checklists of %s %s/%s: %w", kind, namespace, name, err)
-	}
-	out := make([]gate.Checklist, 0, len(list.Items))
-	for i := range list.Items {
-		if list.Items[i].Spec.HasTarget(kind, name) {
-			out = append(out, gate.FromChecklistFor(&list.Items[i], name))
-		}
-	}
-	return out, nil
+	return checklistsOfKind(ctx, c, kind, namespace, name)
 }
 
 // ChecklistsOf reads, from the manager's cache (through ChecklistIndex), the gate's
 // view of every checklist targeting the workload of this kind and name: a checklist of
 // a Deployment web says nothing of a StatefulSet web.
 func ChecklistsOf(ctx context.Context, c client.Reader, kind, namespace, name string) ([]gate.Checklist, error) {
-	var list deployv1alpha1.DeploymentChecklistList
-	if err := c.List(ctx, &list, client.InNamespace(namespace), client.MatchingFields{ChecklistIndex: name},
-		client.UnsafeDisableDeepCopy); err != nil {
-		return nil, fmt.Errorf("listing checklists of %s %s/%s: %w", kind, namespace, name, err)
-	}
-	out := make([]gate.Checklist, 0, len(list.Items))
-	for i := range list.Items {
-		if list.Items[i].Spec.HasTarget(kind, name) {
-			out = append(out, gate.FromChecklistFor(&list.Items[i], name))
-		}
-	}
-	return out, nil
+	return checklistsOfKind(ctx, c, kind, namespace, name, client.MatchingFields{ChecklistIndex: name},
+		client.UnsafeDisableDeepCopy)
 }
 
 // GateViewOf reads the gate rule's view of a StatefulSet or DaemonSet, and why tminus
