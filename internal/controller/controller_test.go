@@ -286,7 +286,7 @@ func TestDeployAtInTheFutureHoldsUntilTheClockReachesIt(t *testing.T) {
 	d := deployment(t, ns, "checkout:v1")
 	metrics := healthyMetrics()
 	startManagerIn(t, ns, metrics, nil)
-	deployAt := metav1.NewTime(time.Now().Add(20 * time.Second).Truncate(time.Second)) // a loaded machine took over 10 s to Holding
+	deployAt := metav1.NewTime(time.Now().Add(10 * time.Second).Truncate(time.Second))
 	c := newChecklist(ns, withLongVerification, func(c *deployv1alpha1.DeploymentChecklist) {
 		c.Spec.DeployAt = &deployAt
 		c.Spec.Window = "5m"
@@ -296,7 +296,11 @@ func TestDeployAtInTheFutureHoldsUntilTheClockReachesIt(t *testing.T) {
 	holding := waitPhase(t, c, deployv1alpha1.PhaseHolding)
 	g.Expect(time.Now().Before(deployAt.Time)).To(BeTrue(), "holding must be reached before deployAt for this test to mean anything")
 	g.Expect(holding.Status.NextAction).To(Equal("release at " + deployAt.UTC().Format(time.RFC3339)))
-	g.Expect(getDeployment(t, d).Spec.Paused).To(BeTrue())
+	// The status is written before the hold it decided (a failed hold is retried from
+	// it): the pause follows the Holding phase, not the other way round.
+	g.Eventually(func() bool { return getDeployment(t, d).Spec.Paused }, 30*time.Second, 100*time.Millisecond).
+		Should(BeTrue())
+	g.Expect(time.Now().Before(deployAt.Time)).To(BeTrue(), "held before deployAt")
 	setImage(t, d, "checkout:v2")
 
 	released := waitPhase(t, c, deployv1alpha1.PhaseVerifying)
