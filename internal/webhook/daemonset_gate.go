@@ -108,7 +108,8 @@ func heldDaemonSetWrite(ds *appsv1.DaemonSet) bool {
 }
 
 func (w *DaemonSetGate) decide(ctx context.Context, old, cur *appsv1.DaemonSet) (gate.Verdict, error) {
-	cls, err := target.ChecklistsOf(ctx, w.Reader, deployv1alpha1.KindDaemonSet, cur.Namespace, cur.Name)
+	cls, err := target.DecidingOf(ctx, w.Reader, deployv1alpha1.KindDaemonSet, cur.Namespace, cur.Name,
+		gate.TemplateHash(&cur.Spec.Template))
 	if err != nil {
 		return gate.Verdict{}, err
 	}

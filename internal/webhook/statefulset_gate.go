@@ -102,7 +102,8 @@ func (w *StatefulSetGate) Handle(ctx context.Context, req admission.Request) adm
 // decide applies the rule on the cache's view, and a write it would hold or refuse
 // again on the API server's (as DeploymentGate.decide does).
 func (w *StatefulSetGate) decide(ctx context.Context, old, cur *appsv1.StatefulSet) (gate.Verdict, error) {
-	cls, err := target.ChecklistsOf(ctx, w.Reader, deployv1alpha1.KindStatefulSet, cur.Namespace, cur.Name)
+	cls, err := target.DecidingOf(ctx, w.Reader, deployv1alpha1.KindStatefulSet, cur.Namespace, cur.Name,
+		gate.TemplateHash(&cur.Spec.Template))
 	if err != nil {
 		return gate.Verdict{}, err
 	}
