@@ -70,15 +70,7 @@ func (w *DeploymentGate) Handle(ctx context.Context, req admission.Request) admi
 	if err != nil {
 		return admission.Errored(http.StatusInternalServerError, err)
 	}
-	var ops []jsonpatch.JsonPatchOperation
-	if kept != nil {
-		ops = refusalsPatch(cur.Annotations, gate.FormatRefusals(kept))
-		cur.Annotations = maps.Clone(cur.Annotations)
-		if cur.Annotations == nil {
-			cur.Annotations = map[string]string{}
-		}
-		cur.Annotations[deployv1alpha1.RefusedTemplatesAnnotation] = gate.FormatRefusals(kept)
-	}
+	ops := keepRefusalsIn(&cur.ObjectMeta, kept)
 	v, err := w.decide(ctx, old, cur)
 	if err != nil {
 		return admission.Errored(http.StatusInternalServerError, err)
@@ -152,6 +144,22 @@ func (w *DeploymentGate) keepRefusals(ctx context.Context, req admission.Request
 // refusalsPatch is the JSON patch setting the refused templates annotation to value,
 // written against the object as the API server sent it (annotations are its own, nil
 // when it has none).
+// keepRefusalsIn puts the refusals kept back on the object the rule decides on and
+// returns the patch that writes them (none when nothing was dropped).
+func keepRefusalsIn(meta *metav1.ObjectMeta, kept []gate.Refusal) []jsonpatch.JsonPatchOperation {
+	if kept == nil {
+		return nil
+	}
+	value := gate.FormatRefusals(kept)
+	ops := refusalsPatch(meta.Annotations, value)
+	meta.Annotations = maps.Clone(meta.Annotations)
+	if meta.Annotations == nil {
+		meta.Annotations = map[string]string{}
+	}
+	meta.Annotations[deployv1alpha1.RefusedTemplatesAnnotation] = value
+	return ops
+}
+
 func refusalsPatch(annotations map[string]string, value string) []jsonpatch.JsonPatchOperation {
 	if annotations == nil {
 		return []jsonpatch.JsonPatchOperation{jsonpatch.NewOperation("add", "/metadata/annotations",

@@ -63,15 +63,7 @@ func (w *StatefulSetGate) Handle(ctx context.Context, req admission.Request) adm
 	if err != nil {
 		return admission.Errored(http.StatusInternalServerError, err)
 	}
-	var ops []jsonpatch.JsonPatchOperation
-	if kept != nil {
-		ops = refusalsPatch(cur.Annotations, gate.FormatRefusals(kept))
-		cur.Annotations = maps.Clone(cur.Annotations)
-		if cur.Annotations == nil {
-			cur.Annotations = map[string]string{}
-		}
-		cur.Annotations[deployv1alpha1.RefusedTemplatesAnnotation] = gate.FormatRefusals(kept)
-	}
+	ops := keepRefusalsIn(&cur.ObjectMeta, kept)
 	v, err := w.decide(ctx, old, &cur)
 	if err != nil {
 		return admission.Errored(http.StatusInternalServerError, err)
