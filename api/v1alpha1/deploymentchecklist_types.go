@@ -626,7 +626,8 @@ type DeploymentChecklistSpec struct {
 	// targets are the workloads of the release (at most 16, each named once): held
 	// together until T-0, released together, verified together and rolled back
 	// together in reverse order of release. A target whose template did not change is
-	// neither released nor restored. They cannot change, like target.
+	// neither released nor restored; a template it gets after T-0 is held for a
+	// checklist of its own. They cannot change, like target.
 	// +listType=atomic
 	// +kubebuilder:validation:MinItems=1
 	// +kubebuilder:validation:MaxItems=16

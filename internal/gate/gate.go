@@ -319,6 +319,12 @@ func Blocker(cls []Checklist, name string) string {
 	return a.Name
 }
 
+// awaitsTemplate says whether the checklist is past T-0 with nothing released yet,
+// waiting for a new template, which it releases as soon as it arrives.
+func (c *Checklist) awaitsTemplate() bool {
+	return c.T0 && c.ReleasedHash == "" && !c.WaitingTurn && !Releasing(c.Phase)
+}
+
 // holdsBeforeT0 says whether the checklist keeps the Deployment paused until T-0.
 func (c *Checklist) holdsBeforeT0() bool {
 	return !c.Observe && c.Captured && !c.T0 && !Releasing(c.Phase) && c.Phase != deployv1alpha1.PhaseBlocked
@@ -574,12 +580,17 @@ func UnreleasedChange(d *Deployment, cls []Checklist) bool {
 // rollout undo`), or it is the pre-deploy template a checklist rolled back to (its
 // restore, whose ReplicaSet may be gone: revisionHistoryLimit). An Observe checklist
 // releases nothing: it never holds, so it has nothing to let go.
+//
+// Waiting for a template means the release as a whole released nothing yet (phase
+// Holding past T-0). Once it released another target (Deploying, Verifying), a target
+// of it that did not change at T-0, or was passed over in a Sequential release, is not
+// part of it: a template arriving there later is released by no checklist.
 func releasable(d *Deployment, hash string, cls []Checklist, active *Checklist) bool {
 	if active != nil && !active.Observe {
 		if SameTemplate(active.ReleasedHash, hash) {
 			return true
 		}
-		if active.T0 && active.ReleasedHash == "" && !active.WaitingTurn && !SameTemplate(active.PreDeployHash, hash) {
+		if active.awaitsTemplate() && !SameTemplate(active.PreDeployHash, hash) {
 			return true
 		}
 	}

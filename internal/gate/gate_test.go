@@ -61,6 +61,10 @@ func TestAdmitHoldsWhatNoChecklistReleasedAndLetsEverythingElseThrough(t *testin
 		T0: true, CandidateHash: "v2", ReleasedHash: "v2", ReleasedImages: []string{"checkout:v2"}}
 	rolledBack := Checklist{Name: "checkout-v2", Created: t0, Phase: deployv1alpha1.PhaseRolledBack, Captured: true, PreDeployHash: "v1",
 		ReleasedHash: "v2", RolledBackHash: "v2", RolledBackAt: t0, RollbackMessage: "rollback trigger errors fired: 0.07 > 0.05"}
+	// The frontend of a release of two: the backend was released at T-0, the frontend
+	// had no new template then and was not released.
+	unchangedAtT0 := awaiting
+	unchangedAtT0.Phase = deployv1alpha1.PhaseVerifying
 	observe := holding
 	observe.Observe = true
 	// What a replica's cache may still show of the checklist that has just rolled v2
@@ -98,6 +102,9 @@ func TestAdmitHoldsWhatNoChecklistReleasedAndLetsEverythingElseThrough(t *testin
 			deployment("v2", true, serving...), deployment("v2", false, serving...), []Checklist{holding}, "until T-0", ""},
 		{"past T-0 waiting for a template, the new one is released at once",
 			deployment("v1", false, serving...), deployment("v2", false, serving...), []Checklist{awaiting}, "", ""},
+		{"a target that did not change at T-0 holds a template arriving after its release's T-0 (Together)",
+			deployment("v1", false, serving...), deployment("v2", false, serving...), []Checklist{unchangedAtT0},
+			"released by no checklist", ""},
 		{"the release of the released template passes",
 			deployment("v2", true, serving...), deployment("v2", false, serving...), []Checklist{verifying}, "", ""},
 		{"a change during verification is held, naming the checklist",
@@ -324,4 +331,17 @@ func TestATargetWaitingItsTurnInASequentialReleaseIsStoredPaused(t *testing.T) {
 	released := FromChecklistFor(dcl, "checkout")
 	g.Expect(released.WaitingTurn).To(BeFalse())
 	g.Expect(Admit(deployment("v2", true, serving...), deployment("v2", false, serving...), []Checklist{released})).To(Equal(Verdict{}))
+
+	// A third target passed over at its turn (no new template then) holds a template
+	// that arrives afterwards: the release did not take it.
+	dcl.Spec.Targets = append(dcl.Spec.Targets, deployv1alpha1.TargetRef{Kind: "Deployment", Name: "search"})
+	dcl.Status.Targets = append(dcl.Status.Targets, deployv1alpha1.ReleaseTargetStatus{Kind: "Deployment", Name: "search",
+		TargetStatus: deployv1alpha1.TargetStatus{CapturedAt: &now, T0At: &now, PreDeployTemplateHash: "s1"}})
+	dcl.Status.Releasing = ""
+	passedOver := FromChecklistFor(dcl, "search")
+	g.Expect(passedOver.WaitingTurn).To(BeFalse())
+	searchServing := []ReplicaSet{rs("s1", 2)}
+	v = Admit(deployment("s1", false, searchServing...), deployment("s2", false, searchServing...), []Checklist{passedOver})
+	g.Expect(v.Deny).To(BeEmpty())
+	g.Expect(v.Hold).To(ContainSubstring("released by no checklist"))
 }

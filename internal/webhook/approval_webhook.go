@@ -72,12 +72,12 @@ func (w *ApprovalWebhook) Handle(ctx context.Context, req admission.Request) adm
 		}
 	}
 	if req.Operation == admissionv1.Create {
-		if live, err := w.liveChecklist(ctx, &obj); err != nil {
+		if live, kind, err := w.liveChecklist(ctx, &obj); err != nil {
 			return admission.Errored(http.StatusInternalServerError, err)
 		} else if live != nil {
-			return admission.Denied(fmt.Sprintf("Deployment %s already has a live checklist, %s (%s): one live checklist per Deployment. "+
+			return admission.Denied(fmt.Sprintf("%s %s already has a live checklist, %s (%s): one live checklist per %s. "+
 				"Create this one when %s has ended (a GitOps sync retries by itself), or delete %s",
-				live.TargetName, live.Name, phaseOrPending(live.Phase), live.Name, live.Name))
+				kind, live.TargetName, live.Name, phaseOrPending(live.Phase), kind, live.Name, live.Name))
 		}
 	}
 	// The checklist as it will be walked: made from its template, parameters filled in.
@@ -260,36 +260,32 @@ func (w *ApprovalWebhook) allowed(ctx context.Context, req admission.Request, at
 	return deputy.Allowed(ctx, w.Client, deputy.SubjectOf(req.UserInfo), attrs)
 }
 
-// liveChecklist is a checklist, other than obj, that is live on obj's target.
-func (w *ApprovalWebhook) liveChecklist(ctx context.Context, obj *deployv1alpha1.DeploymentChecklist) (*gate.Checklist, error) {
-	find := func(cls []gate.Checklist) *gate.Checklist {
+// liveChecklist is a checklist, other than obj, that is live on one of obj's targets,
+// and the kind of that target.
+//
+// It is read from the API server when the webhook has a fresh reader: a create is rare
+// and the cache may not yet hold a checklist created an instant earlier (a GitOps tool
+// applying two releases of the same workload in one sync), which would let both in. The
+// cache is the fallback only.
+func (w *ApprovalWebhook) liveChecklist(ctx context.Context, obj *deployv1alpha1.DeploymentChecklist) (*gate.Checklist, string, error) {
+	for _, ref := range obj.Spec.TargetRefs() {
+		var cls []gate.Checklist
+		var err error
+		if w.Fresh != nil {
+			cls, err = target.ChecklistsOfFromAPI(ctx, w.Fresh, ref.KindOf(), obj.Namespace, ref.Name)
+		} else {
+			cls, err = target.DecidingOf(ctx, w.Client, ref.KindOf(), obj.Namespace, ref.Name, "")
+		}
+		if err != nil {
+			return nil, "", err
+		}
 		for i := range cls {
 			if cls[i].Name != obj.Name && cls[i].Live() {
-				return &cls[i]
+				return &cls[i], ref.KindOf(), nil
 			}
 		}
-		return nil
 	}
-	for _, ref := range obj.Spec.TargetRefs() {
-		name := ref.Name
-		cls, err := target.DecidingOf(ctx, w.Client, ref.KindOf(), obj.Namespace, name, "")
-		if err != nil {
-			return nil, err
-		}
-		if find(cls) == nil {
-			continue
-		}
-		if w.Fresh == nil {
-			return nil, nil
-		}
-		if cls, err = target.ChecklistsOfFromAPI(ctx, w.Fresh, ref.KindOf(), obj.Namespace, name); err != nil {
-			return nil, err
-		}
-		if live := find(cls); live != nil {
-			return live, nil
-		}
-	}
-	return nil, nil
+	return nil, "", nil
 }
 
 func phaseOrPending(p deployv1alpha1.ChecklistPhase) deployv1alpha1.ChecklistPhase {

@@ -84,6 +84,14 @@ func TestAGatedStatefulSetsNewImageIsHeldInTheWriteThatMakesItAndItsRollbackStay
 	c.Name = "db-v2"
 	c.Spec.Target = &deployv1alpha1.TargetRef{Kind: deployv1alpha1.KindStatefulSet, Name: "db"}
 	g.Expect(bed.Client.Create(context.Background(), c)).To(Succeed())
+	// A second release of the same StatefulSet, committed a moment later, is refused
+	// naming the workload by its kind and the checklist that holds it.
+	second := release(ns, "v3", time.Hour)
+	second.Name = "db-v3"
+	second.Spec.Target = &deployv1alpha1.TargetRef{Kind: deployv1alpha1.KindStatefulSet, Name: "db"}
+	err := bed.Client.Create(context.Background(), second)
+	g.Expect(err).To(MatchError(ContainSubstring("StatefulSet db already has a live checklist, db-v2")))
+	g.Expect(err).To(MatchError(ContainSubstring("one live checklist per StatefulSet")))
 	signOff(t, c)
 	waitFor(t, c, deployv1alpha1.PhaseVerifying)
 	waitStatefulSetRolledOut(t, s, "db:v2", 4)
