@@ -249,6 +249,88 @@ func TestOneApplyOfTheNewImageAndItsChecklistRollsNothingUntilTheChecklistReleas
 	g.Expect(get(t, d).Annotations).NotTo(HaveKey(deployv1alpha1.HeldByAnnotation))
 }
 
+// TestOneApplyOfTwoImagesAndTheirChecklistReleasesBothAndABreachRestoresBothForGood:
+// one commit holds the frontend's and the backend's new images and the checklist of
+// their release; Argo CD applies the Deployments first. Both are held in the writes that
+// bring them, nothing rolls until the sign-off, then both roll out. A breach restores
+// both, and the self-heal that re-applies the whole commit is refused on each
+// Deployment, naming the checklist, while both keep serving v1.
+func TestOneApplyOfTwoImagesAndTheirChecklistReleasesBothAndABreachRestoresBothForGood(t *testing.T) {
+	t.Parallel()
+	g := NewWithT(t)
+	ns := newNamespace(t)
+	names := []string{"frontend", "backend"}
+	deployments := map[string]*appsv1.Deployment{}
+	for _, name := range names {
+		d := testbed.Deployment(ns, name, name+":v1", 2)
+		g.Expect(bed.Client.Create(context.Background(), d)).To(Succeed())
+		waitRolledOut(t, d, name+":v1")
+		deployments[name] = label(t, d)
+	}
+	commit := func() []client.Object {
+		var objs []client.Object
+		for _, name := range names {
+			d := testbed.Deployment(ns, name, name+":v2", 2)
+			d.Labels = map[string]string{deployv1alpha1.GatedLabel: deployv1alpha1.GatedByUser}
+			objs = append(objs, d)
+		}
+		c := release(ns, "v2", time.Hour)
+		c.Name = "shop-v2"
+		c.Spec.Target = nil
+		c.Spec.Targets = []deployv1alpha1.TargetRef{{Kind: "Deployment", Name: "backend"}, {Kind: "Deployment", Name: "frontend"}}
+		return append(objs, c)
+	}
+	objs := commit()
+	for _, o := range objs {
+		g.Expect(apply(o)).To(Succeed())
+	}
+	c := objs[len(objs)-1].(*deployv1alpha1.DeploymentChecklist)
+	for _, name := range names {
+		stored := get(t, deployments[name])
+		g.Expect(stored.Spec.Paused).To(BeTrue(), "%s held in the write that changed its template", name)
+	}
+	g.Eventually(func(g Gomega) {
+		var cur deployv1alpha1.DeploymentChecklist
+		g.Expect(bed.Client.Get(context.Background(), client.ObjectKeyFromObject(c), &cur)).To(Succeed())
+		for _, name := range names {
+			ts := cur.TargetStatusOf(name)
+			g.Expect(ts).NotTo(BeNil())
+			g.Expect(ts.PreDeployImages).To(Equal([]string{name + ":v1"}))
+			g.Expect(ts.CandidateImages).To(Equal([]string{name + ":v2"}))
+		}
+	}, time.Minute, 100*time.Millisecond).Should(Succeed())
+	g.Consistently(func(g Gomega) []string { return replicaSetImages(g, ns) }, 2*time.Second, 200*time.Millisecond).
+		Should(ConsistOf("frontend:v1", "backend:v1"), "nothing rolls before the sign-off")
+
+	signOff(t, c)
+	waitFor(t, c, deployv1alpha1.PhaseVerifying)
+	for _, name := range names {
+		waitRolledOut(t, deployments[name], name+":v2")
+	}
+
+	metrics.set(errorsIn(ns), 0.07)
+	done := waitFor(t, c, deployv1alpha1.PhaseRolledBack)
+	g.Expect(done.Status.Rollback).NotTo(BeNil())
+	g.Expect(done.Status.Rollback.Message).To(ContainSubstring("errors-5pct"))
+	for _, name := range names {
+		waitRolledOut(t, deployments[name], name+":v1")
+	}
+
+	// Argo CD's self-heal re-applies the commit, over and over.
+	for write := 1; write <= 5; write++ {
+		for _, o := range commit()[:len(names)] {
+			err := apply(o)
+			g.Expect(err).To(HaveOccurred(), "self-heal write %d of %s", write, o.GetName())
+			g.Expect(err.Error()).To(ContainSubstring("Deployment " + ns + "/" + o.GetName() + ": this pod template (" + o.GetName() + ":v2) was rolled back by checklist shop-v2"))
+		}
+	}
+	for _, name := range names {
+		g.Expect(get(t, deployments[name]).Spec.Template.Spec.Containers[0].Image).To(Equal(name + ":v1"))
+		g.Eventually(func(g Gomega) int { return podsOf(g, ns, name+":v2") }, time.Minute, 200*time.Millisecond).
+			Should(BeZero(), "no pod of %s:v2 once restored", name)
+	}
+}
+
 func TestSignOffsCommittedUpFrontReleaseTheImageAsItArrives(t *testing.T) {
 	t.Parallel()
 	g := NewWithT(t)
