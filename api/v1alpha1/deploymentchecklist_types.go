@@ -623,7 +623,8 @@ type DeploymentChecklistSpec struct {
 	// +optional
 	Target *TargetRef `json:"target,omitempty"`
 
-	// targets are the workloads of the release (at most 16, each named once): held
+	// targets are the workloads of the release (at most 16, each name once, whatever
+	// the kind: checks, triggers and the status name a target by its name): held
 	// together until T-0, released together, verified together and rolled back
 	// together in reverse order of release. A target whose template did not change is
 	// neither released nor restored; a template it gets after T-0 is held for a
@@ -631,7 +632,7 @@ type DeploymentChecklistSpec struct {
 	// +listType=atomic
 	// +kubebuilder:validation:MinItems=1
 	// +kubebuilder:validation:MaxItems=16
-	// +kubebuilder:validation:XValidation:rule="self.all(t, self.exists_one(u, u.kind == t.kind && u.name == t.name))",message="spec.targets: each workload may be named only once"
+	// +kubebuilder:validation:XValidation:rule="self.all(t, self.exists_one(u, u.name == t.name))",message="spec.targets: each name may appear only once, whatever the kind: checks, triggers and status.targets name a target by its name"
 	// +kubebuilder:validation:XValidation:rule="self == oldSelf",message="spec.targets is immutable: create a new checklist for other workloads"
 	// +optional
 	Targets []TargetRef `json:"targets,omitempty"`

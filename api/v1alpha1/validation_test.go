@@ -258,7 +258,11 @@ func TestAPIServerRefusesInvalidChecklistsNamingTheField(t *testing.T) {
 		{"the same workload twice", func(c *deployv1alpha1.DeploymentChecklist) {
 			c.Spec.Target = nil
 			c.Spec.Targets = append(twoTargets(), deployv1alpha1.TargetRef{Kind: "Deployment", Name: "frontend"})
-		}, "spec.targets", "spec.targets: each workload may be named only once"},
+		}, "spec.targets", "spec.targets: each name may appear only once, whatever the kind"},
+		{"a Deployment and a StatefulSet of the same name", func(c *deployv1alpha1.DeploymentChecklist) {
+			c.Spec.Target = nil
+			c.Spec.Targets = append(twoTargets(), deployv1alpha1.TargetRef{Kind: "StatefulSet", Name: "frontend"})
+		}, "spec.targets", "spec.targets: each name may appear only once, whatever the kind"},
 		{"more than 16 targets", func(c *deployv1alpha1.DeploymentChecklist) {
 			c.Spec.Target = nil
 			for i := range 17 {
