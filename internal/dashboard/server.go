@@ -218,6 +218,10 @@ func (s *Server) showRelease(w http.ResponseWriter, r *http.Request, code int, a
 	ns, name := r.PathValue("ns"), r.PathValue("name")
 	dcl, err := s.opts.Hub.Get(ns, name)
 	if err != nil {
+		if refusal != "" { // a button's answer for a checklist gone meanwhile
+			http.Error(w, refusal, code)
+			return
+		}
 		http.Error(w, err.Error(), http.StatusNotFound)
 		return
 	}
@@ -275,7 +279,7 @@ func (s *Server) act(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if err != nil {
-		s.showRelease(w, r, http.StatusForbidden, "", err.Error())
+		s.showRelease(w, r, StatusOf(err), "", err.Error())
 		return
 	}
 	s.showRelease(w, r, http.StatusOK, out, "")

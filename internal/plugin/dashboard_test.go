@@ -123,7 +123,8 @@ func post(t *testing.T, c *http.Client, base *url.URL, path string, form url.Val
 // kubeconfig: mallory (no approve verb) clicking Approve is refused by the approval
 // webhook, the refusal shown as the API server gave it and nothing written; alice's
 // click is verified by the webhook as hers. A request without the session, or with
-// another site's Host or Origin, is refused before anything is done.
+// another site's Host or Origin, is refused before anything is done. Each refusal is
+// answered with the status that fits it (403 forbidden, 422 the plugin's own, 404 gone).
 func TestTheDashboardActsAsItsUserAndNoOneElse(t *testing.T) {
 	g := NewWithT(t)
 	root, err := testbed.RepoRoot()
@@ -279,6 +280,15 @@ func TestTheDashboardActsAsItsUserAndNoOneElse(t *testing.T) {
 		return body(t, r)
 	}).WithTimeout(30*time.Second).Should(ContainSubstring("● deployment-lead: 1 of 1 (alice)"),
 		"the manager counted the sign-off and the one watch brought it to the page")
+
+	// A refusal's status fits it: the plugin's own (no sign-off of hers to revoke) is
+	// 422, a checklist the API server does not have is 404, in its words.
+	r = post(t, alice, base, page, url.Values{"action": {"revoke"}, "role": {"security-review"}}, "http://"+base.Host)
+	g.Expect(body(t, r)).To(ContainSubstring("deploymentchecklist/checkout-v2 has no security-review approval by alice"))
+	g.Expect(r.StatusCode).To(Equal(http.StatusUnprocessableEntity))
+	r = post(t, alice, base, "/release/"+ns+"/checkout-v9", url.Values{"action": {"approve"}, "role": {"deployment-lead"}}, "http://"+base.Host)
+	g.Expect(body(t, r)).To(ContainSubstring(`deploymentchecklists.deploy.tminus.dev "checkout-v9" not found`))
+	g.Expect(r.StatusCode).To(Equal(http.StatusNotFound))
 }
 
 // TestAStatusChangeReachesConnectedViewersThroughOneWatch: two viewers follow the list;
