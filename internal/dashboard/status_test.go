@@ -74,7 +74,9 @@ type failingActions struct {
 	err error
 }
 
-func (a failingActions) Approve(context.Context, string, string, string) (string, error) { return "", a.err }
+func (a failingActions) Approve(context.Context, string, string, string) (string, error) {
+	return "", a.err
+}
 
 func TestAButtonsRefusalIsShownInTheAPIServersWordsWithTheStatusThatFits(t *testing.T) {
 	g := NewWithT(t)
