@@ -101,6 +101,8 @@ func TestThePagesAreRefusedWithoutTheSessionAndFramesAndOtherScriptsForbidden(t 
 	g.Expect(r.StatusCode).To(Equal(http.StatusOK))
 	g.Expect(r.Header.Get("Content-Security-Policy")).To(ContainSubstring("frame-ancestors 'none'"))
 	g.Expect(r.Header.Get("Content-Security-Policy")).To(ContainSubstring("default-src 'self'"))
+	g.Expect(r.Header.Get("Referrer-Policy")).To(Equal("same-origin"),
+		"no Referer to other sites, and the Origin of the dashboard's own forms is its own, not null")
 	r = get("/", "rebound.example:3100", session)
 	g.Expect(r.StatusCode).To(Equal(http.StatusMisdirectedRequest))
 	r = get("/assets/app.js", "127.0.0.1:3100", session)

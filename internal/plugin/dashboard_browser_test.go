@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"cmp"
 	"context"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -20,6 +21,17 @@ import (
 	"github.com/tminus-dev/tminus/test/testbed"
 )
 
+// chromiumPath is the Chromium the browser tests drive: TMINUS_CHROMIUM, or chromium
+// on the PATH (hack/install-chromium.sh).
+func chromiumPath(t testing.TB) string {
+	t.Helper()
+	chromium, err := exec.LookPath(cmp.Or(os.Getenv("TMINUS_CHROMIUM"), "chromium"))
+	if err != nil {
+		t.Fatalf("no Chromium (%v): run hack/install-chromium.sh, or set TMINUS_CHROMIUM", err)
+	}
+	return chromium
+}
+
 // TestTheDashboardInABrowserFollowsTheWatchAndIsReachableByKeyboard drives headless
 // Chromium (hack/install-chromium.sh; TMINUS_CHROMIUM names another) through the
 // dashboard: the list, opened from the printed URL, shows a held release and changes
@@ -29,10 +41,7 @@ import (
 // TMINUS_UPDATE_SCREENSHOTS=1.
 func TestTheDashboardInABrowserFollowsTheWatchAndIsReachableByKeyboard(t *testing.T) {
 	g := NewWithT(t)
-	chromium, err := exec.LookPath(cmp.Or(os.Getenv("TMINUS_CHROMIUM"), "chromium"))
-	if err != nil {
-		t.Fatalf("no Chromium (%v): run hack/install-chromium.sh, or set TMINUS_CHROMIUM", err)
-	}
+	chromium := chromiumPath(t)
 	bed := testbed.New(t, testbed.Options{})
 	ctx := context.Background()
 	prom, err := testbed.StartPrometheus(ctx, testbed.PrometheusOptions{})
@@ -144,4 +153,89 @@ func TestTheDashboardInABrowserFollowsTheWatchAndIsReachableByKeyboard(t *testin
 		g.Expect(err).NotTo(HaveOccurred())
 		g.Expect(os.WriteFile(filepath.Join(root, "docs", "dashboard-release.png"), png, 0o600)).To(Succeed())
 	}
+}
+
+// TestInABrowserASignOffIsWrittenAsTheUserWhoClickedAndARefusalInTheAPIServersWords
+// follows two users through their own dashboards in headless Chromium, as they would
+// click: mallory (who may read checklists but not approve, nor read the Prometheus
+// credentials) opens the release from the list: its metric plot says the credentials
+// cannot be read, and no query reaches Prometheus; mallory clicks Approve for
+// deployment-lead: the page shows the approval webhook's refusal as the API server
+// gave it, answered 403, and the checklist holds no sign-off. alice (who may) clicks the
+// same button: the page says she approved, the checklist holds her sign-off,
+// verified by the webhook as hers, the manager records her approval in the status, and
+// her open page follows it without a reload.
+func TestInABrowserASignOffIsWrittenAsTheUserWhoClickedAndARefusalInTheAPIServersWords(t *testing.T) {
+	g := NewWithT(t)
+	chromium := chromiumPath(t)
+	sb := newSignOffBed(t)
+	const ns = "default"
+	link := chromedp.CSS(`a[href="/release/default/checkout-v2"]`)
+
+	alloc, stopAlloc := chromedp.NewExecAllocator(context.Background(), append(chromedp.DefaultExecAllocatorOptions[:],
+		chromedp.ExecPath(chromium), chromedp.NoSandbox, chromedp.WindowSize(1280, 1000))...)
+	t.Cleanup(stopAlloc)
+	browserCtx, stopBrowser := chromedp.NewContext(alloc)
+	t.Cleanup(stopBrowser)
+	g.Expect(chromedp.Do(browserCtx)).To(Succeed(), "Chromium starts")
+	// Each user in a browser context of their own: the two dashboards share the host
+	// 127.0.0.1, and cookies are not kept apart by port.
+	as := func(user string) context.Context {
+		tab, closeTab := chromedp.NewContext(browserCtx, chromedp.WithNewBrowserContext())
+		t.Cleanup(closeTab)
+		ctx, cancel := context.WithTimeout(tab, 3*time.Minute)
+		t.Cleanup(cancel)
+		raw := startDashboard(t, asUser(t, sb.bed, user, ns), ns)
+		// The printed URL, then the release's link on the list.
+		g.Expect(chromedp.Do(ctx, chromedp.Navigate(raw), chromedp.WaitVisible(link), chromedp.Click(link),
+			chromedp.WaitVisible(chromedp.CSS("svg.axis")))).To(Succeed(), user+" opens the release from the list")
+		return ctx
+	}
+	text := func(ctx context.Context, sel string) string {
+		t.Helper()
+		s, err := chromedp.Run(ctx, chromedp.Text(chromedp.CSS(sel)))
+		g.Expect(err).NotTo(HaveOccurred(), sel)
+		return s
+	}
+	// approve picks deployment-lead and clicks Approve; the page that comes back holds
+	// answer, and its status is given.
+	approve := func(ctx context.Context, answer string) int64 {
+		t.Helper()
+		resp, err := chromedp.RunResponse(ctx, chromedp.SetValue(chromedp.CSS("#role-approve"), "deployment-lead"),
+			chromedp.Click(chromedp.CSS(`button[value="approve"]`)))
+		g.Expect(err).NotTo(HaveOccurred())
+		g.Expect(chromedp.Do(ctx, chromedp.WaitVisible(chromedp.CSS(answer)))).To(Succeed())
+		return resp.Status
+	}
+
+	mallory := as("mallory")
+	g.Expect(text(mallory, "section[aria-labelledby=plots]")).To(ContainSubstring(
+		"No plot: cannot read the credentials: spec.prometheus.bearerTokenSecretRef: reading Secret default/prom-token is forbidden"))
+	plots, err := chromedp.Run(mallory, chromedp.Evaluate[int](`document.querySelectorAll("svg.plot").length`))
+	g.Expect(err).NotTo(HaveOccurred())
+	g.Expect(plots).To(BeZero())
+	g.Expect(sb.ranges.Load()).To(BeZero(), "no query is sent with someone else's rights")
+
+	g.Expect(approve(mallory, ".refusal")).To(BeEquivalentTo(http.StatusForbidden), "the webhook's refusal is a 403")
+	refusal := text(mallory, ".refusal")
+	g.Expect(refusal).To(ContainSubstring(`admission webhook`))
+	g.Expect(refusal).To(ContainSubstring(`user "mallory" may not approve role deployment-lead: ` +
+		`it needs the verb "approve" on deploymentchecklists/deployment-lead`))
+	g.Expect(sb.checklist(t).Annotations).NotTo(HaveKey(HavePrefix("approve.tminus.dev/")), "nothing written")
+
+	alice := as("alice")
+	g.Expect(chromedp.Do(alice, chromedp.WaitVisible(chromedp.CSS("svg.plot")))).To(Succeed(), "alice may read the credentials")
+	g.Expect(approve(alice, ".answer")).To(BeEquivalentTo(http.StatusOK))
+	g.Expect(text(alice, ".answer")).To(ContainSubstring("alice approved deployment-lead for v2"))
+	g.Expect(sb.checklist(t).Annotations).To(And(
+		HaveKeyWithValue("approve.tminus.dev/deployment-lead", HavePrefix("alice")),
+		HaveKeyWithValue("verified.approve.tminus.dev/deployment-lead", "alice for v2 | alice | template none")),
+		"the sign-off is alice's, and the webhook saw alice write it")
+	g.Eventually(func() []deployv1alpha1.ApprovalRecord { return sb.checklist(t).Status.Approvals }).
+		WithTimeout(time.Minute).WithPolling(time.Second).Should(ContainElement(And(
+		HaveField("Role", "deployment-lead"), HaveField("Approver", "alice"), HaveField("Revision", "v2"))),
+		"the manager counted alice's approval")
+	_, err = chromedp.Run(alice, chromedp.Poll[bool](`document.getElementById("live").innerText.includes("● deployment-lead: 1 of 1 (alice)")`,
+		chromedp.WithPollingTimeout(time.Minute)))
+	g.Expect(err).NotTo(HaveOccurred(), "alice's open page follows the watch")
 }
