@@ -198,6 +198,32 @@ func TestARolledBackReleasesPlotsAskEachQueryOnceAndShowTheBreachAboveTheLineWit
 	g.Expect(trig).To(ContainSubstring(`<title>threshold &gt; 0.05</title>`))
 	g.Expect(trig).To(ContainSubstring("breach held for 2m, then rolled back at 2026-12-05T10:30:00Z"))
 	g.Expect(trig).To(ContainSubstring("max 0.09"), "the series goes above the line")
+	g.Expect(trig).To(ContainSubstring(`<line class="threshold" data-value="0.05"`), "the threshold's value is the chart's data")
+	g.Expect(trig).To(MatchRegexp(`<polyline class="series" points="[^"]+" data-points="%d,0.01 \d+,0.02 \d+,0.09"/>`,
+		plots[1].Start.Unix()), "each sample as unix-seconds,value")
+	g.Expect(trig).To(ContainSubstring(`<line class="fired" data-time="2026-12-05T10:30:00Z"`))
+	g.Expect(trig).To(ContainSubstring("⟲ rolled back 10:30:00Z"), "the rollback's time is marked in words, not only as a line")
+	g.Expect(trig).To(ContainSubstring("max 0.09, rolled back at 2026-12-05T10:30:00Z</title>"), "and in the chart's title")
+	g.Expect(string(plots[0].SVG())).NotTo(ContainSubstring(`class="fired"`), "the check did not roll the release back")
+}
+
+func TestTheAxisMarksWhenARolledBackReleaseWasRolledBack(t *testing.T) {
+	g := NewWithT(t)
+	t0 := time.Date(2026, 12, 5, 10, 0, 0, 0, time.UTC)
+	d := release(1, t0.Add(-20*time.Minute))
+	d.Status.Phase = deployv1alpha1.PhaseRolledBack
+	d.Status.Target = &deployv1alpha1.TargetStatus{T0At: &metav1.Time{Time: t0}}
+	d.Status.Rollback = &deployv1alpha1.RollbackRecord{Reason: "TriggerFired", FiredAt: metav1.NewTime(t0.Add(7*time.Minute + 30*time.Second))}
+	a := AxisOf(d, t0.Add(time.Hour))
+	g.Expect(a.RolledBack).To(HaveValue(Equal(7*time.Minute + 30*time.Second)))
+	svg := string(a.SVG())
+	g.Expect(svg).To(ContainSubstring(`<line class="rolled-back"`))
+	g.Expect(svg).To(ContainSubstring("⟲ rolled back (T+7m30s)"))
+
+	d.Status.Rollback.FiredAt = metav1.NewTime(t0.Add(40 * time.Minute))
+	a = AxisOf(d, t0.Add(time.Hour))
+	g.Expect(a.Max).To(Equal(40*time.Minute), "a rollback past the last phase's deadline widens the axis to it")
+	g.Expect(string(a.SVG())).To(ContainSubstring("⟲ rolled back (T+40m)"))
 }
 
 // BenchmarkServingTheListPageWith1000Releases serves the whole list page for 1,000
