@@ -219,18 +219,11 @@ func (p Plot) SVG() template.HTML {
 		x := px(*p.T0)
 		fmt.Fprintf(&b, `<line class="t0" x1="%.1f" y1="0" x2="%.1f" y2="%.0f"/><text x="%.1f" y="12">T-0</text>`, x, x, h, x+3)
 	}
-	if p.FiredAt != nil && !p.FiredAt.Before(p.Start) && !p.FiredAt.After(p.End) {
-		// The rollback's time in words as well as a line: the label sits on the side of
-		// the line with room for it.
-		x, at := px(*p.FiredAt), p.FiredAt.UTC().Format(time.RFC3339)
-		lx, anchor := x+3, "start"
-		if x > w*0.7 {
-			lx, anchor = x-3, "end"
-		}
+	firedIn := p.FiredAt != nil && !p.FiredAt.Before(p.Start) && !p.FiredAt.After(p.End)
+	if firedIn {
+		at := p.FiredAt.UTC().Format(time.RFC3339)
 		fmt.Fprintf(&b, `<line class="fired" data-time="%s" x1="%.1f" y1="0" x2="%.1f" y2="%.0f"><title>rolled back at %s</title></line>`,
-			at, x, x, h, at)
-		fmt.Fprintf(&b, `<text class="fired-label" x="%.1f" y="24" text-anchor="%s">⟲ rolled back %s</text>`,
-			lx, anchor, p.FiredAt.UTC().Format("15:04:05Z"))
+			at, px(*p.FiredAt), px(*p.FiredAt), h, at)
 	}
 	// The series, drawn from points and carried as data: data-points holds each sample
 	// as unix-seconds,value, for scripts and tests reading the chart.
@@ -256,6 +249,16 @@ func (p Plot) SVG() template.HTML {
 		} else {
 			fmt.Fprintf(&b, `<circle class="pass" cx="%.1f" cy="%.1f" r="3"><title>%s</title></circle>`, x, y, label)
 		}
+	}
+	if firedIn {
+		// The rollback's time in words as well as a line, drawn over the series (the
+		// style gives it a halo): on the side of the line with room for it.
+		lx, anchor := px(*p.FiredAt)+3, "start"
+		if lx > w*0.7 {
+			lx, anchor = lx-6, "end"
+		}
+		fmt.Fprintf(&b, `<text class="fired-label" x="%.1f" y="24" text-anchor="%s">⟲ rolled back %s</text>`,
+			lx, anchor, p.FiredAt.UTC().Format("15:04:05Z"))
 	}
 	fmt.Fprintf(&b, `<text x="%.1f" y="%.1f">%s</text><text x="%.1f" y="%.1f" text-anchor="end">%s</text>`,
 		pad, h-2, p.Start.UTC().Format("15:04Z"), w-pad, h-2, p.End.UTC().Format("15:04Z"))
