@@ -137,6 +137,10 @@ fuzz: ## Run every fuzz target for FUZZTIME (10s) each; seeds live in testdata/f
 bench-scale: testbins ## Measure sizes, a dead Prometheus, distinct queries and 2 replicas (SIZES=N:M[:B][:d][:rR],...; about an hour); writes bench-scale.json.
 	env $(TESTBINS_ENV) go run ./hack/benchscale $(if $(SIZES),--sizes $(SIZES))
 
+.PHONY: bench-dashboard
+bench-dashboard: ## Load the dashboard's list of 1,000 releases in headless Chromium (hack/install-chromium.sh) ten times and print the browser's timings.
+	go test ./internal/dashboard/ -run '^$$' -bench LoadingTheListOf1000ReleasesInABrowser -benchtime 10x -v
+
 .PHONY: demo
 demo: testbins-demo ## Run the demo: a local control plane, Prometheus, a demo service, a good release and a rolled-back one.
 	env $(TESTBINS_ENV) go run ./hack/demo $(DEMO_ARGS)

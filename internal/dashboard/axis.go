@@ -23,6 +23,9 @@ type Axis struct {
 	T0 string
 	// Now is now's offset from T-0, when T-0 is known.
 	Now *time.Duration
+	// RolledBack is the rollback's offset from T-0, when the release was rolled back
+	// after T-0.
+	RolledBack *time.Duration
 }
 
 // Band is one phase on the axis.
@@ -84,6 +87,11 @@ func AxisOf(dcl *deployv1alpha1.DeploymentChecklist, now time.Time) Axis {
 		a.T0 = t0.UTC().Format(time.RFC3339)
 		n := now.Sub(*t0).Truncate(time.Second)
 		a.Now = &n
+		if rb := dcl.Status.Rollback; rb != nil && !rb.FiredAt.Time.Before(*t0) {
+			d := rb.FiredAt.Sub(*t0).Truncate(time.Second)
+			a.RolledBack = &d
+			a.Max = max(a.Max, d) // a rollback past the last phase's deadline is still drawn
+		}
 	}
 	if a.Max <= a.Min {
 		a.Max = a.Min + time.Minute
@@ -132,6 +140,9 @@ func (a Axis) SVG() template.HTML {
 	span := float64(a.Max - a.Min)
 	x := func(d time.Duration) float64 { return left + (width-left-right)*float64(d-a.Min)/span }
 	h := top + float64(len(a.Bands))*(bandH+6) + 30
+	if a.RolledBack != nil {
+		h += 16 // a row of its own for the rollback's label
+	}
 	var b strings.Builder
 	e := template.HTMLEscapeString
 	fmt.Fprintf(&b, `<svg class="axis" role="img" viewBox="0 0 %.0f %.0f" aria-labelledby="axis-title">`, width, h)
@@ -156,6 +167,17 @@ func (a Axis) SVG() template.HTML {
 		n := x(*a.Now)
 		fmt.Fprintf(&b, `<line class="now" x1="%.1f" y1="%.1f" x2="%.1f" y2="%.1f"/>`, n, top-10, n, h-20)
 		fmt.Fprintf(&b, `<text class="now-label" x="%.1f" y="%.1f">▼ now (%s)</text>`, n+3, h-6, e(offset(*a.Now)))
+	}
+	if a.RolledBack != nil {
+		r := x(*a.RolledBack)
+		fmt.Fprintf(&b, `<line class="rolled-back" x1="%.1f" y1="%.1f" x2="%.1f" y2="%.1f"><title>rolled back at %s</title></line>`,
+			r, top-10, r, h-36, e(offset(*a.RolledBack)))
+		lx, anchor := r+3, "start"
+		if r > width*0.7 {
+			lx, anchor = r-3, "end"
+		}
+		fmt.Fprintf(&b, `<text class="rolled-back-label" x="%.1f" y="%.1f" text-anchor="%s">⟲ rolled back (%s)</text>`,
+			lx, h-24, anchor, e(offset(*a.RolledBack)))
 	}
 	fmt.Fprintf(&b, `<text x="%.1f" y="%.1f">%s</text>`, left, h-6, e(offset(a.Min)))
 	b.WriteString(`</svg>`)

@@ -1,12 +1,15 @@
 package dashboard
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"regexp"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -101,6 +104,8 @@ func TestThePagesAreRefusedWithoutTheSessionAndFramesAndOtherScriptsForbidden(t 
 	g.Expect(r.StatusCode).To(Equal(http.StatusOK))
 	g.Expect(r.Header.Get("Content-Security-Policy")).To(ContainSubstring("frame-ancestors 'none'"))
 	g.Expect(r.Header.Get("Content-Security-Policy")).To(ContainSubstring("default-src 'self'"))
+	g.Expect(r.Header.Get("Referrer-Policy")).To(Equal("same-origin"),
+		"no Referer to other sites, and the Origin of the dashboard's own forms is its own, not null")
 	r = get("/", "rebound.example:3100", session)
 	g.Expect(r.StatusCode).To(Equal(http.StatusMisdirectedRequest))
 	r = get("/assets/app.js", "127.0.0.1:3100", session)
@@ -196,6 +201,32 @@ func TestARolledBackReleasesPlotsAskEachQueryOnceAndShowTheBreachAboveTheLineWit
 	g.Expect(trig).To(ContainSubstring(`<title>threshold &gt; 0.05</title>`))
 	g.Expect(trig).To(ContainSubstring("breach held for 2m, then rolled back at 2026-12-05T10:30:00Z"))
 	g.Expect(trig).To(ContainSubstring("max 0.09"), "the series goes above the line")
+	g.Expect(trig).To(ContainSubstring(`<line class="threshold" data-value="0.05"`), "the threshold's value is the chart's data")
+	g.Expect(trig).To(MatchRegexp(`<polyline class="series" points="[^"]+" data-points="%d,0.01 \d+,0.02 \d+,0.09"/>`,
+		plots[1].Start.Unix()), "each sample as unix-seconds,value")
+	g.Expect(trig).To(ContainSubstring(`<line class="fired" data-time="2026-12-05T10:30:00Z"`))
+	g.Expect(trig).To(ContainSubstring("⟲ rolled back 10:30:00Z"), "the rollback's time is marked in words, not only as a line")
+	g.Expect(trig).To(ContainSubstring("max 0.09, rolled back at 2026-12-05T10:30:00Z</title>"), "and in the chart's title")
+	g.Expect(string(plots[0].SVG())).NotTo(ContainSubstring(`class="fired"`), "the check did not roll the release back")
+}
+
+func TestTheAxisMarksWhenARolledBackReleaseWasRolledBack(t *testing.T) {
+	g := NewWithT(t)
+	t0 := time.Date(2026, 12, 5, 10, 0, 0, 0, time.UTC)
+	d := release(1, t0.Add(-20*time.Minute))
+	d.Status.Phase = deployv1alpha1.PhaseRolledBack
+	d.Status.Target = &deployv1alpha1.TargetStatus{T0At: &metav1.Time{Time: t0}}
+	d.Status.Rollback = &deployv1alpha1.RollbackRecord{Reason: "TriggerFired", FiredAt: metav1.NewTime(t0.Add(7*time.Minute + 30*time.Second))}
+	a := AxisOf(d, t0.Add(time.Hour))
+	g.Expect(a.RolledBack).To(HaveValue(Equal(7*time.Minute + 30*time.Second)))
+	svg := string(a.SVG())
+	g.Expect(svg).To(ContainSubstring(`<line class="rolled-back"`))
+	g.Expect(svg).To(ContainSubstring("⟲ rolled back (T+7m30s)"))
+
+	d.Status.Rollback.FiredAt = metav1.NewTime(t0.Add(40 * time.Minute))
+	a = AxisOf(d, t0.Add(time.Hour))
+	g.Expect(a.Max).To(Equal(40*time.Minute), "a rollback past the last phase's deadline widens the axis to it")
+	g.Expect(string(a.SVG())).To(ContainSubstring("⟲ rolled back (T+40m)"))
 }
 
 // BenchmarkServingTheListPageWith1000Releases serves the whole list page for 1,000
@@ -255,4 +286,110 @@ func TestAnEndedReleasesRecordIsRenderedWithItsTablesAndWithoutTheHTMLSomeoneWro
 	g.Expect(page).NotTo(ContainSubstring("<script>alert(1)</script>"))
 	g.Expect(page).To(ContainSubstring(`href="/release/shop/checkout-v1/record.md"`), "the markdown a link away")
 	g.Expect(get("/release/shop/checkout-v1/record.md")).To(Equal(md), "copied as markdown, as kept")
+}
+
+// stream is a ResponseWriter for a server-sent event stream read while it runs.
+type stream struct {
+	mu      sync.Mutex
+	header  http.Header
+	body    bytes.Buffer
+	flushes int
+}
+
+func (s *stream) Header() http.Header { return s.header }
+func (s *stream) WriteHeader(int)     {}
+func (s *stream) Write(b []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.body.Write(b)
+}
+func (s *stream) Flush() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.flushes++
+}
+func (s *stream) read() (string, int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.body.String(), s.flushes
+}
+
+func TestTheFirstLivePushAfterAPageLoadIsLeftOutWhileNothingChangedSinceThePageWasRendered(t *testing.T) {
+	g := NewWithT(t)
+	t0 := time.Date(2026, 12, 5, 10, 0, 0, 0, time.UTC)
+	hub := staticHub(release(1, t0), release(2, t0.Add(time.Minute)))
+	s, err := New(Options{Address: "127.0.0.1", Port: 3100, Namespace: "shop", Actions: noActions{}, Hub: hub})
+	g.Expect(err).NotTo(HaveOccurred())
+	req := httptest.NewRequest(http.MethodGet, "/?token="+s.token, nil)
+	req.Host = "127.0.0.1:3100"
+	w := httptest.NewRecorder()
+	s.Handler().ServeHTTP(w, req)
+	cookie := w.Result().Cookies()[0]
+	get := func(target string) string {
+		req := httptest.NewRequest(http.MethodGet, target, nil)
+		req.Host = "127.0.0.1:3100"
+		req.AddCookie(cookie)
+		w := httptest.NewRecorder()
+		s.Handler().ServeHTTP(w, req)
+		g.Expect(w.Code).To(Equal(http.StatusOK), target)
+		return w.Body.String()
+	}
+	// follow opens the page's event stream, as the page's script does.
+	follow := func(page string) *stream {
+		m := regexp.MustCompile(`data-events="([^"]+)"`).FindStringSubmatch(page)
+		g.Expect(m).To(HaveLen(2), "the page names its event stream")
+		target := strings.ReplaceAll(m[1], "&amp;", "&")
+		g.Expect(target).To(ContainSubstring("since="), "with the generation the page was rendered at")
+		ctx, cancel := context.WithCancel(context.Background())
+		req := httptest.NewRequestWithContext(ctx, http.MethodGet, target, nil)
+		req.Host = "127.0.0.1:3100"
+		req.AddCookie(cookie)
+		st := &stream{header: http.Header{}}
+		done := make(chan struct{})
+		go func() { defer close(done); s.Handler().ServeHTTP(st, req) }()
+		t.Cleanup(func() { cancel(); <-done })
+		// The stream answers at once (its headers flushed), pushing or not.
+		g.Eventually(func() int { _, n := st.read(); return n }).WithTimeout(10 * time.Second).Should(BeNumerically(">=", 1))
+		return st
+	}
+	update := func(i int, next string) {
+		d := release(i, t0.Add(time.Duration(i-1)*time.Minute))
+		d.Status.NextAction = next
+		g.Expect(hub.informer.GetStore().Update(d)).To(Succeed())
+		hub.changed("")
+	}
+
+	list, rel := follow(get("/")), follow(get("/release/shop/checkout-v1"))
+	for _, st := range []*stream{list, rel} {
+		body, _ := st.read()
+		g.Expect(body).NotTo(ContainSubstring("event:"), "nothing changed since the page was rendered: nothing re-sent")
+		g.Expect(body).To(HavePrefix(": the page is current"))
+	}
+
+	update(1, "waiting for the change window")
+	for name, st := range map[string]*stream{"releases": list, "release": rel} {
+		g.Eventually(func() string { b, _ := st.read(); return b }).WithTimeout(10*time.Second).
+			Should(ContainSubstring("waiting for the change window"), "a change is pushed as before")
+		body, _ := st.read()
+		g.Expect(strings.Count(body, "event: "+name+"\n")).To(Equal(1), "once: for the change")
+	}
+
+	// A page rendered before a change it does not show gets it as soon as it listens.
+	page := get("/")
+	update(2, "waiting for the freeze to lift")
+	late := follow(page)
+	g.Eventually(func() string { b, _ := late.read(); return b }).WithTimeout(10 * time.Second).
+		Should(ContainSubstring("waiting for the freeze to lift"))
+	// Without since (a stream opened by hand): pushed at once, as before.
+	req = httptest.NewRequest(http.MethodGet, "/events", nil)
+	ctx, cancel := context.WithCancel(context.Background())
+	req = req.WithContext(ctx)
+	req.Host = "127.0.0.1:3100"
+	req.AddCookie(cookie)
+	st := &stream{header: http.Header{}}
+	done := make(chan struct{})
+	go func() { defer close(done); s.Handler().ServeHTTP(st, req) }()
+	g.Eventually(func() string { b, _ := st.read(); return b }).WithTimeout(10 * time.Second).Should(ContainSubstring("event: releases"))
+	cancel()
+	<-done
 }

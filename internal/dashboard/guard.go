@@ -68,7 +68,11 @@ func (g *guard) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	h.Set("Content-Security-Policy", "default-src 'self'; img-src 'self' data:; frame-ancestors 'none'; base-uri 'none'; form-action 'self'")
 	h.Set("X-Frame-Options", "DENY")
 	h.Set("X-Content-Type-Options", "nosniff")
-	h.Set("Referrer-Policy", "no-referrer")
+	// same-origin, not no-referrer: under no-referrer a browser sends "Origin: null"
+	// with the dashboard's own forms, which the Origin check below must refuse, and
+	// every button would be. No Referer leaves the dashboard either way, and the
+	// token has left the address by the time a page links anywhere.
+	h.Set("Referrer-Policy", "same-origin")
 	h.Set("Cache-Control", "no-store")
 	if !g.hosts[strings.ToLower(r.Host)] {
 		http.Error(w, fmt.Sprintf("refused: Host %q is not this dashboard's address (a DNS-rebinding page?)", r.Host), http.StatusMisdirectedRequest)

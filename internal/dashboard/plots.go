@@ -166,7 +166,9 @@ func Plots(ctx context.Context, r Ranger, dcl *deployv1alpha1.DeploymentChecklis
 }
 
 // SVG draws the plot: the series, each threshold as a dashed line, T-0, the `for`
-// window before a rollback this trigger fired, and tminus's own evaluations marked.
+// window before a rollback this trigger fired and the rollback's time (a line labelled
+// in words), and tminus's own evaluations marked. The series' values and the
+// thresholds are in data-* attributes as well; the page lists the values in a table.
 func (p Plot) SVG() template.HTML {
 	if len(p.Samples) == 0 {
 		return ""
@@ -196,8 +198,12 @@ func (p Plot) SVG() template.HTML {
 	py := func(v float64) float64 { return h - pad - (h-2*pad)*(v-lo)/(hi-lo) }
 	e := template.HTMLEscapeString
 	var b strings.Builder
-	fmt.Fprintf(&b, `<svg class="plot" role="img" viewBox="0 0 %.0f %.0f"><title>%s from %s to %s: %d points, threshold %s, min %g, max %g</title>`,
-		w, h, e(p.Name), p.Start.UTC().Format(time.RFC3339), p.End.UTC().Format(time.RFC3339), len(p.Samples), e(p.Threshold), lo, hi)
+	fired := ""
+	if p.FiredAt != nil {
+		fired = ", rolled back at " + p.FiredAt.UTC().Format(time.RFC3339)
+	}
+	fmt.Fprintf(&b, `<svg class="plot" role="img" viewBox="0 0 %.0f %.0f"><title>%s from %s to %s: %d points, threshold %s, min %g, max %g%s</title>`,
+		w, h, e(p.Name), p.Start.UTC().Format(time.RFC3339), p.End.UTC().Format(time.RFC3339), len(p.Samples), e(p.Threshold), lo, hi, fired)
 	if p.FiredAt != nil {
 		if d, err := time.ParseDuration(p.For); err == nil {
 			x0, x1 := px(p.FiredAt.Add(-d)), px(*p.FiredAt)
@@ -206,21 +212,31 @@ func (p Plot) SVG() template.HTML {
 		}
 	}
 	for _, t := range thrs {
-		fmt.Fprintf(&b, `<line class="threshold" x1="%.1f" y1="%.1f" x2="%.1f" y2="%.1f"><title>threshold %s</title></line>`,
-			pad, py(t), w-pad, py(t), e(p.Threshold))
+		fmt.Fprintf(&b, `<line class="threshold" data-value="%s" x1="%.1f" y1="%.1f" x2="%.1f" y2="%.1f"><title>threshold %s</title></line>`,
+			num(t), pad, py(t), w-pad, py(t), e(p.Threshold))
 	}
 	if p.T0 != nil && !p.T0.Before(p.Start) && !p.T0.After(p.End) {
 		x := px(*p.T0)
 		fmt.Fprintf(&b, `<line class="t0" x1="%.1f" y1="0" x2="%.1f" y2="%.0f"/><text x="%.1f" y="12">T-0</text>`, x, x, h, x+3)
 	}
-	var line strings.Builder
+	firedIn := p.FiredAt != nil && !p.FiredAt.Before(p.Start) && !p.FiredAt.After(p.End)
+	if firedIn {
+		at := p.FiredAt.UTC().Format(time.RFC3339)
+		fmt.Fprintf(&b, `<line class="fired" data-time="%s" x1="%.1f" y1="0" x2="%.1f" y2="%.0f"><title>rolled back at %s</title></line>`,
+			at, px(*p.FiredAt), px(*p.FiredAt), h, at)
+	}
+	// The series, drawn from points and carried as data: data-points holds each sample
+	// as unix-seconds,value, for scripts and tests reading the chart.
+	var line, data strings.Builder
 	for i, s := range p.Samples {
 		if i > 0 {
 			line.WriteByte(' ')
+			data.WriteByte(' ')
 		}
 		fmt.Fprintf(&line, "%.1f,%.1f", px(s.T), py(s.V))
+		fmt.Fprintf(&data, "%d,%s", s.T.Unix(), num(s.V))
 	}
-	fmt.Fprintf(&b, `<polyline class="series" points="%s"/>`, line.String())
+	fmt.Fprintf(&b, `<polyline class="series" points="%s" data-points="%s"/>`, line.String(), data.String())
 	for i, m := range p.Marks {
 		v, ok := marks[i]
 		if !ok {
@@ -234,11 +250,25 @@ func (p Plot) SVG() template.HTML {
 			fmt.Fprintf(&b, `<circle class="pass" cx="%.1f" cy="%.1f" r="3"><title>%s</title></circle>`, x, y, label)
 		}
 	}
+	if firedIn {
+		// The rollback's time in words as well as a line, drawn over the series (the
+		// style gives it a halo): on the side of the line with room for it.
+		lx, anchor := px(*p.FiredAt)+3, "start"
+		if lx > w*0.7 {
+			lx, anchor = lx-6, "end"
+		}
+		fmt.Fprintf(&b, `<text class="fired-label" x="%.1f" y="24" text-anchor="%s">⟲ rolled back %s</text>`,
+			lx, anchor, p.FiredAt.UTC().Format("15:04:05Z"))
+	}
 	fmt.Fprintf(&b, `<text x="%.1f" y="%.1f">%s</text><text x="%.1f" y="%.1f" text-anchor="end">%s</text>`,
 		pad, h-2, p.Start.UTC().Format("15:04Z"), w-pad, h-2, p.End.UTC().Format("15:04Z"))
 	b.WriteString(`</svg>`)
 	return template.HTML(b.String()) //nolint:gosec // every value written above is escaped
 }
+
+// num writes a value as the chart's data carries it: the shortest decimal that reads
+// back as the same float.
+func num(v float64) string { return strconv.FormatFloat(v, 'g', -1, 64) }
 
 // specBounds writes a spec's plain bounds as status writes them: "< 0.01", "> 0.05".
 // A check passes below "below" and above "above"; a trigger fires past them.

@@ -13,6 +13,7 @@ import (
 	"errors"
 	"fmt"
 	"html/template"
+	"io"
 	"io/fs"
 	"net"
 	"net/http"
@@ -154,11 +155,18 @@ type listView struct {
 // RenderList writes the list's rows: rendered once per change and shared by every
 // viewer.
 func (s *Server) RenderList() ([]byte, error) {
+	b, _, err := s.renderList()
+	return b, err
+}
+
+// renderList writes the list's rows, and the hub's generation they show at least:
+// read before the store, so the rows are never older than it.
+func (s *Server) renderList() ([]byte, uint64, error) {
 	gen, watchErr := s.opts.Hub.Generation()
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.list != nil && gen == s.listGen {
-		return s.list, nil
+		return s.list, gen, nil
 	}
 	items := s.opts.Hub.List()
 	rows := make([]Row, len(items))
@@ -169,20 +177,20 @@ func (s *Server) RenderList() ([]byte, error) {
 	var b bytes.Buffer
 	v := listView{AllNamespaces: s.opts.Namespace == "", Namespace: s.opts.Namespace, Rows: rows, WatchErr: watchErr}
 	if err := s.tpl.ExecuteTemplate(&b, "rows", v); err != nil {
-		return nil, err
+		return nil, 0, err
 	}
 	s.list, s.listGen = b.Bytes(), gen
-	return s.list, nil
+	return s.list, gen, nil
 }
 
 func (s *Server) listPage(w http.ResponseWriter, _ *http.Request) {
-	rows, err := s.RenderList()
+	rows, gen, err := s.renderList()
 	if err != nil {
 		http.Error(w, err.Error(), http.StatusInternalServerError)
 		return
 	}
 	s.page(w, http.StatusOK, "list", map[string]any{
-		"Title": "Releases", "AllNamespaces": s.opts.Namespace == "", "Namespace": s.opts.Namespace,
+		"Title": "Releases", "AllNamespaces": s.opts.Namespace == "", "Namespace": s.opts.Namespace, "Since": gen,
 		"Rows": template.HTML(rows), //nolint:gosec // rendered by html/template
 	})
 }
@@ -216,8 +224,13 @@ func (s *Server) releasePage(w http.ResponseWriter, r *http.Request) {
 // showRelease renders a release's page, with the answer to a button (ok or refused).
 func (s *Server) showRelease(w http.ResponseWriter, r *http.Request, code int, answer, refusal string) {
 	ns, name := r.PathValue("ns"), r.PathValue("name")
+	gen, _ := s.opts.Hub.Generation() // before the store: the page is never older than it
 	dcl, err := s.opts.Hub.Get(ns, name)
 	if err != nil {
+		if refusal != "" { // a button's answer for a checklist gone meanwhile
+			http.Error(w, refusal, code)
+			return
+		}
 		http.Error(w, err.Error(), http.StatusNotFound)
 		return
 	}
@@ -228,7 +241,7 @@ func (s *Server) showRelease(w http.ResponseWriter, r *http.Request, code int, a
 	}
 	d := DetailOf(dcl, s.opts.Now())
 	data := map[string]any{
-		"Title": ns + "/" + name, "D": d, "Answer": answer, "Refusal": refusal,
+		"Title": ns + "/" + name, "D": d, "Answer": answer, "Refusal": refusal, "Since": gen,
 		"Live": template.HTML(live), //nolint:gosec // rendered by html/template
 	}
 	if s.opts.Ranger != nil {
@@ -275,7 +288,7 @@ func (s *Server) act(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if err != nil {
-		s.showRelease(w, r, http.StatusForbidden, "", err.Error())
+		s.showRelease(w, r, StatusOf(err), "", err.Error())
 		return
 	}
 	s.showRelease(w, r, http.StatusOK, out, "")
@@ -292,7 +305,10 @@ func (s *Server) recordMarkdown(w http.ResponseWriter, r *http.Request) {
 }
 
 // events pushes the list (or, with ?release=ns/name, a release's live part) as
-// server-sent events: now, then at every change the one watch saw.
+// server-sent events: now, then at every change the one watch saw. With ?since=N, the
+// hub's generation the page was rendered at, the first push is left out while nothing
+// changed since: the page holds it already (on 1,000 rows, re-sending and re-rendering
+// them all just after the page loaded cost the browser about 200 ms).
 func (s *Server) events(w http.ResponseWriter, r *http.Request) {
 	fl, ok := w.(http.Flusher)
 	if !ok {
@@ -309,6 +325,20 @@ func (s *Server) events(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Content-Type", "text/event-stream")
 	changes, cancel := s.opts.Hub.Subscribe()
 	defer cancel()
+	// Subscribed first: a change after this reading is told on changes.
+	if since, err := strconv.ParseUint(r.URL.Query().Get("since"), 10, 64); err == nil {
+		if gen, _ := s.opts.Hub.Generation(); gen == since {
+			if _, err := io.WriteString(w, ": the page is current\n\n"); err != nil {
+				return
+			}
+			fl.Flush()
+			select {
+			case <-r.Context().Done():
+				return
+			case <-changes:
+			}
+		}
+	}
 	for {
 		body, err := render()
 		if err != nil {

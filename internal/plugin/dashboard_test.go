@@ -26,6 +26,7 @@ import (
 	"k8s.io/client-go/rest"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/config"
 	logf "sigs.k8s.io/controller-runtime/pkg/log"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
@@ -119,12 +120,31 @@ func post(t *testing.T, c *http.Client, base *url.URL, path string, form url.Val
 	return r
 }
 
-// TestTheDashboardActsAsItsUserAndNoOneElse: behind the dashboard is the user's own
-// kubeconfig: mallory (no approve verb) clicking Approve is refused by the approval
-// webhook, the refusal shown as the API server gave it and nothing written; alice's
-// click is verified by the webhook as hers. A request without the session, or with
-// another site's Host or Origin, is refused before anything is done.
-func TestTheDashboardActsAsItsUserAndNoOneElse(t *testing.T) {
+// signOffBed is a test bed with tminus's manager and webhooks where alice may read
+// checklists, approve and read the checklist's Prometheus credentials, and mallory
+// may only read checklists; checklist checkout-v2 of namespace default asks a
+// deployment-lead's sign-off and plots a metric from a Prometheus behind a proxy that
+// counts the range queries it is sent and keeps the last one's Authorization.
+type signOffBed struct {
+	bed *testbed.Bed
+	// ranges counts the range queries; bearer is the last one's Authorization.
+	ranges *atomic.Int64
+	bearer *atomic.Value
+	key    client.ObjectKey
+}
+
+// checklist is checkout-v2 as the API server holds it now.
+func (b *signOffBed) checklist(t *testing.T) *deployv1alpha1.DeploymentChecklist {
+	t.Helper()
+	var cur deployv1alpha1.DeploymentChecklist
+	if err := b.bed.Client.Get(context.Background(), b.key, &cur); err != nil {
+		t.Fatal(err)
+	}
+	return &cur
+}
+
+func newSignOffBed(t *testing.T) *signOffBed {
+	t.Helper()
 	g := NewWithT(t)
 	root, err := testbed.RepoRoot()
 	g.Expect(err).NotTo(HaveOccurred())
@@ -187,11 +207,21 @@ func TestTheDashboardActsAsItsUserAndNoOneElse(t *testing.T) {
 	}
 	// The webhook server takes a moment to listen: a create goes through it.
 	g.Eventually(func() error { return bed.Client.Create(ctx, dcl.DeepCopy()) }).WithTimeout(time.Minute).Should(Succeed())
-	annotations := func() map[string]string {
-		var cur deployv1alpha1.DeploymentChecklist
-		g.Expect(bed.Client.Get(ctx, client.ObjectKeyFromObject(dcl), &cur)).To(Succeed())
-		return cur.Annotations
-	}
+	return &signOffBed{bed: bed, ranges: &ranges, bearer: &bearer, key: client.ObjectKeyFromObject(dcl)}
+}
+
+// TestTheDashboardActsAsItsUserAndNoOneElse: behind the dashboard is the user's own
+// kubeconfig: mallory (no approve verb) clicking Approve is refused by the approval
+// webhook, the refusal shown as the API server gave it and nothing written; alice's
+// click is verified by the webhook as hers. A request without the session, or with
+// another site's Host or Origin, is refused before anything is done. Each refusal is
+// answered with the status that fits it (403 forbidden, 422 the plugin's own, 404 gone).
+func TestTheDashboardActsAsItsUserAndNoOneElse(t *testing.T) {
+	g := NewWithT(t)
+	sb := newSignOffBed(t)
+	bed, ranges, bearer := sb.bed, sb.ranges, sb.bearer
+	const ns = "default"
+	annotations := func() map[string]string { return sb.checklist(t).Annotations }
 
 	// mallory's dashboard.
 	raw := startDashboard(t, asUser(t, bed, "mallory", ns), ns)
@@ -279,6 +309,15 @@ func TestTheDashboardActsAsItsUserAndNoOneElse(t *testing.T) {
 		return body(t, r)
 	}).WithTimeout(30*time.Second).Should(ContainSubstring("● deployment-lead: 1 of 1 (alice)"),
 		"the manager counted the sign-off and the one watch brought it to the page")
+
+	// A refusal's status fits it: the plugin's own (no sign-off of hers to revoke) is
+	// 422, a checklist the API server does not have is 404, in its words.
+	r = post(t, alice, base, page, url.Values{"action": {"revoke"}, "role": {"security-review"}}, "http://"+base.Host)
+	g.Expect(body(t, r)).To(ContainSubstring("deploymentchecklist/checkout-v2 has no security-review approval by alice"))
+	g.Expect(r.StatusCode).To(Equal(http.StatusUnprocessableEntity))
+	r = post(t, alice, base, "/release/"+ns+"/checkout-v9", url.Values{"action": {"approve"}, "role": {"deployment-lead"}}, "http://"+base.Host)
+	g.Expect(body(t, r)).To(ContainSubstring(`deploymentchecklists.deploy.tminus.dev "checkout-v9" not found`))
+	g.Expect(r.StatusCode).To(Equal(http.StatusNotFound))
 }
 
 // TestAStatusChangeReachesConnectedViewersThroughOneWatch: two viewers follow the list;
@@ -414,6 +453,7 @@ func startManagerWithWebhooks(t *testing.T, ctx context.Context, bed *testbed.Be
 		Metrics:                metricsserver.Options{BindAddress: "0"},
 		HealthProbeBindAddress: "0",
 		Cache:                  controller.CacheOptions(),
+		Controller:             config.Controller{SkipNameValidation: new(true)}, // one manager per test
 		WebhookServer:          crwebhook.NewServer(crwebhook.Options{Host: host, Port: port, CertDir: certDir}),
 	})
 	if err != nil {
