@@ -138,3 +138,64 @@ func TestAGatedDaemonSetsNewImageIsHeldWithOnDeleteInTheWriteThatMakesIt(t *test
 	g.Consistently(func(g Gomega) []string { return statefulSetPodImages(g, ns, "agent") }, 2*time.Second, 200*time.Millisecond).
 		Should(And(HaveLen(testbed.DaemonSetNodes), HaveEach("agent:v1")), "no node's pod takes the held template")
 }
+
+func getDaemonSet(g Gomega, ds *appsv1.DaemonSet) *appsv1.DaemonSet {
+	var cur appsv1.DaemonSet
+	g.Expect(bed.Client.Get(context.Background(), client.ObjectKeyFromObject(ds), &cur)).To(Succeed())
+	return &cur
+}
+
+// waitDaemonSetRolledOut waits for ds to run image on every node it runs on, each node's
+// pod included.
+func waitDaemonSetRolledOut(t *testing.T, ds *appsv1.DaemonSet, image string) {
+	t.Helper()
+	NewWithT(t).Eventually(func(g Gomega) {
+		g.Expect(testbed.DaemonSetRolledOut(getDaemonSet(g, ds), image)).To(Succeed())
+		g.Expect(statefulSetPodImages(g, ds.Namespace, ds.Name)).To(And(HaveLen(testbed.DaemonSetNodes), HaveEach(image)))
+	}, 2*time.Minute, 100*time.Millisecond).Should(Succeed())
+}
+
+// TestAGatedDaemonSetsReleaseRolledBackByABreachStaysOnTheOldImageThroughTheSelfHeal:
+// the order of events a user produces with a node agent labelled gated in Git. Argo CD
+// applies a new image and it is held on every node; the checklist comes, is signed off
+// and releases it to every node's pod; the error rate breaches the rollback trigger and
+// every node's pod is put back on the old image; Argo CD's self-heal re-applying the
+// rolled-back image is refused by the API server, naming the DaemonSet and the
+// checklist, ten writes in a row, and no node's pod leaves the old image.
+func TestAGatedDaemonSetsReleaseRolledBackByABreachStaysOnTheOldImageThroughTheSelfHeal(t *testing.T) {
+	t.Parallel()
+	g := NewWithT(t)
+	ns := newNamespace(t)
+	ds := testbed.DaemonSet(ns, "agent", "agent:v1")
+	g.Expect(bed.Client.Create(context.Background(), ds)).To(Succeed())
+	waitDaemonSetRolledOut(t, ds, "agent:v1")
+
+	v2 := testbed.DaemonSet(ns, "agent", "agent:v2")
+	v2.Labels = map[string]string{deployv1alpha1.GatedLabel: deployv1alpha1.GatedByUser}
+	g.Expect(apply(v2)).To(Succeed())
+	g.Expect(getDaemonSet(g, ds).Spec.UpdateStrategy.Type).To(Equal(appsv1.OnDeleteDaemonSetStrategyType),
+		"held in the same write that changed the template")
+	g.Consistently(func(g Gomega) []string { return statefulSetPodImages(g, ns, "agent") }, 2*time.Second, 200*time.Millisecond).
+		Should(And(HaveLen(testbed.DaemonSetNodes), HaveEach("agent:v1")), "no node's pod takes the held template")
+
+	c := release(ns, "v2", time.Hour)
+	c.Name = "agent-v2"
+	c.Spec.Target = &deployv1alpha1.TargetRef{Kind: deployv1alpha1.KindDaemonSet, Name: "agent"}
+	g.Expect(bed.Client.Create(context.Background(), c)).To(Succeed())
+	signOff(t, c)
+	waitFor(t, c, deployv1alpha1.PhaseVerifying)
+	waitDaemonSetRolledOut(t, ds, "agent:v2")
+
+	metrics.set(errorsIn(ns), 0.07)
+	waitFor(t, c, deployv1alpha1.PhaseRolledBack)
+	waitDaemonSetRolledOut(t, ds, "agent:v1")
+
+	for write := 1; write <= 10; write++ {
+		err := apply(v2)
+		g.Expect(err).To(HaveOccurred(), "self-heal write %d", write)
+		g.Expect(err.Error()).To(ContainSubstring("DaemonSet " + ns + "/agent: this pod template (agent:v2) was rolled back by checklist agent-v2"))
+		g.Expect(getDaemonSet(g, ds).Spec.Template.Spec.Containers[0].Image).To(Equal("agent:v1"), "after write %d", write)
+		g.Expect(statefulSetPodImages(g, ns, "agent")).To(And(HaveLen(testbed.DaemonSetNodes), HaveEach("agent:v1")),
+			"after write %d", write)
+	}
+}
