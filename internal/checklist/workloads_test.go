@@ -64,3 +64,34 @@ func TestATargetThatCannotBeGatedIsReportedAndNeverWrittenTo(t *testing.T) {
 	g.Expect(d.Actions).To(BeEmpty())
 	g.Expect(d.Events).To(BeEmpty(), "reported once")
 }
+
+// TestAStatefulSetsReleaseIsSaidOfTheStatefulSet: the events and answers of a release of
+// the StatefulSet db name it a StatefulSet, not a Deployment: its rollout, a blocker
+// live on it, and a rollback request that cannot be acted on.
+func TestAStatefulSetsReleaseIsSaidOfTheStatefulSet(t *testing.T) {
+	g := NewWithT(t)
+	db := func(c *deployv1alpha1.DeploymentChecklist) {
+		c.Name, c.Spec.Target = "db-v2", &deployv1alpha1.TargetRef{Kind: deployv1alpha1.KindStatefulSet, Name: "db"}
+	}
+	c := newChecklist(db)
+	run(c, Observations{Targets: []TargetState{heldTarget()}, Approvals: approved("deployment-lead"), Metrics: errorRate(0.001, "0.001")},
+		t0.Add(-time.Minute))
+	d := run(c, Observations{Targets: []TargetState{rolledOutTarget()}, Approvals: approved("deployment-lead")}, t0)
+	var rolledOut []string
+	for _, e := range d.Events {
+		if e.Reason == ReasonRolloutAvailable {
+			rolledOut = append(rolledOut, e.Message)
+		}
+	}
+	g.Expect(rolledOut).To(Equal([]string{"StatefulSet db rolled out: 3 replicas available; T-plus phases count from now"}))
+
+	run(c, Observations{Targets: []TargetState{rolledOutTarget()}, Approvals: approved("deployment-lead"), Metrics: errorRate(0.001, "0.001")},
+		t0.Add(5*time.Minute))
+	g.Expect(c.Status.Phase).To(Equal(deployv1alpha1.PhaseSucceeded))
+	run(c, Observations{Targets: []TargetState{rolledOutTarget()}, Blocker: "db-v3", Requests: rollbackBy("carol", "CVE")}, t0.Add(time.Hour))
+	g.Expect(c.Status.Request.Message).To(ContainSubstring("checklist db-v3 is live on StatefulSet db"))
+
+	blocked := newChecklist(db)
+	run(blocked, Observations{Targets: []TargetState{servingV1()}, Blocker: "db-v1", BlockedOn: "db"}, t0.Add(-2*time.Minute))
+	g.Expect(blocked.Status.NextAction).To(Equal("blocked: checklist db-v1 is live on StatefulSet db; this one starts when it ends"))
+}
