@@ -222,10 +222,7 @@ func (e *engine) hold() {
 	}
 	reason := fmt.Sprintf("held by checklist %s until T-0", e.dcl.Name)
 	e.action(Action{Kind: ActionHold, Reason: reason})
-	held := "paused"
-	if kindOf(e.ref()) == deployv1alpha1.KindStatefulSet {
-		held = "held (rolling update partition)"
-	}
+	held := e.heldAs()
 	msg := fmt.Sprintf("%s %s until every T-minus phase passes", held, e.tdesc())
 	if e.frozenBy != "" {
 		msg = fmt.Sprintf("%s %s while a change freeze holds T-0", held, e.tdesc())

@@ -244,7 +244,10 @@ func (e *engine) deployingTarget() (out, goesOn bool) {
 	t := e.tobs()
 	if e.pauses() && t.Paused && t.TemplateHash == e.ts().ReleasedTemplateHash && !e.released {
 		if t.HeldBy == "" {
-			e.next = fmt.Sprintf("%s was paused by someone other than tminus: resume it to roll out the release", e.tdesc())
+			e.next = fmt.Sprintf("%s was %s by someone other than tminus: take that off to roll out the release", e.tdesc(), e.heldAs())
+			if kindOf(e.ref()) == deployv1alpha1.KindDeployment {
+				e.next = fmt.Sprintf("%s was paused by someone other than tminus: resume it to roll out the release", e.tdesc())
+			}
 			e.pollIn(e.p.interval)
 			return false, false
 		}

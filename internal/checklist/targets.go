@@ -48,6 +48,19 @@ func (e *engine) descs(idx []int) string {
 	return deployv1alpha1.DescribeTargets(refs)
 }
 
+// heldAs says how the target at hand is held, as messages do: a Deployment is paused,
+// a StatefulSet held at its rolling update's partition, a DaemonSet by the OnDelete
+// update strategy.
+func (e *engine) heldAs() string {
+	switch kindOf(e.ref()) {
+	case deployv1alpha1.KindStatefulSet:
+		return "held (rolling update partition)"
+	case deployv1alpha1.KindDaemonSet:
+		return "held (update strategy OnDelete)"
+	}
+	return "paused"
+}
+
 // alldesc names every target with its kind, as descs does.
 func (e *engine) alldesc() string { return deployv1alpha1.DescribeTargets(e.refs) }
 

@@ -10,23 +10,25 @@ import (
 	deployv1alpha1 "github.com/tminus-dev/tminus/api/v1alpha1"
 )
 
-// TestADeploymentAndAStatefulSetOfOneNameAreHeldEachByItsKindAndNamedByIt: a release of
-// the Deployment web and the StatefulSet web holds each with its own kind's write
-// (the action names the kind) and its events say which one they mean.
-func TestADeploymentAndAStatefulSetOfOneNameAreHeldEachByItsKindAndNamedByIt(t *testing.T) {
+// TestADeploymentStatefulSetAndDaemonSetOfOneNameAreHeldEachByItsKindAndNamedByIt: a
+// release of the Deployment web, the StatefulSet web and the DaemonSet web holds each
+// with its own kind's write (the action names the kind) and its events say which one
+// they mean and how it is held.
+func TestADeploymentStatefulSetAndDaemonSetOfOneNameAreHeldEachByItsKindAndNamedByIt(t *testing.T) {
 	g := NewWithT(t)
 	c := newChecklist(func(c *deployv1alpha1.DeploymentChecklist) {
 		c.Spec.Target = nil
-		c.Spec.Targets = []deployv1alpha1.TargetRef{{Kind: "Deployment", Name: "web"}, {Kind: "StatefulSet", Name: "web"}}
+		c.Spec.Targets = []deployv1alpha1.TargetRef{{Kind: "Deployment", Name: "web"}, {Kind: "StatefulSet", Name: "web"},
+			{Kind: "DaemonSet", Name: "web"}}
 	})
-	d := run(c, Observations{Targets: []TargetState{servingV1(), servingV1()}}, t0.Add(-2*time.Minute))
+	d := run(c, Observations{Targets: []TargetState{servingV1(), servingV1(), servingV1()}}, t0.Add(-2*time.Minute))
 	var kinds []string
 	for _, a := range d.Actions {
 		if a.Kind == ActionHold {
 			kinds = append(kinds, a.Target+"/"+a.TargetKind)
 		}
 	}
-	g.Expect(kinds).To(Equal([]string{"web/", "web/StatefulSet"}), `"" is a Deployment`)
+	g.Expect(kinds).To(Equal([]string{"web/", "web/StatefulSet", "web/DaemonSet"}), `"" is a Deployment`)
 	var msgs []string
 	for _, e := range d.Events {
 		if e.Reason == ReasonTargetPaused {
@@ -36,8 +38,9 @@ func TestADeploymentAndAStatefulSetOfOneNameAreHeldEachByItsKindAndNamedByIt(t *
 	g.Expect(msgs).To(ConsistOf(
 		ContainSubstring("paused Deployment web until"),
 		ContainSubstring("held (rolling update partition) StatefulSet web until"),
+		ContainSubstring("held (update strategy OnDelete) DaemonSet web until"),
 	))
-	g.Expect(c.Status.Targets).To(HaveLen(2))
+	g.Expect(c.Status.Targets).To(HaveLen(3))
 	g.Expect(c.Status.Targets[1].Kind).To(Equal("StatefulSet"))
 }
 
