@@ -92,8 +92,9 @@ func DaemonSetControllerRevisions(ctx context.Context, c client.Reader, ds *apps
 // Every scheduled pod runs the template (updatedNumberScheduled) or none does: either
 // way it is settled. What serves is the template in the first case; in the second (a
 // new template held, at admission or by a checklist) it is the revision before the
-// template's, as kubectl rollout undo takes it: a DaemonSet has no currentRevision, and
-// tminus does not read pods.
+// template's, as kubectl rollout undo takes it (a DaemonSet has no currentRevision, and
+// tminus does not read pods), once a pod runs: as for a Deployment, whether the pods are
+// available does not change what they run.
 func DaemonSetState(ds *appsv1.DaemonSet, revs []appsv1.ControllerRevision) checklist.TargetState {
 	st := ds.Status
 	t := checklist.TargetState{
@@ -140,7 +141,7 @@ func DaemonSetState(ds *appsv1.DaemonSet, revs []appsv1.ControllerRevision) chec
 			t.ServingPodTemplateHash = rev.Labels[appsv1.DefaultDaemonSetUniqueLabelKey]
 		}
 	}
-	if t.Settled && st.UpdatedNumberScheduled == 0 && st.DesiredNumberScheduled > 0 && t.Available {
+	if t.Settled && st.UpdatedNumberScheduled == 0 && st.CurrentNumberScheduled > 0 {
 		if prev := previousRevision(revs, t.TemplateHash); prev != nil {
 			tmpl := revisionTemplate(prev)
 			t.Serving, t.ServingHash = tmpl, gate.TemplateHash(tmpl)

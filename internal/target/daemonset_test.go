@@ -62,6 +62,11 @@ func TestAHeldDaemonSetServesTheRevisionBeforeItsNewTemplate(t *testing.T) {
 	g.Expect(st.TemplateImages).To(Equal([]string{"agent:v2"}))
 	g.Expect(st.TemplateFirstRan.IsZero()).To(BeTrue(), "no pod ran v2")
 
+	// A node's pod down: the others still run v1, which is what a rollback restores.
+	ds.Status.NumberAvailable, ds.Status.NumberUnavailable = 2, 1
+	g.Expect(gate.Images(target.DaemonSetState(ds, []appsv1.ControllerRevision{v0, v1, v2}).Serving)).To(Equal([]string{"agent:v1"}))
+	ds.Status.NumberAvailable, ds.Status.NumberUnavailable = 3, 0
+
 	// Rolled out: the template serves.
 	ds.Status.UpdatedNumberScheduled = 3
 	g.Expect(gate.Images(target.DaemonSetState(ds, []appsv1.ControllerRevision{v0, v1, v2}).Serving)).To(Equal([]string{"agent:v2"}))
