@@ -9,9 +9,11 @@ import (
 	appsv1 "k8s.io/api/apps/v1"
 	autoscalingv1 "k8s.io/api/autoscaling/v1"
 	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	deployv1alpha1 "github.com/tminus-dev/tminus/api/v1alpha1"
+	"github.com/tminus-dev/tminus/internal/gate"
 	"github.com/tminus-dev/tminus/test/testbed"
 )
 
@@ -198,4 +200,54 @@ func TestAGatedDaemonSetsReleaseRolledBackByABreachStaysOnTheOldImageThroughTheS
 		g.Expect(statefulSetPodImages(g, ns, "agent")).To(And(HaveLen(testbed.DaemonSetNodes), HaveEach("agent:v1")),
 			"after write %d", write)
 	}
+}
+
+// TestASignOffOnAStatefulSetsReleaseIsBoundToTheTemplateTheStatefulSetHeld: the approval
+// webhook records, with a sign-off, the template the StatefulSet held when it was given
+// (read as a StatefulSet, not looked for as a Deployment and recorded as none), so an
+// image pushed after it is not what was signed for and the sign-off does not count for it.
+func TestASignOffOnAStatefulSetsReleaseIsBoundToTheTemplateTheStatefulSetHeld(t *testing.T) {
+	t.Parallel()
+	g := NewWithT(t)
+	ns := newNamespace(t)
+	s := testbed.StatefulSet(ns, "db", "db:v1", 2)
+	g.Expect(bed.Client.Create(context.Background(), s)).To(Succeed())
+	waitStatefulSetRolledOut(t, s, "db:v1", 2)
+	v2 := testbed.StatefulSet(ns, "db", "db:v2", 2)
+	v2.Labels = map[string]string{deployv1alpha1.GatedLabel: deployv1alpha1.GatedByUser}
+	g.Expect(apply(v2)).To(Succeed())
+	held := gate.TemplateHash(&getStatefulSet(g, s).Spec.Template)
+
+	c := release(ns, "v2", time.Hour)
+	c.Name = "db-v2"
+	c.Spec.Target = &deployv1alpha1.TargetRef{Kind: deployv1alpha1.KindStatefulSet, Name: "db"}
+	deployAt := metav1.NewTime(time.Now().Add(30 * time.Minute))
+	c.Spec.DeployAt = &deployAt
+	g.Expect(bed.Client.Create(context.Background(), c)).To(Succeed())
+	g.Eventually(func(g Gomega) {
+		var cur deployv1alpha1.DeploymentChecklist
+		g.Expect(bed.Client.Get(context.Background(), client.ObjectKeyFromObject(c), &cur)).To(Succeed())
+		g.Expect(cur.Status.Targets).NotTo(BeEmpty())
+		g.Expect(cur.Status.Targets[0].CandidateImages).To(Equal([]string{"db:v2"}))
+	}, 2*time.Minute, 100*time.Millisecond).Should(Succeed())
+
+	signOff(t, c)
+	var signed deployv1alpha1.DeploymentChecklist
+	g.Expect(bed.Client.Get(context.Background(), client.ObjectKeyFromObject(c), &signed)).To(Succeed())
+	g.Expect(signed.Annotations).To(HaveKeyWithValue("verified.approve.tminus.dev/deployment-lead", HaveSuffix(" | template "+held)))
+
+	v3 := testbed.StatefulSet(ns, "db", "db:v3", 2)
+	v3.Labels = v2.Labels
+	g.Expect(apply(v3)).To(Succeed())
+	g.Eventually(func(g Gomega) {
+		var cur deployv1alpha1.DeploymentChecklist
+		g.Expect(bed.Client.Get(context.Background(), client.ObjectKeyFromObject(c), &cur)).To(Succeed())
+		g.Expect(cur.Status.Targets).NotTo(BeEmpty())
+		g.Expect(cur.Status.Targets[0].CandidateImages).To(Equal([]string{"db:v3"}))
+		g.Expect(cur.Status.Approvals).To(HaveLen(1))
+		g.Expect(cur.Status.Approvals[0].NotCounted).To(Equal(
+			"given for db:v2, but the StatefulSet now holds db:v3 for release: sign again"))
+	}, 2*time.Minute, 100*time.Millisecond).Should(Succeed())
+	g.Consistently(func(g Gomega) []string { return statefulSetPodImages(g, ns, "db") }, 2*time.Second, 200*time.Millisecond).
+		Should(HaveEach("db:v1"), "nothing signed for is released")
 }
