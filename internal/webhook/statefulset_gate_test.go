@@ -251,3 +251,35 @@ func TestASignOffOnAStatefulSetsReleaseIsBoundToTheTemplateTheStatefulSetHeld(t 
 	g.Consistently(func(g Gomega) []string { return statefulSetPodImages(g, ns, "db") }, 2*time.Second, 200*time.Millisecond).
 		Should(HaveEach("db:v1"), "nothing signed for is released")
 }
+
+// TestAnObserveChecklistIsRefusedOnAStatefulSetOrDaemonSetItsOwnerGated: as for a
+// Deployment, a checklist with gate: Observe (which holds nothing) is refused on a
+// StatefulSet or DaemonSet labelled gated=true in Git, naming the workload by its kind
+// and the label's break-glass; one of gate Pause is let in.
+func TestAnObserveChecklistIsRefusedOnAStatefulSetOrDaemonSetItsOwnerGated(t *testing.T) {
+	t.Parallel()
+	g := NewWithT(t)
+	ctx := context.Background()
+	ns := newNamespace(t)
+	s := testbed.StatefulSet(ns, "db", "db:v1", 1)
+	s.Labels = map[string]string{deployv1alpha1.GatedLabel: deployv1alpha1.GatedByUser}
+	g.Expect(bed.Client.Create(ctx, s)).To(Succeed())
+	ds := testbed.DaemonSet(ns, "agent", "agent:v1")
+	ds.Labels = map[string]string{deployv1alpha1.GatedLabel: deployv1alpha1.GatedByUser}
+	g.Expect(bed.Client.Create(ctx, ds)).To(Succeed())
+
+	for _, ref := range []deployv1alpha1.TargetRef{
+		{Kind: deployv1alpha1.KindStatefulSet, Name: "db"},
+		{Kind: deployv1alpha1.KindDaemonSet, Name: "agent"},
+	} {
+		c := observeRelease(ns, "v2")
+		c.Name, c.Spec.Target = ref.Name+"-v2", &ref
+		err := bed.Client.Create(ctx, c)
+		g.Expect(err).To(MatchError(ContainSubstring("spec.gate: Observe holds nothing, and %s is labelled %s=%s",
+			ref.String(), deployv1alpha1.GatedLabel, deployv1alpha1.GatedByUser)), ref.String())
+		g.Expect(err).To(MatchError(ContainSubstring("takes the right to edit the %s)", ref.Kind)), ref.String())
+
+		c.Spec.Gate = deployv1alpha1.GatePause
+		g.Expect(bed.Client.Create(ctx, c)).To(Succeed(), "gate Pause on %s", ref.String())
+	}
+}
