@@ -283,3 +283,23 @@ func TestAnObserveChecklistIsRefusedOnAStatefulSetOrDaemonSetItsOwnerGated(t *te
 		g.Expect(bed.Client.Create(ctx, c)).To(Succeed(), "gate Pause on %s", ref.String())
 	}
 }
+
+// TestARetryIsOfTheSameKindOfWorkloadNotOnlyOfTheSameName: the retry-of annotation of a
+// release of the Deployment db may not name a release of the StatefulSet db of the same
+// revision: a retry is of the same workloads, kind and name, and the refusal names the
+// kind retried.
+func TestARetryIsOfTheSameKindOfWorkloadNotOnlyOfTheSameName(t *testing.T) {
+	t.Parallel()
+	g := NewWithT(t)
+	ctx := context.Background()
+	ns := newNamespace(t)
+	c := release(ns, "v2", time.Hour)
+	c.Name, c.Spec.Target = "db-v2", &deployv1alpha1.TargetRef{Kind: deployv1alpha1.KindStatefulSet, Name: "db"}
+	g.Expect(bed.Client.Create(ctx, c)).To(Succeed())
+
+	forged := release(ns, "v2", time.Hour)
+	forged.Name, forged.Spec.Target = "db-v2-retry", &deployv1alpha1.TargetRef{Kind: deployv1alpha1.KindDeployment, Name: "db"}
+	forged.Annotations = map[string]string{deployv1alpha1.RetryOfAnnotation: "db-v2"}
+	g.Expect(bed.Client.Create(ctx, forged)).To(MatchError(ContainSubstring(
+		`names checklist db-v2, of StatefulSet db revision "v2": a retry is of the same StatefulSet and revision`)))
+}
