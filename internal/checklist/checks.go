@@ -206,9 +206,9 @@ func (e *engine) judgeApprovals() {
 				given = fmt.Sprintf("the template %s held when it was given (%s)", e.alldesc(),
 					shortHash(rec.CandidateTemplateHash))
 			}
-			holder := e.alldesc() + " now hold"
-			if len(e.refs) == 1 {
-				holder = "the " + kindOf(e.refs[0]) + " now holds"
+			holder := "the " + kindOf(e.refs[0]) + " now holds"
+			if !e.sameKind() {
+				holder = e.alldesc() + " now hold"
 			}
 			why = fmt.Sprintf("given for %s, but %s %s for release: sign again", given, holder, images(candImages))
 		}

@@ -61,6 +61,16 @@ func (e *engine) heldAs() string {
 	return "paused"
 }
 
+// sameKind says whether every target is of one kind.
+func (e *engine) sameKind() bool {
+	for _, r := range e.refs {
+		if kindOf(r) != kindOf(e.refs[0]) {
+			return false
+		}
+	}
+	return true
+}
+
 // alldesc names every target with its kind, as descs does.
 func (e *engine) alldesc() string { return deployv1alpha1.DescribeTargets(e.refs) }
 
