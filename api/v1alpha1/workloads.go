@@ -1,6 +1,9 @@
 package v1alpha1
 
-import "math"
+import (
+	"math"
+	"strings"
+)
 
 // The kinds of workload a checklist gates, each held by its own update strategy.
 const (
@@ -37,6 +40,26 @@ func (t TargetRef) KindOf() string {
 
 // String names the target as messages do: "StatefulSet web".
 func (t TargetRef) String() string { return t.KindOf() + " " + t.Name }
+
+// DescribeTargets names targets as messages do: with the kind once when they share it
+// ("Deployment web, api", "StatefulSet db"), each with its own when they do not
+// ("Deployment web, StatefulSet db").
+func DescribeTargets(refs []TargetRef) string {
+	if len(refs) == 0 {
+		return ""
+	}
+	same := true
+	names := make([]string, len(refs))
+	descs := make([]string, len(refs))
+	for i, r := range refs {
+		same = same && r.KindOf() == refs[0].KindOf()
+		names[i], descs[i] = r.Name, r.String()
+	}
+	if same {
+		return refs[0].KindOf() + " " + strings.Join(names, ", ")
+	}
+	return strings.Join(descs, ", ")
+}
 
 // HasTarget says whether the release has the target of this kind and name.
 func (s *DeploymentChecklistSpec) HasTarget(kind, name string) bool {

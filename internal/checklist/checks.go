@@ -203,10 +203,14 @@ func (e *engine) judgeApprovals() {
 		case cand != "" && rec.CandidateTemplateHash != cand:
 			given := images(rec.CandidateImages)
 			if len(rec.CandidateImages) == 0 {
-				given = fmt.Sprintf("the template Deployment %s held when it was given (%s)", strings.Join(e.spec.TargetNames(), ", "),
+				given = fmt.Sprintf("the template %s held when it was given (%s)", e.alldesc(),
 					shortHash(rec.CandidateTemplateHash))
 			}
-			why = fmt.Sprintf("given for %s, but the Deployment now holds %s for release: sign again", given, images(candImages))
+			holder := "the " + kindOf(e.refs[0]) + " now holds"
+			if !e.sameKind() {
+				holder = e.alldesc() + " now hold"
+			}
+			why = fmt.Sprintf("given for %s, but %s %s for release: sign again", given, holder, images(candImages))
 		}
 		if why != "" && why != rec.NotCounted {
 			e.event(corev1.EventTypeWarning, ReasonApprovalNotCounted, fmt.Sprintf("%s's %s sign-off (annotation %s%s) does not count: %s",

@@ -170,11 +170,11 @@ func (e *engine) start() bool {
 			e.yield(b)
 		} else if e.st.Phase != deployv1alpha1.PhaseBlocked {
 			e.event(corev1.EventTypeNormal, ReasonBlocked, fmt.Sprintf(
-				"checklist %s is live on Deployment %s: this one waits for it to end and touches nothing meanwhile", b, e.blockedOn()))
+				"checklist %s is live on %s: this one waits for it to end and touches nothing meanwhile", b, e.blockedOn()))
 		}
 		e.st.Phase = deployv1alpha1.PhaseBlocked
 		e.waiting = ReasonBlocked
-		e.next = fmt.Sprintf("blocked: checklist %s is live on Deployment %s; this one starts when it ends", b, e.blockedOn())
+		e.next = fmt.Sprintf("blocked: checklist %s is live on %s; this one starts when it ends", b, e.blockedOn())
 		e.pollIn(e.p.interval)
 		return false
 	}
@@ -190,7 +190,7 @@ func (e *engine) start() bool {
 // from what the Deployment serves then.
 func (e *engine) yield(blocker string) {
 	e.event(corev1.EventTypeWarning, ReasonBlocked, fmt.Sprintf(
-		"checklist %s is live on Deployment %s and comes first (it is releasing, or was created earlier); this one "+
+		"checklist %s is live on %s and comes first (it is releasing, or was created earlier); this one "+
 			"started without seeing it (%s): it stops, touches nothing, and starts over when %s ends",
 		blocker, e.blockedOn(), e.st.Phase, blocker))
 	e.st.Targets, e.st.Phases, e.st.Triggers, e.st.Baselines, e.st.BreakGlass = nil, nil, nil, nil, nil
@@ -372,10 +372,10 @@ func images(list []string) string {
 // engine compares with later must be the one that round-trips.
 func (e *engine) stamp() metav1.Time { return metav1.NewTime(e.now.Truncate(time.Second)) }
 
-// blockedOn names the target this checklist shares with its blocker.
+// blockedOn names, with its kind, the target this checklist shares with its blocker.
 func (e *engine) blockedOn() string {
 	if e.obs.BlockedOn != "" {
-		return e.obs.BlockedOn
+		return e.descOf(e.obs.BlockedOn)
 	}
-	return strings.Join(e.spec.TargetNames(), ", ")
+	return e.alldesc()
 }

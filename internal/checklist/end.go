@@ -166,7 +166,7 @@ func (e *engine) unreleasedReason() string {
 		why = fmt.Sprintf("it changed while checklist %s verified its release, which ended %s", e.dcl.Name, e.st.Phase)
 	}
 	return fmt.Sprintf("pod template (%s) is released by no checklist (%s); create a DeploymentChecklist targeting %s to release it",
-		images(t.TemplateImages), why, e.tname())
+		images(t.TemplateImages), why, e.tdesc())
 }
 
 // releaseOwnPause takes off a pause tminus made for this checklist, unless another live
@@ -207,7 +207,7 @@ func (e *engine) ensureRestored() bool {
 		e.next = fmt.Sprintf("%s is gone; nothing to restore", e.tdesc())
 		return false
 	case e.obs.Blocker != "":
-		e.next = fmt.Sprintf("checklist %s is live on Deployment %s: the restore is left to it", e.obs.Blocker, e.blockedOn())
+		e.next = fmt.Sprintf("checklist %s is live on %s: the restore is left to it", e.obs.Blocker, e.blockedOn())
 		return false
 	}
 	t := e.tobs()

@@ -23,7 +23,7 @@ func (e *engine) beforeT0() bool {
 		msg := fmt.Sprintf("missed the deploy window: T-0 was %s and the window closed at %s",
 			e.p.deployAt.UTC().Format(time.RFC3339), e.p.deployAt.Add(e.p.window).UTC().Format(time.RFC3339))
 		if e.atT0() {
-			msg += fmt.Sprintf("; no new template arrived on Deployment %s to release", strings.Join(e.spec.TargetNames(), ", "))
+			msg += fmt.Sprintf("; no new template arrived on %s to release", e.alldesc())
 		}
 		e.fail(ReasonMissedDeployWindow, msg)
 		return false
@@ -222,10 +222,7 @@ func (e *engine) hold() {
 	}
 	reason := fmt.Sprintf("held by checklist %s until T-0", e.dcl.Name)
 	e.action(Action{Kind: ActionHold, Reason: reason})
-	held := "paused"
-	if kindOf(e.ref()) == deployv1alpha1.KindStatefulSet {
-		held = "held (rolling update partition)"
-	}
+	held := e.heldAs()
 	msg := fmt.Sprintf("%s %s until every T-minus phase passes", held, e.tdesc())
 	if e.frozenBy != "" {
 		msg = fmt.Sprintf("%s %s while a change freeze holds T-0", held, e.tdesc())

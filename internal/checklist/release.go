@@ -17,10 +17,10 @@ import (
 // release happened.
 func (e *engine) releaseAtT0() bool {
 	if cand, _ := e.candidateSet(); cand == "" {
-		names := strings.Join(e.spec.TargetNames(), ", ")
+		names := e.alldesc()
 		if e.st.Phase != deployv1alpha1.PhaseHolding || e.st.CurrentPhase != "" {
 			e.event(corev1.EventTypeNormal, ReasonWaitingForTemplate, fmt.Sprintf(
-				"T-0: every T-minus phase passed, but Deployment %s holds no new template yet; it is released as soon as it arrives",
+				"T-0: every T-minus phase passed, but %s holds no new template yet; it is released as soon as it arrives",
 				names))
 		}
 		e.st.Phase = deployv1alpha1.PhaseHolding
@@ -28,7 +28,7 @@ func (e *engine) releaseAtT0() bool {
 		e.waiting = ReasonWaitingForTemplate
 		var serves []string
 		e.each(func() bool { serves = append(serves, images(e.target().PreDeployImages)); return true })
-		e.next = fmt.Sprintf("T-0 passed: waiting for the new template (Deployment %s serves %s)", names, strings.Join(serves, "; "))
+		e.next = fmt.Sprintf("T-0 passed: waiting for the new template (%s serves %s)", names, strings.Join(serves, "; "))
 		// Nothing to hold: take tminus's own pause off.
 		e.each(func() bool {
 			if t := e.tobs(); e.pauses() && t.Paused && t.HeldBy == e.mine() {
@@ -61,11 +61,12 @@ func (e *engine) release() {
 		e.releaseNext()
 		return
 	}
-	var what, unchanged []string
+	var what []string
+	var unchanged []int
 	e.each(func() bool {
 		ts := e.target()
 		if ts.CandidateTemplateHash == "" {
-			unchanged = append(unchanged, e.tname())
+			unchanged = append(unchanged, e.cur)
 			if t := e.tobs(); e.pauses() && t.Paused && t.HeldBy == e.mine() {
 				e.action(Action{Kind: ActionResume, TemplateHash: t.TemplateHash})
 			}
@@ -90,7 +91,7 @@ func (e *engine) release() {
 	}
 	msg += " (" + strings.Join(what, "; ") + ")"
 	if len(unchanged) > 0 {
-		msg += fmt.Sprintf("; Deployment %s did not change: not released", strings.Join(unchanged, ", "))
+		msg += fmt.Sprintf("; %s did not change: not released", e.descs(unchanged))
 	}
 	if t0 := e.t0(); t0 != nil && t0.Before(&now) {
 		msg += fmt.Sprintf("; the new template arrived %s after T-0", now.Sub(t0.Time).Round(time.Second))
@@ -110,12 +111,12 @@ func (e *engine) releaseNext() bool {
 		from = slices.IndexFunc(e.refs, func(r deployv1alpha1.TargetRef) bool { return r.Name == e.st.Releasing }) + 1
 	}
 	prev := e.st.Releasing
-	var unchanged []string
+	var unchanged []int
 	for i := from; i < len(e.refs); i++ {
 		e.cur = i
 		ts := e.target()
 		if ts.CandidateTemplateHash == "" {
-			unchanged = append(unchanged, e.tname())
+			unchanged = append(unchanged, i)
 			if t := e.tobs(); e.pauses() && t.Paused && t.HeldBy == e.mine() {
 				e.action(Action{Kind: ActionResume, TemplateHash: t.TemplateHash})
 			}
@@ -131,24 +132,24 @@ func (e *engine) releaseNext() bool {
 		}
 		msg := "T-0: every T-minus phase passed; releasing"
 		if prev != "" {
-			msg = fmt.Sprintf("Deployment %s rolled out; releasing", prev)
+			msg = fmt.Sprintf("%s rolled out; releasing", e.descOf(prev))
 		}
 		if e.spec.Revision != "" {
 			msg += " " + e.spec.Revision
 		}
-		msg += fmt.Sprintf(" on Deployment %s (%s)", e.tname(), images(ts.CandidateImages))
+		msg += fmt.Sprintf(" on %s (%s)", e.tdesc(), images(ts.CandidateImages))
 		if len(unchanged) > 0 {
-			msg += fmt.Sprintf("; Deployment %s did not change: not released", strings.Join(unchanged, ", "))
+			msg += fmt.Sprintf("; %s did not change: not released", e.descs(unchanged))
 		}
 		if rest := e.waitingTurn(); len(rest) > 0 {
-			msg += fmt.Sprintf("; Deployment %s waits for its rollout, held (release order Sequential)", e.names(rest))
+			msg += fmt.Sprintf("; %s waits for its rollout, held (release order Sequential)", e.descs(rest))
 		}
 		e.event(corev1.EventTypeNormal, ReasonReleased, msg)
 		return true
 	}
 	e.st.Releasing = ""
 	if len(unchanged) > 0 {
-		e.event(corev1.EventTypeNormal, ReasonReleased, fmt.Sprintf("Deployment %s did not change: not released", strings.Join(unchanged, ", ")))
+		e.event(corev1.EventTypeNormal, ReasonReleased, fmt.Sprintf("%s did not change: not released", e.descs(unchanged)))
 	}
 	return false
 }
@@ -185,8 +186,8 @@ func (e *engine) holdWaiting() {
 		}
 		e.followCandidate()
 		if e.pauses() && !t.Paused && t.Settled {
-			e.action(Action{Kind: ActionHold, Reason: fmt.Sprintf("held by checklist %s until Deployment %s rolls out (release order Sequential)",
-				e.dcl.Name, e.st.Releasing)})
+			e.action(Action{Kind: ActionHold, Reason: fmt.Sprintf("held by checklist %s until %s rolls out (release order Sequential)",
+				e.dcl.Name, e.descOf(e.st.Releasing))})
 		}
 	}
 }
@@ -219,23 +220,21 @@ func (e *engine) deploying() {
 	if len(waiting) > 0 {
 		e.next = "waiting for the rollout: " + strings.Join(waiting, "; ")
 		if rest := e.waitingTurn(); len(rest) > 0 {
-			e.next += fmt.Sprintf("; then Deployment %s (release order Sequential)", e.names(rest))
+			e.next += fmt.Sprintf("; then %s (release order Sequential)", e.descs(rest))
 		}
 		e.pollIn(e.p.interval)
 		return
 	}
 	now := e.stamp()
-	var names []string
 	var available int32
 	for _, i := range e.releasedTargets() {
 		e.cur = i
 		e.ts().AvailableAt = &now
-		names = append(names, e.tname())
 		available += e.tobs().AvailableReplicas
 	}
 	e.st.Phase = deployv1alpha1.PhaseVerifying
 	e.event(corev1.EventTypeNormal, ReasonRolloutAvailable,
-		fmt.Sprintf("Deployment %s rolled out: %d replicas available; T-plus phases count from now", strings.Join(names, ", "), available))
+		fmt.Sprintf("%s rolled out: %d replicas available; T-plus phases count from now", e.descs(e.releasedTargets()), available))
 }
 
 // deployingTarget looks after the rollout of the target at hand: it reports whether
@@ -245,7 +244,10 @@ func (e *engine) deployingTarget() (out, goesOn bool) {
 	t := e.tobs()
 	if e.pauses() && t.Paused && t.TemplateHash == e.ts().ReleasedTemplateHash && !e.released {
 		if t.HeldBy == "" {
-			e.next = fmt.Sprintf("%s was paused by someone other than tminus: resume it to roll out the release", e.tdesc())
+			e.next = fmt.Sprintf("%s was %s by someone other than tminus: take that off to roll out the release", e.tdesc(), e.heldAs())
+			if kindOf(e.ref()) == deployv1alpha1.KindDeployment {
+				e.next = fmt.Sprintf("%s was paused by someone other than tminus: resume it to roll out the release", e.tdesc())
+			}
 			e.pollIn(e.p.interval)
 			return false, false
 		}

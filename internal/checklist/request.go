@@ -132,8 +132,8 @@ func RollbackRefusal(dcl *deployv1alpha1.DeploymentChecklist, observed func(name
 		rev = dcl.Name
 	}
 	if blocker != "" {
-		return fmt.Sprintf("checklist %s is live on Deployment %s: a newer release is under way; roll back through it", blocker,
-			strings.Join(dcl.Spec.TargetNames(), ", Deployment "))
+		return fmt.Sprintf("checklist %s is live on %s: a newer release is under way; roll back through it", blocker,
+			deployv1alpha1.DescribeTargets(dcl.Spec.TargetRefs()))
 	}
 	released := 0
 	for _, ts := range st.TargetsOf(&dcl.Spec) {
@@ -142,16 +142,17 @@ func RollbackRefusal(dcl *deployv1alpha1.DeploymentChecklist, observed func(name
 		}
 		released++
 		t := observed(ts.Name)
+		desc := deployv1alpha1.TargetRef{Kind: ts.Kind, Name: ts.Name}.String()
 		switch {
 		case !t.Found:
-			return fmt.Sprintf("Deployment %s is gone", ts.Name)
+			return fmt.Sprintf("%s is gone", desc)
 		case len(t.ReleasedRevisions) > 0 && t.ReleasedRevisions[0] != rev:
-			return fmt.Sprintf("revision %s was released on Deployment %s after %s", t.ReleasedRevisions[0], ts.Name, rev)
+			return fmt.Sprintf("revision %s was released on %s after %s", t.ReleasedRevisions[0], desc, rev)
 		case !gate.SameTemplate(t.TemplateHash, ts.ReleasedTemplateHash) || (t.ServingHash != "" && !gate.SameTemplate(t.ServingHash, ts.ReleasedTemplateHash)):
-			return fmt.Sprintf("the released template (%s) no longer serves on Deployment %s, which runs %s", images(ts.CandidateImages),
-				ts.Name, images(t.TemplateImages))
+			return fmt.Sprintf("the released template (%s) no longer serves on %s, which runs %s", images(ts.CandidateImages),
+				desc, images(t.TemplateImages))
 		case ts.PreDeployTemplate == nil:
-			return fmt.Sprintf("Deployment %s served nothing before the release: there is nothing to restore", ts.Name)
+			return fmt.Sprintf("%s served nothing before the release: there is nothing to restore", desc)
 		}
 	}
 	if released == 0 {

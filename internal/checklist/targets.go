@@ -41,21 +41,46 @@ func (e *engine) tdesc() string { return kindOf(e.ref()) + " " + e.ref().Name }
 // descs names the i-th targets with their kinds: "Deployment web, StatefulSet db", or
 // with the kind once when they share it: "Deployment web, api".
 func (e *engine) descs(idx []int) string {
-	if len(idx) == 0 {
-		return ""
-	}
-	same := true
-	for _, i := range idx {
-		same = same && kindOf(e.refs[i]) == kindOf(e.refs[idx[0]])
-	}
-	if same {
-		return kindOf(e.refs[idx[0]]) + " " + e.names(idx)
-	}
-	out := make([]string, len(idx))
+	refs := make([]deployv1alpha1.TargetRef, len(idx))
 	for j, i := range idx {
-		out[j] = kindOf(e.refs[i]) + " " + e.refs[i].Name
+		refs[j] = e.refs[i]
 	}
-	return strings.Join(out, ", ")
+	return deployv1alpha1.DescribeTargets(refs)
+}
+
+// heldAs says how the target at hand is held, as messages do: a Deployment is paused,
+// a StatefulSet held at its rolling update's partition, a DaemonSet by the OnDelete
+// update strategy.
+func (e *engine) heldAs() string {
+	switch kindOf(e.ref()) {
+	case deployv1alpha1.KindStatefulSet:
+		return "held (rolling update partition)"
+	case deployv1alpha1.KindDaemonSet:
+		return "held (update strategy OnDelete)"
+	}
+	return "paused"
+}
+
+// sameKind says whether every target is of one kind.
+func (e *engine) sameKind() bool {
+	for _, r := range e.refs {
+		if kindOf(r) != kindOf(e.refs[0]) {
+			return false
+		}
+	}
+	return true
+}
+
+// alldesc names every target with its kind, as descs does.
+func (e *engine) alldesc() string { return deployv1alpha1.DescribeTargets(e.refs) }
+
+// descOf names the target called name with its kind ("StatefulSet db"); a name no
+// target has is taken for a Deployment's.
+func (e *engine) descOf(name string) string {
+	if i := slices.IndexFunc(e.refs, func(r deployv1alpha1.TargetRef) bool { return r.Name == name }); i >= 0 {
+		return e.refs[i].String()
+	}
+	return deployv1alpha1.TargetRef{Name: name}.String()
 }
 
 // tobs is what was observed of the target at hand.
@@ -203,15 +228,6 @@ func (e *engine) tsAt(i int) *deployv1alpha1.TargetStatus {
 	defer func(cur int) { e.cur = cur }(e.cur)
 	e.cur = i
 	return e.ts()
-}
-
-// names renders the names of the targets at idx: "frontend, backend".
-func (e *engine) names(idx []int) string {
-	names := make([]string, len(idx))
-	for j, i := range idx {
-		names[j] = e.refs[i].Name
-	}
-	return strings.Join(names, ", ")
 }
 
 // capturedHere says whether the target at hand's serving template was recorded.

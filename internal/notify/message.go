@@ -2,6 +2,7 @@ package notify
 
 import (
 	"bytes"
+	"cmp"
 	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/hex"
@@ -64,6 +65,11 @@ type Message struct {
 	Runbooks []Runbook `json:"runbooks,omitempty"`
 	// Command shows the checklist in a terminal.
 	Command string `json:"command"`
+
+	// kind is what Slack and Teams label Deployment with: the targets' kind when they
+	// share it, "Workloads" when not. The body keeps the field "deployment" for the
+	// receivers reading it.
+	kind string
 }
 
 // Contact is someone to call during the release.
@@ -103,6 +109,7 @@ func NewMessage(dcl *deployv1alpha1.DeploymentChecklist, n *deployv1alpha1.Notif
 		Deployment: strings.Join(dcl.Spec.TargetNames(), ","), Revision: approval.Revision(dcl),
 		Phase: string(st.Phase), CurrentPhase: st.CurrentPhase,
 		Command: fmt.Sprintf("kubectl checklist status %s -n %s", dcl.Name, dcl.Namespace),
+		kind:    targetsKind(dcl.Spec.TargetRefs()),
 	}
 	for _, c := range dcl.Spec.Contacts {
 		m.Contacts = append(m.Contacts, Contact{Role: c.Role, Name: c.Name, Reach: c.Reach})
@@ -123,6 +130,19 @@ func NewMessage(dcl *deployv1alpha1.DeploymentChecklist, n *deployv1alpha1.Notif
 	return m
 }
 
+// targetsKind is the kind the targets share, "Workloads" when they do not.
+func targetsKind(refs []deployv1alpha1.TargetRef) string {
+	for _, r := range refs {
+		if r.KindOf() != refs[0].KindOf() {
+			return "Workloads"
+		}
+	}
+	if len(refs) == 0 {
+		return deployv1alpha1.KindDeployment
+	}
+	return refs[0].KindOf()
+}
+
 // title is the message's headline.
 func (m *Message) title() string {
 	verb := map[deployv1alpha1.NotificationEvent]string{
@@ -141,7 +161,7 @@ func (m *Message) title() string {
 func (m *Message) facts() [][2]string {
 	f := [][2]string{
 		{"Checklist", m.Checklist.Namespace + "/" + m.Checklist.Name},
-		{"Deployment", m.Deployment},
+		{cmp.Or(m.kind, deployv1alpha1.KindDeployment), m.Deployment},
 		{"Revision", m.Revision},
 	}
 	if m.CurrentPhase != "" {

@@ -401,3 +401,26 @@ func TestEveryNotificationNamesTheContactsAndRunbooksTheReleasesOwnOnCallWinning
 	g.Expect(string(teams)).To(And(ContainSubstring(`"title":"DevOps Lead","value":"Sam Lee, +1 555 0100"`),
 		ContainSubstring("[Health Check](http://checkout.shop.svc/health)")))
 }
+
+// TestAStatefulSetsReleaseIsAnnouncedAsAStatefulSet: the summary and the chat message's
+// facts name a StatefulSet target by its kind; a release of several kinds names each.
+func TestAStatefulSetsReleaseIsAnnouncedAsAStatefulSet(t *testing.T) {
+	g := NewWithT(t)
+	dcl := rolledBack()
+	dcl.Name, dcl.Spec.Target = "db-v2-4-1", &deployv1alpha1.TargetRef{Kind: deployv1alpha1.KindStatefulSet, Name: "db"}
+	st := dcl.Status.DeepCopy()
+	Plan([]deployv1alpha1.NotificationPolicy{policy(at(0))}, dcl, st)
+	g.Expect(st.Notifications).NotTo(BeEmpty())
+	for _, n := range st.Notifications {
+		g.Expect(n.Summary).To(HavePrefix("shop/db-v2-4-1 (StatefulSet db, revision v2.4.1) "))
+	}
+	m := NewMessage(dcl, &st.Notifications[0])
+	g.Expect(m.facts()).To(ContainElement([2]string{"StatefulSet", "db"}))
+
+	dcl.Spec.Target, dcl.Spec.Targets = nil, []deployv1alpha1.TargetRef{{Name: "web"}, {Kind: deployv1alpha1.KindDaemonSet, Name: "agent"}}
+	g.Expect(targetsOf(&dcl.Spec)).To(Equal("Deployment web, DaemonSet agent"))
+	mixed := NewMessage(dcl, &st.Notifications[0])
+	g.Expect(mixed.facts()).To(ContainElement([2]string{"Workloads", "web,agent"}))
+	dcl.Spec.Targets = []deployv1alpha1.TargetRef{{Name: "frontend"}, {Kind: deployv1alpha1.KindDeployment, Name: "backend"}}
+	g.Expect(targetsOf(&dcl.Spec)).To(Equal("Deployments frontend, backend"))
+}

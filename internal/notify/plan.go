@@ -42,15 +42,27 @@ type Transition struct {
 	Ongoing bool
 }
 
+// targetsOf names the release's targets with their kinds: "Deployment checkout",
+// "Deployments frontend, backend" when they share a kind, "Deployment web, StatefulSet
+// db" when not.
+func targetsOf(spec *deployv1alpha1.DeploymentChecklistSpec) string {
+	refs := spec.TargetRefs()
+	for _, r := range refs {
+		if r.KindOf() != refs[0].KindOf() {
+			return deployv1alpha1.DescribeTargets(refs)
+		}
+	}
+	if len(refs) > 1 {
+		return refs[0].KindOf() + "s " + strings.Join(spec.TargetNames(), ", ")
+	}
+	return deployv1alpha1.DescribeTargets(refs)
+}
+
 // Transitions lists the transitions st shows for dcl (the checklist as walked: its
 // spec resolved from its template).
 func Transitions(dcl *deployv1alpha1.DeploymentChecklist, st *deployv1alpha1.DeploymentChecklistStatus) []Transition {
 	var out []Transition
-	what := "Deployment " + strings.Join(dcl.Spec.TargetNames(), ", ")
-	if len(dcl.Spec.TargetRefs()) > 1 {
-		what = "Deployments " + strings.Join(dcl.Spec.TargetNames(), ", ")
-	}
-	who := fmt.Sprintf("%s/%s (%s, revision %s)", dcl.Namespace, dcl.Name, what, approval.Revision(dcl))
+	who := fmt.Sprintf("%s/%s (%s, revision %s)", dcl.Namespace, dcl.Name, targetsOf(&dcl.Spec), approval.Revision(dcl))
 	targets := st.TargetsOf(&dcl.Spec)
 	cond := func(typ string) *metav1.Condition {
 		c := meta.FindStatusCondition(st.Conditions, typ)

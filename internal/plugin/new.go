@@ -24,7 +24,7 @@ type newOptions struct {
 func (o *options) newCommand() *cobra.Command {
 	var n newOptions
 	c := &cobra.Command{
-		Use:   "new NAME --template [cluster/]TEMPLATE --target DEPLOYMENT --revision REVISION [--param KEY=VALUE]...",
+		Use:   "new NAME --template [cluster/]TEMPLATE --target [KIND/]NAME --revision REVISION [--param KEY=VALUE]...",
 		Short: "Write a release made from a checklist template: the ten lines, printed (-o yaml) or created (--apply)",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -33,7 +33,8 @@ func (o *options) newCommand() *cobra.Command {
 	}
 	c.Flags().StringVar(&n.template, "template", "", "the template: NAME (a ChecklistTemplate of the namespace) or cluster/NAME")
 	c.Flags().StringArrayVar(&n.targets, "target", nil,
-		"a Deployment released (repeatable: --target frontend --target backend releases both together)")
+		"a workload released: NAME (a Deployment) or KIND/NAME with KIND deployment, statefulset or daemonset, e.g. statefulset/db "+
+			"(repeatable: --target frontend --target backend releases both together)")
 	c.Flags().StringVar(&n.releaseOrder, "release-order", "",
 		"Together (every target at once, the default) or Sequential (in the order of --target, each once the previous one rolled out)")
 	c.Flags().StringVar(&n.revision, "revision", "", "what is released, e.g. v2.8.0 (sign-offs name it)")
@@ -61,14 +62,20 @@ func NewChecklist(name, namespace string, n newOptions) (*deployv1alpha1.Deploym
 			TemplateRef: ref,
 		},
 	}
-	switch len(n.targets) {
+	refs := make([]deployv1alpha1.TargetRef, 0, len(n.targets))
+	for _, t := range n.targets {
+		ref, err := parseTarget(t)
+		if err != nil {
+			return nil, err
+		}
+		refs = append(refs, ref)
+	}
+	switch len(refs) {
 	case 0:
 	case 1:
-		dcl.Spec.Target = &deployv1alpha1.TargetRef{Kind: "Deployment", Name: n.targets[0]}
+		dcl.Spec.Target = &refs[0]
 	default:
-		for _, t := range n.targets {
-			dcl.Spec.Targets = append(dcl.Spec.Targets, deployv1alpha1.TargetRef{Kind: "Deployment", Name: t})
-		}
+		dcl.Spec.Targets = refs
 	}
 	switch o := deployv1alpha1.ReleaseOrder(n.releaseOrder); o {
 	case "":
@@ -96,6 +103,32 @@ func NewChecklist(name, namespace string, n newOptions) (*deployv1alpha1.Deploym
 		dcl.Spec.DeployAt = &at
 	}
 	return dcl, nil
+}
+
+// targetKinds are the kinds --target takes before a slash, lower-cased: each kind's
+// name, its plural and kubectl's short name for it.
+var targetKinds = map[string]string{
+	"deployment": deployv1alpha1.KindDeployment, "deployments": deployv1alpha1.KindDeployment, "deploy": deployv1alpha1.KindDeployment,
+	"statefulset": deployv1alpha1.KindStatefulSet, "statefulsets": deployv1alpha1.KindStatefulSet, "sts": deployv1alpha1.KindStatefulSet,
+	"daemonset": deployv1alpha1.KindDaemonSet, "daemonsets": deployv1alpha1.KindDaemonSet, "ds": deployv1alpha1.KindDaemonSet,
+}
+
+// parseTarget reads one --target: NAME is a Deployment, KIND/NAME names its kind as
+// kubectl does (statefulset/db, ds/agent), in any case.
+func parseTarget(s string) (deployv1alpha1.TargetRef, error) {
+	kind, name, slash := strings.Cut(s, "/")
+	if !slash {
+		kind, name = "deployment", s
+	}
+	k, ok := targetKinds[strings.ToLower(kind)]
+	if !ok {
+		return deployv1alpha1.TargetRef{}, fmt.Errorf("--target %q: tminus does not gate workloads of kind %q; "+
+			"want NAME (a Deployment) or KIND/NAME with KIND deployment, statefulset or daemonset", s, kind)
+	}
+	if name == "" || strings.Contains(name, "/") {
+		return deployv1alpha1.TargetRef{}, fmt.Errorf("--target %q: want NAME or KIND/NAME, e.g. statefulset/db", s)
+	}
+	return deployv1alpha1.TargetRef{Kind: k, Name: name}, nil
 }
 
 func (o *options) newChecklist(ctx context.Context, name string, n newOptions) error {

@@ -156,3 +156,31 @@ func TestNewWritesTheReleaseOrderAndRefusesAnUnknownOne(t *testing.T) {
 		revision: "v2", releaseOrder: "backend-first"})
 	g.Expect(err).To(MatchError(ContainSubstring("--release-order")))
 }
+
+func TestNewTargetsTheKindItsTargetNamesAndANameAloneIsADeployment(t *testing.T) {
+	g := NewWithT(t)
+	one, err := NewChecklist("db-v2", "shop", newOptions{template: "db-release", targets: []string{"StatefulSet/db"}, revision: "v2"})
+	g.Expect(err).NotTo(HaveOccurred())
+	g.Expect(one.Spec.Target).To(Equal(&deployv1alpha1.TargetRef{Kind: deployv1alpha1.KindStatefulSet, Name: "db"}))
+
+	all, err := NewChecklist("shop-v2", "shop", newOptions{template: "two-tier",
+		targets: []string{"deployment/web", "statefulset/db", "daemonset/agent", "checkout", "DS/node-exporter", "sts/cache"}, revision: "v2"})
+	g.Expect(err).NotTo(HaveOccurred())
+	g.Expect(all.Spec.Target).To(BeNil())
+	g.Expect(all.Spec.Targets).To(Equal([]deployv1alpha1.TargetRef{
+		{Kind: deployv1alpha1.KindDeployment, Name: "web"},
+		{Kind: deployv1alpha1.KindStatefulSet, Name: "db"},
+		{Kind: deployv1alpha1.KindDaemonSet, Name: "agent"},
+		{Kind: deployv1alpha1.KindDeployment, Name: "checkout"},
+		{Kind: deployv1alpha1.KindDaemonSet, Name: "node-exporter"},
+		{Kind: deployv1alpha1.KindStatefulSet, Name: "cache"},
+	}), "in the order given, a name alone a Deployment")
+
+	_, err = NewChecklist("x", "shop", newOptions{template: "t", targets: []string{"web", "cronjob/nightly"}, revision: "v2"})
+	g.Expect(err).To(MatchError(And(ContainSubstring(`--target "cronjob/nightly"`), ContainSubstring(`kind "cronjob"`),
+		ContainSubstring("deployment, statefulset or daemonset"))))
+	for _, bad := range []string{"statefulset/", "daemonset/a/b"} {
+		_, err = NewChecklist("x", "shop", newOptions{template: "t", targets: []string{bad}, revision: "v2"})
+		g.Expect(err).To(MatchError(ContainSubstring("--target %q", bad)), bad)
+	}
+}

@@ -244,10 +244,10 @@ func why(dcl *deployv1alpha1.DeploymentChecklist, now time.Time) string {
 		if ready != nil {
 			msg, reason = ready.Message, " ("+ready.Reason+")"
 		}
-		return fmt.Sprintf("%s ended without a verified release%s: %s. Deployment %s keeps serving what it served; "+
-			"tminus took its own pause off, unless the Deployment holds a template nothing released "+
-			"(kubectl describe deployment %s shows deploy.tminus.dev/hold-reason).",
-			name, reason, msg, strings.Join(dcl.Spec.TargetNames(), ", "), strings.Join(dcl.Spec.TargetNames(), ", "))
+		return fmt.Sprintf("%s ended without a verified release%s: %s. %s keeps serving what it served; "+
+			"tminus took its own hold off, unless it holds a template nothing released "+
+			"(%s shows deploy.tminus.dev/hold-reason).",
+			name, reason, msg, deployv1alpha1.DescribeTargets(dcl.Spec.TargetRefs()), describeCommands(dcl.Spec.TargetRefs()))
 	}
 	parts := []string{fmt.Sprintf("%s is %s: %s.", name, strings.ToLower(string(st.Phase)), st.NextAction)}
 	if c := meta.FindStatusCondition(st.Conditions, "AwaitingApproval"); c != nil && c.Status == metav1.ConditionTrue {
@@ -418,18 +418,29 @@ func firstReleased(dcl *deployv1alpha1.DeploymentChecklist) *deployv1alpha1.Targ
 	return first
 }
 
+// describeCommands are the kubectl describe commands of the targets: "kubectl describe
+// statefulset db", joined with "or".
+func describeCommands(refs []deployv1alpha1.TargetRef) string {
+	cmds := make([]string, len(refs))
+	for i, r := range refs {
+		cmds[i] = "kubectl describe " + strings.ToLower(r.KindOf()) + " " + r.Name
+	}
+	return strings.Join(cmds, " or ")
+}
+
 // restoredSummary says, target by target, what a rollback restored.
 func restoredSummary(dcl *deployv1alpha1.DeploymentChecklist) string {
 	var b strings.Builder
 	for _, t := range dcl.Status.TargetsOf(&dcl.Spec) {
+		desc := deployv1alpha1.TargetRef{Kind: t.Kind, Name: t.Name}.String()
 		switch {
 		case t.ReleasedTemplateHash == "" && len(dcl.Spec.TargetRefs()) > 1:
-			fmt.Fprintf(&b, " Deployment %s was not released: nothing to restore.", t.Name)
+			fmt.Fprintf(&b, " %s was not released: nothing to restore.", desc)
 		case t.RestoredAt != nil:
-			fmt.Fprintf(&b, " Deployment %s runs its pre-deploy template again (revision %s) since %s.",
-				t.Name, t.PreDeployRevision, stamp(t.RestoredAt))
+			fmt.Fprintf(&b, " %s runs its pre-deploy template again (revision %s) since %s.",
+				desc, t.PreDeployRevision, stamp(t.RestoredAt))
 		default:
-			fmt.Fprintf(&b, " tminus is restoring Deployment %s to its pre-deploy template.", t.Name)
+			fmt.Fprintf(&b, " tminus is restoring %s to its pre-deploy template.", desc)
 		}
 	}
 	return b.String()

@@ -105,3 +105,22 @@ func TestStatusAndWhyShowEachTargetOfASequentialRelease(t *testing.T) {
 	g.Expect(out.String()).To(MatchRegexp(`orders-web\s+held, waiting for orders-api to roll out\s+web:v3.0\s+web:v3.1\s+-\s+-`))
 	g.Expect(Why(dcl, at.Time)).To(ContainSubstring("Targets: orders-api released, rolling out; orders-web held, waiting for orders-api to roll out."))
 }
+
+// TestWhyNamesAStatefulSetTargetByItsKind: what a rollback restored and what a failed
+// release leaves a StatefulSet with are said of the StatefulSet, with the kubectl
+// command that describes it, not of a Deployment.
+func TestWhyNamesAStatefulSetTargetByItsKind(t *testing.T) {
+	g := NewWithT(t)
+	c := rolledBack(false)
+	c.Name, c.Spec.Target = "db-v2", &deployv1alpha1.TargetRef{Kind: deployv1alpha1.KindStatefulSet, Name: "db"}
+	g.Expect(Why(c, at)).To(Equal("shop/db-v2 rolled back at 2026-11-26T20:00:00Z because rollback trigger errors-5pct fired: " +
+		"0.07 > 0.05. StatefulSet db runs its pre-deploy template again (revision 4) since 2026-11-26T20:00:05Z."))
+
+	c.Status.Phase, c.Status.Rollback = deployv1alpha1.PhaseFailed, nil
+	c.Status.Conditions = []metav1.Condition{{Type: "Ready", Status: metav1.ConditionFalse, Reason: "MissedDeployWindow",
+		Message: "missed the deploy window"}}
+	why := Why(c, at)
+	g.Expect(why).To(ContainSubstring("StatefulSet db keeps serving what it served"))
+	g.Expect(why).To(ContainSubstring("kubectl describe statefulset db shows deploy.tminus.dev/hold-reason"))
+	g.Expect(why).NotTo(ContainSubstring("Deployment"))
+}

@@ -90,8 +90,11 @@ func DaemonSetControllerRevisions(ctx context.Context, c client.Reader, ds *apps
 
 // DaemonSetState is what the engine needs of a DaemonSet and its ControllerRevisions.
 // Every scheduled pod runs the template (updatedNumberScheduled) or none does: either
-// way it is settled; what serves is the template only in the first case (a held
-// DaemonSet's serving template was captured before the hold).
+// way it is settled. What serves is the template in the first case; in the second (a
+// new template held, at admission or by a checklist) it is the revision before the
+// template's, as kubectl rollout undo takes it (a DaemonSet has no currentRevision, and
+// tminus does not read pods), once a pod runs: as for a Deployment, whether the pods are
+// available does not change what they run.
 func DaemonSetState(ds *appsv1.DaemonSet, revs []appsv1.ControllerRevision) checklist.TargetState {
 	st := ds.Status
 	t := checklist.TargetState{
@@ -138,7 +141,40 @@ func DaemonSetState(ds *appsv1.DaemonSet, revs []appsv1.ControllerRevision) chec
 			t.ServingPodTemplateHash = rev.Labels[appsv1.DefaultDaemonSetUniqueLabelKey]
 		}
 	}
+	if t.Settled && st.UpdatedNumberScheduled == 0 && st.CurrentNumberScheduled > 0 {
+		if prev := previousRevision(revs, t.TemplateHash); prev != nil {
+			tmpl := revisionTemplate(prev)
+			t.Serving, t.ServingHash = tmpl, gate.TemplateHash(tmpl)
+			t.ServingRevision = strconv.FormatInt(prev.Revision, 10)
+			t.ServingPodTemplateHash = prev.Labels[appsv1.DefaultDaemonSetUniqueLabelKey]
+		}
+	}
 	return t
+}
+
+// previousRevision is the newest revision of another template than templateHash's,
+// older than its revision (any, when no revision holds templateHash yet: the DaemonSet
+// controller writes it after the write that changed the template); nil when there is
+// none, as for a DaemonSet created held.
+func previousRevision(revs []appsv1.ControllerRevision, templateHash string) *appsv1.ControllerRevision {
+	newest := int64(-1)
+	for i := range revs {
+		if tmpl := revisionTemplate(&revs[i]); tmpl != nil && gate.TemplateHash(tmpl) == templateHash {
+			newest = revs[i].Revision
+		}
+	}
+	var prev *appsv1.ControllerRevision
+	for i := range revs {
+		rev := &revs[i]
+		tmpl := revisionTemplate(rev)
+		if tmpl == nil || gate.TemplateHash(tmpl) == templateHash || (newest >= 0 && rev.Revision > newest) {
+			continue
+		}
+		if prev == nil || rev.Revision > prev.Revision {
+			prev = rev
+		}
+	}
+	return prev
 }
 
 // holdDaemonSet switches the DaemonSet to OnDelete, keeping the owner's strategy.

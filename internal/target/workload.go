@@ -9,6 +9,7 @@ import (
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/util/retry"
@@ -203,6 +204,34 @@ func ChecklistsOfFromAPI(ctx context.Context, c client.Reader, kind, namespace, 
 func ChecklistsOf(ctx context.Context, c client.Reader, kind, namespace, name string) ([]gate.Checklist, error) {
 	return checklistsOfKind(ctx, c, kind, namespace, name, client.MatchingFields{ChecklistIndex: name},
 		client.UnsafeDisableDeepCopy)
+}
+
+// TemplateOf reads the pod template the target ref of a checklist in namespace holds
+// now, by its kind; found is false when it does not exist.
+func TemplateOf(ctx context.Context, c client.Reader, namespace string, ref deployv1alpha1.TargetRef) (
+	tmpl *corev1.PodTemplateSpec, found bool, err error) {
+	var obj client.Object
+	switch ref.KindOf() {
+	case deployv1alpha1.KindDeployment:
+		d := &appsv1.Deployment{}
+		obj, tmpl = d, &d.Spec.Template
+	case deployv1alpha1.KindStatefulSet:
+		s := &appsv1.StatefulSet{}
+		obj, tmpl = s, &s.Spec.Template
+	case deployv1alpha1.KindDaemonSet:
+		ds := &appsv1.DaemonSet{}
+		obj, tmpl = ds, &ds.Spec.Template
+	default:
+		return nil, false, fmt.Errorf("tminus does not gate workloads of kind %s", ref.Kind)
+	}
+	key := types.NamespacedName{Namespace: namespace, Name: ref.Name}
+	if err := c.Get(ctx, key, obj); err != nil {
+		if apierrors.IsNotFound(err) {
+			return nil, false, nil
+		}
+		return nil, false, fmt.Errorf("reading %s %s: %w", ref.KindOf(), key, err)
+	}
+	return tmpl, true, nil
 }
 
 // GateViewOf reads the gate rule's view of a StatefulSet or DaemonSet, and why tminus

@@ -20,9 +20,7 @@ import (
 	"strings"
 
 	admissionv1 "k8s.io/api/admission/v1"
-	appsv1 "k8s.io/api/apps/v1"
 	authorizationv1 "k8s.io/api/authorization/v1"
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
 
@@ -224,10 +222,11 @@ func (w *ApprovalWebhook) mayApprove(ctx context.Context, req admission.Request,
 		req.UserInfo.Username, role, ApproveVerb, role, ns), nil
 }
 
-// admittedTemplate identifies the target Deployment's pod template as the API server
-// holds it now (gate.TemplateHash): what a sign-off admitted now is for. The candidate a
-// signer was shown is the one held now; a push after this read is another template.
-// checklist.NoTemplate when the Deployment does not exist.
+// admittedTemplate identifies the target's pod template (a Deployment's, StatefulSet's
+// or DaemonSet's, read by its kind) as the API server holds it now (gate.TemplateHash):
+// what a sign-off admitted now is for. The candidate a signer was shown is the one held
+// now; a push after this read is another template. checklist.NoTemplate when the target
+// does not exist.
 //
 // For a release of several targets it is the set of their candidates
 // (checklist.CandidateSet): each target's template unless it is the pre-deploy one
@@ -239,15 +238,17 @@ func (w *ApprovalWebhook) admittedTemplate(ctx context.Context, dcl *deployv1alp
 	}
 	names := dcl.Spec.TargetNames()
 	hashes := make([]string, len(names))
-	for i, name := range names {
-		var d appsv1.Deployment
-		if err := r.Get(ctx, client.ObjectKey{Namespace: dcl.Namespace, Name: name}, &d); apierrors.IsNotFound(err) {
+	for i, ref := range dcl.Spec.TargetRefs() {
+		name := ref.Name
+		tmpl, found, err := target.TemplateOf(ctx, r, dcl.Namespace, ref)
+		if err != nil {
+			return "", fmt.Errorf("the template a sign-off is for: %w", err)
+		}
+		if !found {
 			hashes[i] = checklist.NoTemplate
 			continue
-		} else if err != nil {
-			return "", fmt.Errorf("reading Deployment %s/%s, whose template a sign-off is for: %w", dcl.Namespace, name, err)
 		}
-		hashes[i] = gate.TemplateHash(&d.Spec.Template)
+		hashes[i] = gate.TemplateHash(tmpl)
 		if ts := dcl.TargetStatusOf(name); len(names) > 1 && ts != nil && ts.PreDeployTemplate != nil && hashes[i] == ts.PreDeployTemplateHash {
 			hashes[i] = ""
 		}

@@ -13,6 +13,7 @@ import (
 
 	deployv1alpha1 "github.com/tminus-dev/tminus/api/v1alpha1"
 	"github.com/tminus-dev/tminus/internal/gate"
+	"github.com/tminus-dev/tminus/internal/target"
 )
 
 // gateKept says why the checklist's gate may not be what the write makes it ("" when it
@@ -39,8 +40,16 @@ func (w *ApprovalWebhook) gateKept(ctx context.Context, req admission.Request, m
 	if w.Fresh != nil {
 		r = w.Fresh
 	}
-	for _, name := range made.Spec.TargetNames() {
-		if msg, err := observeKept(ctx, r, types.NamespacedName{Namespace: made.Namespace, Name: name}); msg != "" || err != nil {
+	for _, ref := range made.Spec.TargetRefs() {
+		key := types.NamespacedName{Namespace: made.Namespace, Name: ref.Name}
+		var msg string
+		var err error
+		if ref.KindOf() == deployv1alpha1.KindDeployment {
+			msg, err = observeKept(ctx, r, key)
+		} else {
+			msg, err = observeKeptOf(ctx, r, ref.KindOf(), key)
+		}
+		if msg != "" || err != nil {
 			return msg, err
 		}
 	}
@@ -59,7 +68,7 @@ func recordGate(req admission.Request, obj, made *deployv1alpha1.DeploymentCheck
 }
 
 // observeKept refuses gate Observe for a target whose owner gated it, or that holds a
-// change nothing released.
+// change nothing released: a Deployment (observeKeptOf reads the other kinds).
 func observeKept(ctx context.Context, r client.Reader, key types.NamespacedName) (string, error) {
 	var d appsv1.Deployment
 	if err := r.Get(ctx, key, &d); err != nil {
@@ -78,6 +87,30 @@ func observeKept(ctx context.Context, r client.Reader, key types.NamespacedName)
 		return fmt.Sprintf("spec.gate: Observe holds nothing, and Deployment %s holds a change tminus paused (%s): "+
 			"an Observe checklist would let it roll unreleased. Release it with a checklist of gate Pause",
 			d.Name, d.Annotations[deployv1alpha1.HoldReasonAnnotation]), nil
+	}
+	return "", nil
+}
+
+// observeKeptOf is observeKept for a StatefulSet or DaemonSet, held by its update
+// strategy instead of a pause.
+func observeKeptOf(ctx context.Context, r client.Reader, kind string, key types.NamespacedName) (string, error) {
+	view, _, found, err := target.GateViewOf(ctx, r, kind, key)
+	if err != nil {
+		return "", fmt.Errorf("reading %s %s: %w", kind, key, err)
+	}
+	if !found {
+		return "", nil
+	}
+	if view.GateLabel == deployv1alpha1.GatedByUser {
+		return fmt.Sprintf("spec.gate: Observe holds nothing, and %s %s is labelled %s=%s: every template change to it "+
+			"is held until a checklist releases it. Use gate: Pause, or turn its gate off first by setting the label to off "+
+			"(the break-glass, which takes the right to edit the %s)",
+			kind, key.Name, deployv1alpha1.GatedLabel, deployv1alpha1.GatedByUser, kind), nil
+	}
+	if view.Paused && view.HeldBy != "" {
+		return fmt.Sprintf("spec.gate: Observe holds nothing, and %s %s holds a change tminus held (%s %s): "+
+			"an Observe checklist would let it roll unreleased. Release it with a checklist of gate Pause",
+			kind, key.Name, deployv1alpha1.HeldByAnnotation, view.HeldBy), nil
 	}
 	return "", nil
 }

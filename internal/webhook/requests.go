@@ -152,9 +152,27 @@ func (w *ApprovalWebhook) observeForRollback(ctx context.Context, kind string, k
 	return t, nil
 }
 
+// sameTargets says whether a and b name the same workloads, kind and name, in order.
+func sameTargets(a, b []deployv1alpha1.TargetRef) bool {
+	return slices.EqualFunc(a, b, func(x, y deployv1alpha1.TargetRef) bool { return x.KindOf() == y.KindOf() && x.Name == y.Name })
+}
+
+// sharedKind is the kind refs share ("workloads" when they do not).
+func sharedKind(refs []deployv1alpha1.TargetRef) string {
+	for _, r := range refs {
+		if r.KindOf() != refs[0].KindOf() {
+			return "workloads"
+		}
+	}
+	if len(refs) == 0 {
+		return "workloads"
+	}
+	return refs[0].KindOf()
+}
+
 // retryRefusal says why the checklist may not carry its retry-of annotation ("" when
 // it may): it is fixed at creation, and names a checklist of the namespace that ended
-// RolledBack or Failed on the same Deployment and revision. A retry lifts the refusal
+// RolledBack or Failed on the same workloads (kind and name) and revision. A retry lifts the refusal
 // of the template that checklist rolled back (the retry holds it for fresh sign-offs)
 // and may release a revision released before, so it must be what it says.
 func (w *ApprovalWebhook) retryRefusal(ctx context.Context, req admission.Request, obj, old *deployv1alpha1.DeploymentChecklist) (string, error) {
@@ -180,9 +198,10 @@ func (w *ApprovalWebhook) retryRefusal(ctx context.Context, req admission.Reques
 		return "", fmt.Errorf("reading checklist %s, which %s retries: %w", of, obj.Name, err)
 	}
 	switch {
-	case !slices.Equal(prev.Spec.TargetNames(), obj.Spec.TargetNames()) || prev.Spec.Revision != obj.Spec.Revision:
-		return fmt.Sprintf("%s names checklist %s, of Deployment %s revision %q: a retry is of the same Deployment and revision",
-			deployv1alpha1.RetryOfAnnotation, of, strings.Join(prev.Spec.TargetNames(), ", "), prev.Spec.Revision), nil
+	case !sameTargets(prev.Spec.TargetRefs(), obj.Spec.TargetRefs()) || prev.Spec.Revision != obj.Spec.Revision:
+		return fmt.Sprintf("%s names checklist %s, of %s revision %q: a retry is of the same %s and revision",
+			deployv1alpha1.RetryOfAnnotation, of, deployv1alpha1.DescribeTargets(prev.Spec.TargetRefs()), prev.Spec.Revision,
+			sharedKind(prev.Spec.TargetRefs())), nil
 	case prev.Status.Phase != deployv1alpha1.PhaseRolledBack && prev.Status.Phase != deployv1alpha1.PhaseFailed:
 		return fmt.Sprintf("%s names checklist %s, which is %s: only one that ended RolledBack or Failed is retried",
 			deployv1alpha1.RetryOfAnnotation, of, phaseOrPending(prev.Status.Phase)), nil

@@ -9,9 +9,11 @@ import (
 	appsv1 "k8s.io/api/apps/v1"
 	autoscalingv1 "k8s.io/api/autoscaling/v1"
 	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	deployv1alpha1 "github.com/tminus-dev/tminus/api/v1alpha1"
+	"github.com/tminus-dev/tminus/internal/gate"
 	"github.com/tminus-dev/tminus/test/testbed"
 )
 
@@ -137,4 +139,167 @@ func TestAGatedDaemonSetsNewImageIsHeldWithOnDeleteInTheWriteThatMakesIt(t *test
 	g.Expect(stored.Annotations[deployv1alpha1.OwnerStrategyAnnotation]).To(ContainSubstring(`"maxUnavailable":1`))
 	g.Consistently(func(g Gomega) []string { return statefulSetPodImages(g, ns, "agent") }, 2*time.Second, 200*time.Millisecond).
 		Should(And(HaveLen(testbed.DaemonSetNodes), HaveEach("agent:v1")), "no node's pod takes the held template")
+}
+
+func getDaemonSet(g Gomega, ds *appsv1.DaemonSet) *appsv1.DaemonSet {
+	var cur appsv1.DaemonSet
+	g.Expect(bed.Client.Get(context.Background(), client.ObjectKeyFromObject(ds), &cur)).To(Succeed())
+	return &cur
+}
+
+// waitDaemonSetRolledOut waits for ds to run image on every node it runs on, each node's
+// pod included.
+func waitDaemonSetRolledOut(t *testing.T, ds *appsv1.DaemonSet, image string) {
+	t.Helper()
+	NewWithT(t).Eventually(func(g Gomega) {
+		g.Expect(testbed.DaemonSetRolledOut(getDaemonSet(g, ds), image)).To(Succeed())
+		g.Expect(statefulSetPodImages(g, ds.Namespace, ds.Name)).To(And(HaveLen(testbed.DaemonSetNodes), HaveEach(image)))
+	}, 2*time.Minute, 100*time.Millisecond).Should(Succeed())
+}
+
+// TestAGatedDaemonSetsReleaseRolledBackByABreachStaysOnTheOldImageThroughTheSelfHeal:
+// the order of events a user produces with a node agent labelled gated in Git. Argo CD
+// applies a new image and it is held on every node; the checklist comes, is signed off
+// and releases it to every node's pod; the error rate breaches the rollback trigger and
+// every node's pod is put back on the old image; Argo CD's self-heal re-applying the
+// rolled-back image is refused by the API server, naming the DaemonSet and the
+// checklist, ten writes in a row, and no node's pod leaves the old image.
+func TestAGatedDaemonSetsReleaseRolledBackByABreachStaysOnTheOldImageThroughTheSelfHeal(t *testing.T) {
+	t.Parallel()
+	g := NewWithT(t)
+	ns := newNamespace(t)
+	ds := testbed.DaemonSet(ns, "agent", "agent:v1")
+	g.Expect(bed.Client.Create(context.Background(), ds)).To(Succeed())
+	waitDaemonSetRolledOut(t, ds, "agent:v1")
+
+	v2 := testbed.DaemonSet(ns, "agent", "agent:v2")
+	v2.Labels = map[string]string{deployv1alpha1.GatedLabel: deployv1alpha1.GatedByUser}
+	g.Expect(apply(v2)).To(Succeed())
+	g.Expect(getDaemonSet(g, ds).Spec.UpdateStrategy.Type).To(Equal(appsv1.OnDeleteDaemonSetStrategyType),
+		"held in the same write that changed the template")
+	g.Consistently(func(g Gomega) []string { return statefulSetPodImages(g, ns, "agent") }, 2*time.Second, 200*time.Millisecond).
+		Should(And(HaveLen(testbed.DaemonSetNodes), HaveEach("agent:v1")), "no node's pod takes the held template")
+
+	c := release(ns, "v2", time.Hour)
+	c.Name = "agent-v2"
+	c.Spec.Target = &deployv1alpha1.TargetRef{Kind: deployv1alpha1.KindDaemonSet, Name: "agent"}
+	g.Expect(bed.Client.Create(context.Background(), c)).To(Succeed())
+	signOff(t, c)
+	waitFor(t, c, deployv1alpha1.PhaseVerifying)
+	waitDaemonSetRolledOut(t, ds, "agent:v2")
+
+	metrics.set(errorsIn(ns), 0.07)
+	waitFor(t, c, deployv1alpha1.PhaseRolledBack)
+	waitDaemonSetRolledOut(t, ds, "agent:v1")
+
+	for write := 1; write <= 10; write++ {
+		err := apply(v2)
+		g.Expect(err).To(HaveOccurred(), "self-heal write %d", write)
+		g.Expect(err.Error()).To(ContainSubstring("DaemonSet " + ns + "/agent: this pod template (agent:v2) was rolled back by checklist agent-v2"))
+		g.Expect(getDaemonSet(g, ds).Spec.Template.Spec.Containers[0].Image).To(Equal("agent:v1"), "after write %d", write)
+		g.Expect(statefulSetPodImages(g, ns, "agent")).To(And(HaveLen(testbed.DaemonSetNodes), HaveEach("agent:v1")),
+			"after write %d", write)
+	}
+}
+
+// TestASignOffOnAStatefulSetsReleaseIsBoundToTheTemplateTheStatefulSetHeld: the approval
+// webhook records, with a sign-off, the template the StatefulSet held when it was given
+// (read as a StatefulSet, not looked for as a Deployment and recorded as none), so an
+// image pushed after it is not what was signed for and the sign-off does not count for it.
+func TestASignOffOnAStatefulSetsReleaseIsBoundToTheTemplateTheStatefulSetHeld(t *testing.T) {
+	t.Parallel()
+	g := NewWithT(t)
+	ns := newNamespace(t)
+	s := testbed.StatefulSet(ns, "db", "db:v1", 2)
+	g.Expect(bed.Client.Create(context.Background(), s)).To(Succeed())
+	waitStatefulSetRolledOut(t, s, "db:v1", 2)
+	v2 := testbed.StatefulSet(ns, "db", "db:v2", 2)
+	v2.Labels = map[string]string{deployv1alpha1.GatedLabel: deployv1alpha1.GatedByUser}
+	g.Expect(apply(v2)).To(Succeed())
+	held := gate.TemplateHash(&getStatefulSet(g, s).Spec.Template)
+
+	c := release(ns, "v2", time.Hour)
+	c.Name = "db-v2"
+	c.Spec.Target = &deployv1alpha1.TargetRef{Kind: deployv1alpha1.KindStatefulSet, Name: "db"}
+	deployAt := metav1.NewTime(time.Now().Add(30 * time.Minute))
+	c.Spec.DeployAt = &deployAt
+	g.Expect(bed.Client.Create(context.Background(), c)).To(Succeed())
+	g.Eventually(func(g Gomega) {
+		var cur deployv1alpha1.DeploymentChecklist
+		g.Expect(bed.Client.Get(context.Background(), client.ObjectKeyFromObject(c), &cur)).To(Succeed())
+		g.Expect(cur.Status.Targets).NotTo(BeEmpty())
+		g.Expect(cur.Status.Targets[0].CandidateImages).To(Equal([]string{"db:v2"}))
+	}, 2*time.Minute, 100*time.Millisecond).Should(Succeed())
+
+	signOff(t, c)
+	var signed deployv1alpha1.DeploymentChecklist
+	g.Expect(bed.Client.Get(context.Background(), client.ObjectKeyFromObject(c), &signed)).To(Succeed())
+	g.Expect(signed.Annotations).To(HaveKeyWithValue("verified.approve.tminus.dev/deployment-lead", HaveSuffix(" | template "+held)))
+
+	v3 := testbed.StatefulSet(ns, "db", "db:v3", 2)
+	v3.Labels = v2.Labels
+	g.Expect(apply(v3)).To(Succeed())
+	g.Eventually(func(g Gomega) {
+		var cur deployv1alpha1.DeploymentChecklist
+		g.Expect(bed.Client.Get(context.Background(), client.ObjectKeyFromObject(c), &cur)).To(Succeed())
+		g.Expect(cur.Status.Targets).NotTo(BeEmpty())
+		g.Expect(cur.Status.Targets[0].CandidateImages).To(Equal([]string{"db:v3"}))
+		g.Expect(cur.Status.Approvals).To(HaveLen(1))
+		g.Expect(cur.Status.Approvals[0].NotCounted).To(Equal(
+			"given for db:v2, but the StatefulSet now holds db:v3 for release: sign again"))
+	}, 2*time.Minute, 100*time.Millisecond).Should(Succeed())
+	g.Consistently(func(g Gomega) []string { return statefulSetPodImages(g, ns, "db") }, 2*time.Second, 200*time.Millisecond).
+		Should(HaveEach("db:v1"), "nothing signed for is released")
+}
+
+// TestAnObserveChecklistIsRefusedOnAStatefulSetOrDaemonSetItsOwnerGated: as for a
+// Deployment, a checklist with gate: Observe (which holds nothing) is refused on a
+// StatefulSet or DaemonSet labelled gated=true in Git, naming the workload by its kind
+// and the label's break-glass; one of gate Pause is let in.
+func TestAnObserveChecklistIsRefusedOnAStatefulSetOrDaemonSetItsOwnerGated(t *testing.T) {
+	t.Parallel()
+	g := NewWithT(t)
+	ctx := context.Background()
+	ns := newNamespace(t)
+	s := testbed.StatefulSet(ns, "db", "db:v1", 1)
+	s.Labels = map[string]string{deployv1alpha1.GatedLabel: deployv1alpha1.GatedByUser}
+	g.Expect(bed.Client.Create(ctx, s)).To(Succeed())
+	ds := testbed.DaemonSet(ns, "agent", "agent:v1")
+	ds.Labels = map[string]string{deployv1alpha1.GatedLabel: deployv1alpha1.GatedByUser}
+	g.Expect(bed.Client.Create(ctx, ds)).To(Succeed())
+
+	for _, ref := range []deployv1alpha1.TargetRef{
+		{Kind: deployv1alpha1.KindStatefulSet, Name: "db"},
+		{Kind: deployv1alpha1.KindDaemonSet, Name: "agent"},
+	} {
+		c := observeRelease(ns, "v2")
+		c.Name, c.Spec.Target = ref.Name+"-v2", &ref
+		err := bed.Client.Create(ctx, c)
+		g.Expect(err).To(MatchError(ContainSubstring("spec.gate: Observe holds nothing, and %s is labelled %s=%s",
+			ref.String(), deployv1alpha1.GatedLabel, deployv1alpha1.GatedByUser)), ref.String())
+		g.Expect(err).To(MatchError(ContainSubstring("takes the right to edit the %s)", ref.Kind)), ref.String())
+
+		c.Spec.Gate = deployv1alpha1.GatePause
+		g.Expect(bed.Client.Create(ctx, c)).To(Succeed(), "gate Pause on %s", ref.String())
+	}
+}
+
+// TestARetryIsOfTheSameKindOfWorkloadNotOnlyOfTheSameName: the retry-of annotation of a
+// release of the Deployment db may not name a release of the StatefulSet db of the same
+// revision: a retry is of the same workloads, kind and name, and the refusal names the
+// kind retried.
+func TestARetryIsOfTheSameKindOfWorkloadNotOnlyOfTheSameName(t *testing.T) {
+	t.Parallel()
+	g := NewWithT(t)
+	ctx := context.Background()
+	ns := newNamespace(t)
+	c := release(ns, "v2", time.Hour)
+	c.Name, c.Spec.Target = "db-v2", &deployv1alpha1.TargetRef{Kind: deployv1alpha1.KindStatefulSet, Name: "db"}
+	g.Expect(bed.Client.Create(ctx, c)).To(Succeed())
+
+	forged := release(ns, "v2", time.Hour)
+	forged.Name, forged.Spec.Target = "db-v2-retry", &deployv1alpha1.TargetRef{Kind: deployv1alpha1.KindDeployment, Name: "db"}
+	forged.Annotations = map[string]string{deployv1alpha1.RetryOfAnnotation: "db-v2"}
+	g.Expect(bed.Client.Create(ctx, forged)).To(MatchError(ContainSubstring(
+		`names checklist db-v2, of StatefulSet db revision "v2": a retry is of the same StatefulSet and revision`)))
 }
