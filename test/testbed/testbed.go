@@ -10,6 +10,7 @@ package testbed
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -24,6 +25,7 @@ import (
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/types"
 	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
@@ -440,9 +442,18 @@ func (b *Bed) createNodeNamed(ctx context.Context, name string, taints []corev1.
 		return fmt.Errorf("creating node %s: %w", name, err)
 	}
 	// Status is not taken on create; kwok's node stage fills in conditions, but the
-	// scheduler also needs allocatable resources.
-	node.Status = corev1.NodeStatus{Capacity: capacity, Allocatable: capacity}
-	return b.Client.Status().Update(ctx, node)
+	// scheduler also needs allocatable resources. A merge patch, not an update: kwok and
+	// kube-controller-manager write the node as soon as it exists, and an update carrying
+	// the create's resourceVersion then conflicts (seen on a loaded machine).
+	status := corev1.NodeStatus{Capacity: capacity, Allocatable: capacity}
+	body, err := json.Marshal(map[string]any{"status": status})
+	if err != nil {
+		return err
+	}
+	if err := b.Client.Status().Patch(ctx, node, client.RawPatch(types.MergePatchType, body)); err != nil {
+		return fmt.Errorf("setting node %s's capacity: %w", name, err)
+	}
+	return nil
 }
 
 // waitNodeSchedulable waits until kwok reports the node Ready and kube-controller-manager
