@@ -147,6 +147,28 @@ func podsOf(g Gomega, ns, image string) int {
 	return n
 }
 
+// gatedWorkload creates the Deployment name running name:v1 and labels it gated once it
+// rolled out, as an existing service of a two-tier product would be.
+func gatedWorkload(t *testing.T, ns, name string) *appsv1.Deployment {
+	t.Helper()
+	d := testbed.Deployment(ns, name, name+":v1", 2)
+	NewWithT(t).Expect(bed.Client.Create(context.Background(), d)).To(Succeed())
+	waitRolledOut(t, d, name+":v1")
+	return label(t, d)
+}
+
+// shopRelease is release v2 of the shop, whose targets are the Deployments named, in
+// that order: a release checklist (release) of several workloads.
+func shopRelease(ns string, verifyFor time.Duration, targets ...string) *deployv1alpha1.DeploymentChecklist {
+	c := release(ns, "v2", verifyFor)
+	c.Name = "shop-v2"
+	c.Spec.Target = nil
+	for _, name := range targets {
+		c.Spec.Targets = append(c.Spec.Targets, deployv1alpha1.TargetRef{Kind: "Deployment", Name: name})
+	}
+	return c
+}
+
 // release is the checklist of checkout's release v<n>: a deployment-lead sign-off before
 // T-0, the error rate below 1 % at T+2s, and an error rate above 5 % rolls back.
 func release(ns, rev string, verifyFor time.Duration) *deployv1alpha1.DeploymentChecklist {
@@ -262,10 +284,7 @@ func TestOneApplyOfTwoImagesAndTheirChecklistReleasesBothAndABreachRestoresBothF
 	names := []string{"frontend", "backend"}
 	deployments := map[string]*appsv1.Deployment{}
 	for _, name := range names {
-		d := testbed.Deployment(ns, name, name+":v1", 2)
-		g.Expect(bed.Client.Create(context.Background(), d)).To(Succeed())
-		waitRolledOut(t, d, name+":v1")
-		deployments[name] = label(t, d)
+		deployments[name] = gatedWorkload(t, ns, name)
 	}
 	commit := func() []client.Object {
 		var objs []client.Object
@@ -274,11 +293,7 @@ func TestOneApplyOfTwoImagesAndTheirChecklistReleasesBothAndABreachRestoresBothF
 			d.Labels = map[string]string{deployv1alpha1.GatedLabel: deployv1alpha1.GatedByUser}
 			objs = append(objs, d)
 		}
-		c := release(ns, "v2", time.Hour)
-		c.Name = "shop-v2"
-		c.Spec.Target = nil
-		c.Spec.Targets = []deployv1alpha1.TargetRef{{Kind: "Deployment", Name: "backend"}, {Kind: "Deployment", Name: "frontend"}}
-		return append(objs, c)
+		return append(objs, shopRelease(ns, time.Hour, "backend", "frontend"))
 	}
 	objs := commit()
 	for _, o := range objs {
@@ -577,17 +592,8 @@ func TestASignOffForBothImagesStopsCountingWhenTheFrontendsImageChanges(t *testi
 	t.Parallel()
 	g := NewWithT(t)
 	ns := newNamespace(t)
-	workload := func(name string) *appsv1.Deployment {
-		d := testbed.Deployment(ns, name, name+":v1", 2)
-		g.Expect(bed.Client.Create(context.Background(), d)).To(Succeed())
-		waitRolledOut(t, d, name+":v1")
-		return label(t, d)
-	}
-	frontend, backend := workload("frontend"), workload("backend")
-	c := release(ns, "v2", 2*time.Second)
-	c.Name = "shop-v2"
-	c.Spec.Target = nil
-	c.Spec.Targets = []deployv1alpha1.TargetRef{{Kind: "Deployment", Name: "frontend"}, {Kind: "Deployment", Name: "backend"}}
+	frontend, backend := gatedWorkload(t, ns, "frontend"), gatedWorkload(t, ns, "backend")
+	c := shopRelease(ns, 2*time.Second, "frontend", "backend")
 	deployAt := metav1.NewTime(time.Now().Add(8 * time.Second).Truncate(time.Second))
 	c.Spec.DeployAt, c.Spec.Window = &deployAt, "5m"
 	g.Expect(bed.Client.Create(context.Background(), c)).To(Succeed())
@@ -633,17 +639,8 @@ func TestATemplateArrivingAfterT0OnATargetTheReleaseLeftUnchangedIsHeld(t *testi
 	t.Parallel()
 	g := NewWithT(t)
 	ns := newNamespace(t)
-	workload := func(name string) *appsv1.Deployment {
-		d := testbed.Deployment(ns, name, name+":v1", 2)
-		g.Expect(bed.Client.Create(context.Background(), d)).To(Succeed())
-		waitRolledOut(t, d, name+":v1")
-		return label(t, d)
-	}
-	frontend, backend := workload("frontend"), workload("backend")
-	c := release(ns, "v2", 6*time.Second)
-	c.Name = "shop-v2"
-	c.Spec.Target = nil
-	c.Spec.Targets = []deployv1alpha1.TargetRef{{Kind: "Deployment", Name: "frontend"}, {Kind: "Deployment", Name: "backend"}}
+	frontend, backend := gatedWorkload(t, ns, "frontend"), gatedWorkload(t, ns, "backend")
+	c := shopRelease(ns, 6*time.Second, "frontend", "backend")
 	g.Expect(bed.Client.Create(context.Background(), c)).To(Succeed())
 	setImage(t, backend, "backend:v2")
 	g.Eventually(func(g Gomega) {

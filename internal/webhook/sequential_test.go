@@ -24,17 +24,8 @@ func TestAFrontendWaitingItsTurnIsStoredPausedWhenResumedOrGivenANewImage(t *tes
 	t.Parallel()
 	g := NewWithT(t)
 	ns := newNamespace(t)
-	workload := func(name string) *appsv1.Deployment {
-		d := testbed.Deployment(ns, name, name+":v1", 2)
-		g.Expect(bed.Client.Create(context.Background(), d)).To(Succeed())
-		waitRolledOut(t, d, name+":v1")
-		return label(t, d)
-	}
-	backend, frontend := workload("backend"), workload("frontend")
-	c := release(ns, "v2", time.Hour)
-	c.Name = "shop-v2"
-	c.Spec.Target = nil
-	c.Spec.Targets = []deployv1alpha1.TargetRef{{Kind: "Deployment", Name: "backend"}, {Kind: "Deployment", Name: "frontend"}}
+	backend, frontend := gatedWorkload(t, ns, "backend"), gatedWorkload(t, ns, "frontend")
+	c := shopRelease(ns, time.Hour, "backend", "frontend")
 	c.Spec.Release = &deployv1alpha1.ReleaseSpec{Order: deployv1alpha1.ReleaseSequential}
 	c.Spec.RollbackTriggers = nil // Prometheus is not reachable here; nothing to judge after T-0
 	g.Expect(bed.Client.Create(context.Background(), c)).To(Succeed())
