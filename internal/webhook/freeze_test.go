@@ -189,3 +189,42 @@ func TestAChecklistCreatedWithoutTheFreezesLabelIsHeldByItsWorkloadsLabel(t *tes
 	}, time.Minute, 100*time.Millisecond).Should(Succeed())
 	g.Expect(get(t, d).Spec.Paused).To(BeTrue())
 }
+
+// TestALabelEditKeepingAStatefulSetsChecklistInAFreezeByItsWorkloadIsAllowed: a freeze
+// selects tier=ledger-db, the label the StatefulSet ledger-db carries and its checklist
+// too. Mallory, who may not lift the freeze, drops the label from the checklist: the
+// StatefulSet's own label keeps the checklist in the freeze, so nothing is escaped and
+// the edit is hers, as it is for a Deployment's checklist. The workload's labels are read
+// from the StatefulSet, not from a Deployment of that name (there is none).
+func TestALabelEditKeepingAStatefulSetsChecklistInAFreezeByItsWorkloadIsAllowed(t *testing.T) {
+	g := NewWithT(t)
+	ctx := context.Background()
+	f := &deployv1alpha1.ChangeFreeze{
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "ledger-db-freeze"},
+		Spec: deployv1alpha1.ChangeFreezeSpec{Reason: "ledger migration",
+			Selector: &metav1.LabelSelector{MatchLabels: map[string]string{"tier": "ledger-db"}},
+			Windows: []deployv1alpha1.FreezeWindow{{Start: new(metav1.NewTime(time.Now().Add(-time.Hour))),
+				End: new(metav1.NewTime(time.Now().Add(24 * time.Hour)))}}},
+	}
+	g.Expect(bed.Client.Create(ctx, f)).To(Succeed())
+	t.Cleanup(func() { _ = bed.Client.Delete(context.Background(), f) })
+	s := testbed.StatefulSet(ns, "ledger-db", "ledger-db:v1", 1)
+	s.Labels = map[string]string{"tier": "ledger-db"}
+	g.Expect(bed.Client.Create(ctx, s)).To(Succeed())
+	c := checklist("ledger-db")
+	c.Spec.Target = &deployv1alpha1.TargetRef{Kind: deployv1alpha1.KindStatefulSet, Name: "ledger-db"}
+	c.Labels = map[string]string{"tier": "ledger-db"}
+	g.Expect(bed.Client.Create(ctx, c)).To(Succeed())
+
+	raw, err := json.Marshal(map[string]any{"metadata": map[string]any{"labels": map[string]any{"tier": nil}}})
+	g.Expect(err).NotTo(HaveOccurred())
+	// The webhook reads the StatefulSet from the manager's cache, which sees it a moment
+	// after its create.
+	g.Eventually(func() error {
+		return as(t, "mallory").Patch(ctx, &deployv1alpha1.DeploymentChecklist{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "ledger-db"}},
+			client.RawPatch(types.MergePatchType, raw))
+	}, 30*time.Second, 200*time.Millisecond).Should(Succeed())
+	var cur deployv1alpha1.DeploymentChecklist
+	g.Expect(bed.Client.Get(ctx, client.ObjectKeyFromObject(c), &cur)).To(Succeed())
+	g.Expect(cur.Labels).NotTo(HaveKey("tier"))
+}

@@ -9,15 +9,13 @@ import (
 	"time"
 
 	admissionv1 "k8s.io/api/admission/v1"
-	appsv1 "k8s.io/api/apps/v1"
 	authorizationv1 "k8s.io/api/authorization/v1"
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
-	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
 
 	deployv1alpha1 "github.com/tminus-dev/tminus/api/v1alpha1"
 	"github.com/tminus-dev/tminus/internal/checklist"
 	"github.com/tminus-dev/tminus/internal/freeze"
+	"github.com/tminus-dev/tminus/internal/target"
 )
 
 // freezeLabels says why the requesting user may not change the checklist's labels so (""
@@ -38,12 +36,14 @@ func (w *ApprovalWebhook) freezeLabels(ctx context.Context, req admission.Reques
 		return "", err
 	}
 	var labels []map[string]string
-	for _, name := range obj.Spec.TargetNames() {
-		var d appsv1.Deployment
-		if err := w.Client.Get(ctx, client.ObjectKey{Namespace: obj.Namespace, Name: name}, &d); err != nil && !apierrors.IsNotFound(err) {
-			return "", fmt.Errorf("reading Deployment %s, whose labels change freezes select: %w", name, err)
+	for _, ref := range obj.Spec.TargetRefs() {
+		// The workload of its kind: a StatefulSet's or DaemonSet's labels select it as a
+		// Deployment's do.
+		st, err := target.ObserveTarget(ctx, w.Client, obj.Namespace, ref)
+		if err != nil {
+			return "", fmt.Errorf("reading %s %s, whose labels change freezes select: %w", ref.KindOf(), ref.Name, err)
 		}
-		labels = append(labels, d.Labels)
+		labels = append(labels, st.Labels)
 	}
 	selects := func(cl map[string]string, f *freeze.Freeze) bool {
 		return slices.ContainsFunc(labels, func(l map[string]string) bool { return f.Selects(cl, l) })
