@@ -92,6 +92,10 @@ type Result struct {
 	// restored: tminus's own share. Breach to rollback is the wait for that tick (at
 	// most one interval) plus this.
 	TickToRollbackP50s, TickToRollbackP99s float64
+	// RestoreSpread p50 and p99 in seconds: in each release, from its first target seen
+	// restored to its last (0 with one target): how much of tick→rollback the targets
+	// after the first add.
+	RestoreSpreadP50s, RestoreSpreadP99s float64
 	// Blackholed and AllDistinct (Config.DistinctQueries) are the run's configuration.
 	Blackholed  int
 	AllDistinct bool
@@ -265,7 +269,7 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 	res.ReconcileP50Ms, res.ReconcileP99Ms = run.reconcileLatency(ctx)
 
 	if cfg.Releases > 0 {
-		lat, visible, tick, err := breachToRollback(ctx, watcher, cfg, svc, prom)
+		lat, spread, visible, tick, err := breachToRollback(ctx, watcher, cfg, svc, prom)
 		if err != nil {
 			return res, err
 		}
@@ -274,6 +278,7 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 		}
 		res.BreachToRollbackP50s, res.BreachToRollbackP99s = quantile(lat, 0.5), quantile(lat, 0.99)
 		res.BreachVisibleS = visible.Seconds()
+		res.RestoreSpreadP50s, res.RestoreSpreadP99s = quantile(spread, 0.5), quantile(spread, 0.99)
 		wait := tick.Seconds()
 		fromTick := make([]float64, len(lat))
 		for i, l := range lat {
@@ -623,14 +628,15 @@ func bucketQuantile(h *dto.Histogram, q float64) float64 {
 
 // breachToRollback raises the service's error rate, waits for Prometheus to answer the
 // checklists' query with a breaching value, and times from then how long each
-// release takes until every one of its Deployments is restored to v1 (seconds). It
-// also says how long the breach took to become visible in Prometheus, and how long from
+// release takes until every one of its Deployments is restored to v1 (seconds), and
+// how long from its first target seen restored to its last (spread). It also says how long the breach took to become visible in Prometheus, and how long from
 // then to the next evaluation tick on the interval's grid.
 //
 // The release Deployments are watched, not polled: a release of four targets must not
 // load the API server four times as much as a release of one while it is timed.
 func breachToRollback(ctx context.Context, c client.WithWatch, cfg Config, svc *app.App,
-	prom *testbed.Prometheus) (lat []float64, visible, tickWait time.Duration, err error) {
+	prom *testbed.Prometheus) (lat, spread []float64, visible, tickWait time.Duration, err error) {
+	first := map[string]time.Time{}
 	// pending holds, for each release, its targets not yet seen restored.
 	pending := map[string]map[string]bool{}
 	for i := range cfg.Releases {
@@ -648,15 +654,20 @@ func breachToRollback(ctx context.Context, c client.WithWatch, cfg Config, svc *
 			return
 		}
 		delete(pending[release], d.Name)
+		now := time.Now()
+		if first[release].IsZero() {
+			first[release] = now
+		}
 		if len(pending[release]) == 0 {
-			lat = append(lat, time.Since(breach).Seconds())
+			lat = append(lat, now.Sub(breach).Seconds())
+			spread = append(spread, now.Sub(first[release]).Seconds())
 			delete(pending, release)
 		}
 	}
 	// Watching from before the breach: no restore can be missed.
 	var list appsv1.DeploymentList
 	if err := c.List(ctx, &list, client.InNamespace(ns), client.HasLabels{releaseLabel}); err != nil {
-		return nil, 0, 0, err
+		return nil, nil, 0, 0, err
 	}
 	wctx, stop := context.WithCancel(ctx)
 	defer stop()
@@ -666,7 +677,7 @@ func breachToRollback(ctx context.Context, c client.WithWatch, cfg Config, svc *
 	}
 	w, err := watchFrom(list.ResourceVersion)
 	if err != nil {
-		return nil, 0, 0, err
+		return nil, nil, 0, 0, err
 	}
 	defer func() { w.Stop() }()
 
@@ -679,7 +690,7 @@ func breachToRollback(ctx context.Context, c client.WithWatch, cfg Config, svc *
 			breach = time.Now()
 		}
 		if time.Since(changed) > time.Minute {
-			return nil, 0, 0, fmt.Errorf("prometheus never showed the breach (last error: %v)", qerr)
+			return nil, nil, 0, 0, fmt.Errorf("prometheus never showed the breach (last error: %v)", qerr)
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
@@ -695,13 +706,13 @@ func breachToRollback(ctx context.Context, c client.WithWatch, cfg Config, svc *
 				// The API server ended the watch: list again, watch from there.
 				w.Stop()
 				if err := c.List(ctx, &list, client.InNamespace(ns), client.HasLabels{releaseLabel}); err != nil {
-					return nil, 0, 0, err
+					return nil, nil, 0, 0, err
 				}
 				for i := range list.Items {
 					seen(&list.Items[i])
 				}
 				if w, err = watchFrom(list.ResourceVersion); err != nil {
-					return nil, 0, 0, err
+					return nil, nil, 0, 0, err
 				}
 				continue
 			}
@@ -709,16 +720,16 @@ func breachToRollback(ctx context.Context, c client.WithWatch, cfg Config, svc *
 				seen(d)
 			}
 		case <-deadline:
-			return nil, 0, 0, fmt.Errorf("%d releases not rolled back within 5m", len(pending))
+			return nil, nil, 0, 0, fmt.Errorf("%d releases not rolled back within 5m", len(pending))
 		case <-ctx.Done():
-			return nil, 0, 0, ctx.Err()
+			return nil, nil, 0, 0, ctx.Err()
 		}
 	}
 	tick := breach.Truncate(cfg.Interval)
 	if tick.Before(breach) {
 		tick = tick.Add(cfg.Interval)
 	}
-	return lat, breach.Sub(changed), tick.Sub(breach), nil
+	return lat, spread, breach.Sub(changed), tick.Sub(breach), nil
 }
 
 // rolledBack waits (after the timing) for each release's checklist to record its
