@@ -134,7 +134,7 @@ fuzz: ## Run every fuzz target for FUZZTIME (10s) each; seeds live in testdata/f
 	done
 
 .PHONY: bench-scale
-bench-scale: testbins ## Measure sizes, a dead Prometheus, distinct queries and 2 replicas (SIZES=N:M[:B][:d][:rR],...; about an hour); writes bench-scale.json.
+bench-scale: testbins ## Measure sizes, a dead Prometheus, distinct queries and 2 replicas (SIZES=N:M[:B][:d][:rR][:tT],...: tT releases of T targets; about an hour); writes bench-scale.json.
 	env $(TESTBINS_ENV) go run ./hack/benchscale $(if $(SIZES),--sizes $(SIZES))
 
 .PHONY: bench-dashboard

@@ -1,10 +1,13 @@
-// benchscale measures tminus at scale (make bench-scale): for each size N:M[:B][:d][:rR], N
-// checklists of which M actively gate (B of those against a Prometheus that never
-// answers; d: every checklist with two queries of its own; rR: R replicas of the real
-// manager sharing the checklists by shards), plus releases whose breach
+// benchscale measures tminus at scale (make bench-scale): for each size
+// N:M[:B][:d][:rR][:tT], N checklists of which M actively gate (B of those against a
+// Prometheus that never answers; d: every checklist with two queries of its own; rR: R
+// replicas of the real manager sharing the checklists by shards; tT: each release gates
+// T Deployments, 1 to 16, timed until all T are restored), plus releases whose breach
 // is timed to rollback, evaluated every interval. It prints a table and writes the
 // results as JSON. Sizes that differ only by B are compared: the releases' tick→rollback
-// p99 beside a dead Prometheus, as a ratio of the healthy run's.
+// p99 beside a dead Prometheus, as a ratio of the healthy run's; so are sizes that
+// differ only by T: the tick→rollback p99 of releases of T targets, as a ratio of the
+// one-target run's.
 package main
 
 import (
@@ -22,12 +25,14 @@ import (
 	logf "sigs.k8s.io/controller-runtime/pkg/log"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 
+	deployv1alpha1 "github.com/tminus-dev/tminus/api/v1alpha1"
 	"github.com/tminus-dev/tminus/test/scale"
 )
 
 func main() {
 	sizes := flag.String("sizes", "1000:100,5000:1000,10000:1000,1010:1000:0,1010:1000:100,1010:1000:0:d,20010:2000:r2",
-		"comma-separated N:M[:B][:d][:rR] (checklists:active[:blackholed][:d for distinct queries][:r and replicas])")
+		"comma-separated N:M[:B][:d][:rR][:tT] (checklists:active[:blackholed][:d for distinct queries][:r and replicas]"+
+			"[:t and targets per release, 1 to 16, default 1])")
 	releases := flag.Int("releases", 10, "releases whose breach-to-rollback is timed")
 	interval := flag.Duration("interval", 10*time.Second, "evaluation interval of every checklist")
 	rounds := flag.Int("rounds", 3, "intervals measured after the warm-up")
@@ -47,8 +52,8 @@ func main() {
 		var res scale.Result
 		if len(list) == 1 {
 			fmt.Printf("== %d checklists, %d active (%d against a dead Prometheus, distinct queries %t), "+
-				"%d releases, interval %s, %d replicas\n", cfg.Checklists, cfg.Active, cfg.Blackholed, cfg.DistinctQueries,
-				*releases, *interval, max(1, cfg.Replicas))
+				"%d releases of %d targets, interval %s, %d replicas\n", cfg.Checklists, cfg.Active, cfg.Blackholed,
+				cfg.DistinctQueries, *releases, max(1, cfg.TargetsPerRelease), *interval, max(1, cfg.Replicas))
 			cfg.Releases, cfg.Interval, cfg.Rounds = *releases, *interval, *rounds
 			cfg.Log = func(f string, a ...any) { fmt.Printf("   "+f+"\n", a...) }
 			res, err = scale.Run(context.Background(), cfg)
@@ -63,30 +68,43 @@ func main() {
 		}
 		results = append(results, res)
 	}
-	fmt.Printf("\n| checklists | active | dead Prometheus | distinct | replicas | RSS MiB (per replica) | heap MiB |" +
+	fmt.Printf("\n| checklists | active | dead Prometheus | distinct | replicas | targets/release | RSS MiB (per replica) | heap MiB |" +
 		" queries/round | API writes/round |" +
 		" reconcile p50/p99 ms | breach→rollback p50/p99 s | tick→rollback p50/p99 s | breach visible after s |" +
-		" evaluations/s (expected) | takeover s |\n")
-	fmt.Printf("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n")
+		" evaluations/s (expected) | takeover s | restored releases (targets) | first→last target restored p50/p99 s |\n")
+	fmt.Printf("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n")
 	for _, r := range results {
 		rss := fmt.Sprintf("%.0f", r.RSSMiB)
 		if len(r.ReplicaRSSMiB) > 1 {
 			rss = fmt.Sprintf("%.0f", r.ReplicaRSSMiB)
 		}
-		fmt.Printf("| %d | %d | %d | %t | %d | %s | %.0f | %.1f | %.1f | %.1f / %.1f | %.1f / %.1f | %.2f / %.2f | %.1f |"+
-			" %.0f (%.0f) | %.1f |\n",
-			r.Checklists, r.Active, r.Blackholed, r.AllDistinct, r.Replicas, rss, r.HeapMiB, r.QueriesPerRound,
+		fmt.Printf("| %d | %d | %d | %t | %d | %d | %s | %.0f | %.1f | %.1f | %.1f / %.1f | %.1f / %.1f | %.2f / %.2f | %.1f |"+
+			" %.0f (%.0f) | %.1f | %d of %d (%d of %d) | %.2f / %.2f |\n",
+			r.Checklists, r.Active, r.Blackholed, r.AllDistinct, r.Replicas, targets(r), rss, r.HeapMiB, r.QueriesPerRound,
 			r.WritesPerRound, r.ReconcileP50Ms, r.ReconcileP99Ms, r.BreachToRollbackP50s, r.BreachToRollbackP99s,
 			r.TickToRollbackP50s, r.TickToRollbackP99s, r.BreachVisibleS, r.EvaluationsPerSecond, r.ExpectedPerSecond,
-			r.TakeoverS)
+			r.TakeoverS, r.ReleasesRestored, r.Releases, r.TargetsRestored, r.Releases*targets(r),
+			r.RestoreSpreadP50s, r.RestoreSpreadP99s)
 	}
 	for _, dead := range results {
 		for _, healthy := range results {
 			if dead.Blackholed > 0 && healthy.Blackholed == 0 && dead.Checklists == healthy.Checklists &&
 				dead.Active == healthy.Active && dead.AllDistinct == healthy.AllDistinct &&
-				dead.Replicas == healthy.Replicas && healthy.TickToRollbackP99s > 0 {
+				dead.Replicas == healthy.Replicas && targets(dead) == targets(healthy) && healthy.TickToRollbackP99s > 0 {
 				fmt.Printf("\n%d of %d active against a dead Prometheus: the releases' tick→rollback p99 is "+
 					"%.2f× the healthy run's\n", dead.Blackholed, dead.Active, dead.TickToRollbackP99s/healthy.TickToRollbackP99s)
+			}
+		}
+	}
+	for _, many := range results {
+		for _, one := range results {
+			if targets(many) > 1 && targets(one) == 1 && many.Checklists == one.Checklists && many.Active == one.Active &&
+				many.Blackholed == one.Blackholed && many.AllDistinct == one.AllDistinct && many.Replicas == one.Replicas &&
+				one.TickToRollbackP99s > 0 {
+				fmt.Printf("\nreleases of %d targets (%d of %d targets restored): the releases' tick→rollback p99 is "+
+					"%.2f× the one-target run's (%.2f s / %.2f s)\n", targets(many), many.TargetsRestored,
+					many.Releases*targets(many), many.TickToRollbackP99s/one.TickToRollbackP99s,
+					many.TickToRollbackP99s, one.TickToRollbackP99s)
 			}
 		}
 	}
@@ -97,6 +115,10 @@ func main() {
 	}
 	fmt.Printf("\nwritten to %s\n", *out)
 }
+
+// targets is a result's targets per release: 1 in results written before it was
+// recorded.
+func targets(r scale.Result) int { return max(1, r.TargetsPerRelease) }
 
 // runAlone measures one size in a child process (this program, one size) and reads
 // its JSON.
@@ -124,11 +146,12 @@ func runAlone(size string, releases int, interval time.Duration, rounds int) (sc
 	return res[0], nil
 }
 
-// parseSize reads N:M[:B][:d][:rR]: N checklists, M active, B of them against a dead
-// Prometheus, d for distinct queries, R replicas of the real manager with --shards.
+// parseSize reads N:M[:B][:d][:rR][:tT]: N checklists, M active, B of them against a
+// dead Prometheus, d for distinct queries, R replicas of the real manager with --shards,
+// T Deployments gated by each release.
 func parseSize(s string) (scale.Config, error) {
 	var cfg scale.Config
-	bad := fmt.Errorf("bad size %q (want N:M[:B][:d][:rR])", s)
+	bad := fmt.Errorf("bad size %q (want N:M[:B][:d][:rR][:tT], T from 1 to %d)", s, deployv1alpha1.MaxTargets)
 	var nums []int
 	for p := range strings.SplitSeq(s, ":") {
 		switch {
@@ -140,6 +163,12 @@ func parseSize(s string) (scale.Config, error) {
 				return cfg, bad
 			}
 			cfg.Replicas = r
+		case strings.HasPrefix(p, "t"):
+			t, err := strconv.Atoi(p[1:])
+			if err != nil || t < 1 || t > deployv1alpha1.MaxTargets {
+				return cfg, bad
+			}
+			cfg.TargetsPerRelease = t
 		default:
 			n, err := strconv.Atoi(p)
 			if err != nil {

@@ -176,11 +176,14 @@ func approvalID(key, role, approver, revision string) string {
 // any new template arrived (the Deployment on its pre-deploy template, or not there yet)
 // is for the next one: it binds to the first candidate followed after. One whose
 // template is not recorded (written before the webhook recorded it, or not verified)
-// binds to the candidate held when the controller first judges it. If the template
-// changes after, the sign-off no longer counts and must be given again. With verified
-// sign-offs required, one the approval webhook did not verify does not count either.
+// binds to the candidate held when the controller first judges it, once every target is
+// captured: a target not settled yet has no candidate followed, and a set without it is
+// not what the release will hold. If the template changes after, the sign-off no longer
+// counts and must be given again. With verified sign-offs required, one the approval
+// webhook did not verify does not count either.
 func (e *engine) judgeApprovals() {
 	cand, candImages := e.candidateSet()
+	whole := e.captured()
 	admitted := map[string]string{}
 	for _, list := range e.obs.Approvals {
 		for _, a := range list {
@@ -193,14 +196,14 @@ func (e *engine) judgeApprovals() {
 			if rec.CandidateTemplateHash != h {
 				rec.CandidateTemplateHash, rec.CandidateImages = h, e.imagesOf(h)
 			}
-		} else if cand != "" && rec.CandidateTemplateHash == "" {
+		} else if cand != "" && rec.CandidateTemplateHash == "" && whole {
 			rec.CandidateTemplateHash, rec.CandidateImages = cand, candImages
 		}
 		why := ""
 		switch {
 		case e.obs.RequireVerified && !rec.Verified:
 			why = "not verified by the approval webhook, and only verified sign-offs count (requireVerifiedApprovals)"
-		case cand != "" && rec.CandidateTemplateHash != cand:
+		case cand != "" && rec.CandidateTemplateHash != "" && rec.CandidateTemplateHash != cand:
 			given := images(rec.CandidateImages)
 			if len(rec.CandidateImages) == 0 {
 				given = fmt.Sprintf("the template %s held when it was given (%s)", e.alldesc(),

@@ -117,6 +117,32 @@ func TestOnlyTheBackendChangedSoTheFrontendIsNeitherReleasedNorRestored(t *testi
 	g.Expect(c.Status.Targets[0].RestoredAt).To(BeNil(), "the frontend was never touched")
 }
 
+// TestASignOffBindsToTheWholeSetOnceEveryTargetIsCaptured: a sign-off the approval
+// webhook did not record binds to the candidates held when the controller first judges
+// it; while one target is not settled yet (its rollout controller has not seen its new
+// template) the set is not whole, and the sign-off waits for it instead of binding to
+// the frontend alone and then asking to be signed again.
+func TestASignOffBindsToTheWholeSetOnceEveryTargetIsCaptured(t *testing.T) {
+	g := NewWithT(t)
+	c := newChecklist(twoTier)
+	unsettled := heldTarget()
+	unsettled.Settled, unsettled.ObservedGeneration = false, 1
+	obs := Observations{Targets: []TargetState{heldTarget(), unsettled}, Approvals: approved("deployment-lead"),
+		Metrics: errorRate(0.001, "0.001")}
+	run(c, obs, t0.Add(-2*time.Minute))
+	g.Expect(c.Status.Targets[0].CandidateTemplateHash).To(Equal("hash-v2"))
+	g.Expect(c.Status.Approvals).To(HaveLen(1))
+	g.Expect(c.Status.Approvals[0].CandidateTemplateHash).To(BeEmpty(), "not bound to a set missing the backend")
+	g.Expect(c.Status.Approvals[0].NotCounted).To(BeEmpty())
+
+	obs.Targets = []TargetState{heldTarget(), heldTarget()}
+	d := run(c, obs, t0.Add(-time.Minute))
+	g.Expect(c.Status.Approvals[0].CandidateTemplateHash).To(Equal(CandidateSetOf(c)))
+	g.Expect(c.Status.Approvals[0].NotCounted).To(BeEmpty())
+	g.Expect(reasons(d.Events)).NotTo(ContainElement(ReasonApprovalNotCounted))
+	g.Expect(actionsOn(d, ActionRelease)).To(Equal([]string{"frontend", "backend"}))
+}
+
 // TestASignOffStopsCountingWhenTheFrontendsImageChanges: the sign-off is for the set of
 // candidates; a new frontend image is another set.
 func TestASignOffStopsCountingWhenTheFrontendsImageChanges(t *testing.T) {

@@ -19,6 +19,7 @@ import (
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/watch"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/util/retry"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -41,6 +42,10 @@ type Config struct {
 	// Releases are checklists verifying a real rollout whose error rate is made to
 	// breach, to time breach-to-rollback.
 	Releases int
+	// TargetsPerRelease is how many Deployments each release gates (spec.targets,
+	// released together, judged together by the one error-rate trigger); 1 (spec.target)
+	// when zero. A release's rollback is timed until every one of them is restored.
+	TargetsPerRelease int
 	// Interval of every checklist.
 	Interval time.Duration
 	// Rounds of Interval measured after the warm-up.
@@ -87,6 +92,10 @@ type Result struct {
 	// restored: tminus's own share. Breach to rollback is the wait for that tick (at
 	// most one interval) plus this.
 	TickToRollbackP50s, TickToRollbackP99s float64
+	// RestoreSpread p50 and p99 in seconds: in each release, from its first target seen
+	// restored to its last (0 with one target): how much of tick→rollback the targets
+	// after the first add.
+	RestoreSpreadP50s, RestoreSpreadP99s float64
 	// Blackholed and AllDistinct (Config.DistinctQueries) are the run's configuration.
 	Blackholed  int
 	AllDistinct bool
@@ -94,6 +103,14 @@ type Result struct {
 	// measured rounds; ExpectedPerSecond is what every checklist measuring on schedule
 	// would make; QueriesPerSecond went to Prometheus.
 	EvaluationsPerSecond, ExpectedPerSecond, QueriesPerSecond float64
+	// TargetsPerRelease is the Deployments each release gates (Config.TargetsPerRelease).
+	TargetsPerRelease int
+	// ReleasesRestored are the releases whose checklist ended RolledBack with the
+	// rollback complete and every target recorded restored (status.targets[].restoredAt);
+	// TargetsRestored the release Deployments seen back on their pre-deploy template.
+	// Both are read after the timing, and are Releases and Releases×TargetsPerRelease
+	// when every rollback did its whole job.
+	ReleasesRestored, TargetsRestored int
 	// Replicas and Shards of a fleet run; ReplicaRSSMiB is each replica's resident
 	// memory (RSSMiB is then the largest), TakeoverS how long after one replica was
 	// killed every shard it held was held by another.
@@ -130,12 +147,19 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 		return Result{}, fmt.Errorf("%d checklists cannot hold %d releases and %d active others", cfg.Checklists,
 			cfg.Releases, cfg.Active)
 	}
+	if cfg.TargetsPerRelease == 0 {
+		cfg.TargetsPerRelease = 1
+	}
+	if cfg.TargetsPerRelease < 1 || cfg.TargetsPerRelease > deployv1alpha1.MaxTargets {
+		return Result{}, fmt.Errorf("a release gates 1 to %d targets, not %d", deployv1alpha1.MaxTargets, cfg.TargetsPerRelease)
+	}
 	if cfg.Replicas > 1 && cfg.Shards == 0 {
 		cfg.Shards = 8
 	}
 	res := Result{Checklists: cfg.Checklists, Active: cfg.Active, Releases: cfg.Releases,
 		IntervalSeconds: cfg.Interval.Seconds(), Rounds: cfg.Rounds, DistinctQueries: 1,
-		Blackholed: cfg.Blackholed, AllDistinct: cfg.DistinctQueries, Replicas: max(1, cfg.Replicas), Shards: cfg.Shards}
+		Blackholed: cfg.Blackholed, AllDistinct: cfg.DistinctQueries, Replicas: max(1, cfg.Replicas), Shards: cfg.Shards,
+		TargetsPerRelease: cfg.TargetsPerRelease}
 	if cfg.DistinctQueries {
 		res.DistinctQueries = 2 * (cfg.Active + cfg.Releases) // two metrics each
 	}
@@ -170,10 +194,11 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 	// The harness writes thousands of objects: no client-side throttling for it.
 	fast := rest.CopyConfig(bed.Config)
 	fast.QPS, fast.Burst = 2000, 4000
-	c, err := client.New(fast, client.Options{Scheme: bed.Client.Scheme()})
+	watcher, err := client.NewWithWatch(fast, client.Options{Scheme: bed.Client.Scheme()})
 	if err != nil {
 		return res, err
 	}
+	var c client.Client = watcher
 	if err := c.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}); err != nil {
 		return res, err
 	}
@@ -181,8 +206,8 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 	if err := populate(ctx, c, cfg, prom.URL, dead); err != nil {
 		return res, err
 	}
-	cfg.Log("created %d checklists (%d active, %d releases) in %s",
-		cfg.Checklists, cfg.Active, cfg.Releases, time.Since(start).Round(time.Second))
+	cfg.Log("created %d checklists (%d active, %d releases of %d targets) in %s",
+		cfg.Checklists, cfg.Active, cfg.Releases, cfg.TargetsPerRelease, time.Since(start).Round(time.Second))
 
 	var run running
 	if cfg.Replicas > 1 {
@@ -244,12 +269,16 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 	res.ReconcileP50Ms, res.ReconcileP99Ms = run.reconcileLatency(ctx)
 
 	if cfg.Releases > 0 {
-		lat, visible, tick, err := breachToRollback(ctx, c, cfg, svc, prom)
+		lat, spread, visible, tick, err := breachToRollback(ctx, watcher, cfg, svc, prom)
 		if err != nil {
+			return res, err
+		}
+		if res.ReleasesRestored, res.TargetsRestored, err = rolledBack(ctx, c, cfg); err != nil {
 			return res, err
 		}
 		res.BreachToRollbackP50s, res.BreachToRollbackP99s = quantile(lat, 0.5), quantile(lat, 0.99)
 		res.BreachVisibleS = visible.Seconds()
+		res.RestoreSpreadP50s, res.RestoreSpreadP99s = quantile(spread, 0.5), quantile(spread, 0.99)
 		wait := tick.Seconds()
 		fromTick := make([]float64, len(lat))
 		for i, l := range lat {
@@ -376,27 +405,47 @@ func create(ctx context.Context, c client.Client, cfg Config, promURL, dead stri
 	}
 	switch {
 	case i < cfg.Releases:
-		// v1 rolls out first, so there is a pre-deploy template to come back to.
-		d := testbed.Deployment(ns, name, "svc:v1", 1)
-		if err := c.Create(ctx, d); err != nil {
-			return err
-		}
-		if err := waitAvailable(ctx, c, d); err != nil {
-			return err
-		}
-		// Held (as the checklist would hold it) while the pipeline pushes v2.
-		if err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
-			var cur appsv1.Deployment
-			if err := c.Get(ctx, client.ObjectKeyFromObject(d), &cur); err != nil {
+		targets := releaseTargets(i, cfg.TargetsPerRelease)
+		// v1 rolls out first on every target, so each has a pre-deploy template to come
+		// back to. The Deployments carry their release's name, for the harness to
+		// watch them.
+		ds := make([]*appsv1.Deployment, len(targets))
+		for j, t := range targets {
+			ds[j] = testbed.Deployment(ns, t, "svc:v1", 1)
+			ds[j].Labels = map[string]string{releaseLabel: name}
+			if err := c.Create(ctx, ds[j]); err != nil {
 				return err
 			}
-			cur.Spec.Paused = true
-			cur.Spec.Template.Spec.Containers[0].Image = "svc:v2"
-			return c.Update(ctx, &cur)
-		}); err != nil {
-			return err
 		}
-		dcl := checklist(name, name, cfg.Interval, promURL)
+		for _, d := range ds {
+			if err := waitAvailable(ctx, c, d); err != nil {
+				return err
+			}
+		}
+		// Held (as the checklist would hold them) while the pipeline pushes v2.
+		for _, d := range ds {
+			if err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
+				var cur appsv1.Deployment
+				if err := c.Get(ctx, client.ObjectKeyFromObject(d), &cur); err != nil {
+					return err
+				}
+				cur.Spec.Paused = true
+				cur.Spec.Template.Spec.Containers[0].Image = "svc:v2"
+				return c.Update(ctx, &cur)
+			}); err != nil {
+				return err
+			}
+		}
+		dcl := checklist(name, targets[0], cfg.Interval, promURL)
+		if len(targets) > 1 {
+			// Released together, judged together: the trigger names no target, so
+			// the release's error rate (the namespace's, every target's traffic)
+			// rolls back all of them.
+			dcl.Spec.Target = nil
+			for _, t := range targets {
+				dcl.Spec.Targets = append(dcl.Spec.Targets, deployv1alpha1.TargetRef{Kind: "Deployment", Name: t})
+			}
+		}
 		dcl.Annotations = map[string]string{deployv1alpha1.ApprovalAnnotationPrefix + "deployment-lead": "ops for v2"}
 		return c.Create(ctx, dcl)
 	case i < cfg.Releases+cfg.Active:
@@ -422,6 +471,22 @@ func create(ctx context.Context, c client.Client, cfg Config, promURL, dead stri
 	}
 }
 
+// releaseLabel on a release's Deployments names its checklist.
+const releaseLabel = "scale.tminus.dev/release"
+
+// releaseTargets names the Deployments of release i: ci alone, or ci-0 to ci-(n-1).
+func releaseTargets(i, n int) []string {
+	name := "c" + strconv.Itoa(i)
+	if n <= 1 {
+		return []string{name}
+	}
+	targets := make([]string, n)
+	for j := range targets {
+		targets[j] = name + "-" + strconv.Itoa(j)
+	}
+	return targets
+}
+
 func startManager(ctx context.Context, bed *testbed.Bed, provider *prometheus.Provider) (*manager.Manager, error) {
 	// The manager's own client limits, as --kube-api-qps and --kube-api-burst default.
 	cfg := rest.CopyConfig(bed.Config)
@@ -433,13 +498,20 @@ func startManager(ctx context.Context, bed *testbed.Bed, provider *prometheus.Pr
 // is verifying.
 func waitSettled(ctx context.Context, c client.Reader, cfg Config) error {
 	deadline := time.Now().Add(15 * time.Minute)
+	logged := time.Now()
 	for {
 		var list deployv1alpha1.DeploymentChecklistList
 		if err := c.List(ctx, &list, client.InNamespace(ns), client.UnsafeDisableDeepCopy); err != nil {
 			return err
 		}
 		measured, verifying := 0, 0
+		waiting := ""
 		for _, d := range list.Items {
+			if strings.HasPrefix(d.Name, "c") && d.Status.Phase != deployv1alpha1.PhaseVerifying && waiting == "" {
+				if i, err := strconv.Atoi(d.Name[1:]); err == nil && i < cfg.Releases {
+					waiting = fmt.Sprintf("release %s is %s: %s", d.Name, d.Status.Phase, d.Status.NextAction)
+				}
+			}
 			switch d.Status.Phase {
 			case deployv1alpha1.PhaseVerifying:
 				verifying++
@@ -454,8 +526,13 @@ func waitSettled(ctx context.Context, c client.Reader, cfg Config) error {
 			return nil
 		}
 		if time.Now().After(deadline) {
-			return fmt.Errorf("not settled: %d of %d active measured, %d of %d releases verifying",
-				measured, cfg.Active, verifying, cfg.Releases)
+			return fmt.Errorf("not settled: %d of %d active measured, %d of %d releases verifying (%s)",
+				measured, cfg.Active, verifying, cfg.Releases, waiting)
+		}
+		if time.Since(logged) > 30*time.Second {
+			cfg.Log("settling: %d of %d active measured, %d of %d releases verifying (%s)",
+				measured, cfg.Active, verifying, cfg.Releases, waiting)
+			logged = time.Now()
 		}
 		select {
 		case <-ctx.Done():
@@ -551,51 +628,158 @@ func bucketQuantile(h *dto.Histogram, q float64) float64 {
 
 // breachToRollback raises the service's error rate, waits for Prometheus to answer the
 // checklists' query with a breaching value, and times from then how long each
-// release's Deployment takes to be restored to v1 (seconds). It also says how long the
-// breach took to become visible in Prometheus, and how long from then to the next
-// evaluation tick on the interval's grid.
-func breachToRollback(ctx context.Context, c client.Client, cfg Config, svc *app.App,
-	prom *testbed.Prometheus) (lat []float64, visible, tickWait time.Duration, err error) {
+// release takes until every one of its Deployments is restored to v1 (seconds), and
+// how long from its first target seen restored to its last (spread). It also says how long the breach took to become visible in Prometheus, and how long from
+// then to the next evaluation tick on the interval's grid.
+//
+// The release Deployments are watched, not polled: a release of four targets must not
+// load the API server four times as much as a release of one while it is timed.
+func breachToRollback(ctx context.Context, c client.WithWatch, cfg Config, svc *app.App,
+	prom *testbed.Prometheus) (lat, spread []float64, visible, tickWait time.Duration, err error) {
+	first := map[string]time.Time{}
+	// pending holds, for each release, its targets not yet seen restored.
+	pending := map[string]map[string]bool{}
+	for i := range cfg.Releases {
+		targets := map[string]bool{}
+		for _, t := range releaseTargets(i, cfg.TargetsPerRelease) {
+			targets[t] = true
+		}
+		pending["c"+strconv.Itoa(i)] = targets
+	}
+	var breach time.Time
+	// seen takes one observation of a release Deployment.
+	seen := func(d *appsv1.Deployment) {
+		release := d.Labels[releaseLabel]
+		if !pending[release][d.Name] || d.Spec.Template.Spec.Containers[0].Image != "svc:v1" {
+			return
+		}
+		delete(pending[release], d.Name)
+		now := time.Now()
+		if first[release].IsZero() {
+			first[release] = now
+		}
+		if len(pending[release]) == 0 {
+			lat = append(lat, now.Sub(breach).Seconds())
+			spread = append(spread, now.Sub(first[release]).Seconds())
+			delete(pending, release)
+		}
+	}
+	// Watching from before the breach: no restore can be missed.
+	var list appsv1.DeploymentList
+	if err := c.List(ctx, &list, client.InNamespace(ns), client.HasLabels{releaseLabel}); err != nil {
+		return nil, nil, 0, 0, err
+	}
+	wctx, stop := context.WithCancel(ctx)
+	defer stop()
+	watchFrom := func(rv string) (watch.Interface, error) {
+		return c.Watch(wctx, &appsv1.DeploymentList{}, client.InNamespace(ns), client.HasLabels{releaseLabel},
+			&client.ListOptions{Raw: &metav1.ListOptions{ResourceVersion: rv}})
+	}
+	w, err := watchFrom(list.ResourceVersion)
+	if err != nil {
+		return nil, nil, 0, 0, err
+	}
+	defer func() { w.Stop() }()
+
 	changed := time.Now()
 	svc.Set(0.5, 50*time.Millisecond)
 	defer svc.Set(0.001, 50*time.Millisecond)
-	var breach time.Time
 	for breach.IsZero() {
 		v, qerr := prom.Query(ctx, errorRateQuery)
 		if f, perr := strconv.ParseFloat(v, 64); qerr == nil && perr == nil && f > 0.05 {
 			breach = time.Now()
 		}
 		if time.Since(changed) > time.Minute {
-			return nil, 0, 0, fmt.Errorf("prometheus never showed the breach (last error: %v)", qerr)
+			return nil, nil, 0, 0, fmt.Errorf("prometheus never showed the breach (last error: %v)", qerr)
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-	pending := map[string]bool{}
-	for i := range cfg.Releases {
-		pending["c"+strconv.Itoa(i)] = true
+	// A restore seen before the breach was visible (none is expected) counts at once.
+	for i := range list.Items {
+		seen(&list.Items[i])
 	}
-	deadline := time.Now().Add(5 * time.Minute)
+	deadline := time.After(5 * time.Minute)
 	for len(pending) > 0 {
-		for name := range pending {
-			var d appsv1.Deployment
-			if err := c.Get(ctx, client.ObjectKey{Namespace: ns, Name: name}, &d); err != nil {
-				return nil, 0, 0, err
+		select {
+		case ev, ok := <-w.ResultChan():
+			if !ok || ev.Type == watch.Error {
+				// The API server ended the watch: list again, watch from there.
+				w.Stop()
+				if err := c.List(ctx, &list, client.InNamespace(ns), client.HasLabels{releaseLabel}); err != nil {
+					return nil, nil, 0, 0, err
+				}
+				for i := range list.Items {
+					seen(&list.Items[i])
+				}
+				if w, err = watchFrom(list.ResourceVersion); err != nil {
+					return nil, nil, 0, 0, err
+				}
+				continue
 			}
-			if d.Spec.Template.Spec.Containers[0].Image == "svc:v1" {
-				lat = append(lat, time.Since(breach).Seconds())
-				delete(pending, name)
+			if d, isDeployment := ev.Object.(*appsv1.Deployment); isDeployment {
+				seen(d)
 			}
+		case <-deadline:
+			return nil, nil, 0, 0, fmt.Errorf("%d releases not rolled back within 5m", len(pending))
+		case <-ctx.Done():
+			return nil, nil, 0, 0, ctx.Err()
 		}
-		if time.Now().After(deadline) {
-			return nil, 0, 0, fmt.Errorf("%d releases not rolled back within 5m", len(pending))
-		}
-		time.Sleep(50 * time.Millisecond)
 	}
 	tick := breach.Truncate(cfg.Interval)
 	if tick.Before(breach) {
 		tick = tick.Add(cfg.Interval)
 	}
-	return lat, breach.Sub(changed), tick.Sub(breach), nil
+	return lat, spread, breach.Sub(changed), tick.Sub(breach), nil
+}
+
+// rolledBack waits (after the timing) for each release's checklist to record its
+// rollback, and counts the releases that ended RolledBack, the rollback complete, with
+// every target released and recorded restored, and the release Deployments that run v1
+// again, resumed.
+func rolledBack(ctx context.Context, c client.Client, cfg Config) (releases, targets int, err error) {
+	done := func(dcl *deployv1alpha1.DeploymentChecklist) bool {
+		st := dcl.Status
+		if st.Phase != deployv1alpha1.PhaseRolledBack || st.Rollback == nil || st.Rollback.CompletedAt == nil ||
+			len(st.Targets) != cfg.TargetsPerRelease {
+			return false
+		}
+		for _, t := range st.Targets {
+			if t.ReleasedAt == nil || t.RestoredAt == nil {
+				return false
+			}
+		}
+		return true
+	}
+	deadline := time.Now().Add(2 * time.Minute)
+	for {
+		releases, targets = 0, 0
+		for i := range cfg.Releases {
+			var dcl deployv1alpha1.DeploymentChecklist
+			if err := c.Get(ctx, client.ObjectKey{Namespace: ns, Name: "c" + strconv.Itoa(i)}, &dcl); err != nil {
+				return 0, 0, err
+			}
+			if done(&dcl) {
+				releases++
+			}
+			for _, t := range releaseTargets(i, cfg.TargetsPerRelease) {
+				var d appsv1.Deployment
+				if err := c.Get(ctx, client.ObjectKey{Namespace: ns, Name: t}, &d); err != nil {
+					return 0, 0, err
+				}
+				if d.Spec.Template.Spec.Containers[0].Image == "svc:v1" && !d.Spec.Paused {
+					targets++
+				}
+			}
+		}
+		if (releases == cfg.Releases && targets == cfg.Releases*cfg.TargetsPerRelease) || time.Now().After(deadline) {
+			return releases, targets, nil
+		}
+		select {
+		case <-ctx.Done():
+			return releases, targets, ctx.Err()
+		case <-time.After(500 * time.Millisecond):
+		}
+	}
 }
 
 func quantile(v []float64, q float64) float64 {

@@ -23,6 +23,25 @@ func TestScaleSmoke(t *testing.T) {
 	g.Expect(res.WritesPerRound).To(BeNumerically("<", 1),
 		"a checklist that measures the same answer again writes nothing; finished ones write nothing")
 	g.Expect(res.BreachToRollbackP99s).To(BeNumerically(">", 0))
+	g.Expect(res.ReleasesRestored).To(Equal(2), "every release ended RolledBack, its target recorded restored")
+	g.Expect(res.TargetsRestored).To(Equal(2), "every release's Deployment runs v1 again")
+}
+
+// TestScaleSmokeReleasesOfFourTargets runs the harness with releases gating four
+// Deployments each, rolled out by kube-controller-manager: the breach judged for the
+// release rolls every one of them back, and each release ends RolledBack with all
+// four targets recorded restored and running v1 again, resumed.
+func TestScaleSmokeReleasesOfFourTargets(t *testing.T) {
+	g := NewWithT(t)
+	res, err := Run(context.Background(), Config{Checklists: 30, Active: 10, Releases: 2, TargetsPerRelease: 4,
+		Interval: 2 * time.Second, Rounds: 2, Log: t.Logf})
+	g.Expect(err).NotTo(HaveOccurred())
+	t.Logf("%+v", res)
+	g.Expect(res.TargetsPerRelease).To(Equal(4))
+	g.Expect(res.BreachToRollbackP99s).To(BeNumerically(">", 0))
+	g.Expect(res.ReleasesRestored).To(Equal(2),
+		"every release ended RolledBack, the rollback complete, each of its four targets released and recorded restored")
+	g.Expect(res.TargetsRestored).To(Equal(2*4), "every target of every release runs v1 again, resumed")
 }
 
 // TestScaleSmokeBesideADeadPrometheus runs the harness with a quarter of the active
