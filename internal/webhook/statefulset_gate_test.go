@@ -11,6 +11,7 @@ import (
 	autoscalingv1 "k8s.io/api/autoscaling/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/intstr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	deployv1alpha1 "github.com/tminus-dev/tminus/api/v1alpha1"
@@ -442,18 +443,21 @@ func expectRefusedSinceRollback(g Gomega, writes, refused int) {
 
 // TestAGitOpsSelfHealApplyingADaemonSetWithoutItsUpdateStrategyNeitherReleasesNorUndoesARollback:
 // as for the StatefulSet, with a node agent whose updateStrategy (RollingUpdate,
-// maxUnavailable 1 in Git) is in Argo CD's ignoreDifferences: from the new image on the
+// maxUnavailable 2 in Git) is in Argo CD's ignoreDifferences: from the new image on the
 // self-heal applies the manifest without updateStrategy every 100 ms. Before the
-// sign-off the DaemonSet stays OnDelete and no node's pod takes the new image; the
-// sign-off releases it to every node; a breach puts every node back on v1, and there it
+// sign-off the DaemonSet stays OnDelete, the owner's strategy kept, and no node's pod
+// takes the new image; the sign-off puts the owner's strategy back and releases it to
+// every node; a breach puts every node back on v1, and there it
 // stays while the writer's writes of the rolled-back image are refused.
 func TestAGitOpsSelfHealApplyingADaemonSetWithoutItsUpdateStrategyNeitherReleasesNorUndoesARollback(t *testing.T) {
 	t.Parallel()
 	g := NewWithT(t)
 	ns := newNamespace(t)
+	two := intstr.FromInt32(2)
 	inGit := func(image string, withStrategy bool) *appsv1.DaemonSet {
 		ds := testbed.DaemonSet(ns, "agent", image)
 		ds.Labels = map[string]string{deployv1alpha1.GatedLabel: deployv1alpha1.GatedByUser}
+		ds.Spec.UpdateStrategy.RollingUpdate.MaxUnavailable = &two
 		if !withStrategy {
 			ds.Spec.UpdateStrategy = appsv1.DaemonSetUpdateStrategy{}
 		}
@@ -465,7 +469,10 @@ func TestAGitOpsSelfHealApplyingADaemonSetWithoutItsUpdateStrategyNeitherRelease
 
 	g.Expect(apply(inGit("agent:v2", true))).To(Succeed())
 	held := func(g Gomega) {
-		g.Expect(getDaemonSet(g, ds).Spec.UpdateStrategy.Type).To(Equal(appsv1.OnDeleteDaemonSetStrategyType))
+		cur := getDaemonSet(g, ds)
+		g.Expect(cur.Spec.UpdateStrategy.Type).To(Equal(appsv1.OnDeleteDaemonSetStrategyType))
+		g.Expect(cur.Annotations[deployv1alpha1.OwnerStrategyAnnotation]).To(ContainSubstring(`"maxUnavailable":2`),
+			"the owner's strategy from Git, whatever the writer leaves out")
 	}
 	held(g)
 
@@ -490,6 +497,8 @@ func TestAGitOpsSelfHealApplyingADaemonSetWithoutItsUpdateStrategyNeitherRelease
 	signOff(t, c)
 	waitFor(t, c, deployv1alpha1.PhaseVerifying)
 	waitDaemonSetRolledOut(t, ds, "agent:v2")
+	g.Expect(getDaemonSet(g, ds).Spec.UpdateStrategy.RollingUpdate).To(HaveField("MaxUnavailable", HaveValue(Equal(two))),
+		"the release put the owner's strategy back")
 
 	metrics.set(errorsIn(ns), 0.07)
 	waitFor(t, c, deployv1alpha1.PhaseRolledBack)
