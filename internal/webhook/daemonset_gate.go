@@ -76,7 +76,7 @@ func (w *DaemonSetGate) Handle(ctx context.Context, req admission.Request) admis
 		if why := target.NotGateableDaemonSet(&cur); why != "" && !heldDaemonSetWrite(&cur) {
 			warnings = append(warnings, "tminus did not hold this DaemonSet: "+why)
 		} else {
-			hold, err := strategyHoldPatch(&cur, v)
+			hold, err := strategyHoldPatch(old, &cur, v)
 			if err != nil {
 				return admission.Errored(http.StatusInternalServerError, err)
 			}
@@ -142,7 +142,7 @@ func (w *DaemonSetGate) decide(ctx context.Context, old, cur *appsv1.DaemonSet) 
 
 // strategyHoldPatch is the JSON patch of a hold on a DaemonSet: updateStrategy OnDelete,
 // the strategy the writer set kept as the owner's, and tminus's hold annotations.
-func strategyHoldPatch(ds *appsv1.DaemonSet, v gate.Verdict) ([]jsonpatch.JsonPatchOperation, error) {
+func strategyHoldPatch(old, ds *appsv1.DaemonSet, v gate.Verdict) ([]jsonpatch.JsonPatchOperation, error) {
 	want := map[string]string{
 		deployv1alpha1.HeldByAnnotation:     v.HeldBy,
 		deployv1alpha1.HoldReasonAnnotation: v.Hold,
@@ -150,7 +150,21 @@ func strategyHoldPatch(ds *appsv1.DaemonSet, v gate.Verdict) ([]jsonpatch.JsonPa
 	if v.HeldTemplate != "" {
 		want[deployv1alpha1.HeldTemplateAnnotation] = v.HeldTemplate
 	}
-	if !heldDaemonSetWrite(ds) {
+	kept, wasKept := "", false
+	if old != nil {
+		kept, wasKept = old.Annotations[deployv1alpha1.OwnerStrategyAnnotation]
+	}
+	written, stillKept := ds.Annotations[deployv1alpha1.OwnerStrategyAnnotation]
+	switch {
+	case wasKept && (!stillKept || written == kept) &&
+		(ds.Spec.UpdateStrategy.Type == appsv1.OnDeleteDaemonSetStrategyType || defaultDaemonSetStrategy(ds.Spec.UpdateStrategy)):
+		// A server-side apply of a manifest without updateStrategy drops the strategy
+		// the hold wrote in the writer's earlier write (the API server counts it as the
+		// writer's), and the API server defaults it; one with the live OnDelete may drop
+		// the annotation. Neither says what the owner's strategy is: the one kept stays
+		// (a manifest setting the default strategy itself is not told apart).
+		want[deployv1alpha1.OwnerStrategyAnnotation] = kept
+	case !heldDaemonSetWrite(ds):
 		// The writer's own strategy: the owner's, put back at the release.
 		raw, err := json.Marshal(ds.Spec.UpdateStrategy)
 		if err != nil {
@@ -170,4 +184,13 @@ func strategyHoldPatch(ds *appsv1.DaemonSet, v gate.Verdict) ([]jsonpatch.JsonPa
 		ops = append(ops, jsonpatch.NewOperation("remove", "/metadata/annotations/"+pointerEscape(deployv1alpha1.HeldTemplateAnnotation), nil))
 	}
 	return ops, nil
+}
+
+// defaultDaemonSetStrategy says whether us is what the API server defaults a DaemonSet
+// written without updateStrategy to: RollingUpdate, maxUnavailable 1, maxSurge 0.
+func defaultDaemonSetStrategy(us appsv1.DaemonSetUpdateStrategy) bool {
+	ru := us.RollingUpdate
+	return us.Type == appsv1.RollingUpdateDaemonSetStrategyType && ru != nil &&
+		ru.MaxUnavailable != nil && ru.MaxUnavailable.String() == "1" &&
+		(ru.MaxSurge == nil || ru.MaxSurge.String() == "0")
 }

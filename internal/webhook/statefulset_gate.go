@@ -79,7 +79,7 @@ func (w *StatefulSetGate) Handle(ctx context.Context, req admission.Request) adm
 		if why := target.NotGateableStatefulSet(&cur); why != "" {
 			warnings = append(warnings, "tminus did not hold this StatefulSet: "+why)
 		} else {
-			ops = append(ops, partitionHoldPatch(&cur, v)...)
+			ops = append(ops, partitionHoldPatch(old, &cur, v)...)
 			warnings = append(warnings, "tminus held this StatefulSet (spec.updateStrategy.rollingUpdate.partition): "+v.Hold)
 		}
 	}
@@ -134,9 +134,10 @@ func admitStatefulSet(old, cur *appsv1.StatefulSet, revs []appsv1.ControllerRevi
 }
 
 // partitionHoldPatch is the JSON patch of a hold on a StatefulSet: the hold partition,
-// the partition the writer set kept as the owner's, and tminus's hold annotations;
+// the partition the writer set kept as the owner's (a write setting none keeps the one
+// old kept), and tminus's hold annotations;
 // nothing else (maxUnavailable and every other field stay as written).
-func partitionHoldPatch(s *appsv1.StatefulSet, v gate.Verdict) []jsonpatch.JsonPatchOperation {
+func partitionHoldPatch(old, s *appsv1.StatefulSet, v gate.Verdict) []jsonpatch.JsonPatchOperation {
 	want := map[string]string{
 		deployv1alpha1.HeldByAnnotation:     v.HeldBy,
 		deployv1alpha1.HoldReasonAnnotation: v.Hold,
@@ -145,11 +146,24 @@ func partitionHoldPatch(s *appsv1.StatefulSet, v gate.Verdict) []jsonpatch.JsonP
 		want[deployv1alpha1.HeldTemplateAnnotation] = v.HeldTemplate
 	}
 	ru := s.Spec.UpdateStrategy.RollingUpdate
-	if ru == nil || ru.Partition == nil || *ru.Partition < deployv1alpha1.HoldPartition {
+	kept, wasKept := "", false
+	if old != nil {
+		kept, wasKept = old.Annotations[deployv1alpha1.OwnerPartitionAnnotation]
+	}
+	_, stillKept := s.Annotations[deployv1alpha1.OwnerPartitionAnnotation]
+	switch {
+	case ru != nil && ru.Partition != nil && *ru.Partition < deployv1alpha1.HoldPartition:
 		// The writer's own partition: the owner's, put back at the release.
 		want[deployv1alpha1.OwnerPartitionAnnotation] = target.OwnerPartition(ru)
-	} else if _, ok := s.Annotations[deployv1alpha1.OwnerPartitionAnnotation]; !ok {
-		want[deployv1alpha1.OwnerPartitionAnnotation] = ""
+	case stillKept:
+	case wasKept:
+		// A writer that leaves the partition and the annotation out (a server-side
+		// apply of a manifest without them: a GitOps tool ignoring the partition drops
+		// what the hold wrote in its own earlier write, as the API server counts that
+		// its) says nothing about the owner's partition: the one kept stays.
+		want[deployv1alpha1.OwnerPartitionAnnotation] = kept
+	default:
+		want[deployv1alpha1.OwnerPartitionAnnotation] = target.OwnerPartition(ru)
 	}
 	var ops []jsonpatch.JsonPatchOperation
 	switch {

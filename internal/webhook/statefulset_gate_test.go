@@ -2,6 +2,7 @@ package webhook_test
 
 import (
 	"context"
+	"sync"
 	"testing"
 	"time"
 
@@ -10,6 +11,7 @@ import (
 	autoscalingv1 "k8s.io/api/autoscaling/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/intstr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	deployv1alpha1 "github.com/tminus-dev/tminus/api/v1alpha1"
@@ -302,4 +304,269 @@ func TestARetryIsOfTheSameKindOfWorkloadNotOnlyOfTheSameName(t *testing.T) {
 	forged.Annotations = map[string]string{deployv1alpha1.RetryOfAnnotation: "db-v2"}
 	g.Expect(bed.Client.Create(ctx, forged)).To(MatchError(ContainSubstring(
 		`names checklist db-v2, of StatefulSet db revision "v2": a retry is of the same StatefulSet and revision`)))
+}
+
+// selfHealWriter is a GitOps tool's self-heal: it server-side-applies manifest (as
+// apply does) every 100 ms until stopped, counting its writes and the API server's
+// refusals, the last of which it keeps.
+type selfHealWriter struct {
+	mu              sync.Mutex
+	writes, refused int
+	lastRefusal     string
+	stop            chan struct{}
+	done            chan struct{}
+}
+
+func startSelfHeal(t *testing.T, manifest client.Object) *selfHealWriter {
+	t.Helper()
+	w := &selfHealWriter{stop: make(chan struct{}), done: make(chan struct{})}
+	go func() {
+		defer close(w.done)
+		tick := time.NewTicker(100 * time.Millisecond)
+		defer tick.Stop()
+		for {
+			select {
+			case <-w.stop:
+				return
+			case <-tick.C:
+			}
+			err := apply(manifest.DeepCopyObject().(client.Object))
+			w.mu.Lock()
+			w.writes++
+			if err != nil {
+				w.refused++
+				w.lastRefusal = err.Error()
+			}
+			w.mu.Unlock()
+		}
+	}()
+	t.Cleanup(w.halt)
+	return w
+}
+
+func (w *selfHealWriter) halt() {
+	select {
+	case <-w.stop:
+	default:
+		close(w.stop)
+	}
+	<-w.done
+}
+
+func (w *selfHealWriter) counts() (writes, refused int, lastRefusal string) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.writes, w.refused, w.lastRefusal
+}
+
+// TestAGitOpsSelfHealApplyingAStatefulSetWithoutItsPartitionNeitherReleasesNorUndoesARollback:
+// the StatefulSet is Argo CD's, labelled gated and with its own partition 0 in Git, and
+// the partition is in ignoreDifferences with RespectIgnoreDifferences: from the new image
+// on, the self-heal server-side-applies the manifest without the partition every 100 ms
+// through the whole release. While the checklist waits for its sign-off the partition
+// stays at tminus's hold and no pod takes the new image, however often the writer applies;
+// the sign-off releases it to every pod; a breach rolls every pod back to v1, and there
+// they stay while the writer goes on applying the rolled-back image, each of its writes
+// refused.
+func TestAGitOpsSelfHealApplyingAStatefulSetWithoutItsPartitionNeitherReleasesNorUndoesARollback(t *testing.T) {
+	t.Parallel()
+	g := NewWithT(t)
+	ns := newNamespace(t)
+	gatedLabels := map[string]string{deployv1alpha1.GatedLabel: deployv1alpha1.GatedByUser}
+	inGit := func(image string, partition *int32) *appsv1.StatefulSet {
+		s := testbed.StatefulSet(ns, "db", image, 3)
+		s.Labels = gatedLabels
+		if partition != nil {
+			s.Spec.UpdateStrategy.RollingUpdate = &appsv1.RollingUpdateStatefulSetStrategy{Partition: partition}
+		}
+		return s
+	}
+	zero := int32(0)
+	s := inGit("db:v1", &zero)
+	g.Expect(apply(s)).To(Succeed())
+	waitStatefulSetRolledOut(t, s, "db:v1", 3)
+
+	g.Expect(apply(inGit("db:v2", &zero))).To(Succeed())
+	held := func(g Gomega) {
+		ru := getStatefulSet(g, s).Spec.UpdateStrategy.RollingUpdate
+		g.Expect(ru).NotTo(BeNil())
+		g.Expect(ru.Partition).To(HaveValue(Equal(deployv1alpha1.HoldPartition)))
+	}
+	held(g)
+
+	// From here on Argo CD leaves the partition out of what it applies.
+	writer := startSelfHeal(t, inGit("db:v2", nil))
+	c := release(ns, "v2", time.Hour)
+	c.Name = "db-v2"
+	c.Spec.Target = &deployv1alpha1.TargetRef{Kind: deployv1alpha1.KindStatefulSet, Name: "db"}
+	g.Expect(bed.Client.Create(context.Background(), c)).To(Succeed())
+	g.Eventually(func(g Gomega) {
+		writes, _, _ := writer.counts()
+		g.Expect(writes).To(BeNumerically(">=", 30))
+	}, 2*time.Minute, 100*time.Millisecond).Should(Succeed())
+	g.Consistently(func(g Gomega) {
+		held(g)
+		g.Expect(statefulSetPodImages(g, ns, "db")).To(And(HaveLen(3), HaveEach("db:v1")))
+	}, 3*time.Second, 100*time.Millisecond).Should(Succeed(), "held before the sign-off, whatever the writer applies")
+	var before deployv1alpha1.DeploymentChecklist
+	g.Expect(bed.Client.Get(context.Background(), client.ObjectKeyFromObject(c), &before)).To(Succeed())
+	g.Expect(before.Status.Phase).To(BeElementOf(deployv1alpha1.PhasePending, deployv1alpha1.PhaseRunning),
+		"the checklist still waits for its sign-off")
+	writes, refused, _ := writer.counts()
+	t.Logf("before the sign-off: %d writes, %d refused", writes, refused)
+
+	signOff(t, c)
+	waitFor(t, c, deployv1alpha1.PhaseVerifying)
+	waitStatefulSetRolledOut(t, s, "db:v2", 3)
+
+	metrics.set(errorsIn(ns), 0.07)
+	waitFor(t, c, deployv1alpha1.PhaseRolledBack)
+	waitStatefulSetRolledOut(t, s, "db:v1", 3)
+	writesAtRollback, refusedAtRollback, _ := writer.counts()
+	g.Consistently(func(g Gomega) {
+		g.Expect(getStatefulSet(g, s).Spec.Template.Spec.Containers[0].Image).To(Equal("db:v1"))
+		g.Expect(statefulSetPodImages(g, ns, "db")).To(And(HaveLen(3), HaveEach("db:v1")))
+	}, 3*time.Second, 100*time.Millisecond).Should(Succeed(), "the rollback stays while the writer applies v2")
+	writer.halt()
+	writes, refused, last := writer.counts()
+	t.Logf("through the release: %d writes, %d refused", writes, refused)
+	expectRefusedSinceRollback(g, writes-writesAtRollback, refused-refusedAtRollback)
+	g.Expect(last).To(ContainSubstring("StatefulSet " + ns + "/db: this pod template (db:v2) was rolled back by checklist db-v2"))
+}
+
+// expectRefusedSinceRollback: every write the self-heal made once the rollback had
+// rolled out was refused, but for one that may have been in flight across it.
+func expectRefusedSinceRollback(g Gomega, writes, refused int) {
+	g.Expect(writes).To(BeNumerically(">", 0))
+	g.Expect(refused).To(BeNumerically(">=", writes-1), "the writer's writes of the rolled-back image are refused")
+}
+
+// TestAGitOpsSelfHealApplyingADaemonSetWithoutItsUpdateStrategyNeitherReleasesNorUndoesARollback:
+// as for the StatefulSet, with a node agent whose updateStrategy (RollingUpdate,
+// maxUnavailable 2 in Git) is in Argo CD's ignoreDifferences: from the new image on the
+// self-heal applies the manifest without updateStrategy every 100 ms. Before the
+// sign-off the DaemonSet stays OnDelete, the owner's strategy kept, and no node's pod
+// takes the new image; the sign-off puts the owner's strategy back and releases it to
+// every node; a breach puts every node back on v1, and there it
+// stays while the writer's writes of the rolled-back image are refused.
+func TestAGitOpsSelfHealApplyingADaemonSetWithoutItsUpdateStrategyNeitherReleasesNorUndoesARollback(t *testing.T) {
+	t.Parallel()
+	g := NewWithT(t)
+	ns := newNamespace(t)
+	two := intstr.FromInt32(2)
+	inGit := func(image string, withStrategy bool) *appsv1.DaemonSet {
+		ds := testbed.DaemonSet(ns, "agent", image)
+		ds.Labels = map[string]string{deployv1alpha1.GatedLabel: deployv1alpha1.GatedByUser}
+		ds.Spec.UpdateStrategy.RollingUpdate.MaxUnavailable = &two
+		if !withStrategy {
+			ds.Spec.UpdateStrategy = appsv1.DaemonSetUpdateStrategy{}
+		}
+		return ds
+	}
+	ds := inGit("agent:v1", true)
+	g.Expect(apply(ds)).To(Succeed())
+	waitDaemonSetRolledOut(t, ds, "agent:v1")
+
+	g.Expect(apply(inGit("agent:v2", true))).To(Succeed())
+	held := func(g Gomega) {
+		cur := getDaemonSet(g, ds)
+		g.Expect(cur.Spec.UpdateStrategy.Type).To(Equal(appsv1.OnDeleteDaemonSetStrategyType))
+		g.Expect(cur.Annotations[deployv1alpha1.OwnerStrategyAnnotation]).To(ContainSubstring(`"maxUnavailable":2`),
+			"the owner's strategy from Git, whatever the writer leaves out")
+	}
+	held(g)
+
+	writer := startSelfHeal(t, inGit("agent:v2", false))
+	c := release(ns, "v2", time.Hour)
+	c.Name = "agent-v2"
+	c.Spec.Target = &deployv1alpha1.TargetRef{Kind: deployv1alpha1.KindDaemonSet, Name: "agent"}
+	g.Expect(bed.Client.Create(context.Background(), c)).To(Succeed())
+	g.Eventually(func(g Gomega) {
+		writes, _, _ := writer.counts()
+		g.Expect(writes).To(BeNumerically(">=", 30))
+	}, 2*time.Minute, 100*time.Millisecond).Should(Succeed())
+	g.Consistently(func(g Gomega) {
+		held(g)
+		g.Expect(statefulSetPodImages(g, ns, "agent")).To(And(HaveLen(testbed.DaemonSetNodes), HaveEach("agent:v1")))
+	}, 3*time.Second, 100*time.Millisecond).Should(Succeed(), "held before the sign-off, whatever the writer applies")
+	var before deployv1alpha1.DeploymentChecklist
+	g.Expect(bed.Client.Get(context.Background(), client.ObjectKeyFromObject(c), &before)).To(Succeed())
+	g.Expect(before.Status.Phase).To(BeElementOf(deployv1alpha1.PhasePending, deployv1alpha1.PhaseRunning),
+		"the checklist still waits for its sign-off")
+
+	signOff(t, c)
+	waitFor(t, c, deployv1alpha1.PhaseVerifying)
+	waitDaemonSetRolledOut(t, ds, "agent:v2")
+	g.Expect(getDaemonSet(g, ds).Spec.UpdateStrategy.RollingUpdate).To(HaveField("MaxUnavailable", HaveValue(Equal(two))),
+		"the release put the owner's strategy back")
+
+	metrics.set(errorsIn(ns), 0.07)
+	waitFor(t, c, deployv1alpha1.PhaseRolledBack)
+	waitDaemonSetRolledOut(t, ds, "agent:v1")
+	writesAtRollback, refusedAtRollback, _ := writer.counts()
+	g.Consistently(func(g Gomega) {
+		g.Expect(getDaemonSet(g, ds).Spec.Template.Spec.Containers[0].Image).To(Equal("agent:v1"))
+		g.Expect(statefulSetPodImages(g, ns, "agent")).To(And(HaveLen(testbed.DaemonSetNodes), HaveEach("agent:v1")))
+	}, 3*time.Second, 100*time.Millisecond).Should(Succeed(), "the rollback stays while the writer applies v2")
+	writer.halt()
+	writes, refused, last := writer.counts()
+	t.Logf("through the release: %d writes, %d refused", writes, refused)
+	expectRefusedSinceRollback(g, writes-writesAtRollback, refused-refusedAtRollback)
+	g.Expect(last).To(ContainSubstring("DaemonSet " + ns + "/agent: this pod template (agent:v2) was rolled back by checklist agent-v2"))
+}
+
+// TestAnOwnersPartitionOutlivesASelfHealThatLeavesThePartitionOut: Git sets partition 1
+// (pod 0 is the owner's to update) and the new image is held; from then on the self-heal
+// applies the manifest without the partition every 100 ms, which drops the partition and
+// tminus's annotation the hold wrote in Argo CD's earlier write (the API server counts
+// them as Argo CD's). The partition kept as the owner's stays 1, and the release puts 1
+// back: pods 1 and 2 take the new image, pod 0 stays on v1.
+func TestAnOwnersPartitionOutlivesASelfHealThatLeavesThePartitionOut(t *testing.T) {
+	t.Parallel()
+	g := NewWithT(t)
+	ns := newNamespace(t)
+	inGit := func(image string, partition *int32) *appsv1.StatefulSet {
+		s := testbed.StatefulSet(ns, "db", image, 3)
+		s.Labels = map[string]string{deployv1alpha1.GatedLabel: deployv1alpha1.GatedByUser}
+		if partition != nil {
+			s.Spec.UpdateStrategy.RollingUpdate = &appsv1.RollingUpdateStatefulSetStrategy{Partition: partition}
+		}
+		return s
+	}
+	one := int32(1)
+	s := inGit("db:v1", &one)
+	g.Expect(apply(s)).To(Succeed())
+	waitStatefulSetRolledOut(t, s, "db:v1", 3)
+	g.Expect(apply(inGit("db:v2", &one))).To(Succeed())
+	g.Expect(getStatefulSet(g, s).Annotations).To(HaveKeyWithValue(deployv1alpha1.OwnerPartitionAnnotation, "1"))
+
+	writer := startSelfHeal(t, inGit("db:v2", nil))
+	g.Eventually(func(g Gomega) {
+		writes, _, _ := writer.counts()
+		g.Expect(writes).To(BeNumerically(">=", 10))
+	}, 2*time.Minute, 100*time.Millisecond).Should(Succeed())
+	stored := getStatefulSet(g, s)
+	g.Expect(stored.Spec.UpdateStrategy.RollingUpdate.Partition).To(HaveValue(Equal(deployv1alpha1.HoldPartition)))
+	g.Expect(stored.Annotations).To(HaveKeyWithValue(deployv1alpha1.OwnerPartitionAnnotation, "1"),
+		"the owner's partition, whatever the writer leaves out")
+
+	c := release(ns, "v2", time.Hour)
+	c.Name = "db-v2"
+	c.Spec.Target = &deployv1alpha1.TargetRef{Kind: deployv1alpha1.KindStatefulSet, Name: "db"}
+	g.Expect(bed.Client.Create(context.Background(), c)).To(Succeed())
+	signOff(t, c)
+	g.Eventually(func(g Gomega) {
+		cur := getStatefulSet(g, s)
+		g.Expect(cur.Spec.UpdateStrategy.RollingUpdate.Partition).To(HaveValue(Equal(int32(1))), "the owner's partition put back")
+		g.Expect(cur.Annotations).NotTo(HaveKey(deployv1alpha1.OwnerPartitionAnnotation))
+		var pods corev1.PodList
+		g.Expect(bed.Client.List(context.Background(), &pods, client.InNamespace(ns), client.MatchingLabels{"app": "db"})).To(Succeed())
+		images := map[string]string{}
+		for _, p := range pods.Items {
+			images[p.Name] = p.Spec.Containers[0].Image
+		}
+		g.Expect(images).To(Equal(map[string]string{"db-0": "db:v1", "db-1": "db:v2", "db-2": "db:v2"}))
+	}, 2*time.Minute, 100*time.Millisecond).Should(Succeed())
+	g.Consistently(func(g Gomega) *int32 { return getStatefulSet(g, s).Spec.UpdateStrategy.RollingUpdate.Partition },
+		2*time.Second, 100*time.Millisecond).Should(HaveValue(Equal(int32(1))), "the writer's applies leave the owner's partition")
 }
