@@ -12,7 +12,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"flag"
 	"fmt"
 	"os"
@@ -153,7 +152,7 @@ func run(ctx context.Context, keep bool) error {
 		return err
 	}
 	say("Deployment shop/checkout runs checkout:v2.6.0 on 3 pods (kwok); error rate ~0.1 %%, p95 ~100ms")
-	if err := labelGated(ctx, c); err != nil {
+	if err := labelGated(ctx, c, name); err != nil {
 		return err
 	}
 	say("labelled it %s=true, as it would be in Git: from now on a new pod template is held in the write that makes it",
@@ -206,6 +205,12 @@ func run(ctx context.Context, keep bool) error {
 		return fmt.Errorf("release %s ended %s, expected %s: only the baseline check should catch it", slow,
 			got.Status.Phase, deployv1alpha1.PhaseRolledBack)
 	}
+
+	line, err = twoTier(ctx, bed, kubeconfigs, prom.URL)
+	if err != nil {
+		return err
+	}
+	summary = append(summary, line)
 
 	if err := printNotifications(ctx, c, rcv); err != nil {
 		return err
@@ -329,6 +334,14 @@ func seedTemplate(svcAddr, promURL string) (*deployv1alpha1.ClusterChecklistTemp
 	if err := yaml.UnmarshalStrict(raw, &tmpl); err != nil {
 		return nil, err
 	}
+	compressTemplate(&tmpl, svcAddr, promURL)
+	return &tmpl, nil
+}
+
+// compressTemplate points a template's queries at the demo's Prometheus and its HTTP
+// checks at svcAddr, and divides every offset and duration by 120 (T+60m is 30s), with
+// metric windows of 10s evaluated every second.
+func compressTemplate(tmpl *deployv1alpha1.ClusterChecklistTemplate, svcAddr, promURL string) {
 	for i := range tmpl.Spec.Parameters {
 		if p := &tmpl.Spec.Parameters[i]; p.Name == "prometheus" {
 			p.Default = &promURL
@@ -367,7 +380,6 @@ func seedTemplate(svcAddr, promURL string) (*deployv1alpha1.ClusterChecklistTemp
 			t.HTTP.URL = localURL(t.HTTP.URL, svcAddr)
 		}
 	}
-	return &tmpl, nil
 }
 
 // releaseOf is the ten-line release of version, made from the template.
@@ -403,20 +415,7 @@ func localURL(u, addr string) string {
 }
 
 func setImage(ctx context.Context, c client.Client, image string) error {
-	for range 50 {
-		var d appsv1.Deployment
-		if err := c.Get(ctx, client.ObjectKey{Namespace: ns, Name: name}, &d); err != nil {
-			return err
-		}
-		d.Spec.Template.Spec.Containers[0].Image = image
-		d.Spec.Template.Annotations[testbed.ScrapeAddressAnnotation] = versions[strings.TrimPrefix(image, name+":")].Addr
-		err := c.Update(ctx, &d)
-		if err == nil {
-			return nil
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-	return errors.New("could not set the image")
+	return setImageOf(ctx, c, image, versions[strings.TrimPrefix(image, name+":")].Addr)
 }
 
 func waitRolledOut(ctx context.Context, c client.Client, image string) error {
@@ -532,8 +531,8 @@ func approvers(ctx context.Context, bed *testbed.Bed) (map[string]string, error)
 	return out, nil
 }
 
-func labelGated(ctx context.Context, c client.Client) error {
-	d := &appsv1.Deployment{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name}}
+func labelGated(ctx context.Context, c client.Client, deployment string) error {
+	d := &appsv1.Deployment{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: deployment}}
 	return c.Patch(ctx, d, client.RawPatch(types.MergePatchType,
 		[]byte(`{"metadata":{"labels":{"`+deployv1alpha1.GatedLabel+`":"true"}}}`)))
 }
