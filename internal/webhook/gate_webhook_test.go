@@ -273,12 +273,30 @@ func TestOneApplyOfTheNewImageAndItsChecklistRollsNothingUntilTheChecklistReleas
 
 // TestOneApplyOfTwoImagesAndTheirChecklistReleasesBothAndABreachRestoresBothForGood:
 // one commit holds the frontend's and the backend's new images and the checklist of
-// their release; Argo CD applies the Deployments first. Both are held in the writes that
-// bring them, nothing rolls until the sign-off, then both roll out. A breach restores
-// both, and the self-heal that re-applies the whole commit is refused on each
-// Deployment, naming the checklist, while both keep serving v1.
+// their release, applied in any sync order: the Deployments first (Argo CD's order for
+// built-in kinds), the checklist first, or the checklist between them. Both are held in
+// the writes that bring them, nothing rolls until the sign-off, then both roll out. A
+// breach restores both, and the self-heal that re-applies the whole commit is refused on
+// each Deployment, naming the checklist, while both keep serving v1.
 func TestOneApplyOfTwoImagesAndTheirChecklistReleasesBothAndABreachRestoresBothForGood(t *testing.T) {
 	t.Parallel()
+	// The commit is frontend, backend, checklist; each order lists their indexes.
+	for _, order := range []struct {
+		name string
+		idx  []int
+	}{
+		{"the Deployments first", []int{0, 1, 2}},
+		{"the checklist first", []int{2, 0, 1}},
+		{"the checklist between the Deployments", []int{0, 2, 1}},
+	} {
+		t.Run(order.name, func(t *testing.T) {
+			t.Parallel()
+			oneApplyOfTwoImages(t, order.idx)
+		})
+	}
+}
+
+func oneApplyOfTwoImages(t *testing.T, order []int) {
 	g := NewWithT(t)
 	ns := newNamespace(t)
 	names := []string{"frontend", "backend"}
@@ -296,8 +314,8 @@ func TestOneApplyOfTwoImagesAndTheirChecklistReleasesBothAndABreachRestoresBothF
 		return append(objs, shopRelease(ns, time.Hour, "backend", "frontend"))
 	}
 	objs := commit()
-	for _, o := range objs {
-		g.Expect(apply(o)).To(Succeed())
+	for _, i := range order {
+		g.Expect(apply(objs[i])).To(Succeed())
 	}
 	c := objs[len(objs)-1].(*deployv1alpha1.DeploymentChecklist)
 	for _, name := range names {
