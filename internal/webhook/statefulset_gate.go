@@ -3,6 +3,7 @@ package webhook
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"maps"
 	"net/http"
 	"slices"
@@ -76,7 +77,14 @@ func (w *StatefulSetGate) Handle(ctx context.Context, req admission.Request) adm
 		warnings = append(warnings, warning)
 	}
 	if v.Hold != "" {
-		if why := target.NotGateableStatefulSet(&cur); why != "" {
+		if why := target.NotGateableStatefulSet(&cur); why != "" && old != nil && target.StatefulSetGateView(old, nil).Paused {
+			// Held now, and the write would take the StatefulSet where tminus cannot hold
+			// it: any pod deleted afterwards would come back on the held template.
+			return admission.Denied(fmt.Sprintf("StatefulSet %s/%s is held by tminus (spec.updateStrategy.rollingUpdate.partition): %s "+
+				"This write would make it ungateable (%s), and every pod deleted afterwards would start on a template no checklist "+
+				"released. Release the template with a checklist first (docs/gitops.md)",
+				cur.Namespace, cur.Name, v.Hold, why))
+		} else if why != "" {
 			warnings = append(warnings, "tminus did not hold this StatefulSet: "+why)
 		} else {
 			ops = append(ops, partitionHoldPatch(old, &cur, v)...)

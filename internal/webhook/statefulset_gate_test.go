@@ -11,6 +11,7 @@ import (
 	autoscalingv1 "k8s.io/api/autoscaling/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/intstr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -569,4 +570,41 @@ func TestAnOwnersPartitionOutlivesASelfHealThatLeavesThePartitionOut(t *testing.
 	}, 2*time.Minute, 100*time.Millisecond).Should(Succeed())
 	g.Consistently(func(g Gomega) *int32 { return getStatefulSet(g, s).Spec.UpdateStrategy.RollingUpdate.Partition },
 		2*time.Second, 100*time.Millisecond).Should(HaveValue(Equal(int32(1))), "the writer's applies leave the owner's partition")
+}
+
+// TestAHeldStatefulSetCannotBeSwitchedToOnDelete: Git applies db:v2 to a gated
+// StatefulSet with no checklist, and it is held at tminus's partition. An editor then
+// switches the update strategy to OnDelete, where tminus cannot hold it: the API server
+// refuses the write, naming the StatefulSet and why, and a pod deleted afterwards comes
+// back on db:v1.
+func TestAHeldStatefulSetCannotBeSwitchedToOnDelete(t *testing.T) {
+	t.Parallel()
+	g := NewWithT(t)
+	ns := newNamespace(t)
+	s := testbed.StatefulSet(ns, "db", "db:v1", 2)
+	g.Expect(bed.Client.Create(context.Background(), s)).To(Succeed())
+	waitStatefulSetRolledOut(t, s, "db:v1", 2)
+	g.Eventually(func(g Gomega) error {
+		cur := getStatefulSet(g, s)
+		cur.Labels = map[string]string{deployv1alpha1.GatedLabel: deployv1alpha1.GatedByUser}
+		return bed.Client.Update(context.Background(), cur)
+	}, 10*time.Second, 100*time.Millisecond).Should(Succeed())
+	v2 := testbed.StatefulSet(ns, "db", "db:v2", 2)
+	v2.Labels = map[string]string{deployv1alpha1.GatedLabel: deployv1alpha1.GatedByUser}
+	g.Expect(apply(v2)).To(Succeed())
+	g.Expect(getStatefulSet(g, s).Spec.UpdateStrategy.RollingUpdate.Partition).To(HaveValue(Equal(deployv1alpha1.HoldPartition)))
+
+	err := bed.Client.Patch(context.Background(), getStatefulSet(g, s), client.RawPatch(types.MergePatchType,
+		[]byte(`{"spec":{"updateStrategy":{"type":"OnDelete","rollingUpdate":null}}}`)))
+	g.Expect(err).To(MatchError(ContainSubstring("StatefulSet " + ns + "/db is held by tminus")))
+	g.Expect(err).To(MatchError(ContainSubstring("would make it ungateable")))
+	g.Expect(getStatefulSet(g, s).Spec.UpdateStrategy.Type).To(Equal(appsv1.RollingUpdateStatefulSetStrategyType))
+
+	var pod corev1.Pod
+	g.Expect(bed.Client.Get(context.Background(), client.ObjectKey{Namespace: ns, Name: "db-0"}, &pod)).To(Succeed())
+	g.Expect(bed.Client.Delete(context.Background(), &pod)).To(Succeed())
+	g.Eventually(func(g Gomega) []string { return statefulSetPodImages(g, ns, "db") }, time.Minute, 200*time.Millisecond).
+		Should(And(HaveLen(2), HaveEach("db:v1")))
+	g.Consistently(func(g Gomega) []string { return statefulSetPodImages(g, ns, "db") }, 2*time.Second, 200*time.Millisecond).
+		Should(HaveEach("db:v1"), "the recreated pod runs what serves, not the held template")
 }
