@@ -193,12 +193,21 @@ func FromChecklistFor(dcl *deployv1alpha1.DeploymentChecklist, targetName string
 // waitingTurn says whether the named target waits its turn in a Sequential release: T-0
 // passed, it is not released, and the target released now (status.releasing) comes
 // before it in spec.targets.
+//
+// Past T-0 with nothing released yet (the release waits for its templates), only the
+// first target may take a template as it arrives: the others wait their turn, held, and
+// the engine releases them in order. Otherwise two images arriving in one sync would
+// both roll at once, and a breach of the first would leave the second running, never
+// released and never restored.
 func waitingTurn(dcl *deployv1alpha1.DeploymentChecklist, targetName string, c Checklist) bool {
 	releasing := dcl.Status.Releasing
-	if !dcl.Spec.Sequential() || releasing == "" || !c.T0 || c.ReleasedHash != "" || Terminal(c.Phase) {
+	if !dcl.Spec.Sequential() || !c.T0 || c.ReleasedHash != "" || Terminal(c.Phase) {
 		return false
 	}
 	names := dcl.Spec.TargetNames()
+	if releasing == "" {
+		return !Releasing(c.Phase) && slices.Index(names, targetName) > 0
+	}
 	return slices.Index(names, releasing) < slices.Index(names, targetName)
 }
 
@@ -317,6 +326,15 @@ func Blocker(cls []Checklist, name string) string {
 		return ""
 	}
 	return a.Name
+}
+
+// AwaitsTemplate says whether the active checklist is past T-0 with nothing released,
+// so a new template is admitted unpaused as its release: a decision the webhooks take
+// again on the API server's view, since a cache a moment behind may still show a
+// release that has moved on.
+func AwaitsTemplate(cls []Checklist) bool {
+	a := Active(cls)
+	return a != nil && !a.Observe && a.awaitsTemplate()
 }
 
 // awaitsTemplate says whether the checklist is past T-0 with nothing released yet,

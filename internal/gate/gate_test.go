@@ -345,3 +345,33 @@ func TestATargetWaitingItsTurnInASequentialReleaseIsStoredPaused(t *testing.T) {
 	g.Expect(v.Deny).To(BeEmpty())
 	g.Expect(v.Hold).To(ContainSubstring("released by no checklist"))
 }
+
+// TestPastT0WithNothingReleasedOnlyTheFirstTargetOfASequentialReleaseTakesAnArrivingTemplate:
+// a Sequential release (backend, then checkout) whose sign-offs came first is past T-0,
+// waiting for its templates. One GitOps sync brings both images: the backend's is its
+// release, admitted as it arrives; the frontend's is stored paused until its turn, so it
+// cannot roll beside the backend's and be left running by a backend breach.
+func TestPastT0WithNothingReleasedOnlyTheFirstTargetOfASequentialReleaseTakesAnArrivingTemplate(t *testing.T) {
+	g := NewWithT(t)
+	dcl := &deployv1alpha1.DeploymentChecklist{ObjectMeta: metav1.ObjectMeta{Name: "shop-v2", Namespace: "shop"}}
+	dcl.Spec.Targets = []deployv1alpha1.TargetRef{{Kind: "Deployment", Name: "backend"}, {Kind: "Deployment", Name: "checkout"}}
+	dcl.Spec.Release = &deployv1alpha1.ReleaseSpec{Order: deployv1alpha1.ReleaseSequential}
+	now := metav1.NewTime(t0)
+	dcl.Status.Phase = deployv1alpha1.PhaseHolding
+	dcl.Status.Targets = []deployv1alpha1.ReleaseTargetStatus{
+		{Kind: "Deployment", Name: "backend", TargetStatus: deployv1alpha1.TargetStatus{CapturedAt: &now, T0At: &now, PreDeployTemplateHash: "b1"}},
+		{Kind: "Deployment", Name: "checkout", TargetStatus: deployv1alpha1.TargetStatus{CapturedAt: &now, T0At: &now, PreDeployTemplateHash: "v1"}},
+	}
+	backend, frontend := FromChecklistFor(dcl, "backend"), FromChecklistFor(dcl, "checkout")
+	g.Expect(AwaitsTemplate([]Checklist{backend})).To(BeTrue())
+	g.Expect(Admit(deployment("b1", false, rs("b1", 3)), deployment("b2", false, rs("b1", 3)), []Checklist{backend})).To(Equal(Verdict{}),
+		"the first target's template is its release")
+	v := Admit(deployment("v1", false, rs("v1", 3)), deployment("v2", false, rs("v1", 3)), []Checklist{frontend})
+	g.Expect(v.Hold).To(ContainSubstring("until its turn"))
+	g.Expect(v.HeldBy).To(Equal(deployv1alpha1.HeldByChecklist("shop-v2")))
+
+	// Together, both are the release.
+	dcl.Spec.Release = nil
+	g.Expect(Admit(deployment("v1", false, rs("v1", 3)), deployment("v2", false, rs("v1", 3)),
+		[]Checklist{FromChecklistFor(dcl, "checkout")})).To(Equal(Verdict{}))
+}

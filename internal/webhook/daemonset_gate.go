@@ -125,7 +125,7 @@ func (w *DaemonSetGate) decide(ctx context.Context, old, cur *appsv1.DaemonSet) 
 		return gate.Verdict{}, err
 	}
 	v := gate.Admit(oldView, &curView, cls)
-	if (v.Deny == "" && v.Hold == "") || w.Fresh == nil {
+	if (v.Deny == "" && v.Hold == "" && !gate.AwaitsTemplate(cls)) || w.Fresh == nil {
 		return v, nil
 	}
 	hash := gate.TemplateHash(&cur.Spec.Template)

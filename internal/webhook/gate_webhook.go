@@ -220,7 +220,7 @@ func (w *DeploymentGate) decide(ctx context.Context, old, cur *appsv1.Deployment
 		}
 	}
 	v := admit(old, cur, rss, cls)
-	if (v.Deny == "" && v.Hold == "") || w.Fresh == nil {
+	if (v.Deny == "" && v.Hold == "" && !gate.AwaitsTemplate(cls)) || w.Fresh == nil {
 		return v, nil
 	}
 	if cls, err = target.RefreshChecklists(ctx, w.Fresh, cur.Namespace, cls, func(c *gate.Checklist) bool {

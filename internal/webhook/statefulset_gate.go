@@ -114,7 +114,7 @@ func (w *StatefulSetGate) decide(ctx context.Context, old, cur *appsv1.StatefulS
 		}
 	}
 	v := admitStatefulSet(old, cur, revs, cls)
-	if (v.Deny == "" && v.Hold == "") || w.Fresh == nil {
+	if (v.Deny == "" && v.Hold == "" && !gate.AwaitsTemplate(cls)) || w.Fresh == nil {
 		return v, nil
 	}
 	hash := gate.TemplateHash(&cur.Spec.Template)
