@@ -61,6 +61,7 @@ func (w *DaemonSetGate) Handle(ctx context.Context, req admission.Request) admis
 		return admission.Errored(http.StatusInternalServerError, err)
 	}
 	ops := keepRefusalsIn(&cur.ObjectMeta, kept)
+	ops = append(ops, keepHoldMarks(old, &cur)...)
 	v, err := w.decide(ctx, old, &cur)
 	if err != nil {
 		return admission.Errored(http.StatusInternalServerError, err)
@@ -90,6 +91,33 @@ func (w *DaemonSetGate) Handle(ctx context.Context, req admission.Request) admis
 	}
 	resp.Warnings = append(resp.Warnings, warnings...)
 	return resp
+}
+
+// keepHoldMarks puts back tminus's hold marks (the owner's strategy kept aside, and who
+// holds it) that a write drops from a DaemonSet tminus holds, while the write keeps it
+// held (OnDelete, the same template). Without them the next write would see a DaemonSet
+// its owner runs with OnDelete, and a RollingUpdate written then would release the held
+// template with no checklist. tminus's own release writes the owner's strategy back in
+// the same write, so it is not one of these.
+func keepHoldMarks(old, cur *appsv1.DaemonSet) []jsonpatch.JsonPatchOperation {
+	if old == nil || !heldDaemonSetWrite(old) || cur.Spec.UpdateStrategy.Type != appsv1.OnDeleteDaemonSetStrategyType ||
+		gate.TemplateHash(&old.Spec.Template) != gate.TemplateHash(&cur.Spec.Template) {
+		return nil
+	}
+	var ops []jsonpatch.JsonPatchOperation
+	for _, k := range []string{deployv1alpha1.OwnerStrategyAnnotation, deployv1alpha1.HeldByAnnotation} {
+		was, ok := old.Annotations[k]
+		if now, still := cur.Annotations[k]; !ok || (still && now == was) {
+			continue
+		}
+		if cur.Annotations == nil {
+			cur.Annotations = map[string]string{}
+			ops = append(ops, jsonpatch.NewOperation("add", "/metadata/annotations", map[string]string{}))
+		}
+		cur.Annotations[k] = was
+		ops = append(ops, jsonpatch.NewOperation("add", "/metadata/annotations/"+pointerEscape(k), was))
+	}
+	return ops
 }
 
 // heldDaemonSetWrite says whether the write keeps tminus's hold (OnDelete with the

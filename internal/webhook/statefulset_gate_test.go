@@ -2,6 +2,7 @@ package webhook_test
 
 import (
 	"context"
+	"fmt"
 	"sync"
 	"testing"
 	"time"
@@ -607,4 +608,38 @@ func TestAHeldStatefulSetCannotBeSwitchedToOnDelete(t *testing.T) {
 		Should(And(HaveLen(2), HaveEach("db:v1")))
 	g.Consistently(func(g Gomega) []string { return statefulSetPodImages(g, ns, "db") }, 2*time.Second, 200*time.Millisecond).
 		Should(HaveEach("db:v1"), "the recreated pod runs what serves, not the held template")
+}
+
+// TestAHeldDaemonSetKeepsItsHoldMarksAndAResumeAfterDroppingThemIsHeldAgain: Git applies
+// agent:v2 to a gated DaemonSet with no checklist, and it is held with OnDelete. An editor
+// with no right to sign off drops tminus's marks (the owner's strategy kept aside, and
+// who holds it) in a write of annotations alone, then writes RollingUpdate to let the
+// held image roll. The marks are put back in the first write, the second is stored
+// OnDelete again, and every node's pod stays on agent:v1.
+func TestAHeldDaemonSetKeepsItsHoldMarksAndAResumeAfterDroppingThemIsHeldAgain(t *testing.T) {
+	t.Parallel()
+	g := NewWithT(t)
+	ns := newNamespace(t)
+	ds := testbed.DaemonSet(ns, "agent", "agent:v1")
+	g.Expect(bed.Client.Create(context.Background(), ds)).To(Succeed())
+	waitDaemonSetRolledOut(t, ds, "agent:v1")
+	v2 := testbed.DaemonSet(ns, "agent", "agent:v2")
+	v2.Labels = map[string]string{deployv1alpha1.GatedLabel: deployv1alpha1.GatedByUser}
+	g.Expect(apply(v2)).To(Succeed())
+	held := getDaemonSet(g, ds)
+	g.Expect(held.Spec.UpdateStrategy.Type).To(Equal(appsv1.OnDeleteDaemonSetStrategyType))
+	kept := held.Annotations[deployv1alpha1.OwnerStrategyAnnotation]
+	g.Expect(kept).NotTo(BeEmpty())
+
+	drop := fmt.Sprintf(`{"metadata":{"annotations":{%q:null,%q:null}}}`, deployv1alpha1.OwnerStrategyAnnotation, deployv1alpha1.HeldByAnnotation)
+	g.Expect(bed.Client.Patch(context.Background(), getDaemonSet(g, ds), client.RawPatch(types.MergePatchType, []byte(drop)))).To(Succeed())
+	stored := getDaemonSet(g, ds)
+	g.Expect(stored.Annotations).To(HaveKeyWithValue(deployv1alpha1.OwnerStrategyAnnotation, kept), "put back in the same write")
+	g.Expect(stored.Annotations).To(HaveKeyWithValue(deployv1alpha1.HeldByAnnotation, deployv1alpha1.HeldByAdmission))
+
+	resume := `{"spec":{"updateStrategy":{"type":"RollingUpdate","rollingUpdate":{"maxUnavailable":1}}}}`
+	g.Expect(bed.Client.Patch(context.Background(), getDaemonSet(g, ds), client.RawPatch(types.MergePatchType, []byte(resume)))).To(Succeed())
+	g.Expect(getDaemonSet(g, ds).Spec.UpdateStrategy.Type).To(Equal(appsv1.OnDeleteDaemonSetStrategyType), "held again in the write")
+	g.Consistently(func(g Gomega) []string { return statefulSetPodImages(g, ns, "agent") }, 3*time.Second, 200*time.Millisecond).
+		Should(And(HaveLen(testbed.DaemonSetNodes), HaveEach("agent:v1")), "no node's pod takes the held template")
 }
