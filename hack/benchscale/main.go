@@ -68,8 +68,8 @@ func main() {
 		}
 		results = append(results, res)
 	}
-	fmt.Printf("\n| checklists | active | dead Prometheus | distinct | replicas | targets/release | RSS MiB (per replica) | heap MiB |" +
-		" queries/round | API writes/round |" +
+	fmt.Printf("\n| checklists | active | dead Prometheus | distinct | replicas | targets/release |" +
+		" RSS MiB (per replica) | heap MiB | queries/round | API writes/round |" +
 		" reconcile p50/p99 ms | breach→rollback p50/p99 s | tick→rollback p50/p99 s | breach visible after s |" +
 		" evaluations/s (expected) | takeover s | restored releases (targets) | first→last target restored p50/p99 s |\n")
 	fmt.Printf("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n")
@@ -78,7 +78,8 @@ func main() {
 		if len(r.ReplicaRSSMiB) > 1 {
 			rss = fmt.Sprintf("%.0f", r.ReplicaRSSMiB)
 		}
-		fmt.Printf("| %d | %d | %d | %t | %d | %d | %s | %.0f | %.1f | %.1f | %.1f / %.1f | %.1f / %.1f | %.2f / %.2f | %.1f |"+
+		fmt.Printf("| %d | %d | %d | %t | %d | %d | %s | %.0f | %.1f | %.1f |"+
+			" %.1f / %.1f | %.1f / %.1f | %.2f / %.2f | %.1f |"+
 			" %.0f (%.0f) | %.1f | %d of %d (%d of %d) | %.2f / %.2f |\n",
 			r.Checklists, r.Active, r.Blackholed, r.AllDistinct, r.Replicas, targets(r), rss, r.HeapMiB, r.QueriesPerRound,
 			r.WritesPerRound, r.ReconcileP50Ms, r.ReconcileP99Ms, r.BreachToRollbackP50s, r.BreachToRollbackP99s,

@@ -286,17 +286,8 @@ func release(ctx context.Context, bed *testbed.Bed,
 	}
 	go watch(ctx, c, dcl)
 
-	for _, s := range []struct{ role, who string }{
-		{"deployment-lead", "alice"}, {"technical-review", "bob"}, {"security-review", "carol"}, {"operations", "dave"},
-	} {
-		time.Sleep(time.Second)
-		cmd := plugin.NewCommand(os.Stdout, os.Stderr)
-		cmd.SetArgs([]string{"--kubeconfig", kubeconfigs[s.who], "-n", ns, "approve", dcl.Name, "--role", s.role})
-		fmt.Printf("%s  $ kubectl checklist approve %s --role %s  (as %s; the webhook verifies it)\n         ",
-			time.Now().Format("15:04:05"), dcl.Name, s.role, s.who)
-		if err := cmd.ExecuteContext(ctx); err != nil {
-			return nil, err
-		}
+	if err := signOff(ctx, dcl.Name, kubeconfigs, lead, reviewer, security, operator); err != nil {
+		return nil, err
 	}
 
 	var done *deployv1alpha1.DeploymentChecklist
@@ -315,6 +306,33 @@ func release(ctx context.Context, bed *testbed.Bed,
 		return nil, err
 	}
 	return done, nil
+}
+
+// signer is one person's sign-off: a role, and who gives it.
+type signer struct{ role, who string }
+
+// The demo's four approvers, one role each.
+var (
+	lead     = signer{"deployment-lead", "alice"}
+	reviewer = signer{"technical-review", "bob"}
+	security = signer{"security-review", "carol"}
+	operator = signer{"operations", "dave"}
+)
+
+// signOff has each signer approve their role on checklist name with the kubectl plugin,
+// as themselves (the webhook verifies it), a second apart.
+func signOff(ctx context.Context, name string, kubeconfigs map[string]string, signers ...signer) error {
+	for _, s := range signers {
+		time.Sleep(time.Second)
+		cmd := plugin.NewCommand(os.Stdout, os.Stderr)
+		cmd.SetArgs([]string{"--kubeconfig", kubeconfigs[s.who], "-n", ns, "approve", name, "--role", s.role})
+		fmt.Printf("%s  $ kubectl checklist approve %s --role %s  (as %s; the webhook verifies it)\n         ",
+			time.Now().Format("15:04:05"), name, s.role, s.who)
+		if err := cmd.ExecuteContext(ctx); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // seedTemplate is config/samples' ClusterChecklistTemplate (the seed checklist, written
@@ -390,7 +408,7 @@ func releaseOf(version string) *deployv1alpha1.DeploymentChecklist {
 		Spec: deployv1alpha1.DeploymentChecklistSpec{
 			TemplateRef: &deployv1alpha1.TemplateRef{Kind: "ClusterChecklistTemplate", Name: "web-release"},
 			Parameters:  map[string]string{"smokeTestsTag": strings.TrimPrefix(version, "v")},
-			Target:      &deployv1alpha1.TargetRef{Kind: "Deployment", Name: name},
+			Target:      &deployv1alpha1.TargetRef{Kind: deployv1alpha1.KindDeployment, Name: name},
 			Revision:    version,
 		},
 	}
@@ -499,9 +517,7 @@ func trim(s string, n int) string {
 // webhook verifies that whoever writes a sign-off may give that role's and names
 // themselves.
 func approvers(ctx context.Context, bed *testbed.Bed) (map[string]string, error) {
-	people := []struct{ name, role string }{
-		{"alice", "deployment-lead"}, {"bob", "technical-review"}, {"carol", "security-review"}, {"dave", "operations"},
-	}
+	people := []signer{lead, reviewer, security, operator}
 	out := map[string]string{}
 	var said []string
 	for _, p := range people {
@@ -514,18 +530,18 @@ func approvers(ctx context.Context, bed *testbed.Bed) (map[string]string, error)
 			}}
 		binding := &rbacv1.RoleBinding{ObjectMeta: metav1.ObjectMeta{Name: role.Name, Namespace: ns},
 			RoleRef:  rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "Role", Name: role.Name},
-			Subjects: []rbacv1.Subject{{Kind: rbacv1.UserKind, APIGroup: rbacv1.GroupName, Name: p.name}}}
+			Subjects: []rbacv1.Subject{{Kind: rbacv1.UserKind, APIGroup: rbacv1.GroupName, Name: p.who}}}
 		for _, o := range []client.Object{role, binding} {
 			if err := bed.Client.Create(ctx, o); err != nil {
 				return nil, err
 			}
 		}
-		path, err := bed.UserKubeconfig(p.name)
+		path, err := bed.UserKubeconfig(p.who)
 		if err != nil {
 			return nil, err
 		}
-		out[p.name] = path
-		said = append(said, p.name+" "+p.role)
+		out[p.who] = path
+		said = append(said, p.who+" "+p.role)
 	}
 	say("sign-off rights, one role each (verb approve on deploymentchecklists/<role>): %s", strings.Join(said, ", "))
 	return out, nil

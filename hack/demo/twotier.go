@@ -15,7 +15,6 @@ import (
 	"sigs.k8s.io/yaml"
 
 	deployv1alpha1 "github.com/tminus-dev/tminus/api/v1alpha1"
-	"github.com/tminus-dev/tminus/internal/plugin"
 	"github.com/tminus-dev/tminus/internal/report"
 	"github.com/tminus-dev/tminus/test/app"
 	"github.com/tminus-dev/tminus/test/testbed"
@@ -35,48 +34,21 @@ const (
 // twoTier runs the act and returns its summary line.
 func twoTier(ctx context.Context, bed *testbed.Bed, kubeconfigs map[string]string, promURL string) (string, error) {
 	c := bed.Client
-	fmt.Printf("\n=== one release, two services: checkout %s and storefront %s, rolled back together ===\n", backendNext, frontendBad)
-	apps := map[string]*app.App{}
-	for image, b := range map[string]struct {
-		errors  float64
-		latency time.Duration
-	}{
-		frontend + ":" + frontendServing: {0.001, 50 * time.Millisecond},
-		frontend + ":" + frontendBad:     {0.25, 50 * time.Millisecond},
-		name + ":" + backendNext:         {0.001, 100 * time.Millisecond},
-	} {
-		svc, err := app.Start(200)
-		if err != nil {
-			return "", err
-		}
-		context.AfterFunc(ctx, svc.Close)
-		svc.Set(b.errors, b.latency)
-		apps[image] = svc
+	fmt.Printf("\n=== one release, two services: checkout %s and storefront %s, rolled back together ===\n",
+		backendNext, frontendBad)
+	apps, err := twoTierApps(ctx)
+	if err != nil {
+		return "", err
 	}
 	servingBackend, err := imageOf(ctx, c, name)
 	if err != nil {
 		return "", err
 	}
-	apps[servingBackend] = versions[strings.TrimPrefix(servingBackend, name+":")]
-
-	d := testbed.Deployment(ns, frontend, frontend+":"+frontendServing, 2)
-	d.Spec.Template.Annotations = map[string]string{testbed.ScrapeAddressAnnotation: apps[frontend+":"+frontendServing].Addr}
-	if err := c.Create(ctx, d); err != nil {
+	if err := startFrontend(ctx, c, apps); err != nil {
 		return "", err
 	}
-	if err := poll(ctx, 2*time.Minute, func() (bool, error) {
-		var cur appsv1.Deployment
-		if err := c.Get(ctx, client.ObjectKeyFromObject(d), &cur); err != nil {
-			return false, err
-		}
-		return testbed.RolledOut(&cur, frontend+":"+frontendServing) == nil, nil
-	}); err != nil {
-		return "", err
-	}
-	if err := labelGated(ctx, c, frontend); err != nil {
-		return "", err
-	}
-	say("Deployment shop/storefront runs %s:%s on 2 pods, labelled gated; checkout runs %s", frontend, frontendServing, servingBackend)
+	say("Deployment shop/storefront runs %s:%s on 2 pods, labelled gated; checkout runs %s",
+		frontend, frontendServing, servingBackend)
 
 	tmpl, dcl, err := twoTierSample(promURL)
 	if err != nil {
@@ -100,52 +72,26 @@ func twoTier(ctx context.Context, bed *testbed.Bed, kubeconfigs map[string]strin
 	}); err != nil {
 		return "", err
 	}
-	for _, image := range []string{name + ":" + backendNext, frontend + ":" + frontendBad} {
-		if err := setImageOf(ctx, c, image, apps[image].Addr); err != nil {
-			return "", err
-		}
-	}
-	for _, deployment := range []string{name, frontend} {
-		var cur appsv1.Deployment
-		if err := c.Get(ctx, client.ObjectKey{Namespace: ns, Name: deployment}, &cur); err != nil {
-			return "", err
-		}
-		if !cur.Spec.Paused {
-			return "", fmt.Errorf("Deployment %s took its new image unpaused: nothing held it", deployment)
-		}
-	}
-	say("the pipeline pushes checkout:%s and storefront:%s; both are stored paused, nothing rolls", backendNext, frontendBad)
-	go watch(ctx, c, dcl)
-	for _, s := range []struct{ role, who string }{{"deployment-lead", "alice"}, {"operations", "dave"}} {
-		time.Sleep(time.Second)
-		cmd := plugin.NewCommand(os.Stdout, os.Stderr)
-		cmd.SetArgs([]string{"--kubeconfig", kubeconfigs[s.who], "-n", ns, "approve", dcl.Name, "--role", s.role})
-		fmt.Printf("%s  $ kubectl checklist approve %s --role %s  (as %s)\n         ", time.Now().Format("15:04:05"), dcl.Name, s.role, s.who)
-		if err := cmd.ExecuteContext(ctx); err != nil {
-			return "", err
-		}
-	}
-	var done *deployv1alpha1.DeploymentChecklist
-	if err := waitFor(ctx, c, dcl, func(d *deployv1alpha1.DeploymentChecklist) bool {
-		done = d
-		return d.Status.Phase == deployv1alpha1.PhaseSucceeded || d.Status.Phase == deployv1alpha1.PhaseFailed ||
-			(d.Status.Phase == deployv1alpha1.PhaseRolledBack && d.Status.Rollback != nil && d.Status.Rollback.CompletedAt != nil)
-	}); err != nil {
+	if err := pushHeld(ctx, c, apps, name+":"+backendNext, frontend+":"+frontendBad); err != nil {
 		return "", err
 	}
-	fmt.Println()
-	if err := report.Timeline(os.Stdout, done, time.Now()); err != nil {
+	say("the pipeline pushes checkout:%s and storefront:%s; both are stored paused, nothing rolls",
+		backendNext, frontendBad)
+	go watch(ctx, c, dcl)
+	if err := signOff(ctx, dcl.Name, kubeconfigs, lead, operator); err != nil {
+		return "", err
+	}
+	done, err := waitEnded(ctx, c, dcl)
+	if err != nil {
 		return "", err
 	}
 	if done.Status.Phase != deployv1alpha1.PhaseRolledBack {
 		return "", fmt.Errorf("release %s ended %s, expected RolledBack", dcl.Name, done.Status.Phase)
 	}
 	for deployment, want := range map[string]string{name: servingBackend, frontend: frontend + ":" + frontendServing} {
-		got, err := imageOf(ctx, c, deployment)
-		if err != nil {
+		if got, err := imageOf(ctx, c, deployment); err != nil {
 			return "", err
-		}
-		if got != want {
+		} else if got != want {
 			return "", fmt.Errorf("after the rollback Deployment %s runs %s, expected %s", deployment, got, want)
 		}
 	}
@@ -153,9 +99,86 @@ func twoTier(ctx context.Context, bed *testbed.Bed, kubeconfigs map[string]strin
 	return fmt.Sprintf("%-8s %-10s %s", "2 tiers", done.Status.Phase, report.Why(done, time.Now())), nil
 }
 
+// twoTierApps starts the instrumented processes of the act's images (the backend's
+// serving one is the demo's), keyed by image.
+func twoTierApps(ctx context.Context) (map[string]*app.App, error) {
+	apps := map[string]*app.App{}
+	for image, errorRate := range map[string]float64{
+		frontend + ":" + frontendServing: 0.001,
+		frontend + ":" + frontendBad:     0.25,
+		name + ":" + backendNext:         0.001,
+	} {
+		svc, err := app.Start(200)
+		if err != nil {
+			return nil, err
+		}
+		context.AfterFunc(ctx, svc.Close)
+		svc.Set(errorRate, 50*time.Millisecond)
+		apps[image] = svc
+	}
+	return apps, nil
+}
+
+// startFrontend creates the storefront, waits for it to roll out and labels it gated.
+func startFrontend(ctx context.Context, c client.Client, apps map[string]*app.App) error {
+	image := frontend + ":" + frontendServing
+	d := testbed.Deployment(ns, frontend, image, 2)
+	d.Spec.Template.Annotations = map[string]string{testbed.ScrapeAddressAnnotation: apps[image].Addr}
+	if err := c.Create(ctx, d); err != nil {
+		return err
+	}
+	if err := poll(ctx, 2*time.Minute, func() (bool, error) {
+		var cur appsv1.Deployment
+		if err := c.Get(ctx, client.ObjectKeyFromObject(d), &cur); err != nil {
+			return false, err
+		}
+		return testbed.RolledOut(&cur, image) == nil, nil
+	}); err != nil {
+		return err
+	}
+	return labelGated(ctx, c, frontend)
+}
+
+// pushHeld sets each image on its Deployment, as a pipeline would, and checks that the
+// API server stored each one paused: the gate held it.
+func pushHeld(ctx context.Context, c client.Client, apps map[string]*app.App, images ...string) error {
+	for _, image := range images {
+		if err := setImageOf(ctx, c, image, apps[image].Addr); err != nil {
+			return err
+		}
+		deployment, _, _ := strings.Cut(image, ":")
+		var cur appsv1.Deployment
+		if err := c.Get(ctx, client.ObjectKey{Namespace: ns, Name: deployment}, &cur); err != nil {
+			return err
+		}
+		if !cur.Spec.Paused {
+			return fmt.Errorf("deployment %s took %s unpaused: nothing held it", deployment, image)
+		}
+	}
+	return nil
+}
+
+// waitEnded waits for the release to end (a rollback once it is complete) and prints
+// its timeline.
+func waitEnded(ctx context.Context, c client.Client, dcl *deployv1alpha1.DeploymentChecklist) (
+	*deployv1alpha1.DeploymentChecklist, error) {
+	var done *deployv1alpha1.DeploymentChecklist
+	if err := waitFor(ctx, c, dcl, func(d *deployv1alpha1.DeploymentChecklist) bool {
+		done = d
+		st := d.Status
+		return st.Phase == deployv1alpha1.PhaseSucceeded || st.Phase == deployv1alpha1.PhaseFailed ||
+			(st.Phase == deployv1alpha1.PhaseRolledBack && st.Rollback != nil && st.Rollback.CompletedAt != nil)
+	}); err != nil {
+		return nil, err
+	}
+	fmt.Println()
+	return done, report.Timeline(os.Stdout, done, time.Now())
+}
+
 // twoTierSample reads config/samples' two-tier template, compressed as the seed one, and
 // the shop's release made from it: the backend (checkout) first, then the frontend.
-func twoTierSample(promURL string) (*deployv1alpha1.ClusterChecklistTemplate, *deployv1alpha1.DeploymentChecklist, error) {
+func twoTierSample(promURL string) (
+	*deployv1alpha1.ClusterChecklistTemplate, *deployv1alpha1.DeploymentChecklist, error) {
 	root, err := testbed.RepoRoot()
 	if err != nil {
 		return nil, nil, err
@@ -177,10 +200,11 @@ func twoTierSample(promURL string) (*deployv1alpha1.ClusterChecklistTemplate, *d
 		ObjectMeta: metav1.ObjectMeta{Name: "shop-" + strings.ReplaceAll(backendNext, ".", "-"), Namespace: ns},
 		Spec: deployv1alpha1.DeploymentChecklistSpec{
 			TemplateRef: &deployv1alpha1.TemplateRef{Kind: "ClusterChecklistTemplate", Name: tmpl.Name},
-			Targets:     []deployv1alpha1.TargetRef{{Kind: "Deployment", Name: name}, {Kind: "Deployment", Name: frontend}},
-			Release:     &deployv1alpha1.ReleaseSpec{Order: deployv1alpha1.ReleaseSequential},
-			Revision:    "shop-" + backendNext,
-			Parameters:  map[string]string{"backend": name, "frontend": frontend},
+			Targets: []deployv1alpha1.TargetRef{{Kind: deployv1alpha1.KindDeployment, Name: name},
+				{Kind: deployv1alpha1.KindDeployment, Name: frontend}},
+			Release:    &deployv1alpha1.ReleaseSpec{Order: deployv1alpha1.ReleaseSequential},
+			Revision:   "shop-" + backendNext,
+			Parameters: map[string]string{"backend": name, "frontend": frontend},
 		},
 	}
 	return &tmpl, dcl, nil

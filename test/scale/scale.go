@@ -139,6 +139,8 @@ const (
 )
 
 // Run measures one size on a fresh test bed.
+//
+//nolint:gocyclo // the benchmark's steps, in the order they run
 func Run(ctx context.Context, cfg Config) (Result, error) {
 	if cfg.Log == nil {
 		cfg.Log = func(string, ...any) {}
@@ -151,7 +153,8 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 		cfg.TargetsPerRelease = 1
 	}
 	if cfg.TargetsPerRelease < 1 || cfg.TargetsPerRelease > deployv1alpha1.MaxTargets {
-		return Result{}, fmt.Errorf("a release gates 1 to %d targets, not %d", deployv1alpha1.MaxTargets, cfg.TargetsPerRelease)
+		return Result{}, fmt.Errorf("a release gates 1 to %d targets, not %d",
+			deployv1alpha1.MaxTargets, cfg.TargetsPerRelease)
 	}
 	if cfg.Replicas > 1 && cfg.Shards == 0 {
 		cfg.Shards = 8
@@ -629,8 +632,9 @@ func bucketQuantile(h *dto.Histogram, q float64) float64 {
 // breachToRollback raises the service's error rate, waits for Prometheus to answer the
 // checklists' query with a breaching value, and times from then how long each
 // release takes until every one of its Deployments is restored to v1 (seconds), and
-// how long from its first target seen restored to its last (spread). It also says how long the breach took to become visible in Prometheus, and how long from
-// then to the next evaluation tick on the interval's grid.
+// how long from its first target seen restored to its last (spread). It also says how
+// long the breach took to become visible in Prometheus, and how long from then to the
+// next evaluation tick on the interval's grid.
 //
 // The release Deployments are watched, not polled: a release of four targets must not
 // load the API server four times as much as a release of one while it is timed.
