@@ -38,6 +38,22 @@ func statefulSetPodImages(g Gomega, ns, app string) []string {
 	return out
 }
 
+// gatedStatefulSet creates the StatefulSet db running db:v1 on replicas pods and labels
+// it gated once it rolled out, as an existing database would be.
+func gatedStatefulSet(t *testing.T, ns string, replicas int32) *appsv1.StatefulSet {
+	t.Helper()
+	g := NewWithT(t)
+	s := testbed.StatefulSet(ns, "db", "db:v1", replicas)
+	g.Expect(bed.Client.Create(context.Background(), s)).To(Succeed())
+	waitStatefulSetRolledOut(t, s, "db:v1", int(replicas))
+	g.Eventually(func(g Gomega) error {
+		cur := getStatefulSet(g, s)
+		cur.Labels = map[string]string{deployv1alpha1.GatedLabel: deployv1alpha1.GatedByUser}
+		return bed.Client.Update(context.Background(), cur)
+	}, 10*time.Second, 100*time.Millisecond).Should(Succeed())
+	return s
+}
+
 func waitStatefulSetRolledOut(t *testing.T, s *appsv1.StatefulSet, image string, replicas int) {
 	t.Helper()
 	NewWithT(t).Eventually(func(g Gomega) {
@@ -58,14 +74,7 @@ func TestAGatedStatefulSetsNewImageIsHeldInTheWriteThatMakesItAndItsRollbackStay
 	t.Parallel()
 	g := NewWithT(t)
 	ns := newNamespace(t)
-	s := testbed.StatefulSet(ns, "db", "db:v1", 3)
-	g.Expect(bed.Client.Create(context.Background(), s)).To(Succeed())
-	waitStatefulSetRolledOut(t, s, "db:v1", 3)
-	g.Eventually(func(g Gomega) error {
-		cur := getStatefulSet(g, s)
-		cur.Labels = map[string]string{deployv1alpha1.GatedLabel: deployv1alpha1.GatedByUser}
-		return bed.Client.Update(context.Background(), cur)
-	}, 10*time.Second, 100*time.Millisecond).Should(Succeed())
+	s := gatedStatefulSet(t, ns, 3)
 
 	v2 := testbed.StatefulSet(ns, "db", "db:v2", 3)
 	v2.Labels = map[string]string{deployv1alpha1.GatedLabel: deployv1alpha1.GatedByUser}
@@ -582,14 +591,7 @@ func TestAHeldStatefulSetCannotBeSwitchedToOnDelete(t *testing.T) {
 	t.Parallel()
 	g := NewWithT(t)
 	ns := newNamespace(t)
-	s := testbed.StatefulSet(ns, "db", "db:v1", 2)
-	g.Expect(bed.Client.Create(context.Background(), s)).To(Succeed())
-	waitStatefulSetRolledOut(t, s, "db:v1", 2)
-	g.Eventually(func(g Gomega) error {
-		cur := getStatefulSet(g, s)
-		cur.Labels = map[string]string{deployv1alpha1.GatedLabel: deployv1alpha1.GatedByUser}
-		return bed.Client.Update(context.Background(), cur)
-	}, 10*time.Second, 100*time.Millisecond).Should(Succeed())
+	s := gatedStatefulSet(t, ns, 2)
 	v2 := testbed.StatefulSet(ns, "db", "db:v2", 2)
 	v2.Labels = map[string]string{deployv1alpha1.GatedLabel: deployv1alpha1.GatedByUser}
 	g.Expect(apply(v2)).To(Succeed())
