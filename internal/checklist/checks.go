@@ -237,12 +237,36 @@ func (e *engine) signedFor(admitted string) string {
 		if admitted == CandidateSet(e.spec.TargetNames(), make([]string, len(e.refs))) {
 			return ""
 		}
+		// A sign-off committed with the checklist was recorded before anything was
+		// captured, so the webhook could not leave out the targets still on their
+		// pre-deploy template: it named every target's template. That is the release's
+		// set of candidates when each target's entry is its candidate, or its pre-deploy
+		// template where it has none.
+		if cand, _ := e.candidateSet(); cand != "" && admitted == e.unblankedCandidateSet() {
+			return cand
+		}
 		return admitted
 	}
 	if ts := e.tsAt(0); ts.PreDeployTemplate != nil && admitted == ts.PreDeployTemplateHash {
 		return ""
 	}
 	return admitted
+}
+
+// unblankedCandidateSet is the set of candidates with each target that holds none
+// named by its pre-deploy template (CandidateSet): what the approval webhook records for
+// a sign-off admitted before the checklist captured its targets.
+func (e *engine) unblankedCandidateSet() string {
+	hashes := make([]string, len(e.refs))
+	for i := range e.refs {
+		if ts := e.tsAt(i); ts != nil {
+			hashes[i] = ts.CandidateTemplateHash
+			if hashes[i] == "" {
+				hashes[i] = ts.PreDeployTemplateHash
+			}
+		}
+	}
+	return CandidateSet(e.spec.TargetNames(), hashes)
 }
 
 // imagesOf lists the images of template hash h, when it is one the engine knows.

@@ -239,3 +239,38 @@ func TestAReleaseSharingTheBackendWithALiveChecklistIsBlockedNamingIt(t *testing
 	g.Expect(d.Actions).To(BeEmpty())
 	g.Expect(c.Status.NextAction).To(Equal("blocked: checklist backend-v7 is live on Deployment backend; this one starts when it ends"))
 }
+
+// TestASignOffCommittedWithAReleaseOfTwoCountsForTheTemplatesItWasGivenFor: the
+// sign-off is written with the checklist, before anything is captured, so the approval
+// webhook records the set of both targets' templates as they were (the frontend on its
+// pre-deploy one, the backend on v2). Once captured, that is the release's set of
+// candidates, and the sign-off counts; one recorded for another frontend template does
+// not.
+func TestASignOffCommittedWithAReleaseOfTwoCountsForTheTemplatesItWasGivenFor(t *testing.T) {
+	for _, tc := range []struct {
+		name, frontend string
+		counts         bool
+	}{
+		{"given for the templates held", "hash-v1", true},
+		{"given for another frontend template", "hash-v3", false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			g := NewWithT(t)
+			c := newChecklist(twoTier)
+			a := approved("deployment-lead")
+			a["deployment-lead"][0].AdmittedTemplate = CandidateSet([]string{"frontend", "backend"}, []string{tc.frontend, "hash-v2"})
+			a["deployment-lead"][0].Verified = true
+			obs := Observations{Targets: []TargetState{servingV1(), heldTarget()}, Approvals: a, Metrics: errorRate(0.001, "0.001")}
+			run(c, obs, t0.Add(-time.Minute))
+			run(c, obs, t0)
+			g.Expect(c.Status.Approvals).To(HaveLen(1))
+			if tc.counts {
+				g.Expect(c.Status.Approvals[0].NotCounted).To(BeEmpty())
+				g.Expect(c.TargetStatusOf("backend").ReleasedTemplateHash).To(Equal("hash-v2"))
+			} else {
+				g.Expect(c.Status.Approvals[0].NotCounted).To(ContainSubstring("sign again"))
+				g.Expect(c.TargetStatusOf("backend").ReleasedTemplateHash).To(BeEmpty())
+			}
+		})
+	}
+}
