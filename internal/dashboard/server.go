@@ -325,6 +325,15 @@ func (s *Server) events(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Content-Type", "text/event-stream")
 	changes, cancel := s.opts.Hub.Subscribe()
 	defer cancel()
+	// changed waits for the next change, and says false when the viewer left first.
+	changed := func() bool {
+		select {
+		case <-r.Context().Done():
+			return false
+		case <-changes:
+			return true
+		}
+	}
 	// Subscribed first: a change after this reading is told on changes.
 	if since, err := strconv.ParseUint(r.URL.Query().Get("since"), 10, 64); err == nil {
 		if gen, _ := s.opts.Hub.Generation(); gen == since {
@@ -332,10 +341,8 @@ func (s *Server) events(w http.ResponseWriter, r *http.Request) {
 				return
 			}
 			fl.Flush()
-			select {
-			case <-r.Context().Done():
+			if !changed() {
 				return
-			case <-changes:
 			}
 		}
 	}
@@ -348,10 +355,8 @@ func (s *Server) events(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		fl.Flush()
-		select {
-		case <-r.Context().Done():
+		if !changed() {
 			return
-		case <-changes:
 		}
 	}
 }

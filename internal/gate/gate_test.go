@@ -301,9 +301,7 @@ func TestAHashStoredBeforeTheUpgradeStillNamesItsTemplate(t *testing.T) {
 // checklist released the frontend, its resume goes through.
 func TestATargetWaitingItsTurnInASequentialReleaseIsStoredPaused(t *testing.T) {
 	g := NewWithT(t)
-	dcl := &deployv1alpha1.DeploymentChecklist{ObjectMeta: metav1.ObjectMeta{Name: "shop-v2", Namespace: "shop"}}
-	dcl.Spec.Targets = []deployv1alpha1.TargetRef{{Kind: "Deployment", Name: "backend"}, {Kind: "Deployment", Name: "checkout"}}
-	dcl.Spec.Release = &deployv1alpha1.ReleaseSpec{Order: deployv1alpha1.ReleaseSequential}
+	dcl := sequentialShop()
 	now := metav1.NewTime(t0)
 	dcl.Status.Phase = deployv1alpha1.PhaseDeploying
 	dcl.Status.Releasing = "backend"
@@ -353,9 +351,7 @@ func TestATargetWaitingItsTurnInASequentialReleaseIsStoredPaused(t *testing.T) {
 // cannot roll beside the backend's and be left running by a backend breach.
 func TestPastT0WithNothingReleasedOnlyTheFirstTargetOfASequentialReleaseTakesAnArrivingTemplate(t *testing.T) {
 	g := NewWithT(t)
-	dcl := &deployv1alpha1.DeploymentChecklist{ObjectMeta: metav1.ObjectMeta{Name: "shop-v2", Namespace: "shop"}}
-	dcl.Spec.Targets = []deployv1alpha1.TargetRef{{Kind: "Deployment", Name: "backend"}, {Kind: "Deployment", Name: "checkout"}}
-	dcl.Spec.Release = &deployv1alpha1.ReleaseSpec{Order: deployv1alpha1.ReleaseSequential}
+	dcl := sequentialShop()
 	now := metav1.NewTime(t0)
 	dcl.Status.Phase = deployv1alpha1.PhaseHolding
 	dcl.Status.Targets = []deployv1alpha1.ReleaseTargetStatus{
@@ -374,4 +370,13 @@ func TestPastT0WithNothingReleasedOnlyTheFirstTargetOfASequentialReleaseTakesAnA
 	dcl.Spec.Release = nil
 	g.Expect(Admit(deployment("v1", false, rs("v1", 3)), deployment("v2", false, rs("v1", 3)),
 		[]Checklist{FromChecklistFor(dcl, "checkout")})).To(Equal(Verdict{}))
+}
+
+// sequentialShop is release shop-v2 of the backend, then checkout (release order
+// Sequential), with no status yet.
+func sequentialShop() *deployv1alpha1.DeploymentChecklist {
+	dcl := &deployv1alpha1.DeploymentChecklist{ObjectMeta: metav1.ObjectMeta{Name: "shop-v2", Namespace: "shop"}}
+	dcl.Spec.Targets = []deployv1alpha1.TargetRef{{Kind: "Deployment", Name: "backend"}, {Kind: "Deployment", Name: "checkout"}}
+	dcl.Spec.Release = &deployv1alpha1.ReleaseSpec{Order: deployv1alpha1.ReleaseSequential}
+	return dcl
 }

@@ -224,11 +224,6 @@ func Checklists(ctx context.Context, c client.Reader, namespace, deployment stri
 	return checklists(ctx, c, namespace, deployment, client.MatchingFields{ChecklistIndex: deployment}, client.UnsafeDisableDeepCopy)
 }
 
-// ChecklistsFromAPI is Checklists read from the API server (listing the namespace).
-func ChecklistsFromAPI(ctx context.Context, c client.Reader, namespace, deployment string) ([]gate.Checklist, error) {
-	return checklists(ctx, c, namespace, deployment)
-}
-
 func checklists(ctx context.Context, c client.Reader, namespace, deployment string, opts ...client.ListOption) ([]gate.Checklist, error) {
 	return checklistsOfKind(ctx, c, deployv1alpha1.KindDeployment, namespace, deployment, opts...)
 }

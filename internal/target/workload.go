@@ -59,6 +59,26 @@ func ObserveTarget(ctx context.Context, c client.Reader, namespace string, ref d
 	return w.Observe(ctx, c, types.NamespacedName{Namespace: namespace, Name: ref.Name})
 }
 
+// LabelsOf reads the labels of the workload ref names in namespace, and nothing else of
+// it: nil when it does not exist, or is of a kind tminus does not gate.
+func LabelsOf(ctx context.Context, c client.Reader, namespace string, ref deployv1alpha1.TargetRef) (map[string]string, error) {
+	var o client.Object
+	switch ref.KindOf() {
+	case deployv1alpha1.KindDeployment:
+		o = &appsv1.Deployment{}
+	case deployv1alpha1.KindStatefulSet:
+		o = &appsv1.StatefulSet{}
+	case deployv1alpha1.KindDaemonSet:
+		o = &appsv1.DaemonSet{}
+	default:
+		return nil, nil
+	}
+	if err := c.Get(ctx, types.NamespacedName{Namespace: namespace, Name: ref.Name}, o); err != nil {
+		return nil, client.IgnoreNotFound(err)
+	}
+	return o.GetLabels(), nil
+}
+
 // deployments is the Deployment Workload: the functions of target.go.
 type deployments struct{}
 
@@ -191,11 +211,6 @@ func holdsTemplate(kind string, o metav1.Object, tmpl *corev1.PodTemplateSpec, t
 			ErrTemplateChanged, kind, o.GetNamespace(), o.GetName(), gate.ImageList(gate.Images(tmpl)), h, what, templateHash)
 	}
 	return nil
-}
-
-// ChecklistsOfFromAPI is ChecklistsOf read from the API server (listing the namespace).
-func ChecklistsOfFromAPI(ctx context.Context, c client.Reader, kind, namespace, name string) ([]gate.Checklist, error) {
-	return checklistsOfKind(ctx, c, kind, namespace, name)
 }
 
 // ChecklistsOf reads, from the manager's cache (through ChecklistIndex), the gate's

@@ -264,21 +264,30 @@ func (w *ApprovalWebhook) allowed(ctx context.Context, req admission.Request, at
 // liveChecklist is a checklist, other than obj, that is live on one of obj's targets,
 // and the kind of that target.
 //
-// It is read from the API server when the webhook has a fresh reader: a create is rare
-// and the cache may not yet hold a checklist created an instant earlier (a GitOps tool
-// applying two releases of the same workload in one sync), which would let both in. The
-// cache is the fallback only.
+// It is read from the API server when the webhook has a fresh reader, in one list of
+// the namespace for every target: a create is rare, and the cache may not yet hold a
+// checklist created an instant earlier (a GitOps tool applying two releases of the same
+// workload in one sync), which would let both in. The cache is the fallback only.
 func (w *ApprovalWebhook) liveChecklist(ctx context.Context, obj *deployv1alpha1.DeploymentChecklist) (*gate.Checklist, string, error) {
+	var list deployv1alpha1.DeploymentChecklistList
+	if w.Fresh != nil {
+		if err := w.Fresh.List(ctx, &list, client.InNamespace(obj.Namespace)); err != nil {
+			return nil, "", fmt.Errorf("listing the checklists of namespace %s: %w", obj.Namespace, err)
+		}
+	}
 	for _, ref := range obj.Spec.TargetRefs() {
 		var cls []gate.Checklist
-		var err error
 		if w.Fresh != nil {
-			cls, err = target.ChecklistsOfFromAPI(ctx, w.Fresh, ref.KindOf(), obj.Namespace, ref.Name)
+			for i := range list.Items {
+				if other := &list.Items[i]; other.Spec.HasTarget(ref.KindOf(), ref.Name) {
+					cls = append(cls, gate.FromChecklistFor(other, ref.Name))
+				}
+			}
 		} else {
-			cls, err = target.DecidingOf(ctx, w.Client, ref.KindOf(), obj.Namespace, ref.Name, "")
-		}
-		if err != nil {
-			return nil, "", err
+			var err error
+			if cls, err = target.DecidingOf(ctx, w.Client, ref.KindOf(), obj.Namespace, ref.Name, ""); err != nil {
+				return nil, "", err
+			}
 		}
 		for i := range cls {
 			if cls[i].Name != obj.Name && cls[i].Live() {

@@ -39,11 +39,11 @@ func (w *ApprovalWebhook) freezeLabels(ctx context.Context, req admission.Reques
 	for _, ref := range obj.Spec.TargetRefs() {
 		// The workload of its kind: a StatefulSet's or DaemonSet's labels select it as a
 		// Deployment's do.
-		st, err := target.ObserveTarget(ctx, w.Client, obj.Namespace, ref)
+		l, err := target.LabelsOf(ctx, w.Client, obj.Namespace, ref)
 		if err != nil {
 			return "", fmt.Errorf("reading %s %s, whose labels change freezes select: %w", ref.KindOf(), ref.Name, err)
 		}
-		labels = append(labels, st.Labels)
+		labels = append(labels, l)
 	}
 	selects := func(cl map[string]string, f *freeze.Freeze) bool {
 		return slices.ContainsFunc(labels, func(l map[string]string) bool { return f.Selects(cl, l) })

@@ -328,6 +328,15 @@ type selfHealWriter struct {
 	done            chan struct{}
 }
 
+// waitWrites waits until the writer has applied at least n times.
+func (w *selfHealWriter) waitWrites(t *testing.T, n int) {
+	t.Helper()
+	NewWithT(t).Eventually(func(g Gomega) {
+		writes, _, _ := w.counts()
+		g.Expect(writes).To(BeNumerically(">=", n))
+	}, 2*time.Minute, 100*time.Millisecond).Should(Succeed())
+}
+
 func startSelfHeal(t *testing.T, manifest client.Object) *selfHealWriter {
 	t.Helper()
 	w := &selfHealWriter{stop: make(chan struct{}), done: make(chan struct{})}
@@ -411,10 +420,7 @@ func TestAGitOpsSelfHealApplyingAStatefulSetWithoutItsPartitionNeitherReleasesNo
 	c.Name = "db-v2"
 	c.Spec.Target = &deployv1alpha1.TargetRef{Kind: deployv1alpha1.KindStatefulSet, Name: "db"}
 	g.Expect(bed.Client.Create(context.Background(), c)).To(Succeed())
-	g.Eventually(func(g Gomega) {
-		writes, _, _ := writer.counts()
-		g.Expect(writes).To(BeNumerically(">=", 30))
-	}, 2*time.Minute, 100*time.Millisecond).Should(Succeed())
+	writer.waitWrites(t, 30)
 	g.Consistently(func(g Gomega) {
 		held(g)
 		g.Expect(statefulSetPodImages(g, ns, "db")).To(And(HaveLen(3), HaveEach("db:v1")))
@@ -492,10 +498,7 @@ func TestAGitOpsSelfHealApplyingADaemonSetWithoutItsUpdateStrategyNeitherRelease
 	c.Name = "agent-v2"
 	c.Spec.Target = &deployv1alpha1.TargetRef{Kind: deployv1alpha1.KindDaemonSet, Name: "agent"}
 	g.Expect(bed.Client.Create(context.Background(), c)).To(Succeed())
-	g.Eventually(func(g Gomega) {
-		writes, _, _ := writer.counts()
-		g.Expect(writes).To(BeNumerically(">=", 30))
-	}, 2*time.Minute, 100*time.Millisecond).Should(Succeed())
+	writer.waitWrites(t, 30)
 	g.Consistently(func(g Gomega) {
 		held(g)
 		g.Expect(statefulSetPodImages(g, ns, "agent")).To(And(HaveLen(testbed.DaemonSetNodes), HaveEach("agent:v1")))
