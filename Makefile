@@ -137,6 +137,10 @@ fuzz: ## Run every fuzz target for FUZZTIME (10s) each; seeds live in testdata/f
 bench-scale: testbins ## Measure sizes, a dead Prometheus, distinct queries and 2 replicas (SIZES=N:M[:B][:d][:rR][:tT],...: tT releases of T targets; about an hour); writes bench-scale.json.
 	env $(TESTBINS_ENV) go run ./hack/benchscale $(if $(SIZES),--sizes $(SIZES))
 
+.PHONY: bench-peer
+bench-peer: testbins ## Resident memory of tminus beside a peer gating GATES releases (1000) with two metrics every 10 s; ARGO_ROLLOUTS=<rollouts-controller binary> ARGO_ROLLOUTS_CRDS=<its manifests/crds>, built by you (docs/performance.md); writes bench-peer.json.
+	env $(TESTBINS_ENV) go run ./hack/benchpeer $(if $(GATES),--gates $(GATES))
+
 .PHONY: bench-dashboard
 bench-dashboard: ## Load the dashboard's list of 1,000 releases in headless Chromium (hack/install-chromium.sh) ten times and print the browser's timings.
 	go test ./internal/dashboard/ -run '^$$' -bench LoadingTheListOf1000ReleasesInABrowser -benchtime 10x -v
