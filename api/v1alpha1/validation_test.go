@@ -12,6 +12,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/apimachinery/pkg/util/intstr"
 	"sigs.k8s.io/yaml"
 
 	deployv1alpha1 "github.com/tminus-dev/tminus/api/v1alpha1"
@@ -290,6 +291,39 @@ func TestAPIServerRefusesInvalidChecklistsNamingTheField(t *testing.T) {
 		{"a trigger judging a target not in the release", func(c *deployv1alpha1.DeploymentChecklist) {
 			c.Spec.RollbackTriggers[0].Target = "payments"
 		}, "spec", "spec.rollbackTriggers[].target must name a target of spec.targets"},
+		{"steps on a Deployment", func(c *deployv1alpha1.DeploymentChecklist) {
+			c.Spec.Release = &deployv1alpha1.ReleaseSpec{Steps: []deployv1alpha1.ReleaseStep{{Pods: intstr.FromInt32(1), Phase: "T+5m"}}}
+		}, "spec", "spec.release.steps: steps expose pods by a StatefulSet's partition; every target must be a StatefulSet"},
+		{"a step judged by a T-minus phase", func(c *deployv1alpha1.DeploymentChecklist) {
+			inSteps(c, deployv1alpha1.ReleaseStep{Pods: intstr.FromInt32(1), Phase: "T-60m"})
+		}, "spec", "spec.release.steps[].phase must name a T-plus phase (at > 0) of spec.phases"},
+		{"a step judged by a phase that does not exist", func(c *deployv1alpha1.DeploymentChecklist) {
+			inSteps(c, deployv1alpha1.ReleaseStep{Pods: intstr.FromInt32(1), Phase: "T+1h"})
+		}, "spec", "spec.release.steps[].phase must name a T-plus phase (at > 0) of spec.phases"},
+		{"two steps judged by one phase", func(c *deployv1alpha1.DeploymentChecklist) {
+			inSteps(c, deployv1alpha1.ReleaseStep{Pods: intstr.FromInt32(1), Phase: "T+5m"},
+				deployv1alpha1.ReleaseStep{Pods: intstr.FromInt32(2), Phase: "T+5m"})
+		}, "spec.release.steps", "spec.release.steps[].phase: each phase may follow one step only"},
+		{"steps whose pods decrease", func(c *deployv1alpha1.DeploymentChecklist) {
+			c.Spec.Phases = append(c.Spec.Phases, deployv1alpha1.PhaseSpec{Name: "T+10m", At: "10m", Checks: c.Spec.Phases[1].Checks})
+			inSteps(c, deployv1alpha1.ReleaseStep{Pods: intstr.FromInt32(2), Phase: "T+5m"},
+				deployv1alpha1.ReleaseStep{Pods: intstr.FromInt32(1), Phase: "T+10m"})
+		}, "spec.release.steps", "spec.release.steps[].pods: the pod counts must increase from one step to the next"},
+		{"steps whose percentages decrease", func(c *deployv1alpha1.DeploymentChecklist) {
+			c.Spec.Phases = append(c.Spec.Phases, deployv1alpha1.PhaseSpec{Name: "T+10m", At: "10m", Checks: c.Spec.Phases[1].Checks})
+			inSteps(c, deployv1alpha1.ReleaseStep{Pods: intstr.FromString("50%"), Phase: "T+5m"},
+				deployv1alpha1.ReleaseStep{Pods: intstr.FromString("10%"), Phase: "T+10m"})
+		}, "spec.release.steps", "spec.release.steps[].pods: the percentages must increase from one step to the next"},
+		{"a step of no pods", func(c *deployv1alpha1.DeploymentChecklist) {
+			inSteps(c, deployv1alpha1.ReleaseStep{Pods: intstr.FromInt32(0), Phase: "T+5m"})
+		}, "spec.release.steps[0].pods", "spec.release.steps[].pods must be a pod count of at least 1 or a percentage"},
+		{"a step of 150%", func(c *deployv1alpha1.DeploymentChecklist) {
+			inSteps(c, deployv1alpha1.ReleaseStep{Pods: intstr.FromString("150%"), Phase: "T+5m"})
+		}, "spec.release.steps[0].pods", "spec.release.steps[].pods must be a pod count of at least 1 or a percentage"},
+		{"steps released in sequence", func(c *deployv1alpha1.DeploymentChecklist) {
+			inSteps(c, deployv1alpha1.ReleaseStep{Pods: intstr.FromInt32(1), Phase: "T+5m"})
+			c.Spec.Release.Order = deployv1alpha1.ReleaseSequential
+		}, "spec", "spec.release.steps: a release in steps releases its targets Together"},
 		{"a history limit of none", func(c *deployv1alpha1.DeploymentChecklist) {
 			c.Spec.HistoryLimit = new(int32(0))
 		}, "spec.historyLimit", "should be greater than or equal to 1"},
@@ -584,4 +618,19 @@ func TestTheSeedTemplateSampleAndItsReleaseAreAcceptedWithTheSeedsContactsAndRun
 	g.Expect(roles).To(Equal([]string{"On-Call Engineer", "DevOps Lead", "Security Team", "Engineering Manager"}))
 	g.Expect(body.Runbooks).To(HaveLen(6))
 	g.Expect(body.Runbooks[1]).To(Equal(deployv1alpha1.Runbook{Title: "Metrics", URL: "http://checkout.default.svc/metrics"}))
+}
+
+// inSteps makes the checklist release StatefulSet db in the given steps.
+func inSteps(c *deployv1alpha1.DeploymentChecklist, steps ...deployv1alpha1.ReleaseStep) {
+	c.Spec.Target = &deployv1alpha1.TargetRef{Kind: deployv1alpha1.KindStatefulSet, Name: "db"}
+	c.Spec.Release = &deployv1alpha1.ReleaseSpec{Steps: steps}
+}
+
+func TestAReleaseInStepsOfAStatefulSetIsAccepted(t *testing.T) {
+	bed := testbed.New(t, testbed.Options{})
+	c := validChecklist("db-in-steps")
+	c.Spec.Phases = append(c.Spec.Phases, deployv1alpha1.PhaseSpec{Name: "T+10m", At: "10m", Checks: c.Spec.Phases[1].Checks})
+	inSteps(c, deployv1alpha1.ReleaseStep{Pods: intstr.FromInt32(1), Phase: "T+5m"},
+		deployv1alpha1.ReleaseStep{Pods: intstr.FromString("50%"), Phase: "T+10m"})
+	NewWithT(t).Expect(bed.Client.Create(context.Background(), c)).To(Succeed())
 }

@@ -105,15 +105,6 @@ func StepPartition(replicas, pods, owner int32) int32 {
 	return max(owner, replicas-pods, 0)
 }
 
-// stepCount is how many steps the release walks: spec.release.steps, and one more
-// that exposes every pod unless the last step is already 100%.
-func (p *plan) stepCount() int {
-	if n := len(p.steps); n > 0 && p.steps[n-1].pods.Type == intstr.String && p.steps[n-1].pods.StrVal == "100%" {
-		return n
-	}
-	return len(p.steps) + 1
-}
-
 // stepped says whether the target at hand is released in steps: the release has them,
 // the target is a StatefulSet and the gate writes to it.
 func (e *engine) stepped() bool {
@@ -138,7 +129,7 @@ func (e *engine) releaseAction() Action {
 	a := Action{Kind: ActionRelease, Revision: e.revision(), TemplateHash: e.ts().ReleasedTemplateHash}
 	if k := int(e.ts().Step); k >= 1 && k <= len(e.p.steps) {
 		a.Pods = max(1, StepPods(e.p.steps[k-1].pods, e.tobs().Replicas))
-		a.Step = fmt.Sprintf("%d of %d", k, e.p.stepCount())
+		a.Step = fmt.Sprintf("%d of %d", k, e.spec.StepCount())
 	}
 	return a
 }
@@ -175,7 +166,7 @@ func (e *engine) stepBaseAt() *metav1.Time {
 }
 
 // onStep is "step 1 of 2", for messages.
-func (e *engine) onStep(k int) string { return fmt.Sprintf("step %d of %d", k, e.p.stepCount()) }
+func (e *engine) onStep(k int) string { return fmt.Sprintf("step %d of %d", k, e.spec.StepCount()) }
 
 // exposure says, for the released targets, how many pods run the release: "1 of 3
 // pods of StatefulSet db on the new revision".
