@@ -73,8 +73,8 @@ const (
 	// ReasonStepReady: the pods of a step of a release in steps run the release and
 	// are ready; the step's phase judges them. ReasonStepReleased: a step passed and
 	// the next one releases more pods.
-	ReasonStepReady    = "StepReady"
-	ReasonStepReleased = "StepReleased"
+	ReasonStepReady          = "StepReady"
+	ReasonStepReleased       = "StepReleased"
 	ReasonCheckFailed        = "CheckFailed"
 	ReasonApproved           = "Approved"
 	ReasonRestored           = "Restored"
