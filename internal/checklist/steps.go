@@ -194,10 +194,14 @@ func (e *engine) exposure() string {
 // as without steps.
 func (e *engine) steps() bool {
 	k := e.step()
-	if k == 0 || k > len(e.p.steps) {
+	if k == 0 {
 		return true
 	}
 	released := e.releasedTargets()
+	e.stepWritten(k)
+	if k > len(e.p.steps) {
+		return true
+	}
 	ready := true
 	for _, i := range released {
 		e.cur = i
@@ -258,4 +262,23 @@ func (e *engine) stepNote() string {
 		return fmt.Sprintf("%s (%s): ", e.onStep(k), e.exposure())
 	}
 	return ""
+}
+
+// stepWritten releases step k again on a released target whose partition is still
+// above the step's (the write was lost, or failed and is retried): it is idempotent
+// and conditional on the released template like every release.
+func (e *engine) stepWritten(k int) {
+	if e.released {
+		return
+	}
+	for _, i := range e.releasedTargets() {
+		e.cur = i
+		t := e.tobs()
+		if !e.stepped() || !t.Found || t.Paused || t.TemplateHash != e.ts().ReleasedTemplateHash {
+			continue
+		}
+		if t.Partition > max(t.OwnerPartition, t.Replicas-e.stepWant(k)) {
+			e.action(e.releaseAction())
+		}
+	}
 }

@@ -94,8 +94,10 @@ func TestAReleaseInStepsJudgesItsFirstPodThenReleasesEveryPodAndSucceeds(t *test
 	g.Expect(reasons(d.Events)).To(ContainElements(ReasonPhasePassed, ReasonStepReleased))
 	g.Expect(c.Status.Targets[0].Step).To(Equal(int32(2)))
 
-	run(c, Observations{Targets: []TargetState{dbOnPods(1)}}, open.Add(time.Second))
+	d = run(c, Observations{Targets: []TargetState{dbOnPods(1)}}, open.Add(time.Second))
 	g.Expect(c.Status.Phase).To(Equal(deployv1alpha1.PhaseDeploying), "the partition of the last step is not written yet")
+	g.Expect(d.Actions).To(HaveLen(1), "the last step's write is made again until it is seen")
+	g.Expect(d.Actions[0]).To(releaseOf(ActionRelease, 0, ""))
 	all := dbOnPods(3)
 	all.Partition = 0
 	run(c, Observations{Targets: []TargetState{all}}, t0.Add(2*time.Minute))
