@@ -94,7 +94,7 @@ func (e *engine) release() {
 	}
 	msg += " (" + strings.Join(what, "; ") + ")"
 	if k := e.step(); k > 0 && k <= len(e.p.steps) {
-		msg += fmt.Sprintf("; %s: %s pods first, judged by %s", e.onStep(k), e.p.steps[k-1].pods.String(), e.p.steps[k-1].phase.spec.Name)
+		msg += fmt.Sprintf("; %s: %s first, judged by %s", e.onStep(k), podsText(e.p.steps[k-1].pods), e.p.steps[k-1].phase.spec.Name)
 	}
 	if len(unchanged) > 0 {
 		msg += fmt.Sprintf("; %s did not change: not released", e.descs(unchanged))

@@ -240,10 +240,7 @@ func (e *engine) steps() bool {
 	}
 	what := "every pod"
 	if k <= len(e.p.steps) {
-		what = e.p.steps[k-1].pods.String() + " pods"
-		if e.p.steps[k-1].pods.Type == intstr.String {
-			what = e.p.steps[k-1].pods.String() + " of the pods"
-		}
+		what = podsText(e.p.steps[k-1].pods)
 	}
 	e.event(corev1.EventTypeNormal, ReasonStepReleased, fmt.Sprintf("%s passed (%s); %s: releasing %s",
 		e.onStep(k-1), ph.spec.Name, e.onStep(k), what))
@@ -281,4 +278,15 @@ func (e *engine) stepWritten(k int) {
 			e.action(e.releaseAction())
 		}
 	}
+}
+
+// podsText says a step's pods as messages do: "1 pod", "2 pods", "50% of the pods".
+func podsText(v intstr.IntOrString) string {
+	switch {
+	case v.Type == intstr.String:
+		return v.StrVal + " of the pods"
+	case v.IntVal == 1:
+		return "1 pod"
+	}
+	return fmt.Sprintf("%d pods", v.IntVal)
 }
