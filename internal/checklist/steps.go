@@ -40,11 +40,18 @@ func (p *plan) parseSteps(spec *deployv1alpha1.DeploymentChecklistSpec) error {
 		steps = spec.Release.Steps
 	}
 	used := map[string]bool{}
+	last := map[bool]int32{} // the last step's pods, by percent or count
 	for i, s := range steps {
 		field := fmt.Sprintf("spec.release.steps[%d]", i)
-		if _, err := parseStepPods(s.Pods); err != nil {
+		pods, err := parseStepPods(s.Pods)
+		if err != nil {
 			return fmt.Errorf("%s.pods: %w", field, err)
 		}
+		if pods.n <= last[pods.percent] {
+			return fmt.Errorf("%s.pods: %s does not increase on an earlier step's; pods increase from one step to the next "+
+				"(pod counts among counts, percentages among percentages)", field, s.Pods.String())
+		}
+		last[pods.percent] = pods.n
 		j := slices.IndexFunc(p.tplus, func(ph phasePlan) bool { return ph.spec.Name == s.Phase })
 		if j < 0 {
 			return fmt.Errorf("%s.phase: %q is not a T-plus phase (at > 0) of spec.phases", field, s.Phase)

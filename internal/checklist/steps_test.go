@@ -5,6 +5,7 @@ import (
 	"time"
 
 	. "github.com/onsi/gomega"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/intstr"
 
 	deployv1alpha1 "github.com/tminus-dev/tminus/api/v1alpha1"
@@ -139,4 +140,15 @@ func releaseOf(kind ActionKind, pods int32, step string) OmegaMatcher {
 	return And(WithTransform(func(a Action) ActionKind { return a.Kind }, Equal(kind)),
 		WithTransform(func(a Action) int32 { return a.Pods }, Equal(pods)),
 		WithTransform(func(a Action) string { return a.Step }, Equal(step)))
+}
+
+func TestStepsWhosePercentagesDecreaseAreAnInvalidSpecNamingTheStep(t *testing.T) {
+	g := NewWithT(t)
+	c := newChecklist(inSteps, func(c *deployv1alpha1.DeploymentChecklist) {
+		c.Spec.Release.Steps = []deployv1alpha1.ReleaseStep{{Pods: intstr.FromString("50%"), Phase: "T+1m"}, {Pods: intstr.FromString("10%"), Phase: "T+5m"}}
+	})
+	run(c, Observations{Targets: []TargetState{heldDB()}}, t0)
+	g.Expect(c.Status.Conditions).To(ContainElement(And(
+		WithTransform(func(c metav1.Condition) string { return c.Reason }, Equal(ReasonInvalidSpec)),
+		WithTransform(func(c metav1.Condition) string { return c.Message }, ContainSubstring("spec.release.steps[1].pods: 10% does not increase")))))
 }

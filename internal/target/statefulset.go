@@ -403,7 +403,12 @@ func (w statefulSets) ReleaseStep(ctx context.Context, c client.Client, fresh cl
 			s.Spec.UpdateStrategy.RollingUpdate = &appsv1.RollingUpdateStatefulSetStrategy{}
 		}
 		s.Spec.UpdateStrategy.Type = appsv1.RollingUpdateStatefulSetStrategyType
-		s.Spec.UpdateStrategy.RollingUpdate.Partition = new(checklist.StepPartition(replicas, pods, owner))
+		partition := checklist.StepPartition(replicas, pods, owner)
+		if cur := s.Spec.UpdateStrategy.RollingUpdate.Partition; statefulSetStepped(s) && cur != nil && *cur < partition {
+			// A step never takes the release back from pods a step before exposed.
+			partition = *cur
+		}
+		s.Spec.UpdateStrategy.RollingUpdate.Partition = new(partition)
 		annotate(s, deployv1alpha1.StepAnnotation, step)
 		delete(s.Annotations, deployv1alpha1.HeldByAnnotation)
 		delete(s.Annotations, deployv1alpha1.HoldReasonAnnotation)
