@@ -621,11 +621,38 @@ func inSteps(c *deployv1alpha1.DeploymentChecklist, steps ...deployv1alpha1.Rele
 	c.Spec.Release = &deployv1alpha1.ReleaseSpec{Steps: steps}
 }
 
-func TestAReleaseInStepsOfAStatefulSetIsAccepted(t *testing.T) {
+func TestAReleaseInStepsOfAStatefulSetAndTheStatefulSetSampleAreAccepted(t *testing.T) {
 	bed := testbed.New(t, testbed.Options{})
+	ctx := context.Background()
+	g := NewWithT(t)
 	c := validChecklist("db-in-steps")
 	c.Spec.Phases = append(c.Spec.Phases, deployv1alpha1.PhaseSpec{Name: "T+10m", At: "10m", Checks: c.Spec.Phases[1].Checks})
 	inSteps(c, deployv1alpha1.ReleaseStep{Pods: intstr.FromInt32(1), Phase: "T+5m"},
 		deployv1alpha1.ReleaseStep{Pods: intstr.FromString("50%"), Phase: "T+10m"})
-	NewWithT(t).Expect(bed.Client.Create(context.Background(), c)).To(Succeed())
+	g.Expect(bed.Client.Create(ctx, c)).To(Succeed())
+
+	root, err := testbed.RepoRoot()
+	g.Expect(err).NotTo(HaveOccurred())
+	var tmpl deployv1alpha1.ClusterChecklistTemplate
+	var dcl deployv1alpha1.DeploymentChecklist
+	for file, obj := range map[string]any{
+		"deploy_v1alpha1_clusterchecklisttemplate.yaml":        &tmpl,
+		"deploy_v1alpha1_deploymentchecklist_statefulset.yaml": &dcl,
+	} {
+		raw, err := os.ReadFile(filepath.Join(root, "config", "samples", file))
+		g.Expect(err).NotTo(HaveOccurred())
+		g.Expect(yaml.UnmarshalStrict(raw, obj)).To(Succeed(), file)
+	}
+	dcl.Namespace = "default"
+	g.Expect(bed.Client.Create(ctx, &tmpl)).To(Succeed())
+	g.Expect(bed.Client.Create(ctx, &dcl)).To(Succeed())
+	g.Expect(dcl.Spec.Release.Steps).To(HaveLen(2))
+	body, _, err := templates.Resolve(&dcl, templates.From(&tmpl))
+	g.Expect(err).NotTo(HaveOccurred())
+	resolved := dcl.DeepCopy()
+	resolved.Spec.ChecklistBody = body
+	g.Expect(checklist.Validate(&resolved.Spec)).To(Succeed(), "the steps name T-plus phases of the template")
+	resolved.Spec.Release.Steps[1].Phase = "T-30m"
+	g.Expect(checklist.Validate(&resolved.Spec)).To(MatchError(ContainSubstring(
+		`spec.release.steps[1].phase: "T-30m" is not a T-plus phase`)))
 }
