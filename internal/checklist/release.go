@@ -318,7 +318,7 @@ func (e *engine) releaseGoesOn() bool {
 // refers to its template now: a change held during the rollout does not hide it.
 func (e *engine) rolledOut() bool {
 	t := e.tobs()
-	if t.UpdateHash != "" && !(t.Settled && t.ServingHash == e.ts().ReleasedTemplateHash) {
+	if t.UpdateHash != "" && (!t.Settled || t.ServingHash != e.ts().ReleasedTemplateHash) {
 		// A StatefulSet rolls out the pods at and above its owner's partition: with one
 		// above 0 its current revision never becomes the update revision, so it is
 		// rolled out once those pods run the release and every pod is ready.

@@ -179,8 +179,9 @@ func (e *engine) onStep(k int) string { return fmt.Sprintf("step %d of %d", k, e
 // pods of StatefulSet db on the new revision".
 func (e *engine) exposure() string {
 	defer func(cur int) { e.cur = cur }(e.cur)
-	var parts []string
-	for _, i := range e.releasedTargets() {
+	released := e.releasedTargets()
+	parts := make([]string, 0, len(released))
+	for _, i := range released {
 		e.cur = i
 		t := e.tobs()
 		on := t.UpdatedReplicas
