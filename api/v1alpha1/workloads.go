@@ -18,6 +18,11 @@ const (
 	// release puts it back.
 	OwnerPartitionAnnotation = "deploy.tminus.dev/owner-partition"
 
+	// StepAnnotation says, while tminus releases a StatefulSet in steps
+	// (spec.release.steps), which step it is on ("1 of 2"): its partition is the
+	// step's, and the owner's stays in OwnerPartitionAnnotation until the last step.
+	StepAnnotation = "deploy.tminus.dev/step"
+
 	// OwnerStrategyAnnotation keeps, while tminus holds a DaemonSet with the OnDelete
 	// strategy, the update strategy its owner set (as JSON): the release puts it back,
 	// maxUnavailable and maxSurge included.

@@ -247,6 +247,9 @@ func (e *engine) setT0(at *metav1.Time) {
 
 // availableAt is when the release became available: every released target at once.
 func (e *engine) availableAt() *metav1.Time {
+	if e.stepBase != nil {
+		return e.stepBase
+	}
 	for _, i := range e.releasedTargets() {
 		if at := e.tsAt(i).AvailableAt; at != nil {
 			return at

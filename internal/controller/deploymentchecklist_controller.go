@@ -507,6 +507,13 @@ func (r *DeploymentChecklistReconciler) act(ctx context.Context, dcl *deployv1al
 	case checklist.ActionResume:
 		return w.Resume(ctx, r.Client, r.fresh(), key, a.TemplateHash)
 	case checklist.ActionRelease:
+		if a.Step != "" {
+			s, ok := w.(target.Stepper)
+			if !ok {
+				return fmt.Errorf("%s %s: only a StatefulSet is released in steps", a.TargetKind, a.Target)
+			}
+			return s.ReleaseStep(ctx, r.Client, r.fresh(), key, a.Revision, a.TemplateHash, a.Pods, a.Step)
+		}
 		return w.Release(ctx, r.Client, r.fresh(), key, a.Revision, a.TemplateHash)
 	case checklist.ActionRestore:
 		mark := ""

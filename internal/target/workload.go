@@ -36,6 +36,12 @@ type Workload interface {
 	Mark(ctx context.Context, c client.Client, fresh client.Reader, key types.NamespacedName, want bool) error
 }
 
+// Stepper is a Workload released in steps (spec.release.steps): a StatefulSet.
+type Stepper interface {
+	ReleaseStep(ctx context.Context, c client.Client, fresh client.Reader, key types.NamespacedName,
+		revision, templateHash string, pods int32, step string) error
+}
+
 // Of is the Workload of kind (a Deployment when empty); nil for a kind tminus does not
 // gate.
 func Of(kind string) Workload {
