@@ -24,6 +24,17 @@ func kindOf(ref deployv1alpha1.TargetRef) string {
 	return ref.Kind
 }
 
+// podsWord is what messages call the pods of targets of these kinds: "replicas", or
+// "pods" when one is a DaemonSet (one pod per node: it has no replicas).
+func podsWord(refs ...deployv1alpha1.TargetRef) string {
+	for _, r := range refs {
+		if kindOf(r) == deployv1alpha1.KindDaemonSet {
+			return "pods"
+		}
+	}
+	return "replicas"
+}
+
 // ref is the target at hand.
 func (e *engine) ref() deployv1alpha1.TargetRef {
 	if e.cur < len(e.refs) {
