@@ -9,7 +9,6 @@ import (
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -25,8 +24,6 @@ import (
 // held that way, nor one that runs on no node: both are reported and never touched.
 
 // +kubebuilder:rbac:groups=apps,resources=daemonsets,verbs=get;list;watch;update;patch
-
-type daemonSets struct{}
 
 func (daemonSets) Kind() string { return deployv1alpha1.KindDaemonSet }
 
@@ -69,23 +66,7 @@ func (daemonSets) Observe(ctx context.Context, c client.Reader, key types.Namesp
 
 // DaemonSetControllerRevisions lists the ControllerRevisions the DaemonSet owns.
 func DaemonSetControllerRevisions(ctx context.Context, c client.Reader, ds *appsv1.DaemonSet) ([]appsv1.ControllerRevision, error) {
-	opts := []client.ListOption{client.InNamespace(ds.Namespace)}
-	if ds.Spec.Selector != nil {
-		if sel, err := metav1.LabelSelectorAsSelector(ds.Spec.Selector); err == nil && !sel.Empty() {
-			opts = append(opts, client.MatchingLabelsSelector{Selector: sel})
-		}
-	}
-	var list appsv1.ControllerRevisionList
-	if err := c.List(ctx, &list, opts...); err != nil {
-		return nil, fmt.Errorf("listing ControllerRevisions of DaemonSet %s/%s: %w", ds.Namespace, ds.Name, err)
-	}
-	out := list.Items[:0]
-	for _, r := range list.Items {
-		if ref := metav1.GetControllerOf(&r); ref != nil && ref.UID == ds.UID {
-			out = append(out, r)
-		}
-	}
-	return out, nil
+	return ownedRevisions(ctx, c, deployv1alpha1.KindDaemonSet, ds, ds.Spec.Selector)
 }
 
 // DaemonSetState is what the engine needs of a DaemonSet and its ControllerRevisions.
@@ -249,83 +230,18 @@ func unholdDaemonSet(ds *appsv1.DaemonSet) {
 	delete(ds.Annotations, deployv1alpha1.HeldTemplateAnnotation)
 }
 
-func newDaemonSet() *appsv1.DaemonSet { return &appsv1.DaemonSet{} }
-
-func (daemonSets) update(ctx context.Context, c client.Client, fresh client.Reader, key types.NamespacedName,
-	mutate func(*appsv1.DaemonSet) error) error {
-	return updateObject(ctx, c, fresh, key, deployv1alpha1.KindDaemonSet, newDaemonSet, mutate)
+// daemonSets holds, releases and restores a DaemonSet through strategyHeld, with the
+// OnDelete hold.
+type daemonSets struct {
+	strategyHeld[*appsv1.DaemonSet]
 }
 
-// Hold switches the DaemonSet to OnDelete for heldBy, with the reason and, for a held
-// change, the template it holds.
-func (w daemonSets) Hold(ctx context.Context, c client.Client, fresh client.Reader, key types.NamespacedName,
-	heldBy, reason, heldTemplate string) error {
-	return w.update(ctx, c, fresh, key, func(ds *appsv1.DaemonSet) error {
-		if err := holdDaemonSet(ds); err != nil {
-			return err
-		}
-		annotate(ds, deployv1alpha1.HeldByAnnotation, heldBy)
-		annotate(ds, deployv1alpha1.HoldReasonAnnotation, reason)
-		if heldTemplate != "" {
-			annotate(ds, deployv1alpha1.HeldTemplateAnnotation, heldTemplate)
-		} else {
-			delete(ds.Annotations, deployv1alpha1.HeldTemplateAnnotation)
-		}
-		return nil
-	})
-}
-
-// Resume puts the owner's strategy back if tminus holds the DaemonSet and it still
-// holds templateHash.
-func (w daemonSets) Resume(ctx context.Context, c client.Client, fresh client.Reader, key types.NamespacedName, templateHash string) error {
-	return w.update(ctx, c, fresh, key, func(ds *appsv1.DaemonSet) error {
-		if err := holdsTemplate(deployv1alpha1.KindDaemonSet, ds, &ds.Spec.Template, templateHash, "the resume"); err != nil {
-			return err
-		}
-		if ds.Annotations[deployv1alpha1.HeldByAnnotation] != "" {
-			unholdDaemonSet(ds)
-		}
-		return nil
-	})
-}
-
-// Release puts the owner's strategy back, which rolls the pods, and records the
-// revision released, if the DaemonSet still holds templateHash.
-func (w daemonSets) Release(ctx context.Context, c client.Client, fresh client.Reader, key types.NamespacedName,
-	revision, templateHash string) error {
-	return w.update(ctx, c, fresh, key, func(ds *appsv1.DaemonSet) error {
-		if err := holdsTemplate(deployv1alpha1.KindDaemonSet, ds, &ds.Spec.Template, templateHash, "the release of "+revision); err != nil {
-			return err
-		}
-		unholdDaemonSet(ds)
-		recordRelease(ds, revision)
-		return nil
-	})
-}
-
-// Restore puts tmpl back as the DaemonSet's template with the owner's strategy, so the
-// pods roll back, and marks the rolled-back template in the same write.
-func (w daemonSets) Restore(ctx context.Context, c client.Client, fresh client.Reader, key types.NamespacedName,
-	tmpl *corev1.PodTemplateSpec, templateHash, mark string) error {
-	return w.update(ctx, c, fresh, key, func(ds *appsv1.DaemonSet) error {
-		if gate.TemplateHash(&ds.Spec.Template) != gate.TemplateHash(tmpl) {
-			if err := holdsTemplate(deployv1alpha1.KindDaemonSet, ds, &ds.Spec.Template, templateHash, "the restore"); err != nil {
-				return err
-			}
-		}
-		ds.Spec.Template = *tmpl.DeepCopy()
-		unholdDaemonSet(ds)
-		markRolledBack(ds, mark)
-		return nil
-	})
-}
-
-// Mark sets or removes tminus's gated label.
-func (w daemonSets) Mark(ctx context.Context, c client.Client, fresh client.Reader, key types.NamespacedName, want bool) error {
-	return w.update(ctx, c, fresh, key, func(ds *appsv1.DaemonSet) error {
-		markGated(ds, want)
-		return nil
-	})
+var daemonSetWrites = strategyHeld[*appsv1.DaemonSet]{
+	kind:     deployv1alpha1.KindDaemonSet,
+	newObj:   func() *appsv1.DaemonSet { return &appsv1.DaemonSet{} },
+	template: func(ds *appsv1.DaemonSet) *corev1.PodTemplateSpec { return &ds.Spec.Template },
+	hold:     holdDaemonSet,
+	unhold:   unholdDaemonSet,
 }
 
 // DaemonSetGateView is what the gate rule needs of a DaemonSet (ds, as written) whose

@@ -45,7 +45,7 @@ func Of(kind string) Workload {
 	case deployv1alpha1.KindStatefulSet:
 		return statefulSets{}
 	case deployv1alpha1.KindDaemonSet:
-		return daemonSets{}
+		return daemonSets{daemonSetWrites}
 	}
 	return nil
 }
