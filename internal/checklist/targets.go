@@ -49,6 +49,16 @@ func (e *engine) tname() string { return e.ref().Name }
 // tdesc names the target at hand with its kind, as messages do: "StatefulSet db".
 func (e *engine) tdesc() string { return kindOf(e.ref()) + " " + e.ref().Name }
 
+// descNamed names the target called name with its kind: "DaemonSet agent".
+func (e *engine) descNamed(name string) string {
+	for _, r := range e.refs {
+		if r.Name == name {
+			return r.String()
+		}
+	}
+	return deployv1alpha1.TargetRef{Name: name}.String()
+}
+
 // descs names the i-th targets with their kinds: "Deployment web, StatefulSet db", or
 // with the kind once when they share it: "Deployment web, api".
 func (e *engine) descs(idx []int) string {
