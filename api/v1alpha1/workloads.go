@@ -28,6 +28,14 @@ const (
 	// maxUnavailable and maxSurge included.
 	OwnerStrategyAnnotation = "deploy.tminus.dev/owner-strategy"
 
+	// ServingTemplateAnnotation keeps, while tminus holds a DaemonSet, the hash of the
+	// pod template its pods ran when the hold began (none when they ran none: a
+	// DaemonSet created held). A DaemonSet has no currentRevision: under OnDelete this
+	// is what serves, whatever templates are held after it, and the only template a
+	// rollback may put back; a pod recreated under the hold (a new node, an eviction)
+	// starts on the held template, which does not make it one the DaemonSet ran.
+	ServingTemplateAnnotation = "deploy.tminus.dev/serving-template"
+
 	// HoldPartition is the partition tminus holds a StatefulSet at: no ordinal is
 	// below it, so no pod is updated, and a StatefulSet scaled up while held makes its
 	// new pods from the template that serves (a partition equal to replicas would let

@@ -215,7 +215,8 @@ func (e *engine) deploying() {
 		}
 		if !out {
 			t := e.tobs()
-			waiting = append(waiting, fmt.Sprintf("%d of %d replicas updated, %d available", t.UpdatedReplicas, t.Replicas, t.AvailableReplicas))
+			waiting = append(waiting, fmt.Sprintf("%d of %d %s updated, %d available", t.UpdatedReplicas, t.Replicas,
+				podsWord(e.ref()), t.AvailableReplicas))
 			if len(e.refs) > 1 {
 				waiting[len(waiting)-1] = e.tname() + " " + waiting[len(waiting)-1]
 			}
@@ -236,14 +237,17 @@ func (e *engine) deploying() {
 	}
 	now := e.stamp()
 	var available int32
+	var released []deployv1alpha1.TargetRef
 	for _, i := range e.releasedTargets() {
 		e.cur = i
 		e.ts().AvailableAt = &now
 		available += e.tobs().AvailableReplicas
+		released = append(released, e.ref())
 	}
 	e.st.Phase = deployv1alpha1.PhaseVerifying
 	e.event(corev1.EventTypeNormal, ReasonRolloutAvailable,
-		fmt.Sprintf("%s rolled out: %d replicas available; T-plus phases count from now", e.descs(e.releasedTargets()), available))
+		fmt.Sprintf("%s rolled out: %d %s available; T-plus phases count from now", e.descs(e.releasedTargets()), available,
+			podsWord(released...)))
 }
 
 // deployingTarget looks after the rollout of the target at hand: it reports whether

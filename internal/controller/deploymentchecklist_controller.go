@@ -562,7 +562,8 @@ func (r *DeploymentChecklistReconciler) SetupWithManager(mgr ctrl.Manager) error
 		return err
 	}
 	for _, kind := range []string{deployv1alpha1.KindStatefulSet, deployv1alpha1.KindDaemonSet} {
-		if err := (&WorkloadGateReconciler{Client: r.Client, APIReader: r.APIReader, Shards: r.Shards, Kind: kind}).SetupWithManager(mgr); err != nil {
+		if err := (&WorkloadGateReconciler{Client: r.Client, APIReader: r.APIReader, Shards: r.Shards, Kind: kind,
+			Recorder: r.Recorder}).SetupWithManager(mgr); err != nil {
 			return err
 		}
 	}

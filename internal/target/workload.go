@@ -51,7 +51,7 @@ func Of(kind string) Workload {
 	case deployv1alpha1.KindStatefulSet:
 		return statefulSets{}
 	case deployv1alpha1.KindDaemonSet:
-		return daemonSets{}
+		return daemonSets{daemonSetWrites}
 	}
 	return nil
 }
@@ -279,7 +279,7 @@ func GateViewOf(ctx context.Context, c client.Reader, kind string, key types.Nam
 		if err != nil {
 			return gate.Deployment{}, "", true, err
 		}
-		return DaemonSetGateView(&ds, revs), NotGateableDaemonSet(&ds), true, nil
+		return DaemonSetGateView(&ds, &ds, revs), NotGateableDaemonSet(&ds), true, nil
 	}
 	return gate.Deployment{}, "", false, fmt.Errorf("no gate view of kind %s", kind)
 }
