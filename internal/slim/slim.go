@@ -19,6 +19,8 @@
 package slim
 
 import (
+	"slices"
+	"strings"
 	"sync"
 
 	"k8s.io/apimachinery/pkg/api/meta"
@@ -102,10 +104,8 @@ func (r *Rule) Owed(dcl *deployv1alpha1.DeploymentChecklist) []string {
 	if !dcl.DeletionTimestamp.IsZero() {
 		owed = append(owed, OwedDeletion)
 	}
-	for _, f := range dcl.Finalizers {
-		if f == deployv1alpha1.ReleaseGuardFinalizer {
-			owed = append(owed, OwedFinalizer)
-		}
+	if slices.Contains(dcl.Finalizers, deployv1alpha1.ReleaseGuardFinalizer) {
+		owed = append(owed, OwedFinalizer)
 	}
 	if dcl.Generation != st.ObservedGeneration {
 		owed = append(owed, OwedSpec)
@@ -127,21 +127,10 @@ func (r *Rule) Owed(dcl *deployv1alpha1.DeploymentChecklist) []string {
 	if !checklist.Answered(st, obs) {
 		owed = append(owed, OwedAnnotation)
 	}
-	if st.Target != nil || st.TargetNames != joinNames(dcl.Spec.TargetNames()) {
+	if st.Target != nil || st.TargetNames != strings.Join(dcl.Spec.TargetNames(), ",") {
 		owed = append(owed, OwedUpgrade)
 	}
 	return owed
-}
-
-func joinNames(names []string) string {
-	out := ""
-	for i, n := range names {
-		if i > 0 {
-			out += ","
-		}
-		out += n
-	}
-	return out
 }
 
 // Shared by every stripped copy, never written: the cache's objects are read only
