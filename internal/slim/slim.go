@@ -26,7 +26,6 @@ import (
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
-	"k8s.io/utils/ptr"
 
 	deployv1alpha1 "github.com/tminus-dev/tminus/api/v1alpha1"
 	"github.com/tminus-dev/tminus/internal/approval"
@@ -165,7 +164,7 @@ func Strip(dcl *deployv1alpha1.DeploymentChecklist) *deployv1alpha1.DeploymentCh
 	out.Spec.Target, out.Spec.Targets, out.Spec.Revision, out.Spec.TemplateRef = s.Target, s.Targets, s.Revision, s.TemplateRef
 	out.Spec.Gate = gate.GateOf(dcl)
 	if l := history.LimitOf(dcl); l > 0 {
-		out.Spec.HistoryLimit = ptr.To(int32(l))
+		out.Spec.HistoryLimit = new(int32(l))
 	}
 	if dcl.Status.Resolved != nil {
 		out.Status.Resolved = resolvedMark
