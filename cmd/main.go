@@ -153,10 +153,11 @@ func main() {
 		"Delete release records (ConfigMaps) older than this, e.g. 8760h; 0 (the default) keeps them all: change "+
 			"management decides. Only records the manager created while it was set are deleted (their UIDs are kept in "+
 			"ConfigMaps tminus-record-ledger-<day> of --namespace), paced by --kube-api-qps.")
-	flag.BoolVar(&stripEnded, "strip-ended-checklists", false,
-		"Cache ended checklists without what no decision reads (phases, checks, approvals, the resolved template): "+
-			"memory stops growing with their statuses; reconciling an ended checklist (every one at start) then reads it "+
-			"whole from the API server, within --kube-api-qps.")
+	flag.BoolVar(&stripEnded, "strip-ended-checklists", true,
+		"Cache ended checklists that owe nothing more (restored, recorded, every sign-off and request answered) "+
+			"without what no decision reads (phases, checks, approvals, the resolved template): memory stops growing with "+
+			"their statuses, and they cost no reconcile (one still holding a workload in its name is read whole from the "+
+			"API server). false caches every checklist whole.")
 	flag.IntVar(&maxConcurrentReconciles, "max-concurrent-reconciles", 4,
 		"How many checklists are reconciled at once.")
 	flag.IntVar(&circuitFailures, "circuit-failures", breaker.DefaultThreshold,
@@ -320,7 +321,7 @@ func main() {
 		Metrics:                 metricsServerOptions,
 		WebhookServer:           webhookServer,
 		HealthProbeBindAddress:  probeAddr,
-		Cache:                   cacheOptions(stripEnded),
+		Cache:                   cacheOptions(stripEnded, webhooks),
 		LeaderElection:          enableLeaderElection,
 		LeaderElectionID:        "5ac64af1.tminus.dev",
 		LeaderElectionNamespace: leaderElectionNamespace,
@@ -451,10 +452,12 @@ func splitList(s string) []string {
 	return out
 }
 
-// cacheOptions are the manager's cache settings, stripping ended checklists when asked.
-func cacheOptions(stripEnded bool) cache.Options {
+// cacheOptions are the manager's cache settings, stripping ended checklists that owe
+// nothing unless told not to; webhooks: the approval webhook is served (operator.Setup
+// then trusts its verifications, and so does the cache's rule for what is owed).
+func cacheOptions(stripEnded, webhooks bool) cache.Options {
 	if stripEnded {
-		return controller.StrippingCacheOptions()
+		return controller.StrippingCacheOptions(webhooks)
 	}
-	return controller.CacheOptions()
+	return controller.WholeCacheOptions()
 }
