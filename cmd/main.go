@@ -115,8 +115,9 @@ func main() {
 	flag.DurationVar(&retryPeriod, "leader-elect-retry-period", 2*time.Second,
 		"How often candidates try to acquire or renew the lease.")
 	flag.IntVar(&shards, "shards", 0,
-		"Split the checklists into this many shards (by the namespace/name of the workload they gate) and run every replica: "+
-			"each holds the Leases (tminus-shard-<i>, in the leader election namespace) of about shards/replicas of them, "+
+		"Split the checklists into this many shards (by the namespace/name of the workload they gate) and run "+
+			"every replica: each holds the Leases (tminus-shard-<i>, in the leader election namespace) of about "+
+			"shards/replicas of them, "+
 			"with the --leader-elect-* timings, and reconciles only theirs; a dead replica's shards are taken over when "+
 			"their Leases expire. 0: one active replica (--leader-elect makes the others standbys). "+
 			"Webhooks are served by every replica either way.")
@@ -175,8 +176,8 @@ func main() {
 	flag.BoolVar(&webhooks, "webhooks", true,
 		"Serve the admission webhooks: the workload gates (hold a gated Deployment's, StatefulSet's or DaemonSet's new "+
 			"pod template in the write that makes it, refuse a template a checklist rolled back) and the checklist webhook "+
-			"(verifies approvals, refuses a second live checklist for a workload). Without them tminus holds changes only after the fact, "+
-			"and approvals are reported unverified.")
+			"(verifies approvals, refuses a second live checklist for a workload). Without them tminus holds changes "+
+			"only after the fact, and approvals are reported unverified.")
 	flag.BoolVar(&requireVerified, "require-verified-approvals", true,
 		"The default of spec.requireVerifiedApprovals: only sign-offs the approval webhook verified count. "+
 			"Takes effect with --webhooks (without them nothing can be verified).")

@@ -26,7 +26,8 @@ func main() {
 	interval := flag.Duration("interval", 10*time.Second, "measurement interval")
 	rounds := flag.Int("rounds", 6, "intervals measured after every gate has measured once")
 	argo := flag.String("argo-rollouts", os.Getenv("ARGO_ROLLOUTS"), "path of Argo Rollouts' rollouts-controller binary")
-	argoCRDs := flag.String("argo-crds", os.Getenv("ARGO_ROLLOUTS_CRDS"), "directory of Argo Rollouts' CRDs (manifests/crds)")
+	argoCRDs := flag.String("argo-crds", os.Getenv("ARGO_ROLLOUTS_CRDS"),
+		"directory of Argo Rollouts' CRDs (manifests/crds)")
 	out := flag.String("out", "bench-peer.json", "where to write the JSON results")
 	flag.Parse()
 	logf.SetLogger(zap.New(zap.WriteTo(io.Discard)))

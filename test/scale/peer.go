@@ -65,13 +65,13 @@ func RunPeers(ctx context.Context, cfg PeerConfig) ([]PeerResult, error) {
 		cfg.Log = func(string, ...any) {}
 	}
 	out := []PeerResult{}
-	res, err := runPeer(ctx, cfg, "tminus")
+	res, err := runPeer(ctx, cfg, tminusContender)
 	if err != nil {
 		return out, err
 	}
 	out = append(out, res)
 	if cfg.ArgoRollouts != "" {
-		res, err := runPeer(ctx, cfg, "argo-rollouts")
+		res, err := runPeer(ctx, cfg, argoContender)
 		if err != nil {
 			return out, err
 		}
@@ -80,12 +80,18 @@ func RunPeers(ctx context.Context, cfg PeerConfig) ([]PeerResult, error) {
 	return out, nil
 }
 
+// The contenders' names, as the results give them.
+const (
+	tminusContender = "tminus"
+	argoContender   = "argo-rollouts"
+)
+
 var analysisRunKind = schema.GroupVersionKind{Group: "argoproj.io", Version: "v1alpha1", Kind: "AnalysisRun"}
 
 func runPeer(ctx context.Context, cfg PeerConfig, contender string) (PeerResult, error) {
 	res := PeerResult{Contender: contender, Gates: cfg.Gates}
 	opts := testbed.Options{}
-	if contender == "argo-rollouts" {
+	if contender == argoContender {
 		crds, err := crdOnlyDir(cfg.ArgoCRDs)
 		if err != nil {
 			return res, err
@@ -125,7 +131,8 @@ func runPeer(ctx context.Context, cfg PeerConfig, contender string) (PeerResult,
 		return res, err
 	}
 	start := time.Now()
-	if err := parallel(cfg.Gates, func(i int) error { return createGate(ctx, c, cfg, contender, prom.URL, i) }); err != nil {
+	create := func(i int) error { return createGate(ctx, c, cfg, contender, prom.URL, i) }
+	if err := parallel(cfg.Gates, create); err != nil {
 		return res, err
 	}
 	cfg.Log("%s: created %d gates in %s", contender, cfg.Gates, time.Since(start).Round(time.Second))
@@ -217,7 +224,7 @@ func createGate(ctx context.Context, c client.Client, cfg PeerConfig, contender,
 	if err := c.Create(ctx, held); err != nil {
 		return err
 	}
-	if contender == "tminus" {
+	if contender == tminusContender {
 		return c.Create(ctx, newChecklist(name, name, cfg.Interval, promURL, true))
 	}
 	run := &unstructured.Unstructured{}
@@ -242,12 +249,13 @@ func createGate(ctx context.Context, c client.Client, cfg PeerConfig, contender,
 func startContender(ctx context.Context, bed *testbed.Bed, cfg PeerConfig, contender, dir string) (*exec.Cmd, error) {
 	var cmd *exec.Cmd
 	switch contender {
-	case "tminus":
-		bins, err := testbed.BuildManager(dir, "tminus")
+	case tminusContender:
+		bins, err := testbed.BuildManager(dir, tminusContender)
 		if err != nil {
 			return nil, err
 		}
-		if err := bed.Client.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: fleetLeaseNamespace}}); err != nil {
+		lease := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: fleetLeaseNamespace}}
+		if err := bed.Client.Create(ctx, lease); err != nil {
 			return nil, err
 		}
 		cmd = exec.Command(bins[0], "--kubeconfig", bed.Kubeconfig,
@@ -305,7 +313,7 @@ func waitMeasured(ctx context.Context, c client.Client, cfg PeerConfig, contende
 
 func measuredGates(ctx context.Context, c client.Client, contender string) (int, error) {
 	n := 0
-	if contender == "tminus" {
+	if contender == tminusContender {
 		var list deployv1alpha1.DeploymentChecklistList
 		if err := c.List(ctx, &list, client.InNamespace(ns)); err != nil {
 			return 0, err
