@@ -90,6 +90,11 @@ func (w *StatefulSetGate) Handle(ctx context.Context, req admission.Request) adm
 			ops = append(ops, partitionHoldPatch(old, &cur, v)...)
 			warnings = append(warnings, "tminus held this StatefulSet (spec.updateStrategy.rollingUpdate.partition): "+v.Hold)
 		}
+	} else if step := stepPartitionPatch(old, &cur); step != nil {
+		ops = append(ops, step...)
+		warnings = append(warnings, fmt.Sprintf("tminus releases this StatefulSet in steps (%s): the partition written is kept "+
+			"as the owner's (deploy.tminus.dev/owner-partition), put back after the last step; the step's stays",
+			old.Annotations[deployv1alpha1.StepAnnotation]))
 	}
 	resp := admission.Allowed("")
 	if len(ops) > 0 {
@@ -197,4 +202,53 @@ func partitionHoldPatch(old, s *appsv1.StatefulSet, v gate.Verdict) []jsonpatch.
 		ops = append(ops, jsonpatch.NewOperation("remove", "/metadata/annotations/"+pointerEscape(deployv1alpha1.HeldTemplateAnnotation), nil))
 	}
 	return ops
+}
+
+// stepPartitionPatch is the JSON patch that keeps a step's partition when a writer other
+// than tminus lowers it during a release in steps (kubectl patch, a GitOps apply of the
+// manifest's partition): the pods below the step's partition have not been released yet,
+// so the partition written becomes the owner's, kept in OwnerPartitionAnnotation and put
+// back after the last step, as a partition written during a hold is. tminus's own step
+// writes change deploy.tminus.dev/step, and its last release and restore drop it: those
+// are not kept back. Nil when the write lowers no step's partition.
+func stepPartitionPatch(old, s *appsv1.StatefulSet) []jsonpatch.JsonPatchOperation {
+	if old == nil {
+		return nil
+	}
+	step := old.Annotations[deployv1alpha1.StepAnnotation]
+	if step == "" || s.Annotations[deployv1alpha1.StepAnnotation] != step {
+		return nil
+	}
+	if _, kept := s.Annotations[deployv1alpha1.OwnerPartitionAnnotation]; !kept {
+		return nil
+	}
+	oru := old.Spec.UpdateStrategy.RollingUpdate
+	if oru == nil || oru.Partition == nil || *oru.Partition == 0 {
+		return nil
+	}
+	if s.Spec.UpdateStrategy.Type != "" && s.Spec.UpdateStrategy.Type != appsv1.RollingUpdateStatefulSetStrategyType {
+		return nil
+	}
+	ru := s.Spec.UpdateStrategy.RollingUpdate
+	written := int32(0)
+	if ru != nil && ru.Partition != nil {
+		written = *ru.Partition
+	}
+	if written >= *oru.Partition {
+		return nil
+	}
+	var ops []jsonpatch.JsonPatchOperation
+	switch {
+	case s.Spec.UpdateStrategy.Type == "":
+		ops = append(ops, jsonpatch.NewOperation("add", "/spec/updateStrategy", map[string]any{
+			"type": string(appsv1.RollingUpdateStatefulSetStrategyType), "rollingUpdate": map[string]any{"partition": *oru.Partition},
+		}))
+	case ru == nil:
+		ops = append(ops, jsonpatch.NewOperation("add", "/spec/updateStrategy/rollingUpdate",
+			map[string]any{"partition": *oru.Partition}))
+	default:
+		ops = append(ops, jsonpatch.NewOperation("add", "/spec/updateStrategy/rollingUpdate/partition", *oru.Partition))
+	}
+	return append(ops, jsonpatch.NewOperation("add", "/metadata/annotations/"+pointerEscape(deployv1alpha1.OwnerPartitionAnnotation),
+		target.OwnerPartition(ru)))
 }

@@ -670,3 +670,40 @@ func TestAChangeHeldDuringAStepKeepsTheOwnersPartitionNotTheSteps(t *testing.T) 
 	g.Expect(held.Spec.UpdateStrategy.RollingUpdate.Partition).To(HaveValue(Equal(deployv1alpha1.HoldPartition)))
 	g.Expect(held.Annotations).To(HaveKeyWithValue(deployv1alpha1.OwnerPartitionAnnotation, ""), "the owner's partition, not the step's")
 }
+
+// TestAPartitionWrittenDuringAStepIsTheOwnersAndReleasesNoPodEarly: db is in the first
+// step of a release in steps (db-2 on v2, its phase waiting an hour). Its editor,
+// wanting v2 out now, patches the partition to 0 (as a GitOps apply of a manifest
+// saying partition 0 would). No pod outside the step takes v2: the partition written
+// is kept as the owner's, put back after the last step, and the step's stays.
+func TestAPartitionWrittenDuringAStepIsTheOwnersAndReleasesNoPodEarly(t *testing.T) {
+	t.Parallel()
+	g := NewWithT(t)
+	ns := newNamespace(t)
+	s := gatedStatefulSet(t, ns, 3)
+	v2 := testbed.StatefulSet(ns, "db", "db:v2", 3)
+	v2.Labels = map[string]string{deployv1alpha1.GatedLabel: deployv1alpha1.GatedByUser}
+	g.Expect(apply(v2)).To(Succeed())
+	c := release(ns, "v2", time.Hour)
+	c.Name = "db-v2"
+	c.Spec.Target = &deployv1alpha1.TargetRef{Kind: deployv1alpha1.KindStatefulSet, Name: "db"}
+	c.Spec.Release = &deployv1alpha1.ReleaseSpec{Steps: []deployv1alpha1.ReleaseStep{
+		{Pods: intstr.FromInt32(1), Phase: c.Spec.Phases[1].Name}}}
+	g.Expect(bed.Client.Create(context.Background(), c)).To(Succeed())
+	signOff(t, c)
+	g.Eventually(func(g Gomega) {
+		var cur deployv1alpha1.DeploymentChecklist
+		g.Expect(bed.Client.Get(context.Background(), client.ObjectKeyFromObject(c), &cur)).To(Succeed())
+		g.Expect(cur.TargetStatusOf("db")).NotTo(BeNil())
+		g.Expect(cur.TargetStatusOf("db").StepReadyAt).NotTo(BeNil(), "the first step's pod runs v2, ready")
+	}, 2*time.Minute, 100*time.Millisecond).Should(Succeed())
+	g.Expect(statefulSetPodImages(g, ns, "db")).To(ConsistOf("db:v1", "db:v1", "db:v2"))
+
+	g.Expect(bed.Client.Patch(context.Background(), getStatefulSet(g, s), client.RawPatch(types.MergePatchType,
+		[]byte(`{"spec":{"updateStrategy":{"rollingUpdate":{"partition":0}}}}`)))).To(Succeed())
+	cur := getStatefulSet(g, s)
+	g.Expect(cur.Spec.UpdateStrategy.RollingUpdate.Partition).To(HaveValue(Equal(int32(2))), "the step's partition stays")
+	g.Expect(cur.Annotations).To(HaveKeyWithValue(deployv1alpha1.OwnerPartitionAnnotation, "0"))
+	g.Consistently(func(g Gomega) []string { return statefulSetPodImages(g, ns, "db") }, 3*time.Second, 200*time.Millisecond).
+		Should(ConsistOf("db:v1", "db:v1", "db:v2"), "db-0 and db-1 are not in the step")
+}
