@@ -72,6 +72,15 @@ func (w *StatefulSetGate) Handle(ctx context.Context, req admission.Request) adm
 	if v.Deny != "" {
 		return admission.Denied(v.Deny)
 	}
+	if why := target.NotGateableStatefulSet(&cur); why != "" && old != nil && v.Hold == "" &&
+		old.Annotations[deployv1alpha1.StepAnnotation] != "" && cur.Annotations[deployv1alpha1.StepAnnotation] != "" {
+		// In a step, the pods below the step's partition are not released yet: any pod
+		// deleted after this write would start on the release.
+		return admission.Denied(fmt.Sprintf("StatefulSet %s/%s is released in steps by tminus (%s, deploy.tminus.dev/step): "+
+			"this write would make it ungateable (%s), and every pod deleted afterwards would start on the release before "+
+			"its steps passed. Let the steps end, or roll the release back, first (docs/gitops.md)",
+			cur.Namespace, cur.Name, old.Annotations[deployv1alpha1.StepAnnotation], why))
+	}
 	var warnings []string
 	if warning != "" {
 		warnings = append(warnings, warning)

@@ -707,3 +707,32 @@ func TestAPartitionWrittenDuringAStepIsTheOwnersAndReleasesNoPodEarly(t *testing
 	g.Consistently(func(g Gomega) []string { return statefulSetPodImages(g, ns, "db") }, 3*time.Second, 200*time.Millisecond).
 		Should(ConsistOf("db:v1", "db:v1", "db:v2"), "db-0 and db-1 are not in the step")
 }
+
+// TestAStatefulSetInAStepCannotBeSwitchedToOnDelete: db is in the first step of a
+// release in steps; its editor switches it to OnDelete to release pods by hand. The
+// write is refused naming the step: with OnDelete every pod deleted afterwards would
+// start on the release before its steps passed.
+func TestAStatefulSetInAStepCannotBeSwitchedToOnDelete(t *testing.T) {
+	t.Parallel()
+	g := NewWithT(t)
+	ns := newNamespace(t)
+	s := gatedStatefulSet(t, ns, 3)
+	v2 := testbed.StatefulSet(ns, "db", "db:v2", 3)
+	v2.Labels = map[string]string{deployv1alpha1.GatedLabel: deployv1alpha1.GatedByUser}
+	g.Expect(apply(v2)).To(Succeed())
+	c := release(ns, "v2", time.Hour)
+	c.Name = "db-v2"
+	c.Spec.Target = &deployv1alpha1.TargetRef{Kind: deployv1alpha1.KindStatefulSet, Name: "db"}
+	c.Spec.Release = &deployv1alpha1.ReleaseSpec{Steps: []deployv1alpha1.ReleaseStep{
+		{Pods: intstr.FromInt32(1), Phase: c.Spec.Phases[1].Name}}}
+	g.Expect(bed.Client.Create(context.Background(), c)).To(Succeed())
+	signOff(t, c)
+	g.Eventually(func(g Gomega) {
+		g.Expect(getStatefulSet(g, s).Annotations).To(HaveKeyWithValue(deployv1alpha1.StepAnnotation, "1 of 2"))
+	}, 2*time.Minute, 100*time.Millisecond).Should(Succeed())
+
+	err := bed.Client.Patch(context.Background(), getStatefulSet(g, s), client.RawPatch(types.MergePatchType,
+		[]byte(`{"spec":{"updateStrategy":{"type":"OnDelete","rollingUpdate":null}}}`)))
+	g.Expect(err).To(MatchError(ContainSubstring("is released in steps by tminus (1 of 2")))
+	g.Expect(getStatefulSet(g, s).Spec.UpdateStrategy.Type).To(Equal(appsv1.RollingUpdateStatefulSetStrategyType))
+}
