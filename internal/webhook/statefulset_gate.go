@@ -65,14 +65,15 @@ func (w *StatefulSetGate) Handle(ctx context.Context, req admission.Request) adm
 		return admission.Errored(http.StatusInternalServerError, err)
 	}
 	ops := keepRefusalsIn(&cur.ObjectMeta, kept)
-	v, err := w.decide(ctx, old, &cur)
+	v, cls, err := w.decide(ctx, old, &cur)
 	if err != nil {
 		return admission.Errored(http.StatusInternalServerError, err)
 	}
 	if v.Deny != "" {
 		return admission.Denied(v.Deny)
 	}
-	if why := target.NotGateableStatefulSet(&cur); why != "" && old != nil && v.Hold == "" &&
+	stepping := slices.ContainsFunc(cls, func(c gate.Checklist) bool { return c.Live() })
+	if why := target.NotGateableStatefulSet(&cur); why != "" && old != nil && v.Hold == "" && stepping &&
 		old.Annotations[deployv1alpha1.StepAnnotation] != "" && cur.Annotations[deployv1alpha1.StepAnnotation] != "" {
 		// In a step, the pods below the step's partition are not released yet: any pod
 		// deleted after this write would start on the release.
@@ -99,7 +100,7 @@ func (w *StatefulSetGate) Handle(ctx context.Context, req admission.Request) adm
 			ops = append(ops, partitionHoldPatch(old, &cur, v)...)
 			warnings = append(warnings, "tminus held this StatefulSet (spec.updateStrategy.rollingUpdate.partition): "+v.Hold)
 		}
-	} else if step := stepPartitionPatch(old, &cur); step != nil {
+	} else if step := stepPartitionPatch(old, &cur); step != nil && stepping {
 		ops = append(ops, step...)
 		warnings = append(warnings, fmt.Sprintf("tminus releases this StatefulSet in steps (%s): the partition written is kept "+
 			"as the owner's (deploy.tminus.dev/owner-partition), put back after the last step; the step's stays",
@@ -114,35 +115,36 @@ func (w *StatefulSetGate) Handle(ctx context.Context, req admission.Request) adm
 }
 
 // decide applies the rule on the cache's view, and a write it would hold or refuse
-// again on the API server's (as DeploymentGate.decide does).
-func (w *StatefulSetGate) decide(ctx context.Context, old, cur *appsv1.StatefulSet) (gate.Verdict, error) {
+// again on the API server's (as DeploymentGate.decide does); the checklists it decided
+// with come back too (a live one among them steps the StatefulSet, if any does).
+func (w *StatefulSetGate) decide(ctx context.Context, old, cur *appsv1.StatefulSet) (gate.Verdict, []gate.Checklist, error) {
 	cls, err := target.DecidingOf(ctx, w.Reader, deployv1alpha1.KindStatefulSet, cur.Namespace, cur.Name,
 		gate.TemplateHash(&cur.Spec.Template))
 	if err != nil {
-		return gate.Verdict{}, err
+		return gate.Verdict{}, nil, err
 	}
 	var revs []appsv1.ControllerRevision
 	if cur.UID != "" {
 		if revs, err = target.ControllerRevisions(ctx, w.Reader, cur); err != nil {
-			return gate.Verdict{}, err
+			return gate.Verdict{}, nil, err
 		}
 	}
 	v := admitStatefulSet(old, cur, revs, cls)
 	if (v.Deny == "" && v.Hold == "" && !gate.AwaitsTemplate(cls)) || w.Fresh == nil {
-		return v, nil
+		return v, cls, nil
 	}
 	hash := gate.TemplateHash(&cur.Spec.Template)
 	if cls, err = target.RefreshChecklists(ctx, w.Fresh, cur.Namespace, cls, func(c *gate.Checklist) bool {
 		return c.Live() || gate.SameTemplate(c.RolledBackHash, hash)
 	}); err != nil {
-		return gate.Verdict{}, err
+		return gate.Verdict{}, nil, err
 	}
 	if cur.UID != "" {
 		if revs, err = target.ControllerRevisions(ctx, w.Fresh, cur); err != nil {
-			return gate.Verdict{}, err
+			return gate.Verdict{}, nil, err
 		}
 	}
-	return admitStatefulSet(old, cur, revs, cls), nil
+	return admitStatefulSet(old, cur, revs, cls), cls, nil
 }
 
 func admitStatefulSet(old, cur *appsv1.StatefulSet, revs []appsv1.ControllerRevision, cls []gate.Checklist) gate.Verdict {

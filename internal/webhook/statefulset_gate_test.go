@@ -736,3 +736,38 @@ func TestAStatefulSetInAStepCannotBeSwitchedToOnDelete(t *testing.T) {
 	g.Expect(err).To(MatchError(ContainSubstring("is released in steps by tminus (1 of 2")))
 	g.Expect(getStatefulSet(g, s).Spec.UpdateStrategy.Type).To(Equal(appsv1.RollingUpdateStatefulSetStrategyType))
 }
+
+// TestAStepLeftByADeletedChecklistIsTheOwnersToFinish: db is in the first step of a
+// release in steps when its checklist is deleted. Nothing steps db any more, so the
+// partition its owner then writes is admitted as written (no live checklist keeps the
+// step's), and every pod takes the template.
+func TestAStepLeftByADeletedChecklistIsTheOwnersToFinish(t *testing.T) {
+	t.Parallel()
+	g := NewWithT(t)
+	ns := newNamespace(t)
+	s := gatedStatefulSet(t, ns, 3)
+	v2 := testbed.StatefulSet(ns, "db", "db:v2", 3)
+	v2.Labels = map[string]string{deployv1alpha1.GatedLabel: deployv1alpha1.GatedByUser}
+	g.Expect(apply(v2)).To(Succeed())
+	c := release(ns, "v2", time.Hour)
+	c.Name = "db-v2"
+	c.Spec.Target = &deployv1alpha1.TargetRef{Kind: deployv1alpha1.KindStatefulSet, Name: "db"}
+	c.Spec.Release = &deployv1alpha1.ReleaseSpec{Steps: []deployv1alpha1.ReleaseStep{
+		{Pods: intstr.FromInt32(1), Phase: c.Spec.Phases[1].Name}}}
+	g.Expect(bed.Client.Create(context.Background(), c)).To(Succeed())
+	signOff(t, c)
+	g.Eventually(func(g Gomega) {
+		g.Expect(getStatefulSet(g, s).Annotations).To(HaveKeyWithValue(deployv1alpha1.StepAnnotation, "1 of 2"))
+	}, 2*time.Minute, 100*time.Millisecond).Should(Succeed())
+
+	g.Expect(bed.Client.Delete(context.Background(), c)).To(Succeed())
+	g.Eventually(func() error {
+		return bed.Client.Get(context.Background(), client.ObjectKeyFromObject(c), &deployv1alpha1.DeploymentChecklist{})
+	}, 30*time.Second, 100*time.Millisecond).Should(MatchError(ContainSubstring("not found")))
+	g.Eventually(func() error {
+		return bed.Client.Patch(context.Background(), getStatefulSet(g, s), client.RawPatch(types.MergePatchType,
+			[]byte(`{"spec":{"updateStrategy":{"rollingUpdate":{"partition":0}}}}`)))
+	}, 10*time.Second, 100*time.Millisecond).Should(Succeed())
+	g.Expect(getStatefulSet(g, s).Spec.UpdateStrategy.RollingUpdate.Partition).To(HaveValue(BeZero()))
+	waitStatefulSetRolledOut(t, s, "db:v2", 3)
+}
