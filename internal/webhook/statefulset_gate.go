@@ -191,18 +191,7 @@ func partitionHoldPatch(old, s *appsv1.StatefulSet, v gate.Verdict) []jsonpatch.
 	default:
 		want[deployv1alpha1.OwnerPartitionAnnotation] = target.OwnerPartition(ru)
 	}
-	var ops []jsonpatch.JsonPatchOperation
-	switch {
-	case s.Spec.UpdateStrategy.Type == "":
-		ops = append(ops, jsonpatch.NewOperation("add", "/spec/updateStrategy", map[string]any{
-			"type": string(appsv1.RollingUpdateStatefulSetStrategyType), "rollingUpdate": map[string]any{"partition": deployv1alpha1.HoldPartition},
-		}))
-	case ru == nil:
-		ops = append(ops, jsonpatch.NewOperation("add", "/spec/updateStrategy/rollingUpdate",
-			map[string]any{"partition": deployv1alpha1.HoldPartition}))
-	default:
-		ops = append(ops, jsonpatch.NewOperation("add", "/spec/updateStrategy/rollingUpdate/partition", deployv1alpha1.HoldPartition))
-	}
+	ops := partitionPatch(s, deployv1alpha1.HoldPartition)
 	if s.Annotations == nil {
 		return append(ops, jsonpatch.NewOperation("add", "/metadata/annotations", want))
 	}
@@ -248,18 +237,23 @@ func stepPartitionPatch(old, s *appsv1.StatefulSet) []jsonpatch.JsonPatchOperati
 	if written >= *oru.Partition {
 		return nil
 	}
-	var ops []jsonpatch.JsonPatchOperation
+	return append(partitionPatch(s, *oru.Partition), jsonpatch.NewOperation("add", "/metadata/annotations/"+pointerEscape(deployv1alpha1.OwnerPartitionAnnotation),
+		target.OwnerPartition(ru)))
+}
+
+// partitionPatch is the JSON patch setting s's rolling update partition to partition
+// (the RollingUpdate strategy when s names none), nothing else of the strategy.
+func partitionPatch(s *appsv1.StatefulSet, partition int32) []jsonpatch.JsonPatchOperation {
+	const key = "partition"
 	switch {
 	case s.Spec.UpdateStrategy.Type == "":
-		ops = append(ops, jsonpatch.NewOperation("add", "/spec/updateStrategy", map[string]any{
-			"type": string(appsv1.RollingUpdateStatefulSetStrategyType), "rollingUpdate": map[string]any{"partition": *oru.Partition},
-		}))
-	case ru == nil:
-		ops = append(ops, jsonpatch.NewOperation("add", "/spec/updateStrategy/rollingUpdate",
-			map[string]any{"partition": *oru.Partition}))
+		return []jsonpatch.JsonPatchOperation{jsonpatch.NewOperation("add", "/spec/updateStrategy", map[string]any{
+			"type": string(appsv1.RollingUpdateStatefulSetStrategyType), "rollingUpdate": map[string]any{key: partition},
+		})}
+	case s.Spec.UpdateStrategy.RollingUpdate == nil:
+		return []jsonpatch.JsonPatchOperation{jsonpatch.NewOperation("add", "/spec/updateStrategy/rollingUpdate",
+			map[string]any{key: partition})}
 	default:
-		ops = append(ops, jsonpatch.NewOperation("add", "/spec/updateStrategy/rollingUpdate/partition", *oru.Partition))
+		return []jsonpatch.JsonPatchOperation{jsonpatch.NewOperation("add", "/spec/updateStrategy/rollingUpdate/"+key, partition)}
 	}
-	return append(ops, jsonpatch.NewOperation("add", "/metadata/annotations/"+pointerEscape(deployv1alpha1.OwnerPartitionAnnotation),
-		target.OwnerPartition(ru)))
 }
