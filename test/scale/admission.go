@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	dto "github.com/prometheus/client_model/go"
@@ -17,6 +18,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/rest"
+	"k8s.io/client-go/util/retry"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	crmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
 	"sigs.k8s.io/yaml"
@@ -43,6 +45,41 @@ type PastResult struct {
 	// RequestP50Ms and P99Ms are the whole write through the API server (the gate
 	// called over HTTPS, the write stored in etcd), timed by the client.
 	RequestP50Ms, RequestP99Ms float64
+	// APIRequests the API server served during the timed writes, by verb and
+	// resource (those at least one in ten writes).
+	APIRequests map[string]float64
+}
+
+// apiRequestsBy is the API server's count of requests by verb and resource.
+func apiRequestsBy(ctx context.Context, bed *testbed.Bed) (map[string]float64, error) {
+	out := map[string]float64{}
+	var err error
+	_, err = bed.APIRequests(ctx, func(labels string) bool {
+		out[labelOf(labels, "verb")+" "+labelOf(labels, "resource")] += 0
+		return false
+	})
+	if err != nil {
+		return nil, err
+	}
+	for k := range out {
+		verb, resource, _ := strings.Cut(k, " ")
+		if out[k], err = bed.APIRequests(ctx, func(labels string) bool {
+			return labelOf(labels, "verb") == verb && labelOf(labels, "resource") == resource
+		}); err != nil {
+			return nil, err
+		}
+	}
+	return out, nil
+}
+
+// labelOf reads one label's value from a Prometheus label set's text.
+func labelOf(labels, name string) string {
+	_, v, ok := strings.Cut(labels, name+`="`)
+	if !ok {
+		return ""
+	}
+	v, _, _ = strings.Cut(v, `"`)
+	return v
 }
 
 // RunPast measures held writes through the API server: for each past in pasts, a
@@ -102,6 +139,10 @@ func RunPast(ctx context.Context, pasts []int, writes int, log func(string, ...a
 		if _, _, err := heldWrites(ctx, c, space, 20, 0); err != nil {
 			return nil, err
 		}
+		reqs0, err := apiRequestsBy(ctx, bed)
+		if err != nil {
+			return nil, err
+		}
 		before, err := webhookHistogram()
 		if err != nil {
 			return nil, err
@@ -114,7 +155,17 @@ func RunPast(ctx context.Context, pasts []int, writes int, log func(string, ...a
 		if err != nil {
 			return nil, err
 		}
-		r := PastResult{Past: past, Writes: writes, Held: held}
+		reqs1, err := apiRequestsBy(ctx, bed)
+		if err != nil {
+			return nil, err
+		}
+		r := PastResult{Past: past, Writes: writes, Held: held, APIRequests: map[string]float64{}}
+		for k, v := range reqs1 {
+			if d := v - reqs0[k]; d >= float64(writes)/10 {
+				r.APIRequests[k] = d
+			}
+		}
+		log("API requests during the %d writes (verb resource, at least one in ten writes): %v", writes, r.APIRequests)
 		r.RequestP50Ms, r.RequestP99Ms = quantile(times, 0.5)*1000, quantile(times, 0.99)*1000
 		r.WebhookP50Ms, r.WebhookP99Ms = after.minus(before).quantile(0.5)*1000, after.minus(before).quantile(0.99)*1000
 		log("%d past: %d of %d held; the gate p50 %.2f ms, p99 %.2f ms; the request p50 %.2f ms, p99 %.2f ms",
@@ -193,14 +244,20 @@ func pastOf(ctx context.Context, c client.Client, cache client.Reader, space str
 					}
 					at := metav1.Now()
 					prev, cur := "checkout:v"+strconv.Itoa(i-1), "checkout:v"+strconv.Itoa(i)
-					dcl.Status.Phase = deployv1alpha1.PhaseSucceeded
-					dcl.Status.Targets = []deployv1alpha1.ReleaseTargetStatus{{Kind: "Deployment", Name: "checkout",
-						TargetStatus: deployv1alpha1.TargetStatus{
-							PreDeployTemplateHash: hashOf(prev), PreDeployImages: []string{prev}, CapturedAt: &at,
-							CandidateTemplateHash: hashOf(cur), CandidateImages: []string{cur}, T0At: &at, ReleasedAt: &at,
-							ReleasedTemplateHash: hashOf(cur),
-						}}}
-					errs <- c.Status().Update(ctx, dcl)
+					// The manager may have reconciled it as new already: written over.
+					errs <- retry.RetryOnConflict(retry.DefaultRetry, func() error {
+						if err := c.Get(ctx, client.ObjectKeyFromObject(dcl), dcl); err != nil {
+							return err
+						}
+						dcl.Status = deployv1alpha1.DeploymentChecklistStatus{Phase: deployv1alpha1.PhaseSucceeded}
+						dcl.Status.Targets = []deployv1alpha1.ReleaseTargetStatus{{Kind: "Deployment", Name: "checkout",
+							TargetStatus: deployv1alpha1.TargetStatus{
+								PreDeployTemplateHash: hashOf(prev), PreDeployImages: []string{prev}, CapturedAt: &at,
+								CandidateTemplateHash: hashOf(cur), CandidateImages: []string{cur}, T0At: &at,
+								ReleasedAt: &at, ReleasedTemplateHash: hashOf(cur),
+							}}}
+						return c.Status().Update(ctx, dcl)
+					})
 				}
 			}()
 		}
