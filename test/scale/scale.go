@@ -66,7 +66,8 @@ type Config struct {
 	Lease time.Duration
 	// EndedPerTarget, when set, spreads the finished checklists over targets of that
 	// many each (p0, p1, ...), and the active checklists gate the first of those
-	// targets, one each, so every live release has a past. Without it each finished
+	// targets, one each, so every live release has a past (those past the number of
+	// targets gate a target of their own). Without it each finished
 	// checklist names a target of its own. The manager keeps HistoryLimit ended
 	// checklists per target (the binary's default, 10): with EndedPerTarget above it,
 	// the excess is trimmed at start, timed from the API server's count of deletes.
@@ -202,10 +203,6 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 	historyQPS := float64(history.DefaultQPS)
 	if cfg.HistoryQPS != nil {
 		historyQPS = *cfg.HistoryQPS
-	}
-	if cfg.EndedPerTarget > 0 && cfg.Active > pastTargets(cfg) {
-		return Result{}, fmt.Errorf("%d active checklists need as many targets with a past, %d ended checklists "+
-			"%d a target make %d", cfg.Active, ended(cfg), cfg.EndedPerTarget, pastTargets(cfg))
 	}
 	if cfg.TargetsPerRelease < 1 || cfg.TargetsPerRelease > deployv1alpha1.MaxTargets {
 		return Result{}, fmt.Errorf("a release gates 1 to %d targets, not %d",
@@ -533,8 +530,8 @@ func create(ctx context.Context, c client.Client, cfg Config, promURL, dead stri
 		return c.Create(ctx, dcl)
 	case i < cfg.Releases+cfg.Active:
 		gated := name
-		if cfg.EndedPerTarget > 0 {
-			gated = pastTarget(i - cfg.Releases)
+		if k := i - cfg.Releases; cfg.EndedPerTarget > 0 && k < pastTargets(cfg) {
+			gated = pastTarget(k)
 		}
 		held := testbed.Deployment(ns, gated, "svc:v1", 0)
 		held.Spec.Paused = true
