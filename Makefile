@@ -141,6 +141,10 @@ bench-scale: testbins ## Measure sizes, a dead Prometheus, distinct queries and 
 bench-past: testbins ## Time 200 held writes through the API server to the Deployment gate with 1 and 1,000 past checklists on the Deployment (PAST=1000, WRITES=200); writes bench-past.json.
 	env $(TESTBINS_ENV) go run ./hack/benchscale --past $(or $(PAST),1000) --writes $(or $(WRITES),200) --out bench-past.json
 
+.PHONY: bench-peer
+bench-peer: testbins ## Resident memory of tminus beside a peer gating GATES releases (1000) with two metrics every 10 s; ARGO_ROLLOUTS=<rollouts-controller binary> ARGO_ROLLOUTS_CRDS=<its manifests/crds>, built by you (docs/performance.md); writes bench-peer.json.
+	env $(TESTBINS_ENV) go run ./hack/benchpeer $(if $(GATES),--gates $(GATES))
+
 .PHONY: bench-dashboard
 bench-dashboard: ## Load the dashboard's list of 1,000 releases in headless Chromium (hack/install-chromium.sh) ten times and print the browser's timings.
 	go test ./internal/dashboard/ -run '^$$' -bench LoadingTheListOf1000ReleasesInABrowser -benchtime 10x -v

@@ -116,8 +116,9 @@ func main() {
 	flag.DurationVar(&retryPeriod, "leader-elect-retry-period", 2*time.Second,
 		"How often candidates try to acquire or renew the lease.")
 	flag.IntVar(&shards, "shards", 0,
-		"Split the checklists into this many shards (by their Deployment's namespace/name) and run every replica: "+
-			"each holds the Leases (tminus-shard-<i>, in the leader election namespace) of about shards/replicas of them, "+
+		"Split the checklists into this many shards (by the namespace/name of the workload they gate) and run "+
+			"every replica: each holds the Leases (tminus-shard-<i>, in the leader election namespace) of about "+
+			"shards/replicas of them, "+
 			"with the --leader-elect-* timings, and reconciles only theirs; a dead replica's shards are taken over when "+
 			"their Leases expire. 0: one active replica (--leader-elect makes the others standbys). "+
 			"Webhooks are served by every replica either way.")
@@ -157,10 +158,11 @@ func main() {
 		"Delete release records (ConfigMaps) older than this, e.g. 8760h; 0 (the default) keeps them all: change "+
 			"management decides. Only records the manager created while it was set are deleted (their UIDs are kept in "+
 			"ConfigMaps tminus-record-ledger-<day> of --namespace), paced by --kube-api-qps.")
-	flag.BoolVar(&stripEnded, "strip-ended-checklists", false,
-		"Cache ended checklists without what no decision reads (phases, checks, approvals, the resolved template): "+
-			"memory stops growing with their statuses; reconciling an ended checklist (every one at start) then reads it "+
-			"whole from the API server, within --kube-api-qps.")
+	flag.BoolVar(&stripEnded, "strip-ended-checklists", true,
+		"Cache ended checklists that owe nothing more (restored, recorded, every sign-off and request answered) "+
+			"without what no decision reads (phases, checks, approvals, the resolved template): memory stops growing with "+
+			"their statuses, and they cost no reconcile (one still holding a workload in its name is read whole from the "+
+			"API server). false caches every checklist whole.")
 	flag.IntVar(&maxConcurrentReconciles, "max-concurrent-reconciles", 4,
 		"How many checklists are reconciled at once.")
 	flag.IntVar(&circuitFailures, "circuit-failures", breaker.DefaultThreshold,
@@ -176,10 +178,10 @@ func main() {
 			"may connect to. Empty: any host but link-local, cloud metadata, loopback, unspecified and NAT64 "+
 			"addresses, which are only reachable when a CIDR listed here covers them (docs/prometheus.md).")
 	flag.BoolVar(&webhooks, "webhooks", true,
-		"Serve the admission webhooks: the Deployment gate (holds a gated Deployment's new pod template in the write "+
-			"that makes it, refuses a template a checklist rolled back) and the checklist webhook (verifies approvals, "+
-			"refuses a second live checklist for a Deployment). Without them tminus holds changes only after the fact, "+
-			"and approvals are reported unverified.")
+		"Serve the admission webhooks: the workload gates (hold a gated Deployment's, StatefulSet's or DaemonSet's new "+
+			"pod template in the write that makes it, refuse a template a checklist rolled back) and the checklist webhook "+
+			"(verifies approvals, refuses a second live checklist for a workload). Without them tminus holds changes "+
+			"only after the fact, and approvals are reported unverified.")
 	flag.BoolVar(&requireVerified, "require-verified-approvals", true,
 		"The default of spec.requireVerifiedApprovals: only sign-offs the approval webhook verified count. "+
 			"Takes effect with --webhooks (without them nothing can be verified).")
@@ -324,7 +326,7 @@ func main() {
 		Metrics:                 metricsServerOptions,
 		WebhookServer:           webhookServer,
 		HealthProbeBindAddress:  probeAddr,
-		Cache:                   cacheOptions(stripEnded),
+		Cache:                   cacheOptions(stripEnded, webhooks),
 		LeaderElection:          enableLeaderElection,
 		LeaderElectionID:        "5ac64af1.tminus.dev",
 		LeaderElectionNamespace: leaderElectionNamespace,
@@ -456,10 +458,12 @@ func splitList(s string) []string {
 	return out
 }
 
-// cacheOptions are the manager's cache settings, stripping ended checklists when asked.
-func cacheOptions(stripEnded bool) cache.Options {
+// cacheOptions are the manager's cache settings, stripping ended checklists that owe
+// nothing unless told not to; webhooks: the approval webhook is served (operator.Setup
+// then trusts its verifications, and so does the cache's rule for what is owed).
+func cacheOptions(stripEnded, webhooks bool) cache.Options {
 	if stripEnded {
-		return controller.StrippingCacheOptions()
+		return controller.StrippingCacheOptions(webhooks)
 	}
-	return controller.CacheOptions()
+	return controller.WholeCacheOptions()
 }

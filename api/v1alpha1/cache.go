@@ -6,3 +6,7 @@ package v1alpha1
 // (checklist.WholeOf), and whatever needs the whole checklist reads it from the API
 // server.
 const StrippedAnnotation = "deploy.tminus.dev/cache-stripped"
+
+// ReleaseGuardFinalizer is the finalizer earlier versions put on checklists; the
+// manager only takes it off now.
+const ReleaseGuardFinalizer = "deploy.tminus.dev/release-guard"

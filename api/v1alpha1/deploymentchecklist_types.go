@@ -21,6 +21,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/apimachinery/pkg/util/intstr"
 )
 
 // List bounds. Every list in spec and status is bounded so that a checklist, however
@@ -118,6 +119,47 @@ type ReleaseSpec struct {
 	// +kubebuilder:default=Together
 	// +optional
 	Order ReleaseOrder `json:"order,omitempty"`
+
+	// steps expose a StatefulSet's new template a few pods at a time, by its rolling
+	// update's partition: each step updates its pods (the highest ordinals), waits for
+	// them to be ready and runs its T-plus phase, judged on the updated pods alone
+	// ({{podTemplateHash}} is the update revision's hash); once it passes the next step
+	// updates more. After the last step every pod is updated (the owner's partition),
+	// and the T-plus phases no step names run as without steps. A failure or a fired
+	// rollback trigger at any step restores the pre-deploy template: only the pods
+	// updated so far roll back. Only for StatefulSets, released Together. Pods
+	// increase from step to step (counts among counts, percentages among percentages:
+	// a checklist whose percentages do not is Stalled with InvalidSpec).
+	// +listType=atomic
+	// +kubebuilder:validation:MinItems=1
+	// +kubebuilder:validation:MaxItems=8
+	// +kubebuilder:validation:XValidation:rule="self.all(s, self.exists_one(u, u.phase == s.phase))",message="spec.release.steps[].phase: each phase may follow one step only"
+	// +kubebuilder:validation:XValidation:rule="[0, 1, 2, 3, 4, 5, 6].all(i, [1, 2, 3, 4, 5, 6, 7].all(j, j <= i || j >= size(self) || type(self[i].pods) != int || type(self[j].pods) != int || int(self[i].pods) < int(self[j].pods)))",message="spec.release.steps[].pods must increase from one step to the next (pod counts among counts; percentages among percentages, which the manager checks)"
+	// +optional
+	Steps []ReleaseStep `json:"steps,omitempty"`
+}
+
+// ReleaseStep is one step of a release in steps: how many pods of each StatefulSet run
+// the new template, and the T-plus phase that judges them.
+type ReleaseStep struct {
+	// pods is how many pods take the new template at this step: a count (1) or a
+	// percentage of spec.replicas ("50%", rounded up, at least one pod). The pods are
+	// the highest ordinals: the partition is set to replicas minus pods (never below
+	// the owner's partition).
+	// +kubebuilder:validation:XIntOrString
+	// +kubebuilder:validation:MaxLength=4
+	// +kubebuilder:validation:XValidation:rule="type(self) == int ? int(self) >= 1 : string(self).matches('^([1-9][0-9]?|100)%$')",message="spec.release.steps[].pods must be a pod count of at least 1 or a percentage from 1% to 100%, e.g. \"50%\""
+	// +required
+	Pods intstr.IntOrString `json:"pods"`
+
+	// phase names the T-plus phase (of spec.phases) that judges this step: it opens
+	// its `at` after the step's pods are updated and ready, and its checks and the
+	// rollback triggers judge the updated pods ({{podTemplateHash}}). Its deadline is
+	// its timeout, or 10m. Each phase follows one step at most.
+	// +kubebuilder:validation:MinLength=2
+	// +kubebuilder:validation:MaxLength=16
+	// +required
+	Phase string `json:"phase"`
 }
 
 // TargetRef names a workload the checklist holds and rolls back, in the checklist's
@@ -614,6 +656,9 @@ type TemplateRef struct {
 // +kubebuilder:validation:XValidation:rule="has(self.target) == has(oldSelf.target)",message="spec.targets is immutable: spec.target and spec.targets cannot replace each other; create a new checklist"
 // +kubebuilder:validation:XValidation:rule="!has(self.phases) || self.phases.all(p, p.checks.all(c, !has(c.target) || (has(self.targets) ? self.targets.exists(t, t.name == c.target) : (has(self.target) && self.target.name == c.target))))",message="spec.phases[].checks[].target must name a target of spec.targets"
 // +kubebuilder:validation:XValidation:rule="!has(self.rollbackTriggers) || self.rollbackTriggers.all(r, !has(r.target) || (has(self.targets) ? self.targets.exists(t, t.name == r.target) : (has(self.target) && self.target.name == r.target)))",message="spec.rollbackTriggers[].target must name a target of spec.targets"
+// +kubebuilder:validation:XValidation:rule="!has(self.release) || !has(self.release.steps) || (has(self.targets) ? self.targets.all(t, t.kind == 'StatefulSet') : (has(self.target) && self.target.kind == 'StatefulSet'))",message="spec.release.steps: steps expose pods by a StatefulSet's partition; every target must be a StatefulSet"
+// +kubebuilder:validation:XValidation:rule="!has(self.release) || !has(self.release.steps) || !has(self.release.order) || self.release.order == 'Together'",message="spec.release.steps: a release in steps releases its targets Together (order Sequential is not supported with steps)"
+// +kubebuilder:validation:XValidation:rule="!has(self.release) || !has(self.release.steps) || !has(self.phases) || self.release.steps.all(s, self.phases.exists(p, p.name == s.phase && (p.at.startsWith('{{') || !(p.at.startsWith('-') || p.at.matches('^[+]?0+([.]0*)?(ns|us|ms|s|m|h)?$')))))",message="spec.release.steps[].phase must name a T-plus phase (at > 0) of spec.phases"
 type DeploymentChecklistSpec struct {
 	// target is the one workload of the release: the same as a spec.targets of one.
 	// Set target or targets, not both. It cannot change: the checklist records the
@@ -1042,6 +1087,16 @@ type TargetStatus struct {
 	// from it.
 	// +optional
 	AvailableAt *metav1.Time `json:"availableAt,omitempty"`
+
+	// step is, in a release in steps (spec.release.steps), the step whose pods are
+	// exposed now (1 is the first); one past the last: every pod. 0 without steps.
+	// +optional
+	Step int32 `json:"step,omitempty"`
+
+	// stepReadyAt is when the pods of the current step were all updated and ready:
+	// its phase's `at` counts from then.
+	// +optional
+	StepReadyAt *metav1.Time `json:"stepReadyAt,omitempty"`
 	// preDeployPodTemplateHash is the pod-template-hash label of the ReplicaSet that
 	// served when the checklist started: {{preDeployPodTemplateHash}} in queries, and
 	// {{podTemplateHash}} in baseline queries.

@@ -1,5 +1,7 @@
 package v1alpha1
 
+import "k8s.io/apimachinery/pkg/util/intstr"
+
 // TargetRefs are the release's targets: spec.targets, or spec.target as a list of one.
 func (s *DeploymentChecklistSpec) TargetRefs() []TargetRef {
 	if len(s.Targets) > 0 {
@@ -77,4 +79,17 @@ func (st *DeploymentChecklistStatus) TargetsOf(spec *DeploymentChecklistSpec) []
 // Sequential says whether the targets are released one after another (spec.release).
 func (s *DeploymentChecklistSpec) Sequential() bool {
 	return s.Release != nil && s.Release.Order == ReleaseSequential
+}
+
+// StepCount is how many steps a release in steps walks: spec.release.steps, and one
+// more that releases every pod unless the last step already is 100%. 0 without steps.
+func (s *DeploymentChecklistSpec) StepCount() int {
+	if s.Release == nil || len(s.Release.Steps) == 0 {
+		return 0
+	}
+	n := len(s.Release.Steps)
+	if last := s.Release.Steps[n-1].Pods; last.Type == intstr.String && last.StrVal == "100%" {
+		return n
+	}
+	return n + 1
 }

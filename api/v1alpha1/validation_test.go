@@ -12,6 +12,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/apimachinery/pkg/util/intstr"
 	"sigs.k8s.io/yaml"
 
 	deployv1alpha1 "github.com/tminus-dev/tminus/api/v1alpha1"
@@ -290,6 +291,34 @@ func TestAPIServerRefusesInvalidChecklistsNamingTheField(t *testing.T) {
 		{"a trigger judging a target not in the release", func(c *deployv1alpha1.DeploymentChecklist) {
 			c.Spec.RollbackTriggers[0].Target = "payments"
 		}, "spec", "spec.rollbackTriggers[].target must name a target of spec.targets"},
+		{"steps on a Deployment", func(c *deployv1alpha1.DeploymentChecklist) {
+			c.Spec.Release = &deployv1alpha1.ReleaseSpec{Steps: []deployv1alpha1.ReleaseStep{{Pods: intstr.FromInt32(1), Phase: "T+5m"}}}
+		}, "spec", "spec.release.steps: steps expose pods by a StatefulSet's partition; every target must be a StatefulSet"},
+		{"a step judged by a T-minus phase", func(c *deployv1alpha1.DeploymentChecklist) {
+			inSteps(c, deployv1alpha1.ReleaseStep{Pods: intstr.FromInt32(1), Phase: "T-60m"})
+		}, "spec", "spec.release.steps[].phase must name a T-plus phase (at > 0) of spec.phases"},
+		{"a step judged by a phase that does not exist", func(c *deployv1alpha1.DeploymentChecklist) {
+			inSteps(c, deployv1alpha1.ReleaseStep{Pods: intstr.FromInt32(1), Phase: "T+1h"})
+		}, "spec", "spec.release.steps[].phase must name a T-plus phase (at > 0) of spec.phases"},
+		{"two steps judged by one phase", func(c *deployv1alpha1.DeploymentChecklist) {
+			inSteps(c, deployv1alpha1.ReleaseStep{Pods: intstr.FromInt32(1), Phase: "T+5m"},
+				deployv1alpha1.ReleaseStep{Pods: intstr.FromInt32(2), Phase: "T+5m"})
+		}, "spec.release.steps", "spec.release.steps[].phase: each phase may follow one step only"},
+		{"steps whose pods decrease", func(c *deployv1alpha1.DeploymentChecklist) {
+			c.Spec.Phases = append(c.Spec.Phases, deployv1alpha1.PhaseSpec{Name: "T+10m", At: "10m", Checks: c.Spec.Phases[1].Checks})
+			inSteps(c, deployv1alpha1.ReleaseStep{Pods: intstr.FromInt32(2), Phase: "T+5m"},
+				deployv1alpha1.ReleaseStep{Pods: intstr.FromInt32(1), Phase: "T+10m"})
+		}, "spec.release.steps", "spec.release.steps[].pods must increase from one step to the next"},
+		{"a step of no pods", func(c *deployv1alpha1.DeploymentChecklist) {
+			inSteps(c, deployv1alpha1.ReleaseStep{Pods: intstr.FromInt32(0), Phase: "T+5m"})
+		}, "spec.release.steps[0].pods", "spec.release.steps[].pods must be a pod count of at least 1 or a percentage"},
+		{"a step of 150%", func(c *deployv1alpha1.DeploymentChecklist) {
+			inSteps(c, deployv1alpha1.ReleaseStep{Pods: intstr.FromString("150%"), Phase: "T+5m"})
+		}, "spec.release.steps[0].pods", "spec.release.steps[].pods must be a pod count of at least 1 or a percentage"},
+		{"steps released in sequence", func(c *deployv1alpha1.DeploymentChecklist) {
+			inSteps(c, deployv1alpha1.ReleaseStep{Pods: intstr.FromInt32(1), Phase: "T+5m"})
+			c.Spec.Release.Order = deployv1alpha1.ReleaseSequential
+		}, "spec", "spec.release.steps: a release in steps releases its targets Together"},
 		{"a history limit of none", func(c *deployv1alpha1.DeploymentChecklist) {
 			c.Spec.HistoryLimit = new(int32(0))
 		}, "spec.historyLimit", "should be greater than or equal to 1"},
@@ -584,4 +613,46 @@ func TestTheSeedTemplateSampleAndItsReleaseAreAcceptedWithTheSeedsContactsAndRun
 	g.Expect(roles).To(Equal([]string{"On-Call Engineer", "DevOps Lead", "Security Team", "Engineering Manager"}))
 	g.Expect(body.Runbooks).To(HaveLen(6))
 	g.Expect(body.Runbooks[1]).To(Equal(deployv1alpha1.Runbook{Title: "Metrics", URL: "http://checkout.default.svc/metrics"}))
+}
+
+// inSteps makes the checklist release StatefulSet db in the given steps.
+func inSteps(c *deployv1alpha1.DeploymentChecklist, steps ...deployv1alpha1.ReleaseStep) {
+	c.Spec.Target = &deployv1alpha1.TargetRef{Kind: deployv1alpha1.KindStatefulSet, Name: "db"}
+	c.Spec.Release = &deployv1alpha1.ReleaseSpec{Steps: steps}
+}
+
+func TestAReleaseInStepsOfAStatefulSetAndTheStatefulSetSampleAreAccepted(t *testing.T) {
+	bed := testbed.New(t, testbed.Options{})
+	ctx := context.Background()
+	g := NewWithT(t)
+	c := validChecklist("db-in-steps")
+	c.Spec.Phases = append(c.Spec.Phases, deployv1alpha1.PhaseSpec{Name: "T+10m", At: "10m", Checks: c.Spec.Phases[1].Checks})
+	inSteps(c, deployv1alpha1.ReleaseStep{Pods: intstr.FromInt32(1), Phase: "T+5m"},
+		deployv1alpha1.ReleaseStep{Pods: intstr.FromString("50%"), Phase: "T+10m"})
+	g.Expect(bed.Client.Create(ctx, c)).To(Succeed())
+
+	root, err := testbed.RepoRoot()
+	g.Expect(err).NotTo(HaveOccurred())
+	var tmpl deployv1alpha1.ClusterChecklistTemplate
+	var dcl deployv1alpha1.DeploymentChecklist
+	for file, obj := range map[string]any{
+		"deploy_v1alpha1_clusterchecklisttemplate.yaml":        &tmpl,
+		"deploy_v1alpha1_deploymentchecklist_statefulset.yaml": &dcl,
+	} {
+		raw, err := os.ReadFile(filepath.Join(root, "config", "samples", file))
+		g.Expect(err).NotTo(HaveOccurred())
+		g.Expect(yaml.UnmarshalStrict(raw, obj)).To(Succeed(), file)
+	}
+	dcl.Namespace = "default"
+	g.Expect(bed.Client.Create(ctx, &tmpl)).To(Succeed())
+	g.Expect(bed.Client.Create(ctx, &dcl)).To(Succeed())
+	g.Expect(dcl.Spec.Release.Steps).To(HaveLen(2))
+	body, _, err := templates.Resolve(&dcl, templates.From(&tmpl))
+	g.Expect(err).NotTo(HaveOccurred())
+	resolved := dcl.DeepCopy()
+	resolved.Spec.ChecklistBody = body
+	g.Expect(checklist.Validate(&resolved.Spec)).To(Succeed(), "the steps name T-plus phases of the template")
+	resolved.Spec.Release.Steps[1].Phase = "T-30m"
+	g.Expect(checklist.Validate(&resolved.Spec)).To(MatchError(ContainSubstring(
+		`spec.release.steps[1].phase: "T-30m" is not a T-plus phase`)))
 }

@@ -18,10 +18,23 @@ const (
 	// release puts it back.
 	OwnerPartitionAnnotation = "deploy.tminus.dev/owner-partition"
 
+	// StepAnnotation says, while tminus releases a StatefulSet in steps
+	// (spec.release.steps), which step it is on ("1 of 2"): its partition is the
+	// step's, and the owner's stays in OwnerPartitionAnnotation until the last step.
+	StepAnnotation = "deploy.tminus.dev/step"
+
 	// OwnerStrategyAnnotation keeps, while tminus holds a DaemonSet with the OnDelete
 	// strategy, the update strategy its owner set (as JSON): the release puts it back,
 	// maxUnavailable and maxSurge included.
 	OwnerStrategyAnnotation = "deploy.tminus.dev/owner-strategy"
+
+	// ServingTemplateAnnotation keeps, while tminus holds a DaemonSet, the hash of the
+	// pod template its pods ran when the hold began (none when they ran none: a
+	// DaemonSet created held). A DaemonSet has no currentRevision: under OnDelete this
+	// is what serves, whatever templates are held after it, and the only template a
+	// rollback may put back; a pod recreated under the hold (a new node, an eviction)
+	// starts on the held template, which does not make it one the DaemonSet ran.
+	ServingTemplateAnnotation = "deploy.tminus.dev/serving-template"
 
 	// HoldPartition is the partition tminus holds a StatefulSet at: no ordinal is
 	// below it, so no pod is updated, and a StatefulSet scaled up while held makes its

@@ -568,7 +568,7 @@ func (e *engine) triggers() bool {
 			tr.Message = fmt.Sprintf("fired: %s %s for %s", tr.Value, tr.Threshold, held.Round(time.Second))
 			on := ""
 			if t.Target != "" {
-				on = " on Deployment " + t.Target + "'s series"
+				on = " on " + e.descNamed(t.Target) + "'s series"
 			}
 			e.rollback(ReasonTriggerFired, fmt.Sprintf("rollback trigger %s fired%s: %s %s", t.Name, on, tr.Value, tr.Threshold), tr.Value)
 			return true

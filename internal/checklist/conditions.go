@@ -70,6 +70,11 @@ const (
 	ReasonRolloutAvailable   = "RolloutAvailable"
 	ReasonPhaseOpened        = "PhaseOpened"
 	ReasonPhasePassed        = "PhasePassed"
+	// ReasonStepReady: the pods of a step of a release in steps run the release and
+	// are ready; the step's phase judges them. ReasonStepReleased: a step passed and
+	// the next one releases more pods.
+	ReasonStepReady          = "StepReady"
+	ReasonStepReleased       = "StepReleased"
 	ReasonCheckFailed        = "CheckFailed"
 	ReasonApproved           = "Approved"
 	ReasonRestored           = "Restored"

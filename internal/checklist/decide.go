@@ -57,6 +57,9 @@ type engine struct {
 	// frozenBy says which change freezes hold T-0 now; deployAtFrozen, which will
 	// hold deployAt.
 	frozenBy, deployAtFrozen string
+	// stepBase is, while a step's phase is walked, when the step's pods were ready:
+	// the phase's `at` and its checks' grace periods count from then (steps.go).
+	stepBase *metav1.Time
 }
 
 // Decide computes, from the checklist, what this reconcile observed and the time, the

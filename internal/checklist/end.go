@@ -29,6 +29,7 @@ func (e *engine) fail(reason, msg string) {
 // rollback while the others are restored. Only when none has anything to restore does
 // it end Failed.
 func (e *engine) rollback(reason, msg, value string) {
+	msg = e.stepNote() + msg
 	dry := e.spec.Rollback.Action == deployv1alpha1.RollbackNone || !e.pauses()
 	rec := &deployv1alpha1.RollbackRecord{Reason: reason, Message: msg, Value: value, FiredAt: e.stamp(), DryRun: dry}
 	e.st.Rollback = rec

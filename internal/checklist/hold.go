@@ -169,8 +169,8 @@ func (e *engine) notSettled() {
 	if kindOf(e.ref()) != deployv1alpha1.KindDeployment {
 		between = "two revisions"
 	}
-	e.next = fmt.Sprintf("waiting for %s to settle (rolling out between %s, %d of %d replicas updated): "+
-		"what serves cannot be told yet; %s", e.tdesc(), between, t.UpdatedReplicas, t.Replicas, e.next)
+	e.next = fmt.Sprintf("waiting for %s to settle (rolling out between %s, %d of %d %s updated): "+
+		"what serves cannot be told yet; %s", e.tdesc(), between, t.UpdatedReplicas, t.Replicas, podsWord(e.ref()), e.next)
 	e.pollIn(e.p.interval)
 }
 

@@ -32,12 +32,21 @@ func NeedsFor(dcl *deployv1alpha1.DeploymentChecklist, now time.Time) Needs {
 
 	phases, tplus := p.tminus, false
 	if released(e.st.Phase) {
-		phases, tplus = p.tplus, true
+		phases, tplus = p.after, true
 	}
 	// Before the release, T-0 reached means every T-minus phase passed: nothing to
-	// measure but what waits for the new template.
-	if i := e.firstPending(phases); i >= 0 && e.st.Phase != deployv1alpha1.PhaseDeploying && (tplus || !e.atT0()) &&
-		!now.Before(e.openAt(phases, i, tplus)) {
+	// measure but what waits for the new template. While deploying, only the phase of
+	// a step of a release in steps is open, once the step's pods are ready.
+	i := e.firstPending(phases)
+	if e.st.Phase == deployv1alpha1.PhaseDeploying {
+		i = -1
+		if k := e.step(); k >= 1 && k <= len(p.steps) && e.stepBaseAt() != nil {
+			e.stepBase = e.stepBaseAt()
+			phases = []phasePlan{p.steps[k-1].phase}
+			i = e.firstPending(phases)
+		}
+	}
+	if i >= 0 && (tplus || !e.atT0()) && !now.Before(e.openAt(phases, i, tplus)) {
 		ph := phases[i]
 		rec := e.phaseRecord(ph.spec.Name)
 		for j := range ph.spec.Checks {

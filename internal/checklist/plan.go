@@ -45,6 +45,10 @@ type plan struct {
 	triggerAfter map[string]time.Duration
 	// baselined are the metrics some check or trigger compares with their baseline.
 	baselined map[string]bool
+	// steps are spec.release.steps, each with its phase (steps.go); after are the
+	// T-plus phases no step names, walked once every pod runs the release.
+	steps []stepPlan
+	after []phasePlan
 }
 
 func parsePlan(spec *deployv1alpha1.DeploymentChecklistSpec) (*plan, error) {
@@ -130,6 +134,9 @@ func parsePlan(spec *deployv1alpha1.DeploymentChecklistSpec) (*plan, error) {
 			}
 			p.triggerFor[t.Name] = d
 		}
+	}
+	if err := p.parseSteps(spec); err != nil {
+		return nil, err
 	}
 	return p, nil
 }

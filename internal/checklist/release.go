@@ -74,13 +74,16 @@ func (e *engine) release() {
 		}
 		ts.ReleasedAt = &now
 		ts.ReleasedTemplateHash = ts.CandidateTemplateHash
+		if e.stepped() {
+			ts.Step = 1
+		}
 		if len(e.refs) > 1 {
 			what = append(what, e.tname()+" "+images(ts.CandidateImages))
 		} else {
 			what = append(what, images(ts.CandidateImages))
 		}
 		if e.pauses() {
-			e.action(Action{Kind: ActionRelease, Revision: e.revision(), TemplateHash: ts.ReleasedTemplateHash})
+			e.action(e.releaseAction())
 			e.released = true
 		}
 		return true
@@ -90,6 +93,9 @@ func (e *engine) release() {
 		msg += " " + e.spec.Revision
 	}
 	msg += " (" + strings.Join(what, "; ") + ")"
+	if k := e.step(); k > 0 && k <= len(e.p.steps) {
+		msg += fmt.Sprintf("; %s: %s first, judged by %s", e.onStep(k), podsText(e.p.steps[k-1].pods), e.p.steps[k-1].phase.spec.Name)
+	}
 	if len(unchanged) > 0 {
 		msg += fmt.Sprintf("; %s did not change: not released", e.descs(unchanged))
 	}
@@ -197,6 +203,9 @@ func (e *engine) deploying() {
 	if !e.releaseGoesOn() {
 		return
 	}
+	if !e.steps() {
+		return
+	}
 	var waiting []string
 	for _, i := range e.releasedTargets() {
 		e.cur = i
@@ -206,7 +215,8 @@ func (e *engine) deploying() {
 		}
 		if !out {
 			t := e.tobs()
-			waiting = append(waiting, fmt.Sprintf("%d of %d replicas updated, %d available", t.UpdatedReplicas, t.Replicas, t.AvailableReplicas))
+			waiting = append(waiting, fmt.Sprintf("%d of %d %s updated, %d available", t.UpdatedReplicas, t.Replicas,
+				podsWord(e.ref()), t.AvailableReplicas))
 			if len(e.refs) > 1 {
 				waiting[len(waiting)-1] = e.tname() + " " + waiting[len(waiting)-1]
 			}
@@ -227,14 +237,17 @@ func (e *engine) deploying() {
 	}
 	now := e.stamp()
 	var available int32
+	var released []deployv1alpha1.TargetRef
 	for _, i := range e.releasedTargets() {
 		e.cur = i
 		e.ts().AvailableAt = &now
 		available += e.tobs().AvailableReplicas
+		released = append(released, e.ref())
 	}
 	e.st.Phase = deployv1alpha1.PhaseVerifying
 	e.event(corev1.EventTypeNormal, ReasonRolloutAvailable,
-		fmt.Sprintf("%s rolled out: %d replicas available; T-plus phases count from now", e.descs(e.releasedTargets()), available))
+		fmt.Sprintf("%s rolled out: %d %s available; T-plus phases count from now", e.descs(e.releasedTargets()), available,
+			podsWord(released...)))
 }
 
 // deployingTarget looks after the rollout of the target at hand: it reports whether
@@ -253,7 +266,7 @@ func (e *engine) deployingTarget() (out, goesOn bool) {
 		}
 		// tminus's pause (the release's resume did not land yet, or the webhook's cache
 		// lagged): release again, it is idempotent.
-		e.action(Action{Kind: ActionRelease, Revision: e.revision(), TemplateHash: e.ts().ReleasedTemplateHash})
+		e.action(e.releaseAction())
 	}
 	if e.progressDeadlineExceeded() {
 		e.rollback(ReasonRolloutStalled, fmt.Sprintf("%s exceeded its progress deadline rolling out %s",
@@ -267,7 +280,7 @@ func (e *engine) deployingTarget() (out, goesOn bool) {
 		// read the checklist again found it released): the revision is not recorded
 		// on the Deployment, so a re-applied old checklist would not know it. Release
 		// again; it is idempotent.
-		e.action(Action{Kind: ActionRelease, Revision: e.revision(), TemplateHash: e.ts().ReleasedTemplateHash})
+		e.action(e.releaseAction())
 	}
 	return e.rolledOut(), true
 }
@@ -309,6 +322,15 @@ func (e *engine) releaseGoesOn() bool {
 // refers to its template now: a change held during the rollout does not hide it.
 func (e *engine) rolledOut() bool {
 	t := e.tobs()
+	if t.UpdateHash != "" && (!t.Settled || t.ServingHash != e.ts().ReleasedTemplateHash) {
+		// A StatefulSet rolls out the pods at and above its owner's partition: with one
+		// above 0 its current revision never becomes the update revision, so it is
+		// rolled out once those pods run the release and every pod is ready.
+		want := max(t.Replicas-t.OwnerPartition, 0)
+		return t.ObservedGeneration >= t.Generation && !t.Paused && t.UpdateHash == e.ts().ReleasedTemplateHash &&
+			t.Partition <= t.OwnerPartition && t.UpdatedReplicas >= want &&
+			t.Available && t.AvailableReplicas >= t.Replicas && t.TotalReplicas == t.Replicas
+	}
 	return t.ObservedGeneration >= t.Generation && t.Settled && t.ServingHash == e.ts().ReleasedTemplateHash &&
 		t.Available && t.AvailableReplicas >= t.Replicas && t.TotalReplicas == t.Replicas
 }

@@ -24,6 +24,17 @@ func kindOf(ref deployv1alpha1.TargetRef) string {
 	return ref.Kind
 }
 
+// podsWord is what messages call the pods of targets of these kinds: "replicas", or
+// "pods" when one is a DaemonSet (one pod per node: it has no replicas).
+func podsWord(refs ...deployv1alpha1.TargetRef) string {
+	for _, r := range refs {
+		if kindOf(r) == deployv1alpha1.KindDaemonSet {
+			return "pods"
+		}
+	}
+	return "replicas"
+}
+
 // ref is the target at hand.
 func (e *engine) ref() deployv1alpha1.TargetRef {
 	if e.cur < len(e.refs) {
@@ -37,6 +48,16 @@ func (e *engine) tname() string { return e.ref().Name }
 
 // tdesc names the target at hand with its kind, as messages do: "StatefulSet db".
 func (e *engine) tdesc() string { return kindOf(e.ref()) + " " + e.ref().Name }
+
+// descNamed names the target called name with its kind: "DaemonSet agent".
+func (e *engine) descNamed(name string) string {
+	for _, r := range e.refs {
+		if r.Name == name {
+			return r.String()
+		}
+	}
+	return deployv1alpha1.TargetRef{Name: name}.String()
+}
 
 // descs names the i-th targets with their kinds: "Deployment web, StatefulSet db", or
 // with the kind once when they share it: "Deployment web, api".
@@ -247,6 +268,9 @@ func (e *engine) setT0(at *metav1.Time) {
 
 // availableAt is when the release became available: every released target at once.
 func (e *engine) availableAt() *metav1.Time {
+	if e.stepBase != nil {
+		return e.stepBase
+	}
 	for _, i := range e.releasedTargets() {
 		if at := e.tsAt(i).AvailableAt; at != nil {
 			return at

@@ -135,6 +135,13 @@ type TargetState struct {
 	GateLabel string
 	// Labels are the Deployment's labels (change freezes select by them too); only read.
 	Labels map[string]string
+	// Partition is a StatefulSet's rollingUpdate.partition now (0 when none), and
+	// OwnerPartition the one its owner set (kept in an annotation while tminus holds or
+	// steps it): the pods below it never take a new template. Both 0 for other kinds.
+	Partition, OwnerPartition int32
+	// UpdateHash is the template hash of a StatefulSet's update revision: the template
+	// of the pods at and above the partition. "" for other kinds.
+	UpdateHash string
 	// NotGateable says why tminus cannot hold the target (a StatefulSet with the
 	// OnDelete strategy, a kind it does not gate); "" when it can. Such a target is
 	// reported and never written to.
@@ -227,6 +234,12 @@ type Action struct {
 	Reason, HeldBy, HeldTemplate string
 	// Revision is what ActionRelease records.
 	Revision string
+	// Pods is, for ActionRelease of a release in steps, how many pods of the
+	// StatefulSet take the released template (the partition goes to replicas - Pods,
+	// never below the owner's); 0 releases every pod (the owner's partition). Step
+	// says which step it is ("1 of 2"), as the StatefulSet's step annotation shows.
+	Pods int32
+	Step string
 	// TemplateHash is the pod template ActionRelease, ActionResume and ActionRestore
 	// were decided on: they write only to a Deployment that still holds it (a restore
 	// also over its own template), so a push landing between the decision and the

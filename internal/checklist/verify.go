@@ -23,7 +23,7 @@ func (e *engine) verifying() {
 			e.action(Action{Kind: ActionResume, TemplateHash: t.TemplateHash})
 		}
 	}
-	if e.walk(e.p.tplus, true) {
+	if e.walk(e.p.after, true) {
 		e.st.Phase = deployv1alpha1.PhaseSucceeded
 		e.st.CurrentPhase = ""
 		e.event(corev1.EventTypeNormal, ReasonSucceeded, "every phase passed")

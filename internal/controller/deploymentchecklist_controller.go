@@ -63,7 +63,7 @@ import (
 )
 
 // Finalizer is the finalizer earlier versions put on checklists; it is only removed now.
-const Finalizer = "deploy.tminus.dev/release-guard"
+const Finalizer = deployv1alpha1.ReleaseGuardFinalizer
 
 // A reconcile whose write lost a race to another writer reads the checklist again from
 // the API server and decides again, up to conflictAttempts times in all; then it runs
@@ -167,8 +167,14 @@ func (r *DeploymentChecklistReconciler) Reconcile(ctx context.Context, req ctrl.
 	}
 	defer done()
 	if slim.Stripped(&dcl) {
-		// The cache keeps an ended checklist stripped (--strip-ended-checklists): the
-		// engine decides on the whole one only.
+		// The cache keeps an ended checklist stripped once it owes nothing it shows by
+		// itself (slim.Owed; --strip-ended-checklists): only a workload still held in
+		// its name is left to see to, and then the engine decides on the whole
+		// checklist, read from the API server. Any other is left as it is: no read.
+		held, err := r.heldInItsName(ctx, &dcl)
+		if err != nil || !held {
+			return ctrl.Result{}, err
+		}
 		dcl = deployv1alpha1.DeploymentChecklist{}
 		if err := r.fresh().Get(ctx, req.NamespacedName, &dcl); err != nil {
 			return ctrl.Result{}, client.IgnoreNotFound(err)
@@ -507,6 +513,13 @@ func (r *DeploymentChecklistReconciler) act(ctx context.Context, dcl *deployv1al
 	case checklist.ActionResume:
 		return w.Resume(ctx, r.Client, r.fresh(), key, a.TemplateHash)
 	case checklist.ActionRelease:
+		if a.Step != "" {
+			s, ok := w.(target.Stepper)
+			if !ok {
+				return fmt.Errorf("%s %s: only a StatefulSet is released in steps", a.TargetKind, a.Target)
+			}
+			return s.ReleaseStep(ctx, r.Client, r.fresh(), key, a.Revision, a.TemplateHash, a.Pods, a.Step)
+		}
 		return w.Release(ctx, r.Client, r.fresh(), key, a.Revision, a.TemplateHash)
 	case checklist.ActionRestore:
 		mark := ""
@@ -555,7 +568,8 @@ func (r *DeploymentChecklistReconciler) SetupWithManager(mgr ctrl.Manager) error
 		return err
 	}
 	for _, kind := range []string{deployv1alpha1.KindStatefulSet, deployv1alpha1.KindDaemonSet} {
-		if err := (&WorkloadGateReconciler{Client: r.Client, APIReader: r.APIReader, Shards: r.Shards, Kind: kind}).SetupWithManager(mgr); err != nil {
+		if err := (&WorkloadGateReconciler{Client: r.Client, APIReader: r.APIReader, Shards: r.Shards, Kind: kind,
+			Recorder: r.Recorder}).SetupWithManager(mgr); err != nil {
 			return err
 		}
 	}
@@ -741,19 +755,27 @@ func recordDelivery(created time.Time, before, after *deployv1alpha1.DeploymentC
 	}
 }
 
-// CacheOptions are the manager's cache settings the reconciler is built for: objects
-// are kept without their managed fields, which nothing here reads and which are a good
-// part of a cached object's size (10,000 checklists and their targets).
-func CacheOptions() cache.Options {
-	return cache.Options{DefaultTransform: cache.TransformStripManagedFields()}
+// StrippingCacheOptions are the manager's cache settings (--strip-ended-checklists, the
+// default): objects are kept without their managed fields, which nothing here reads
+// and which are a good part of a cached object's size, and an ended checklist that owes
+// nothing more is kept stripped (internal/slim), so that the cache's memory does not
+// grow with the past's statuses. verifiedApprovals is the reconciler's
+// VerifiedApprovals: the cache tells a sign-off or request not answered yet as the
+// reconciler reads it.
+func StrippingCacheOptions(verifiedApprovals bool) cache.Options {
+	return StrippingCacheOptionsWith(&slim.Rule{VerifiedApprovals: verifiedApprovals})
 }
 
-// StrippingCacheOptions is CacheOptions with ended checklists kept stripped
-// (internal/slim, --strip-ended-checklists): the cache's memory does not grow with the
-// past's statuses, and reconciling an ended checklist reads it whole from the API
-// server.
-func StrippingCacheOptions() cache.Options {
-	o := CacheOptions()
-	o.ByObject = map[client.Object]cache.ByObject{&deployv1alpha1.DeploymentChecklist{}: {Transform: slim.Transform}}
+// StrippingCacheOptionsWith is StrippingCacheOptions with the rule given, whose
+// settings may be set until the manager starts.
+func StrippingCacheOptionsWith(rule *slim.Rule) cache.Options {
+	o := WholeCacheOptions()
+	o.ByObject = map[client.Object]cache.ByObject{&deployv1alpha1.DeploymentChecklist{}: {Transform: rule.Transform}}
 	return o
+}
+
+// WholeCacheOptions are the cache settings with --strip-ended-checklists=false: every
+// checklist is cached whole, without its managed fields.
+func WholeCacheOptions() cache.Options {
+	return cache.Options{DefaultTransform: cache.TransformStripManagedFields()}
 }

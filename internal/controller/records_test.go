@@ -199,6 +199,8 @@ func TestAConfigMapPreCreatedUnderTheRecordsNameIsNotTakenForTheRecord(t *testin
 // laggingCache is a client whose cache lags once: the first read of the checklist after
 // its record was noted in status returns the version before (what an informer still
 // holds when the next reconcile starts before the status write's watch event arrived).
+// That version is made of what the API server holds: once recorded, the cache keeps
+// the checklist stripped, and the version before it held whole (its record owed).
 type laggingCache struct {
 	client.Client
 	mu     sync.Mutex
@@ -215,14 +217,22 @@ func (c *laggingCache) Get(ctx context.Context, key client.ObjectKey, obj client
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	recorded := meta.FindStatusCondition(dcl.Status.Conditions, checklist.CondRecorded)
-	if recorded == nil || recorded.Status != metav1.ConditionTrue || c.lagged {
+	if c.lagged {
+		return nil
+	}
+	var stored deployv1alpha1.DeploymentChecklist
+	if err := bed.Client.Get(ctx, key, &stored); err != nil {
+		return err
+	}
+	recorded := meta.FindStatusCondition(stored.Status.Conditions, checklist.CondRecorded)
+	if recorded == nil || recorded.Status != metav1.ConditionTrue {
 		return nil
 	}
 	// The version the informer still holds: the ending written, the record not noted.
 	c.lagged = true
 	recorded.Status, recorded.Reason, recorded.Message = metav1.ConditionFalse, checklist.ReasonRecordPending, "owed"
-	dcl.Status.Record, dcl.Status.RecordUID = "", ""
+	stored.Status.Record, stored.Status.RecordUID = "", ""
+	stored.DeepCopyInto(dcl)
 	return nil
 }
 

@@ -28,6 +28,7 @@ import (
 	"github.com/tminus-dev/tminus/internal/checklist"
 	"github.com/tminus-dev/tminus/internal/httpcheck"
 	"github.com/tminus-dev/tminus/internal/prometheus"
+	"github.com/tminus-dev/tminus/internal/slim"
 	"github.com/tminus-dev/tminus/test/testbed"
 )
 
@@ -111,12 +112,15 @@ func startManagerSeeing(t *testing.T, ns string, sel labels.Selector, metrics Me
 	wrap func(client.Client, context.CancelFunc) client.Client, opts ...func(*DeploymentChecklistReconciler)) *manager {
 	t.Helper()
 	skip := true
-	cacheOpts := CacheOptions()
+	// The cache reads sign-offs as the reconciler does: its settings are known below.
+	rule := &slim.Rule{}
+	cacheOpts := StrippingCacheOptionsWith(rule)
 	if ns != "" {
 		cacheOpts.DefaultNamespaces = map[string]cache.Config{ns: {}}
 	}
 	if sel != nil {
-		cacheOpts.ByObject = map[client.Object]cache.ByObject{&deployv1alpha1.DeploymentChecklist{}: {Label: sel}}
+		cacheOpts.ByObject = map[client.Object]cache.ByObject{&deployv1alpha1.DeploymentChecklist{}: {Label: sel,
+			Transform: rule.Transform}}
 	}
 	mgr, err := ctrl.NewManager(bed.Config, ctrl.Options{
 		Scheme:                 bed.Client.Scheme(),
@@ -145,6 +149,7 @@ func startManagerSeeing(t *testing.T, ns string, sel labels.Selector, metrics Me
 	for _, o := range opts {
 		o(r)
 	}
+	rule.VerifiedApprovals = r.VerifiedApprovals
 	if err := r.SetupWithManager(mgr); err != nil {
 		t.Fatal(err)
 	}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 
 	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/types"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/builder"
@@ -34,7 +35,14 @@ type WorkloadGateReconciler struct {
 	Shards *shard.Set
 	// Kind is the kind of workload reconciled.
 	Kind string
+	// Recorder tells, on a DaemonSet tminus holds, of pods recreated on the held
+	// template; none are told of when nil.
+	Recorder EventRecorder
 }
+
+// ReasonHeldTemplateRunning is the Warning event on a DaemonSet tminus holds whose pods
+// recreated under the hold run the held template.
+const ReasonHeldTemplateRunning = "HeldTemplateRunning"
 
 // Reconcile brings one workload's label and hold in line with its checklists.
 func (r *WorkloadGateReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
@@ -71,6 +79,9 @@ func (r *WorkloadGateReconciler) Reconcile(ctx context.Context, req ctrl.Request
 	if !view.Paused || view.HeldBy == "" {
 		return ctrl.Result{}, nil
 	}
+	if err := r.warnHeldPods(ctx, req.NamespacedName); err != nil {
+		return ctrl.Result{}, err
+	}
 	switch {
 	case gate.ShouldResume(&view, cls):
 		log.Info("taking tminus's hold off: nothing holds it", "heldBy", view.HeldBy)
@@ -86,6 +97,37 @@ func (r *WorkloadGateReconciler) Reconcile(ctx context.Context, req ctrl.Request
 		return ctrl.Result{}, ignoreGone(w.Hold(ctx, r.Client, fresh, req.NamespacedName, deployv1alpha1.HeldByAdmission, reason, view.TemplateHash))
 	}
 	return ctrl.Result{}, nil
+}
+
+// warnHeldPods records a Warning event on a DaemonSet tminus holds whose pods run the
+// held template: OnDelete holds against the DaemonSet controller only, and a pod
+// recreated while held (a new node, an eviction, kubectl delete pod) starts on the held
+// template. The SRE reading kubectl describe sees which pods run a template no checklist
+// released, and how to list them. The event repeats (and is counted) while they do.
+func (r *WorkloadGateReconciler) warnHeldPods(ctx context.Context, key types.NamespacedName) error {
+	if r.Kind != deployv1alpha1.KindDaemonSet || r.Recorder == nil {
+		return nil
+	}
+	var ds appsv1.DaemonSet
+	if err := r.Get(ctx, key, &ds); err != nil {
+		return client.IgnoreNotFound(err)
+	}
+	held, err := target.DaemonSetHeldPods(ctx, r.Client, &ds)
+	if err != nil || held.Pods == 0 {
+		return err
+	}
+	serving := "the template that serves"
+	if held.ServingImages != nil {
+		serving = gate.ImageList(held.ServingImages)
+	}
+	r.Recorder.Eventf(&ds, nil, corev1.EventTypeWarning, ReasonHeldTemplateRunning, "Hold",
+		"%d pod(s) of DaemonSet %s run the held pod template (%s), which no checklist released: they were created "+
+			"while tminus holds the DaemonSet with OnDelete (a new node, an eviction, a deleted pod), and OnDelete cannot "+
+			"keep a new pod on %s. List them: kubectl get pods -n %s -l %s=%s. They stay on it until a checklist releases "+
+			"it (then every pod takes it) or a rollback restores %s",
+		held.Pods, key.Name, gate.ImageList(held.Images), serving, key.Namespace, appsv1.DefaultDaemonSetUniqueLabelKey,
+		held.RevisionHash, serving)
+	return nil
 }
 
 // SetupWithManager watches the workloads of the kind tminus marked or holds, and every

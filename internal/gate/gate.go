@@ -715,7 +715,7 @@ func Admit(old *Deployment, cur *Deployment, cls []Checklist) Verdict { //nolint
 
 // howToAllow ends a refusal of a rolled-back template.
 var howToAllow = fmt.Sprintf("commit a new revision with a checklist of its own; to allow this template again, someone with "+
-	"the verb %s on deploymentchecklists in the namespace takes it out of the Deployment's annotation %s, "+
+	"the verb %s on deploymentchecklists in the namespace takes it out of the workload's annotation %s, "+
 	"and deletes the checklist that rolled it back if it still exists (docs/gitops.md)",
 	deployv1alpha1.UnrefuseVerb, deployv1alpha1.RefusedTemplatesAnnotation)
 

@@ -452,7 +452,7 @@ func startManagerWithWebhooks(t *testing.T, ctx context.Context, bed *testbed.Be
 		Scheme:                 bed.Client.Scheme(),
 		Metrics:                metricsserver.Options{BindAddress: "0"},
 		HealthProbeBindAddress: "0",
-		Cache:                  controller.CacheOptions(),
+		Cache:                  controller.StrippingCacheOptions(true),
 		Controller:             config.Controller{SkipNameValidation: new(true)}, // one manager per test
 		WebhookServer:          crwebhook.NewServer(crwebhook.Options{Host: host, Port: port, CertDir: certDir}),
 	})

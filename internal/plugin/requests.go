@@ -102,19 +102,22 @@ func (o *options) retryCommand() *cobra.Command {
 			if err != nil {
 				return err
 			}
+			revision, targets := retryRevision(c, ns, made)
 			_, err = fmt.Fprintf(o.out, "deploymentchecklist/%s created: it retries %s (revision %s) and asks its sign-offs again; "+
-				"push the revision's template again if the Deployment no longer holds it\n", made, args[0], retryRevision(c, ns, made))
+				"push the revision's template again if %s no longer holds it\n", made, args[0], revision, targets)
 			return err
 		},
 	}
 }
 
-func retryRevision(c client.Client, ns, name string) string {
+// retryRevision is the revision the checklist name releases, and its targets as messages
+// name them ("StatefulSet db").
+func retryRevision(c client.Client, ns, name string) (revision, targets string) {
 	var dcl deployv1alpha1.DeploymentChecklist
 	if err := c.Get(context.Background(), types.NamespacedName{Namespace: ns, Name: name}, &dcl); err != nil {
-		return "?"
+		return "?", "its target"
 	}
-	return approval.Revision(&dcl)
+	return approval.Revision(&dcl), deployv1alpha1.DescribeTargets(dcl.Spec.TargetRefs())
 }
 
 // retrySuffix ends the name of a checklist made by Retry.

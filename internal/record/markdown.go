@@ -168,6 +168,9 @@ func targetLines(w func(string, ...any), r Record) {
 		} else if len(r.Targets) > 0 {
 			w("%s- **Released:** nothing (its template did not change)\n", indent)
 		}
+		if t.Step > 0 {
+			w("%s- **Steps:** reached step %d of %d\n", indent, min(t.Step, t.Steps), t.Steps)
+		}
 		if t.Restored != nil {
 			w("%s- **Restored:** %s\n", indent, stamp(t.Restored))
 		}

@@ -124,6 +124,10 @@ type Target struct {
 	// (records of a release of several targets).
 	Released *time.Time `json:"released,omitempty"`
 	Restored *time.Time `json:"restored,omitempty"`
+	// Step is, in a release in steps (spec.release.steps), the step it reached, of
+	// Steps in all (the last one releases every pod).
+	Step  int32 `json:"step,omitempty"`
+	Steps int32 `json:"steps,omitempty"`
 }
 
 // Timings of the release; absent ones did not happen.
@@ -294,6 +298,9 @@ func Build(dcl *deployv1alpha1.DeploymentChecklist) Record {
 				t.ReleasedImages = ts.CandidateImages
 			}
 			t.Released, t.Restored = ptime(ts.ReleasedAt), ptime(ts.RestoredAt)
+			if ts.Step > 0 {
+				t.Step, t.Steps = ts.Step, int32(dcl.Spec.StepCount())
+			}
 			// The release's timings: T-0 and the first release, the last to be available
 			// and to be restored.
 			r.Timings.T0 = earliest(r.Timings.T0, ptime(ts.T0At))

@@ -10,6 +10,7 @@ import (
 
 	. "github.com/onsi/gomega"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/intstr"
 
 	deployv1alpha1 "github.com/tminus-dev/tminus/api/v1alpha1"
 	"github.com/tminus-dev/tminus/internal/templates"
@@ -152,4 +153,19 @@ func TestARecordListsTheContactsAndRunbooksOfTheTemplateWithTheChecklistsOwnWinn
 	md := Markdown(r)
 	g.Expect(md).To(ContainSubstring("| Security Team | secops | security@shop.example |"))
 	g.Expect(md).To(ContainSubstring("- [Health Check](http://checkout.shop.svc/health)"))
+}
+
+// TestARecordOfAReleaseInStepsSaysTheStepItReached: the StatefulSet rolled back at the
+// first of two steps (one pod, then every pod).
+func TestARecordOfAReleaseInStepsSaysTheStepItReached(t *testing.T) {
+	g := NewWithT(t)
+	dcl := rolledBack()
+	dcl.Spec.Target = &deployv1alpha1.TargetRef{Kind: deployv1alpha1.KindStatefulSet, Name: "db"}
+	dcl.Spec.Release = &deployv1alpha1.ReleaseSpec{Steps: []deployv1alpha1.ReleaseStep{{Pods: intstr.FromInt32(1), Phase: "T+5m"}}}
+	dcl.Status.Targets = []deployv1alpha1.ReleaseTargetStatus{{Kind: deployv1alpha1.KindStatefulSet, Name: "db",
+		TargetStatus: deployv1alpha1.TargetStatus{Step: 1, ReleasedAt: new(at(3)), RestoredAt: new(at(7))}}}
+	dcl.Status.Target = nil
+	r := Build(dcl)
+	g.Expect([]int32{r.Target.Step, r.Target.Steps}).To(Equal([]int32{1, 2}))
+	g.Expect(Markdown(r)).To(ContainSubstring("- **Steps:** reached step 1 of 2\n"))
 }

@@ -28,7 +28,12 @@ func Timeline(w io.Writer, dcl *deployv1alpha1.DeploymentChecklist, now time.Tim
 	}
 	st := &dcl.Status
 	var b strings.Builder
-	fmt.Fprintf(&b, "%s/%s  target Deployment/%s", dcl.Namespace, dcl.Name, strings.Join(dcl.Spec.TargetNames(), ",Deployment/"))
+	refs := dcl.Spec.TargetRefs()
+	targets := make([]string, len(refs))
+	for i, r := range refs {
+		targets[i] = r.KindOf() + "/" + r.Name
+	}
+	fmt.Fprintf(&b, "%s/%s  target %s", dcl.Namespace, dcl.Name, strings.Join(targets, ","))
 	if dcl.Spec.Revision != "" {
 		fmt.Fprintf(&b, "  revision %s", dcl.Spec.Revision)
 	}

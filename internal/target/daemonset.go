@@ -9,7 +9,6 @@ import (
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -25,8 +24,6 @@ import (
 // held that way, nor one that runs on no node: both are reported and never touched.
 
 // +kubebuilder:rbac:groups=apps,resources=daemonsets,verbs=get;list;watch;update;patch
-
-type daemonSets struct{}
 
 func (daemonSets) Kind() string { return deployv1alpha1.KindDaemonSet }
 
@@ -69,32 +66,19 @@ func (daemonSets) Observe(ctx context.Context, c client.Reader, key types.Namesp
 
 // DaemonSetControllerRevisions lists the ControllerRevisions the DaemonSet owns.
 func DaemonSetControllerRevisions(ctx context.Context, c client.Reader, ds *appsv1.DaemonSet) ([]appsv1.ControllerRevision, error) {
-	opts := []client.ListOption{client.InNamespace(ds.Namespace)}
-	if ds.Spec.Selector != nil {
-		if sel, err := metav1.LabelSelectorAsSelector(ds.Spec.Selector); err == nil && !sel.Empty() {
-			opts = append(opts, client.MatchingLabelsSelector{Selector: sel})
-		}
-	}
-	var list appsv1.ControllerRevisionList
-	if err := c.List(ctx, &list, opts...); err != nil {
-		return nil, fmt.Errorf("listing ControllerRevisions of DaemonSet %s/%s: %w", ds.Namespace, ds.Name, err)
-	}
-	out := list.Items[:0]
-	for _, r := range list.Items {
-		if ref := metav1.GetControllerOf(&r); ref != nil && ref.UID == ds.UID {
-			out = append(out, r)
-		}
-	}
-	return out, nil
+	return ownedRevisions(ctx, c, deployv1alpha1.KindDaemonSet, ds, ds.Spec.Selector)
 }
 
 // DaemonSetState is what the engine needs of a DaemonSet and its ControllerRevisions.
 // Every scheduled pod runs the template (updatedNumberScheduled) or none does: either
-// way it is settled. What serves is the template in the first case; in the second (a
-// new template held, at admission or by a checklist) it is the revision before the
-// template's, as kubectl rollout undo takes it (a DaemonSet has no currentRevision, and
-// tminus does not read pods), once a pod runs: as for a Deployment, whether the pods are
-// available does not change what they run.
+// way it is settled, and so it is when the pods that run it were recreated under
+// tminus's hold (OnDelete keeps the others where they are). What serves is the template once every pod runs it; while tminus holds the
+// DaemonSet it is the template recorded when the hold began (ServingTemplateAnnotation:
+// a DaemonSet has no currentRevision), whatever templates were held since. Nothing
+// serves when neither says: it is never guessed from revision numbers. A pod recreated
+// under the hold runs the held template, which does not make it one the DaemonSet ran
+// (TemplateFirstRan stays zero). As for a Deployment, whether the pods are available
+// does not change what they run.
 func DaemonSetState(ds *appsv1.DaemonSet, revs []appsv1.ControllerRevision) checklist.TargetState {
 	st := ds.Status
 	t := checklist.TargetState{
@@ -118,8 +102,10 @@ func DaemonSetState(ds *appsv1.DaemonSet, revs []appsv1.ControllerRevision) chec
 		NotGateable:        NotGateableDaemonSet(ds),
 		PodTemplateHashes:  map[string]string{},
 	}
+	underHold := startedUnderHold(ds, t.TemplateHash)
+	kept := keptServing(ds)
 	allUpdated := st.UpdatedNumberScheduled >= st.DesiredNumberScheduled && st.DesiredNumberScheduled > 0
-	t.Settled = st.ObservedGeneration >= ds.Generation && (allUpdated || st.UpdatedNumberScheduled == 0)
+	t.Settled = st.ObservedGeneration >= ds.Generation && (allUpdated || st.UpdatedNumberScheduled == 0 || underHold)
 	for i := range revs {
 		rev := &revs[i]
 		tmpl := revisionTemplate(rev)
@@ -128,53 +114,81 @@ func DaemonSetState(ds *appsv1.DaemonSet, revs []appsv1.ControllerRevision) chec
 		}
 		h := gate.TemplateHash(tmpl)
 		t.PodTemplateHashes[h] = rev.Labels[appsv1.DefaultDaemonSetUniqueLabelKey]
+		if t.Settled && (gate.SameTemplate(kept, h) || (kept == "" && h == t.TemplateHash && allUpdated && !underHold)) {
+			t.Serving, t.ServingHash = tmpl, h
+			t.ServingRevision = strconv.FormatInt(rev.Revision, 10)
+			t.ServingPodTemplateHash = rev.Labels[appsv1.DefaultDaemonSetUniqueLabelKey]
+		}
 		if h != t.TemplateHash {
 			continue
 		}
 		t.Revision = strconv.FormatInt(rev.Revision, 10)
-		if st.UpdatedNumberScheduled > 0 {
+		if st.UpdatedNumberScheduled > 0 && !underHold {
 			t.TemplateFirstRan = rev.CreationTimestamp.Time
-		}
-		if t.Settled && allUpdated {
-			t.Serving, t.ServingHash = tmpl, h
-			t.ServingRevision = t.Revision
-			t.ServingPodTemplateHash = rev.Labels[appsv1.DefaultDaemonSetUniqueLabelKey]
-		}
-	}
-	if t.Settled && st.UpdatedNumberScheduled == 0 && st.CurrentNumberScheduled > 0 {
-		if prev := previousRevision(revs, t.TemplateHash); prev != nil {
-			tmpl := revisionTemplate(prev)
-			t.Serving, t.ServingHash = tmpl, gate.TemplateHash(tmpl)
-			t.ServingRevision = strconv.FormatInt(prev.Revision, 10)
-			t.ServingPodTemplateHash = prev.Labels[appsv1.DefaultDaemonSetUniqueLabelKey]
 		}
 	}
 	return t
 }
 
-// previousRevision is the newest revision of another template than templateHash's,
-// older than its revision (any, when no revision holds templateHash yet: the DaemonSet
-// controller writes it after the write that changed the template); nil when there is
-// none, as for a DaemonSet created held.
-func previousRevision(revs []appsv1.ControllerRevision, templateHash string) *appsv1.ControllerRevision {
-	newest := int64(-1)
+// keptServing is the template hash ServingTemplateAnnotation records while tminus holds
+// the DaemonSet, "" when it does not hold it or recorded none.
+func keptServing(ds *appsv1.DaemonSet) string {
+	if !daemonSetHeld(ds) {
+		return ""
+	}
+	return ds.Annotations[deployv1alpha1.ServingTemplateAnnotation]
+}
+
+// startedUnderHold says whether the pods of the template (hash) that stored's status
+// counts as updated started under tminus's OnDelete hold: stored is held, and the
+// template is not the one recorded as serving when the hold began (or, on a hold
+// recorded without it, is the held change). Such pods were recreated (a new node, an
+// eviction, a deleted pod) on a template no checklist released.
+func startedUnderHold(stored *appsv1.DaemonSet, hash string) bool {
+	if !daemonSetHeld(stored) {
+		return false
+	}
+	if kept := stored.Annotations[deployv1alpha1.ServingTemplateAnnotation]; kept != "" {
+		return !gate.SameTemplate(kept, hash)
+	}
+	return gate.SameTemplate(stored.Annotations[deployv1alpha1.HeldTemplateAnnotation], hash)
+}
+
+// runsTemplate says whether every pod the DaemonSet schedules runs its template, as its
+// controller last saw it.
+func runsTemplate(ds *appsv1.DaemonSet) bool {
+	st := ds.Status
+	return st.ObservedGeneration >= ds.Generation && st.DesiredNumberScheduled > 0 &&
+		st.UpdatedNumberScheduled >= st.DesiredNumberScheduled
+}
+
+// DaemonSetServingTemplate is the template hash a hold of the DaemonSet as stored keeps
+// as serving (ServingTemplateAnnotation): the one kept when it is held already, else its
+// template once every pod runs it; "" when neither (nothing is guessed).
+func DaemonSetServingTemplate(stored *appsv1.DaemonSet) string {
+	if daemonSetHeld(stored) {
+		return stored.Annotations[deployv1alpha1.ServingTemplateAnnotation]
+	}
+	if runsTemplate(stored) {
+		return gate.TemplateHash(&stored.Spec.Template)
+	}
+	return ""
+}
+
+// HeldTemplateRunning is how many of the held DaemonSet's pods run its template though
+// they started under tminus's hold, and the ControllerRevision hash that labels them
+// (controller-revision-hash); 0 when none.
+func HeldTemplateRunning(ds *appsv1.DaemonSet, revs []appsv1.ControllerRevision) (pods int32, revisionHash string) {
+	h := gate.TemplateHash(&ds.Spec.Template)
+	if ds.Status.UpdatedNumberScheduled == 0 || ds.Status.ObservedGeneration < ds.Generation || !startedUnderHold(ds, h) {
+		return 0, ""
+	}
 	for i := range revs {
-		if tmpl := revisionTemplate(&revs[i]); tmpl != nil && gate.TemplateHash(tmpl) == templateHash {
-			newest = revs[i].Revision
+		if tmpl := revisionTemplate(&revs[i]); tmpl != nil && gate.TemplateHash(tmpl) == h {
+			revisionHash = revs[i].Labels[appsv1.DefaultDaemonSetUniqueLabelKey]
 		}
 	}
-	var prev *appsv1.ControllerRevision
-	for i := range revs {
-		rev := &revs[i]
-		tmpl := revisionTemplate(rev)
-		if tmpl == nil || gate.TemplateHash(tmpl) == templateHash || (newest >= 0 && rev.Revision > newest) {
-			continue
-		}
-		if prev == nil || rev.Revision > prev.Revision {
-			prev = rev
-		}
-	}
-	return prev
+	return ds.Status.UpdatedNumberScheduled, revisionHash
 }
 
 // holdDaemonSet switches the DaemonSet to OnDelete, keeping the owner's strategy.
@@ -190,6 +204,11 @@ func holdDaemonSet(ds *appsv1.DaemonSet) error {
 		return err
 	}
 	annotate(ds, deployv1alpha1.OwnerStrategyAnnotation, string(raw))
+	if serving := DaemonSetServingTemplate(ds); serving != "" {
+		annotate(ds, deployv1alpha1.ServingTemplateAnnotation, serving)
+	} else {
+		delete(ds.Annotations, deployv1alpha1.ServingTemplateAnnotation)
+	}
 	ds.Spec.UpdateStrategy = appsv1.DaemonSetUpdateStrategy{Type: appsv1.OnDeleteDaemonSetStrategyType}
 	return nil
 }
@@ -205,94 +224,34 @@ func unholdDaemonSet(ds *appsv1.DaemonSet) {
 		ds.Spec.UpdateStrategy = owner
 	}
 	delete(ds.Annotations, deployv1alpha1.OwnerStrategyAnnotation)
+	delete(ds.Annotations, deployv1alpha1.ServingTemplateAnnotation)
 	delete(ds.Annotations, deployv1alpha1.HeldByAnnotation)
 	delete(ds.Annotations, deployv1alpha1.HoldReasonAnnotation)
 	delete(ds.Annotations, deployv1alpha1.HeldTemplateAnnotation)
 }
 
-func newDaemonSet() *appsv1.DaemonSet { return &appsv1.DaemonSet{} }
-
-func (daemonSets) update(ctx context.Context, c client.Client, fresh client.Reader, key types.NamespacedName,
-	mutate func(*appsv1.DaemonSet) error) error {
-	return updateObject(ctx, c, fresh, key, deployv1alpha1.KindDaemonSet, newDaemonSet, mutate)
+// daemonSets holds, releases and restores a DaemonSet through strategyHeld, with the
+// OnDelete hold.
+type daemonSets struct {
+	strategyHeld[*appsv1.DaemonSet]
 }
 
-// Hold switches the DaemonSet to OnDelete for heldBy, with the reason and, for a held
-// change, the template it holds.
-func (w daemonSets) Hold(ctx context.Context, c client.Client, fresh client.Reader, key types.NamespacedName,
-	heldBy, reason, heldTemplate string) error {
-	return w.update(ctx, c, fresh, key, func(ds *appsv1.DaemonSet) error {
-		if err := holdDaemonSet(ds); err != nil {
-			return err
-		}
-		annotate(ds, deployv1alpha1.HeldByAnnotation, heldBy)
-		annotate(ds, deployv1alpha1.HoldReasonAnnotation, reason)
-		if heldTemplate != "" {
-			annotate(ds, deployv1alpha1.HeldTemplateAnnotation, heldTemplate)
-		} else {
-			delete(ds.Annotations, deployv1alpha1.HeldTemplateAnnotation)
-		}
-		return nil
-	})
+var daemonSetWrites = strategyHeld[*appsv1.DaemonSet]{
+	kind:     deployv1alpha1.KindDaemonSet,
+	newObj:   func() *appsv1.DaemonSet { return &appsv1.DaemonSet{} },
+	template: func(ds *appsv1.DaemonSet) *corev1.PodTemplateSpec { return &ds.Spec.Template },
+	hold:     holdDaemonSet,
+	unhold:   unholdDaemonSet,
 }
 
-// Resume puts the owner's strategy back if tminus holds the DaemonSet and it still
-// holds templateHash.
-func (w daemonSets) Resume(ctx context.Context, c client.Client, fresh client.Reader, key types.NamespacedName, templateHash string) error {
-	return w.update(ctx, c, fresh, key, func(ds *appsv1.DaemonSet) error {
-		if err := holdsTemplate(deployv1alpha1.KindDaemonSet, ds, &ds.Spec.Template, templateHash, "the resume"); err != nil {
-			return err
-		}
-		if ds.Annotations[deployv1alpha1.HeldByAnnotation] != "" {
-			unholdDaemonSet(ds)
-		}
-		return nil
-	})
-}
-
-// Release puts the owner's strategy back, which rolls the pods, and records the
-// revision released, if the DaemonSet still holds templateHash.
-func (w daemonSets) Release(ctx context.Context, c client.Client, fresh client.Reader, key types.NamespacedName,
-	revision, templateHash string) error {
-	return w.update(ctx, c, fresh, key, func(ds *appsv1.DaemonSet) error {
-		if err := holdsTemplate(deployv1alpha1.KindDaemonSet, ds, &ds.Spec.Template, templateHash, "the release of "+revision); err != nil {
-			return err
-		}
-		unholdDaemonSet(ds)
-		recordRelease(ds, revision)
-		return nil
-	})
-}
-
-// Restore puts tmpl back as the DaemonSet's template with the owner's strategy, so the
-// pods roll back, and marks the rolled-back template in the same write.
-func (w daemonSets) Restore(ctx context.Context, c client.Client, fresh client.Reader, key types.NamespacedName,
-	tmpl *corev1.PodTemplateSpec, templateHash, mark string) error {
-	return w.update(ctx, c, fresh, key, func(ds *appsv1.DaemonSet) error {
-		if gate.TemplateHash(&ds.Spec.Template) != gate.TemplateHash(tmpl) {
-			if err := holdsTemplate(deployv1alpha1.KindDaemonSet, ds, &ds.Spec.Template, templateHash, "the restore"); err != nil {
-				return err
-			}
-		}
-		ds.Spec.Template = *tmpl.DeepCopy()
-		unholdDaemonSet(ds)
-		markRolledBack(ds, mark)
-		return nil
-	})
-}
-
-// Mark sets or removes tminus's gated label.
-func (w daemonSets) Mark(ctx context.Context, c client.Client, fresh client.Reader, key types.NamespacedName, want bool) error {
-	return w.update(ctx, c, fresh, key, func(ds *appsv1.DaemonSet) error {
-		markGated(ds, want)
-		return nil
-	})
-}
-
-// DaemonSetGateView is what the gate rule needs of a DaemonSet: its revisions that ran
-// pods (the one of its template once a pod took it, and every older one) stand for a
-// Deployment's ReplicaSets.
-func DaemonSetGateView(ds *appsv1.DaemonSet, revs []appsv1.ControllerRevision) gate.Deployment {
+// DaemonSetGateView is what the gate rule needs of a DaemonSet (ds, as written) whose
+// stored state is stored (ds itself outside admission): stored's status counts the pods
+// of stored's template, and its hold marks say which of them started under tminus's
+// hold. The revisions that ran pods stand for a Deployment's ReplicaSets: the one of
+// the template the status counts pods of, once a pod took it, the one recorded as
+// serving when the hold began, and every older one. A template whose pods started
+// under the hold (recreated on the held template) is not one the DaemonSet ran.
+func DaemonSetGateView(ds, stored *appsv1.DaemonSet, revs []appsv1.ControllerRevision) gate.Deployment {
 	g := gate.Deployment{
 		Kind:         deployv1alpha1.KindDaemonSet,
 		Namespace:    ds.Namespace,
@@ -306,6 +265,10 @@ func DaemonSetGateView(ds *appsv1.DaemonSet, revs []appsv1.ControllerRevision) g
 		Refused:      gate.ParseRefusals(ds.Annotations[deployv1alpha1.RefusedTemplatesAnnotation]),
 		GateLabel:    ds.Labels[deployv1alpha1.GatedLabel],
 	}
+	st := stored.Status
+	counted := gate.TemplateHash(&stored.Spec.Template)
+	ranCounted := st.UpdatedNumberScheduled > 0 && !startedUnderHold(stored, counted)
+	kept := keptServing(stored)
 	hashes := make(map[string]string, len(revs))
 	var newestRan int64 = -1
 	for i := range revs {
@@ -313,26 +276,62 @@ func DaemonSetGateView(ds *appsv1.DaemonSet, revs []appsv1.ControllerRevision) g
 		if tmpl == nil {
 			continue
 		}
-		hashes[revs[i].Name] = gate.TemplateHash(tmpl)
-		if hashes[revs[i].Name] == g.TemplateHash && ds.Status.UpdatedNumberScheduled > 0 {
-			newestRan = revs[i].Revision
+		h := gate.TemplateHash(tmpl)
+		hashes[revs[i].Name] = h
+		if (h == counted && ranCounted) || gate.SameTemplate(kept, h) {
+			newestRan = max(newestRan, revs[i].Revision)
 		}
 	}
 	for i := range revs {
 		rev := &revs[i]
 		h := hashes[rev.Name]
-		if h == "" {
-			continue
-		}
-		if h == g.TemplateHash && ds.Status.UpdatedNumberScheduled > 0 {
-			g.ReplicaSets = append(g.ReplicaSets, gate.ReplicaSet{Hash: h, Created: rev.CreationTimestamp.Time, Replicas: ds.Status.UpdatedNumberScheduled})
-		} else if rev.Revision < newestRan {
+		switch {
+		case h == "":
+		case h == counted && ranCounted:
+			g.ReplicaSets = append(g.ReplicaSets, gate.ReplicaSet{Hash: h, Created: rev.CreationTimestamp.Time, Replicas: st.UpdatedNumberScheduled})
+		case rev.Revision <= newestRan:
 			g.ReplicaSets = append(g.ReplicaSets, gate.ReplicaSet{Hash: h, Created: rev.CreationTimestamp.Time})
 		}
 	}
-	if st := ds.Status; st.UpdatedNumberScheduled > 0 && st.UpdatedNumberScheduled < st.DesiredNumberScheduled {
-		// Mid-rollout: the pods not updated run an older revision, whichever it is.
+	if ranCounted && st.UpdatedNumberScheduled < st.DesiredNumberScheduled {
+		// Mid-rollout: the pods not updated run an older revision, whichever it is. Under
+		// tminus's hold, pods recreated on the held template are no rollout: OnDelete
+		// keeps every pod where it is.
 		g.ReplicaSets = append(g.ReplicaSets, gate.ReplicaSet{Replicas: st.DesiredNumberScheduled - st.UpdatedNumberScheduled})
 	}
 	return g
+}
+
+// HeldPods are the pods of a DaemonSet tminus holds that run its held template: they
+// were created under the hold (a new node, an eviction, a deleted pod), which OnDelete
+// cannot prevent.
+type HeldPods struct {
+	// Pods is how many run the held template; 0 when none.
+	Pods int32
+	// RevisionHash labels them (controller-revision-hash).
+	RevisionHash string
+	// Images are the held template's, ServingImages those of the template that serves
+	// (none when unknown).
+	Images, ServingImages []string
+}
+
+// DaemonSetHeldPods tells how many of the DaemonSet's pods run the template tminus
+// holds, reading its ControllerRevisions only when some may.
+func DaemonSetHeldPods(ctx context.Context, c client.Reader, ds *appsv1.DaemonSet) (HeldPods, error) {
+	if !daemonSetHeld(ds) || ds.Status.UpdatedNumberScheduled == 0 {
+		return HeldPods{}, nil
+	}
+	revs, err := DaemonSetControllerRevisions(ctx, c, ds)
+	if err != nil {
+		return HeldPods{}, err
+	}
+	pods, hash := HeldTemplateRunning(ds, revs)
+	if pods == 0 {
+		return HeldPods{}, nil
+	}
+	held := HeldPods{Pods: pods, RevisionHash: hash, Images: gate.Images(&ds.Spec.Template)}
+	if st := DaemonSetState(ds, revs); st.Serving != nil {
+		held.ServingImages = gate.Images(st.Serving)
+	}
+	return held, nil
 }

@@ -191,7 +191,12 @@ func StatefulSetState(s *appsv1.StatefulSet, revs []appsv1.ControllerRevision) c
 	}
 	if r.update != nil {
 		t.Revision = strconv.FormatInt(r.update.Revision, 10)
+		t.UpdateHash = r.hashes[r.update.Name]
 	}
+	if ru := s.Spec.UpdateStrategy.RollingUpdate; ru != nil && ru.Partition != nil {
+		t.Partition = *ru.Partition
+	}
+	t.OwnerPartition = ownerPartitionOf(s)
 	for i := range revs {
 		rev := &revs[i]
 		h := r.hashes[rev.Name]
@@ -248,12 +253,42 @@ func StatefulSetGateView(s *appsv1.StatefulSet, revs []appsv1.ControllerRevision
 	return g
 }
 
+// statefulSetStepped says whether tminus releases the StatefulSet in steps: its
+// partition is a step's, the owner's is kept in OwnerPartitionAnnotation.
+func statefulSetStepped(s *appsv1.StatefulSet) bool {
+	return s.Annotations[deployv1alpha1.StepAnnotation] != ""
+}
+
+// ownerPartitionOf is the partition the StatefulSet's owner set: the one kept while
+// tminus holds or steps it, or the one it has.
+func ownerPartitionOf(s *appsv1.StatefulSet) int32 {
+	if statefulSetHeld(s) || statefulSetStepped(s) {
+		if p := keptPartition(s); p != nil {
+			return *p
+		}
+		return 0
+	}
+	if ru := s.Spec.UpdateStrategy.RollingUpdate; ru != nil && ru.Partition != nil {
+		return *ru.Partition
+	}
+	return 0
+}
+
+// keptPartition is the owner's partition OwnerPartitionAnnotation keeps, nil when none.
+func keptPartition(s *appsv1.StatefulSet) *int32 {
+	v, err := strconv.ParseInt(s.Annotations[deployv1alpha1.OwnerPartitionAnnotation], 10, 32)
+	if err != nil || v < 0 || int32(v) >= deployv1alpha1.HoldPartition {
+		return nil
+	}
+	return new(int32(v))
+}
+
 // holdStatefulSet sets the hold partition, keeping the owner's.
 func holdStatefulSet(s *appsv1.StatefulSet) error {
 	if why := NotGateableStatefulSet(s); why != "" {
 		return fmt.Errorf("%w: %s", ErrNotGateable, why)
 	}
-	if !statefulSetHeld(s) {
+	if !statefulSetHeld(s) && !statefulSetStepped(s) {
 		annotate(s, deployv1alpha1.OwnerPartitionAnnotation, OwnerPartition(s.Spec.UpdateStrategy.RollingUpdate))
 	}
 	if s.Spec.UpdateStrategy.RollingUpdate == nil {
@@ -275,15 +310,11 @@ func OwnerPartition(ru *appsv1.RollingUpdateStatefulSetStrategy) string {
 
 // unholdStatefulSet puts the owner's partition back and takes tminus's hold marks off.
 func unholdStatefulSet(s *appsv1.StatefulSet) {
-	if statefulSetHeld(s) {
-		var owner *int32
-		if v, err := strconv.ParseInt(s.Annotations[deployv1alpha1.OwnerPartitionAnnotation], 10, 32); err == nil &&
-			v >= 0 && int32(v) < deployv1alpha1.HoldPartition {
-			owner = new(int32(v))
-		}
-		s.Spec.UpdateStrategy.RollingUpdate.Partition = owner
+	if (statefulSetHeld(s) || statefulSetStepped(s)) && s.Spec.UpdateStrategy.RollingUpdate != nil {
+		s.Spec.UpdateStrategy.RollingUpdate.Partition = keptPartition(s)
 	}
 	delete(s.Annotations, deployv1alpha1.OwnerPartitionAnnotation)
+	delete(s.Annotations, deployv1alpha1.StepAnnotation)
 	delete(s.Annotations, deployv1alpha1.HeldByAnnotation)
 	delete(s.Annotations, deployv1alpha1.HoldReasonAnnotation)
 	delete(s.Annotations, deployv1alpha1.HeldTemplateAnnotation)
@@ -343,9 +374,55 @@ func (w statefulSets) Release(ctx context.Context, c client.Client, fresh client
 	})
 }
 
+// ReleaseStep releases a step of a release in steps if the StatefulSet still holds
+// templateHash: the partition goes to replicas - pods (never below the owner's, kept
+// in OwnerPartitionAnnotation until the last step puts it back), so the pods at and
+// above it take the template; step ("1 of 2") goes in StepAnnotation and the revision
+// is recorded as released. Lowering the partition never restarts a pod below it.
+func (w statefulSets) ReleaseStep(ctx context.Context, c client.Client, fresh client.Reader, key types.NamespacedName,
+	revision, templateHash string, pods int32, step string) error {
+	return w.update(ctx, c, fresh, key, func(s *appsv1.StatefulSet) error {
+		if err := holdsTemplate(deployv1alpha1.KindStatefulSet, s, &s.Spec.Template, templateHash, "the release of "+revision); err != nil {
+			return err
+		}
+		if !rollingUpdate(s) {
+			return fmt.Errorf("%w: %s", ErrNotGateable, NotGateableStatefulSet(s))
+		}
+		if !statefulSetHeld(s) && !statefulSetStepped(s) {
+			annotate(s, deployv1alpha1.OwnerPartitionAnnotation, OwnerPartition(s.Spec.UpdateStrategy.RollingUpdate))
+		}
+		owner := int32(0)
+		if p := keptPartition(s); p != nil {
+			owner = *p
+		}
+		replicas := int32(1)
+		if s.Spec.Replicas != nil {
+			replicas = *s.Spec.Replicas
+		}
+		if s.Spec.UpdateStrategy.RollingUpdate == nil {
+			s.Spec.UpdateStrategy.RollingUpdate = &appsv1.RollingUpdateStatefulSetStrategy{}
+		}
+		s.Spec.UpdateStrategy.Type = appsv1.RollingUpdateStatefulSetStrategyType
+		partition := checklist.StepPartition(replicas, pods, owner)
+		if cur := s.Spec.UpdateStrategy.RollingUpdate.Partition; statefulSetStepped(s) && cur != nil && *cur < partition {
+			// A step never takes the release back from pods a step before exposed.
+			partition = *cur
+		}
+		s.Spec.UpdateStrategy.RollingUpdate.Partition = new(partition)
+		annotate(s, deployv1alpha1.StepAnnotation, step)
+		delete(s.Annotations, deployv1alpha1.HeldByAnnotation)
+		delete(s.Annotations, deployv1alpha1.HoldReasonAnnotation)
+		delete(s.Annotations, deployv1alpha1.HeldTemplateAnnotation)
+		recordRelease(s, revision)
+		return nil
+	})
+}
+
 // Restore puts tmpl back as the StatefulSet's template with the owner's partition, so
 // the pods updated roll back, and marks the rolled-back template in the same write (as
-// Restore does for a Deployment).
+// Restore does for a Deployment). In a release in steps only the pods above the step's
+// partition ran the release: those below it run tmpl's revision already, so the
+// owner's partition put back in the same write restarts none of them.
 func (w statefulSets) Restore(ctx context.Context, c client.Client, fresh client.Reader, key types.NamespacedName,
 	tmpl *corev1.PodTemplateSpec, templateHash, mark string) error {
 	return w.update(ctx, c, fresh, key, func(s *appsv1.StatefulSet) error {

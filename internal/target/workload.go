@@ -36,6 +36,12 @@ type Workload interface {
 	Mark(ctx context.Context, c client.Client, fresh client.Reader, key types.NamespacedName, want bool) error
 }
 
+// Stepper is a Workload released in steps (spec.release.steps): a StatefulSet.
+type Stepper interface {
+	ReleaseStep(ctx context.Context, c client.Client, fresh client.Reader, key types.NamespacedName,
+		revision, templateHash string, pods int32, step string) error
+}
+
 // Of is the Workload of kind (a Deployment when empty); nil for a kind tminus does not
 // gate.
 func Of(kind string) Workload {
@@ -45,7 +51,7 @@ func Of(kind string) Workload {
 	case deployv1alpha1.KindStatefulSet:
 		return statefulSets{}
 	case deployv1alpha1.KindDaemonSet:
-		return daemonSets{}
+		return daemonSets{daemonSetWrites}
 	}
 	return nil
 }
@@ -62,6 +68,28 @@ func ObserveTarget(ctx context.Context, c client.Reader, namespace string, ref d
 // LabelsOf reads the labels of the workload ref names in namespace, and nothing else of
 // it: nil when it does not exist, or is of a kind tminus does not gate.
 func LabelsOf(ctx context.Context, c client.Reader, namespace string, ref deployv1alpha1.TargetRef) (map[string]string, error) {
+	o, err := metadataOf(ctx, c, namespace, ref)
+	if o == nil {
+		return nil, err
+	}
+	return o.GetLabels(), nil
+}
+
+// AnnotationsOf reads the annotations of the workload ref names in namespace, from the
+// cache without a copy (read them, never change them): nil when it does not exist, or
+// is of a kind tminus does not gate.
+func AnnotationsOf(ctx context.Context, c client.Reader, namespace string, ref deployv1alpha1.TargetRef) (map[string]string, error) {
+	o, err := metadataOf(ctx, c, namespace, ref, client.UnsafeDisableDeepCopy)
+	if o == nil {
+		return nil, err
+	}
+	return o.GetAnnotations(), nil
+}
+
+// metadataOf reads the workload ref names in namespace: nil when it does not exist, or
+// is of a kind tminus does not gate.
+func metadataOf(ctx context.Context, c client.Reader, namespace string, ref deployv1alpha1.TargetRef,
+	opts ...client.GetOption) (client.Object, error) {
 	var o client.Object
 	switch ref.KindOf() {
 	case deployv1alpha1.KindDeployment:
@@ -73,10 +101,10 @@ func LabelsOf(ctx context.Context, c client.Reader, namespace string, ref deploy
 	default:
 		return nil, nil
 	}
-	if err := c.Get(ctx, types.NamespacedName{Namespace: namespace, Name: ref.Name}, o); err != nil {
+	if err := c.Get(ctx, types.NamespacedName{Namespace: namespace, Name: ref.Name}, o, opts...); err != nil {
 		return nil, client.IgnoreNotFound(err)
 	}
-	return o.GetLabels(), nil
+	return o, nil
 }
 
 // deployments is the Deployment Workload: the functions of target.go.
@@ -273,7 +301,7 @@ func GateViewOf(ctx context.Context, c client.Reader, kind string, key types.Nam
 		if err != nil {
 			return gate.Deployment{}, "", true, err
 		}
-		return DaemonSetGateView(&ds, revs), NotGateableDaemonSet(&ds), true, nil
+		return DaemonSetGateView(&ds, &ds, revs), NotGateableDaemonSet(&ds), true, nil
 	}
 	return gate.Deployment{}, "", false, fmt.Errorf("no gate view of kind %s", kind)
 }

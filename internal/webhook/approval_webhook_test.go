@@ -65,7 +65,7 @@ func TestMain(m *testing.M) {
 			Scheme:                 bed.Client.Scheme(),
 			Metrics:                metricsserver.Options{BindAddress: "0"},
 			HealthProbeBindAddress: "0",
-			Cache:                  controller.CacheOptions(),
+			Cache:                  controller.StrippingCacheOptions(true),
 			WebhookServer:          crwebhook.NewServer(crwebhook.Options{Host: host, Port: port, CertDir: certDir}),
 		})
 		if err != nil {

@@ -73,6 +73,7 @@ func (w *DaemonSetGate) Handle(ctx context.Context, req admission.Request) admis
 	if warning != "" {
 		warnings = append(warnings, warning)
 	}
+	heldAfter := heldDaemonSetWrite(&cur)
 	if v.Hold != "" {
 		if why := target.NotGateableDaemonSet(&cur); why != "" && !heldDaemonSetWrite(&cur) {
 			warnings = append(warnings, "tminus did not hold this DaemonSet: "+why)
@@ -82,8 +83,12 @@ func (w *DaemonSetGate) Handle(ctx context.Context, req admission.Request) admis
 				return admission.Errored(http.StatusInternalServerError, err)
 			}
 			ops = append(ops, hold...)
+			heldAfter = true
 			warnings = append(warnings, "tminus held this DaemonSet (spec.updateStrategy OnDelete): "+v.Hold)
 		}
+	}
+	if heldAfter {
+		ops = append(ops, keepServing(old, &cur)...)
 	}
 	resp := admission.Allowed("")
 	if len(ops) > 0 {
@@ -120,6 +125,28 @@ func keepHoldMarks(old, cur *appsv1.DaemonSet) []jsonpatch.JsonPatchOperation {
 	return ops
 }
 
+// keepServing records on a DaemonSet the write leaves held the template that served when
+// the hold began (ServingTemplateAnnotation): the one the stored DaemonSet keeps, or, as
+// the hold begins, its template once every pod runs it. What a rollback restores is
+// read from it, never guessed; a writer cannot set it nor drop it. Nothing is recorded
+// when nothing is known to serve (a DaemonSet created held).
+func keepServing(old, cur *appsv1.DaemonSet) []jsonpatch.JsonPatchOperation {
+	want := ""
+	if old != nil {
+		want = target.DaemonSetServingTemplate(old)
+	}
+	have, has := cur.Annotations[deployv1alpha1.ServingTemplateAnnotation]
+	key := "/metadata/annotations/" + pointerEscape(deployv1alpha1.ServingTemplateAnnotation)
+	switch {
+	case want == "" && has:
+		return []jsonpatch.JsonPatchOperation{jsonpatch.NewOperation("remove", key, nil)}
+	case want != "" && (!has || have != want):
+		// The hold's patch, or the write itself, leaves cur with annotations.
+		return []jsonpatch.JsonPatchOperation{jsonpatch.NewOperation("add", key, want)}
+	}
+	return nil
+}
+
 // heldDaemonSetWrite says whether the write keeps tminus's hold (OnDelete with the
 // owner's strategy kept): not an owner's OnDelete.
 func heldDaemonSetWrite(ds *appsv1.DaemonSet) bool {
@@ -141,11 +168,13 @@ func (w *DaemonSetGate) decide(ctx context.Context, old, cur *appsv1.DaemonSet) 
 				return gate.Deployment{}, nil, err
 			}
 		}
-		curView := target.DaemonSetGateView(cur, revs)
 		if old == nil {
-			return curView, nil, nil
+			return target.DaemonSetGateView(cur, cur, revs), nil, nil
 		}
-		oldView := target.DaemonSetGateView(old, revs)
+		// The stored DaemonSet says what ran: the write may drop tminus's marks, and
+		// its status is the stored one, of the stored template.
+		curView := target.DaemonSetGateView(cur, old, revs)
+		oldView := target.DaemonSetGateView(old, old, revs)
 		return curView, &oldView, nil
 	}
 	curView, oldView, err := view(w.Reader)

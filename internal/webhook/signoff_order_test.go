@@ -73,7 +73,7 @@ func (b *orderedBed) manager(srv crwebhook.Server) ctrl.Manager {
 		Scheme:                 b.Client.Scheme(),
 		Metrics:                metricsserver.Options{BindAddress: "0"},
 		HealthProbeBindAddress: "0",
-		Cache:                  controller.CacheOptions(),
+		Cache:                  controller.StrippingCacheOptions(true),
 		WebhookServer:          srv,
 		Controller:             config.Controller{SkipNameValidation: &skip},
 	})

@@ -160,6 +160,8 @@ func partitionHoldPatch(old, s *appsv1.StatefulSet, v gate.Verdict) []jsonpatch.
 	}
 	_, stillKept := s.Annotations[deployv1alpha1.OwnerPartitionAnnotation]
 	switch {
+	case stillKept && s.Annotations[deployv1alpha1.StepAnnotation] != "":
+		// tminus releases it in steps: the partition is the step's, the owner's stays kept.
 	case ru != nil && ru.Partition != nil && *ru.Partition < deployv1alpha1.HoldPartition:
 		// The writer's own partition: the owner's, put back at the release.
 		want[deployv1alpha1.OwnerPartitionAnnotation] = target.OwnerPartition(ru)

@@ -648,3 +648,25 @@ func TestAHeldDaemonSetKeepsItsHoldMarksAndAResumeAfterDroppingThemIsHeldAgain(t
 	g.Consistently(func(g Gomega) []string { return statefulSetPodImages(g, ns, "agent") }, 3*time.Second, 200*time.Millisecond).
 		Should(And(HaveLen(testbed.DaemonSetNodes), HaveEach("agent:v1")), "no node's pod takes the held template")
 }
+
+// TestAChangeHeldDuringAStepKeepsTheOwnersPartitionNotTheSteps: during a release in
+// steps the StatefulSet's partition is the step's (2 of 3 pods held back) and the
+// owner's (none) is kept aside. A new image written then is held at tminus's partition,
+// and the partition kept stays the owner's: a restore or a later release puts 0 back,
+// not the step's 2.
+func TestAChangeHeldDuringAStepKeepsTheOwnersPartitionNotTheSteps(t *testing.T) {
+	t.Parallel()
+	g := NewWithT(t)
+	ns := newNamespace(t)
+	s := gatedStatefulSet(t, ns, 3)
+	g.Eventually(func(g Gomega) error {
+		cur := getStatefulSet(g, s)
+		cur.Spec.Template.Spec.Containers[0].Image = "db:v3"
+		cur.Spec.UpdateStrategy.RollingUpdate = &appsv1.RollingUpdateStatefulSetStrategy{Partition: new(int32(2))}
+		cur.Annotations = map[string]string{deployv1alpha1.StepAnnotation: "1 of 2", deployv1alpha1.OwnerPartitionAnnotation: ""}
+		return bed.Client.Update(context.Background(), cur)
+	}, 10*time.Second, 100*time.Millisecond).Should(Succeed())
+	held := getStatefulSet(g, s)
+	g.Expect(held.Spec.UpdateStrategy.RollingUpdate.Partition).To(HaveValue(Equal(deployv1alpha1.HoldPartition)))
+	g.Expect(held.Annotations).To(HaveKeyWithValue(deployv1alpha1.OwnerPartitionAnnotation, ""), "the owner's partition, not the step's")
+}

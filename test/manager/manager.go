@@ -72,7 +72,7 @@ func StartWithOptions(ctx context.Context, cfg *rest.Config, scheme *runtime.Sch
 		Scheme:                 scheme,
 		Metrics:                metricsserver.Options{BindAddress: "0"},
 		HealthProbeBindAddress: "0",
-		Cache:                  cacheOptions(),
+		Cache:                  cacheOptions(wh != nil),
 		// A harness may run several managers in one process, one after the other.
 		Controller: config.Controller{SkipNameValidation: new(true)},
 	}
@@ -102,12 +102,13 @@ func StartWithOptions(ctx context.Context, cfg *rest.Config, scheme *runtime.Sch
 	return &Manager{Done: done, Cache: mgr.GetClient()}, nil
 }
 
-// cacheOptions are the manager binary's cache settings; with
-// TMINUS_STRIP_ENDED_CHECKLISTS=1 in the environment, --strip-ended-checklists's
-// (make bench-scale measures both).
-func cacheOptions() cache.Options {
-	if os.Getenv("TMINUS_STRIP_ENDED_CHECKLISTS") == "1" {
-		return controller.StrippingCacheOptions()
+// cacheOptions are the manager binary's cache settings (ended checklists stripped, as
+// --strip-ended-checklists defaults); with TMINUS_STRIP_ENDED_CHECKLISTS=0 in the
+// environment, --strip-ended-checklists=false's (make bench-scale compares both).
+// webhooks: the approval webhook is served (the reconciler trusts its verifications).
+func cacheOptions(webhooks bool) cache.Options {
+	if os.Getenv("TMINUS_STRIP_ENDED_CHECKLISTS") == "0" {
+		return controller.WholeCacheOptions()
 	}
-	return controller.CacheOptions()
+	return controller.StrippingCacheOptions(webhooks)
 }
