@@ -149,8 +149,9 @@ func main() {
 			"Outcomes, phases and conditions are written at once; an unchanged checklist is never rewritten.")
 	flag.IntVar(&historyLimit, "checklist-history-limit", history.DefaultLimit,
 		"Ended checklists (Succeeded, Failed, RolledBack) kept per target workload; the manager deletes older ended "+
-			"ones (never a live one), paced by --checklist-history-qps. A checklist's or template's spec.historyLimit overrides it "+
-			"for its target. 0 keeps them all. A rolled-back template stays refused after its checklist is deleted.")
+			"ones (never a live one), paced by --checklist-history-qps. A checklist's or template's spec.historyLimit "+
+			"overrides it for its target. 0 keeps them all. A rolled-back template stays refused after its checklist "+
+			"is deleted.")
 	flag.Float64Var(&historyQPS, "checklist-history-qps", history.DefaultQPS,
 		"Deletes per second at most of the history limit (--checklist-history-limit), inside --kube-api-qps: trimming "+
 			"a large past at start leaves the rest of the client's budget to live releases. 0: paced by --kube-api-qps alone.")

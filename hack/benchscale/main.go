@@ -39,7 +39,8 @@ import (
 func main() {
 	sizes := flag.String("sizes", "1000:100,5000:1000,10000:1000,1010:1000:0,1010:1000:100,1010:1000:0:d,20010:2000:r2",
 		"comma-separated N:M[:B][:d][:rR][:tT] (checklists:active[:blackholed][:d for distinct queries][:r and replicas]"+
-			"[:t and targets per release, 1 to 16, default 1][:e and ended checklists per target][:q and the history limit's deletes/s])")
+			"[:t and targets per release, 1 to 16, default 1][:e and ended checklists per target]"+
+			"[:q and the history limit's deletes/s])")
 	releases := flag.Int("releases", 10, "releases whose breach-to-rollback is timed")
 	interval := flag.Duration("interval", 10*time.Second, "evaluation interval of every checklist")
 	rounds := flag.Int("rounds", 3, "intervals measured after the warm-up")
@@ -59,7 +60,12 @@ func main() {
 		}
 		return
 	}
-	list := strings.Split(*sizes, ",")
+	runSizes(*sizes, *releases, *interval, *rounds, *heapProfile, *out)
+}
+
+// runSizes measures each size and prints the table (and writes the JSON to out).
+func runSizes(sizes string, releases int, interval time.Duration, rounds int, heapProfile, out string) {
+	list := strings.Split(sizes, ",")
 	results := make([]scale.Result, 0, len(list))
 	for _, s := range list {
 		cfg, err := parseSize(s)
@@ -71,14 +77,14 @@ func main() {
 		if len(list) == 1 {
 			fmt.Printf("== %d checklists, %d active (%d against a dead Prometheus, distinct queries %t), "+
 				"%d releases of %d targets, interval %s, %d replicas\n", cfg.Checklists, cfg.Active, cfg.Blackholed,
-				cfg.DistinctQueries, *releases, max(1, cfg.TargetsPerRelease), *interval, max(1, cfg.Replicas))
-			cfg.Releases, cfg.Interval, cfg.Rounds, cfg.HeapProfile = *releases, *interval, *rounds, *heapProfile
+				cfg.DistinctQueries, releases, max(1, cfg.TargetsPerRelease), interval, max(1, cfg.Replicas))
+			cfg.Releases, cfg.Interval, cfg.Rounds, cfg.HeapProfile = releases, interval, rounds, heapProfile
 			cfg.Log = func(f string, a ...any) { fmt.Printf("   "+f+"\n", a...) }
 			res, err = scale.Run(context.Background(), cfg)
 		} else {
 			// Each size in a process of its own: memory figures and latency
 			// histograms must not carry over from the size before.
-			res, err = runAlone(s, *releases, *interval, *rounds)
+			res, err = runAlone(s, releases, interval, rounds)
 		}
 		if err != nil {
 			fmt.Fprintln(os.Stderr, "error:", err)
@@ -139,11 +145,11 @@ func main() {
 		}
 	}
 	raw, _ := json.MarshalIndent(results, "", "  ")
-	if err := os.WriteFile(*out, raw, 0o644); err != nil {
+	if err := os.WriteFile(out, raw, 0o644); err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
-	fmt.Printf("\nwritten to %s\n", *out)
+	fmt.Printf("\nwritten to %s\n", out)
 }
 
 // targets is a result's targets per release: 1 in results written before it was

@@ -86,7 +86,7 @@ func start(t *testing.T, limit int, limiter *grantedLimiter, pace *grantedLimite
 	})
 	g.Expect(err).NotTo(HaveOccurred())
 	g.Expect(target.Index(context.Background(), mgr.GetFieldIndexer())).To(Succeed())
-	var deleter client.Client = mgr.GetClient()
+	deleter := mgr.GetClient()
 	if limiter != nil {
 		cfg := rest.CopyConfig(bed.Config)
 		cfg.RateLimiter = limiter

@@ -32,6 +32,9 @@ import (
 	"github.com/tminus-dev/tminus/test/testbed"
 )
 
+// heldTarget is the gated Deployment whose past the held writes are timed against.
+const heldTarget = "checkout"
+
 // PastResult is the admission of held writes to one Deployment with Past ended
 // checklists on it.
 type PastResult struct {
@@ -187,7 +190,8 @@ func deploymentGateOnly(manifests, dir string) error {
 		return err
 	}
 	cfg.Webhooks = slices.DeleteFunc(cfg.Webhooks, func(w admissionregistrationv1.MutatingWebhook) bool {
-		return w.ClientConfig.Service == nil || w.ClientConfig.Service.Path == nil || *w.ClientConfig.Service.Path != webhook.GatePath
+		svc := w.ClientConfig.Service
+		return svc == nil || svc.Path == nil || *svc.Path != webhook.GatePath
 	})
 	if len(cfg.Webhooks) != 1 {
 		return fmt.Errorf("%s: no Deployment gate at %s", manifests, webhook.GatePath)
@@ -208,7 +212,7 @@ func pastOf(ctx context.Context, c client.Client, cache client.Reader, space str
 	if err := c.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: space}}); err != nil {
 		return err
 	}
-	d := testbed.Deployment(space, "checkout", "checkout:v0", 0)
+	d := testbed.Deployment(space, heldTarget, "checkout:v0", 0)
 	d.Labels = map[string]string{deployv1alpha1.GatedLabel: deployv1alpha1.GatedByUser}
 	if err := c.Create(ctx, d); err != nil {
 		return err
@@ -218,16 +222,17 @@ func pastOf(ctx context.Context, c client.Client, cache client.Reader, space str
 		return &deployv1alpha1.DeploymentChecklist{
 			ObjectMeta: metav1.ObjectMeta{Namespace: space, Name: "checkout-" + strconv.Itoa(i)},
 			Spec: deployv1alpha1.DeploymentChecklistSpec{
-				Target:   &deployv1alpha1.TargetRef{Kind: "Deployment", Name: "checkout"},
+				Target:   &deployv1alpha1.TargetRef{Kind: deployv1alpha1.KindDeployment, Name: heldTarget},
 				Revision: "v" + strconv.Itoa(i),
-				ChecklistBody: deployv1alpha1.ChecklistBody{HistoryLimit: &limit, Phases: []deployv1alpha1.PhaseSpec{{Name: "T-10m", At: "-10m",
+				ChecklistBody: deployv1alpha1.ChecklistBody{HistoryLimit: &limit, Phases: []deployv1alpha1.PhaseSpec{{
+					Name: "T-10m", At: "-10m",
 					Checks: []deployv1alpha1.CheckSpec{{Name: "lead",
 						Approval: &deployv1alpha1.ApprovalCheck{Role: "deployment-lead"}}}}}},
 			},
 		}
 	}
 	hashOf := func(image string) string {
-		return gate.TemplateHash(&testbed.Deployment(space, "checkout", image, 0).Spec.Template)
+		return gate.TemplateHash(&testbed.Deployment(space, heldTarget, image, 0).Spec.Template)
 	}
 	work := make(chan int)
 	errs := make(chan error, 16)
@@ -250,7 +255,7 @@ func pastOf(ctx context.Context, c client.Client, cache client.Reader, space str
 							return err
 						}
 						dcl.Status = deployv1alpha1.DeploymentChecklistStatus{Phase: deployv1alpha1.PhaseSucceeded}
-						dcl.Status.Targets = []deployv1alpha1.ReleaseTargetStatus{{Kind: "Deployment", Name: "checkout",
+						dcl.Status.Targets = []deployv1alpha1.ReleaseTargetStatus{{Kind: deployv1alpha1.KindDeployment, Name: heldTarget,
 							TargetStatus: deployv1alpha1.TargetStatus{
 								PreDeployTemplateHash: hashOf(prev), PreDeployImages: []string{prev}, CapturedAt: &at,
 								CandidateTemplateHash: hashOf(cur), CandidateImages: []string{cur}, T0At: &at,
@@ -316,7 +321,7 @@ func heldWrites(ctx context.Context, c client.Client, space string, n, from int)
 	for i := range n {
 		patch := fmt.Sprintf(`{"spec":{"template":{"spec":{"containers":[{"name":"app","image":"checkout:w%d"}]}}}}`,
 			from+i)
-		d := &appsv1.Deployment{ObjectMeta: metav1.ObjectMeta{Namespace: space, Name: "checkout"}}
+		d := &appsv1.Deployment{ObjectMeta: metav1.ObjectMeta{Namespace: space, Name: heldTarget}}
 		began := time.Now()
 		if err := c.Patch(ctx, d, client.RawPatch(types.StrategicMergePatchType, []byte(patch))); err != nil {
 			return nil, 0, err

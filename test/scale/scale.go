@@ -417,7 +417,7 @@ func newChecklist(name, target string, interval time.Duration, promURL string,
 	dcl := &deployv1alpha1.DeploymentChecklist{
 		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns},
 		Spec: deployv1alpha1.DeploymentChecklistSpec{
-			Target:   &deployv1alpha1.TargetRef{Kind: "Deployment", Name: target},
+			Target:   &deployv1alpha1.TargetRef{Kind: deployv1alpha1.KindDeployment, Name: target},
 			Revision: "v2",
 			ChecklistBody: deployv1alpha1.ChecklistBody{
 				Interval:   interval.String(),
@@ -523,7 +523,7 @@ func create(ctx context.Context, c client.Client, cfg Config, promURL, dead stri
 			// rolls back all of them.
 			dcl.Spec.Target = nil
 			for _, t := range targets {
-				dcl.Spec.Targets = append(dcl.Spec.Targets, deployv1alpha1.TargetRef{Kind: "Deployment", Name: t})
+				dcl.Spec.Targets = append(dcl.Spec.Targets, deployv1alpha1.TargetRef{Kind: deployv1alpha1.KindDeployment, Name: t})
 			}
 		}
 		dcl.Annotations = map[string]string{deployv1alpha1.ApprovalAnnotationPrefix + "deployment-lead": "ops for v2"}
