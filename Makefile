@@ -134,8 +134,12 @@ fuzz: ## Run every fuzz target for FUZZTIME (10s) each; seeds live in testdata/f
 	done
 
 .PHONY: bench-scale
-bench-scale: testbins ## Measure sizes, a dead Prometheus, distinct queries and 2 replicas (SIZES=N:M[:B][:d][:rR][:tT],...: tT releases of T targets; about an hour); writes bench-scale.json.
+bench-scale: testbins ## Measure sizes, a dead Prometheus, distinct queries and 2 replicas (SIZES=N:M[:B][:d][:rR][:tT][:eK][:qR],...: tT releases of T targets, eK ended checklists K a target, qR the history limit's deletes/s; about an hour); writes bench-scale.json.
 	env $(TESTBINS_ENV) go run ./hack/benchscale $(if $(SIZES),--sizes $(SIZES))
+
+.PHONY: bench-past
+bench-past: testbins ## Time 200 held writes through the API server to the Deployment gate with 1 and 1,000 past checklists on the Deployment (PAST=1000, WRITES=200); writes bench-past.json.
+	env $(TESTBINS_ENV) go run ./hack/benchscale --past $(or $(PAST),1000) --writes $(or $(WRITES),200) --out bench-past.json
 
 .PHONY: bench-peer
 bench-peer: testbins ## Resident memory of tminus beside a peer gating GATES releases (1000) with two metrics every 10 s; ARGO_ROLLOUTS=<rollouts-controller binary> ARGO_ROLLOUTS_CRDS=<its manifests/crds>, built by you (docs/performance.md); writes bench-peer.json.

@@ -98,6 +98,7 @@ func main() {
 	var namespace, webhookHost, webhookSecret, webhookService, webhookConfiguration, webhookDNSNames string
 	var webhookCertValidity, webhookCertCheck time.Duration
 	var historyLimit int
+	var historyQPS float64
 	var recordRetention time.Duration
 	var stripEnded bool
 	flag.StringVar(&metricsAddr, "metrics-bind-address", "0", "The address the metrics endpoint binds to. "+
@@ -148,8 +149,12 @@ func main() {
 			"Outcomes, phases and conditions are written at once; an unchanged checklist is never rewritten.")
 	flag.IntVar(&historyLimit, "checklist-history-limit", history.DefaultLimit,
 		"Ended checklists (Succeeded, Failed, RolledBack) kept per target workload; the manager deletes older ended "+
-			"ones (never a live one), paced by --kube-api-qps. A checklist's or template's spec.historyLimit overrides it "+
-			"for its target. 0 keeps them all. A rolled-back template stays refused after its checklist is deleted.")
+			"ones (never a live one), paced by --checklist-history-qps. A checklist's or template's spec.historyLimit "+
+			"overrides it for its target. 0 keeps them all. A rolled-back template stays refused after its checklist "+
+			"is deleted.")
+	flag.Float64Var(&historyQPS, "checklist-history-qps", history.DefaultQPS,
+		"Deletes per second at most of the history limit (--checklist-history-limit), inside --kube-api-qps: trimming "+
+			"a large past at start leaves the rest of the client's budget to live releases. 0: paced by --kube-api-qps alone.")
 	flag.DurationVar(&recordRetention, "record-retention", 0,
 		"Delete release records (ConfigMaps) older than this, e.g. 8760h; 0 (the default) keeps them all: change "+
 			"management decides. Only records the manager created while it was set are deleted (their UIDs are kept in "+
@@ -354,6 +359,7 @@ func main() {
 		MaxConcurrentReconciles:  maxConcurrentReconciles,
 		StatusRefresh:            statusRefresh,
 		HistoryLimit:             historyLimit,
+		HistoryQPS:               historyQPS,
 		RecordRetention:          recordRetention,
 		Namespace:                namespace,
 		Webhooks:                 webhooks,

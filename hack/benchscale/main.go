@@ -7,7 +7,14 @@
 // results as JSON. Sizes that differ only by B are compared: the releases' tick→rollback
 // p99 beside a dead Prometheus, as a ratio of the healthy run's; so are sizes that
 // differ only by T: the tick→rollback p99 of releases of T targets, as a ratio of the
-// one-target run's.
+// one-target run's. eK spreads the finished checklists K a target, the active ones
+// gating those targets (with K above the history limit, 10, the manager trims the
+// excess at start and the run times it); qR sets the manager's --checklist-history-qps
+// (q0: the client's rate limiter alone).
+//
+// With --past, it measures instead the admission of held writes through the API server
+// to the Deployment gate, on a Deployment with 1 and with that many past checklists
+// (make bench-past).
 package main
 
 import (
@@ -32,16 +39,33 @@ import (
 func main() {
 	sizes := flag.String("sizes", "1000:100,5000:1000,10000:1000,1010:1000:0,1010:1000:100,1010:1000:0:d,20010:2000:r2",
 		"comma-separated N:M[:B][:d][:rR][:tT] (checklists:active[:blackholed][:d for distinct queries][:r and replicas]"+
-			"[:t and targets per release, 1 to 16, default 1])")
+			"[:t and targets per release, 1 to 16, default 1][:e and ended checklists per target]"+
+			"[:q and the history limit's deletes/s])")
 	releases := flag.Int("releases", 10, "releases whose breach-to-rollback is timed")
 	interval := flag.Duration("interval", 10*time.Second, "evaluation interval of every checklist")
 	rounds := flag.Int("rounds", 3, "intervals measured after the warm-up")
 	out := flag.String("out", "bench-scale.json", "where to write the JSON results")
+	heapProfile := flag.String("heap-profile", "", "with one size, write the manager's heap profile here when "+
+		"memory is measured")
+	past := flag.Int("past", 0, "measure held writes' admission with 1 and this many past checklists instead")
+	writes := flag.Int("writes", 200, "held writes timed for each past (--past)")
 	flag.Parse()
 	// The manager's logs would drown the figures.
 	logf.SetLogger(zap.New(zap.WriteTo(io.Discard)))
 
-	list := strings.Split(*sizes, ",")
+	if *past > 0 {
+		if err := benchPast(*past, *writes, *out); err != nil {
+			fmt.Fprintln(os.Stderr, "error:", err)
+			os.Exit(1)
+		}
+		return
+	}
+	runSizes(*sizes, *releases, *interval, *rounds, *heapProfile, *out)
+}
+
+// runSizes measures each size and prints the table (and writes the JSON to out).
+func runSizes(sizes string, releases int, interval time.Duration, rounds int, heapProfile, out string) {
+	list := strings.Split(sizes, ",")
 	results := make([]scale.Result, 0, len(list))
 	for _, s := range list {
 		cfg, err := parseSize(s)
@@ -53,14 +77,14 @@ func main() {
 		if len(list) == 1 {
 			fmt.Printf("== %d checklists, %d active (%d against a dead Prometheus, distinct queries %t), "+
 				"%d releases of %d targets, interval %s, %d replicas\n", cfg.Checklists, cfg.Active, cfg.Blackholed,
-				cfg.DistinctQueries, *releases, max(1, cfg.TargetsPerRelease), *interval, max(1, cfg.Replicas))
-			cfg.Releases, cfg.Interval, cfg.Rounds = *releases, *interval, *rounds
+				cfg.DistinctQueries, releases, max(1, cfg.TargetsPerRelease), interval, max(1, cfg.Replicas))
+			cfg.Releases, cfg.Interval, cfg.Rounds, cfg.HeapProfile = releases, interval, rounds, heapProfile
 			cfg.Log = func(f string, a ...any) { fmt.Printf("   "+f+"\n", a...) }
 			res, err = scale.Run(context.Background(), cfg)
 		} else {
 			// Each size in a process of its own: memory figures and latency
 			// histograms must not carry over from the size before.
-			res, err = runAlone(s, *releases, *interval, *rounds)
+			res, err = runAlone(s, releases, interval, rounds)
 		}
 		if err != nil {
 			fmt.Fprintln(os.Stderr, "error:", err)
@@ -87,6 +111,17 @@ func main() {
 			r.TakeoverS, r.ReleasesRestored, r.Releases, r.TargetsRestored, r.Releases*targets(r),
 			r.RestoreSpreadP50s, r.RestoreSpreadP99s)
 	}
+	for _, r := range results {
+		fmt.Printf("\n%d checklists (%d ended a target, history limit %d, --checklist-history-qps %g): "+
+			"created in %.0f s, settled after %.0f s\n", r.Checklists, r.EndedPerTarget, r.HistoryLimit, r.HistoryQPS,
+			r.CreateS, r.SettledS)
+		if t := r.Trim; t != nil {
+			fmt.Printf("  trimmed %d of %d at start in %.0f s: %.1f deletes/s on average, at most %.0f in a second, "+
+				"%.1f/s over ten; all writes at most %.1f/s over ten; %d ended left, %d live deleted\n",
+				t.Deleted, t.Expected, t.Seconds, t.MeanPerS, t.PeakPerS, t.Peak10sPerS, t.WritesPeak10sPerS,
+				t.EndedLeft, t.LiveDeleted)
+		}
+	}
 	for _, dead := range results {
 		for _, healthy := range results {
 			if dead.Blackholed > 0 && healthy.Blackholed == 0 && dead.Checklists == healthy.Checklists &&
@@ -110,11 +145,11 @@ func main() {
 		}
 	}
 	raw, _ := json.MarshalIndent(results, "", "  ")
-	if err := os.WriteFile(*out, raw, 0o644); err != nil {
+	if err := os.WriteFile(out, raw, 0o644); err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
-	fmt.Printf("\nwritten to %s\n", *out)
+	fmt.Printf("\nwritten to %s\n", out)
 }
 
 // targets is a result's targets per release: 1 in results written before it was
@@ -152,7 +187,7 @@ func runAlone(size string, releases int, interval time.Duration, rounds int) (sc
 // T Deployments gated by each release.
 func parseSize(s string) (scale.Config, error) {
 	var cfg scale.Config
-	bad := fmt.Errorf("bad size %q (want N:M[:B][:d][:rR][:tT], T from 1 to %d)", s, deployv1alpha1.MaxTargets)
+	bad := fmt.Errorf("bad size %q (want N:M[:B][:d][:rR][:tT][:eK][:qR], T from 1 to %d)", s, deployv1alpha1.MaxTargets)
 	var nums []int
 	for p := range strings.SplitSeq(s, ":") {
 		switch {
@@ -164,6 +199,18 @@ func parseSize(s string) (scale.Config, error) {
 				return cfg, bad
 			}
 			cfg.Replicas = r
+		case strings.HasPrefix(p, "e"):
+			e, err := strconv.Atoi(p[1:])
+			if err != nil || e < 1 {
+				return cfg, bad
+			}
+			cfg.EndedPerTarget = e
+		case strings.HasPrefix(p, "q"):
+			q, err := strconv.ParseFloat(p[1:], 64)
+			if err != nil || q < 0 {
+				return cfg, bad
+			}
+			cfg.HistoryQPS = &q
 		case strings.HasPrefix(p, "t"):
 			t, err := strconv.Atoi(p[1:])
 			if err != nil || t < 1 || t > deployv1alpha1.MaxTargets {
@@ -186,4 +233,27 @@ func parseSize(s string) (scale.Config, error) {
 		cfg.Blackholed = nums[2]
 	}
 	return cfg, nil
+}
+
+// benchPast measures held writes' admission with 1 and past ended checklists on the
+// Deployment (make bench-past), prints the figures and writes them as JSON.
+func benchPast(past, writes int, out string) error {
+	fmt.Printf("== held writes through the API server to the Deployment gate: %d each with 1 and %d past checklists\n",
+		writes, past)
+	res, err := scale.RunPast(context.Background(), []int{1, past}, writes,
+		func(f string, a ...any) { fmt.Printf("   "+f+"\n", a...) })
+	if err != nil {
+		return err
+	}
+	fmt.Printf("\n| past checklists | writes | held | gate p50 / p99 ms | request p50 / p99 ms |\n|---|---|---|---|---|\n")
+	for _, r := range res {
+		fmt.Printf("| %d | %d | %d | %.2f / %.2f | %.2f / %.2f |\n", r.Past, r.Writes, r.Held, r.WebhookP50Ms,
+			r.WebhookP99Ms, r.RequestP50Ms, r.RequestP99Ms)
+	}
+	raw, _ := json.MarshalIndent(res, "", "  ")
+	if err := os.WriteFile(out, raw, 0o644); err != nil {
+		return err
+	}
+	fmt.Printf("\nwritten to %s\n", out)
+	return nil
 }

@@ -36,6 +36,11 @@ import (
 // DefaultLimit is --checklist-history-limit's default.
 const DefaultLimit = 10
 
+// DefaultQPS is --checklist-history-qps's default: the history limit's deletes per
+// second, a fifth of --kube-api-qps's default, so trimming a year of releases at start
+// never takes the budget of the live releases reconciled beside it.
+const DefaultQPS = 20
+
 // Key names a target workload: "<kind>/<namespace>/<name>". A checklist's history is
 // counted per workload it targets, so a checklist naming several is counted on each.
 func Key(kind, namespace, name string) string { return kind + "/" + namespace + "/" + name }
@@ -127,8 +132,15 @@ type Reconciler struct {
 	// Reader reads checklists from the manager's cache (target.ChecklistIndex).
 	Reader client.Reader
 	// Deleter deletes: the manager's client, whose rate limiter (--kube-api-qps,
-	// --kube-api-burst) paces the trimming of a whole cluster's history at start.
+	// --kube-api-burst) paces every write, the trimming's too.
 	Deleter client.Writer
+	// Pace, when set, is the trimming's own rate (--checklist-history-qps): every delete
+	// waits for it before the client's rate limiter, so trimming a large past at start
+	// takes at most that share of the client's budget and the live releases keep the
+	// rest.
+	Pace interface {
+		Wait(ctx context.Context) error
+	}
 	// Limit is --checklist-history-limit; 0 keeps every ended checklist whose target's
 	// newest checklist names no limit.
 	Limit int
@@ -158,6 +170,11 @@ func (r *Reconciler) Reconcile(ctx context.Context, req reconcile.Request) (reco
 	}
 	log := logf.FromContext(ctx)
 	for _, c := range Past(cls, Key("Deployment", req.Namespace, req.Name), r.Limit) {
+		if r.Pace != nil {
+			if err := r.Pace.Wait(ctx); err != nil {
+				return reconcile.Result{}, err
+			}
+		}
 		uid, rv := c.UID, c.ResourceVersion
 		victim := &deployv1alpha1.DeploymentChecklist{}
 		victim.Namespace, victim.Name = c.Namespace, c.Name

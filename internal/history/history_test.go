@@ -75,8 +75,9 @@ func ended(t *testing.T, ns, name, deployment string, phase deployv1alpha1.Check
 }
 
 // start runs a manager with the history reconciler only (nothing else acts on the
-// checklists), deleting with deleter's rate limiter when set.
-func start(t *testing.T, limit int, limiter *grantedLimiter) {
+// checklists), deleting with a client of limiter's rate limiter when set (returned),
+// each delete first waiting for pace when set.
+func start(t *testing.T, limit int, limiter *grantedLimiter, pace *grantedLimiter) client.Client {
 	t.Helper()
 	g := NewWithT(t)
 	mgr, err := ctrl.NewManager(rest.CopyConfig(bed.Config), ctrl.Options{
@@ -85,7 +86,7 @@ func start(t *testing.T, limit int, limiter *grantedLimiter) {
 	})
 	g.Expect(err).NotTo(HaveOccurred())
 	g.Expect(target.Index(context.Background(), mgr.GetFieldIndexer())).To(Succeed())
-	var deleter client.Writer = mgr.GetClient()
+	deleter := mgr.GetClient()
 	if limiter != nil {
 		cfg := rest.CopyConfig(bed.Config)
 		cfg.RateLimiter = limiter
@@ -93,7 +94,11 @@ func start(t *testing.T, limit int, limiter *grantedLimiter) {
 		g.Expect(err).NotTo(HaveOccurred())
 		deleter = c
 	}
-	g.Expect((&history.Reconciler{Reader: mgr.GetClient(), Deleter: deleter, Limit: limit}).SetupWithManager(mgr)).To(Succeed())
+	r := &history.Reconciler{Reader: mgr.GetClient(), Deleter: deleter, Limit: limit}
+	if pace != nil {
+		r.Pace = pace
+	}
+	g.Expect(r.SetupWithManager(mgr)).To(Succeed())
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() {
@@ -104,6 +109,7 @@ func start(t *testing.T, limit int, limiter *grantedLimiter) {
 		cancel()
 		<-done
 	})
+	return deleter
 }
 
 // names lists the checklists of the namespace.
@@ -147,7 +153,7 @@ func TestTheOldestEndedChecklistsPastTheLimitAreDeletedAndNoLiveOne(t *testing.T
 			ended(t, ns, m.name, m.deployment, m.phase, m.limit)
 		}
 	}
-	start(t, 1, nil)
+	start(t, 1, nil, nil)
 	want := []string{"cart-v3", "checkout-v1", "checkout-v3", "checkout-v4", "checkout-v5"}
 	g.Eventually(func(g Gomega) []string { return names(g, ns) }, time.Minute, 100*time.Millisecond).Should(ConsistOf(want))
 	g.Consistently(func(g Gomega) []string { return names(g, ns) }, 2*time.Second, 200*time.Millisecond).Should(ConsistOf(want))
@@ -217,7 +223,7 @@ func TestTrimmingAtStartWaitsForTheClientsRateLimiter(t *testing.T) {
 		}
 	}
 	limiter := &grantedLimiter{tokens: make(chan struct{}, 16)}
-	start(t, 1, limiter)
+	start(t, 1, limiter, nil)
 	limiter.grant(2)
 	g.Eventually(func(g Gomega) []string { return names(g, ns) }, time.Minute, 100*time.Millisecond).Should(HaveLen(6))
 	g.Consistently(func(g Gomega) []string { return names(g, ns) }, 2*time.Second, 200*time.Millisecond).Should(HaveLen(6))
@@ -225,4 +231,45 @@ func TestTrimmingAtStartWaitsForTheClientsRateLimiter(t *testing.T) {
 	g.Eventually(func(g Gomega) []string { return names(g, ns) }, time.Minute, 100*time.Millisecond).
 		Should(ConsistOf("a-v2", "b-v2", "c-v2", "d-v2"))
 	g.Expect(limiter.taken.Load()).To(BeEquivalentTo(4))
+}
+
+// TestTrimmingAtStartTakesOnlyItsOwnPaceAndLeavesTheClientToLiveReleases: four targets
+// with two ended checklists each and a live release on a fifth, trimmed to one at
+// start by a client with budget to spare but a trimming pace (--checklist-history-qps)
+// of two: two checklists are deleted and no more while the client's other requests go
+// through at once (the live release's status written); two more from the pace, the
+// other two.
+func TestTrimmingAtStartTakesOnlyItsOwnPaceAndLeavesTheClientToLiveReleases(t *testing.T) {
+	g := NewWithT(t)
+	ns := newNamespace(t)
+	ended(t, ns, "e-v1", "e", "", nil)
+	for i := range 2 {
+		for _, d := range []string{"a", "b", "c", "d"} {
+			ended(t, ns, fmt.Sprintf("%s-v%d", d, i+1), d, deployv1alpha1.PhaseSucceeded, nil)
+		}
+		if i == 0 {
+			time.Sleep(time.Second) // creation timestamps are to the second
+		}
+	}
+	budget := &grantedLimiter{tokens: make(chan struct{}, 16)}
+	budget.grant(16)
+	pace := &grantedLimiter{tokens: make(chan struct{}, 16)}
+	c := start(t, 1, budget, pace)
+	pace.grant(2)
+	g.Eventually(func(g Gomega) []string { return names(g, ns) }, time.Minute, 100*time.Millisecond).Should(HaveLen(7))
+	g.Consistently(func(g Gomega) []string { return names(g, ns) }, 2*time.Second, 200*time.Millisecond).Should(HaveLen(7))
+
+	// The trimming waits for its pace; the live release's write does not wait for it.
+	var live deployv1alpha1.DeploymentChecklist
+	g.Expect(bed.Client.Get(context.Background(), client.ObjectKey{Namespace: ns, Name: "e-v1"}, &live)).To(Succeed())
+	live.Status.Phase = deployv1alpha1.PhaseRunning
+	written := make(chan error, 1)
+	go func() { written <- c.Status().Update(context.Background(), &live) }()
+	g.Eventually(written, 10*time.Second).Should(Receive(BeNil()))
+	g.Expect(budget.taken.Load()).To(BeEquivalentTo(3))
+
+	pace.grant(2)
+	g.Eventually(func(g Gomega) []string { return names(g, ns) }, time.Minute, 100*time.Millisecond).
+		Should(ConsistOf("a-v2", "b-v2", "c-v2", "d-v2", "e-v1"))
+	g.Expect(pace.taken.Load()).To(BeEquivalentTo(4))
 }

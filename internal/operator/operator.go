@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"time"
 
+	"golang.org/x/time/rate"
 	"k8s.io/utils/clock"
 	ctrl "sigs.k8s.io/controller-runtime"
 	crwebhook "sigs.k8s.io/controller-runtime/pkg/webhook"
@@ -62,6 +63,9 @@ type Options struct {
 	// HistoryLimit is --checklist-history-limit: ended checklists kept per target
 	// workload (internal/history). 0 keeps them all unless a checklist names a limit.
 	HistoryLimit int
+	// HistoryQPS is --checklist-history-qps: the history limit's deletes per second, a
+	// bucket of their own inside the client's (0: only the client's).
+	HistoryQPS float64
 	// RecordRetention is --record-retention: release records the manager created are
 	// deleted once older than it (internal/retention); 0 keeps them all.
 	RecordRetention time.Duration
@@ -128,8 +132,11 @@ func Setup(mgr ctrl.Manager, o Options) (*controller.DeploymentChecklistReconcil
 	if err := r.SetupWithManager(mgr); err != nil {
 		return nil, err
 	}
-	if err := (&history.Reconciler{Reader: mgr.GetClient(), Deleter: mgr.GetClient(), Limit: o.HistoryLimit,
-		Shards: o.Shards}).SetupWithManager(mgr); err != nil {
+	trim := &history.Reconciler{Reader: mgr.GetClient(), Deleter: mgr.GetClient(), Limit: o.HistoryLimit, Shards: o.Shards}
+	if o.HistoryQPS > 0 {
+		trim.Pace = rate.NewLimiter(rate.Limit(o.HistoryQPS), max(1, int(o.HistoryQPS)))
+	}
+	if err := trim.SetupWithManager(mgr); err != nil {
 		return nil, err
 	}
 	if o.Webhooks {

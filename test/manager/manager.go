@@ -49,6 +49,25 @@ func Start(ctx context.Context, cfg *rest.Config, scheme *runtime.Scheme, metric
 // StartWithWebhooks is Start serving the admission webhooks too, when wh is set.
 func StartWithWebhooks(ctx context.Context, cfg *rest.Config, scheme *runtime.Scheme, metrics controller.MetricSource,
 	wh *Webhooks, onStop func(error)) (*Manager, error) {
+	return StartWithOptions(ctx, cfg, scheme, metrics, Options{Webhooks: wh}, onStop)
+}
+
+// Options are what a harness may set beyond Start's defaults.
+type Options struct {
+	// Webhooks, when set, serves the admission webhooks there.
+	Webhooks *Webhooks
+	// HistoryLimit is --checklist-history-limit (0: every ended checklist kept, as
+	// Start does; the manager binary's default is history.DefaultLimit).
+	HistoryLimit int
+	// HistoryQPS is --checklist-history-qps: the deletes of the history limit per
+	// second (0: paced by the client's rate limiter alone).
+	HistoryQPS float64
+}
+
+// StartWithOptions is Start with Options.
+func StartWithOptions(ctx context.Context, cfg *rest.Config, scheme *runtime.Scheme, metrics controller.MetricSource,
+	o Options, onStop func(error)) (*Manager, error) {
+	wh := o.Webhooks
 	opts := ctrl.Options{
 		Scheme:                 scheme,
 		Metrics:                metricsserver.Options{BindAddress: "0"},
@@ -57,7 +76,8 @@ func StartWithWebhooks(ctx context.Context, cfg *rest.Config, scheme *runtime.Sc
 		// A harness may run several managers in one process, one after the other.
 		Controller: config.Controller{SkipNameValidation: new(true)},
 	}
-	tminus := operator.Options{Metrics: metrics, MaxConcurrentReconciles: 4}
+	tminus := operator.Options{Metrics: metrics, MaxConcurrentReconciles: 4, HistoryLimit: o.HistoryLimit,
+		HistoryQPS: o.HistoryQPS}
 	if wh != nil {
 		opts.WebhookServer = webhook.NewServer(webhook.Options{Host: wh.Host, Port: wh.Port, CertDir: wh.CertDir})
 		tminus.Webhooks, tminus.TrustedApprovalWriters = true, wh.TrustedApprovalWriters

@@ -27,6 +27,7 @@ import (
 
 	deployv1alpha1 "github.com/tminus-dev/tminus/api/v1alpha1"
 	engine "github.com/tminus-dev/tminus/internal/checklist"
+	"github.com/tminus-dev/tminus/internal/history"
 	tminusmetrics "github.com/tminus-dev/tminus/internal/metrics"
 	"github.com/tminus-dev/tminus/internal/prometheus"
 	"github.com/tminus-dev/tminus/test/app"
@@ -63,7 +64,24 @@ type Config struct {
 	// Lease is the fleet's shard lease duration (the renew deadline two thirds of it,
 	// the retry period an eighth); the manager's default, 15s, when zero.
 	Lease time.Duration
-	Log   func(format string, args ...any)
+	// EndedPerTarget, when set, spreads the finished checklists over targets of that
+	// many each (p0, p1, ...), and the active checklists gate the first of those
+	// targets, one each, so every live release has a past (those past the number of
+	// targets gate a target of their own). Without it each finished
+	// checklist names a target of its own. The manager keeps HistoryLimit ended
+	// checklists per target (the binary's default, 10): with EndedPerTarget above it,
+	// the excess is trimmed at start, timed from the API server's count of deletes.
+	EndedPerTarget int
+	// HistoryLimit is the manager's --checklist-history-limit (history.DefaultLimit
+	// when zero).
+	HistoryLimit int
+	// HistoryQPS is the manager's --checklist-history-qps; nil: its default
+	// (history.DefaultQPS), 0: the client's rate limiter alone.
+	HistoryQPS *float64
+	// HeapProfile, when set, is where a heap profile of the in-process manager is
+	// written when memory is measured.
+	HeapProfile string
+	Log         func(format string, args ...any)
 }
 
 // Result is what one size measured.
@@ -117,6 +135,33 @@ type Result struct {
 	Replicas, Shards int
 	ReplicaRSSMiB    []float64
 	TakeoverS        float64
+	// CreateS is how long the harness took to create the checklists; SettledS from
+	// the first created to every active one measured and every release verifying.
+	CreateS, SettledS float64
+	// EndedPerTarget, HistoryLimit and HistoryQPS are the run's configuration
+	// (HistoryQPS 0: the client's rate limiter alone).
+	EndedPerTarget, HistoryLimit int
+	HistoryQPS                   float64
+	// Trim is the history limit at work at start, when there was anything to trim.
+	Trim *Trim `json:",omitempty"`
+}
+
+// Trim is what the history limit did at start: the API server's count of checklist
+// deletes (and of every write) sampled every second.
+type Trim struct {
+	// Expected deletes (the ended checklists past the limit); Deleted seen.
+	Expected, Deleted int
+	// Seconds from the manager's start to the last delete.
+	Seconds float64
+	// MeanPerS is deletes per second from the first to the last; PeakPerS the most in
+	// one sampled second, Peak10sPerS the most over ten.
+	MeanPerS, PeakPerS, Peak10sPerS float64
+	// WritesPeak10sPerS is every write to the API server (leases and events excluded),
+	// the most over ten seconds of the trimming.
+	WritesPeak10sPerS float64
+	// LiveDeleted are the live checklists (active and releases) gone after it (0), and
+	// EndedLeft the ended checklists left (targets × limit).
+	LiveDeleted, EndedLeft int
 }
 
 const (
@@ -152,6 +197,13 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 	if cfg.TargetsPerRelease == 0 {
 		cfg.TargetsPerRelease = 1
 	}
+	if cfg.HistoryLimit == 0 {
+		cfg.HistoryLimit = history.DefaultLimit
+	}
+	historyQPS := float64(history.DefaultQPS)
+	if cfg.HistoryQPS != nil {
+		historyQPS = *cfg.HistoryQPS
+	}
 	if cfg.TargetsPerRelease < 1 || cfg.TargetsPerRelease > deployv1alpha1.MaxTargets {
 		return Result{}, fmt.Errorf("a release gates 1 to %d targets, not %d",
 			deployv1alpha1.MaxTargets, cfg.TargetsPerRelease)
@@ -162,11 +214,14 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 	res := Result{Checklists: cfg.Checklists, Active: cfg.Active, Releases: cfg.Releases,
 		IntervalSeconds: cfg.Interval.Seconds(), Rounds: cfg.Rounds, DistinctQueries: 1,
 		Blackholed: cfg.Blackholed, AllDistinct: cfg.DistinctQueries, Replicas: max(1, cfg.Replicas), Shards: cfg.Shards,
-		TargetsPerRelease: cfg.TargetsPerRelease}
+		TargetsPerRelease: cfg.TargetsPerRelease, EndedPerTarget: cfg.EndedPerTarget, HistoryLimit: cfg.HistoryLimit,
+		HistoryQPS: historyQPS}
 	if cfg.DistinctQueries {
 		res.DistinctQueries = 2 * (cfg.Active + cfg.Releases) // two metrics each
 	}
-	bed, err := testbed.Start(ctx, testbed.Options{Cluster: cfg.Releases > 0})
+	// A hundred thousand checklists with their statuses, and their revisions until
+	// the API server compacts them, pass etcd's default quota of 2 GiB.
+	bed, err := testbed.Start(ctx, testbed.Options{Cluster: cfg.Releases > 0, EtcdQuotaBytes: 8 << 30})
 	if err != nil {
 		return res, err
 	}
@@ -209,8 +264,18 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 	if err := populate(ctx, c, cfg, prom.URL, dead); err != nil {
 		return res, err
 	}
+	res.CreateS = time.Since(start).Seconds()
 	cfg.Log("created %d checklists (%d active, %d releases of %d targets) in %s",
 		cfg.Checklists, cfg.Active, cfg.Releases, cfg.TargetsPerRelease, time.Since(start).Round(time.Second))
+	deletes0, err := checklistDeletes(ctx, bed)
+	if err != nil {
+		return res, err
+	}
+	writes00, err := apiWrites(ctx, bed)
+	if err != nil {
+		return res, err
+	}
+	mgrStart := time.Now()
 
 	var run running
 	if cfg.Replicas > 1 {
@@ -226,7 +291,7 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 	} else {
 		provider := &prometheus.Provider{Secrets: c}
 		mgrCtx, stopMgr := context.WithCancel(ctx)
-		mgr, err := startManager(mgrCtx, bed, provider)
+		mgr, err := startManager(mgrCtx, bed, provider, cfg.HistoryLimit, historyQPS)
 		if err != nil {
 			stopMgr()
 			return res, err
@@ -238,12 +303,19 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 		run = &inProcess{mgr: mgr, provider: provider}
 	}
 
+	if excess := trimmed(cfg); excess > 0 {
+		if res.Trim, err = measureTrim(ctx, bed, cfg, excess, deletes0, writes00, mgrStart); err != nil {
+			return res, err
+		}
+	}
+
 	// Warm-up: every checklist reconciled at least once and the releases verifying.
 	// Polled from a cache: listing thousands of checklists from the API server every
 	// second would load it more than the manager does.
 	if err := waitSettled(ctx, run.reader(), cfg); err != nil {
 		return res, err
 	}
+	res.SettledS = time.Since(start).Seconds()
 	cfg.Log("settled in %s", time.Since(start).Round(time.Second))
 	time.Sleep(cfg.Interval)
 
@@ -269,6 +341,11 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 	res.QueriesPerRound = sent / float64(cfg.Rounds)
 	res.WritesPerRound = (writes1 - writes0) / float64(cfg.Rounds)
 	res.RSSMiB, res.HeapMiB, res.ReplicaRSSMiB = run.memory()
+	if cfg.HeapProfile != "" && cfg.Replicas <= 1 {
+		if err := writeHeapProfile(cfg.HeapProfile); err != nil {
+			return res, err
+		}
+	}
 	res.ReconcileP50Ms, res.ReconcileP99Ms = run.reconcileLatency(ctx)
 
 	if cfg.Releases > 0 {
@@ -340,7 +417,7 @@ func newChecklist(name, target string, interval time.Duration, promURL string,
 	dcl := &deployv1alpha1.DeploymentChecklist{
 		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns},
 		Spec: deployv1alpha1.DeploymentChecklistSpec{
-			Target:   &deployv1alpha1.TargetRef{Kind: "Deployment", Name: target},
+			Target:   &deployv1alpha1.TargetRef{Kind: deployv1alpha1.KindDeployment, Name: target},
 			Revision: "v2",
 			ChecklistBody: deployv1alpha1.ChecklistBody{
 				Interval:   interval.String(),
@@ -446,23 +523,31 @@ func create(ctx context.Context, c client.Client, cfg Config, promURL, dead stri
 			// rolls back all of them.
 			dcl.Spec.Target = nil
 			for _, t := range targets {
-				dcl.Spec.Targets = append(dcl.Spec.Targets, deployv1alpha1.TargetRef{Kind: "Deployment", Name: t})
+				dcl.Spec.Targets = append(dcl.Spec.Targets, deployv1alpha1.TargetRef{Kind: deployv1alpha1.KindDeployment, Name: t})
 			}
 		}
 		dcl.Annotations = map[string]string{deployv1alpha1.ApprovalAnnotationPrefix + "deployment-lead": "ops for v2"}
 		return c.Create(ctx, dcl)
 	case i < cfg.Releases+cfg.Active:
-		held := testbed.Deployment(ns, name, "svc:v1", 0)
+		gated := name
+		if k := i - cfg.Releases; cfg.EndedPerTarget > 0 && k < pastTargets(cfg) {
+			gated = pastTarget(k)
+		}
+		held := testbed.Deployment(ns, gated, "svc:v1", 0)
 		held.Spec.Paused = true
 		if err := c.Create(ctx, held); err != nil {
 			return err
 		}
 		if i < cfg.Releases+cfg.Blackholed {
-			return c.Create(ctx, checklist(name, name, cfg.Interval, dead))
+			return c.Create(ctx, checklist(name, gated, cfg.Interval, dead))
 		}
-		return c.Create(ctx, checklist(name, name, cfg.Interval, promURL))
+		return c.Create(ctx, checklist(name, gated, cfg.Interval, promURL))
 	default:
-		dcl := checklist(name, name, cfg.Interval, promURL)
+		past := name
+		if cfg.EndedPerTarget > 0 {
+			past = pastTarget((i - cfg.Releases - cfg.Active) / cfg.EndedPerTarget)
+		}
+		dcl := checklist(name, past, cfg.Interval, promURL)
 		if err := c.Create(ctx, dcl); err != nil {
 			return err
 		}
@@ -490,17 +575,21 @@ func releaseTargets(i, n int) []string {
 	return targets
 }
 
-func startManager(ctx context.Context, bed *testbed.Bed, provider *prometheus.Provider) (*manager.Manager, error) {
+func startManager(ctx context.Context, bed *testbed.Bed, provider *prometheus.Provider, historyLimit int,
+	historyQPS float64) (*manager.Manager, error) {
 	// The manager's own client limits, as --kube-api-qps and --kube-api-burst default.
 	cfg := rest.CopyConfig(bed.Config)
 	cfg.QPS, cfg.Burst = ManagerQPS, ManagerBurst
-	return manager.Start(ctx, cfg, bed.Client.Scheme(), provider, nil)
+	return manager.StartWithOptions(ctx, cfg, bed.Client.Scheme(), provider,
+		manager.Options{HistoryLimit: historyLimit, HistoryQPS: historyQPS}, nil)
 }
 
 // waitSettled waits until every active checklist has measured once and every release
 // is verifying.
 func waitSettled(ctx context.Context, c client.Reader, cfg Config) error {
-	deadline := time.Now().Add(15 * time.Minute)
+	// Every ended checklist is reconciled once at start, within the manager's client
+	// budget when the cache strips them (each read whole from the API server).
+	deadline := time.Now().Add(15*time.Minute + time.Duration(cfg.Checklists)*time.Second/ManagerQPS)
 	logged := time.Now()
 	for {
 		var list deployv1alpha1.DeploymentChecklistList

@@ -17,6 +17,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -60,6 +61,9 @@ type Options struct {
 	// Audit makes the API server log every write (create, update, patch, delete) at
 	// the Metadata level, with its user agent and times, to Bed.AuditLog.
 	Audit bool
+	// EtcdQuotaBytes, when set, is etcd's --quota-backend-bytes (2 GiB by default): a
+	// benchmark that writes a hundred thousand objects needs more room.
+	EtcdQuotaBytes int64
 }
 
 // Bed is a running test bed.
@@ -149,6 +153,10 @@ func Start(ctx context.Context, opts Options) (b *Bed, err error) {
 		BinaryAssetsDirectory: assets,
 		Scheme:                opts.Scheme,
 		WebhookInstallOptions: envtest.WebhookInstallOptions{Paths: opts.WebhookPaths},
+	}
+	if opts.EtcdQuotaBytes > 0 {
+		b.env.ControlPlane.Etcd = &envtest.Etcd{}
+		b.env.ControlPlane.Etcd.Configure().Set("quota-backend-bytes", strconv.FormatInt(opts.EtcdQuotaBytes, 10))
 	}
 	if opts.Audit {
 		policy := filepath.Join(dir, "audit-policy.yaml")
