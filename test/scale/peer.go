@@ -108,17 +108,11 @@ func runPeer(ctx context.Context, cfg PeerConfig, contender string) (PeerResult,
 		return res, err
 	}
 	defer bed.Stop()
-	svc, err := app.Start(200)
+	svc, prom, err := startServiceScraped(ctx)
 	if err != nil {
 		return res, err
 	}
 	defer svc.Close()
-	svc.Set(0.001, 50*time.Millisecond)
-	prom, err := testbed.StartPrometheus(ctx, testbed.PrometheusOptions{ScrapeConfigs: fmt.Sprintf(
-		"- job_name: svc\n  static_configs:\n  - targets: [%q]\n    labels: {namespace: %s}\n", svc.Addr, ns)})
-	if err != nil {
-		return res, err
-	}
 	defer prom.Close()
 
 	fast := rest.CopyConfig(bed.Config)
@@ -397,4 +391,21 @@ func crdOnlyDir(dir string) (string, error) {
 		}
 	}
 	return out, nil
+}
+
+// startServiceScraped starts the instrumented service, answering 0.1 % errors in 50 ms,
+// and a Prometheus scraping it as the namespace's.
+func startServiceScraped(ctx context.Context) (*app.App, *testbed.Prometheus, error) {
+	svc, err := app.Start(200)
+	if err != nil {
+		return nil, nil, err
+	}
+	svc.Set(0.001, 50*time.Millisecond)
+	prom, err := testbed.StartPrometheus(ctx, testbed.PrometheusOptions{ScrapeConfigs: fmt.Sprintf(
+		"- job_name: svc\n  static_configs:\n  - targets: [%q]\n    labels: {namespace: %s}\n", svc.Addr, ns)})
+	if err != nil {
+		svc.Close()
+		return nil, nil, err
+	}
+	return svc, prom, nil
 }

@@ -226,17 +226,11 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 		return res, err
 	}
 	defer bed.Stop()
-	svc, err := app.Start(200)
+	svc, prom, err := startServiceScraped(ctx)
 	if err != nil {
 		return res, err
 	}
 	defer svc.Close()
-	svc.Set(0.001, 50*time.Millisecond)
-	prom, err := testbed.StartPrometheus(ctx, testbed.PrometheusOptions{ScrapeConfigs: fmt.Sprintf(
-		"- job_name: svc\n  static_configs:\n  - targets: [%q]\n    labels: {namespace: %s}\n", svc.Addr, ns)})
-	if err != nil {
-		return res, err
-	}
 	defer prom.Close()
 
 	dead := ""
