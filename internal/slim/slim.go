@@ -21,7 +21,7 @@ package slim
 import (
 	"slices"
 	"strings"
-	"sync"
+	"unique"
 
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -156,7 +156,7 @@ var (
 //     its name, kind, pre-deploy and released template hashes and released images.
 func Strip(dcl *deployv1alpha1.DeploymentChecklist) *deployv1alpha1.DeploymentChecklist {
 	out := &deployv1alpha1.DeploymentChecklist{TypeMeta: typeMeta}
-	out.Name, out.Namespace, out.UID, out.ResourceVersion = dcl.Name, intern(dcl.Namespace), dcl.UID, dcl.ResourceVersion
+	out.Name, out.Namespace, out.UID, out.ResourceVersion = dcl.Name, unique.Make(dcl.Namespace).Value(), dcl.UID, dcl.ResourceVersion
 	out.Generation, out.CreationTimestamp = dcl.Generation, dcl.CreationTimestamp
 	out.Annotations = strippedAnnotations
 
@@ -208,15 +208,4 @@ func canonicalPhase(phase deployv1alpha1.ChecklistPhase) deployv1alpha1.Checklis
 		}
 	}
 	return phase
-}
-
-// namespaces holds one copy of each namespace's name for the stripped copies.
-var namespaces sync.Map
-
-func intern(s string) string {
-	if v, ok := namespaces.Load(s); ok {
-		return v.(string)
-	}
-	v, _ := namespaces.LoadOrStore(s, s)
-	return v.(string)
 }

@@ -125,9 +125,7 @@ func RunPast(ctx context.Context, pasts []int, writes int, log func(string, ...a
 		stop()
 		<-mgr.Done
 	}()
-	fast := rest.CopyConfig(bed.Config)
-	fast.QPS, fast.Burst = 2000, 4000
-	c, err := client.New(fast, client.Options{Scheme: bed.Client.Scheme()})
+	c, err := client.New(unthrottled(bed), client.Options{Scheme: bed.Client.Scheme()})
 	if err != nil {
 		return nil, err
 	}

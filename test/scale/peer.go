@@ -115,9 +115,7 @@ func runPeer(ctx context.Context, cfg PeerConfig, contender string) (PeerResult,
 	defer svc.Close()
 	defer prom.Close()
 
-	fast := rest.CopyConfig(bed.Config)
-	fast.QPS, fast.Burst = 2000, 4000
-	c, err := client.New(fast, client.Options{Scheme: bed.Client.Scheme()})
+	c, err := client.New(unthrottled(bed), client.Options{Scheme: bed.Client.Scheme()})
 	if err != nil {
 		return res, err
 	}
@@ -408,4 +406,12 @@ func startServiceScraped(ctx context.Context) (*app.App, *testbed.Prometheus, er
 		return nil, nil, err
 	}
 	return svc, prom, nil
+}
+
+// unthrottled is the bed's admin config without client-side throttling: a harness
+// writes thousands of objects.
+func unthrottled(bed *testbed.Bed) *rest.Config {
+	fast := rest.CopyConfig(bed.Config)
+	fast.QPS, fast.Burst = 2000, 4000
+	return fast
 }

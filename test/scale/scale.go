@@ -11,7 +11,6 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 
 	prometheusclient "github.com/prometheus/client_golang/prometheus"
@@ -244,9 +243,7 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 	}
 
 	// The harness writes thousands of objects: no client-side throttling for it.
-	fast := rest.CopyConfig(bed.Config)
-	fast.QPS, fast.Burst = 2000, 4000
-	watcher, err := client.NewWithWatch(fast, client.Options{Scheme: bed.Client.Scheme()})
+	watcher, err := client.NewWithWatch(unthrottled(bed), client.Options{Scheme: bed.Client.Scheme()})
 	if err != nil {
 		return res, err
 	}
@@ -444,32 +441,7 @@ func newChecklist(name, target string, interval time.Duration, promURL string,
 // (waiting for a sign-off while measuring, target held), and releases (approved; their
 // Deployment rolls out v2 through kube-controller-manager and kwok).
 func populate(ctx context.Context, c client.Client, cfg Config, promURL, dead string) error {
-	work := make(chan int)
-	errs := make(chan error, 1)
-	var wg sync.WaitGroup
-	for range 16 {
-		wg.Go(func() {
-			for i := range work {
-				if err := create(ctx, c, cfg, promURL, dead, i); err != nil {
-					select {
-					case errs <- err:
-					default:
-					}
-				}
-			}
-		})
-	}
-	for i := range cfg.Checklists {
-		work <- i
-	}
-	close(work)
-	wg.Wait()
-	select {
-	case err := <-errs:
-		return err
-	default:
-		return nil
-	}
+	return parallel(cfg.Checklists, func(i int) error { return create(ctx, c, cfg, promURL, dead, i) })
 }
 
 func create(ctx context.Context, c client.Client, cfg Config, promURL, dead string, i int) error {
