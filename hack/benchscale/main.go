@@ -245,9 +245,14 @@ func benchPast(past, writes int, out string) error {
 	if err != nil {
 		return err
 	}
-	fmt.Printf("\n| past checklists | writes | held | gate p50 / p99 ms | request p50 / p99 ms |\n|---|---|---|---|---|\n")
+	fmt.Printf("\n| past checklists | writes | each write | held | gate p50 / p99 ms | request p50 / p99 ms |\n" +
+		"|---|---|---|---|---|---|\n")
 	for _, r := range res {
-		fmt.Printf("| %d | %d | %d | %.2f / %.2f | %.2f / %.2f |\n", r.Past, r.Writes, r.Held, r.WebhookP50Ms,
+		each := "right after the last"
+		if r.Observed {
+			each = "once the last is observed"
+		}
+		fmt.Printf("| %d | %d | %s | %d | %.2f / %.2f | %.2f / %.2f |\n", r.Past, r.Writes, each, r.Held, r.WebhookP50Ms,
 			r.WebhookP99Ms, r.RequestP50Ms, r.RequestP99Ms)
 	}
 	raw, _ := json.MarshalIndent(res, "", "  ")

@@ -250,6 +250,41 @@ func ReplicaSets(ctx context.Context, c client.Reader, d *appsv1.Deployment) ([]
 	return replicaSets(ctx, c, d, client.MatchingFields{ReplicaSetOwnerIndex: d.Name}, client.UnsafeDisableDeepCopy)
 }
 
+// ReplicaSetsMatchStatus says whether rss, the Deployment's ReplicaSets as the
+// manager's cache holds them, are at least as fresh as the Deployment's own status in
+// stored, the object as etcd holds it (the admission request's old object): the
+// Deployment controller finished its sync of the stored generation (it makes a
+// ReplicaSet and records its revision within that sync), the cache holds the
+// ReplicaSet of the revision it recorded (an informer's cache holds every event before
+// one it holds, so every ReplicaSet made before it), and the pods the cache counts
+// are the pods the controller counted, in all and for the stored template. A cache
+// that matches decides as a LIST from the API server would have, short of what the
+// controller did and has not written down yet, which that LIST (a few milliseconds
+// before the write is stored) could miss as well; one that does not match is read
+// again. The LIST costs more than its round trip: the API server serves it from its
+// watch cache once that cache has caught up with etcd, which on a cluster whose
+// ReplicaSets are quiet waits for etcd's next progress notification (tens of
+// milliseconds).
+func ReplicaSetsMatchStatus(stored *appsv1.Deployment, rss []appsv1.ReplicaSet) bool {
+	if stored == nil || stored.Generation == 0 || stored.Status.ObservedGeneration != stored.Generation {
+		return false
+	}
+	revision := stored.Annotations[RevisionAnnotation]
+	hash := gate.TemplateHash(&stored.Spec.Template)
+	seen := revision == ""
+	var pods, updated int32
+	for i := range rss {
+		if revision != "" && rss[i].Annotations[RevisionAnnotation] == revision {
+			seen = true
+		}
+		pods += rss[i].Status.Replicas
+		if replicaSetHash(&rss[i]) == hash {
+			updated += rss[i].Status.Replicas
+		}
+	}
+	return seen && pods == stored.Status.Replicas && updated == stored.Status.UpdatedReplicas
+}
+
 // ReplicaSetsFromAPI lists the ReplicaSets the Deployment owns from the API server,
 // which knows no cache index: those its selector matches (the namespace when it has
 // none that parses), of which those it owns.

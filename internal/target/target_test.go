@@ -141,3 +141,65 @@ func TestARestoreDecidedOverOneTemplateDoesNotOverwriteOnePushedBeforeItsRetry(t
 	g.Expect(bed.Client.Get(ctx, client.ObjectKeyFromObject(d), &cur)).To(Succeed())
 	g.Expect(cur.Spec.Paused).To(BeFalse())
 }
+
+// TestReplicaSetsMatchTheStoredStatusOnlyWhenEveryCountAndTheNewestRevisionAgree: the
+// gate decides on its cache's ReplicaSets of a Deployment only when they are what the
+// Deployment controller counted at its last sync of the stored generation; any one
+// difference sends it to the API server.
+func TestReplicaSetsMatchTheStoredStatusOnlyWhenEveryCountAndTheNewestRevisionAgree(t *testing.T) {
+	rs := func(image, revision string, pods int32) appsv1.ReplicaSet {
+		d := testbed.Deployment("ns", "checkout", image, pods)
+		return appsv1.ReplicaSet{
+			ObjectMeta: metav1.ObjectMeta{Name: "checkout-" + revision, Annotations: map[string]string{target.RevisionAnnotation: revision}},
+			Spec:       appsv1.ReplicaSetSpec{Replicas: new(pods), Template: d.Spec.Template},
+			Status:     appsv1.ReplicaSetStatus{Replicas: pods},
+		}
+	}
+	// v2 rolled out over v1; v3 held, never rolled.
+	stored := func() *appsv1.Deployment {
+		d := testbed.Deployment("ns", "checkout", "checkout:v3", 3)
+		d.Generation, d.Annotations = 4, map[string]string{target.RevisionAnnotation: "2"}
+		d.Spec.Paused = true
+		d.Status = appsv1.DeploymentStatus{ObservedGeneration: 4, Replicas: 3, UpdatedReplicas: 0}
+		return d
+	}
+	cache := []appsv1.ReplicaSet{rs("checkout:v1", "1", 0), rs("checkout:v2", "2", 3)}
+	for _, tc := range []struct {
+		name     string
+		noStored bool
+		stored   func(*appsv1.Deployment)
+		cache    []appsv1.ReplicaSet
+		match    bool
+	}{
+		{name: "everything agrees", cache: cache, match: true},
+		{name: "no stored object (a create)", noStored: true},
+		{name: "the stored generation not observed yet",
+			stored: func(d *appsv1.Deployment) { d.Status.ObservedGeneration = 3 }, cache: cache},
+		{name: "the newest revision not in the cache, with no pods yet",
+			stored: func(d *appsv1.Deployment) { d.Annotations[target.RevisionAnnotation] = "3" },
+			cache:  cache},
+		{name: "pods counted differently in all",
+			stored: func(d *appsv1.Deployment) { d.Status.Replicas = 4 }, cache: cache},
+		{name: "pods of the stored template counted differently",
+			stored: func(d *appsv1.Deployment) { d.Spec.Template.Spec.Containers[0].Image = "checkout:v2" }, cache: cache},
+		{name: "the stored template rolled out as the cache counts it",
+			stored: func(d *appsv1.Deployment) {
+				d.Spec.Template.Spec.Containers[0].Image = "checkout:v2"
+				d.Status.UpdatedReplicas = 3
+			}, cache: cache, match: true},
+		{name: "never rolled, nothing cached",
+			stored: func(d *appsv1.Deployment) { delete(d.Annotations, target.RevisionAnnotation); d.Status.Replicas = 0 },
+			match:  true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var d *appsv1.Deployment
+			if !tc.noStored {
+				d = stored()
+				if tc.stored != nil {
+					tc.stored(d)
+				}
+			}
+			NewWithT(t).Expect(target.ReplicaSetsMatchStatus(d, tc.cache)).To(Equal(tc.match))
+		})
+	}
+}

@@ -205,8 +205,10 @@ func pointerEscape(s string) string {
 // refuse is decided again on the API server's view of what can loosen the decision:
 // the checklists that are live or refuse the template, read one by one (a checklist
 // the cache does not know yet has no release to loosen anything with), and the
-// Deployment's ReplicaSets, listed by its selector. A refused self-heal storm then
-// costs the API server two small reads per write, not the namespace's history.
+// Deployment's ReplicaSets, listed by its selector unless the cache's match the
+// stored Deployment's status (target.ReplicaSetsMatchStatus: a settled Deployment's
+// do). A refused self-heal storm then costs the API server one small read per
+// write, not the namespace's history.
 func (w *DeploymentGate) decide(ctx context.Context, old, cur *appsv1.Deployment) (gate.Verdict, error) {
 	hash := gate.TemplateHash(&cur.Spec.Template)
 	cls, err := target.Deciding(ctx, w.Reader, cur.Namespace, cur.Name, hash)
@@ -228,7 +230,7 @@ func (w *DeploymentGate) decide(ctx context.Context, old, cur *appsv1.Deployment
 	}); err != nil {
 		return gate.Verdict{}, err
 	}
-	if cur.UID != "" {
+	if cur.UID != "" && !target.ReplicaSetsMatchStatus(old, rss) {
 		if rss, err = target.ReplicaSetsFromAPI(ctx, w.Fresh, cur); err != nil {
 			return gate.Verdict{}, err
 		}
@@ -254,6 +256,7 @@ type gateFields struct {
 		Name        string            `json:"name"`
 		Namespace   string            `json:"namespace"`
 		UID         types.UID         `json:"uid"`
+		Generation  int64             `json:"generation"`
 		Labels      map[string]string `json:"labels"`
 		Annotations map[string]string `json:"annotations"`
 	} `json:"metadata"`
@@ -262,6 +265,12 @@ type gateFields struct {
 		Selector *metav1.LabelSelector  `json:"selector"`
 		Template corev1.PodTemplateSpec `json:"template"`
 	} `json:"spec"`
+	// Status is what target.ReplicaSetsMatchStatus compares the cache with.
+	Status struct {
+		ObservedGeneration int64 `json:"observedGeneration"`
+		Replicas           int32 `json:"replicas"`
+		UpdatedReplicas    int32 `json:"updatedReplicas"`
+	} `json:"status"`
 }
 
 func decodeGateFields(raw []byte) (*appsv1.Deployment, error) {
@@ -270,7 +279,10 @@ func decodeGateFields(raw []byte) (*appsv1.Deployment, error) {
 		return nil, err
 	}
 	m := f.Metadata
-	d := &appsv1.Deployment{ObjectMeta: metav1.ObjectMeta{Name: m.Name, Namespace: m.Namespace, UID: m.UID, Labels: m.Labels, Annotations: m.Annotations}}
+	d := &appsv1.Deployment{ObjectMeta: metav1.ObjectMeta{Name: m.Name, Namespace: m.Namespace, UID: m.UID,
+		Generation: m.Generation, Labels: m.Labels, Annotations: m.Annotations}}
 	d.Spec.Paused, d.Spec.Selector, d.Spec.Template = f.Spec.Paused, f.Spec.Selector, f.Spec.Template
+	d.Status.ObservedGeneration, d.Status.Replicas, d.Status.UpdatedReplicas =
+		f.Status.ObservedGeneration, f.Status.Replicas, f.Status.UpdatedReplicas
 	return d, nil
 }

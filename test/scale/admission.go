@@ -17,6 +17,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/util/retry"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -39,6 +40,10 @@ const heldTarget = "checkout"
 // checklists on it.
 type PastResult struct {
 	Past, Writes int
+	// Observed: each write waited (untimed) until the Deployment controller had
+	// observed the one before, as a pipeline's or GitOps tool's single write finds a
+	// Deployment; otherwise they came back to back, as a self-heal storm at its worst.
+	Observed bool
 	// Held of the Writes came back held (spec.paused and tminus's hold): all of them.
 	Held int
 	// WebhookP50Ms and P99Ms are the Deployment gate's own handling, from
@@ -137,44 +142,62 @@ func RunPast(ctx context.Context, pasts []int, writes int, log func(string, ...a
 		}
 		log("%s: a Deployment with %d ended checklists and one live, in the manager's cache", space, past)
 		// Warm-up: connections, the gate's first decisions.
-		if _, _, err := heldWrites(ctx, c, space, 20, 0); err != nil {
+		if _, _, err := heldWrites(ctx, c, space, 20, 0, false); err != nil {
 			return nil, err
 		}
-		reqs0, err := apiRequestsBy(ctx, bed)
-		if err != nil {
-			return nil, err
-		}
-		before, err := webhookHistogram()
-		if err != nil {
-			return nil, err
-		}
-		times, held, err := heldWrites(ctx, c, space, writes, 20)
-		if err != nil {
-			return nil, err
-		}
-		after, err := webhookHistogram()
-		if err != nil {
-			return nil, err
-		}
-		reqs1, err := apiRequestsBy(ctx, bed)
-		if err != nil {
-			return nil, err
-		}
-		r := PastResult{Past: past, Writes: writes, Held: held, APIRequests: map[string]float64{}}
-		for k, v := range reqs1 {
-			if d := v - reqs0[k]; d >= float64(writes)/10 {
-				r.APIRequests[k] = d
+		for _, observed := range []bool{false, true} {
+			r, err := timedHeldWrites(ctx, bed, c, space, past, writes, observed, log)
+			if err != nil {
+				return nil, err
 			}
+			out = append(out, r)
 		}
-		log("API requests during the %d writes (verb resource, at least one in ten writes): %v", writes, r.APIRequests)
-		r.RequestP50Ms, r.RequestP99Ms = quantile(times, 0.5)*1000, quantile(times, 0.99)*1000
-		r.WebhookP50Ms, r.WebhookP99Ms = after.minus(before).quantile(0.5)*1000, after.minus(before).quantile(0.99)*1000
-		log("%d past: %d of %d held; the gate p50 %.2f ms, p99 %.2f ms; the request p50 %.2f ms, p99 %.2f ms",
-			past, held, writes, r.WebhookP50Ms, r.WebhookP99Ms, r.RequestP50Ms, r.RequestP99Ms)
-		out = append(out, r)
 	}
 	return out, nil
 }
+
+// timedHeldWrites times writes held writes to the Deployment of space, reading the
+// gate's latency histogram and the API server's requests around them.
+func timedHeldWrites(ctx context.Context, bed *testbed.Bed, c client.Client, space string, past, writes int,
+	observed bool, log func(string, ...any)) (PastResult, error) {
+	from := 20
+	if observed {
+		from += writes
+	}
+	reqs0, err := apiRequestsBy(ctx, bed)
+	if err != nil {
+		return PastResult{}, err
+	}
+	before, err := webhookHistogram()
+	if err != nil {
+		return PastResult{}, err
+	}
+	times, held, err := heldWrites(ctx, c, space, writes, from, observed)
+	if err != nil {
+		return PastResult{}, err
+	}
+	after, err := webhookHistogram()
+	if err != nil {
+		return PastResult{}, err
+	}
+	reqs1, err := apiRequestsBy(ctx, bed)
+	if err != nil {
+		return PastResult{}, err
+	}
+	r := PastResult{Past: past, Writes: writes, Observed: observed, Held: held, APIRequests: map[string]float64{}}
+	for k, v := range reqs1 {
+		if d := v - reqs0[k]; d >= float64(writes)/10 {
+			r.APIRequests[k] = d
+		}
+	}
+	log("API requests during the %d writes (verb resource, at least one in ten writes): %v", writes, r.APIRequests)
+	r.RequestP50Ms, r.RequestP99Ms = quantile(times, 0.5)*1000, quantile(times, 0.99)*1000
+	r.WebhookP50Ms, r.WebhookP99Ms = after.minus(before).quantile(0.5)*1000, after.minus(before).quantile(0.99)*1000
+	log("%d past, observed %t: %d of %d held; the gate p50 %.2f ms, p99 %.2f ms; the request p50 %.2f ms, p99 %.2f ms",
+		past, observed, held, writes, r.WebhookP50Ms, r.WebhookP99Ms, r.RequestP50Ms, r.RequestP99Ms)
+	return r, nil
+}
+
 
 // deploymentGateOnly writes, into dir, the webhook configuration of manifests with the
 // Deployment gate alone.
@@ -312,11 +335,21 @@ func pastOf(ctx context.Context, c client.Client, cache client.Reader, space str
 	}
 }
 
-// heldWrites patches checkout's image n times, one after another (images w<from> on),
-// and returns each request's time in seconds and how many came back held.
-func heldWrites(ctx context.Context, c client.Client, space string, n, from int) (times []float64, held int,
-	err error) {
+// heldWrites patches checkout's image n times, one after another (images w<from> on;
+// observed: each once the Deployment controller observed the one before), and returns each request's time in seconds and how many came back held.
+func heldWrites(ctx context.Context, c client.Client, space string, n, from int, observed bool) (times []float64,
+	held int, err error) {
 	for i := range n {
+		if observed {
+			if err := wait.PollUntilContextTimeout(ctx, 5*time.Millisecond, time.Minute, true,
+				func(ctx context.Context) (bool, error) {
+					var d appsv1.Deployment
+					err := c.Get(ctx, client.ObjectKey{Namespace: space, Name: heldTarget}, &d)
+					return err == nil && d.Status.ObservedGeneration == d.Generation, err
+				}); err != nil {
+				return nil, 0, err
+			}
+		}
 		patch := fmt.Sprintf(`{"spec":{"template":{"spec":{"containers":[{"name":"app","image":"checkout:w%d"}]}}}}`,
 			from+i)
 		d := &appsv1.Deployment{ObjectMeta: metav1.ObjectMeta{Namespace: space, Name: heldTarget}}
