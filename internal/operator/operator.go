@@ -151,6 +151,9 @@ func Setup(mgr ctrl.Manager, o Options) (*controller.DeploymentChecklistReconcil
 		srv.Register(webhook.StatefulSetGatePath, &crwebhook.Admission{Handler: &webhook.StatefulSetGate{
 			Reader: mgr.GetClient(), Fresh: mgr.GetAPIReader(), Authorizer: mgr.GetClient(),
 		}})
+		srv.Register(webhook.StatefulSetScalePath, &crwebhook.Admission{Handler: &webhook.StatefulSetScaleGate{
+			Reader: mgr.GetClient(), Fresh: mgr.GetAPIReader(),
+		}})
 		srv.Register(webhook.DaemonSetGatePath, &crwebhook.Admission{Handler: &webhook.DaemonSetGate{
 			Reader: mgr.GetClient(), Fresh: mgr.GetAPIReader(), Authorizer: mgr.GetClient(),
 		}})

@@ -23,7 +23,9 @@ import (
 const StatefulSetGatePath = "/mutate-apps-v1-statefulset"
 
 // StatefulSetGate is the Deployment gate's rule for StatefulSets, held by their
-// rolling update's partition instead of a pause: a new template no checklist released
+// rolling update's partition instead of a pause (and refuses, as StatefulSetScaleGate
+// does, to scale one up while a live checklist releases it in steps): a new template
+// no checklist released
 // is admitted with the partition at deployv1alpha1.HoldPartition in the same write
 // (the owner's partition kept in deploy.tminus.dev/owner-partition), a template a
 // checklist rolled back is refused, and a write taking the hold partition off a held
@@ -54,6 +56,17 @@ func (w *StatefulSetGate) Handle(ctx context.Context, req admission.Request) adm
 		// Which revisions ran pods is the stored object's status, not what the writer
 		// sent back.
 		cur.Status = old.Status
+	}
+	if old != nil {
+		// Scaling up in a step: the one write of spec.replicas this webhook sees (its
+		// match conditions), refused as through the scale subresource.
+		why, err := scaleUpInStep(ctx, w.Reader, w.Fresh, old, replicasOf(old), replicasOf(&cur))
+		if err != nil {
+			return admission.Errored(http.StatusInternalServerError, err)
+		}
+		if why != "" {
+			return admission.Denied(why)
+		}
 	}
 	refusals := &DeploymentGate{Authorizer: w.Authorizer}
 	var oldMeta *appsv1.Deployment

@@ -671,15 +671,12 @@ func TestAChangeHeldDuringAStepKeepsTheOwnersPartitionNotTheSteps(t *testing.T) 
 	g.Expect(held.Annotations).To(HaveKeyWithValue(deployv1alpha1.OwnerPartitionAnnotation, ""), "the owner's partition, not the step's")
 }
 
-// TestAPartitionWrittenDuringAStepIsTheOwnersAndReleasesNoPodEarly: db is in the first
-// step of a release in steps (db-2 on v2, its phase waiting an hour). Its editor,
-// wanting v2 out now, patches the partition to 0 (as a GitOps apply of a manifest
-// saying partition 0 would). No pod outside the step takes v2: the partition written
-// is kept as the owner's, put back after the last step, and the step's stays.
-func TestAPartitionWrittenDuringAStepIsTheOwnersAndReleasesNoPodEarly(t *testing.T) {
-	t.Parallel()
+// inFirstStep makes db (3 pods on db:v1, gated), applies db:v2 and checklist db-v2
+// releasing it in steps (1 pod, then all; the step's phase an hour long), signs it off
+// and returns once db-2 runs v2, ready: the first step, waiting.
+func inFirstStep(t *testing.T, ns string) (*appsv1.StatefulSet, *deployv1alpha1.DeploymentChecklist) {
+	t.Helper()
 	g := NewWithT(t)
-	ns := newNamespace(t)
 	s := gatedStatefulSet(t, ns, 3)
 	v2 := testbed.StatefulSet(ns, "db", "db:v2", 3)
 	v2.Labels = map[string]string{deployv1alpha1.GatedLabel: deployv1alpha1.GatedByUser}
@@ -696,7 +693,57 @@ func TestAPartitionWrittenDuringAStepIsTheOwnersAndReleasesNoPodEarly(t *testing
 		g.Expect(bed.Client.Get(context.Background(), client.ObjectKeyFromObject(c), &cur)).To(Succeed())
 		g.Expect(cur.TargetStatusOf("db")).NotTo(BeNil())
 		g.Expect(cur.TargetStatusOf("db").StepReadyAt).NotTo(BeNil(), "the first step's pod runs v2, ready")
+		g.Expect(getStatefulSet(g, s).Annotations).To(HaveKeyWithValue(deployv1alpha1.StepAnnotation, "1 of 2"))
 	}, 2*time.Minute, 100*time.Millisecond).Should(Succeed())
+	return s, c
+}
+
+// TestAStatefulSetInAStepCannotBeScaledUpUntilItsReleaseEnds: db is in the first step
+// of a release in steps (db-2 on v2 of 3 pods). An HPA or the on-call scales it to 5,
+// through the scale subresource and then in spec.replicas: both are refused, naming
+// the checklist, the step and the pods that would have started on the release, and no
+// pod is added. Once the release is rolled back, the same scale-up passes and every
+// pod runs v1.
+func TestAStatefulSetInAStepCannotBeScaledUpUntilItsReleaseEnds(t *testing.T) {
+	t.Parallel()
+	g := NewWithT(t)
+	ctx := context.Background()
+	ns := newNamespace(t)
+	s, c := inFirstStep(t, ns)
+
+	scale := &autoscalingv1.Scale{}
+	g.Expect(bed.Client.SubResource("scale").Get(ctx, getStatefulSet(g, s), scale)).To(Succeed())
+	scale.Spec.Replicas = 5
+	err := bed.Client.SubResource("scale").Update(ctx, getStatefulSet(g, s), client.WithSubResourceBody(scale))
+	g.Expect(err).To(MatchError(ContainSubstring("is released in steps by checklist db-v2 (step 1 of 2")))
+	g.Expect(err).To(MatchError(ContainSubstring("would start db-3, db-4 on the release")))
+	err = bed.Client.Patch(ctx, getStatefulSet(g, s), client.RawPatch(types.MergePatchType, []byte(`{"spec":{"replicas":5}}`)))
+	g.Expect(err).To(MatchError(ContainSubstring("is released in steps by checklist db-v2 (step 1 of 2")))
+	g.Expect(getStatefulSet(g, s).Spec.Replicas).To(HaveValue(Equal(int32(3))))
+	g.Consistently(func(g Gomega) []string { return statefulSetPodImages(g, ns, "db") }, 2*time.Second, 200*time.Millisecond).
+		Should(ConsistOf("db:v1", "db:v1", "db:v2"), "no pod added above the step's partition")
+
+	metrics.set(errorsIn(ns), 0.07)
+	waitFor(t, c, deployv1alpha1.PhaseRolledBack)
+	g.Eventually(func() error {
+		g.Expect(bed.Client.SubResource("scale").Get(ctx, getStatefulSet(g, s), scale)).To(Succeed())
+		scale.Spec.Replicas = 5
+		return bed.Client.SubResource("scale").Update(ctx, getStatefulSet(g, s), client.WithSubResourceBody(scale))
+	}, 30*time.Second, 200*time.Millisecond).Should(Succeed())
+	g.Eventually(func(g Gomega) []string { return statefulSetPodImages(g, ns, "db") }, 2*time.Minute, 200*time.Millisecond).
+		Should(And(HaveLen(5), HaveEach("db:v1")))
+}
+
+// TestAPartitionWrittenDuringAStepIsTheOwnersAndReleasesNoPodEarly: db is in the first
+// step of a release in steps (db-2 on v2, its phase waiting an hour). Its editor,
+// wanting v2 out now, patches the partition to 0 (as a GitOps apply of a manifest
+// saying partition 0 would). No pod outside the step takes v2: the partition written
+// is kept as the owner's, put back after the last step, and the step's stays.
+func TestAPartitionWrittenDuringAStepIsTheOwnersAndReleasesNoPodEarly(t *testing.T) {
+	t.Parallel()
+	g := NewWithT(t)
+	ns := newNamespace(t)
+	s, _ := inFirstStep(t, ns)
 	g.Expect(statefulSetPodImages(g, ns, "db")).To(ConsistOf("db:v1", "db:v1", "db:v2"))
 
 	g.Expect(bed.Client.Patch(context.Background(), getStatefulSet(g, s), client.RawPatch(types.MergePatchType,
@@ -716,20 +763,7 @@ func TestAStatefulSetInAStepCannotBeSwitchedToOnDelete(t *testing.T) {
 	t.Parallel()
 	g := NewWithT(t)
 	ns := newNamespace(t)
-	s := gatedStatefulSet(t, ns, 3)
-	v2 := testbed.StatefulSet(ns, "db", "db:v2", 3)
-	v2.Labels = map[string]string{deployv1alpha1.GatedLabel: deployv1alpha1.GatedByUser}
-	g.Expect(apply(v2)).To(Succeed())
-	c := release(ns, "v2", time.Hour)
-	c.Name = "db-v2"
-	c.Spec.Target = &deployv1alpha1.TargetRef{Kind: deployv1alpha1.KindStatefulSet, Name: "db"}
-	c.Spec.Release = &deployv1alpha1.ReleaseSpec{Steps: []deployv1alpha1.ReleaseStep{
-		{Pods: intstr.FromInt32(1), Phase: c.Spec.Phases[1].Name}}}
-	g.Expect(bed.Client.Create(context.Background(), c)).To(Succeed())
-	signOff(t, c)
-	g.Eventually(func(g Gomega) {
-		g.Expect(getStatefulSet(g, s).Annotations).To(HaveKeyWithValue(deployv1alpha1.StepAnnotation, "1 of 2"))
-	}, 2*time.Minute, 100*time.Millisecond).Should(Succeed())
+	s, _ := inFirstStep(t, ns)
 
 	err := bed.Client.Patch(context.Background(), getStatefulSet(g, s), client.RawPatch(types.MergePatchType,
 		[]byte(`{"spec":{"updateStrategy":{"type":"OnDelete","rollingUpdate":null}}}`)))
@@ -745,20 +779,7 @@ func TestAStepLeftByADeletedChecklistIsTheOwnersToFinish(t *testing.T) {
 	t.Parallel()
 	g := NewWithT(t)
 	ns := newNamespace(t)
-	s := gatedStatefulSet(t, ns, 3)
-	v2 := testbed.StatefulSet(ns, "db", "db:v2", 3)
-	v2.Labels = map[string]string{deployv1alpha1.GatedLabel: deployv1alpha1.GatedByUser}
-	g.Expect(apply(v2)).To(Succeed())
-	c := release(ns, "v2", time.Hour)
-	c.Name = "db-v2"
-	c.Spec.Target = &deployv1alpha1.TargetRef{Kind: deployv1alpha1.KindStatefulSet, Name: "db"}
-	c.Spec.Release = &deployv1alpha1.ReleaseSpec{Steps: []deployv1alpha1.ReleaseStep{
-		{Pods: intstr.FromInt32(1), Phase: c.Spec.Phases[1].Name}}}
-	g.Expect(bed.Client.Create(context.Background(), c)).To(Succeed())
-	signOff(t, c)
-	g.Eventually(func(g Gomega) {
-		g.Expect(getStatefulSet(g, s).Annotations).To(HaveKeyWithValue(deployv1alpha1.StepAnnotation, "1 of 2"))
-	}, 2*time.Minute, 100*time.Millisecond).Should(Succeed())
+	s, c := inFirstStep(t, ns)
 
 	g.Expect(bed.Client.Delete(context.Background(), c)).To(Succeed())
 	g.Eventually(func() error {
