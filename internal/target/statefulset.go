@@ -10,7 +10,6 @@ import (
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -33,7 +32,22 @@ import (
 // ErrNotGateable is returned by a write to a workload tminus cannot hold.
 var ErrNotGateable = errors.New("the workload cannot be gated")
 
-type statefulSets struct{}
+// statefulSets holds, releases and restores a StatefulSet through strategyHeld, with
+// the partition hold, and releases it in steps. A restore in a release in steps puts
+// the owner's partition back in the same write: only the pods above the step's
+// partition ran the release, those below it run the restored revision already, so
+// none of them restarts.
+type statefulSets struct {
+	strategyHeld[*appsv1.StatefulSet]
+}
+
+var statefulSetWrites = strategyHeld[*appsv1.StatefulSet]{
+	kind:     deployv1alpha1.KindStatefulSet,
+	newObj:   func() *appsv1.StatefulSet { return &appsv1.StatefulSet{} },
+	template: func(s *appsv1.StatefulSet) *corev1.PodTemplateSpec { return &s.Spec.Template },
+	hold:     holdStatefulSet,
+	unhold:   unholdStatefulSet,
+}
 
 func (statefulSets) Kind() string { return deployv1alpha1.KindStatefulSet }
 
@@ -56,23 +70,7 @@ func (statefulSets) Observe(ctx context.Context, c client.Reader, key types.Name
 // ControllerRevisions lists the ControllerRevisions the StatefulSet owns (those its
 // selector matches, of which those it controls).
 func ControllerRevisions(ctx context.Context, c client.Reader, s *appsv1.StatefulSet) ([]appsv1.ControllerRevision, error) {
-	opts := []client.ListOption{client.InNamespace(s.Namespace)}
-	if s.Spec.Selector != nil {
-		if sel, err := metav1.LabelSelectorAsSelector(s.Spec.Selector); err == nil && !sel.Empty() {
-			opts = append(opts, client.MatchingLabelsSelector{Selector: sel})
-		}
-	}
-	var list appsv1.ControllerRevisionList
-	if err := c.List(ctx, &list, opts...); err != nil {
-		return nil, fmt.Errorf("listing ControllerRevisions of StatefulSet %s/%s: %w", s.Namespace, s.Name, err)
-	}
-	out := list.Items[:0]
-	for _, r := range list.Items {
-		if ref := metav1.GetControllerOf(&r); ref != nil && ref.UID == s.UID {
-			out = append(out, r)
-		}
-	}
-	return out, nil
+	return ownedRevisions(ctx, c, deployv1alpha1.KindStatefulSet, s, s.Spec.Selector)
 }
 
 // statefulSetHeld says whether the StatefulSet stands at tminus's hold partition.
@@ -320,60 +318,6 @@ func unholdStatefulSet(s *appsv1.StatefulSet) {
 	delete(s.Annotations, deployv1alpha1.HeldTemplateAnnotation)
 }
 
-func newStatefulSet() *appsv1.StatefulSet { return &appsv1.StatefulSet{} }
-
-func (statefulSets) update(ctx context.Context, c client.Client, fresh client.Reader, key types.NamespacedName,
-	mutate func(*appsv1.StatefulSet) error) error {
-	return updateObject(ctx, c, fresh, key, deployv1alpha1.KindStatefulSet, newStatefulSet, mutate)
-}
-
-// Hold sets the hold partition for heldBy, with the reason and, for a held change, the
-// template it holds.
-func (w statefulSets) Hold(ctx context.Context, c client.Client, fresh client.Reader, key types.NamespacedName,
-	heldBy, reason, heldTemplate string) error {
-	return w.update(ctx, c, fresh, key, func(s *appsv1.StatefulSet) error {
-		if err := holdStatefulSet(s); err != nil {
-			return err
-		}
-		annotate(s, deployv1alpha1.HeldByAnnotation, heldBy)
-		annotate(s, deployv1alpha1.HoldReasonAnnotation, reason)
-		if heldTemplate != "" {
-			annotate(s, deployv1alpha1.HeldTemplateAnnotation, heldTemplate)
-		} else {
-			delete(s.Annotations, deployv1alpha1.HeldTemplateAnnotation)
-		}
-		return nil
-	})
-}
-
-// Resume puts the owner's partition back if tminus holds the StatefulSet and it still
-// holds templateHash.
-func (w statefulSets) Resume(ctx context.Context, c client.Client, fresh client.Reader, key types.NamespacedName, templateHash string) error {
-	return w.update(ctx, c, fresh, key, func(s *appsv1.StatefulSet) error {
-		if err := holdsTemplate(deployv1alpha1.KindStatefulSet, s, &s.Spec.Template, templateHash, "the resume"); err != nil {
-			return err
-		}
-		if s.Annotations[deployv1alpha1.HeldByAnnotation] != "" {
-			unholdStatefulSet(s)
-		}
-		return nil
-	})
-}
-
-// Release puts the owner's partition back, which rolls the pods, and records the
-// revision released, if the StatefulSet still holds templateHash.
-func (w statefulSets) Release(ctx context.Context, c client.Client, fresh client.Reader, key types.NamespacedName,
-	revision, templateHash string) error {
-	return w.update(ctx, c, fresh, key, func(s *appsv1.StatefulSet) error {
-		if err := holdsTemplate(deployv1alpha1.KindStatefulSet, s, &s.Spec.Template, templateHash, "the release of "+revision); err != nil {
-			return err
-		}
-		unholdStatefulSet(s)
-		recordRelease(s, revision)
-		return nil
-	})
-}
-
 // ReleaseStep releases a step of a release in steps if the StatefulSet still holds
 // templateHash: the partition goes to replicas - pods (never below the owner's, kept
 // in OwnerPartitionAnnotation until the last step puts it back), so the pods at and
@@ -414,34 +358,6 @@ func (w statefulSets) ReleaseStep(ctx context.Context, c client.Client, fresh cl
 		delete(s.Annotations, deployv1alpha1.HoldReasonAnnotation)
 		delete(s.Annotations, deployv1alpha1.HeldTemplateAnnotation)
 		recordRelease(s, revision)
-		return nil
-	})
-}
-
-// Restore puts tmpl back as the StatefulSet's template with the owner's partition, so
-// the pods updated roll back, and marks the rolled-back template in the same write (as
-// Restore does for a Deployment). In a release in steps only the pods above the step's
-// partition ran the release: those below it run tmpl's revision already, so the
-// owner's partition put back in the same write restarts none of them.
-func (w statefulSets) Restore(ctx context.Context, c client.Client, fresh client.Reader, key types.NamespacedName,
-	tmpl *corev1.PodTemplateSpec, templateHash, mark string) error {
-	return w.update(ctx, c, fresh, key, func(s *appsv1.StatefulSet) error {
-		if gate.TemplateHash(&s.Spec.Template) != gate.TemplateHash(tmpl) {
-			if err := holdsTemplate(deployv1alpha1.KindStatefulSet, s, &s.Spec.Template, templateHash, "the restore"); err != nil {
-				return err
-			}
-		}
-		s.Spec.Template = *tmpl.DeepCopy()
-		unholdStatefulSet(s)
-		markRolledBack(s, mark)
-		return nil
-	})
-}
-
-// Mark sets or removes tminus's gated label.
-func (w statefulSets) Mark(ctx context.Context, c client.Client, fresh client.Reader, key types.NamespacedName, want bool) error {
-	return w.update(ctx, c, fresh, key, func(s *appsv1.StatefulSet) error {
-		markGated(s, want)
 		return nil
 	})
 }

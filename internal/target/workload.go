@@ -49,7 +49,7 @@ func Of(kind string) Workload {
 	case "", deployv1alpha1.KindDeployment:
 		return deployments{}
 	case deployv1alpha1.KindStatefulSet:
-		return statefulSets{}
+		return statefulSets{statefulSetWrites}
 	case deployv1alpha1.KindDaemonSet:
 		return daemonSets{daemonSetWrites}
 	}
