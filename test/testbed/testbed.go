@@ -170,6 +170,9 @@ func Start(ctx context.Context, opts Options) (b *Bed, err error) {
 			Set("audit-log-mode", "blocking")
 	}
 	if _, err := b.env.Start(); err != nil {
+		// What started before the failure (a webhook configuration the API server
+		// refused comes after etcd and kube-apiserver) is not left running.
+		_ = b.env.Stop()
 		b.env = nil
 		return b, fmt.Errorf("starting kube-apiserver and etcd: %w", err)
 	}
