@@ -138,7 +138,7 @@ bench-scale: testbins ## Measure sizes, a dead Prometheus, distinct queries and 
 	env $(TESTBINS_ENV) go run ./hack/benchscale $(if $(SIZES),--sizes $(SIZES))
 
 .PHONY: bench-past
-bench-past: testbins ## Time 200 held writes through the API server to the Deployment gate with 1 and 1,000 past checklists on the Deployment (PAST=1000, WRITES=200); writes bench-past.json.
+bench-past: testbins ## Time 200 held writes through the API server to the Deployment gate with 1 and 1,000 past checklists on the Deployment, back to back and each once the last is observed (PAST=1000, WRITES=200); writes bench-past.json.
 	env $(TESTBINS_ENV) go run ./hack/benchscale --past $(or $(PAST),1000) --writes $(or $(WRITES),200) --out bench-past.json
 
 .PHONY: bench-peer
