@@ -198,7 +198,6 @@ func timedHeldWrites(ctx context.Context, bed *testbed.Bed, c client.Client, spa
 	return r, nil
 }
 
-
 // deploymentGateOnly writes, into dir, the webhook configuration of manifests with the
 // Deployment gate alone.
 func deploymentGateOnly(manifests, dir string) error {
