@@ -22,10 +22,14 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"log/slog"
 	"net/http"
 	"os"
 	"strings"
 	"time"
+
+	"github.com/KimMachineGun/automemlimit/memlimit"
+	"github.com/go-logr/logr"
 
 	// Root certificates for HTTPS (Slack, Teams, webhooks, Prometheus) when the image
 	// has none: it is a static binary on an empty base.
@@ -218,6 +222,16 @@ func main() {
 	}
 
 	ctrl.SetLogger(zap.New(zap.UseFlagOptions(&opts)))
+
+	// The Go runtime's soft memory limit at 90 % of the container's (its cgroup's)
+	// memory limit: near the limit the collector works harder, instead of the container
+	// being killed while what the manager holds still fits (docs/operations.md). An
+	// explicit GOMEMLIMIT, or AUTOMEMLIMIT=off, is left as it is; with no limit there is
+	// no soft limit.
+	if _, err := memlimit.Set(memlimit.WithProvider(memlimit.FromCgroup),
+		memlimit.WithLogger(slog.New(logr.ToSlogHandler(setupLog)))); err != nil {
+		setupLog.Info("no soft memory limit set from the container's", "reason", err.Error())
+	}
 
 	// if the enable-http2 flag is false (the default), http/2 should be disabled
 	// due to its vulnerabilities. More specifically, disabling http/2 will

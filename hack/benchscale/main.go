@@ -25,6 +25,7 @@ import (
 	"io"
 	"os"
 	"os/exec"
+	"runtime/debug"
 	"strconv"
 	"strings"
 	"time"
@@ -49,7 +50,13 @@ func main() {
 		"memory is measured")
 	past := flag.Int("past", 0, "measure held writes' admission with 1 and this many past checklists instead")
 	writes := flag.Int("writes", 200, "held writes timed for each past (--past)")
+	softLimit := flag.Int64("soft-memory-limit-mib", 0, "with one size, Go's soft memory limit (GOMEMLIMIT) of the "+
+		"process, as the manager sets it to 90 % of its container's memory limit; 0 for none")
 	flag.Parse()
+	if *softLimit > 0 {
+		debug.SetMemoryLimit(*softLimit << 20)
+		fmt.Printf("== soft memory limit %d MiB (a container limit of %.0f MiB)\n", *softLimit, float64(*softLimit)/0.9)
+	}
 	// The manager's logs would drown the figures.
 	logf.SetLogger(zap.New(zap.WriteTo(io.Discard)))
 

@@ -335,7 +335,8 @@ func pastOf(ctx context.Context, c client.Client, cache client.Reader, space str
 }
 
 // heldWrites patches checkout's image n times, one after another (images w<from> on;
-// observed: each once the Deployment controller observed the one before), and returns each request's time in seconds and how many came back held.
+// observed: each once the Deployment controller observed the one before), and returns
+// each request's time in seconds and how many came back held.
 func heldWrites(ctx context.Context, c client.Client, space string, n, from int, observed bool) (times []float64,
 	held int, err error) {
 	for i := range n {
