@@ -23,6 +23,14 @@ const (
 	// step's, and the owner's stays in OwnerPartitionAnnotation until the last step.
 	StepAnnotation = "deploy.tminus.dev/step"
 
+	// StepVerb is the RBAC verb, on deploymentchecklists in the StatefulSet's
+	// namespace, that lets a write change or drop StepAnnotation while a live
+	// checklist releases the StatefulSet in steps. tminus's manager has it (its steps
+	// change the mark, its last release drops it); a writer without it has the mark put
+	// back: the manager reads from it whose partition the StatefulSet has, and the
+	// admission gate which writes it keeps back.
+	StepVerb = "step"
+
 	// OwnerStrategyAnnotation keeps, while tminus holds a DaemonSet with the OnDelete
 	// strategy, the update strategy its owner set (as JSON): the release puts it back,
 	// maxUnavailable and maxSurge included.

@@ -269,6 +269,13 @@ func ReplicaSetsMatchStatus(stored *appsv1.Deployment, rss []appsv1.ReplicaSet) 
 	if stored == nil || stored.Generation == 0 || stored.Status.ObservedGeneration != stored.Generation {
 		return false
 	}
+	if !stored.Spec.Paused && stored.Status.Replicas != stored.Status.UpdatedReplicas {
+		// Rolling out: the Deployment controller scales ReplicaSets up (an undo's old
+		// ReplicaSet, a maxSurge 0 rollout's new one) in writes its status does not
+		// count (it counts pods, not the ReplicaSets' desired counts), so a cache
+		// matching the counts may still miss a second ReplicaSet wanting pods.
+		return false
+	}
 	revision := stored.Annotations[RevisionAnnotation]
 	hash := gate.TemplateHash(&stored.Spec.Template)
 	seen := revision == ""

@@ -11,6 +11,9 @@ import (
 
 	. "github.com/onsi/gomega"
 	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
 
@@ -133,4 +136,112 @@ func TestAnUndoReachingAReplicaWhoseCacheMissesTheNewestReplicaSetIsDecidedOnThe
 	g.Expect(resp.Allowed).To(BeTrue())
 	g.Expect(resp.Patches).To(BeEmpty(), "the undo to a template that ran goes through untouched")
 	g.Expect(api.lists.Load()).To(Equal(int64(1)), "the ReplicaSets listed from the API server once")
+}
+
+// cacheAt is a webhook replica's cache that holds the namespace's ReplicaSets as the
+// API server stored them at resourceVersion rv (a LIST of that exact version): an
+// informer a moment behind holds exactly such a past state.
+type cacheAt struct {
+	client.Reader
+	ns, rv string
+}
+
+func (r *cacheAt) List(ctx context.Context, list client.ObjectList, opts ...client.ListOption) error {
+	if _, ok := list.(*appsv1.ReplicaSetList); ok {
+		return fresh.List(ctx, list, &client.ListOptions{Namespace: r.ns,
+			Raw: &metav1.ListOptions{ResourceVersion: r.rv, ResourceVersionMatch: metav1.ResourceVersionMatchExact}})
+	}
+	return r.Reader.List(ctx, list, opts...)
+}
+
+// TestANewTemplateWrittenWhileAnUndoScalesItsOldReplicaSetUpIsRefusedOnAReplicaWhoseCacheMissedTheScale:
+// checkout rolled v1 then v2, then was gated. The namespace's pod quota is full. The
+// on-call undoes to v1: the Deployment controller marks v1's ReplicaSet revision 3,
+// then scales it up by one (the surge pod, which the quota refuses), then records the
+// generation observed; the Deployment's status counts pods, not the ReplicaSets'
+// desired counts, so it reads as before. A pipeline writes v3, nothing released, and
+// the write reaches a webhook replica whose cache holds v1's ReplicaSet as marked but
+// not yet scaled. The Deployment is between two versions (two ReplicaSets want pods):
+// the write must be refused, as a LIST from the API server decides, not held (a pause
+// would freeze both versions side by side).
+func TestANewTemplateWrittenWhileAnUndoScalesItsOldReplicaSetUpIsRefusedOnAReplicaWhoseCacheMissedTheScale(t *testing.T) {
+	t.Parallel()
+	g := NewWithT(t)
+	ctx := context.Background()
+	ns := newNamespace(t)
+	d := testbed.Deployment(ns, "checkout", "checkout:v1", 3)
+	g.Expect(bed.Client.Create(ctx, d)).To(Succeed())
+	waitRolledOut(t, d, "checkout:v1")
+	setImage(t, d, "checkout:v2")
+	waitRolledOut(t, d, "checkout:v2")
+	label(t, d)
+
+	quota := &corev1.ResourceQuota{ObjectMeta: metav1.ObjectMeta{Name: "pods", Namespace: ns},
+		Spec: corev1.ResourceQuotaSpec{Hard: corev1.ResourceList{corev1.ResourcePods: resource.MustParse("3")}}}
+	g.Expect(bed.Client.Create(ctx, quota)).To(Succeed())
+	quota.Status = corev1.ResourceQuotaStatus{Hard: quota.Spec.Hard, Used: corev1.ResourceList{corev1.ResourcePods: resource.MustParse("3")}}
+	g.Expect(bed.Client.Status().Update(ctx, quota)).To(Succeed())
+
+	wc, err := client.NewWithWatch(bed.Config, client.Options{Scheme: bed.Client.Scheme()})
+	g.Expect(err).NotTo(HaveOccurred())
+	w, err := wc.Watch(ctx, &appsv1.ReplicaSetList{}, client.InNamespace(ns))
+	g.Expect(err).NotTo(HaveOccurred())
+	defer w.Stop()
+
+	undone := setImage(t, d, "checkout:v1")
+	g.Expect(undone.Spec.Paused).To(BeFalse(), "the undo to a template that ran is admitted")
+
+	// The version of v1's ReplicaSet marked revision 3 and not yet scaled up.
+	var marked string
+	deadline := time.After(time.Minute)
+	for marked == "" {
+		select {
+		case ev := <-w.ResultChan():
+			rs, ok := ev.Object.(*appsv1.ReplicaSet)
+			if ok && rs.Spec.Template.Spec.Containers[0].Image == "checkout:v1" &&
+				rs.Annotations[target.RevisionAnnotation] == "3" && rs.Spec.Replicas != nil && *rs.Spec.Replicas == 0 {
+				marked = rs.ResourceVersion
+			}
+		case <-deadline:
+			t.Fatal("v1's ReplicaSet was never marked revision 3 at 0 replicas")
+		}
+	}
+	lagging := &cacheAt{Reader: cached, ns: ns, rv: marked}
+
+	var stored *appsv1.Deployment
+	g.Eventually(func(g Gomega) {
+		stored = get(t, d)
+		g.Expect(stored.Status.ObservedGeneration).To(Equal(stored.Generation))
+		g.Expect(stored.Annotations).To(HaveKeyWithValue(target.RevisionAnnotation, "3"))
+		var now appsv1.ReplicaSetList
+		g.Expect(fresh.List(ctx, &now, client.InNamespace(ns))).To(Succeed())
+		wanting := 0
+		for _, rs := range now.Items {
+			if rs.Spec.Replicas != nil && *rs.Spec.Replicas > 0 {
+				wanting++
+			}
+		}
+		g.Expect(wanting).To(Equal(2), "v1's ReplicaSet scaled up beside v2's: the Deployment is rolling out")
+		rss, err := target.ReplicaSets(ctx, lagging, stored)
+		g.Expect(err).NotTo(HaveOccurred())
+		// The lagging cache agrees with the stored status: the revision's ReplicaSet is
+		// cached, and it counts the pods the status counts, in all and for v1.
+		var pods, updated int32
+		revised := false
+		for _, rs := range rss {
+			pods += rs.Status.Replicas
+			if rs.Spec.Template.Spec.Containers[0].Image == "checkout:v1" {
+				updated += rs.Status.Replicas
+				revised = rs.Annotations[target.RevisionAnnotation] == "3"
+			}
+		}
+		g.Expect([]any{revised, pods, updated}).To(Equal([]any{true, stored.Status.Replicas, stored.Status.UpdatedReplicas}))
+	}, time.Minute, 100*time.Millisecond).Should(Succeed())
+
+	write := stored.DeepCopy()
+	write.Spec.Template.Spec.Containers[0].Image = "checkout:v3"
+	h := &webhook.DeploymentGate{Reader: lagging, Fresh: fresh, Decoder: admission.NewDecoder(bed.Client.Scheme())}
+	resp := h.Handle(ctx, updateRequest(t, stored, write))
+	g.Expect(resp.Allowed).To(BeFalse(), "refused, not held: a pause now would freeze v1 and v2 side by side")
+	g.Expect(resp.Result.Message).To(ContainSubstring("is rolling out"))
 }

@@ -7,17 +7,22 @@ import (
 	"maps"
 	"net/http"
 	"slices"
+	"strings"
 
 	"gomodules.xyz/jsonpatch/v2"
 	admissionv1 "k8s.io/api/admission/v1"
 	appsv1 "k8s.io/api/apps/v1"
+	authorizationv1 "k8s.io/api/authorization/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
 
 	deployv1alpha1 "github.com/tminus-dev/tminus/api/v1alpha1"
+	"github.com/tminus-dev/tminus/internal/deputy"
 	"github.com/tminus-dev/tminus/internal/gate"
 	"github.com/tminus-dev/tminus/internal/target"
 )
+
+// +kubebuilder:rbac:groups=deploy.tminus.dev,resources=deploymentchecklists,verbs=step
 
 // StatefulSetGatePath is where the StatefulSet admission webhook is served.
 const StatefulSetGatePath = "/mutate-apps-v1-statefulset"
@@ -37,7 +42,8 @@ type StatefulSetGate struct {
 	// Reader reads checklists and ControllerRevisions from the manager's cache, Fresh
 	// from the API server (a write about to be held or refused is decided again on it).
 	Reader, Fresh client.Reader
-	// Authorizer judges a write dropping refused templates, as for Deployments.
+	// Authorizer judges a write dropping refused templates, as for Deployments, and one
+	// changing the step mark (keepStepMark).
 	Authorizer client.Client
 }
 
@@ -56,6 +62,10 @@ func (w *StatefulSetGate) Handle(ctx context.Context, req admission.Request) adm
 		// Which revisions ran pods is the stored object's status, not what the writer
 		// sent back.
 		cur.Status = old.Status
+	}
+	markOps, markWarning, err := w.keepStepMark(ctx, req, old, &cur)
+	if err != nil {
+		return admission.Errored(http.StatusInternalServerError, err)
 	}
 	if old != nil {
 		// Scaling up in a step: the one write of spec.replicas this webhook sees (its
@@ -77,7 +87,7 @@ func (w *StatefulSetGate) Handle(ctx context.Context, req admission.Request) adm
 	if err != nil {
 		return admission.Errored(http.StatusInternalServerError, err)
 	}
-	ops := keepRefusalsIn(&cur.ObjectMeta, kept)
+	ops := append(markOps, keepRefusalsIn(&cur.ObjectMeta, kept)...)
 	v, cls, err := w.decide(ctx, old, &cur)
 	if err != nil {
 		return admission.Errored(http.StatusInternalServerError, err)
@@ -96,8 +106,10 @@ func (w *StatefulSetGate) Handle(ctx context.Context, req admission.Request) adm
 			cur.Namespace, cur.Name, old.Annotations[deployv1alpha1.StepAnnotation], why))
 	}
 	var warnings []string
-	if warning != "" {
-		warnings = append(warnings, warning)
+	for _, msg := range []string{markWarning, warning} {
+		if msg != "" {
+			warnings = append(warnings, msg)
+		}
 	}
 	if v.Hold != "" {
 		if why := target.NotGateableStatefulSet(&cur); why != "" && old != nil && target.StatefulSetGateView(old, nil).Paused {
@@ -215,6 +227,58 @@ func partitionHoldPatch(old, s *appsv1.StatefulSet, v gate.Verdict) []jsonpatch.
 		ops = append(ops, jsonpatch.NewOperation("remove", "/metadata/annotations/"+pointerEscape(deployv1alpha1.HeldTemplateAnnotation), nil))
 	}
 	return ops
+}
+
+// keepStepMark judges a write that changes or drops the stored StatefulSet's step mark
+// (deploy.tminus.dev/step) while a live checklist releases it in steps: tminus's manager
+// changes it at each step and drops it at the last release, with the verb step on
+// deploymentchecklists in the namespace. From a writer without it (kubectl annotate
+// db deploy.tminus.dev/step-, a GitOps tool replacing the whole object), the mark is
+// put back: without it the gate would admit a scale-up or a lowered partition that
+// starts pods on the release before the step's phase judged them, and the manager's
+// last release would not put the owner's partition back. ops is the JSON patch, cur's
+// annotations are set as it stores them, and warning says what was kept and why.
+func (w *StatefulSetGate) keepStepMark(ctx context.Context, req admission.Request, old, cur *appsv1.StatefulSet) (
+	ops []jsonpatch.JsonPatchOperation, warning string, err error) {
+	if old == nil {
+		return nil, "", nil
+	}
+	step := old.Annotations[deployv1alpha1.StepAnnotation]
+	if step == "" || cur.Annotations[deployv1alpha1.StepAnnotation] == step {
+		return nil, "", nil
+	}
+	live, err := steppedBy(ctx, w.Reader, w.Fresh, old)
+	if err != nil || len(live) == 0 {
+		return nil, "", err
+	}
+	if w.Authorizer != nil {
+		ok, err := deputy.Allowed(ctx, w.Authorizer, deputy.SubjectOf(req.UserInfo), authorizationv1.ResourceAttributes{
+			Namespace: cur.Namespace, Verb: deployv1alpha1.StepVerb,
+			Group: deployv1alpha1.GroupVersion.Group, Resource: checklistsResource,
+		})
+		if err != nil {
+			return nil, "", fmt.Errorf("judging the step mark written: %w", err)
+		}
+		if ok {
+			return nil, "", nil
+		}
+	}
+	if cur.Annotations == nil {
+		ops = []jsonpatch.JsonPatchOperation{jsonpatch.NewOperation("add", "/metadata/annotations",
+			map[string]string{deployv1alpha1.StepAnnotation: step})}
+	} else {
+		ops = []jsonpatch.JsonPatchOperation{jsonpatch.NewOperation("add",
+			"/metadata/annotations/"+pointerEscape(deployv1alpha1.StepAnnotation), step)}
+	}
+	cur.Annotations = maps.Clone(cur.Annotations)
+	if cur.Annotations == nil {
+		cur.Annotations = map[string]string{}
+	}
+	cur.Annotations[deployv1alpha1.StepAnnotation] = step
+	return ops, fmt.Sprintf("tminus kept %s: %q: checklist %s releases this StatefulSet in steps, and user %q may not "+
+		"change the mark (it needs the verb %s on deploymentchecklists in namespace %s). Let the release end, or roll it "+
+		"back (kubectl checklist rollback %s -n %s --reason ...)", deployv1alpha1.StepAnnotation, step,
+		strings.Join(live, ", "), req.UserInfo.Username, deployv1alpha1.StepVerb, cur.Namespace, live[0], cur.Namespace), nil
 }
 
 // stepPartitionPatch is the JSON patch that keeps a step's partition when a writer other

@@ -3,6 +3,7 @@ package webhook_test
 import (
 	"context"
 	"fmt"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -11,9 +12,11 @@ import (
 	appsv1 "k8s.io/api/apps/v1"
 	autoscalingv1 "k8s.io/api/autoscaling/v1"
 	corev1 "k8s.io/api/core/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/intstr"
+	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	deployv1alpha1 "github.com/tminus-dev/tminus/api/v1alpha1"
@@ -791,4 +794,85 @@ func TestAStepLeftByADeletedChecklistIsTheOwnersToFinish(t *testing.T) {
 	}, 10*time.Second, 100*time.Millisecond).Should(Succeed())
 	g.Expect(getStatefulSet(g, s).Spec.UpdateStrategy.RollingUpdate.Partition).To(HaveValue(BeZero()))
 	waitStatefulSetRolledOut(t, s, "db:v2", 3)
+}
+
+// warningsSeen keeps the warnings the API server sent a client (admission webhooks'
+// warnings among them), as kubectl prints them.
+type warningsSeen struct {
+	mu  sync.Mutex
+	all []string
+}
+
+func (w *warningsSeen) HandleWarningHeader(_ int, _, text string) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.all = append(w.all, text)
+}
+
+func (w *warningsSeen) seen() []string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return slices.Clone(w.all)
+}
+
+// statefulSetEditor is user in namespace ns with the rights of a StatefulSet editor
+// (get, update, patch StatefulSets and their scale; read checklists) and nothing more,
+// with the warnings the API server sends it.
+func statefulSetEditor(t *testing.T, ns, user string) (client.Client, *warningsSeen) {
+	t.Helper()
+	g := NewWithT(t)
+	role := &rbacv1.Role{ObjectMeta: metav1.ObjectMeta{Name: "statefulset-editor", Namespace: ns}, Rules: []rbacv1.PolicyRule{
+		{APIGroups: []string{"apps"}, Resources: []string{"statefulsets", "statefulsets/scale"}, Verbs: []string{"get", "list", "update", "patch"}},
+		{APIGroups: []string{"deploy.tminus.dev"}, Resources: []string{"deploymentchecklists"}, Verbs: []string{"get", "list"}},
+	}}
+	g.Expect(bed.Client.Create(context.Background(), role)).To(Succeed())
+	g.Expect(bed.Client.Create(context.Background(), bindingIn(ns, user, role.Name, user))).To(Succeed())
+	cfg, err := bed.AddUser(user)
+	g.Expect(err).NotTo(HaveOccurred())
+	cfg = rest.CopyConfig(cfg)
+	seen := &warningsSeen{}
+	cfg.WarningHandler = seen
+	c, err := client.New(cfg, client.Options{Scheme: bed.Client.Scheme()})
+	g.Expect(err).NotTo(HaveOccurred())
+	return c, seen
+}
+
+// TestAStepMarkDroppedByAnEditorIsPutBackSoTheStatefulSetCannotBeScaledOrReleasedPastItsStep:
+// db is in the first step of a release in steps (partition 2: db-2 on v2). Sam, who may
+// edit StatefulSets, drops deploy.tminus.dev/step (kubectl annotate db
+// deploy.tminus.dev/step-: a write of an annotation alone). The write is admitted with
+// the mark put back and a warning naming the checklist and the verb it takes. Sam then
+// scales db to 5 (refused: db-3 and db-4 would start on the release), and writes
+// partition 0 with the mark dropped in the same write (the step's partition is kept, 0
+// kept as the owner's). No pod but db-2 runs v2.
+func TestAStepMarkDroppedByAnEditorIsPutBackSoTheStatefulSetCannotBeScaledOrReleasedPastItsStep(t *testing.T) {
+	t.Parallel()
+	g := NewWithT(t)
+	ctx := context.Background()
+	ns := newNamespace(t)
+	s, _ := inFirstStep(t, ns)
+	sam, warnings := statefulSetEditor(t, ns, "sam")
+
+	g.Expect(sam.Patch(ctx, getStatefulSet(g, s), client.RawPatch(types.MergePatchType,
+		[]byte(`{"metadata":{"annotations":{"`+deployv1alpha1.StepAnnotation+`":null}}}`)))).To(Succeed())
+	g.Expect(getStatefulSet(g, s).Annotations).To(HaveKeyWithValue(deployv1alpha1.StepAnnotation, "1 of 2"))
+	g.Expect(warnings.seen()).To(ContainElement(And(ContainSubstring("tminus kept deploy.tminus.dev/step"),
+		ContainSubstring("checklist db-v2"), ContainSubstring(`user "sam" may not change the mark`))))
+
+	scale := &autoscalingv1.Scale{}
+	g.Expect(sam.SubResource("scale").Get(ctx, getStatefulSet(g, s), scale)).To(Succeed())
+	scale.Spec.Replicas = 5
+	err := sam.SubResource("scale").Update(ctx, getStatefulSet(g, s), client.WithSubResourceBody(scale))
+	g.Expect(err).To(MatchError(ContainSubstring("is released in steps by checklist db-v2 (step 1 of 2")))
+
+	g.Expect(sam.Patch(ctx, getStatefulSet(g, s), client.RawPatch(types.MergePatchType,
+		[]byte(`{"metadata":{"annotations":{"`+deployv1alpha1.StepAnnotation+`":null}},`+
+			`"spec":{"updateStrategy":{"rollingUpdate":{"partition":0}}}}`)))).To(Succeed())
+	cur := getStatefulSet(g, s)
+	g.Expect(cur.Annotations).To(HaveKeyWithValue(deployv1alpha1.StepAnnotation, "1 of 2"))
+	g.Expect(cur.Annotations).To(HaveKeyWithValue(deployv1alpha1.OwnerPartitionAnnotation, "0"))
+	g.Expect(cur.Spec.Replicas).To(HaveValue(Equal(int32(3))))
+	g.Expect(cur.Spec.UpdateStrategy.RollingUpdate.Partition).To(HaveValue(Equal(int32(2))), "the step's partition")
+	g.Consistently(func(g Gomega) []string { return statefulSetPodImages(g, ns, "db") }, 2*time.Second, 200*time.Millisecond).
+		Should(ConsistOf("db:v1", "db:v1", "db:v2"), "no pod but the step's on the release")
 }

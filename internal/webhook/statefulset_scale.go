@@ -82,23 +82,9 @@ func scaleUpInStep(ctx context.Context, reader, fresh client.Reader, s *appsv1.S
 	if to <= from || step == "" {
 		return "", nil
 	}
-	cls, err := target.DecidingOf(ctx, reader, deployv1alpha1.KindStatefulSet, s.Namespace, s.Name, "")
-	if err != nil {
+	live, err := steppedBy(ctx, reader, fresh, s)
+	if err != nil || len(live) == 0 {
 		return "", err
-	}
-	if fresh != nil {
-		if cls, err = target.RefreshChecklists(ctx, fresh, s.Namespace, cls, func(c *gate.Checklist) bool { return c.Live() }); err != nil {
-			return "", err
-		}
-	}
-	var live []string
-	for i := range cls {
-		if cls[i].Live() {
-			live = append(live, cls[i].Name)
-		}
-	}
-	if len(live) == 0 {
-		return "", nil
 	}
 	pods := make([]string, 0, to-from)
 	for i := from; i < to; i++ {
@@ -109,6 +95,29 @@ func scaleUpInStep(ctx context.Context, reader, fresh client.Reader, s *appsv1.S
 		"counts pods by ordinal, and new pods stand above it). Scale it once the release ends, or roll the release "+
 		"back first (kubectl checklist rollback %s -n %s --reason ...); scaling down is not refused",
 		s.Namespace, s.Name, strings.Join(live, ", "), step, from, to, strings.Join(pods, ", "), live[0], s.Namespace), nil
+}
+
+// steppedBy names the live checklists deciding the StatefulSet s, which a step mark on
+// it (deploy.tminus.dev/step) says release it in steps: those the cache (reader) shows
+// live, read again from the API server (fresh) first, so one that just ended is not
+// named.
+func steppedBy(ctx context.Context, reader, fresh client.Reader, s *appsv1.StatefulSet) ([]string, error) {
+	cls, err := target.DecidingOf(ctx, reader, deployv1alpha1.KindStatefulSet, s.Namespace, s.Name, "")
+	if err != nil {
+		return nil, err
+	}
+	if fresh != nil {
+		if cls, err = target.RefreshChecklists(ctx, fresh, s.Namespace, cls, func(c *gate.Checklist) bool { return c.Live() }); err != nil {
+			return nil, err
+		}
+	}
+	var live []string
+	for i := range cls {
+		if cls[i].Live() {
+			live = append(live, cls[i].Name)
+		}
+	}
+	return live, nil
 }
 
 // replicasOf is the StatefulSet's spec.replicas (1 when unset, as the API server
